@@ -1,0 +1,1 @@
+"""A clustered, self-hosted SIP PBX."""
