@@ -1,0 +1,51 @@
+"""Checks of the names and secrets that administrators type, shared by config, CLI and import.
+
+Each check returns the normalized value or raises ValueError with a message that says
+exactly what is wrong and is safe to show (it never echoes a password).
+"""
+
+import re
+
+EXTENSION_MAX_LENGTH = 32
+PASSWORD_MIN_LENGTH = 4
+DOMAIN_MAX_LENGTH = 253
+EMAIL_MAX_LENGTH = 254
+
+_EXTENSION_RE = re.compile(r"[A-Za-z0-9._-]+")
+_DOMAIN_LABEL_RE = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+")
+
+
+def validate_extension(value: str) -> str:
+    """An extension is the SIP user part: letters, digits and `._-`, 1 to 32 characters."""
+    if not value:
+        raise ValueError("extension is empty")
+    if len(value) > EXTENSION_MAX_LENGTH:
+        raise ValueError(f"extension {value[:40]!r} is longer than {EXTENSION_MAX_LENGTH} characters")
+    if not _EXTENSION_RE.fullmatch(value):
+        raise ValueError(f"extension {value!r} may only contain letters, digits, '.', '_' and '-'")
+    return value
+
+
+def validate_password(value: str) -> str:
+    if len(value) < PASSWORD_MIN_LENGTH:
+        raise ValueError(f"password is shorter than {PASSWORD_MIN_LENGTH} characters")
+    return value
+
+
+def validate_domain(value: str) -> str:
+    """A SIP domain (also the digest realm): a DNS name, returned lower-cased."""
+    domain = value.strip().lower()
+    if not domain:
+        raise ValueError("domain is empty")
+    if len(domain) > DOMAIN_MAX_LENGTH:
+        raise ValueError(f"domain is longer than {DOMAIN_MAX_LENGTH} characters")
+    if not all(_DOMAIN_LABEL_RE.fullmatch(label) for label in domain.split(".")):
+        raise ValueError(f"domain {value!r} is not a valid DNS name")
+    return domain
+
+
+def validate_email(value: str) -> str:
+    if len(value) > EMAIL_MAX_LENGTH or not _EMAIL_RE.fullmatch(value):
+        raise ValueError(f"email {value!r} is not an email address")
+    return value

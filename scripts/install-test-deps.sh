@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the third-party SIP peers and reference servers that the integration
+# tests (tests/data/sipp/) and the benchmarks (bench/) drive. Debian 12, as root.
+# Idempotent: apt-get install leaves installed packages alone.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-test-deps.sh: run as root (it calls apt-get)" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+
+packages=(
+    sip-tester              # sipp 3.6: scenarios in tests/data/sipp/, load in bench/
+    kamailio                # reference SIP server for bench/sip_rates.py
+    kamailio-extra-modules  # optional Kamailio modules (JSON, presence, ...) for other reference configs
+    baresip-core            # headless softphone for integration tests
+    sipsak                  # one-shot registration checks
+    sipvicious              # svmap/svwar/svcrack: enumeration and brute-force tests
+    procps                  # ps/pgrep used when inspecting daemons
+)
+
+apt-get update
+apt-get install -y --no-install-recommends "${packages[@]}"
+
+# Debian enables a system Kamailio service on install; tests and benchmarks start
+# their own instance on their own port, so keep the packaged one from holding 5060.
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    systemctl disable --now kamailio.service >/dev/null 2>&1 || true
+fi
+
+sipp -v 2>&1 | grep -m1 -i 'sipp v' || true
+kamailio -v | head -n1
