@@ -1,0 +1,129 @@
+"""Digest authentication of REGISTER and INVITE, with brute-force policy.
+
+The answers never tell whether an extension exists: an unknown user is challenged and
+refused exactly like a known one with a wrong password (a dummy hash is checked so the
+work, and the time it takes, is the same).
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..sip.digest import (
+    DigestAlgorithm,
+    DigestCredentials,
+    NonceManager,
+    NonceStatus,
+    build_challenges,
+    compute_ha1,
+    verify_response,
+)
+from ..sip.message import SipRequest
+from .policy import AuthFailureLimiter
+
+
+@dataclass(frozen=True, slots=True)
+class UserCredentials:
+    """What the Call Manager knows of a user to check a digest response."""
+
+    tenant_id: int
+    domain: str
+    extension: str
+    ha1_md5: str
+    ha1_sha256: str
+
+    def ha1(self, algorithm: DigestAlgorithm) -> str:
+        return self.ha1_sha256 if algorithm is DigestAlgorithm.SHA256 else self.ha1_md5
+
+
+CredentialLookup = Callable[[str, str], UserCredentials | None]
+"""(domain, username) -> the user's credentials, or None."""
+
+
+class AuthOutcome(enum.Enum):
+    AUTHENTICATED = "authenticated"
+    CHALLENGE = "challenge"
+    FORBIDDEN = "forbidden"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResult:
+    outcome: AuthOutcome
+    user: UserCredentials | None = None
+    challenge_headers: tuple[tuple[str, str], ...] = ()
+    """WWW-/Proxy-Authenticate headers to put in the 401/407."""
+    blocked_now: bool = False
+    """This failure put the source on the block list (worth a log line)."""
+
+
+class Authenticator:
+    def __init__(self, *, lookup: CredentialLookup, nonces: NonceManager, limiter: AuthFailureLimiter,
+                 algorithms: tuple[DigestAlgorithm, ...] = (DigestAlgorithm.SHA256, DigestAlgorithm.MD5)):
+        self._lookup = lookup
+        self._nonces = nonces
+        self._limiter = limiter
+        self._algorithms = algorithms
+        self._dummy_ha1 = {a: compute_ha1("nobody", "nowhere", secrets.token_hex(16), a) for a in algorithms}
+
+    def authenticate(self, request: SipRequest, *, realm: str, source_ip: str, now: float,
+                     proxy: bool) -> AuthResult:
+        """Check the request's credentials for `realm`.
+
+        `proxy` selects Proxy-Authorization/407 (INVITE and other requests a proxy
+        challenges) over Authorization/401 (REGISTER, RFC 3261 22.3).
+        """
+        if self._limiter.is_blocked(source_ip, now):
+            return AuthResult(AuthOutcome.FORBIDDEN)
+        credentials = self._credentials_for(request, realm, proxy)
+        if credentials is None:
+            return self._challenge(realm, now, proxy)
+        algorithm = _algorithm_of(credentials)
+        if algorithm not in self._algorithms:
+            return self._challenge(realm, now, proxy)
+        status = self._nonces.check(credentials.nonce, credentials.nc or 0, now)
+        if status is NonceStatus.STALE:
+            return self._challenge(realm, now, proxy, stale=True)
+        user = self._lookup(realm, credentials.username)
+        ha1 = user.ha1(algorithm) if user is not None else self._dummy_ha1[algorithm]
+        good = verify_response(credentials, method=request.method, ha1=ha1, entity_body=request.body)
+        if status is NonceStatus.VALID and good and user is not None:
+            self._limiter.record_success(source_ip)
+            return AuthResult(AuthOutcome.AUTHENTICATED, user=user)
+        if status is NonceStatus.REPLAY and good and user is not None:
+            # A correct answer to a used nonce: a replay or a client that reuses nonces; ask again.
+            return self._challenge(realm, now, proxy)
+        if self._limiter.record_failure(source_ip, now):
+            return AuthResult(AuthOutcome.FORBIDDEN, blocked_now=True)
+        return self._challenge(realm, now, proxy)
+
+    def _credentials_for(self, request: SipRequest, realm: str, proxy: bool) -> DigestCredentials | None:
+        header = "Proxy-Authorization" if proxy else "Authorization"
+        for value in request.headers.get_lines(header):
+            if not value.lower().startswith("digest"):
+                continue
+            credentials = DigestCredentials.parse(value)
+            if credentials.realm == realm:
+                return credentials
+        return None
+
+    def _challenge(self, realm: str, now: float, proxy: bool, *, stale: bool = False) -> AuthResult:
+        name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        nonce = self._nonces.make_nonce(now)
+        offered = [value for value in build_challenges(realm, nonce, stale=stale)
+                   if _challenge_algorithm(value) in self._algorithms]
+        return AuthResult(AuthOutcome.CHALLENGE, challenge_headers=tuple((name, v) for v in offered))
+
+
+def _algorithm_of(credentials: DigestCredentials) -> DigestAlgorithm | None:
+    name = (credentials.algorithm or "MD5").upper()
+    for algorithm in DigestAlgorithm:
+        if algorithm.value.upper() == name:
+            return algorithm
+    return None
+
+
+def _challenge_algorithm(value: str) -> DigestAlgorithm:
+    return DigestAlgorithm.SHA256 if "algorithm=SHA-256" in value else DigestAlgorithm.MD5

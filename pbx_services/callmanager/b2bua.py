@@ -1,0 +1,527 @@
+"""The B2BUA: every call is two dialogs, one with the caller (A leg) and one with the callee (B leg).
+
+The caller's INVITE is authenticated and routed to every registered contact of the dialed
+extension at once (parallel forking); the first 2xx wins and the other branches are
+cancelled. Provisional answers, the answer, CANCEL, BYE from either side and in-dialog
+requests (re-INVITE for hold/resume, INFO, UPDATE) are relayed between the legs. We
+answer as a UAS on the A leg, so we retransmit our own 2xx until the caller ACKs it
+(RFC 3261 13.3.1.4), and ACK the callee's 2xx ourselves.
+
+Sans-IO: driven by `SipStack` events with the time passed in.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from ..cluster.events import CallEnded, Disposition, HangupBy
+from ..sip.dialog import Dialog
+from ..sip.errors import RemoteProtocolError
+from ..sip.headers import Address
+from ..sip.message import SipRequest, SipResponse, make_response
+from ..sip.transaction import T1, T2, ClientTransaction, ServerTransaction, make_cancel, make_tag
+from ..sip.uri import SipUri, parse_uri
+from .auth import AuthOutcome, Authenticator
+from .location import Binding, LocationService
+from .stack import SERVER_NAME, SipStack
+from .timers import Timer, TimerQueue
+
+log = logging.getLogger(__name__)
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER"
+# Headers of an in-dialog request that mean something to the far end and are carried across.
+RELAYED_HEADERS = ("Content-Type", "Content-Disposition", "Event", "Subscription-State", "Info-Package",
+                   "Recv-Info")
+
+
+class Phase(enum.Enum):
+    ROUTING = "routing"
+    """INVITE sent to the callee's contacts, no answer yet."""
+    ANSWERED = "answered"
+    ENDED = "ended"
+
+
+@dataclass(eq=False)
+class Unacked:
+    """A 2xx to an INVITE that we sent and retransmit until the ACK arrives."""
+
+    response: SipResponse
+    cseq: int
+    timer: Timer | None
+    on_ack: Callable[[SipRequest, float], None]
+
+
+@dataclass(eq=False)
+class Leg:
+    """Our side of a dialog with one phone."""
+
+    side: HangupBy
+    """Who this phone is in the call, for the CDR's hangup_by."""
+    peer: tuple[str, int]
+    """Where this phone's requests come from and where ours go (works behind NAT)."""
+    transport: str
+    dialog: Dialog | None = None
+    unacked: Unacked | None = None
+    acks_sent: dict[int, SipRequest] = field(default_factory=dict)
+    """ACKs we sent for the phone's 2xx answers, by CSeq, re-sent on its retransmissions."""
+
+
+@dataclass(eq=False)
+class Branch:
+    """One attempt to reach one registered contact of the callee."""
+
+    leg: Leg
+    invite: SipRequest
+    tx: ClientTransaction | None = None
+    provisional: bool = False
+    cancelled: bool = False
+    final: int | None = None
+
+
+@dataclass(eq=False)
+class Call:
+    a: Leg
+    a_tx: ServerTransaction
+    a_invite: SipRequest
+    a_tag: str
+    b_call_id: str
+    b_tag: str
+    caller: str
+    callee: str
+    tenant_id: int | None
+    started_at: float
+    branches: list[Branch] = field(default_factory=list)
+    b: Leg | None = None
+    phase: Phase = Phase.ROUTING
+    answered_at: float | None = None
+    ring_timer: Timer | None = None
+    reinvite_pending: bool = False
+
+    def other(self, leg: Leg) -> Leg | None:
+        return self.b if leg is self.a else self.a
+
+
+class B2bua:
+    def __init__(self, *, stack: SipStack, location: LocationService, authenticator: Authenticator,
+                 timers: TimerQueue, realm_for: Callable[[str], str],
+                 extension_exists: Callable[[str, str], bool], on_call_ended: Callable[[CallEnded], None],
+                 no_answer_timeout: float = 60.0, wall_offset: float = 0.0) -> None:
+        self._stack = stack
+        self._location = location
+        self._auth = authenticator
+        self._timers = timers
+        self._realm_for = realm_for
+        self._extension_exists = extension_exists
+        self._on_call_ended = on_call_ended
+        self._no_answer_timeout = no_answer_timeout
+        self._wall_offset = wall_offset
+        self._dialogs: dict[tuple[str, str, str], tuple[Call, Leg]] = {}
+        self.calls: set[Call] = set()
+
+    # -- new calls -------------------------------------------------------------------
+
+    def handle_invite(self, request: SipRequest, tx: ServerTransaction, source: tuple[str, int],
+                      transport: str, now: float) -> None:
+        if request.max_forwards == 0:
+            self._stack.respond(tx, 483, now=now)
+            return
+        if request.body and request.content_type != "application/sdp":
+            self._stack.respond(tx, 415, now=now, headers=[("Accept", "application/sdp")])
+            return
+        from_uri = request.from_.sip_uri
+        realm = self._realm_for(from_uri.host)
+        result = self._auth.authenticate(request, realm=realm, source_ip=source[0], now=now, proxy=True)
+        if result.outcome is AuthOutcome.CHALLENGE:
+            self._stack.respond(tx, 407, now=now, to_tag=make_tag(), headers=result.challenge_headers)
+            return
+        if result.outcome is AuthOutcome.FORBIDDEN or result.user is None:
+            if result.blocked_now:
+                log.warning("blocked %s after repeated authentication failures", source[0])
+            self._stack.respond(tx, 403, now=now, to_tag=make_tag())
+            return
+        target = request.uri
+        dialed = target.user_unescaped if isinstance(target, SipUri) else None
+        if not isinstance(target, SipUri):
+            self._stack.respond(tx, 416, now=now)
+            return
+        if not dialed or not self._extension_exists(realm, dialed):
+            self._stack.respond(tx, 404, now=now, to_tag=make_tag())
+            return
+        bindings = self._location.lookup(f"sip:{dialed}@{realm}", now)
+        if not bindings:
+            self._stack.respond(tx, 480, now=now, to_tag=make_tag())
+            return
+        call = Call(a=Leg(HangupBy.CALLER, source, transport), a_tx=tx, a_invite=request, a_tag=make_tag(),
+                    b_call_id=make_tag() + make_tag(), b_tag=make_tag(), caller=result.user.extension,
+                    callee=dialed, tenant_id=result.user.tenant_id, started_at=now)
+        tx.user_data = call
+        self.calls.add(call)
+        for binding in bindings:
+            self._start_branch(call, binding, realm, now)
+        call.ring_timer = self._timers.schedule(now + self._no_answer_timeout,
+                                                lambda t: self._no_answer(call, t))
+
+    def _start_branch(self, call: Call, binding: Binding, realm: str, now: float) -> None:
+        a_invite = call.a_invite
+        caller = Address(uri=SipUri(host=realm, user=call.caller), display_name=a_invite.from_.display_name,
+                         params={"tag": call.b_tag})
+        headers = [
+            ("Via", self._stack.via(binding.transport)),
+            ("Max-Forwards", str(a_invite.max_forwards - 1)),
+            ("From", str(caller)),
+            ("To", str(Address(uri=SipUri(host=realm, user=call.callee)))),
+            ("Call-ID", call.b_call_id),
+            ("CSeq", "1 INVITE"),
+            ("Contact", str(self._stack.contact(binding.transport))),
+            ("Allow", ALLOW),
+            ("User-Agent", SERVER_NAME),
+        ]
+        content_type = a_invite.headers.get("Content-Type")
+        if content_type:
+            headers.append(("Content-Type", content_type))
+        invite = SipRequest("INVITE", parse_uri(binding.contact), headers, a_invite.body)
+        branch = Branch(leg=Leg(HangupBy.CALLEE, binding.source, binding.transport), invite=invite)
+        call.branches.append(branch)
+        branch.tx = self._stack.send_request(invite, binding.source, binding.transport, now)
+        branch.tx.user_data = lambda response, t: self._on_branch_response(call, branch, response, t)
+
+    # -- answers from the callee ------------------------------------------------------
+
+    def _on_branch_response(self, call: Call, branch: Branch, response: SipResponse, now: float) -> None:
+        code = response.status_code
+        if code < 200:
+            if code == 100:
+                return
+            branch.provisional = True
+            if branch.cancelled:
+                self._send_cancel(branch, now)
+                return
+            if call.phase is Phase.ROUTING:
+                self._relay_provisional(call, response, now)
+            return
+        if code < 300:
+            self._on_branch_answer(call, branch, response, now)
+            return
+        branch.final = code
+        if call.phase is Phase.ROUTING and all(b.final is not None for b in call.branches):
+            status = best_final_status([b.final for b in call.branches if b.final is not None])
+            self._stack.respond(call.a_tx, status, now=now, to_tag=call.a_tag)
+            self._end(call, now, disposition_for(status), status, None)
+
+    def _relay_provisional(self, call: Call, response: SipResponse, now: float) -> None:
+        headers: list[tuple[str, str]] = [("Contact", str(self._stack.contact(call.a.transport)))]
+        content_type = response.headers.get("Content-Type")
+        if content_type and response.body:
+            headers.append(("Content-Type", content_type))
+        self._stack.respond(call.a_tx, response.status_code, response.reason, now=now, to_tag=call.a_tag,
+                            headers=headers, body=response.body if content_type else b"")
+
+    def _on_branch_answer(self, call: Call, branch: Branch, response: SipResponse, now: float) -> None:
+        leg = branch.leg
+        if leg.dialog is not None:
+            # A retransmitted 2xx: our ACK was lost (or is not sent yet: the caller has not ACKed).
+            ack = leg.acks_sent.get(response.cseq.seq)
+            if ack is not None:
+                self._stack.send_stateless(ack, leg.peer, leg.transport)
+            return
+        leg.dialog = Dialog.from_uac(branch.invite, response)
+        if call.phase is not Phase.ROUTING:
+            # Answered too late (cancelled, or another device won): take it and hang it up.
+            self._send_ack(leg, branch.invite.cseq.seq, b"", None, now)
+            self._send_bye(leg, now)
+            return
+        branch.final = response.status_code
+        call.b = leg
+        call.phase = Phase.ANSWERED
+        call.answered_at = now
+        self._cancel_timer(call.ring_timer)
+        self._register_dialog(call, leg)
+        for other in call.branches:
+            if other is not branch:
+                self._cancel_branch(other, now)
+        call.a.dialog = Dialog.from_uas(call.a_invite, local_tag=call.a_tag,
+                                        local_contact=self._stack.contact(call.a.transport))
+        self._register_dialog(call, call.a)
+        invite_cseq = branch.invite.cseq.seq
+        if call.a_invite.body:
+            self._send_ack(leg, invite_cseq, b"", None, now)
+            on_ack: Callable[[SipRequest, float], None] = _ignore_ack
+        else:
+            # Late offer: the callee's 2xx holds the offer, the caller's ACK the answer for it.
+            def on_ack(ack: SipRequest, t: float) -> None:
+                self._send_ack(leg, invite_cseq, ack.body, ack.headers.get("Content-Type"), t)
+        self._answer(call, call.a, call.a_tx, response, on_ack, now)
+
+    def _answer(self, call: Call, leg: Leg, tx: ServerTransaction, answer: SipResponse,
+                on_ack: Callable[[SipRequest, float], None], now: float) -> None:
+        """Send a 2xx on `leg` for the INVITE in `tx`, retransmitted until ACKed (UDP)."""
+        headers: list[tuple[str, str]] = [("Contact", str(self._stack.contact(leg.transport)))]
+        content_type = answer.headers.get("Content-Type")
+        if content_type and answer.body:
+            headers.append(("Content-Type", content_type))
+        response = self._stack.respond(tx, answer.status_code, answer.reason, now=now, to_tag=call.a_tag
+                                       if leg is call.a else None, headers=headers,
+                                       body=answer.body if content_type else b"")
+        unacked = Unacked(response=response, cseq=tx.request.cseq.seq, timer=None, on_ack=on_ack)
+        leg.unacked = unacked
+        if leg.transport == "UDP":
+            self._schedule_2xx_retransmit(call, leg, unacked, now, T1, now + 64 * T1)
+
+    def _schedule_2xx_retransmit(self, call: Call, leg: Leg, unacked: Unacked, now: float,
+                                 interval: float, give_up_at: float) -> None:
+        def fire(t: float) -> None:
+            if leg.unacked is not unacked:
+                return
+            if t >= give_up_at:
+                log.info("no ACK for our 2xx on call %s: hanging up", call.a_invite.call_id)
+                leg.unacked = None
+                self._hang_up(call, t, hangup_by=HangupBy.SYSTEM)
+                return
+            self._stack.send_stateless(unacked.response, leg.peer, leg.transport)
+            self._schedule_2xx_retransmit(call, leg, unacked, t, min(interval * 2, T2), give_up_at)
+
+        unacked.timer = self._timers.schedule(min(now + interval, give_up_at), fire)
+
+    # -- requests within a call --------------------------------------------------------
+
+    def find_dialog(self, request: SipRequest) -> tuple[Call, Leg] | None:
+        key = (request.call_id, request.to.tag or "", request.from_.tag or "")
+        return self._dialogs.get(key)
+
+    def handle_ack(self, ack: SipRequest, now: float) -> None:
+        found = self.find_dialog(ack)
+        if found is None:
+            return
+        _, leg = found
+        unacked = leg.unacked
+        if unacked is None or unacked.cseq != ack.cseq.seq:
+            return
+        leg.unacked = None
+        self._cancel_timer(unacked.timer)
+        unacked.on_ack(ack, now)
+
+    def handle_in_dialog(self, request: SipRequest, tx: ServerTransaction, now: float) -> None:
+        found = self.find_dialog(request)
+        if found is None:
+            self._stack.respond(tx, 481, now=now)
+            return
+        call, leg = found
+        assert leg.dialog is not None
+        try:
+            leg.dialog.receive_request(request)
+        except RemoteProtocolError as exc:
+            self._stack.respond(tx, exc.status_code, now=now)
+            return
+        if request.method == "BYE":
+            self._stack.respond(tx, 200, now=now)
+            self._hang_up(call, now, hangup_by=leg.side, skip=leg)
+            return
+        self._relay_in_dialog(call, leg, request, tx, now)
+
+    def handle_cancel(self, cancel: SipRequest, tx: ServerTransaction, invite_tx: ServerTransaction | None,
+                      now: float) -> None:
+        call = invite_tx.user_data if invite_tx is not None else None
+        if not isinstance(call, Call):
+            self._stack.respond(tx, 481, now=now)
+            return
+        self._stack.respond(tx, 200, now=now)
+        if call.phase is Phase.ROUTING:
+            self._stack.respond(call.a_tx, 487, now=now, to_tag=call.a_tag)
+            for branch in call.branches:
+                self._cancel_branch(branch, now)
+            self._end(call, now, Disposition.CANCELLED, 487, HangupBy.CALLER)
+
+    def _relay_in_dialog(self, call: Call, leg: Leg, request: SipRequest, tx: ServerTransaction,
+                         now: float) -> None:
+        far = call.other(leg)
+        if call.phase is not Phase.ANSWERED or far is None or far.dialog is None:
+            self._stack.respond(tx, 491 if request.method == "INVITE" else 481, now=now)
+            return
+        is_invite = request.method == "INVITE"
+        if is_invite and (call.reinvite_pending or leg.unacked is not None or far.unacked is not None):
+            self._stack.respond(tx, 491, now=now)
+            return
+        headers = [(name, value) for name in RELAYED_HEADERS
+                   if (value := request.headers.get(name)) is not None and name != "Content-Type"]
+        out = far.dialog.create_request(
+            request.method, via_host=self._stack.host, via_port=self._stack.port, transport=far.transport,
+            contact=self._stack.contact(far.transport) if is_invite or request.method == "UPDATE" else None,
+            body=request.body, content_type=request.headers.get("Content-Type"), extra_headers=headers)
+        out_tx = self._stack.send_request(out, far.peer, far.transport, now)
+        if is_invite:
+            call.reinvite_pending = True
+
+        def on_response(response: SipResponse, t: float) -> None:
+            code = response.status_code
+            if code == 100:
+                return
+            if is_invite and code >= 200:
+                call.reinvite_pending = False
+            if is_invite and 200 <= code < 300:
+                self._relayed_reinvite_answered(call, leg, far, tx, request, out, response, t)
+                return
+            if _has_final(tx):
+                return
+            headers_back: list[tuple[str, str]] = []
+            content_type = response.headers.get("Content-Type")
+            if content_type and response.body:
+                headers_back.append(("Content-Type", content_type))
+            self._stack.respond(tx, code, response.reason, now=t, headers=headers_back,
+                                body=response.body if content_type else b"")
+
+        out_tx.user_data = on_response
+
+    def _relayed_reinvite_answered(self, call: Call, leg: Leg, far: Leg, tx: ServerTransaction,
+                                   request: SipRequest, out: SipRequest, response: SipResponse,
+                                   now: float) -> None:
+        if far.dialog is not None:
+            far.dialog.receive_response(response)
+        seq = out.cseq.seq
+        if seq in far.acks_sent:
+            self._stack.send_stateless(far.acks_sent[seq], far.peer, far.transport)
+            return
+        if request.body:
+            self._send_ack(far, seq, b"", None, now)
+            on_ack: Callable[[SipRequest, float], None] = _ignore_ack
+        else:
+            def on_ack(ack: SipRequest, t: float) -> None:
+                self._send_ack(far, seq, ack.body, ack.headers.get("Content-Type"), t)
+        self._answer(call, leg, tx, response, on_ack, now)
+
+    # -- ending ----------------------------------------------------------------------
+
+    def _no_answer(self, call: Call, now: float) -> None:
+        if call.phase is not Phase.ROUTING:
+            return
+        for branch in call.branches:
+            self._cancel_branch(branch, now)
+        self._stack.respond(call.a_tx, 480, "No Answer", now=now, to_tag=call.a_tag)
+        self._end(call, now, Disposition.NO_ANSWER, 480, None)
+
+    def _hang_up(self, call: Call, now: float, *, hangup_by: HangupBy, skip: Leg | None = None) -> None:
+        """End an answered call: BYE every leg that did not already hang up."""
+        if call.phase is Phase.ENDED:
+            return
+        for leg in (call.a, call.b):
+            if leg is not None and leg is not skip and leg.dialog is not None:
+                self._send_bye(leg, now)
+        self._end(call, now, Disposition.ANSWERED, 200, hangup_by)
+
+    def _end(self, call: Call, now: float, disposition: Disposition, sip_code: int,
+             hangup_by: HangupBy | None) -> None:
+        if call.phase is Phase.ENDED:
+            return
+        if call.answered_at is not None:
+            disposition, sip_code = Disposition.ANSWERED, 200
+        call.phase = Phase.ENDED
+        self._cancel_timer(call.ring_timer)
+        for leg in (call.a, call.b):
+            if leg is None:
+                continue
+            if leg.unacked is not None:
+                self._cancel_timer(leg.unacked.timer)
+                leg.unacked = None
+            if leg.dialog is not None:
+                self._dialogs.pop(leg.dialog.id, None)
+        self.calls.discard(call)
+        self._on_call_ended(CallEnded(
+            call_id=call.a_invite.call_id, tenant_id=call.tenant_id, caller=call.caller, callee=call.callee,
+            caller_ip=call.a.peer[0], start_time=self._wall(call.started_at),
+            answer_time=self._wall(call.answered_at) if call.answered_at is not None else None,
+            end_time=self._wall(now), disposition=disposition, sip_code=sip_code,
+            hangup_by=hangup_by if call.answered_at is not None else None))
+
+    def _wall(self, now: float) -> datetime:
+        return datetime.fromtimestamp(now + self._wall_offset, UTC)
+
+    # -- sending -----------------------------------------------------------------------
+
+    def _send_ack(self, leg: Leg, invite_cseq: int, body: bytes, content_type: str | None,
+                  now: float) -> None:
+        assert leg.dialog is not None
+        ack = leg.dialog.create_ack(invite_cseq, via_host=self._stack.host, via_port=self._stack.port,
+                                    transport=leg.transport, body=body, content_type=content_type)
+        leg.acks_sent[invite_cseq] = ack
+        self._stack.send_stateless(ack, leg.peer, leg.transport)
+
+    def _send_bye(self, leg: Leg, now: float) -> None:
+        assert leg.dialog is not None
+        bye = leg.dialog.create_request("BYE", via_host=self._stack.host, via_port=self._stack.port,
+                                        transport=leg.transport)
+        tx = self._stack.send_request(bye, leg.peer, leg.transport, now)
+        tx.user_data = _ignore_response
+
+    def _cancel_branch(self, branch: Branch, now: float) -> None:
+        if branch.final is not None or branch.cancelled:
+            return
+        branch.cancelled = True
+        if branch.provisional:
+            self._send_cancel(branch, now)
+        # Without a provisional answer yet, the CANCEL goes when the first one arrives (RFC 3261 9.1).
+
+    def _send_cancel(self, branch: Branch, now: float) -> None:
+        tx = self._stack.send_request(make_cancel(branch.invite), branch.leg.peer, branch.leg.transport, now)
+        tx.user_data = _ignore_response
+
+    def _register_dialog(self, call: Call, leg: Leg) -> None:
+        assert leg.dialog is not None
+        self._dialogs[leg.dialog.id] = (call, leg)
+
+    @staticmethod
+    def _cancel_timer(timer: Timer | None) -> None:
+        if timer is not None:
+            timer.cancel()
+
+    def handle_stray_2xx(self, response: SipResponse) -> None:
+        """A 2xx retransmission after its INVITE transaction ended: ACK it again (RFC 6026)."""
+        key = (response.call_id, response.from_.tag or "", response.to.tag or "")
+        found = self._dialogs.get(key)
+        if found is None:
+            return
+        _, leg = found
+        ack = leg.acks_sent.get(response.cseq.seq)
+        if ack is not None:
+            self._stack.send_stateless(ack, leg.peer, leg.transport)
+
+
+def best_final_status(codes: list[int]) -> int:
+    """The one final answer to give the caller when every branch failed (after RFC 3261 16.7)."""
+    if any(600 <= c < 700 for c in codes):
+        return min(c for c in codes if 600 <= c < 700)
+    for preferred in (486, 487, 404, 403):
+        if preferred in codes:
+            return preferred
+    # Unreachable devices (timeouts, server errors) mean the callee is not available now.
+    client_errors = [c for c in codes if 400 <= c < 500 and c != 408]
+    return min(client_errors) if client_errors else 480
+
+
+def disposition_for(status: int) -> Disposition:
+    if status in (486, 600):
+        return Disposition.BUSY
+    if status in (480, 408):
+        return Disposition.NO_ANSWER
+    if status == 487:
+        return Disposition.CANCELLED
+    return Disposition.FAILED
+
+
+def timeout_response(transaction: ClientTransaction) -> SipResponse:
+    """The 408 a client transaction's timeout stands for (RFC 3261 8.1.3.1)."""
+    return make_response(transaction.request, 408)
+
+
+def _has_final(tx: ServerTransaction) -> bool:
+    return tx.last_response is not None and tx.last_response.status_code >= 200
+
+
+def _ignore_response(response: SipResponse, now: float) -> None:
+    return None
+
+
+def _ignore_ack(ack: SipRequest, now: float) -> None:
+    return None

@@ -1,0 +1,122 @@
+"""Starts and stops the Call Manager: database, directory, SIP transports, timers, CDR flushing.
+
+The only Call Manager code that reads the clock and arms timers: the sans-IO core gets
+`loop.time()` as `now` and says when it next needs to run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from ..cluster.bus import InProcessBus
+from ..cluster.cdr import CdrWriter
+from ..cluster.config import PbxConfig
+from ..cluster.database import create_engine_for, session_factory
+from ..cluster.events import CallEnded
+from ..sip.digest import DigestAlgorithm, NonceManager
+from ..transport.sip import SipTransports
+from .directory import Directory
+from .policy import AuthFailureLimiter
+from .registrar import RegistrarSettings
+from .service import CallManager
+
+log = logging.getLogger(__name__)
+
+HOUSEKEEPING_INTERVAL = 1.0
+"""Seconds between directory refreshes and CDR flushes."""
+
+
+class CallManagerController:
+    def __init__(self, *, config: PbxConfig, bus: InProcessBus | None = None) -> None:
+        self.config = config
+        self.bus = bus or InProcessBus()
+        self.core: CallManager | None = None
+        self._transports: SipTransports | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
+        self._cdr_writer: CdrWriter | None = None
+
+    async def start(self) -> None:
+        config = self.config
+        loop = asyncio.get_running_loop()
+        engine = create_engine_for(config.database.url)
+        sessions = session_factory(engine)
+        directory = Directory(sessions=sessions, default_domain=config.callmanager.default_domain)
+        directory.tick(loop.time())
+        self._cdr_writer = CdrWriter(sessions=sessions)
+        self.bus.subscribe(CallEnded, self._cdr_writer.add)
+        self.core = CallManager(
+            host=config.sip.public_address or config.sip.host, port=config.sip.port,
+            max_message_size=config.sip.max_message_size, directory=directory,
+            nonces=NonceManager(bytes.fromhex(config.auth.secret.get_secret_value()),
+                                float(config.auth.nonce_ttl)),
+            limiter=AuthFailureLimiter(limit=config.policy.auth_failure_limit,
+                                       window=config.policy.auth_failure_window,
+                                       block_seconds=config.policy.block_seconds,
+                                       trusted_networks=[str(n) for n in config.policy.trusted_networks]),
+            registrar_settings=RegistrarSettings(
+                min_expires=config.registrar.min_expires, max_expires=config.registrar.max_expires,
+                default_expires=config.registrar.default_expires,
+                max_contacts=config.registrar.max_contacts),
+            algorithms=tuple(DigestAlgorithm(a) for a in config.auth.algorithms),
+            on_call_ended=self.bus.publish,
+            no_answer_timeout=float(config.callmanager.no_answer_timeout),
+            wall_offset=time.time() - loop.time())
+        self._transports = SipTransports(on_message=self._on_message,
+                                         max_message_size=config.sip.max_message_size)
+        await self._transports.start(config.sip.host, config.sip.port, tuple(config.sip.transports))
+        self._housekeeping = loop.create_task(self._housekeep())
+        log.info("Call Manager listening on %s", self.listening_on())
+
+    def listening_on(self) -> str:
+        sip = self.config.sip
+        return ", ".join(f"sip:{sip.host}:{sip.port};transport={t}" for t in sip.transports)
+
+    async def stop(self) -> None:
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            self._housekeeping = None
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._transports is not None:
+            self._transports.close()
+        if self._cdr_writer is not None:
+            self._cdr_writer.flush()
+
+    def _on_message(self, data: bytes, source: tuple[str, int], transport: str) -> None:
+        assert self.core is not None
+        self.core.receive(data, source, transport, asyncio.get_running_loop().time())
+        self._after_core_ran()
+
+    def _on_timer(self) -> None:
+        assert self.core is not None
+        self._timer = self._timer_at = None
+        self.core.handle_timer(asyncio.get_running_loop().time())
+        self._after_core_ran()
+
+    def _after_core_ran(self) -> None:
+        assert self.core is not None and self._transports is not None
+        for transmit in self.core.take_transmits():
+            self._transports.send(transmit)
+        deadline = self.core.next_timer()
+        if deadline is None or (self._timer_at is not None and self._timer_at <= deadline):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = asyncio.get_running_loop().call_at(deadline, self._on_timer)
+
+    async def _housekeep(self) -> None:
+        assert self.core is not None and self._cdr_writer is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL)
+            self.core.directory.tick(loop.time())
+            try:
+                self._cdr_writer.flush()
+            except Exception:
+                # The database may be back next time; the CDRs stay buffered until then.
+                log.exception("writing CDRs failed; will retry")

@@ -1,0 +1,68 @@
+"""Who the Call Manager's users are: tenants by SIP domain and users' digest credentials.
+
+Read from the system of record and kept for a short time, so a REGISTER costs no
+database round trip while a user added, changed or removed with `pbx user` takes
+effect within `ttl` seconds.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..cluster.models import Tenant, User
+from .auth import UserCredentials
+
+
+class Directory:
+    def __init__(self, *, sessions: sessionmaker[Session], default_domain: str, ttl: float = 10.0,
+                 max_cached: int = 200_000) -> None:
+        self._sessions = sessions
+        self.default_domain = default_domain
+        self._ttl = ttl
+        self._max_cached = max_cached
+        self._users: OrderedDict[tuple[str, str], tuple[float, UserCredentials | None]] = OrderedDict()
+        self._domains: dict[str, int] = {}
+        self._domains_loaded_at = float("-inf")
+        self._now = 0.0
+
+    def tick(self, now: float) -> None:
+        """Advance the directory's notion of time (cache expiry); the controller calls it."""
+        self._now = now
+        if now - self._domains_loaded_at >= self._ttl:
+            with self._sessions() as session:
+                self._domains = {domain: tenant_id for tenant_id, domain in
+                                 session.execute(select(Tenant.id, Tenant.domain))}
+            self._domains_loaded_at = now
+
+    def realm_for(self, host: str) -> str:
+        """The tenant domain (digest realm) a request for `host` belongs to.
+
+        A host that is no tenant's domain (the PBX's IP address, a DNS name of the
+        server) means the default tenant.
+        """
+        return host if host in self._domains else self.default_domain
+
+    def credentials(self, domain: str, extension: str) -> UserCredentials | None:
+        key = (domain, extension)
+        cached = self._users.get(key)
+        if cached is not None and self._now - cached[0] < self._ttl:
+            return cached[1]
+        with self._sessions() as session:
+            row = session.execute(
+                select(User.tenant_id, User.ha1_md5, User.ha1_sha256)
+                .join(Tenant, Tenant.id == User.tenant_id)
+                .where(Tenant.domain == domain, User.extension == extension, User.enabled.is_(True))
+            ).first()
+        found = (UserCredentials(tenant_id=row.tenant_id, domain=domain, extension=extension,
+                                 ha1_md5=row.ha1_md5, ha1_sha256=row.ha1_sha256) if row else None)
+        self._users[key] = (self._now, found)
+        self._users.move_to_end(key)
+        if len(self._users) > self._max_cached:
+            self._users.popitem(last=False)
+        return found
+
+    def extension_exists(self, domain: str, extension: str) -> bool:
+        return self.credentials(domain, extension) is not None

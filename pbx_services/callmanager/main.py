@@ -1,0 +1,56 @@
+"""`pbx callmanager` and `pbx allinone`: argv -> config -> logging -> controller -> signals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import uvloop
+
+from ..cluster.config import PbxConfig, load_config
+from ..transport.sip import PortInUseError
+from .controller import CallManagerController
+
+log = logging.getLogger("pbx")
+
+
+def run(config: PbxConfig, *, role: str) -> int:
+    """Run the Call Manager in the foreground until SIGINT/SIGTERM; the exit status."""
+    logging.basicConfig(level=config.log.level, format=f"%(asctime)s {role} %(levelname)s %(name)s: %(message)s")
+    return uvloop.run(_serve(config, role=role))
+
+
+async def _serve(config: PbxConfig, *, role: str) -> int:
+    controller = CallManagerController(config=config)
+    try:
+        await controller.start()
+    except PortInUseError as exc:
+        print(f"pbx {role}: {exc.strerror}", file=sys.stderr)
+        await controller.stop()
+        return 1
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    print(f"pbx {role}: Call Manager listening on {controller.listening_on()}", flush=True)
+    await stopping.wait()
+    print(f"pbx {role}: stopping", flush=True)
+    await controller.stop()
+    return 0
+
+
+def load(config_path: Path, *, data_dir: Path | None = None, overrides: dict[str, str] | None = None) -> PbxConfig:
+    """The config file, then the environment, then command-line `overrides` ({"sip.port": "5070"}).
+
+    Overrides go through the same validation as the environment, so a bad value is
+    reported with its key like any other.
+    """
+    env = dict(os.environ)
+    for dotted, value in (overrides or {}).items():
+        section, key = dotted.split(".", 1)
+        env[f"PBX_{section.upper()}__{key.upper()}"] = value
+    return load_config(config_path, env=env, data_dir=data_dir)

@@ -1,0 +1,148 @@
+"""The registrar (RFC 3261 section 10.3): REGISTER authenticated, bindings kept in the location service."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import formatdate
+
+from ..sip.errors import RemoteProtocolError
+from ..sip.headers import unquote
+from ..sip.message import SipRequest
+from ..sip.transaction import ServerTransaction, make_tag
+from .auth import AuthOutcome, Authenticator
+from .location import Binding, LocationService
+from .stack import SipStack
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrarSettings:
+    min_expires: int
+    max_expires: int
+    default_expires: int
+    max_contacts: int
+
+
+class Registrar:
+    def __init__(self, *, stack: SipStack, location: LocationService, authenticator: Authenticator,
+                 realm_for: Callable[[str], str], settings: RegistrarSettings,
+                 wall_offset: float = 0.0) -> None:
+        self._stack = stack
+        self._location = location
+        self._auth = authenticator
+        self._realm_for = realm_for
+        self._settings = settings
+        self._wall_offset = wall_offset
+        self.on_change: Callable[[str, list[Binding]], None] | None = None
+
+    def handle(self, request: SipRequest, tx: ServerTransaction, source: tuple[str, int], transport: str,
+               now: float) -> None:
+        to_uri = request.to.sip_uri
+        realm = self._realm_for(to_uri.host)
+        result = self._auth.authenticate(request, realm=realm, source_ip=source[0], now=now, proxy=False)
+        if result.outcome is AuthOutcome.CHALLENGE:
+            self._stack.respond(tx, 401, now=now, headers=result.challenge_headers, to_tag=_tag(tx))
+            return
+        if result.outcome is AuthOutcome.FORBIDDEN or result.user is None:
+            if result.blocked_now:
+                log.warning("blocked %s after repeated authentication failures", source[0])
+            self._stack.respond(tx, 403, now=now, to_tag=_tag(tx))
+            return
+        user = to_uri.user_unescaped
+        if user != result.user.extension:
+            # Authenticated as one extension, registering another: refused (RFC 3261 10.3 step 6).
+            self._stack.respond(tx, 403, "Not Allowed To Register This AOR", now=now, to_tag=_tag(tx))
+            return
+        aor = f"sip:{user}@{realm}"
+        try:
+            self._update_bindings(request, aor, source, transport, now)
+        except _IntervalTooBrief:
+            self._stack.respond(tx, 423, now=now, to_tag=_tag(tx),
+                                headers=[("Min-Expires", str(self._settings.min_expires))])
+            return
+        except RemoteProtocolError as exc:
+            self._stack.respond(tx, exc.status_code, now=now, to_tag=_tag(tx),
+                                headers=[("Warning", f'399 pbx "{exc.reason}"')])
+            return
+        bindings = self._location.lookup(aor, now)
+        headers = [("Contact", f"<{b.contact}>;expires={b.remaining(now)}") for b in bindings]
+        headers.append(("Date", formatdate(now + self._wall_offset, usegmt=True)))
+        self._stack.respond(tx, 200, now=now, to_tag=_tag(tx), headers=headers)
+
+    def _update_bindings(self, request: SipRequest, aor: str, source: tuple[str, int], transport: str,
+                         now: float) -> None:
+        call_id, cseq = request.call_id, request.cseq.seq
+        header_expires = request.expires
+        if request.contact_is_star:
+            if header_expires != 0:
+                raise RemoteProtocolError("Contact: * needs Expires: 0")
+            removed = self._location.remove_all(aor)
+            self._notify(aor, removed)
+            return
+        changes: list[tuple[str, int, float, str | None]] = []
+        for contact in request.contacts:
+            raw = contact.params.get("expires")
+            if raw is not None and not raw.isdigit():
+                raise RemoteProtocolError(f"Contact expires is not a number: {raw!r}")
+            expires = int(raw) if raw is not None else header_expires
+            if expires is None:
+                expires = self._settings.default_expires
+            if 0 < expires < self._settings.min_expires:
+                raise _IntervalTooBrief
+            q = _q_value(contact.params.get("q"))
+            instance = contact.params.get("+sip.instance")
+            changes.append((str(contact.uri), min(expires, self._settings.max_expires), q,
+                            unquote(instance) if instance else None))
+        existing = {b.contact: b for b in self._location.lookup(aor, now)}
+        for contact_uri, _, _, _ in changes:
+            old = existing.get(contact_uri)
+            if old is not None and old.call_id == call_id and old.cseq >= cseq:
+                raise RemoteProtocolError("REGISTER is out of order for this Call-ID", status_code=500)
+        user_agent = request.headers.get("User-Agent") or ""
+        for contact_uri, expires, q, instance in changes:
+            if expires == 0:
+                self._location.remove(aor, contact_uri)
+                continue
+            if instance is not None:
+                for old in existing.values():
+                    if old.instance_id == instance and old.contact != contact_uri:
+                        self._location.remove(aor, old.contact)
+            self._location.save(Binding(aor=aor, contact=contact_uri, expires_at=now + expires,
+                                        call_id=call_id, cseq=cseq, source=source, transport=transport,
+                                        q=q, user_agent=user_agent, instance_id=instance))
+        live = self._location.lookup(aor, now)
+        # Over the limit, the bindings that were refreshed longest ago give way.
+        for stale in live[self._settings.max_contacts:]:
+            self._location.remove(aor, stale.contact)
+        if changes:
+            self._notify(aor, self._location.lookup(aor, now))
+
+    def _notify(self, aor: str, bindings: list[Binding]) -> None:
+        if self.on_change is not None:
+            self.on_change(aor, bindings)
+
+
+class _IntervalTooBrief(Exception):
+    pass
+
+
+def _q_value(raw: str | None) -> float:
+    if raw is None:
+        return 1.0
+    try:
+        q = float(raw)
+    except ValueError:
+        raise RemoteProtocolError(f"Contact q is not a number: {raw!r}") from None
+    if not 0.0 <= q <= 1.0:
+        raise RemoteProtocolError(f"Contact q is out of range: {raw!r}")
+    return q
+
+
+def _tag(tx: ServerTransaction) -> str:
+    # One To tag per transaction, so a retransmitted answer carries the same one.
+    if not isinstance(tx.user_data, str):
+        tx.user_data = make_tag()
+    return tx.user_data

@@ -1,0 +1,148 @@
+"""The Call Manager's transaction user: every request and response, sent where it belongs.
+
+Sans-IO: `receive(data, source, transport, now)`, `handle_timer(now)` and
+`take_transmits()` are all the controller calls; the logic is in the registrar and
+the B2BUA.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from ..cluster.events import CallEnded
+from ..sip.digest import DigestAlgorithm, NonceManager
+from ..sip.errors import RemoteProtocolError
+from ..sip.events import (
+    RequestReceived,
+    ResponseReceived,
+    ServerTransactionTimedOut,
+    TransactionTimedOut,
+    Transmit,
+)
+from ..sip.message import SipRequest
+from ..sip.transaction import ServerTransaction, TransactionLayer
+from ..sip.uri import SipUri
+from .auth import Authenticator
+from .b2bua import ALLOW, B2bua, timeout_response
+from .directory import Directory
+from .location import LocationService
+from .policy import AuthFailureLimiter
+from .registrar import Registrar, RegistrarSettings
+from .stack import SipStack
+from .timers import TimerQueue
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_EXTENSIONS = frozenset({"path", "outbound", "gruu"})
+KNOWN_METHODS = frozenset({"INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "INFO", "UPDATE",
+                           "PRACK", "SUBSCRIBE", "NOTIFY", "PUBLISH", "MESSAGE", "REFER"})
+IN_DIALOG_ONLY = frozenset({"BYE", "INFO", "UPDATE", "PRACK", "NOTIFY"})
+
+
+class CallManager:
+    def __init__(self, *, host: str, port: int, max_message_size: int, directory: Directory,
+                 nonces: NonceManager, limiter: AuthFailureLimiter, registrar_settings: RegistrarSettings,
+                 algorithms: tuple[DigestAlgorithm, ...], on_call_ended: Callable[[CallEnded], None],
+                 no_answer_timeout: float = 60.0, wall_offset: float = 0.0) -> None:
+        self.stack = SipStack(host=host, port=port, max_message_size=max_message_size,
+                              layer=TransactionLayer())
+        self.location = LocationService()
+        self.timers = TimerQueue()
+        self.directory = directory
+        self.limiter = limiter
+        self._nonces = nonces
+        authenticator = Authenticator(lookup=directory.credentials, nonces=nonces, limiter=limiter,
+                                      algorithms=algorithms)
+        self.registrar = Registrar(stack=self.stack, location=self.location, authenticator=authenticator,
+                                   realm_for=directory.realm_for, settings=registrar_settings,
+                                   wall_offset=wall_offset)
+        self.b2bua = B2bua(stack=self.stack, location=self.location, authenticator=authenticator,
+                           timers=self.timers, realm_for=directory.realm_for,
+                           extension_exists=directory.extension_exists, on_call_ended=on_call_ended,
+                           no_answer_timeout=no_answer_timeout, wall_offset=wall_offset)
+
+    # -- the controller's interface -------------------------------------------------------
+
+    def receive(self, data: bytes, source: tuple[str, int], transport: str, now: float) -> None:
+        for event in self.stack.receive(data, source, transport, now):
+            self._dispatch(event, now)
+
+    def handle_timer(self, now: float) -> None:
+        for event in self.stack.handle_timer(now):
+            self._dispatch(event, now)
+        self.timers.run_due(now)
+        self.location.handle_timer(now)
+        self._nonces.purge(now)
+
+    def next_timer(self) -> float | None:
+        deadlines = [d for d in (self.stack.next_timer(), self.timers.next_deadline(),
+                                 self.location.next_timer()) if d is not None]
+        return min(deadlines) if deadlines else None
+
+    def take_transmits(self) -> list[Transmit]:
+        return self.stack.take_transmits()
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    def _dispatch(self, event: object, now: float) -> None:
+        if isinstance(event, RequestReceived):
+            if event.transaction is None:
+                self.b2bua.handle_ack(event.request, now)
+                return
+            try:
+                self._on_request(event.request, event.transaction, event.source, event.transport, now)
+            except RemoteProtocolError as exc:
+                # A header only parsed now (credentials, a Contact's parameters) was broken.
+                self.stack.counters["refused_requests"] += 1
+                if _open(event.transaction):
+                    self.stack.respond(event.transaction, exc.status_code, now=now,
+                                       headers=[("Warning", f'399 pbx "{exc.reason}"')])
+        elif isinstance(event, ResponseReceived):
+            transaction = event.transaction
+            if transaction is None:
+                if event.response.status_code < 300:
+                    self.b2bua.handle_stray_2xx(event.response)
+            elif callable(transaction.user_data):
+                transaction.user_data(event.response, now)
+        elif isinstance(event, TransactionTimedOut):
+            if callable(event.transaction.user_data):
+                event.transaction.user_data(timeout_response(event.transaction), now)
+        elif isinstance(event, ServerTransactionTimedOut):
+            log.debug("no ACK for a final answer to %s", event.transaction.request.call_id)
+
+    def _on_request(self, request: SipRequest, tx: ServerTransaction, source: tuple[str, int],
+                    transport: str, now: float) -> None:
+        method = request.method
+        if method not in KNOWN_METHODS:
+            self.stack.respond(tx, 501, now=now, headers=[("Allow", ALLOW)])
+            return
+        if not isinstance(request.uri, SipUri):
+            self.stack.respond(tx, 416, now=now)
+            return
+        unsupported = [tag for value in request.headers.get_all("Require") + request.headers.get_all(
+            "Proxy-Require") for tag in [value.strip()] if tag.lower() not in SUPPORTED_EXTENSIONS]
+        if unsupported and method not in ("CANCEL", "ACK"):
+            self.stack.respond(tx, 420, now=now, headers=[("Unsupported", ", ".join(unsupported))])
+            return
+        if method == "CANCEL":
+            self.b2bua.handle_cancel(request, tx, self.stack.layer.find_invite_server_transaction(request),
+                                     now)
+        elif request.to.tag is not None:
+            self.b2bua.handle_in_dialog(request, tx, now)
+        elif method == "REGISTER":
+            self.registrar.handle(request, tx, source, transport, now)
+        elif method == "INVITE":
+            self.b2bua.handle_invite(request, tx, source, transport, now)
+        elif method == "OPTIONS":
+            self.stack.respond(tx, 200, now=now, headers=[
+                ("Allow", ALLOW), ("Accept", "application/sdp"),
+                ("Supported", ", ".join(sorted(SUPPORTED_EXTENSIONS)))])
+        elif method in IN_DIALOG_ONLY:
+            self.stack.respond(tx, 481, now=now)
+        else:
+            self.stack.respond(tx, 405, now=now, headers=[("Allow", ALLOW)])
+
+
+def _open(tx: ServerTransaction) -> bool:
+    return tx.last_response is None or tx.last_response.status_code < 200
