@@ -25,7 +25,7 @@ from ..sip.headers import Address
 from ..sip.message import SipRequest, SipResponse, make_response
 from ..sip.transaction import T1, T2, ClientTransaction, ServerTransaction, make_cancel, make_tag
 from ..sip.uri import SipUri, parse_uri
-from .auth import AuthOutcome, Authenticator
+from .auth import Authenticator, AuthOutcome
 from .location import Binding, LocationService
 from .stack import SERVER_NAME, SipStack
 from .timers import Timer, TimerQueue

@@ -20,7 +20,8 @@ log = logging.getLogger("pbx")
 
 def run(config: PbxConfig, *, role: str) -> int:
     """Run the Call Manager in the foreground until SIGINT/SIGTERM; the exit status."""
-    logging.basicConfig(level=config.log.level, format=f"%(asctime)s {role} %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=config.log.level,
+                        format=f"%(asctime)s {role} %(levelname)s %(name)s: %(message)s")
     return uvloop.run(_serve(config, role=role))
 
 
@@ -43,7 +44,8 @@ async def _serve(config: PbxConfig, *, role: str) -> int:
     return 0
 
 
-def load(config_path: Path, *, data_dir: Path | None = None, overrides: dict[str, str] | None = None) -> PbxConfig:
+def load(config_path: Path, *, data_dir: Path | None = None,
+         overrides: dict[str, str] | None = None) -> PbxConfig:
     """The config file, then the environment, then command-line `overrides` ({"sip.port": "5070"}).
 
     Overrides go through the same validation as the environment, so a bad value is

@@ -11,7 +11,7 @@ from ..sip.errors import RemoteProtocolError
 from ..sip.headers import unquote
 from ..sip.message import SipRequest
 from ..sip.transaction import ServerTransaction, make_tag
-from .auth import AuthOutcome, Authenticator
+from .auth import Authenticator, AuthOutcome
 from .location import Binding, LocationService
 from .stack import SipStack
 

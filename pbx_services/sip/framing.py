@@ -44,7 +44,8 @@ class StreamFramer:
             end = self._buffer.find(b"\r\n\r\n")
             if end < 0:
                 if len(self._buffer) > self._max:
-                    raise RemoteProtocolError(f"SIP header section exceeds {self._max} bytes", status_code=513)
+                    raise RemoteProtocolError(f"SIP header section exceeds {self._max} bytes",
+                                              status_code=513)
                 return messages
             head = bytes(self._buffer[:end + 2])
             match = _CONTENT_LENGTH.search(head)

@@ -85,7 +85,8 @@ class SipTransports:
         self._pending: dict[tuple[str, int], list[bytes]] = {}
         self.counters: dict[str, int] = {"tcp_framing_errors": 0, "send_errors": 0}
 
-    async def start(self, host: str, port: int, transports: tuple[str, ...], *, reuse_port: bool = False) -> None:
+    async def start(self, host: str, port: int, transports: tuple[str, ...], *,
+                    reuse_port: bool = False) -> None:
         loop = asyncio.get_running_loop()
         try:
             if "udp" in transports:
