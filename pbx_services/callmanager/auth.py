@@ -61,11 +61,14 @@ class AuthResult:
 
 class Authenticator:
     def __init__(self, *, lookup: CredentialLookup, nonces: NonceManager, limiter: AuthFailureLimiter,
-                 algorithms: tuple[DigestAlgorithm, ...] = (DigestAlgorithm.SHA256, DigestAlgorithm.MD5)):
+                 algorithms: tuple[DigestAlgorithm, ...] = (DigestAlgorithm.SHA256, DigestAlgorithm.MD5),
+                 wall_offset: float = 0.0) -> None:
         self._lookup = lookup
         self._nonces = nonces
         self._limiter = limiter
         self._algorithms = algorithms
+        # Nonces carry wall-clock time so that every Call Manager can check every other's.
+        self._wall_offset = wall_offset
         self._dummy_ha1 = {a: compute_ha1("nobody", "nowhere", secrets.token_hex(16), a) for a in algorithms}
 
     def authenticate(self, request: SipRequest, *, realm: str, source_ip: str, now: float,
@@ -80,24 +83,23 @@ class Authenticator:
         credentials = self._credentials_for(request, realm, proxy)
         if credentials is None:
             return self._challenge(realm, now, proxy)
-        algorithm = _algorithm_of(credentials)
+        algorithm = credentials.algorithm
         if algorithm not in self._algorithms:
             return self._challenge(realm, now, proxy)
-        status = self._nonces.check(credentials.nonce, credentials.nc or 0, now)
-        if status is NonceStatus.STALE:
-            return self._challenge(realm, now, proxy, stale=True)
         user = self._lookup(realm, credentials.username)
         ha1 = user.ha1(algorithm) if user is not None else self._dummy_ha1[algorithm]
         good = verify_response(credentials, method=request.method, ha1=ha1, entity_body=request.body)
-        if status is NonceStatus.VALID and good and user is not None:
+        if not good or user is None:
+            if self._limiter.record_failure(source_ip, now):
+                return AuthResult(AuthOutcome.FORBIDDEN, blocked_now=True)
+            return self._challenge(realm, now, proxy)
+        # Only a correct response may advance the nonce count, so a forger cannot lock a phone out.
+        status = self._nonces.check(credentials.nonce, credentials.nc, now + self._wall_offset)
+        if status is NonceStatus.VALID:
             self._limiter.record_success(source_ip)
             return AuthResult(AuthOutcome.AUTHENTICATED, user=user)
-        if status is NonceStatus.REPLAY and good and user is not None:
-            # A correct answer to a used nonce: a replay or a client that reuses nonces; ask again.
-            return self._challenge(realm, now, proxy)
-        if self._limiter.record_failure(source_ip, now):
-            return AuthResult(AuthOutcome.FORBIDDEN, blocked_now=True)
-        return self._challenge(realm, now, proxy)
+        # Right password, but an expired nonce (stale) or a used one (replay): ask again.
+        return self._challenge(realm, now, proxy, stale=status is NonceStatus.STALE)
 
     def _credentials_for(self, request: SipRequest, realm: str, proxy: bool) -> DigestCredentials | None:
         header = "Proxy-Authorization" if proxy else "Authorization"
@@ -111,19 +113,6 @@ class Authenticator:
 
     def _challenge(self, realm: str, now: float, proxy: bool, *, stale: bool = False) -> AuthResult:
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
-        nonce = self._nonces.make_nonce(now)
-        offered = [value for value in build_challenges(realm, nonce, stale=stale)
-                   if _challenge_algorithm(value) in self._algorithms]
+        nonce = self._nonces.make_nonce(now + self._wall_offset)
+        offered = build_challenges(realm, nonce, stale=stale, algorithms=self._algorithms)
         return AuthResult(AuthOutcome.CHALLENGE, challenge_headers=tuple((name, v) for v in offered))
-
-
-def _algorithm_of(credentials: DigestCredentials) -> DigestAlgorithm | None:
-    name = (credentials.algorithm or "MD5").upper()
-    for algorithm in DigestAlgorithm:
-        if algorithm.value.upper() == name:
-            return algorithm
-    return None
-
-
-def _challenge_algorithm(value: str) -> DigestAlgorithm:
-    return DigestAlgorithm.SHA256 if "algorithm=SHA-256" in value else DigestAlgorithm.MD5

@@ -114,7 +114,7 @@ class CallManagerController:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
-            self.core.directory.tick(loop.time())
+            self.core.housekeeping(loop.time())
             try:
                 self._cdr_writer.flush()
             except Exception:

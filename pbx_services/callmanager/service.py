@@ -52,8 +52,9 @@ class CallManager:
         self.directory = directory
         self.limiter = limiter
         self._nonces = nonces
+        self._wall_offset = wall_offset
         authenticator = Authenticator(lookup=directory.credentials, nonces=nonces, limiter=limiter,
-                                      algorithms=algorithms)
+                                      algorithms=algorithms, wall_offset=wall_offset)
         self.registrar = Registrar(stack=self.stack, location=self.location, authenticator=authenticator,
                                    realm_for=directory.realm_for, settings=registrar_settings,
                                    wall_offset=wall_offset)
@@ -73,7 +74,12 @@ class CallManager:
             self._dispatch(event, now)
         self.timers.run_due(now)
         self.location.handle_timer(now)
-        self._nonces.purge(now)
+
+    def housekeeping(self, now: float) -> None:
+        """Once a second: forget expired nonces and failures, refresh the directory."""
+        self._nonces.handle_timer(now + self._wall_offset)
+        self.limiter.purge(now)
+        self.directory.tick(now)
 
     def next_timer(self) -> float | None:
         deadlines = [d for d in (self.stack.next_timer(), self.timers.next_deadline(),
