@@ -1,6 +1,6 @@
 """Checks of the names and secrets that administrators type, shared by config, CLI and import.
 
-Each check returns the normalized value or raises ValueError with a message that says
+Each check returns the normalized value or raises `InvalidValue` with a message that says
 exactly what is wrong and is safe to show (it never echoes a password).
 """
 
@@ -10,26 +10,31 @@ EXTENSION_MAX_LENGTH = 32
 PASSWORD_MIN_LENGTH = 4
 DOMAIN_MAX_LENGTH = 253
 EMAIL_MAX_LENGTH = 254
+DISPLAY_NAME_MAX_LENGTH = 128
 
 _EXTENSION_RE = re.compile(r"[A-Za-z0-9._-]+")
 _DOMAIN_LABEL_RE = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 _EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+")
 
 
+class InvalidValue(ValueError):
+    """A value given by an administrator (argument, CSV field, config key) is not acceptable."""
+
+
 def validate_extension(value: str) -> str:
     """An extension is the SIP user part: letters, digits and `._-`, 1 to 32 characters."""
     if not value:
-        raise ValueError("extension is empty")
+        raise InvalidValue("extension is empty")
     if len(value) > EXTENSION_MAX_LENGTH:
-        raise ValueError(f"extension {value[:40]!r} is longer than {EXTENSION_MAX_LENGTH} characters")
+        raise InvalidValue(f"extension {value[:40]!r} is longer than {EXTENSION_MAX_LENGTH} characters")
     if not _EXTENSION_RE.fullmatch(value):
-        raise ValueError(f"extension {value!r} may only contain letters, digits, '.', '_' and '-'")
+        raise InvalidValue(f"extension {value!r} may only contain letters, digits, '.', '_' and '-'")
     return value
 
 
 def validate_password(value: str) -> str:
     if len(value) < PASSWORD_MIN_LENGTH:
-        raise ValueError(f"password is shorter than {PASSWORD_MIN_LENGTH} characters")
+        raise InvalidValue(f"password is shorter than {PASSWORD_MIN_LENGTH} characters")
     return value
 
 
@@ -37,15 +42,21 @@ def validate_domain(value: str) -> str:
     """A SIP domain (also the digest realm): a DNS name, returned lower-cased."""
     domain = value.strip().lower()
     if not domain:
-        raise ValueError("domain is empty")
+        raise InvalidValue("domain is empty")
     if len(domain) > DOMAIN_MAX_LENGTH:
-        raise ValueError(f"domain is longer than {DOMAIN_MAX_LENGTH} characters")
+        raise InvalidValue(f"domain is longer than {DOMAIN_MAX_LENGTH} characters")
     if not all(_DOMAIN_LABEL_RE.fullmatch(label) for label in domain.split(".")):
-        raise ValueError(f"domain {value!r} is not a valid DNS name")
+        raise InvalidValue(f"domain {value!r} is not a valid DNS name")
     return domain
 
 
 def validate_email(value: str) -> str:
     if len(value) > EMAIL_MAX_LENGTH or not _EMAIL_RE.fullmatch(value):
-        raise ValueError(f"email {value!r} is not an email address")
+        raise InvalidValue(f"email {value!r} is not an email address")
+    return value
+
+
+def validate_display_name(value: str) -> str:
+    if len(value) > DISPLAY_NAME_MAX_LENGTH:
+        raise InvalidValue(f"name is longer than {DISPLAY_NAME_MAX_LENGTH} characters")
     return value

@@ -1,0 +1,331 @@
+"""Typed configuration of the PBX: defaults, then a YAML file, then the environment.
+
+Every section is a frozen pydantic model that forbids unknown keys, so a typo stops
+start-up instead of being ignored. An environment variable `PBX_<SECTION>__<KEY>`
+overrides one key (`PBX_SIP__PORT=5070`); list keys take a comma-separated value
+(`PBX_SIP__TRANSPORTS=udp`). Every problem is raised as one `ConfigError` that names the
+key, the offending value and, for the environment, the variable it came from:
+
+    config error: sip.port: Input should be less than or equal to 65535 (got 70000)
+"""
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_origin
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from pbx_services.cluster.validation import validate_domain
+
+DEFAULT_DATA_DIR = Path("/var/lib/pbx")
+CONFIG_FILE_NAME = "pbx.yml"
+DATABASE_FILE_NAME = "pbx.sqlite3"
+DEFAULT_DOMAIN = "pbx.local"
+ENV_PREFIX = "PBX_"
+ENV_SEPARATOR = "__"
+AUTH_SECRET_MIN_LENGTH = 32
+
+# Keys whose value is never echoed in an error message.
+_SECRET_KEYS = {("auth", "secret")}
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; `problems` holds one `key: reason` line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("config error: " + "; ".join(problems))
+        self.problems = problems
+
+
+def sqlite_url_for(data_dir: Path) -> str:
+    """The URL of the SQLite database kept in `data_dir`."""
+    return f"sqlite:///{(data_dir / DATABASE_FILE_NAME).absolute()}"
+
+
+def _check_host(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return validate_domain(value)
+
+
+def _check_network(value: Any) -> Any:
+    if isinstance(value, str):
+        # strict: "10.0.0.1/8" is a mistake for "10.0.0.0/8", not a network
+        return ipaddress.ip_network(value.strip())
+    return value
+
+
+def _check_database_url(value: str) -> str:
+    try:
+        make_url(value)
+    except ArgumentError:
+        raise ValueError("not a database URL (like sqlite:////var/lib/pbx/pbx.sqlite3)") from None
+    return value
+
+
+def _unique(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    if len(set(values)) != len(values):
+        raise ValueError("lists the same value twice")
+    return values
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+Host = Annotated[str, AfterValidator(_check_host)]
+Domain = Annotated[str, AfterValidator(validate_domain)]
+Network = Annotated[ipaddress.IPv4Network | ipaddress.IPv6Network, BeforeValidator(_check_network)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseConfig(_Section):
+    url: Annotated[str, AfterValidator(_check_database_url)] = sqlite_url_for(DEFAULT_DATA_DIR)
+    """SQLAlchemy URL of the system of record; SQLite in the data dir unless set."""
+
+
+class SipConfig(_Section):
+    host: Host = "127.0.0.1"
+    """Address the SIP transports bind to."""
+    port: int = Field(default=5060, ge=1, le=65535)
+    transports: Annotated[tuple[Literal["udp", "tcp"], ...], Field(min_length=1), AfterValidator(_unique)] = (
+        "udp",
+        "tcp",
+    )
+    max_message_size: int = Field(default=65535, ge=1024, le=1_048_576)
+    """Largest SIP message accepted, in bytes; larger ones are answered 513."""
+    public_address: Host | None = None
+    """Address put in Via and Contact instead of `host` when the PBX is behind NAT."""
+
+
+class CallManagerConfig(_Section):
+    workers: int = Field(default=1, ge=1, le=64)
+    default_domain: Domain = DEFAULT_DOMAIN
+    """SIP domain of the default tenant: users added without a tenant belong to it."""
+    no_answer_timeout: int = Field(default=60, ge=1, le=3600)
+    """Seconds a call may ring before it ends with NO_ANSWER."""
+
+
+class RegistrarConfig(_Section):
+    min_expires: int = Field(default=60, ge=1)
+    """Shorter registrations are answered 423 Interval Too Brief."""
+    max_expires: int = Field(default=3600, ge=1)
+    default_expires: int = Field(default=3600, ge=1)
+    max_contacts: int = Field(default=10, ge=1, le=1000)
+    """Contacts kept per address of record."""
+
+    @model_validator(mode="after")
+    def _expires_in_order(self) -> "RegistrarConfig":
+        if self.min_expires > self.max_expires:
+            raise ValueError(
+                f"min_expires ({self.min_expires}) is greater than max_expires ({self.max_expires})"
+            )
+        if not self.min_expires <= self.default_expires <= self.max_expires:
+            raise ValueError(
+                f"default_expires ({self.default_expires}) is not between min_expires "
+                f"({self.min_expires}) and max_expires ({self.max_expires})"
+            )
+        return self
+
+
+class AuthConfig(_Section):
+    secret: SecretStr
+    """Key of the digest nonces; required, hex, at least 32 characters (`pbx init` makes one)."""
+    nonce_ttl: int = Field(default=300, ge=1)
+    """Seconds a digest nonce stays valid."""
+    algorithms: Annotated[
+        tuple[Literal["SHA-256", "MD5"], ...], Field(min_length=1), AfterValidator(_unique)
+    ] = ("SHA-256", "MD5")
+    """Digest algorithms offered in challenges, in order of preference."""
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_is_long_hex(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value()
+        if len(secret) < AUTH_SECRET_MIN_LENGTH:
+            raise ValueError(f"must be at least {AUTH_SECRET_MIN_LENGTH} hex characters, got {len(secret)}")
+        try:
+            bytes.fromhex(secret)
+        except ValueError:
+            raise ValueError("must be hex digits only (an even number of them)") from None
+        return value
+
+
+class PolicyConfig(_Section):
+    auth_failure_limit: int = Field(default=5, ge=1)
+    """Failed digest authentications from one source within the window before it is blocked."""
+    auth_failure_window: int = Field(default=60, ge=1)
+    """Seconds over which authentication failures are counted."""
+    block_seconds: int = Field(default=600, ge=1)
+    trusted_networks: tuple[Network, ...] = ()
+    """Sources never blocked (CIDRs, e.g. the trunks' and the app servers' networks)."""
+
+
+class LogConfig(_Section):
+    level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)] = (
+        "INFO"
+    )
+
+
+class PbxConfig(_Section):
+    """The whole configuration; build it with `load_config` or `build_config`."""
+
+    database: DatabaseConfig = DatabaseConfig()
+    sip: SipConfig = SipConfig()
+    callmanager: CallManagerConfig = CallManagerConfig()
+    registrar: RegistrarConfig = RegistrarConfig()
+    auth: AuthConfig
+    policy: PolicyConfig = PolicyConfig()
+    log: LogConfig = LogConfig()
+
+
+def load_config(
+    path: Path | None,
+    *,
+    env: Mapping[str, str] = os.environ,
+    data_dir: Path | None = None,
+) -> PbxConfig:
+    """Read the YAML file at `path` (if any), apply `env` overrides and validate.
+
+    With `data_dir`, the default database is the SQLite file in that directory.
+    """
+    document: Mapping[str, Any] = {}
+    if path is not None:
+        document = _read_yaml(path)
+    return build_config(document, env=env, data_dir=data_dir)
+
+
+def build_config(
+    document: Mapping[str, Any],
+    *,
+    env: Mapping[str, str] = os.environ,
+    data_dir: Path | None = None,
+) -> PbxConfig:
+    """Validate a configuration given as the mapping a YAML file holds, with `env` overrides."""
+    layered: dict[str, Any] = {section: {} for section in PbxConfig.model_fields}
+    if data_dir is not None:
+        layered["database"]["url"] = sqlite_url_for(data_dir)
+    _merge(layered, document)
+    env_overrides, env_sources, problems = _read_env(env)
+    _merge(layered, env_overrides)
+    try:
+        config = PbxConfig.model_validate(layered)
+    except ValidationError as exc:
+        problems += [_describe(error, env_sources) for error in exc.errors()]
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _merge(into: dict[str, Any], layer: Mapping[str, Any]) -> None:
+    for section, values in layer.items():
+        if values is None:
+            continue  # a section whose keys are all commented out
+        if isinstance(values, Mapping) and isinstance(into.get(section), dict):
+            into[section].update(values)
+        else:
+            into[section] = values
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that rejects a key given twice instead of keeping the last one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(path: Path) -> Mapping[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+    try:
+        document = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        raise ConfigError([f"{path}: {where}: {exc.problem}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: {exc}"]) from None
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise ConfigError([f"{path}: expected a mapping of sections, got {type(document).__name__}"])
+    return document
+
+
+_EnvSources = dict[tuple[str, ...], str]
+
+
+def _read_env(env: Mapping[str, str]) -> tuple[dict[str, dict[str, Any]], _EnvSources, list[str]]:
+    """Turn `PBX_<SECTION>__<KEY>` variables into a layer; variables without `__` are not ours."""
+    overrides: dict[str, dict[str, Any]] = {}
+    sources: _EnvSources = {}
+    problems: list[str] = []
+    for name, value in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX) or ENV_SEPARATOR not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition(ENV_SEPARATOR)
+        section_field = PbxConfig.model_fields.get(section)
+        if section_field is None:
+            problems.append(f"{section}: unknown section (from {name})")
+            continue
+        section_model = section_field.annotation
+        assert isinstance(section_model, type) and issubclass(section_model, BaseModel)
+        key_field = section_model.model_fields.get(key)
+        if key_field is None:
+            problems.append(f"{section}.{key}: unknown key (from {name})")
+            continue
+        is_list = get_origin(key_field.annotation) is tuple
+        overrides.setdefault(section, {})[key] = (
+            [item.strip() for item in value.split(",") if item.strip()] if is_list else value
+        )
+        sources[(section, key)] = name
+    return overrides, sources, problems
+
+
+def _describe(error: Any, env_sources: _EnvSources) -> str:
+    location = tuple(str(part) for part in error["loc"])
+    key = ".".join(location)
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    # Lists are kept as tuples (the config is frozen), but YAML and the reader call them lists.
+    message = error["msg"].removeprefix("Value error, ").replace("Tuple should", "List should")
+    source = env_sources.get(location[:2]) if len(location) >= 2 else None
+    value = error["input"]
+    if error["type"] == "missing" or location[:2] in _SECRET_KEYS or isinstance(value, Mapping):
+        shown = ""
+    else:
+        shown = f"got {value!r}"
+    if source:
+        shown = f"{shown} from {source}" if shown else f"from {source}"
+    return f"{key}: {message} ({shown})" if shown else f"{key}: {message}"

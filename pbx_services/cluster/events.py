@@ -1,0 +1,102 @@
+"""Events about calls and registrations, published on the event bus.
+
+Small frozen dataclasses of plain values (no ORM objects, no sockets) so that a bus
+that serializes them, such as Redis Streams, carries them unchanged. Times are
+timezone-aware UTC datetimes.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+
+class Disposition(StrEnum):
+    """How a call ended, as reported in CDRs."""
+
+    ANSWERED = "ANSWERED"
+    NO_ANSWER = "NO_ANSWER"
+    BUSY = "BUSY"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+class HangupBy(StrEnum):
+    """Who ended an answered call."""
+
+    CALLER = "caller"
+    CALLEE = "callee"
+    SYSTEM = "system"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallStarted:
+    """The Call Manager accepted an INVITE and started routing it."""
+
+    call_id: str
+    """Call-ID of the caller's leg; the key that ties the events of one call together."""
+    tenant_id: int | None
+    """Tenant of the caller, None for a call from a trunk that no tenant owns."""
+    caller: str
+    """Caller's user part (extension or number) as authenticated or presented."""
+    callee: str
+    """Dialled user part, before any routing rewrite."""
+    caller_ip: str
+    """Source IP address of the INVITE."""
+    time: datetime
+    """When the INVITE was received."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallAnswered:
+    """The callee answered (a 2xx reached the caller's leg)."""
+
+    call_id: str
+    """Call-ID of the caller's leg, as in `CallStarted`."""
+    time: datetime
+    """When the 2xx was received from the callee."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallEnded:
+    """A call is over; it carries everything a CDR records."""
+
+    call_id: str
+    """Call-ID of the caller's leg, as in `CallStarted`."""
+    tenant_id: int | None
+    """Tenant of the caller, None for a call from a trunk that no tenant owns."""
+    caller: str
+    """Caller's user part, as in `CallStarted`."""
+    callee: str
+    """Dialled user part, as in `CallStarted`."""
+    caller_ip: str
+    """Source IP address of the INVITE."""
+    start_time: datetime
+    """When the INVITE was received."""
+    answer_time: datetime | None
+    """When the callee answered; None when it never did."""
+    end_time: datetime
+    """When the BYE, CANCEL or final failure response ended the call."""
+    disposition: Disposition
+    """How the call ended."""
+    sip_code: int
+    """Final response code of the INVITE (200 for answered calls, 486, 487, 603, ...)."""
+    hangup_by: HangupBy | None
+    """Who hung up an answered call; None when the call was never answered."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegistrationChanged:
+    """A contact of an address of record was added, refreshed or removed."""
+
+    tenant_id: int
+    """Tenant whose user registered."""
+    extension: str
+    """The user part of the address of record."""
+    contact: str
+    """The Contact URI concerned."""
+    source_address: str
+    """`ip:port` the REGISTER came from (where requests to this contact are sent)."""
+    expires: int
+    """Seconds the binding stays valid; 0 when it was removed or expired."""
+    time: datetime
+    """When the registrar applied the change."""

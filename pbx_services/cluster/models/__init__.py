@@ -1,0 +1,8 @@
+"""The system of record's models, one per module; importing this package registers them all."""
+
+from pbx_services.cluster.models.base import Base
+from pbx_services.cluster.models.cdr import Cdr
+from pbx_services.cluster.models.tenant import Tenant
+from pbx_services.cluster.models.user import User
+
+__all__ = ["Base", "Cdr", "Tenant", "User"]

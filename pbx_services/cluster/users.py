@@ -1,0 +1,299 @@
+"""User service: add, delete, list and bulk-import the SIP users of the tenants.
+
+A user authenticates as `extension@domain` with digest authentication, whose realm is the
+tenant's domain; only the HA1 hashes of the password are stored.
+"""
+
+import csv
+import hashlib
+import io
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from pbx_services.cluster.dao import AlreadyExists, NotFound, TenantDao, UserDao
+from pbx_services.cluster.models import Tenant, User
+from pbx_services.cluster.models.base import utcnow
+from pbx_services.cluster.validation import (
+    InvalidValue,
+    validate_display_name,
+    validate_domain,
+    validate_email,
+    validate_extension,
+    validate_password,
+)
+
+CSV_REQUIRED_COLUMNS = ("extension", "password")
+CSV_OPTIONAL_COLUMNS = ("name", "email", "tenant")
+
+
+def _ha1(hash_constructor: Callable[[bytes], Any], username: str, realm: str, password: str) -> str:
+    """Digest HA1, hex(H(username:realm:password)) (RFC 7616 section 3.4.2).
+
+    Local to this service until the SIP digest module offers the same function.
+    """
+    return str(hash_constructor(f"{username}:{realm}:{password}".encode()).hexdigest())
+
+
+def _credentials(extension: str, domain: str, password: str) -> dict[str, str]:
+    return {
+        "ha1_md5": _ha1(hashlib.md5, extension, domain, password),
+        "ha1_sha256": _ha1(hashlib.sha256, extension, domain, password),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class RowProblem:
+    """Why one line of an import file cannot be imported."""
+
+    line: int
+    """Line number in the file, 1 being the header."""
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+class CsvImportError(Exception):
+    """The import file has bad rows; nothing was imported. `problems` lists them by line."""
+
+    def __init__(self, path: Path, problems: list[RowProblem]) -> None:
+        self.path = path
+        self.problems = problems
+        count = len(problems)
+        super().__init__(f"{path}: {count} problem{'s' if count != 1 else ''}, nothing imported")
+
+
+@dataclass(frozen=True, slots=True)
+class _ImportRow:
+    line: int
+    tenant: Tenant
+    extension: str
+    password: str
+    display_name: str | None
+    email: str | None
+
+
+class UserService:
+    """Users of every tenant; `default_domain` names the tenant used when none is given."""
+
+    def __init__(self, *, sessions: sessionmaker[Session], default_domain: str) -> None:
+        self._sessions = sessions
+        self._default_domain = default_domain
+
+    def add_user(
+        self,
+        extension: str,
+        password: str,
+        *,
+        name: str | None = None,
+        email: str | None = None,
+        tenant: str | None = None,
+    ) -> User:
+        extension = validate_extension(extension)
+        validate_password(password)
+        display_name = validate_display_name(name) if name else None
+        email = validate_email(email) if email else None
+        with self._sessions.begin() as session:
+            owner = self._tenant(session, tenant)
+            users = UserDao(session=session)
+            if users.find_by(tenant_id=owner.id, extension=extension) is not None:
+                raise AlreadyExists(f"user {extension}@{owner.domain} already exists")
+            user = User(
+                tenant=owner,
+                extension=extension,
+                display_name=display_name,
+                email=email,
+                **_credentials(extension, owner.domain, password),
+            )
+            try:
+                return users.create(user)
+            except IntegrityError:  # added by someone else since the check above
+                raise AlreadyExists(f"user {extension}@{owner.domain} already exists") from None
+
+    def delete_user(self, extension: str, *, tenant: str | None = None) -> None:
+        """Delete the user; raises NotFound if the tenant or the user does not exist."""
+        with self._sessions.begin() as session:
+            owner = self._tenant(session, tenant)
+            users = UserDao(session=session)
+            user = users.find_by(tenant_id=owner.id, extension=extension)
+            if user is None:
+                raise NotFound("User", {"extension": extension, "tenant": owner.domain})
+            users.delete(user)
+
+    def list_users(self, *, tenant: str | None = None) -> list[User]:
+        """The users of the tenant of domain `tenant`, or of every tenant when None;
+        each with its `tenant` loaded, sorted by domain then extension."""
+        with self._sessions() as session:
+            criteria = {"tenant_id": self._tenant(session, tenant).id} if tenant is not None else {}
+            users = UserDao(session=session).find_all_by(**criteria)
+        return sorted(users, key=lambda user: (user.tenant.domain, user.extension))
+
+    def import_csv(self, path: Path) -> int:
+        """Import every user of the CSV file at `path` in one transaction; returns how many.
+
+        The header row names the columns: `extension` and `password` are required, `name`,
+        `email` and `tenant` (a tenant's domain; the default tenant otherwise) optional.
+        Surrounding spaces are removed from every field. The whole file is checked first:
+        if any row is bad, `CsvImportError` lists every bad row and nothing is imported.
+        A file that cannot be opened raises OSError.
+        """
+        with self._sessions.begin() as session:
+            rows = self._read_import_file(session, path)
+            now = utcnow()
+            try:
+                return UserDao(session=session).insert_many(
+                    {
+                        "tenant_id": row.tenant.id,
+                        "extension": row.extension,
+                        "display_name": row.display_name,
+                        "email": row.email,
+                        "enabled": True,
+                        "created_at": now,
+                        **_credentials(row.extension, row.tenant.domain, row.password),
+                    }
+                    for row in rows
+                )
+            except IntegrityError:  # users added by someone else while the file was checked
+                raise AlreadyExists(
+                    f"{path}: some users were added while importing; nothing imported"
+                ) from None
+
+    def _tenant(self, session: Session, domain: str | None) -> Tenant:
+        domain = validate_domain(domain) if domain is not None else self._default_domain
+        return TenantDao(session=session).get_by(domain=domain)
+
+    def _read_import_file(self, session: Session, path: Path) -> list[_ImportRow]:
+        tenants = {tenant.domain: tenant for tenant in TenantDao(session=session).find_all_by()}
+        default_tenant = tenants.get(self._default_domain)
+        problems: list[RowProblem] = []
+        rows: list[_ImportRow] = []
+        first_line_of: dict[tuple[str, str], int] = {}
+        for line, fields in _csv_rows(_read_text(path), problems):
+            try:
+                row = _parse_row(line, fields, tenants, default_tenant)
+            except InvalidValue as exc:
+                problems.append(RowProblem(line, str(exc)))
+                continue
+            key = (row.tenant.domain, row.extension)
+            if key in first_line_of:
+                problems.append(
+                    RowProblem(
+                        line,
+                        f"extension {row.extension} of {row.tenant.domain} "
+                        f"is already on line {first_line_of[key]}",
+                    )
+                )
+                continue
+            first_line_of[key] = line
+            rows.append(row)
+        existing = UserDao(session=session).existing_extensions(
+            (row.tenant.id, row.extension) for row in rows
+        )
+        problems.extend(
+            RowProblem(row.line, f"user {row.extension}@{row.tenant.domain} already exists")
+            for row in rows
+            if (row.tenant.id, row.extension) in existing
+        )
+        if problems:
+            raise CsvImportError(path, sorted(problems, key=lambda problem: problem.line))
+        return rows
+
+
+def _read_text(path: Path) -> TextIO:
+    """The file's text (UTF-8, with or without a byte order mark), ready for the csv module."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise CsvImportError(path, [RowProblem(line, "the file is not UTF-8 text")]) from None
+    return io.StringIO(text, newline="")
+
+
+def _csv_rows(file: TextIO, problems: list[RowProblem]) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line, column -> stripped value) for each non-blank row after the header.
+
+    Problems with the header are appended to `problems` and end the reading; a row with
+    the wrong number of fields is reported and skipped.
+    """
+    reader = csv.reader(file, strict=True)
+    try:
+        header = next(reader, None)
+        if header is None:
+            problems.append(RowProblem(1, "the file is empty (expected a header row)"))
+            return
+        columns = [name.strip().lower() for name in header]
+        header_problems = _check_header(columns)
+        if header_problems:
+            problems.extend(RowProblem(1, message) for message in header_problems)
+            return
+        while True:
+            line = reader.line_num + 1  # where the next row starts (a quoted field may span lines)
+            fields = next(reader, None)
+            if fields is None:
+                return
+            if not any(field.strip() for field in fields):
+                continue
+            if len(fields) != len(columns):
+                problems.append(RowProblem(line, f"expected {len(columns)} fields, got {len(fields)}"))
+                continue
+            yield line, {column: field.strip() for column, field in zip(columns, fields, strict=True)}
+    except csv.Error as exc:
+        problems.append(RowProblem(reader.line_num, f"not valid CSV: {exc}"))
+
+
+def _check_header(columns: list[str]) -> list[str]:
+    known = CSV_REQUIRED_COLUMNS + CSV_OPTIONAL_COLUMNS
+    messages = [
+        f"unknown column {column!r} (columns are: {', '.join(known)})"
+        for column in columns
+        if column not in known
+    ]
+    messages += [
+        f"column {column!r} is given twice" for column in sorted(set(columns)) if columns.count(column) > 1
+    ]
+    messages += [f"missing column {column!r}" for column in CSV_REQUIRED_COLUMNS if column not in columns]
+    return messages
+
+
+def _parse_row(
+    line: int, fields: dict[str, str], tenants: dict[str, Tenant], default_tenant: Tenant | None
+) -> _ImportRow:
+    """The row's values, checked; `InvalidValue` names every bad field of the row."""
+    messages: list[str] = []
+
+    def checked(check: Callable[[str], str], value: str) -> str:
+        try:
+            return check(value)
+        except InvalidValue as exc:
+            messages.append(str(exc))
+            return value
+
+    extension = checked(validate_extension, fields["extension"])
+    password = checked(validate_password, fields["password"])
+    name = checked(validate_display_name, fields.get("name", ""))
+    email = checked(validate_email, fields["email"]) if fields.get("email") else ""
+    domain = fields.get("tenant", "").lower()
+    tenant = tenants.get(domain) if domain else default_tenant
+    if tenant is None:
+        messages.append(
+            f"unknown tenant {domain!r}"
+            if domain
+            else "no tenant given and the default tenant does not exist"
+        )
+    if messages:
+        raise InvalidValue("; ".join(messages))
+    assert tenant is not None
+    return _ImportRow(
+        line=line,
+        tenant=tenant,
+        extension=extension,
+        password=password,
+        display_name=name or None,
+        email=email or None,
+    )
