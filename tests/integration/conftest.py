@@ -1,0 +1,126 @@
+"""Fixtures for integration tests: a real `pbx allinone` on loopback, with real users."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+PBX = [sys.executable, "-m", "pbx_services.cli"]
+
+
+def free_port(*, pair_spacing: int = 1) -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 (and the `pair_spacing - 1` after it)."""
+    for _ in range(200):
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        if port + pair_spacing > 65535:
+            continue
+        try:
+            for offset in range(pair_spacing):
+                for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                    with socket.socket(socket.AF_INET, kind) as s:
+                        s.bind(("127.0.0.1", port + offset))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port found")
+
+
+def pbx(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*PBX, *args], capture_output=True, text=True, check=check, timeout=120)
+
+
+@dataclass
+class PbxServer:
+    data_dir: Path
+    port: int
+    process: subprocess.Popen[str]
+    passwords: dict[str, str] = field(default_factory=dict)
+    domain: str = "pbx.local"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def add_user(self, extension: str, password: str | None = None) -> str:
+        password = password or secrets.token_urlsafe(12)
+        pbx("user", "add", extension, "--password", password, "--data-dir", str(self.data_dir))
+        self.passwords[extension] = password
+        return password
+
+    def cdrs(self) -> list[dict[str, object]]:
+        import sqlite3
+
+        with sqlite3.connect(self.data_dir / "pbx.sqlite3") as db:
+            db.row_factory = sqlite3.Row
+            return [dict(row) for row in db.execute("SELECT * FROM cdrs ORDER BY id")]
+
+    def wait_for_cdrs(self, count: int, timeout: float = 10.0) -> list[dict[str, object]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = self.cdrs()
+            if len(rows) >= count or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.2)
+
+
+def start_allinone(data_dir: Path, port: int, *, env: dict[str, str] | None = None
+                   ) -> subprocess.Popen[str]:
+    process = subprocess.Popen([*PBX, "allinone", "--data-dir", str(data_dir), "--host", "127.0.0.1",
+                                "--sip-port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env={**os.environ, **(env or {})})
+    assert process.stdout is not None
+    deadline = time.monotonic() + 30
+    seen = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if "listening on" in line:
+            return process
+    process.kill()
+    raise RuntimeError("pbx allinone did not start:\n" + "".join(seen))
+
+
+def stop(process: subprocess.Popen[str]) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
+@pytest.fixture
+def pbx_server(tmp_path: Path) -> Iterator[PbxServer]:
+    data_dir = tmp_path / "data"
+    pbx("init", "--data-dir", str(data_dir))
+    port = free_port()
+    process = start_allinone(data_dir, port)
+    server = PbxServer(data_dir=data_dir, port=port, process=process)
+    # Drain the daemon's output so a chatty log never blocks it on a full pipe.
+    import threading
+
+    log_lines: list[str] = []
+    reader = threading.Thread(target=lambda: log_lines.extend(iter(process.stdout.readline, "")),  # type: ignore[union-attr]
+                              daemon=True)
+    reader.start()
+    yield server
+    code = stop(process)
+    reader.join(timeout=5)
+    assert code == 0, "pbx allinone exited with %s:\n%s" % (code, "".join(log_lines[-50:]))
