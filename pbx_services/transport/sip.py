@@ -12,6 +12,7 @@ import errno
 import logging
 import socket
 from collections.abc import Callable
+from typing import cast
 
 from ..sip.errors import RemoteProtocolError
 from ..sip.events import Transmit
@@ -47,8 +48,8 @@ class _TcpConnection(asyncio.Protocol):
         self.peer: tuple[str, int] = ("", 0)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not subclasses of asyncio.Transport, only alike.
+        self.transport = cast(asyncio.Transport, transport)
         self.peer = transport.get_extra_info("peername")[:2]
         self._owner._connections[self.peer] = self
 

@@ -123,4 +123,4 @@ def pbx_server(tmp_path: Path) -> Iterator[PbxServer]:
     yield server
     code = stop(process)
     reader.join(timeout=5)
-    assert code == 0, "pbx allinone exited with %s:\n%s" % (code, "".join(log_lines[-50:]))
+    assert code == 0, f"pbx allinone exited with {code}:\n" + "".join(log_lines[-50:])

@@ -92,7 +92,7 @@ class Phone:
                 param.opt.flag = pj.PJSUA_CALL_UNHOLD
                 self.call.reinvite(param)
         elif name == "hangup":
-            if self.call is not None:
+            if self.call is not None and self.call.isActive():
                 self.call.hangup(pj.CallOpParam(True))
         elif name == "stats":
             emit(event="stats", **self.stats())
@@ -123,7 +123,10 @@ class Phone:
                 while b"\n" in buffered:
                     line, buffered = buffered.split(b"\n", 1)
                     if line.strip():
-                        self.handle(json.loads(line))
+                        try:
+                            self.handle(json.loads(line))
+                        except pj.Error as exc:
+                            emit(event="error", command=line.decode(), reason=exc.info())
         self.call = None  # every Call must be gone before libDestroy()
         self.account.shutdown()
         self.ep.libDestroy()
