@@ -119,7 +119,7 @@ class B2bua:
         self._on_call_ended = on_call_ended
         self._no_answer_timeout = no_answer_timeout
         self._wall_offset = wall_offset
-        self._dialogs: dict[tuple[str, str, str], tuple[Call, Leg]] = {}
+        self._dialogs: dict[tuple[str, str, str | None], tuple[Call, Leg]] = {}
         self.calls: set[Call] = set()
 
     # -- new calls -------------------------------------------------------------------

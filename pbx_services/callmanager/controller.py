@@ -10,14 +10,18 @@ import asyncio
 import logging
 import time
 
+from prometheus_client import CollectorRegistry
+
 from ..cluster.bus import InProcessBus
 from ..cluster.cdr import CdrWriter
 from ..cluster.config import PbxConfig
 from ..cluster.database import create_engine_for, session_factory
 from ..cluster.events import CallEnded
 from ..sip.digest import DigestAlgorithm, NonceManager
+from ..transport.http import HttpEndpoint
 from ..transport.sip import SipTransports
 from .directory import Directory
+from .metrics import CallManagerCollector
 from .policy import AuthFailureLimiter
 from .registrar import RegistrarSettings
 from .service import CallManager
@@ -38,6 +42,7 @@ class CallManagerController:
         self._timer_at: float | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self._cdr_writer: CdrWriter | None = None
+        self._http: HttpEndpoint | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -68,12 +73,26 @@ class CallManagerController:
         self._transports = SipTransports(on_message=self._on_message,
                                          max_message_size=config.sip.max_message_size)
         await self._transports.start(config.sip.host, config.sip.port, tuple(config.sip.transports))
+        if config.http.port:
+            registry = CollectorRegistry()
+            registry.register(CallManagerCollector(self.core, loop.time))
+            self._http = HttpEndpoint(registry=registry, health=self._health)
+            await self._http.start(config.http.host, config.http.port)
         self._housekeeping = loop.create_task(self._housekeep())
         log.info("Call Manager listening on %s", self.listening_on())
 
     def listening_on(self) -> str:
-        sip = self.config.sip
-        return ", ".join(f"sip:{sip.host}:{sip.port};transport={t}" for t in sip.transports)
+        sip, http = self.config.sip, self.config.http
+        where = [f"sip:{sip.host}:{sip.port};transport={t}" for t in sip.transports]
+        if http.port:
+            where.append(f"http://{http.host}:{http.port}/health")
+        return ", ".join(where)
+
+    def _health(self) -> dict[str, object]:
+        assert self.core is not None
+        return {"status": "ok", "role": "callmanager",
+                "registered_contacts": self.core.location.binding_count(),
+                "active_calls": len(self.core.b2bua.calls)}
 
     async def stop(self) -> None:
         if self._housekeeping is not None:
@@ -83,6 +102,8 @@ class CallManagerController:
             self._timer.cancel()
         if self._transports is not None:
             self._transports.close()
+        if self._http is not None:
+            self._http.close()
         if self._cdr_writer is not None:
             self._cdr_writer.flush()
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import uvloop
 
 from ..cluster.config import PbxConfig, load_config
-from ..transport.sip import PortInUseError
+from ..transport.ports import PortInUseError
 from .controller import CallManagerController
 
 log = logging.getLogger("pbx")

@@ -13,9 +13,9 @@ from collections import Counter
 from collections.abc import Iterable
 
 from ..sip.errors import RemoteProtocolError
-from ..sip.events import Transmit
+from ..sip.events import Event, Transmit
 from ..sip.headers import Address
-from ..sip.message import SipParseError, SipRequest, SipResponse, make_response, parse_message
+from ..sip.message import SipMessage, SipParseError, SipRequest, SipResponse, make_response, parse_message
 from ..sip.transaction import ClientTransaction, ServerTransaction, TransactionLayer, make_branch
 from ..sip.uri import SipUri
 
@@ -35,7 +35,7 @@ class SipStack:
 
     # -- input ---------------------------------------------------------------------
 
-    def receive(self, data: bytes, source: tuple[str, int], transport: str, now: float) -> list[object]:
+    def receive(self, data: bytes, source: tuple[str, int], transport: str, now: float) -> list[Event]:
         """Transaction events for one received message; [] when it was absorbed or refused."""
         if len(data) > self.max_message_size:
             self.counters["oversized"] += 1
@@ -77,6 +77,7 @@ class SipStack:
 
     def _refuse_oversized(self, data: bytes, source: tuple[str, int], transport: str) -> None:
         head = data[: data.find(b"\r\n\r\n") + 4] if b"\r\n\r\n" in data else b""
+        message: SipMessage | None = None
         try:
             message = parse_message(head + b"\r\n") if head else None
         except SipParseError as exc:
@@ -119,7 +120,7 @@ class SipStack:
     def next_timer(self) -> float | None:
         return self.layer.next_timer()
 
-    def handle_timer(self, now: float) -> list[object]:
+    def handle_timer(self, now: float) -> list[Event]:
         return self.layer.handle_timer(now)
 
 

@@ -180,6 +180,13 @@ class PolicyConfig(_Section):
     """Sources never blocked (CIDRs, e.g. the trunks' and the app servers' networks)."""
 
 
+class HttpConfig(_Section):
+    host: Host = "127.0.0.1"
+    """Address of the daemon's HTTP endpoint (/health, /metrics)."""
+    port: int = Field(default=9060, ge=0, le=65535)
+    """Its port; 0 turns the endpoint off."""
+
+
 class LogConfig(_Section):
     level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)] = (
         "INFO"
@@ -195,6 +202,7 @@ class PbxConfig(_Section):
     registrar: RegistrarConfig = RegistrarConfig()
     auth: AuthConfig
     policy: PolicyConfig = PolicyConfig()
+    http: HttpConfig = HttpConfig()
     log: LogConfig = LogConfig()
 
 

@@ -17,15 +17,12 @@ from typing import cast
 from ..sip.errors import RemoteProtocolError
 from ..sip.events import Transmit
 from ..sip.framing import KEEPALIVE_PING, KEEPALIVE_PONG, StreamFramer
+from .ports import PortInUseError
 
 log = logging.getLogger(__name__)
 
 MessageHandler = Callable[[bytes, tuple[str, int], str], None]
 SOCKET_BUFFER_BYTES = 8 * 1024 * 1024
-
-
-class PortInUseError(OSError):
-    """The SIP port is taken by another process."""
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):

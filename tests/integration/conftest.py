@@ -46,6 +46,7 @@ def pbx(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 class PbxServer:
     data_dir: Path
     port: int
+    http_port: int
     process: subprocess.Popen[str]
     passwords: dict[str, str] = field(default_factory=dict)
     domain: str = "pbx.local"
@@ -59,6 +60,15 @@ class PbxServer:
         pbx("user", "add", extension, "--password", password, "--data-dir", str(self.data_dir))
         self.passwords[extension] = password
         return password
+
+    def metrics(self) -> dict[str, float]:
+        """The daemon's /metrics, as {"name{labels}": value}."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as reply:
+            text = reply.read().decode()
+        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines() if line and not line.startswith("#")}
 
     def cdrs(self) -> list[dict[str, object]]:
         import sqlite3
@@ -110,9 +120,9 @@ def stop(process: subprocess.Popen[str]) -> int:
 def pbx_server(tmp_path: Path) -> Iterator[PbxServer]:
     data_dir = tmp_path / "data"
     pbx("init", "--data-dir", str(data_dir))
-    port = free_port()
-    process = start_allinone(data_dir, port)
-    server = PbxServer(data_dir=data_dir, port=port, process=process)
+    port, http_port = free_port(), free_port()
+    process = start_allinone(data_dir, port, env={"PBX_HTTP__PORT": str(http_port)})
+    server = PbxServer(data_dir=data_dir, port=port, http_port=http_port, process=process)
     # Drain the daemon's output so a chatty log never blocks it on a full pipe.
     import threading
 

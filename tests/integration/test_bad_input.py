@@ -1,0 +1,125 @@
+"""Bad input gets a clear answer and the daemon keeps serving: garbage, broken and oversized
+messages, a bad config value, a port that is taken."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import PBX, PbxServer, free_port, pbx, start_allinone, stop
+
+pytestmark = pytest.mark.integration
+
+
+def _exchange(port: int, data: bytes, *, timeout: float = 2.0) -> bytes | None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.bind(("127.0.0.1", 0))
+        sock.sendto(data, ("127.0.0.1", port))
+        try:
+            return sock.recv(65535)
+        except TimeoutError:
+            return None
+
+
+def _options(port: int, *, branch: str = "z9hG4bKopt1", extra: str = "", body: bytes = b"") -> bytes:
+    return (f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:9;branch={branch};rport\r\n"
+            "Max-Forwards: 70\r\nFrom: <sip:probe@127.0.0.1>;tag=p1\r\nTo: <sip:127.0.0.1>\r\n"
+            f"Call-ID: {branch}@test\r\nCSeq: 1 OPTIONS\r\n{extra}Content-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
+
+
+def _status(reply: bytes | None) -> int | None:
+    return int(reply.split(b" ", 2)[1]) if reply else None
+
+
+def test_daemon_answers_options(pbx_server: PbxServer) -> None:
+    reply = _exchange(pbx_server.port, _options(pbx_server.port))
+    assert _status(reply) == 200
+    assert reply is not None and b"Allow: INVITE" in reply
+
+
+def test_garbage_is_dropped_and_counted(pbx_server: PbxServer) -> None:
+    for garbage in (b"\x00\x01\x02garbage\xff", b"hello world", b"INVITE\r\n\r\n"):
+        assert _exchange(pbx_server.port, garbage, timeout=0.5) is None
+    assert pbx_server.metrics()['pbx_sip_messages_total{outcome="dropped_garbage"}'] == 3
+    assert _status(_exchange(pbx_server.port, _options(pbx_server.port))) == 200
+
+
+def test_malformed_request_gets_400_saying_why(pbx_server: PbxServer) -> None:
+    broken = _options(pbx_server.port, branch="z9hG4bKbad").replace(b"CSeq: 1 OPTIONS", b"CSeq: one OPTIONS")
+    reply = _exchange(pbx_server.port, broken)
+    assert _status(reply) == 400
+    assert reply is not None and b"malformed CSeq" in reply
+    assert _status(_exchange(pbx_server.port, _options(pbx_server.port))) == 200
+
+
+def test_unsupported_extension_and_unknown_method(pbx_server: PbxServer) -> None:
+    reply = _exchange(pbx_server.port, _options(pbx_server.port, branch="z9hG4bKreq",
+                                                 extra="Require: nosuchextension\r\n"))
+    assert _status(reply) == 420
+    assert reply is not None and b"Unsupported: nosuchextension" in reply
+    unknown = _options(pbx_server.port, branch="z9hG4bKunk").replace(b"OPTIONS", b"FROBNICATE")
+    assert _status(_exchange(pbx_server.port, unknown)) == 501
+
+
+def test_oversized_message_is_refused(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    pbx("init", "--data-dir", str(data_dir))
+    port = free_port()
+    process = start_allinone(data_dir, port, env={"PBX_SIP__MAX_MESSAGE_SIZE": "2048",
+                                                  "PBX_HTTP__PORT": "0"})
+    try:
+        big = _options(port, branch="z9hG4bKbig", extra="Content-Type: text/plain\r\n", body=b"x" * 4000)
+        assert _status(_exchange(port, big)) == 513
+        assert _status(_exchange(port, _options(port))) == 200
+    finally:
+        assert stop(process) == 0
+
+
+@pytest.mark.parametrize(("env", "key"), [
+    ({"PBX_SIP__PORT": "70000"}, "sip.port"),
+    ({"PBX_REGISTRAR__MIN_EXPIRES": "soon"}, "registrar.min_expires"),
+    ({"PBX_POLICY__TRUSTED_NETWORKS": "10.0.0.0/33"}, "policy.trusted_networks"),
+])
+def test_bad_config_value_stops_startup_naming_the_key(tmp_path: Path, env: dict[str, str], key: str) -> None:
+    data_dir = tmp_path / "data"
+    pbx("init", "--data-dir", str(data_dir))
+    result = subprocess.run([*PBX, "allinone", "--data-dir", str(data_dir)], capture_output=True, text=True,
+                            timeout=30, env={**_base_env(), **env})
+    assert result.returncode == 1
+    assert key in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_value_in_config_file_names_the_key(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    pbx("init", "--data-dir", str(data_dir))
+    config = data_dir / "pbx.yml"
+    config.write_text(config.read_text() + "\nregistrar:\n  max_contacts: -3\n")
+    result = subprocess.run([*PBX, "allinone", "--data-dir", str(data_dir)], capture_output=True, text=True,
+                            timeout=30, env=_base_env())
+    assert result.returncode == 1
+    assert "registrar.max_contacts" in result.stderr
+
+
+def test_port_in_use_fails_with_a_clear_message(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    pbx("init", "--data-dir", str(data_dir))
+    port = free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as squatter:
+        squatter.bind(("127.0.0.1", port))
+        result = subprocess.run([*PBX, "allinone", "--data-dir", str(data_dir), "--sip-port", str(port)],
+                                capture_output=True, text=True, timeout=30, env=_base_env())
+    assert result.returncode == 1
+    assert f"127.0.0.1:{port} is already in use" in result.stderr
+
+
+def _base_env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("PBX_")} | {"PBX_HTTP__PORT": "0"}
