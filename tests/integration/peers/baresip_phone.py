@@ -35,6 +35,7 @@ What baresip 1.0.0 does that shapes this class:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import queue
@@ -73,6 +74,8 @@ class BaresipPhone:
         unsupported = {c.strip().upper() for c in codecs.split(",")} - SUPPORTED_CODECS
         if unsupported:
             raise ValueError(f"codecs {sorted(unsupported)} not supported; only {sorted(SUPPORTED_CODECS)}")
+        if audio_file is not None:
+            check_source_wav(audio_file)
         self.user = user
         self.port = port
         self.aor = f"sip:{user}@{domain or server}"
@@ -86,7 +89,6 @@ class BaresipPhone:
         if audio_file is None:
             audio_file = self.directory / "tone.wav"
             write_tone(audio_file)
-        check_source_wav(audio_file)
         self.ctrl_port = free_port()
         (self.directory / "config").write_text(
             f"sip_listen\t\t127.0.0.1:{port}\n"
@@ -174,7 +176,8 @@ class BaresipPhone:
             if response.get("token") == token:
                 return response
 
-    def wait_for(self, event: str | tuple[str, ...], predicate: Callable[[dict[str, Any]], bool] = lambda e: True,
+    def wait_for(self, event: str | tuple[str, ...],
+                 predicate: Callable[[dict[str, Any]], bool] = lambda e: True,
                  timeout: float = 10.0) -> dict[str, Any]:
         """The next event of that type (or one of those types) matching `predicate`.
 
@@ -231,14 +234,19 @@ class BaresipPhone:
         return "\n".join(kept[-lines:])
 
     def close(self) -> None:
-        """Stop baresip (SIGTERM: it unregisters and exits; SIGKILL after 10 s) and remove its directory."""
+        """Stop baresip and remove its directory (and the recordings: read them before).
+
+        On SIGTERM baresip unregisters, then exits (about 1.5 s); a second SIGTERM makes it exit at
+        once, for a registrar that no longer answers.
+        """
+        for grace in (3.0, 5.0):
+            if self._process.poll() is None:
+                self._process.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._process.wait(timeout=grace)
         if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+            self._process.kill()
+            self._process.wait()
         if self._socket is not None:
             self._socket.close()
             self._socket = None
