@@ -155,7 +155,12 @@ class AuthConfig(_Section):
     algorithms: Annotated[
         tuple[Literal["SHA-256", "MD5"], ...], Field(min_length=1), AfterValidator(_unique)
     ] = ("SHA-256", "MD5")
-    """Digest algorithms offered in challenges, in order of preference."""
+    """Digest algorithms offered in challenges, most preferred first (RFC 8760).
+
+    Clients that do SHA-256 follow the server's order. Some older clients fail on any
+    challenge set holding SHA-256 (baresip 1.0) or read only the first challenge
+    (sipsak, SIPVicious): for a fleet of those, offer [MD5] or [MD5, SHA-256].
+    """
 
     @field_validator("secret")
     @classmethod

@@ -117,11 +117,14 @@ def stop(process: subprocess.Popen[str]) -> int:
 
 
 @pytest.fixture
-def pbx_server(tmp_path: Path) -> Iterator[PbxServer]:
+def pbx_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[PbxServer]:
+    """A running `pbx allinone`; `@pytest.mark.pbx_env(PBX_X__Y="...")` adds config by environment."""
     data_dir = tmp_path / "data"
     pbx("init", "--data-dir", str(data_dir))
     port, http_port = free_port(), free_port()
-    process = start_allinone(data_dir, port, env={"PBX_HTTP__PORT": str(http_port)})
+    marker = request.node.get_closest_marker("pbx_env")
+    env = {"PBX_HTTP__PORT": str(http_port), **(marker.kwargs if marker else {})}
+    process = start_allinone(data_dir, port, env=env)
     server = PbxServer(data_dir=data_dir, port=port, http_port=http_port, process=process)
     # Drain the daemon's output so a chatty log never blocks it on a full pipe.
     import threading

@@ -115,6 +115,15 @@ def test_hold_and_resume_with_reinvite(phones: Phones, pbx_server: PbxServer) ->
     assert cdr["hangup_by"] == "caller"
 
 
+@pytest.mark.pbx_env(PBX_AUTH__ALGORITHMS="MD5")
+def test_md5_only_server(phones: Phones, pbx_server: PbxServer) -> None:
+    """The same phones with MD5 digest alone (the default offers SHA-256 first, which pjsua2 picks)."""
+    caller, callee = phones
+    _call_and_answer(caller, callee, pbx_server)
+    caller.send("hangup")
+    assert callee.wait_for("call_state", _state("DISCONNECTED"))
+
+
 def test_wrong_password_is_refused(pbx_server: PbxServer) -> None:
     pbx_server.add_user("1001", "right-password")
     phone = Pjsua2Phone(user="1001", password="wrong-password", server=pbx_server.address, port=free_port())

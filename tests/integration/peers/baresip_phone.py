@@ -293,3 +293,22 @@ def wav_frames(path: Path) -> int:
             return (size if 0 < size <= available else available) // block_align
         offset = body + size + (size & 1)
     return 0
+
+
+def tone_frequency(path: Path) -> tuple[float, float]:
+    """(frequency from zero crossings, RMS) of a finished 16-bit mono WAV."""
+    with wave.open(str(path), "rb") as wav:
+        frames = wav.readframes(wav.getnframes())
+    samples = memoryview(frames).cast("h")
+    crossings = sum(1 for a, b in zip(samples, samples[1:], strict=False) if (a < 0) != (b < 0))
+    rms = math.sqrt(sum(s * s for s in samples) / len(samples))
+    return crossings / 2 / (len(samples) / SAMPLE_RATE), rms
+
+
+def assert_heard_the_tone(phone: BaresipPhone) -> None:
+    """The phone's last call recording holds the 1 kHz tone the other phone sent, loud enough."""
+    path = phone.received_wav()
+    assert path is not None
+    frequency, rms = tone_frequency(path)
+    assert abs(frequency - TONE_HZ) < 50, f"{phone.user} heard {frequency:.0f} Hz"
+    assert rms > 5000, f"{phone.user} heard RMS {rms:.0f}"

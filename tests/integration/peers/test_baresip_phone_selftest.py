@@ -3,13 +3,11 @@ Kamailio, call each other through it and hear each other's 1 kHz tone."""
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import socket
 import subprocess
 import time
-import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import free_port
-from tests.integration.peers.baresip_phone import BARESIP, SAMPLE_RATE, TONE_HZ, BaresipPhone
+from tests.integration.peers.baresip_phone import BARESIP, SAMPLE_RATE, BaresipPhone, assert_heard_the_tone
 
 pytestmark = pytest.mark.integration
 
@@ -187,24 +185,6 @@ def phones(kamailio: Kamailio, request: pytest.FixtureRequest) -> Iterator[tuple
             phone.close()
 
 
-def _tone_frequency(path: Path) -> tuple[float, float]:
-    """(frequency from zero crossings, RMS) of a finished 16-bit mono WAV."""
-    with wave.open(str(path), "rb") as wav:
-        frames = wav.readframes(wav.getnframes())
-    samples = memoryview(frames).cast("h")
-    crossings = sum(1 for a, b in zip(samples, samples[1:], strict=False) if (a < 0) != (b < 0))
-    rms = math.sqrt(sum(s * s for s in samples) / len(samples))
-    return crossings / 2 / (len(samples) / SAMPLE_RATE), rms
-
-
-def _assert_heard_the_tone(phone: BaresipPhone) -> None:
-    path = phone.received_wav()
-    assert path is not None
-    frequency, rms = _tone_frequency(path)
-    assert abs(frequency - TONE_HZ) < 50, f"{phone.user} heard {frequency:.0f} Hz"
-    assert rms > 5000, f"{phone.user} heard RMS {rms:.0f}"
-
-
 @pytest.mark.parametrize("phones", [("udp", True), ("tcp", True)], indirect=True, ids=["udp", "tcp"])
 def test_auto_answered_call_carries_audio_both_ways(phones: tuple[BaresipPhone, BaresipPhone],
                                                     kamailio: Kamailio) -> None:
@@ -218,8 +198,8 @@ def test_auto_answered_call_carries_audio_both_ways(phones: tuple[BaresipPhone, 
     caller.hangup()
     caller.wait_for("CALL_CLOSED")
     callee.wait_for("CALL_CLOSED")
-    _assert_heard_the_tone(callee)
-    _assert_heard_the_tone(caller)
+    assert_heard_the_tone(callee)
+    assert_heard_the_tone(caller)
 
 
 @pytest.mark.parametrize("phones", [("udp", False)], indirect=True, ids=["udp"])
