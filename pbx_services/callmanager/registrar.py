@@ -11,9 +11,10 @@ from ..sip.errors import RemoteProtocolError
 from ..sip.headers import unquote
 from ..sip.message import SipRequest
 from ..sip.transaction import ServerTransaction, make_tag
+from ..sip.uri import SipUri
 from .auth import Authenticator, AuthOutcome
 from .location import Binding, LocationService
-from .stack import SipStack
+from .stack import SipStack, _warning
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,10 @@ class Registrar:
 
     def handle(self, request: SipRequest, tx: ServerTransaction, source: tuple[str, int], transport: str,
                now: float) -> None:
-        to_uri = request.to.sip_uri
+        if not isinstance(request.to.uri, SipUri):
+            self._stack.respond(tx, 400, "To Of REGISTER Must Be A SIP URI", now=now)
+            return
+        to_uri = request.to.uri
         realm = self._realm_for(to_uri.host)
         result = self._auth.authenticate(request, realm=realm, source_ip=source[0], now=now, proxy=False)
         if result.outcome is AuthOutcome.CHALLENGE:
@@ -65,7 +69,8 @@ class Registrar:
             return
         except RemoteProtocolError as exc:
             self._stack.respond(tx, exc.status_code, now=now, to_tag=_tag(tx),
-                                headers=[("Warning", f'399 pbx "{exc.reason}"')])
+                                # The stack's Warning: the peer's text in it must not break the quoted-string.
+                                headers=[("Warning", _warning(exc.reason))])
             return
         bindings = self._location.lookup(aor, now)
         headers = [("Contact", f"<{b.contact}>;expires={b.remaining(now)}") for b in bindings]
@@ -112,10 +117,12 @@ class Registrar:
                         self._location.remove(aor, old.contact)
             self._location.save(Binding(aor=aor, contact=contact_uri, expires_at=now + expires,
                                         call_id=call_id, cseq=cseq, source=source, transport=transport,
-                                        q=q, user_agent=user_agent, instance_id=instance))
+                                        refreshed_at=now, q=q, user_agent=user_agent, instance_id=instance))
         live = self._location.lookup(aor, now)
-        # Over the limit, the bindings that were refreshed longest ago give way.
-        for stale in live[self._settings.max_contacts:]:
+        # Over the limit, the bindings that were refreshed longest ago give way (the lowest q
+        # among those refreshed together), whatever time they have left.
+        surplus = len(live) - self._settings.max_contacts
+        for stale in sorted(live, key=lambda b: (b.refreshed_at, b.q))[:max(surplus, 0)]:
             self._location.remove(aor, stale.contact)
         if changes:
             self._notify(aor, self._location.lookup(aor, now))

@@ -131,6 +131,10 @@ class CallManager:
         if unsupported and method not in ("CANCEL", "ACK"):
             self.stack.respond(tx, 420, now=now, headers=[("Unsupported", ", ".join(unsupported))])
             return
+        if request.max_forwards == 0 and request.uri.user is not None and method not in ("REGISTER", "ACK"):
+            # Addressed to a user, so it would be routed on: out of hops (RFC 3261 16.3 step 2).
+            self.stack.respond(tx, 483, now=now)
+            return
         if method == "CANCEL":
             self.b2bua.handle_cancel(request, tx, self.stack.layer.find_invite_server_transaction(request),
                                      now)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -116,24 +118,36 @@ def stop(process: subprocess.Popen[str]) -> int:
     return process.returncode
 
 
+@contextlib.contextmanager
+def running_pbx(data_dir: Path, env: dict[str, str] | None = None) -> Iterator[PbxServer]:
+    """`pbx init` then `pbx allinone` on free ports; stopped (and required to exit 0) afterwards."""
+    pbx("init", "--data-dir", str(data_dir))
+    port, http_port = free_port(), free_port()
+    process = start_allinone(data_dir, port, env={"PBX_HTTP__PORT": str(http_port), **(env or {})})
+    server = PbxServer(data_dir=data_dir, port=port, http_port=http_port, process=process)
+    # Drain the daemon's output so a chatty log never blocks it on a full pipe.
+    log_lines: list[str] = []
+    assert process.stdout is not None
+    reader = threading.Thread(target=lambda: log_lines.extend(iter(process.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        yield server
+    finally:
+        code = stop(process)
+        reader.join(timeout=5)
+    assert code == 0, f"pbx allinone exited with {code}:\n" + "".join(log_lines[-50:])
+
+
 @pytest.fixture
 def pbx_server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[PbxServer]:
     """A running `pbx allinone`; `@pytest.mark.pbx_env(PBX_X__Y="...")` adds config by environment."""
-    data_dir = tmp_path / "data"
-    pbx("init", "--data-dir", str(data_dir))
-    port, http_port = free_port(), free_port()
     marker = request.node.get_closest_marker("pbx_env")
-    env = {"PBX_HTTP__PORT": str(http_port), **(marker.kwargs if marker else {})}
-    process = start_allinone(data_dir, port, env=env)
-    server = PbxServer(data_dir=data_dir, port=port, http_port=http_port, process=process)
-    # Drain the daemon's output so a chatty log never blocks it on a full pipe.
-    import threading
+    with running_pbx(tmp_path / "data", marker.kwargs if marker else None) as server:
+        yield server
 
-    log_lines: list[str] = []
-    reader = threading.Thread(target=lambda: log_lines.extend(iter(process.stdout.readline, "")),  # type: ignore[union-attr]
-                              daemon=True)
-    reader.start()
-    yield server
-    code = stop(process)
-    reader.join(timeout=5)
-    assert code == 0, f"pbx allinone exited with {code}:\n" + "".join(log_lines[-50:])
+
+@pytest.fixture(scope="module")
+def shared_pbx_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PbxServer]:
+    """One `pbx allinone` for a whole module of tests that do not disturb each other."""
+    with running_pbx(tmp_path_factory.mktemp("pbx") / "data") as server:
+        yield server
