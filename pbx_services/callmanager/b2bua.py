@@ -79,6 +79,8 @@ class Branch:
     tx: ClientTransaction | None = None
     provisional: bool = False
     cancelled: bool = False
+    """We want this branch to stop ringing."""
+    cancel_sent: bool = False
     final: int | None = None
 
 
@@ -128,6 +130,10 @@ class B2bua:
                       transport: str, now: float) -> None:
         if request.max_forwards == 0:
             self._stack.respond(tx, 483, now=now)
+            return
+        if not request.contacts:
+            # Without it there is no dialog to make with the caller (RFC 3261 8.1.1.8).
+            self._stack.respond(tx, 400, "Missing Contact", now=now)
             return
         if request.body and request.content_type != "application/sdp":
             self._stack.respond(tx, 415, now=now, headers=[("Accept", "application/sdp")])
@@ -207,6 +213,13 @@ class B2bua:
             self._on_branch_answer(call, branch, response, now)
             return
         branch.final = code
+        if call.phase is Phase.ROUTING and code >= 600:
+            # A global failure: the callee declines everywhere, so stop the other devices (16.7).
+            for other in call.branches:
+                self._cancel_branch(other, now)
+            self._stack.respond(call.a_tx, code, response.reason, now=now, to_tag=call.a_tag)
+            self._end(call, now, disposition_for(code), code, None)
+            return
         if call.phase is Phase.ROUTING and all(b.final is not None for b in call.branches):
             status = best_final_status([b.final for b in call.branches if b.final is not None])
             self._stack.respond(call.a_tx, status, now=now, to_tag=call.a_tag)
@@ -228,6 +241,19 @@ class B2bua:
             if ack is not None:
                 self._stack.send_stateless(ack, leg.peer, leg.transport)
             return
+        if not response.contacts:
+            # A broken answer (RFC 3261 12.1.2 wants a Contact): ACK it and hang it up where
+            # the INVITE went, so the phone stops ringing and retransmitting, and count the
+            # branch as failed.
+            log.info("2xx without Contact from %s:%s on call %s", *leg.peer, call.a_invite.call_id)
+            patched = SipResponse(response.status_code, response.reason, response.headers.copy(),
+                                  response.body)
+            patched.headers.add("Contact", f"<{branch.invite.uri}>")
+            leg.dialog = Dialog.from_uac(branch.invite, patched)
+            self._send_ack(leg, branch.invite.cseq.seq, b"", None, now)
+            self._send_bye(leg, now)
+            self._on_branch_response(call, branch, make_response(branch.invite, 502), now)
+            return
         leg.dialog = Dialog.from_uac(branch.invite, response)
         if call.phase is not Phase.ROUTING:
             # Answered too late (cancelled, or another device won): take it and hang it up.
@@ -245,6 +271,7 @@ class B2bua:
                 self._cancel_branch(other, now)
         call.a.dialog = Dialog.from_uas(call.a_invite, local_tag=call.a_tag,
                                         local_contact=self._stack.contact(call.a.transport))
+        call.a.dialog.confirm()
         self._register_dialog(call, call.a)
         invite_cseq = branch.invite.cseq.seq
         if call.a_invite.body:
@@ -268,8 +295,9 @@ class B2bua:
                                        body=answer.body if content_type else b"")
         unacked = Unacked(response=response, cseq=tx.request.cseq.seq, timer=None, on_ack=on_ack)
         leg.unacked = unacked
-        if leg.transport == "UDP":
-            self._schedule_2xx_retransmit(call, leg, unacked, now, T1, now + 64 * T1)
+        # Retransmitted only over UDP; given up after 64*T1 without an ACK on any transport.
+        interval = T1 if leg.transport == "UDP" else 64 * T1
+        self._schedule_2xx_retransmit(call, leg, unacked, now, interval, now + 64 * T1)
 
     def _schedule_2xx_retransmit(self, call: Call, leg: Leg, unacked: Unacked, now: float,
                                  interval: float, give_up_at: float) -> None:
@@ -324,12 +352,13 @@ class B2bua:
 
     def handle_cancel(self, cancel: SipRequest, tx: ServerTransaction, invite_tx: ServerTransaction | None,
                       now: float) -> None:
-        call = invite_tx.user_data if invite_tx is not None else None
-        if not isinstance(call, Call):
+        if invite_tx is None:
             self._stack.respond(tx, 481, now=now)
             return
+        # It matches an INVITE: 200, even when that INVITE was already answered (RFC 3261 9.2).
         self._stack.respond(tx, 200, now=now)
-        if call.phase is Phase.ROUTING:
+        call = invite_tx.user_data
+        if isinstance(call, Call) and call.phase is Phase.ROUTING:
             self._stack.respond(call.a_tx, 487, now=now, to_tag=call.a_tag)
             for branch in call.branches:
                 self._cancel_branch(branch, now)
@@ -464,6 +493,9 @@ class B2bua:
         # Without a provisional answer yet, the CANCEL goes when the first one arrives (RFC 3261 9.1).
 
     def _send_cancel(self, branch: Branch, now: float) -> None:
+        if branch.cancel_sent:
+            return
+        branch.cancel_sent = True
         tx = self._stack.send_request(make_cancel(branch.invite), branch.leg.peer, branch.leg.transport, now)
         tx.user_data = _ignore_response
 

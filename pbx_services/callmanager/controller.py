@@ -11,6 +11,7 @@ import logging
 import time
 
 from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..cluster.bus import InProcessBus
 from ..cluster.cdr import CdrWriter
@@ -135,9 +136,13 @@ class CallManagerController:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
-            self.core.housekeeping(loop.time())
+            # The database may be away for a while: keep the cached directory and the
+            # buffered CDRs, and try again next time.
+            try:
+                self.core.housekeeping(loop.time())
+            except SQLAlchemyError:
+                log.exception("refreshing the directory failed; will retry")
             try:
                 self._cdr_writer.flush()
-            except Exception:
-                # The database may be back next time; the CDRs stay buffered until then.
+            except SQLAlchemyError:
                 log.exception("writing CDRs failed; will retry")

@@ -14,7 +14,7 @@ from ..sip.transaction import ServerTransaction, make_tag
 from ..sip.uri import SipUri
 from .auth import Authenticator, AuthOutcome
 from .location import Binding, LocationService
-from .stack import SipStack, _warning
+from .stack import SipStack, warning
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class Registrar:
         except RemoteProtocolError as exc:
             self._stack.respond(tx, exc.status_code, now=now, to_tag=_tag(tx),
                                 # The stack's Warning: the peer's text in it must not break the quoted-string.
-                                headers=[("Warning", _warning(exc.reason))])
+                                headers=[("Warning", warning(exc.reason))])
             return
         bindings = self._location.lookup(aor, now)
         headers = [("Contact", f"<{b.contact}>;expires={b.remaining(now)}") for b in bindings]

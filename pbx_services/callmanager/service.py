@@ -29,7 +29,7 @@ from .directory import Directory
 from .location import LocationService
 from .policy import AuthFailureLimiter
 from .registrar import Registrar, RegistrarSettings
-from .stack import SipStack
+from .stack import SipStack, warning
 from .timers import TimerQueue
 
 log = logging.getLogger(__name__)
@@ -103,14 +103,19 @@ class CallManager:
                 self.stack.counters["refused_requests"] += 1
                 if _open(event.transaction):
                     self.stack.respond(event.transaction, exc.status_code, now=now,
-                                       headers=[("Warning", f'399 pbx "{exc.reason}"')])
+                                       headers=[("Warning", warning(exc.reason))])
         elif isinstance(event, ResponseReceived):
             transaction = event.transaction
-            if transaction is None:
-                if event.response.status_code < 300:
-                    self.b2bua.handle_stray_2xx(event.response)
-            elif callable(transaction.user_data):
-                transaction.user_data(event.response, now)
+            try:
+                if transaction is None:
+                    if event.response.status_code < 300:
+                        self.b2bua.handle_stray_2xx(event.response)
+                elif callable(transaction.user_data):
+                    transaction.user_data(event.response, now)
+            except RemoteProtocolError as exc:
+                # A peer's answer we cannot use; its call goes on (or times out) without it.
+                self.stack.counters["refused_responses"] += 1
+                log.info("ignored an unusable %d response: %s", event.response.status_code, exc.reason)
         elif isinstance(event, TransactionTimedOut):
             if callable(event.transaction.user_data):
                 event.transaction.user_data(timeout_response(event.transaction), now)

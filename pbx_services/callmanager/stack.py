@@ -59,13 +59,15 @@ class SipStack:
 
     def _refuse(self, exc: SipParseError, source: tuple[str, int], transport: str) -> None:
         request = exc.partial if isinstance(exc.partial, SipRequest) else None
-        if request is None or request.method == "ACK":
+        if request is None or request.method == "ACK" or not all(
+                request.headers.get(name) for name in ("From", "To", "Call-ID", "CSeq")):
+            # No answer can be built that the sender could match to its request.
             self.counters["dropped_garbage"] += 1
             log.debug("dropped unusable message from %s:%s: %s", *source, exc.reason)
             return
         try:
             request.top_via  # noqa: B018 - a response needs somewhere to go
-            response = make_response(request, exc.status_code, headers=[("Warning", _warning(exc.reason))])
+            response = make_response(request, exc.status_code, headers=[("Warning", warning(exc.reason))])
             destination = self.layer.response_destination(request, source, transport)
         except RemoteProtocolError:
             self.counters["dropped_garbage"] += 1
@@ -124,7 +126,7 @@ class SipStack:
         return self.layer.handle_timer(now)
 
 
-def _warning(text: str) -> str:
-    # RFC 3261 20.43: warn-code agent "text"; the text must stay a valid quoted-string.
+def warning(text: str) -> str:
+    """A Warning header value carrying `text` (why we refused something) as a valid quoted-string."""
     clean = "".join(c for c in text if c.isprintable()).replace("\\", "/").replace('"', "'")
     return f'399 {SERVER_NAME} "{clean[:200]}"'

@@ -6,7 +6,6 @@ import dataclasses
 import re
 from collections.abc import Callable
 
-import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from pbx_services.cluster.users import UserService
@@ -165,10 +164,6 @@ def test_a_malformed_authorization_is_refused_with_400_saying_what_is_wrong(pbx:
     assert pbx.core.stack.counters["refused_requests"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "service.py:106 builds the Warning as f'399 pbx \"{exc.reason}\"' without escaping: a reason "
-    "quoting the peer's text with double quotes (digest.py _show uses ascii(), which picks \"...\" "
-    "for text containing ') ends the quoted-string early, so the 400 carries a malformed Warning"))
 def test_the_warning_for_malformed_credentials_is_a_valid_quoted_string(pbx: Pbx) -> None:
     alice = pbx.phone("100", "10.0.0.1", 5062)
 
