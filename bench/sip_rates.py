@@ -329,8 +329,6 @@ def start_pbx(procs: Processes, args: argparse.Namespace, workdir: Path, extensi
     datadir.mkdir()
     pbx = shlex.split(args.pbx_cmd)
     pbx_env = dict(PBX_BENCH_ENV)
-    if args.workers is not None:
-        pbx_env["PBX_CALLMANAGER__WORKERS"] = str(args.workers)
     pbx_env.update(args.pbx_env)
     env = {**os.environ, **pbx_env}
     log_path = workdir / "pbx.log"
@@ -372,7 +370,6 @@ def start_pbx(procs: Processes, args: argparse.Namespace, workdir: Path, extensi
         log_path,
         {
             "cmd": cmd,
-            "workers": args.workers,
             "env": pbx_env,
             "users_imported": len(extensions),
             "import_seconds": round(import_seconds, 1),
@@ -1008,7 +1005,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="pbx",
         help="how to run the pbx command line, e.g. 'python -m pbx_services.cli' (default: pbx)",
     )
-    p.add_argument("--workers", type=int, help="Call Manager workers (passed as PBX_CALLMANAGER__WORKERS)")
     p.add_argument(
         "--pbx-env",
         type=parse_env,

@@ -50,7 +50,7 @@ class CallManagerController:
         loop = asyncio.get_running_loop()
         engine = create_engine_for(config.database.url)
         sessions = session_factory(engine)
-        directory = Directory(sessions=sessions, default_domain=config.callmanager.default_domain)
+        directory = Directory(engine=engine, default_domain=config.callmanager.default_domain)
         directory.tick(loop.time())
         self._cdr_writer = CdrWriter(sessions=sessions)
         self.bus.subscribe(CallEnded, self._cdr_writer.add)

@@ -9,17 +9,25 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine, bindparam, select
 
 from ..cluster.models import Tenant, User
 from .auth import UserCredentials
 
+# Built once: a lookup per REGISTER must not pay for building and compiling a statement.
+_CREDENTIALS = (
+    select(User.tenant_id, User.ha1_md5, User.ha1_sha256)
+    .join(Tenant, Tenant.id == User.tenant_id)
+    .where(Tenant.domain == bindparam("domain"), User.extension == bindparam("extension"),
+           User.enabled.is_(True))
+)
+_DOMAINS = select(Tenant.id, Tenant.domain)
+
 
 class Directory:
-    def __init__(self, *, sessions: sessionmaker[Session], default_domain: str, ttl: float = 10.0,
+    def __init__(self, *, engine: Engine, default_domain: str, ttl: float = 10.0,
                  max_cached: int = 200_000) -> None:
-        self._sessions = sessions
+        self._engine = engine
         self.default_domain = default_domain
         self._ttl = ttl
         self._max_cached = max_cached
@@ -32,9 +40,8 @@ class Directory:
         """Advance the directory's notion of time (cache expiry); the controller calls it."""
         self._now = now
         if now - self._domains_loaded_at >= self._ttl:
-            with self._sessions() as session:
-                self._domains = {domain: tenant_id for tenant_id, domain in
-                                 session.execute(select(Tenant.id, Tenant.domain))}
+            with self._engine.connect() as connection:
+                self._domains = {domain: tenant_id for tenant_id, domain in connection.execute(_DOMAINS)}
             self._domains_loaded_at = now
 
     def realm_for(self, host: str) -> str:
@@ -50,12 +57,8 @@ class Directory:
         cached = self._users.get(key)
         if cached is not None and self._now - cached[0] < self._ttl:
             return cached[1]
-        with self._sessions() as session:
-            row = session.execute(
-                select(User.tenant_id, User.ha1_md5, User.ha1_sha256)
-                .join(Tenant, Tenant.id == User.tenant_id)
-                .where(Tenant.domain == domain, User.extension == extension, User.enabled.is_(True))
-            ).first()
+        with self._engine.connect() as connection:
+            row = connection.execute(_CREDENTIALS, {"domain": domain, "extension": extension}).first()
         found = (UserCredentials(tenant_id=row.tenant_id, domain=domain, extension=extension,
                                  ha1_md5=row.ha1_md5, ha1_sha256=row.ha1_sha256) if row else None)
         self._users[key] = (self._now, found)

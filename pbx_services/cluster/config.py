@@ -118,7 +118,6 @@ class SipConfig(_Section):
 
 
 class CallManagerConfig(_Section):
-    workers: int = Field(default=1, ge=1, le=64)
     default_domain: Domain = DEFAULT_DOMAIN
     """SIP domain of the default tenant: users added without a tenant belong to it."""
     no_answer_timeout: int = Field(default=60, ge=1, le=3600)

@@ -28,7 +28,6 @@ def test_defaults_need_only_the_secret() -> None:
     assert config.sip.transports == ("udp", "tcp")
     assert config.sip.max_message_size == 65535
     assert config.sip.public_address is None
-    assert config.callmanager.workers == 1
     assert config.callmanager.default_domain == "pbx.local"
     assert config.callmanager.no_answer_timeout == 60
     assert (config.registrar.min_expires, config.registrar.max_expires) == (60, 3600)
@@ -101,11 +100,11 @@ def test_out_of_range_value_names_the_key() -> None:
 
 
 def test_bad_environment_value_names_the_variable() -> None:
-    message = config_error({"auth": {"secret": SECRET}}, env={"PBX_CALLMANAGER__WORKERS": "100"})
+    message = config_error({"auth": {"secret": SECRET}}, env={"PBX_CALLMANAGER__NO_ANSWER_TIMEOUT": "9999"})
 
     assert message == (
-        "config error: callmanager.workers: Input should be less than or equal to 64"
-        " (got '100' from PBX_CALLMANAGER__WORKERS)"
+        "config error: callmanager.no_answer_timeout: Input should be less than or equal to 3600"
+        " (got '9999' from PBX_CALLMANAGER__NO_ANSWER_TIMEOUT)"
     )
 
 
@@ -170,7 +169,10 @@ def test_every_problem_is_reported_at_once() -> None:
             {"sip": {"max_message_size": 100}},
             "sip.max_message_size: Input should be greater than or equal to 1024",
         ),
-        ({"callmanager": {"workers": 0}}, "callmanager.workers: Input should be greater than or equal to 1"),
+        (
+            {"callmanager": {"no_answer_timeout": 0}},
+            "callmanager.no_answer_timeout: Input should be greater than or equal to 1",
+        ),
         ({"callmanager": {"default_domain": "-bad-"}}, "callmanager.default_domain: domain '-bad-' is not"),
         ({"auth": {"algorithms": ["SHA-512"]}}, "auth.algorithms.0: Input should be 'SHA-256' or 'MD5'"),
         (
