@@ -130,7 +130,7 @@ class Pbx:
     def __init__(self, sessions: sessionmaker[Session], settings: PbxSettings) -> None:
         self.now = START
         self.settings = settings
-        self.directory = Directory(sessions=sessions, default_domain=DOMAIN)
+        self.directory = Directory(engine=sessions.kw["bind"], default_domain=DOMAIN)
         self.directory.tick(self.now)
         self.cdrs: list[CallEnded] = []
         self.core = CallManager(

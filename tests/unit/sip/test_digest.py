@@ -622,3 +622,18 @@ def test_property_parse_only_raises_remote_protocol_error(header: str) -> None:
         except RemoteProtocolError as exc:
             assert exc.status_code == 400
             assert exc.reason.isascii() and "\n" not in exc.reason and "\r" not in exc.reason
+
+
+@given(st.lists(st.tuples(st.sampled_from(["username", "realm", "nonce", "uri", "response", "qop", "nc",
+                                             "cnonce", "algorithm", "opaque", "Realm"]),
+                          st.text(alphabet="abcAB01-_.:@ /,=\\\"\t", max_size=12), st.booleans()),
+                min_size=1, max_size=8),
+       st.sampled_from([", ", ",", " , ", ",\t"]))
+def test_fast_path_agrees_with_the_full_parser(params: list[tuple[str, str, bool]], separator: str) -> None:
+    from pbx_services.sip.digest import _parse_plain_auth_header, _scan_auth_header
+
+    value = "Digest " + separator.join(
+        f'{name}="{text}"' if quoted else f"{name}={text}" for name, text, quoted in params)
+    fast = _parse_plain_auth_header(value)
+    if fast is not None:
+        assert fast == _scan_auth_header(value, "test")
