@@ -132,9 +132,9 @@ class B2bua:
             self._stack.respond(tx, 483, now=now)
             return
         if not request.contacts:
-            # Without it there is no dialog to make with the caller (RFC 3261 8.1.1.8).
-            self._stack.respond(tx, 400, "Missing Contact", now=now)
-            return
+            # An RFC 2543 phone may leave it out (RFC 4475 inv2543); as then, the From URI is
+            # the remote target. Requests go to the phone's source address anyway.
+            request.headers.add("Contact", f"<{request.from_.uri}>")
         if request.body and request.content_type != "application/sdp":
             self._stack.respond(tx, 415, now=now, headers=[("Accept", "application/sdp")])
             return

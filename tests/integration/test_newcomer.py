@@ -1,0 +1,89 @@
+"""A newcomer's run: a fresh clone, the README's first command, two softphones calling each other.
+
+`scripts/setup.sh` builds its own virtualenv from the package index, so this takes a
+minute or so; it is what a newcomer does, and it is the check that the README is true.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import free_port
+from tests.integration.peers.pjsua2_phone import Pjsua2Phone
+
+pytestmark = pytest.mark.integration
+
+REPOSITORY = Path(__file__).parents[2]
+
+
+def _committed(path: str) -> bool:
+    result = subprocess.run(["git", "-C", str(REPOSITORY), "ls-files", "--error-unmatch", path],
+                            capture_output=True)
+    return result.returncode == 0
+
+
+@pytest.mark.skipif(not (REPOSITORY / ".git").exists() or not _committed("scripts/setup.sh"),
+                    reason="needs the repository's git history to clone")
+def test_fresh_clone_setup_then_two_phones_call(tmp_path: Path) -> None:
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPOSITORY), str(clone)], check=True, timeout=120)
+    sip_port, http_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PBX_", "VIRTUAL_ENV"))}
+    env |= {"PBX_DATA_DIR": str(tmp_path / "data"), "PBX_SIP_PORT": str(sip_port),
+            "PBX_HTTP__PORT": str(http_port)}
+    setup = subprocess.Popen(["bash", "scripts/setup.sh"], cwd=clone, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    assert setup.stdout is not None
+    output: list[str] = []
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        line = setup.stdout.readline()
+        if not line:
+            break
+        output.append(line)
+        if "listening on" in line:
+            break
+    # Keep reading so the daemon never blocks on a full pipe.
+    threading.Thread(target=lambda: output.extend(iter(setup.stdout.readline, "")), daemon=True).start()
+    try:
+        assert any("listening on" in line for line in output), "".join(output)
+        passwords = dict(re.findall(r"^(100[1-4])\s+(\S+)\s*$", "".join(output), re.M))
+        assert sorted(passwords) == ["1001", "1002", "1003", "1004"], "".join(output)
+        _call(sip_port, passwords)
+    finally:
+        os.killpg(setup.pid, signal.SIGTERM)
+        setup.wait(timeout=30)
+    assert setup.returncode == 0
+    with sqlite3.connect(tmp_path / "data" / "pbx.sqlite3") as db:
+        rows = db.execute("SELECT caller, callee, disposition, hangup_by FROM cdrs").fetchall()
+    assert rows == [("1001", "1002", "ANSWERED", "callee")]
+
+
+def _call(sip_port: int, passwords: dict[str, str]) -> None:
+    server = f"127.0.0.1:{sip_port}"
+    caller = Pjsua2Phone(user="1001", password=passwords["1001"], server=server, port=free_port())
+    callee = Pjsua2Phone(user="1002", password=passwords["1002"], server=server, port=free_port(),
+                         auto_answer=True)
+    try:
+        assert caller.register()["code"] == 200
+        assert callee.register()["code"] == 200
+        caller.send("call", uri=f"sip:1002@{server}")
+        caller.wait_for("call_state", lambda e: e["state"] == "CONFIRMED", timeout=15)
+        time.sleep(2)
+        assert caller.stats()["rx_packets"] >= 50
+        assert callee.stats()["rx_packets"] >= 50
+        callee.send("hangup")
+        caller.wait_for("call_state", lambda e: e["state"] == "DISCONNECTED")
+        time.sleep(1.5)  # the CDR is written within a second
+    finally:
+        caller.close()
+        callee.close()
