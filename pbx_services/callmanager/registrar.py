@@ -37,7 +37,6 @@ class Registrar:
         self._realm_for = realm_for
         self._settings = settings
         self._wall_offset = wall_offset
-        self.on_change: Callable[[str, list[Binding]], None] | None = None
 
     def handle(self, request: SipRequest, tx: ServerTransaction, source: tuple[str, int], transport: str,
                now: float) -> None:
@@ -85,8 +84,7 @@ class Registrar:
             if header_expires != 0:
                 raise RemoteProtocolError("Contact: * needs Expires: 0")
             _check_order(self._location.lookup(aor, now), call_id, cseq)
-            removed = self._location.remove_all(aor)
-            self._notify(aor, removed)
+            self._location.remove_all(aor)
             return
         changes: list[tuple[str, int, float, str | None]] = []
         for contact in request.contacts:
@@ -122,12 +120,6 @@ class Registrar:
         surplus = len(live) - self._settings.max_contacts
         for stale in sorted(live, key=lambda b: (b.refreshed_at, b.q))[:max(surplus, 0)]:
             self._location.remove(aor, stale.contact)
-        if changes:
-            self._notify(aor, self._location.lookup(aor, now))
-
-    def _notify(self, aor: str, bindings: list[Binding]) -> None:
-        if self.on_change is not None:
-            self.on_change(aor, bindings)
 
 
 class _IntervalTooBrief(Exception):

@@ -20,6 +20,7 @@ from ..sip.events import (
     TransactionTimedOut,
     Transmit,
 )
+from ..sip.headers import KNOWN_METHODS
 from ..sip.message import SipRequest
 from ..sip.transaction import ServerTransaction, TransactionLayer
 from ..sip.uri import SipUri
@@ -35,8 +36,6 @@ from .timers import TimerQueue
 log = logging.getLogger(__name__)
 
 SUPPORTED_EXTENSIONS = frozenset({"path", "outbound", "gruu"})
-KNOWN_METHODS = frozenset({"INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "INFO", "UPDATE",
-                           "PRACK", "SUBSCRIBE", "NOTIFY", "PUBLISH", "MESSAGE", "REFER"})
 IN_DIALOG_ONLY = frozenset({"BYE", "INFO", "UPDATE", "PRACK", "NOTIFY"})
 
 
