@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -16,6 +17,9 @@ from ..transport.ports import PortInUseError
 from .controller import CallManagerController
 
 log = logging.getLogger("pbx")
+
+GC_YOUNG_THRESHOLD = 50_000
+"""Allocations between collections of the youngest generation (CPython's default is 700)."""
 
 
 def run(config: PbxConfig, *, role: str) -> int:
@@ -37,6 +41,12 @@ async def _serve(config: PbxConfig, *, role: str) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
+    # What start-up built lives as long as the process: keep it out of every collection, and
+    # collect the young generation less often, so that a registrar holding 100,000 bindings
+    # does not pause for a full traversal every few thousand allocations.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 50, 100)
     print(f"pbx {role}: Call Manager listening on {controller.listening_on()}", flush=True)
     await stopping.wait()
     print(f"pbx {role}: stopping", flush=True)
