@@ -150,10 +150,10 @@ class B2bua:
             self._stack.respond(tx, 403, now=now, to_tag=make_tag())
             return
         target = request.uri
-        dialed = target.user_unescaped if isinstance(target, SipUri) else None
         if not isinstance(target, SipUri):
             self._stack.respond(tx, 416, now=now)
             return
+        dialed = target.user_unescaped
         if not dialed or not self._extension_exists(realm, dialed):
             self._stack.respond(tx, 404, now=now, to_tag=make_tag())
             return

@@ -590,6 +590,10 @@ class TransactionLayer:
                 tx.last_response = message
                 tx._response_transmit = Transmit(message.serialize(), tx.response_destination, tx.transport)
                 self._transmits.append(tx._response_transmit)
+                if not tx.is_invite and stimulus is not Input.SENT_1XX:
+                    # Completed: it only re-sends these bytes for up to 64*T1 (a REGISTER storm
+                    # keeps tens of thousands of them), so its parsed request need not stay.
+                    tx.request.drop_parsed()
                 if stimulus is Input.SENT_2XX and self.retransmit_2xx and tx._ack_key is None:
                     tx._ack_key = _ack_key(tx.request, message.to.tag)
                     self._awaiting_ack[tx._ack_key] = tx
