@@ -81,7 +81,7 @@ class SipStack:
         head = data[: data.find(b"\r\n\r\n") + 4] if b"\r\n\r\n" in data else b""
         message: SipMessage | None = None
         try:
-            message = parse_message(head + b"\r\n") if head else None
+            message = parse_message(head) if head else None
         except SipParseError as exc:
             message = exc.partial
         if isinstance(message, SipRequest):
