@@ -59,7 +59,8 @@ class PbxServer:
 
     def add_user(self, extension: str, password: str | None = None) -> str:
         password = password or secrets.token_urlsafe(12)
-        pbx("user", "add", extension, "--password", password, "--data-dir", str(self.data_dir))
+        # `=` form: a random password may start with "-".
+        pbx("user", "add", extension, f"--password={password}", "--data-dir", str(self.data_dir))
         self.passwords[extension] = password
         return password
 

@@ -20,7 +20,7 @@ class Pjsua2Phone:
                  transport: str = "udp", codecs: str = "PCMU,PCMA", auto_answer: bool = False) -> None:
         self.user = user
         self.port = port
-        command = [sys.executable, str(AGENT), "--user", user, "--password", password,
+        command = [sys.executable, str(AGENT), "--user", user, f"--password={password}",
                    "--domain", domain or server, "--server", server, "--port", str(port),
                    "--transport", transport, "--codecs", codecs]
         if auto_answer:
