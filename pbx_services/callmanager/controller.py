@@ -11,6 +11,7 @@ import logging
 import time
 
 from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..cluster.bus import InProcessBus
@@ -44,11 +45,12 @@ class CallManagerController:
         self._housekeeping: asyncio.Task[None] | None = None
         self._cdr_writer: CdrWriter | None = None
         self._http: HttpEndpoint | None = None
+        self._engine: Engine | None = None
 
     async def start(self) -> None:
         config = self.config
         loop = asyncio.get_running_loop()
-        engine = create_engine_for(config.database.url)
+        engine = self._engine = create_engine_for(config.database.url)
         sessions = session_factory(engine)
         directory = Directory(engine=engine, default_domain=config.callmanager.default_domain)
         directory.tick(loop.time())
@@ -106,7 +108,13 @@ class CallManagerController:
         if self._http is not None:
             self._http.close()
         if self._cdr_writer is not None:
-            self._cdr_writer.flush()
+            try:
+                self._cdr_writer.flush()
+            except SQLAlchemyError:
+                log.exception("stopping with %d CDRs not written: the database failed",
+                              self._cdr_writer.pending)
+        if self._engine is not None:
+            self._engine.dispose()
 
     def _on_message(self, data: bytes, source: tuple[str, int], transport: str) -> None:
         assert self.core is not None
