@@ -35,7 +35,9 @@ from .timers import TimerQueue
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_EXTENSIONS = frozenset({"path", "outbound", "gruu"})
+# Option tags (RFC 3261 19.2) a request may require of us; none yet: Path, GRUU, outbound
+# flows and 100rel are not implemented, so a Require of any of them gets 420.
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
 IN_DIALOG_ONLY = frozenset({"BYE", "INFO", "UPDATE", "PRACK", "NOTIFY"})
 
 
@@ -149,9 +151,7 @@ class CallManager:
         elif method == "INVITE":
             self.b2bua.handle_invite(request, tx, source, transport, now)
         elif method == "OPTIONS":
-            self.stack.respond(tx, 200, now=now, headers=[
-                ("Allow", ALLOW), ("Accept", "application/sdp"),
-                ("Supported", ", ".join(sorted(SUPPORTED_EXTENSIONS)))])
+            self.stack.respond(tx, 200, now=now, headers=[("Allow", ALLOW), ("Accept", "application/sdp")])
         elif method in IN_DIALOG_ONLY:
             self.stack.respond(tx, 481, now=now)
         else:

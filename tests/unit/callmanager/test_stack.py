@@ -221,7 +221,6 @@ def test_options_is_answered_with_what_we_support(pbx: Pbx) -> None:
         "CSeq: 1 OPTIONS\r\n"
         "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER\r\n"
         "Accept: application/sdp\r\n"
-        "Supported: gruu, outbound, path\r\n"
         "Server: pbx-services\r\n"
         "Content-Length: 0\r\n\r\n"
     )
@@ -249,7 +248,8 @@ def test_an_unsupported_extension_gets_420(pbx: Pbx) -> None:
 
     response = only_response(pbx)
     assert response.status_code == 420
-    assert response.headers.get("Unsupported") == "100rel, foo"
+    # Path (RFC 3327) is not implemented either: claiming it would mislead the phone.
+    assert response.headers.get("Unsupported") == "100rel, path, foo"
 
 
 def test_a_request_uri_that_is_not_sip_gets_416(pbx: Pbx) -> None:
