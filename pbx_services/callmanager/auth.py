@@ -7,7 +7,7 @@ work, and the time it takes, is the same).
 
 from __future__ import annotations
 
-import enum
+import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +23,8 @@ from ..sip.digest import (
 )
 from ..sip.message import SipRequest
 from .policy import AuthFailureLimiter
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,20 +45,18 @@ CredentialLookup = Callable[[str, str], UserCredentials | None]
 """(domain, username) -> the user's credentials, or None."""
 
 
-class AuthOutcome(enum.Enum):
-    AUTHENTICATED = "authenticated"
-    CHALLENGE = "challenge"
-    FORBIDDEN = "forbidden"
+FORBIDDEN = 403
 
 
 @dataclass(frozen=True, slots=True)
 class AuthResult:
-    outcome: AuthOutcome
+    """Either the authenticated `user`, or the answer to refuse the request with."""
+
     user: UserCredentials | None = None
-    challenge_headers: tuple[tuple[str, str], ...] = ()
-    """WWW-/Proxy-Authenticate headers to put in the 401/407."""
-    blocked_now: bool = False
-    """This failure put the source on the block list (worth a log line)."""
+    status_code: int | None = None
+    """401/407 to challenge, 403 to refuse; None when authenticated."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """WWW-/Proxy-Authenticate headers of a challenge."""
 
 
 class Authenticator:
@@ -79,7 +79,7 @@ class Authenticator:
         challenges) over Authorization/401 (REGISTER, RFC 3261 22.3).
         """
         if self._limiter.is_blocked(source_ip, now):
-            return AuthResult(AuthOutcome.FORBIDDEN)
+            return AuthResult(status_code=FORBIDDEN)
         credentials = self._credentials_for(request, realm, proxy)
         if credentials is None:
             return self._challenge(realm, now, proxy)
@@ -91,7 +91,8 @@ class Authenticator:
         good = verify_response(credentials, method=request.method, ha1=ha1, entity_body=request.body)
         if not good or user is None:
             if self._limiter.record_failure(source_ip, now):
-                return AuthResult(AuthOutcome.FORBIDDEN, blocked_now=True)
+                log.warning("blocked %s after repeated authentication failures", source_ip)
+                return AuthResult(status_code=FORBIDDEN)
             return self._challenge(realm, now, proxy)
         # Only a correct response may advance the nonce count, so a forger cannot lock a phone out.
         # An answer without qop (RFC 2069) has no nonce-count to tell a replay from a new request:
@@ -99,7 +100,7 @@ class Authenticator:
         nc = credentials.nc if credentials.qop is not None else 1
         status = self._nonces.check(credentials.nonce, nc, now + self._wall_offset)
         if status is NonceStatus.VALID:
-            return AuthResult(AuthOutcome.AUTHENTICATED, user=user)
+            return AuthResult(user=user)
         # Right password, but an expired nonce (stale) or a used one (replay): ask again.
         return self._challenge(realm, now, proxy, stale=status is NonceStatus.STALE)
 
@@ -117,4 +118,4 @@ class Authenticator:
         name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
         nonce = self._nonces.make_nonce(now + self._wall_offset)
         offered = build_challenges(realm, nonce, stale=stale, algorithms=self._algorithms)
-        return AuthResult(AuthOutcome.CHALLENGE, challenge_headers=tuple((name, v) for v in offered))
+        return AuthResult(status_code=407 if proxy else 401, headers=tuple((name, v) for v in offered))

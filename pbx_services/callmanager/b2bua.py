@@ -25,7 +25,7 @@ from ..sip.headers import Address
 from ..sip.message import SipRequest, SipResponse, make_response
 from ..sip.transaction import T1, T2, ClientTransaction, ServerTransaction, make_cancel, make_tag
 from ..sip.uri import SipUri, parse_uri
-from .auth import Authenticator, AuthOutcome
+from .auth import Authenticator
 from .location import Binding, LocationService
 from .stack import SERVER_NAME, SipStack
 from .timers import Timer, TimerQueue
@@ -141,13 +141,9 @@ class B2bua:
         from_uri = request.from_.sip_uri
         realm = self._realm_for(from_uri.host)
         result = self._auth.authenticate(request, realm=realm, source_ip=source[0], now=now, proxy=True)
-        if result.outcome is AuthOutcome.CHALLENGE:
-            self._stack.respond(tx, 407, now=now, to_tag=make_tag(), headers=result.challenge_headers)
-            return
-        if result.outcome is AuthOutcome.FORBIDDEN or result.user is None:
-            if result.blocked_now:
-                log.warning("blocked %s after repeated authentication failures", source[0])
-            self._stack.respond(tx, 403, now=now, to_tag=make_tag())
+        if result.user is None:
+            assert result.status_code is not None
+            self._stack.respond(tx, result.status_code, now=now, to_tag=make_tag(), headers=result.headers)
             return
         target = request.uri
         if not isinstance(target, SipUri):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -12,11 +11,9 @@ from ..sip.headers import unquote
 from ..sip.message import SipRequest
 from ..sip.transaction import ServerTransaction, make_tag
 from ..sip.uri import SipUri
-from .auth import Authenticator, AuthOutcome
+from .auth import Authenticator
 from .location import Binding, LocationService
 from .stack import SipStack, warning
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +43,9 @@ class Registrar:
         to_uri = request.to.uri
         realm = self._realm_for(to_uri.host)
         result = self._auth.authenticate(request, realm=realm, source_ip=source[0], now=now, proxy=False)
-        if result.outcome is AuthOutcome.CHALLENGE:
-            self._stack.respond(tx, 401, now=now, headers=result.challenge_headers, to_tag=_tag(tx))
-            return
-        if result.outcome is AuthOutcome.FORBIDDEN or result.user is None:
-            if result.blocked_now:
-                log.warning("blocked %s after repeated authentication failures", source[0])
-            self._stack.respond(tx, 403, now=now, to_tag=_tag(tx))
+        if result.user is None:
+            assert result.status_code is not None
+            self._stack.respond(tx, result.status_code, now=now, headers=result.headers, to_tag=_tag(tx))
             return
         user = to_uri.user_unescaped
         if user != result.user.extension:
