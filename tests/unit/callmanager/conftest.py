@@ -33,6 +33,7 @@ from pbx_services.cluster.users import UserService
 from pbx_services.sip.digest import DigestAlgorithm, DigestChallenge, NonceManager, build_authorization
 from pbx_services.sip.events import Transmit
 from pbx_services.sip.message import SipRequest, SipResponse, parse_message
+from tests.unit.sip.wire import crlf
 
 PBX_HOST = "192.0.2.10"
 PBX_PORT = 5060
@@ -84,11 +85,6 @@ def redact(data: bytes, *, call_id: str | None = None) -> str:
     if call_id is not None:
         text = text.replace(call_id, "<call-id>")
     return text
-
-
-def crlf(text: str) -> bytes:
-    """A message written with plain newlines, as it goes on the wire."""
-    return text.replace("\n", "\r\n").encode()
 
 
 @dataclass

@@ -15,26 +15,11 @@ from pbx_services.sip.dialog import (
 )
 from pbx_services.sip.errors import LocalProtocolError, RemoteProtocolError
 from pbx_services.sip.headers import Address
-from pbx_services.sip.message import SipRequest, SipResponse, parse_message
+from pbx_services.sip.message import SipRequest, SipResponse
 from pbx_services.sip.uri import SipUri
+from tests.unit.sip.wire import crlf, parse_request, parse_response
 
 PBX_CONTACT = Address.parse("<sip:200@203.0.113.1:5060>")
-
-
-def crlf(text: str) -> bytes:
-    return text.replace("\n", "\r\n").encode()
-
-
-def parse_request(data: bytes) -> SipRequest:
-    message = parse_message(data)
-    assert isinstance(message, SipRequest)
-    return message
-
-
-def parse_response(data: bytes) -> SipResponse:
-    message = parse_message(data)
-    assert isinstance(message, SipResponse)
-    return message
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,7 @@ from pbx_services.sip.events import (
     TransactionTimedOut,
     Transmit,
 )
-from pbx_services.sip.message import SipRequest, SipResponse, make_response, parse_message
+from pbx_services.sip.message import SipRequest, SipResponse, make_response
 from pbx_services.sip.transaction import (
     ClientTransaction,
     ServerTransaction,
@@ -26,25 +26,10 @@ from pbx_services.sip.transaction import (
     make_cancel,
     make_tag,
 )
+from tests.unit.sip.wire import crlf, parse_request, parse_response
 
 PHONE = ("198.51.100.7", 40000)  # a phone behind NAT: its Via says 10.0.0.5:5062
 BOB = ("192.0.2.20", 5060)
-
-
-def crlf(text: str) -> bytes:
-    return text.replace("\n", "\r\n").encode()
-
-
-def parse_request(data: bytes) -> SipRequest:
-    message = parse_message(data)
-    assert isinstance(message, SipRequest)
-    return message
-
-
-def parse_response(data: bytes) -> SipResponse:
-    message = parse_message(data)
-    assert isinstance(message, SipResponse)
-    return message
 
 
 def answer(request: SipRequest, code: int, to_tag: str | None = "bobtag") -> SipResponse:
