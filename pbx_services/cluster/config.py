@@ -122,6 +122,47 @@ class CallManagerConfig(_Section):
     """SIP domain of the default tenant: users added without a tenant belong to it."""
     no_answer_timeout: int = Field(default=60, ge=1, le=3600)
     """Seconds a call may ring before it ends with NO_ANSWER."""
+    media_ping_interval: float = Field(default=1.0, gt=0, le=60)
+    """Seconds between control pings to every media endpoint."""
+    media_down_after: int = Field(default=3, ge=1, le=100)
+    """Missed pings in a row after which a media endpoint is down and its calls are re-homed."""
+    media_up_after: int = Field(default=2, ge=1, le=100)
+    """Answered pings in a row after which a down media endpoint takes calls again."""
+    record_calls: bool = False
+    """Record every answered call (both directions, a WAV per call; the path goes in the CDR)."""
+
+
+class MediaConfig(_Section):
+    control_host: Host = "127.0.0.1"
+    """Address the control protocol listens on (the Call Managers send to it)."""
+    control_port: int = Field(default=2223, ge=1, le=65535)
+    """Control port of the first worker; worker i listens on control_port + i."""
+    rtp_host: Host = "127.0.0.1"
+    """Address the RTP/RTCP ports bind to."""
+    public_address: Host | None = None
+    """Address put in SDP instead of `rtp_host` (behind NAT, or when bound to 0.0.0.0)."""
+    port_min: int = Field(default=20000, ge=1024, le=65534)
+    port_max: int = Field(default=29999, ge=1025, le=65535)
+    """RTP port range (RTP on even ports, RTCP on the next odd one), shared out among the workers."""
+    workers: int = Field(default=0, ge=0, le=256)
+    """Worker processes of `pbx media`; 0 means one per CPU. The all-in-one runs one in-process."""
+    rtp_timeout: int = Field(default=60, ge=1, le=86400)
+    """Seconds without RTP from either leg after which a call's media is freed."""
+    hold_timeout: int = Field(default=3600, ge=1, le=86400)
+    """The same while the call is on hold (no RTP is expected then)."""
+    recording_dir: Path = DEFAULT_DATA_DIR / "recordings"
+    """Where call recordings (a stereo WAV per call) are written."""
+    tone_plan: str = "us"
+    """Country whose dial, ringback, busy and congestion tones are played (ITU-T E.180)."""
+    embedded: bool = True
+    """`pbx allinone` runs a media server in its own process (control on control_port)."""
+
+    @model_validator(mode="after")
+    def _port_range_in_order(self) -> "MediaConfig":
+        if self.port_max - self.port_min < 3:
+            raise ValueError(
+                f"port_min ({self.port_min}) must be at least 4 below port_max ({self.port_max})")
+        return self
 
 
 class RegistrarConfig(_Section):
@@ -203,6 +244,7 @@ class PbxConfig(_Section):
     database: DatabaseConfig = DatabaseConfig()
     sip: SipConfig = SipConfig()
     callmanager: CallManagerConfig = CallManagerConfig()
+    media: MediaConfig = MediaConfig()
     registrar: RegistrarConfig = RegistrarConfig()
     auth: AuthConfig
     policy: PolicyConfig = PolicyConfig()
@@ -218,7 +260,8 @@ def load_config(
 ) -> PbxConfig:
     """Read the YAML file at `path` (if any), apply `env` overrides and validate.
 
-    With `data_dir`, the default database is the SQLite file in that directory.
+    With `data_dir`, the default database is the SQLite file in that directory, and the
+    recordings go to its `recordings/`.
     """
     document: Mapping[str, Any] = {}
     if path is not None:
@@ -236,6 +279,7 @@ def build_config(
     layered: dict[str, Any] = {section: {} for section in PbxConfig.model_fields}
     if data_dir is not None:
         layered["database"]["url"] = sqlite_url_for(data_dir)
+        layered["media"]["recording_dir"] = str(data_dir / "recordings")
     _merge(layered, document)
     env_overrides, env_sources, problems = _read_env(env)
     _merge(layered, env_overrides)
