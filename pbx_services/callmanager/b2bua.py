@@ -7,6 +7,12 @@ requests (re-INVITE for hold/resume, INFO, UPDATE) are relayed between the legs.
 answer as a UAS on the A leg, so we retransmit our own 2xx until the caller ACKs it
 (RFC 3261 13.3.1.4), and ACK the callee's 2xx ourselves.
 
+With a media pool, every call's media is anchored on a media server: each SDP a phone
+sends goes to the server (`offer` or `answer`) and the other phone gets the server's
+rewrite, so the SIP flow waits for the server's reply at those points. A call is refused
+with 503 when no media server can take it. When a media endpoint dies, its calls are
+re-homed: anchored anew on another endpoint and both phones re-INVITEd to it.
+
 Sans-IO: driven by `SipStack` events with the time passed in.
 """
 
@@ -17,6 +23,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from ..cluster.events import CallEnded, Disposition, HangupBy
 from ..sip.dialog import Dialog
@@ -25,14 +32,19 @@ from ..sip.headers import Address
 from ..sip.message import SipRequest, SipResponse, make_response
 from ..sip.transaction import T1, T2, ClientTransaction, ServerTransaction, make_cancel, make_tag
 from ..sip.uri import SipUri, parse_uri
+from .anchoring import MediaAnchor
 from .auth import Authenticator
 from .location import Binding, LocationService
+from .mediapool import MediaEndpoint, MediaPool
 from .stack import SERVER_NAME, SipStack
 from .timers import Timer, TimerQueue
 
 log = logging.getLogger(__name__)
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER"
+SDP = "application/sdp"
+REINVITE_RETRY = 1.0
+"""Seconds before a re-INVITE of ours that met another one in progress (or a 491) is tried again."""
 # Headers of an in-dialog request that mean something to the far end and are carried across.
 RELAYED_HEADERS = ("Content-Type", "Content-Disposition", "Event", "Subscription-State", "Info-Package",
                    "Recv-Info")
@@ -68,6 +80,8 @@ class Leg:
     unacked: Unacked | None = None
     acks_sent: dict[int, SipRequest] = field(default_factory=dict)
     """ACKs we sent for the phone's 2xx answers, by CSeq, re-sent on its retransmissions."""
+    relayed_2xx: set[int] = field(default_factory=set)
+    """CSeqs of the phone's re-INVITE 2xx answers being relayed (or relayed) to the other phone."""
 
 
 @dataclass(eq=False)
@@ -102,16 +116,23 @@ class Call:
     answered_at: float | None = None
     ring_timer: Timer | None = None
     reinvite_pending: bool = False
+    media: MediaAnchor | None = None
+    b_offer: bytes = b""
+    """The body of the INVITE sent to the callee's devices."""
 
     def other(self, leg: Leg) -> Leg | None:
         return self.b if leg is self.a else self.a
+
+    def leg_name(self, leg: Leg) -> str:
+        return "a" if leg is self.a else "b"
 
 
 class B2bua:
     def __init__(self, *, stack: SipStack, location: LocationService, authenticator: Authenticator,
                  timers: TimerQueue, realm_for: Callable[[str], str],
                  extension_exists: Callable[[str, str], bool], on_call_ended: Callable[[CallEnded], None],
-                 no_answer_timeout: float = 60.0, wall_offset: float = 0.0) -> None:
+                 no_answer_timeout: float = 60.0, wall_offset: float = 0.0, media: MediaPool | None = None,
+                 record_calls: bool = False) -> None:
         self._stack = stack
         self._location = location
         self._auth = authenticator
@@ -123,6 +144,10 @@ class B2bua:
         self._wall_offset = wall_offset
         self._dialogs: dict[tuple[str, str, str | None], tuple[Call, Leg]] = {}
         self.calls: set[Call] = set()
+        self._media = media
+        self._record_calls = record_calls
+        self._media_calls: dict[str, Call] = {}
+        """Anchored calls by the call id their media server knows them by."""
 
     # -- new calls -------------------------------------------------------------------
 
@@ -162,10 +187,26 @@ class B2bua:
                     callee=dialed, tenant_id=result.user.tenant_id, started_at=now)
         tx.user_data = call
         self.calls.add(call)
-        for binding in bindings:
-            self._start_branch(call, binding, realm, now)
         call.ring_timer = self._timers.schedule(now + self._no_answer_timeout,
                                                 lambda t: self._no_answer(call, t))
+        if self._media is None or not request.body:
+            # Without an offer the media is anchored on the callee's answer (late offer).
+            call.b_offer = request.body
+            for binding in bindings:
+                self._start_branch(call, binding, realm, now)
+            return
+
+        def route(body: bytes | None, t: float) -> None:
+            if call.phase is not Phase.ROUTING:
+                return
+            if body is None:
+                self._refuse(call, 503, "Media Unavailable", t)
+                return
+            call.b_offer = body
+            for binding in bindings:
+                self._start_branch(call, binding, realm, t)
+
+        self._anchor(call, "a", request.body, now, route)
 
     def _start_branch(self, call: Call, binding: Binding, realm: str, now: float) -> None:
         a_invite = call.a_invite
@@ -183,9 +224,9 @@ class B2bua:
             ("User-Agent", SERVER_NAME),
         ]
         content_type = a_invite.headers.get("Content-Type")
-        if content_type:
+        if content_type and call.b_offer:
             headers.append(("Content-Type", content_type))
-        invite = SipRequest("INVITE", parse_uri(binding.contact), headers, a_invite.body)
+        invite = SipRequest("INVITE", parse_uri(binding.contact), headers, call.b_offer)
         branch = Branch(leg=Leg(HangupBy.CALLEE, binding.source, binding.transport), invite=invite)
         call.branches.append(branch)
         branch.tx = self._stack.send_request(invite, binding.source, binding.transport, now)
@@ -222,12 +263,39 @@ class B2bua:
             self._end(call, now, disposition_for(status), status, None)
 
     def _relay_provisional(self, call: Call, response: SipResponse, now: float) -> None:
+        media = call.media
+        if media is None:
+            self._send_provisional(call, response, response.body, response.headers.get("Content-Type"), now)
+            return
+
+        def relay(body: bytes | None, t: float) -> None:
+            if call.phase is not Phase.ROUTING or _has_final(call.a_tx):
+                return
+            if body is not None and media.early_sdp_for_a is None:
+                media.early_sdp_for_a = body
+            self._send_provisional(call, response, media.early_sdp_for_a or b"", SDP, t)
+
+        if response.body and response.content_type == SDP:
+            # Early media: the caller hears the callee through the media server.
+            if media.ringback:
+                media.ringback = False
+                self._media_request(call, "stop_playback", now, leg="a")
+            self._media_step(call, "answer", "b", response.body, now, relay)
+        elif response.status_code == 180 and media.early_sdp_for_a is None:
+            # Ringing without early media: the media server plays ringback to the caller.
+            media.ringback = True
+            self._media_request(call, "play_tone", now, lambda body, t: relay(self._sdp_of_reply(
+                call, "a", body), t), leg="a", tone="ringback")
+        else:
+            relay(None, now)
+
+    def _send_provisional(self, call: Call, response: SipResponse, body: bytes, content_type: str | None,
+                          now: float) -> None:
         headers: list[tuple[str, str]] = [("Contact", str(self._stack.contact(call.a.transport)))]
-        content_type = response.headers.get("Content-Type")
-        if content_type and response.body:
+        if content_type and body:
             headers.append(("Content-Type", content_type))
         self._stack.respond(call.a_tx, response.status_code, response.reason, now=now, to_tag=call.a_tag,
-                            headers=headers, body=response.body if content_type else b"")
+                            headers=headers, body=body if content_type else b"")
 
     def _on_branch_answer(self, call: Call, branch: Branch, response: SipResponse, now: float) -> None:
         leg = branch.leg
@@ -272,23 +340,50 @@ class B2bua:
         invite_cseq = branch.invite.cseq.seq
         if call.a_invite.body:
             self._send_ack(leg, invite_cseq, b"", None, now)
-            on_ack: Callable[[SipRequest, float], None] = _ignore_ack
+
+            def on_ack(ack: SipRequest, t: float) -> None:
+                media = call.media
+                if media is not None and media.b_stale and media.offer_for_b is not None:
+                    # The callee was offered a media endpoint that died while it rang.
+                    media.b_stale = False
+                    self._reinvite(call, leg, media.offer_for_b, t)
         else:
             # Late offer: the callee's 2xx holds the offer, the caller's ACK the answer for it.
             def on_ack(ack: SipRequest, t: float) -> None:
-                self._send_ack(leg, invite_cseq, ack.body, ack.headers.get("Content-Type"), t)
-        self._answer(call, call.a, call.a_tx, response, on_ack, now)
+                self._translate(call, "answer", call.a, ack.body, t, lambda body, t2: self._send_ack(
+                    leg, invite_cseq, body or b"", ack.headers.get("Content-Type") if body else None, t2))
 
-    def _answer(self, call: Call, leg: Leg, tx: ServerTransaction, answer: SipResponse,
-                on_ack: Callable[[SipRequest, float], None], now: float) -> None:
+        def answer_caller(body: bytes | None, t: float) -> None:
+            if call.phase is not Phase.ANSWERED:
+                return
+            if body is None:
+                self._refuse_answered(call, t)
+                return
+            self._answer(call, call.a, call.a_tx, response.status_code, response.reason, body,
+                         response.headers.get("Content-Type") if call.media is None else SDP, on_ack, t)
+
+        media = call.media
+        if media is not None and media.ringback:
+            media.ringback = False
+            self._media_request(call, "stop_playback", now, leg="a")
+        if self._media is not None and media is None and response.body:
+            self._anchor(call, "b", response.body, now, answer_caller)
+        elif media is not None and not response.body and media.early_sdp_for_a is not None:
+            answer_caller(media.early_sdp_for_a, now)  # the answer the caller already has
+        else:
+            self._translate(call, "answer" if call.a_invite.body else "offer", leg, response.body, now,
+                            answer_caller)
+
+    def _answer(self, call: Call, leg: Leg, tx: ServerTransaction, status_code: int, reason: str,
+                body: bytes, content_type: str | None, on_ack: Callable[[SipRequest, float], None],
+                now: float) -> None:
         """Send a 2xx on `leg` for the INVITE in `tx`, retransmitted until ACKed (UDP)."""
         headers: list[tuple[str, str]] = [("Contact", str(self._stack.contact(leg.transport)))]
-        content_type = answer.headers.get("Content-Type")
-        if content_type and answer.body:
+        if content_type and body:
             headers.append(("Content-Type", content_type))
-        response = self._stack.respond(tx, answer.status_code, answer.reason, now=now, to_tag=call.a_tag
+        response = self._stack.respond(tx, status_code, reason, now=now, to_tag=call.a_tag
                                        if leg is call.a else None, headers=headers,
-                                       body=answer.body if content_type else b"")
+                                       body=body if content_type else b"")
         unacked = Unacked(response=response, cseq=tx.request.cseq.seq, timer=None, on_ack=on_ack)
         leg.unacked = unacked
         # Retransmitted only over UDP; given up after 64*T1 without an ACK on any transport.
@@ -372,33 +467,60 @@ class B2bua:
             return
         headers = [(name, value) for name in RELAYED_HEADERS
                    if (value := request.headers.get(name)) is not None and name != "Content-Type"]
-        out = far.dialog.create_request(
-            request.method, via_host=self._stack.host, via_port=self._stack.port, transport=far.transport,
-            contact=self._stack.contact(far.transport) if is_invite or request.method == "UPDATE" else None,
-            body=request.body, content_type=request.headers.get("Content-Type"), extra_headers=headers)
-        out_tx = self._stack.send_request(out, far.peer, far.transport, now)
+        carries_sdp = request.method in ("INVITE", "UPDATE") and request.content_type == SDP
         if is_invite:
             call.reinvite_pending = True
 
-        def on_response(response: SipResponse, t: float) -> None:
-            code = response.status_code
-            if code == 100:
-                return
-            if is_invite and code >= 200:
+        def send(body: bytes | None, t: float) -> None:
+            if body is None:
                 call.reinvite_pending = False
-            if is_invite and 200 <= code < 300:
-                self._relayed_reinvite_answered(call, leg, far, tx, request, out, response, t)
+                self._stack.respond(tx, 500, "Media Unavailable", now=t)
                 return
+            assert far.dialog is not None
+            anchored = carries_sdp and call.media is not None
+            content_type = SDP if anchored else request.headers.get("Content-Type")
+            with_contact = is_invite or request.method == "UPDATE"
+            out = far.dialog.create_request(
+                request.method, via_host=self._stack.host, via_port=self._stack.port, transport=far.transport,
+                contact=self._stack.contact(far.transport) if with_contact else None,
+                body=body, content_type=content_type if body else None, extra_headers=headers)
+            out_tx = self._stack.send_request(out, far.peer, far.transport, t)
+            out_tx.user_data = lambda response, t2: self._on_relayed_response(
+                call, leg, far, tx, request, out, response, t2)
+
+        if carries_sdp:
+            self._translate(call, "offer", leg, request.body, now, send)
+        else:
+            send(request.body, now)
+
+    def _on_relayed_response(self, call: Call, leg: Leg, far: Leg, tx: ServerTransaction, request: SipRequest,
+                             out: SipRequest, response: SipResponse, now: float) -> None:
+        code = response.status_code
+        if code == 100:
+            return
+        is_invite = request.method == "INVITE"
+        if is_invite and code >= 200:
+            call.reinvite_pending = False
+        if is_invite and 200 <= code < 300:
+            self._relayed_reinvite_answered(call, leg, far, tx, request, out, response, now)
+            return
+        if _has_final(tx):
+            return
+
+        def respond(body: bytes | None, t: float) -> None:
             if _has_final(tx):
                 return
-            headers_back: list[tuple[str, str]] = []
-            content_type = response.headers.get("Content-Type")
-            if content_type and response.body:
-                headers_back.append(("Content-Type", content_type))
-            self._stack.respond(tx, code, response.reason, now=t, headers=headers_back,
-                                body=response.body if content_type else b"")
+            content_type = SDP if call.media is not None else response.headers.get("Content-Type")
+            headers_back = [("Content-Type", content_type)] if content_type and body else []
+            self._stack.respond(tx, code, response.reason, now=t, headers=headers_back, body=body or b"")
 
-        out_tx.user_data = on_response
+        if 200 <= code < 300 and request.method == "UPDATE" and response.content_type == SDP \
+                and request.content_type == SDP:
+            self._translate(call, "answer", far, response.body, now, respond)
+        elif call.media is not None and response.content_type == SDP:
+            respond(b"", now)  # an SDP we have not anchored (early media of a re-INVITE) stays out
+        else:
+            respond(response.body if response.headers.get("Content-Type") else b"", now)
 
     def _relayed_reinvite_answered(self, call: Call, leg: Leg, far: Leg, tx: ServerTransaction,
                                    request: SipRequest, out: SipRequest, response: SipResponse,
@@ -409,13 +531,31 @@ class B2bua:
         if seq in far.acks_sent:
             self._stack.send_stateless(far.acks_sent[seq], far.peer, far.transport)
             return
+        if seq in far.relayed_2xx:
+            return  # a retransmission of a 2xx we are relaying already
+        far.relayed_2xx.add(seq)
         if request.body:
             self._send_ack(far, seq, b"", None, now)
             on_ack: Callable[[SipRequest, float], None] = _ignore_ack
+            kind = "answer"
         else:
+            # Late offer in the re-INVITE: the far 2xx offers, the ACK answers.
             def on_ack(ack: SipRequest, t: float) -> None:
-                self._send_ack(far, seq, ack.body, ack.headers.get("Content-Type"), t)
-        self._answer(call, leg, tx, response, on_ack, now)
+                content_type = SDP if call.media is not None else ack.headers.get("Content-Type")
+                self._translate(call, "answer", leg, ack.body, t, lambda body, t2: self._send_ack(
+                    far, seq, body or b"", content_type if body else None, t2))
+            kind = "offer"
+
+        def answer(body: bytes | None, t: float) -> None:
+            if call.phase is not Phase.ANSWERED or _has_final(tx):
+                return
+            content_type = SDP if call.media is not None else response.headers.get("Content-Type")
+            if body is None:
+                self._stack.respond(tx, 500, "Media Unavailable", now=t)
+                return
+            self._answer(call, leg, tx, response.status_code, response.reason, body, content_type, on_ack, t)
+
+        self._translate(call, kind, far, response.body, now, answer)
 
     # -- ending ----------------------------------------------------------------------
 
@@ -444,6 +584,8 @@ class B2bua:
             disposition, sip_code = Disposition.ANSWERED, 200
         call.phase = Phase.ENDED
         self._cancel_timer(call.ring_timer)
+        if call.media is not None:
+            self._release_media(call, now)
         for leg in (call.a, call.b):
             if leg is None:
                 continue
@@ -458,10 +600,194 @@ class B2bua:
             caller_ip=call.a.peer[0], start_time=self._wall(call.started_at),
             answer_time=self._wall(call.answered_at) if call.answered_at is not None else None,
             end_time=self._wall(now), disposition=disposition, sip_code=sip_code,
-            hangup_by=hangup_by if call.answered_at is not None else None))
+            hangup_by=hangup_by if call.answered_at is not None else None,
+            recording=call.media.recording if call.media is not None else None))
 
     def _wall(self, now: float) -> datetime:
         return datetime.fromtimestamp(now + self._wall_offset, UTC)
+
+
+    # -- media -------------------------------------------------------------------------
+
+    def _anchor(self, call: Call, leg: str, sdp: bytes, now: float,
+                then: Callable[[bytes | None, float], None]) -> None:
+        """Anchor the call on the least loaded media endpoint with `leg`'s offer; `then` gets the
+        body for the other phone, or None when no media server could take the call."""
+        assert self._media is not None
+        endpoint = self._media.pick()
+        if endpoint is None:
+            log.warning("no media server available for call %s", call.a_invite.call_id)
+            then(None, now)
+            return
+        call.media = MediaAnchor(endpoint=endpoint, media_call_id=call.a_invite.call_id)
+        endpoint.calls.add(call)
+        self._media_calls[call.media.media_call_id] = call
+        self._media_step(call, "offer", leg, sdp, now, then)
+
+    def _media_step(self, call: Call, kind: str, leg: str, sdp: bytes, now: float,
+                    then: Callable[[bytes | None, float], None]) -> None:
+        """Give the media server `leg`'s SDP (`offer` or `answer`); `then` gets the other phone's body."""
+        media = call.media
+        assert media is not None
+        media.sdp_from[leg] = sdp
+        other = "b" if leg == "a" else "a"
+        fields: dict[str, object] = {"leg": leg, "sdp": sdp.decode("utf-8", "replace")}
+        if kind == "offer" and self._record_calls:
+            fields["record"] = True
+
+        def on_reply(body: dict[str, Any] | None, t: float) -> None:
+            if body is not None and isinstance(body.get("recording"), str):
+                media.recording = body["recording"]
+            then(self._sdp_of_reply(call, other, body), t)
+
+        self._media_request(call, kind, now, on_reply, **fields)
+
+    def _sdp_of_reply(self, call: Call, leg: str, body: dict[str, Any] | None) -> bytes | None:
+        """The reply's `sdp`, with our o= line for `leg`'s phone; None if the request failed."""
+        media = call.media
+        usable = body is not None and body.get("result") == "ok" and isinstance(body.get("sdp"), str)
+        if body is None or not usable or media is None:
+            if body is not None:
+                log.warning("media server %s refused call %s: %s", media.endpoint if media else "?",
+                            call.a_invite.call_id, body.get("error_reason"))
+            return None
+        try:
+            return media.origins[leg].stamp(body["sdp"].encode())
+        except RemoteProtocolError as exc:
+            log.warning("media server sent a broken SDP for call %s: %s", call.a_invite.call_id, exc.reason)
+            return None
+
+    def _media_request(self, call: Call, command: str, now: float,
+                       on_reply: Callable[[dict[str, Any] | None, float], None] | None = None,
+                       **fields: Any) -> None:
+        media = call.media
+        assert self._media is not None and media is not None
+        self._media.request(media.endpoint, command, now, on_reply or _ignore_reply,
+                            call_id=media.media_call_id, **fields)
+
+    def _translate(self, call: Call, kind: str, leg: Leg, body: bytes, now: float,
+                   then: Callable[[bytes | None, float], None]) -> None:
+        """An SDP from `leg` through the call's media server; unchanged when there is none."""
+        if call.media is None or not body:
+            then(body, now)
+            return
+        self._media_step(call, kind, call.leg_name(leg), body, now, then)
+
+    def _release_media(self, call: Call, now: float) -> None:
+        media = call.media
+        assert media is not None
+        media.endpoint.calls.discard(call)
+        self._media_calls.pop(media.media_call_id, None)
+        if media.endpoint.up:
+            self._media_request(call, "delete", now)
+
+    def rehome(self, endpoint: MediaEndpoint, now: float) -> None:
+        """Move every call anchored on `endpoint` (dead, or restarted) to another endpoint."""
+        assert self._media is not None
+        for call in list(endpoint.calls):
+            endpoint.calls.discard(call)
+            media = call.media
+            if media is None or media.endpoint is not endpoint or call.phase is Phase.ENDED:
+                continue
+            target = self._media.pick(exclude=endpoint)
+            if target is None:
+                log.error("call %s lost its media server %s and no other can take it", call.a_invite.call_id,
+                          endpoint)
+                continue
+            log.info("re-homing call %s from %s to %s", call.a_invite.call_id, endpoint, target)
+            media.endpoint = target
+            target.calls.add(call)
+            self._reanchor(call, media, now)
+
+    def _reanchor(self, call: Call, media: MediaAnchor, now: float) -> None:
+        sdp_a, sdp_b = media.sdp_from.get("a"), media.sdp_from.get("b")
+        if sdp_a is None:
+            return  # late offer still ringing: the callee's answer anchors it on the new endpoint
+
+        def offered(body_for_b: bytes | None, t: float) -> None:
+            if body_for_b is None or call.phase is Phase.ENDED:
+                return
+            media.offer_for_b = body_for_b
+            if sdp_b is None or call.b is None:
+                media.b_stale = call.phase is Phase.ROUTING
+                return
+
+            def answered(body_for_a: bytes | None, t2: float) -> None:
+                if body_for_a is None or call.b is None:
+                    return
+                self._reinvite(call, call.a, body_for_a, t2)
+                self._reinvite(call, call.b, body_for_b, t2)
+
+            self._media_step(call, "answer", "b", sdp_b, t, answered)
+
+        self._media_step(call, "offer", "a", sdp_a, now, offered)
+
+    def _reinvite(self, call: Call, leg: Leg, body: bytes, now: float) -> None:
+        """Our own re-INVITE offering `body` to `leg`'s phone (the media moved)."""
+        if call.phase is not Phase.ANSWERED or leg.dialog is None:
+            return
+        if call.reinvite_pending or leg.unacked is not None:
+            self._timers.schedule(now + REINVITE_RETRY, lambda t: self._reinvite(call, leg, body, t))
+            return
+        call.reinvite_pending = True
+        invite = leg.dialog.create_request(
+            "INVITE", via_host=self._stack.host, via_port=self._stack.port, transport=leg.transport,
+            contact=self._stack.contact(leg.transport), body=body, content_type=SDP)
+        tx = self._stack.send_request(invite, leg.peer, leg.transport, now)
+
+        def on_response(response: SipResponse, t: float) -> None:
+            code = response.status_code
+            if code < 200:
+                return
+            seq = invite.cseq.seq
+            if 200 <= code < 300:
+                if seq in leg.acks_sent:
+                    self._stack.send_stateless(leg.acks_sent[seq], leg.peer, leg.transport)
+                    return
+                call.reinvite_pending = False
+                if leg.dialog is not None:
+                    leg.dialog.receive_response(response)
+                    self._send_ack(leg, seq, b"", None, t)
+                if response.content_type == SDP and response.body and call.media is not None:
+                    self._media_step(call, "answer", call.leg_name(leg), response.body, t, _ignore_body)
+                return
+            call.reinvite_pending = False
+            if code == 491:
+                self._timers.schedule(t + REINVITE_RETRY, lambda t2: self._reinvite(call, leg, body, t2))
+            elif code in (408, 481):
+                self._hang_up(call, t, hangup_by=HangupBy.SYSTEM)
+            else:
+                log.warning("phone refused the re-INVITE moving call %s's media: %d", call.a_invite.call_id,
+                            code)
+
+        tx.user_data = on_response
+
+    def media_timed_out(self, media_call_id: str, now: float) -> None:
+        """The media server freed the call: no RTP for too long. Hang it up."""
+        call = self._media_calls.pop(media_call_id, None)
+        if call is None or call.media is None:
+            return
+        log.info("call %s had no RTP for too long: hanging up", call.a_invite.call_id)
+        call.media.endpoint.calls.discard(call)
+        call.media.endpoint = _GONE
+        if call.phase is Phase.ANSWERED:
+            self._hang_up(call, now, hangup_by=HangupBy.SYSTEM)
+
+    def _refuse(self, call: Call, code: int, reason: str, now: float) -> None:
+        """Refuse a call still routing: `code` to the caller, its branches cancelled."""
+        for branch in call.branches:
+            self._cancel_branch(branch, now)
+        self._stack.respond(call.a_tx, code, reason, now=now, to_tag=call.a_tag)
+        self._end(call, now, Disposition.FAILED, code, None)
+
+    def _refuse_answered(self, call: Call, now: float) -> None:
+        """The callee answered but the media server could not take the answer: 503 to the caller,
+        BYE to the callee, rather than a call without audio."""
+        call.answered_at = None
+        if call.b is not None and call.b.dialog is not None:
+            self._send_bye(call.b, now)
+        self._stack.respond(call.a_tx, 503, "Media Unavailable", now=now, to_tag=call.a_tag)
+        self._end(call, now, Disposition.FAILED, 503, None)
 
     # -- sending -----------------------------------------------------------------------
 
@@ -553,3 +879,15 @@ def _ignore_response(response: SipResponse, now: float) -> None:
 
 def _ignore_ack(ack: SipRequest, now: float) -> None:
     return None
+
+
+def _ignore_reply(reply: dict[str, Any] | None, now: float) -> None:
+    return None
+
+
+def _ignore_body(body: bytes | None, now: float) -> None:
+    return None
+
+
+_GONE = MediaEndpoint(server="(gone)", address=("0.0.0.0", 0), weight=1, enabled=False, up=False)
+"""Where a call's media is when its server already freed it: nothing more is asked of it."""

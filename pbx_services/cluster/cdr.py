@@ -37,6 +37,7 @@ def _row_of_event(event: CallEnded) -> dict[str, Any]:
         "sip_code": event.sip_code,
         "hangup_by": event.hangup_by,
         "duration": talk_seconds(event),
+        "recording": event.recording,
     }
 
 

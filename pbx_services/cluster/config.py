@@ -30,7 +30,7 @@ from pydantic import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from pbx_services.cluster.validation import validate_domain
+from pbx_services.cluster.validation import validate_domain, validate_host
 
 DEFAULT_DATA_DIR = Path("/var/lib/pbx")
 CONFIG_FILE_NAME = "pbx.yml"
@@ -55,13 +55,6 @@ class ConfigError(Exception):
 def sqlite_url_for(data_dir: Path) -> str:
     """The URL of the SQLite database kept in `data_dir`."""
     return f"sqlite:///{(data_dir / DATABASE_FILE_NAME).absolute()}"
-
-
-def _check_host(value: str) -> str:
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        return validate_domain(value)
 
 
 def _check_network(value: Any) -> Any:
@@ -89,7 +82,7 @@ def _upper(value: Any) -> Any:
     return value.upper() if isinstance(value, str) else value
 
 
-Host = Annotated[str, AfterValidator(_check_host)]
+Host = Annotated[str, AfterValidator(validate_host)]
 Domain = Annotated[str, AfterValidator(validate_domain)]
 Network = Annotated[ipaddress.IPv4Network | ipaddress.IPv6Network, BeforeValidator(_check_network)]
 

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 from sqlalchemy import ColumnElement, Select, Table, func, insert, inspect, select, tuple_
 from sqlalchemy.orm import Session, joinedload
 
-from pbx_services.cluster.models import Base, Cdr, Tenant, User
+from pbx_services.cluster.models import Base, Cdr, Server, Tenant, User
 
 ModelT = TypeVar("ModelT", bound=Base)
 
@@ -179,3 +179,8 @@ class UserDao(Dao[User]):
 class CdrDao(Dao[Cdr]):
     model = Cdr
     searchable_columns = ("call_id", "caller", "callee")
+
+
+class ServerDao(Dao[Server]):
+    model = Server
+    searchable_columns = ("name", "host")

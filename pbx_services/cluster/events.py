@@ -82,6 +82,8 @@ class CallEnded:
     """Final response code of the INVITE (200 for answered calls, 486, 487, 603, ...)."""
     hangup_by: HangupBy | None
     """Who hung up an answered call; None when the call was never answered."""
+    recording: str | None = None
+    """Path of the call's recording on its media server, when it was recorded."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -4,6 +4,7 @@ Each check returns the normalized value or raises `InvalidValue` with a message 
 exactly what is wrong and is safe to show (it never echoes a password).
 """
 
+import ipaddress
 import re
 
 EXTENSION_MAX_LENGTH = 32
@@ -60,3 +61,11 @@ def validate_display_name(value: str) -> str:
     if len(value) > DISPLAY_NAME_MAX_LENGTH:
         raise InvalidValue(f"name is longer than {DISPLAY_NAME_MAX_LENGTH} characters")
     return value
+
+
+def validate_host(value: str) -> str:
+    """An IP address (normalized) or a domain name."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return validate_domain(value)

@@ -49,7 +49,7 @@ def test_init_creates_config_database_and_default_tenant(
     config_path = data_dir / "pbx.yml"
     assert out.splitlines() == [
         f"wrote {config_path}",
-        "database schema at revision 0001",
+        "database schema at revision 0002",
         "default tenant pbx.local: created",
     ]
     config = yaml.safe_load(config_path.read_text())
@@ -100,7 +100,7 @@ def test_init_again_upgrades_and_keeps_the_config(
     assert (status, err) == (0, "")
     assert out.splitlines() == [
         f"{initialized / 'pbx.yml'} exists: left unchanged",
-        "database schema at revision 0001",
+        "database schema at revision 0002",
         "default tenant pbx.local: exists",
     ]
     assert (initialized / "pbx.yml").read_text() == before
@@ -311,7 +311,7 @@ def test_outdated_schema_is_reported(initialized: Path, capsys: pytest.CaptureFi
 
     assert status == 1
     assert err == (
-        f"pbx: the database schema is at revision none, this pbx needs 0001: "
+        f"pbx: the database schema is at revision none, this pbx needs 0002: "
         f"run 'pbx init --data-dir {initialized}' to upgrade it\n"
     )
     assert run(capsys, "init", "--data-dir", str(initialized))[0] == 0

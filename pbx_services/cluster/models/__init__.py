@@ -2,7 +2,8 @@
 
 from pbx_services.cluster.models.base import Base
 from pbx_services.cluster.models.cdr import Cdr
+from pbx_services.cluster.models.server import Server, ServerRole
 from pbx_services.cluster.models.tenant import Tenant
 from pbx_services.cluster.models.user import User
 
-__all__ = ["Base", "Cdr", "Tenant", "User"]
+__all__ = ["Base", "Cdr", "Server", "ServerRole", "Tenant", "User"]

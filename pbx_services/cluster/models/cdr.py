@@ -57,6 +57,8 @@ class Cdr(Base):
         )
     )
     duration: Mapped[int]
+    recording: Mapped[str | None] = mapped_column(String(1024))
+    """Path of the call's recording on its media server (a stereo WAV: caller left, callee right)."""
 
     def __repr__(self) -> str:
         return f"Cdr(id={self.id!r}, call_id={self.call_id!r}, disposition={self.disposition!r})"

@@ -1,0 +1,232 @@
+"""The media endpoints a Call Manager anchors calls on: their health, their load, and the control client.
+
+Every media worker is one endpoint (a server's row in the database gives its first control
+port and its number of workers). Each is pinged every `ping_interval` seconds; after
+`down_after` missed pings in a row it is down, after `up_after` answers in a row it is up
+again (Kamailio dispatcher semantics). A pong with a new `boot_id` means the worker
+restarted and forgot its calls. Either way `on_lost(endpoint)` is called so that the calls
+anchored there are re-homed. New calls go to the enabled, up endpoint with the fewest calls
+per unit of weight.
+
+Requests are retransmitted (250 ms, 500 ms, 1 s) and given up after 2 s, when their
+callback gets None. Sans-IO: datagrams out through `take_transmits()`, time passed in.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..cluster.servers import ServerEntry
+from ..media.control import RESULT_PONG, ControlMessage, ControlProtocolError, reply, request
+from .timers import Timer, TimerQueue
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+ReplyCallback = Callable[[dict[str, Any] | None, float], None]
+"""Gets the reply's fields, or None when the endpoint did not answer in time."""
+
+RETRANSMIT_INTERVALS = (0.25, 0.5, 1.0)
+REQUEST_TIMEOUT = 2.0
+
+
+@dataclass(eq=False)
+class MediaEndpoint:
+    """One media worker, as the Call Manager sees it."""
+
+    server: str
+    """Name of its server's row."""
+    address: Address
+    weight: int
+    enabled: bool
+    up: bool = True
+    """Taken as up until pings say otherwise, so that calls work from the first second."""
+    misses: int = 0
+    answers: int = 0
+    boot_id: str | None = None
+    calls: set[Any] = field(default_factory=set)
+    """The calls anchored here (the B2BUA's objects)."""
+    removed: bool = False
+    """Its server left the database: no new calls; its calls stay until they end."""
+
+    @property
+    def available(self) -> bool:
+        return self.up and self.enabled and not self.removed
+
+    @property
+    def load(self) -> float:
+        return len(self.calls) / self.weight
+
+    def __str__(self) -> str:
+        return f"{self.server} {self.address[0]}:{self.address[1]}"
+
+
+@dataclass(eq=False)
+class _Pending:
+    message: ControlMessage
+    destination: Address
+    on_reply: ReplyCallback
+    timer: Timer | None = None
+    tries: int = 0
+
+
+class MediaPool:
+    def __init__(self, *, timers: TimerQueue, on_lost: Callable[[MediaEndpoint, float], None],
+                 on_timeout_notice: Callable[[str, float], None], ping_interval: float = 1.0,
+                 down_after: int = 3, up_after: int = 2) -> None:
+        self._timers = timers
+        self._on_lost = on_lost
+        self._on_timeout_notice = on_timeout_notice
+        self.ping_interval = ping_interval
+        self.down_after = down_after
+        self.up_after = up_after
+        self.endpoints: dict[Address, MediaEndpoint] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._transmits: list[tuple[bytes, Address]] = []
+        self._cookie_prefix = os.urandom(4).hex()
+        self._cookies = itertools.count(1)
+        self._ping_timer: Timer | None = None
+        self.counters = {"control_garbage": 0, "control_unmatched": 0, "control_timeouts": 0}
+
+    # -- the server list ----------------------------------------------------------------
+
+    def update_servers(self, servers: Iterable[ServerEntry], now: float) -> None:
+        """Take the media servers' rows as they are now: new ones join, removed ones drain."""
+        seen: set[Address] = set()
+        for server in servers:
+            for address in server.endpoints:
+                seen.add(address)
+                endpoint = self.endpoints.get(address)
+                if endpoint is None:
+                    log.info("media endpoint %s:%s of server %s added", *address, server.name)
+                    endpoint = self.endpoints[address] = MediaEndpoint(server.name, address, server.weight,
+                                                                       server.enabled)
+                endpoint.server, endpoint.weight = server.name, server.weight
+                endpoint.enabled = server.enabled
+                endpoint.removed = False
+        for address, endpoint in list(self.endpoints.items()):
+            if address not in seen:
+                endpoint.removed = True
+                if not endpoint.calls:
+                    del self.endpoints[address]
+        if self._ping_timer is None and self.endpoints:
+            self._ping_timer = self._timers.schedule(now, self._ping_all)
+
+    def pick(self, *, exclude: MediaEndpoint | None = None) -> MediaEndpoint | None:
+        """The available endpoint with the fewest calls per weight (weighted least-calls)."""
+        candidates = [e for e in self.endpoints.values() if e.available and e is not exclude]
+        return min(candidates, key=lambda e: e.load, default=None)
+
+    # -- requests -------------------------------------------------------------------------
+
+    def request(self, endpoint: MediaEndpoint, command: str, now: float, on_reply: ReplyCallback,
+                **fields: Any) -> None:
+        cookie = f"{self._cookie_prefix}{next(self._cookies)}"
+        pending = _Pending(request(cookie, command, **fields), endpoint.address, on_reply)
+        self._pending[cookie] = pending
+        self._send(pending, now)
+
+    def _send(self, pending: _Pending, now: float) -> None:
+        self._transmits.append((pending.message.serialize(), pending.destination))
+        if pending.tries < len(RETRANSMIT_INTERVALS):
+            wait = RETRANSMIT_INTERVALS[pending.tries]
+        else:
+            wait = REQUEST_TIMEOUT - sum(RETRANSMIT_INTERVALS)
+        pending.tries += 1
+        pending.timer = self._timers.schedule(now + wait, lambda t: self._retry(pending, t))
+
+    def _retry(self, pending: _Pending, now: float) -> None:
+        if self._pending.get(pending.message.cookie) is not pending:
+            return
+        if pending.tries > len(RETRANSMIT_INTERVALS):
+            del self._pending[pending.message.cookie]
+            self.counters["control_timeouts"] += 1
+            pending.on_reply(None, now)
+            return
+        self._send(pending, now)
+
+    def receive(self, data: bytes, source: Address, now: float) -> None:
+        try:
+            message = ControlMessage.parse(data)
+        except ControlProtocolError as exc:
+            self.counters["control_garbage"] += 1
+            log.info("unusable control datagram from %s:%s: %s", *source, exc.reason)
+            return
+        if message.is_request:
+            self._on_notification(message, source, now)
+            return
+        pending = self._pending.pop(message.cookie, None)
+        if pending is None or pending.destination != source:
+            if pending is not None:
+                self._pending[message.cookie] = pending
+            self.counters["control_unmatched"] += 1
+            return
+        if pending.timer is not None:
+            pending.timer.cancel()
+        pending.on_reply(message.body, now)
+
+    def _on_notification(self, message: ControlMessage, source: Address, now: float) -> None:
+        self._transmits.append((reply(message.cookie).serialize(), source))
+        if message.command == "timeout" and isinstance(message.body.get("call_id"), str):
+            self._on_timeout_notice(message.body["call_id"], now)
+
+    def take_transmits(self) -> list[tuple[bytes, Address]]:
+        transmits, self._transmits = self._transmits, []
+        return transmits
+
+    # -- health ---------------------------------------------------------------------------
+
+    def _ping_all(self, now: float) -> None:
+        for endpoint in list(self.endpoints.values()):
+            if endpoint.removed and not endpoint.calls:
+                del self.endpoints[endpoint.address]
+                continue
+            self._ping(endpoint, now)
+        self._ping_timer = self._timers.schedule(now + self.ping_interval, self._ping_all) \
+            if self.endpoints else None
+
+    def _ping(self, endpoint: MediaEndpoint, now: float) -> None:
+        cookie = f"{self._cookie_prefix}{next(self._cookies)}"
+
+        def on_reply(body: dict[str, Any] | None, t: float) -> None:
+            if body is None or body.get("result") != RESULT_PONG:
+                self._missed(endpoint, t)
+            else:
+                self._answered(endpoint, str(body.get("boot_id")), t)
+
+        # One try: the next ping is the retransmission; answered or not before it goes.
+        pending = _Pending(request(cookie, "ping"), endpoint.address, on_reply,
+                           tries=len(RETRANSMIT_INTERVALS))
+        self._pending[cookie] = pending
+        self._transmits.append((pending.message.serialize(), endpoint.address))
+        pending.timer = self._timers.schedule(now + self.ping_interval * 0.9,
+                                              lambda t: self._ping_timed_out(pending, t))
+
+    def _ping_timed_out(self, pending: _Pending, now: float) -> None:
+        if self._pending.pop(pending.message.cookie, None) is pending:
+            pending.on_reply(None, now)
+
+    def _missed(self, endpoint: MediaEndpoint, now: float) -> None:
+        endpoint.answers = 0
+        endpoint.misses += 1
+        if endpoint.up and endpoint.misses >= self.down_after:
+            endpoint.up = False
+            log.warning("media endpoint %s is down after %d missed pings", endpoint, endpoint.misses)
+            self._on_lost(endpoint, now)
+
+    def _answered(self, endpoint: MediaEndpoint, boot_id: str, now: float) -> None:
+        endpoint.misses = 0
+        endpoint.answers += 1
+        restarted = endpoint.boot_id is not None and boot_id != endpoint.boot_id
+        endpoint.boot_id = boot_id
+        if restarted and endpoint.calls:
+            log.warning("media endpoint %s restarted: its %d calls are gone", endpoint, len(endpoint.calls))
+            self._on_lost(endpoint, now)
+        if not endpoint.up and endpoint.answers >= self.up_after:
+            endpoint.up = True
+            log.info("media endpoint %s is up again", endpoint)
