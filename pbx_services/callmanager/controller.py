@@ -19,10 +19,14 @@ from ..cluster.cdr import CdrWriter
 from ..cluster.config import PbxConfig
 from ..cluster.database import create_engine_for, session_factory
 from ..cluster.events import CallEnded
+from ..cluster.models import ServerRole
+from ..cluster.servers import ServerService
 from ..sip.digest import DigestAlgorithm, NonceManager
+from ..transport.datagram import DatagramEndpoint
 from ..transport.http import HttpEndpoint
 from ..transport.sip import SipTransports
 from .directory import Directory
+from .mediapool import PoolSettings
 from .metrics import CallManagerCollector
 from .policy import AuthFailureLimiter
 from .registrar import RegistrarSettings
@@ -46,6 +50,8 @@ class CallManagerController:
         self._cdr_writer: CdrWriter | None = None
         self._http: HttpEndpoint | None = None
         self._engine: Engine | None = None
+        self._servers: ServerService | None = None
+        self._media_control: DatagramEndpoint | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -72,7 +78,15 @@ class CallManagerController:
             algorithms=tuple(DigestAlgorithm(a) for a in config.auth.algorithms),
             on_call_ended=self.bus.publish,
             no_answer_timeout=float(config.callmanager.no_answer_timeout),
-            wall_offset=time.time() - loop.time())
+            wall_offset=time.time() - loop.time(),
+            media_pool=PoolSettings(ping_interval=config.callmanager.media_ping_interval,
+                                    down_after=config.callmanager.media_down_after,
+                                    up_after=config.callmanager.media_up_after),
+            record_calls=config.callmanager.record_calls)
+        self._servers = ServerService(sessions=sessions)
+        self._media_control = DatagramEndpoint(on_datagram=self._on_media_control, name="media control")
+        await self._media_control.start(config.sip.host, 0)
+        self._refresh_media_servers()
         self._transports = SipTransports(on_message=self._on_message,
                                          max_message_size=config.sip.max_message_size)
         await self._transports.start(config.sip.host, config.sip.port, tuple(config.sip.transports))
@@ -105,6 +119,8 @@ class CallManagerController:
             self._timer.cancel()
         if self._transports is not None:
             self._transports.close()
+        if self._media_control is not None:
+            self._media_control.close()
         if self._http is not None:
             self._http.close()
         if self._cdr_writer is not None:
@@ -121,6 +137,18 @@ class CallManagerController:
         self.core.receive(data, source, transport, asyncio.get_running_loop().time())
         self._after_core_ran()
 
+    def _on_media_control(self, data: bytes, source: tuple[str, int]) -> None:
+        assert self.core is not None
+        self.core.receive_media_control(data, source, asyncio.get_running_loop().time())
+        self._after_core_ran()
+
+    def _refresh_media_servers(self) -> None:
+        """The media servers as the database lists them now: added, disabled or removed ones."""
+        assert self.core is not None and self.core.media is not None and self._servers is not None
+        self.core.media.update_servers(self._servers.list_servers(role=ServerRole.MEDIA),
+                                       asyncio.get_running_loop().time())
+        self._after_core_ran()
+
     def _on_timer(self) -> None:
         assert self.core is not None
         self._timer = self._timer_at = None
@@ -131,6 +159,9 @@ class CallManagerController:
         assert self.core is not None and self._transports is not None
         for transmit in self.core.take_transmits():
             self._transports.send(transmit)
+        if self._media_control is not None:
+            for data, destination in self.core.take_media_control_transmits():
+                self._media_control.send(data, destination)
         deadline = self.core.next_timer()
         if deadline is None or (self._timer_at is not None and self._timer_at <= deadline):
             return
@@ -148,6 +179,7 @@ class CallManagerController:
             # buffered CDRs, and try again next time.
             try:
                 self.core.housekeeping(loop.time())
+                self._refresh_media_servers()
             except SQLAlchemyError:
                 log.exception("refreshing the directory failed; will retry")
             try:

@@ -35,6 +35,13 @@ RETRANSMIT_INTERVALS = (0.25, 0.5, 1.0)
 REQUEST_TIMEOUT = 2.0
 
 
+@dataclass(frozen=True)
+class PoolSettings:
+    ping_interval: float = 1.0
+    down_after: int = 3
+    up_after: int = 2
+
+
 @dataclass(eq=False)
 class MediaEndpoint:
     """One media worker, as the Call Manager sees it."""
@@ -77,14 +84,14 @@ class _Pending:
 
 class MediaPool:
     def __init__(self, *, timers: TimerQueue, on_lost: Callable[[MediaEndpoint, float], None],
-                 on_timeout_notice: Callable[[str, float], None], ping_interval: float = 1.0,
-                 down_after: int = 3, up_after: int = 2) -> None:
+                 on_timeout_notice: Callable[[str, float], None],
+                 settings: PoolSettings = PoolSettings()) -> None:
         self._timers = timers
         self._on_lost = on_lost
         self._on_timeout_notice = on_timeout_notice
-        self.ping_interval = ping_interval
-        self.down_after = down_after
-        self.up_after = up_after
+        self.ping_interval = settings.ping_interval
+        self.down_after = settings.down_after
+        self.up_after = settings.up_after
         self.endpoints: dict[Address, MediaEndpoint] = {}
         self._pending: dict[str, _Pending] = {}
         self._transmits: list[tuple[bytes, Address]] = []

@@ -28,6 +28,7 @@ from .auth import Authenticator
 from .b2bua import ALLOW, B2bua, timeout_response
 from .directory import Directory
 from .location import LocationService
+from .mediapool import MediaPool, PoolSettings
 from .policy import AuthFailureLimiter
 from .registrar import Registrar, RegistrarSettings
 from .stack import SipStack, warning
@@ -45,7 +46,8 @@ class CallManager:
     def __init__(self, *, host: str, port: int, max_message_size: int, directory: Directory,
                  nonces: NonceManager, limiter: AuthFailureLimiter, registrar_settings: RegistrarSettings,
                  algorithms: tuple[DigestAlgorithm, ...], on_call_ended: Callable[[CallEnded], None],
-                 no_answer_timeout: float = 60.0, wall_offset: float = 0.0) -> None:
+                 no_answer_timeout: float = 60.0, wall_offset: float = 0.0,
+                 media_pool: PoolSettings | None = None, record_calls: bool = False) -> None:
         self.stack = SipStack(host=host, port=port, max_message_size=max_message_size,
                               layer=TransactionLayer())
         self.location = LocationService()
@@ -59,10 +61,18 @@ class CallManager:
         self.registrar = Registrar(stack=self.stack, location=self.location, authenticator=authenticator,
                                    realm_for=directory.realm_for, settings=registrar_settings,
                                    wall_offset=wall_offset)
+        # Without a media pool (unit tests of signalling alone) SDP passes through unchanged.
+        self.media: MediaPool | None = None
+        if media_pool is not None:
+            self.media = MediaPool(
+                timers=self.timers, on_lost=lambda endpoint, t: self.b2bua.rehome(endpoint, t),
+                on_timeout_notice=lambda call_id, t: self.b2bua.media_timed_out(call_id, t),
+                settings=media_pool)
         self.b2bua = B2bua(stack=self.stack, location=self.location, authenticator=authenticator,
                            timers=self.timers, realm_for=directory.realm_for,
                            extension_exists=directory.extension_exists, on_call_ended=on_call_ended,
-                           no_answer_timeout=no_answer_timeout, wall_offset=wall_offset)
+                           no_answer_timeout=no_answer_timeout, wall_offset=wall_offset, media=self.media,
+                           record_calls=record_calls)
 
     # -- the controller's interface -------------------------------------------------------
 
@@ -89,6 +99,13 @@ class CallManager:
 
     def take_transmits(self) -> list[Transmit]:
         return self.stack.take_transmits()
+
+    def receive_media_control(self, data: bytes, source: tuple[str, int], now: float) -> None:
+        assert self.media is not None
+        self.media.receive(data, source, now)
+
+    def take_media_control_transmits(self) -> list[tuple[bytes, tuple[str, int]]]:
+        return self.media.take_transmits() if self.media is not None else []
 
     # -- dispatch ---------------------------------------------------------------------------
 
