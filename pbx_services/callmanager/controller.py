@@ -107,9 +107,12 @@ class CallManagerController:
 
     def _health(self) -> dict[str, object]:
         assert self.core is not None
+        media = self.core.media.endpoints.values() if self.core.media is not None else ()
         return {"status": "ok", "role": "callmanager",
                 "registered_contacts": self.core.location.binding_count(),
-                "active_calls": len(self.core.b2bua.calls)}
+                "active_calls": len(self.core.b2bua.calls),
+                "media_endpoints": [{"server": e.server, "address": f"{e.address[0]}:{e.address[1]}",
+                                     "up": e.up, "enabled": e.enabled, "calls": len(e.calls)} for e in media]}
 
     async def stop(self) -> None:
         if self._housekeeping is not None:

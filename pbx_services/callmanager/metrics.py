@@ -31,3 +31,20 @@ class CallManagerCollector(Collector):
         yield GaugeMetricFamily("pbx_sip_transactions", "Live SIP transactions", value=len(core.stack.layer))
         yield GaugeMetricFamily("pbx_auth_blocked_sources", "Source IPs blocked for failed authentication",
                                 value=core.limiter.blocked_count(self._now()))
+        if core.media is None:
+            return
+        up = GaugeMetricFamily("pbx_media_endpoint_up", "1 when the media endpoint answers its pings",
+                               labels=["server", "address"])
+        calls = GaugeMetricFamily("pbx_media_endpoint_calls", "Calls anchored on the media endpoint",
+                                  labels=["server", "address"])
+        for endpoint in core.media.endpoints.values():
+            labels = [endpoint.server, f"{endpoint.address[0]}:{endpoint.address[1]}"]
+            up.add_metric(labels, 1 if endpoint.up else 0)
+            calls.add_metric(labels, len(endpoint.calls))
+        yield up
+        yield calls
+        control = CounterMetricFamily("pbx_media_control_problems", "Media control datagrams gone wrong",
+                                      labels=["problem"])
+        for problem, count in sorted(core.media.counters.items()):
+            control.add_metric([problem], count)
+        yield control
