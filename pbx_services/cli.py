@@ -9,6 +9,7 @@
     pbx server list | enable NAME | disable NAME | del NAME
     pbx allinone [--host ADDR] [--sip-port PORT]
     pbx callmanager --config FILE
+    pbx media --config FILE
     pbx db upgrade --config FILE
 
 Every command takes `--data-dir` (default: $PBX_DATA_DIR, then /var/lib/pbx), whose
@@ -58,12 +59,15 @@ from pbx_services.cluster.servers import ServerService
 from pbx_services.cluster.tenants import TenantService
 from pbx_services.cluster.users import CsvImportError, UserService
 from pbx_services.cluster.validation import InvalidValue, validate_domain
+from pbx_services.media.main import run as run_media
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 DATA_DIR_ENV = "PBX_DATA_DIR"
+EMBEDDED_MEDIA_SERVER = "allinone-media"
+"""Name of the all-in-one's in-process media server in the servers table."""
 DEMO_EXTENSIONS = ("1001", "1002", "1003", "1004")
 AUTH_SECRET_BYTES = 32
 
@@ -434,7 +438,7 @@ def _add_allinone_command(subparsers: Subparsers) -> None:
         "allinone",
         parents=[_data_dir_option()],
         help="run every role in one process, in the foreground",
-        description="Run every PBX role in one process (for now the Call Manager) on the data "
+        description="Run every PBX role in one process (the Call Manager and a media server) on the data "
         "directory's configuration, until SIGINT or SIGTERM.",
     )
     parser.add_argument("--host", help="address to listen on (overrides sip.host)")
@@ -453,7 +457,8 @@ def _allinone(args: argparse.Namespace) -> int:
     if args.sip_port is not None:
         overrides["sip.port"] = str(args.sip_port)
     config = load_daemon_config(config_path, data_dir=data_dir, overrides=overrides)
-    return _run_daemon(config, role="allinone", upgrade_command=f"pbx init --data-dir {data_dir}")
+    return _run_daemon(config, role="allinone", upgrade_command=f"pbx init --data-dir {data_dir}",
+                       with_media=config.media.embedded)
 
 
 def _add_callmanager_command(subparsers: Subparsers) -> None:
@@ -468,6 +473,22 @@ def _add_callmanager_command(subparsers: Subparsers) -> None:
 def _callmanager(args: argparse.Namespace) -> int:
     config = load_daemon_config(args.config)
     return _run_daemon(config, role="callmanager", upgrade_command=f"pbx db upgrade --config {args.config}")
+
+
+def _add_media_command(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "media",
+        help="run the media server (RTP relay) in the foreground (what pbx-media.service runs)",
+        description="Run the media server: media.workers worker processes (0: one per CPU), worker i "
+        "answering the control protocol on media.control_port + i with an equal share of the RTP ports, "
+        "and /health and /metrics on http.port.",
+    )
+    parser.add_argument("--config", type=Path, required=True, metavar="FILE", help="the role's YAML config")
+    parser.set_defaults(run=_media)
+
+
+def _media(args: argparse.Namespace) -> int:
+    return run_media(load_daemon_config(args.config))
 
 
 def _add_db_command(subparsers: Subparsers) -> None:
@@ -486,13 +507,26 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run_daemon(config: PbxConfig, *, role: str, upgrade_command: str) -> int:
+def _run_daemon(config: PbxConfig, *, role: str, upgrade_command: str, with_media: bool = False) -> int:
     engine = create_engine_for(config.database.url)
     try:
         _check_schema(engine, upgrade_command)
+        if role == "allinone":
+            _list_embedded_media_server(session_factory(engine), config, with_media)
     finally:
         engine.dispose()
-    return run_callmanager(config, role=role)
+    return run_callmanager(config, role=role, with_media=with_media)
+
+
+def _list_embedded_media_server(sessions: sessionmaker[Session], config: PbxConfig, embedded: bool) -> None:
+    """The all-in-one's own media server is a row like any other (so it can be watched and
+    disabled), kept at its configured address; without it, the row goes."""
+    servers = ServerService(sessions=sessions)
+    if embedded:
+        servers.ensure_server(EMBEDDED_MEDIA_SERVER, role=ServerRole.MEDIA, host=config.media.control_host,
+                              port=config.media.control_port)
+    elif any(server.name == EMBEDDED_MEDIA_SERVER for server in servers.list_servers()):
+        servers.delete_server(EMBEDDED_MEDIA_SERVER)
 
 
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
@@ -501,6 +535,7 @@ COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_server_command,
     _add_allinone_command,
     _add_callmanager_command,
+    _add_media_command,
     _add_db_command,
 )
 """One function per top-level command, each adding its subparser; add new commands here."""

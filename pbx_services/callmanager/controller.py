@@ -86,10 +86,10 @@ class CallManagerController:
         self._servers = ServerService(sessions=sessions)
         self._media_control = DatagramEndpoint(on_datagram=self._on_media_control, name="media control")
         await self._media_control.start(config.sip.host, 0)
-        self._refresh_media_servers()
         self._transports = SipTransports(on_message=self._on_message,
                                          max_message_size=config.sip.max_message_size)
         await self._transports.start(config.sip.host, config.sip.port, tuple(config.sip.transports))
+        self._refresh_media_servers()
         if config.http.port:
             registry = CollectorRegistry()
             registry.register(CallManagerCollector(self.core, loop.time))

@@ -13,6 +13,7 @@ from pathlib import Path
 import uvloop
 
 from ..cluster.config import PbxConfig, load_config
+from ..media.worker import MediaWorker
 from ..transport.ports import PortInUseError
 from .controller import CallManagerController
 
@@ -22,20 +23,26 @@ GC_YOUNG_THRESHOLD = 50_000
 """Allocations between collections of the youngest generation (CPython's default is 700)."""
 
 
-def run(config: PbxConfig, *, role: str) -> int:
-    """Run the Call Manager in the foreground until SIGINT/SIGTERM; the exit status."""
+def run(config: PbxConfig, *, role: str, with_media: bool = False) -> int:
+    """Run the Call Manager (and, `with_media`, a media worker in the same process) in the
+    foreground until SIGINT/SIGTERM; the exit status."""
     logging.basicConfig(level=config.log.level,
                         format=f"%(asctime)s {role} %(levelname)s %(name)s: %(message)s")
-    return uvloop.run(_serve(config, role=role))
+    return uvloop.run(_serve(config, role=role, with_media=with_media))
 
 
-async def _serve(config: PbxConfig, *, role: str) -> int:
+async def _serve(config: PbxConfig, *, role: str, with_media: bool) -> int:
     controller = CallManagerController(config=config)
+    media = MediaWorker(config=config.media) if with_media else None
     try:
+        if media is not None:
+            await media.start()
         await controller.start()
     except PortInUseError as exc:
         print(f"pbx {role}: {exc.strerror}", file=sys.stderr)
         await controller.stop()
+        if media is not None:
+            await media.stop()
         return 1
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -48,9 +55,13 @@ async def _serve(config: PbxConfig, *, role: str) -> int:
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, 50, 100)
     print(f"pbx {role}: Call Manager listening on {controller.listening_on()}", flush=True)
+    if media is not None:
+        print(f"pbx {role}: media server listening on {media.listening_on()}", flush=True)
     await stopping.wait()
     print(f"pbx {role}: stopping", flush=True)
     await controller.stop()
+    if media is not None:
+        await media.stop()
     return 0
 
 

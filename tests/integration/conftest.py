@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import secrets
 import signal
@@ -18,6 +19,15 @@ from pathlib import Path
 import pytest
 
 PBX = [sys.executable, "-m", "pbx_services.cli"]
+MEDIA_PORTS_PER_PBX = 200
+_media_port_blocks = itertools.count()
+
+
+def media_ports() -> tuple[int, int]:
+    """A range of RTP ports of its own for each media server a test starts, below the kernel's
+    ephemeral ports (32768 up) so that no phone's socket takes one."""
+    base = 20000 + (next(_media_port_blocks) * MEDIA_PORTS_PER_PBX) % 12000
+    return base, base + MEDIA_PORTS_PER_PBX - 1
 
 
 def free_port(*, pair_spacing: int = 1) -> int:
@@ -102,7 +112,7 @@ def start_allinone(data_dir: Path, port: int, *, env: dict[str, str] | None = No
         if not line:
             break
         seen.append(line)
-        if "listening on" in line:
+        if "Call Manager listening on" in line:
             return process
     process.kill()
     raise RuntimeError("pbx allinone did not start:\n" + "".join(seen))
@@ -124,7 +134,10 @@ def running_pbx(data_dir: Path, env: dict[str, str] | None = None) -> Iterator[P
     """`pbx init` then `pbx allinone` on free ports; stopped (and required to exit 0) afterwards."""
     pbx("init", "--data-dir", str(data_dir))
     port, http_port = free_port(), free_port()
-    process = start_allinone(data_dir, port, env={"PBX_HTTP__PORT": str(http_port), **(env or {})})
+    port_min, port_max = media_ports()
+    defaults = {"PBX_HTTP__PORT": str(http_port), "PBX_MEDIA__CONTROL_PORT": str(free_port()),
+                "PBX_MEDIA__PORT_MIN": str(port_min), "PBX_MEDIA__PORT_MAX": str(port_max)}
+    process = start_allinone(data_dir, port, env={**defaults, **(env or {})})
     server = PbxServer(data_dir=data_dir, port=port, http_port=http_port, process=process)
     # Drain the daemon's output so a chatty log never blocks it on a full pipe.
     log_lines: list[str] = []

@@ -50,12 +50,12 @@ def test_fresh_clone_setup_then_two_phones_call(tmp_path: Path) -> None:
         if not line:
             break
         output.append(line)
-        if "listening on" in line:
+        if "Call Manager listening on" in line:
             break
     # Keep reading so the daemon never blocks on a full pipe.
     threading.Thread(target=lambda: output.extend(iter(setup.stdout.readline, "")), daemon=True).start()
     try:
-        assert any("listening on" in line for line in output), "".join(output)
+        assert any("Call Manager listening on" in line for line in output), "".join(output)
         passwords = dict(re.findall(r"^(100[1-4])\s+(\S+)\s*$", "".join(output), re.M))
         assert sorted(passwords) == ["1001", "1002", "1003", "1004"], "".join(output)
         _call(sip_port, passwords)
