@@ -31,6 +31,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from pbx_services.cluster.validation import validate_domain, validate_host
+from pbx_services.rtp.tones import TONE_PLANS
 
 DEFAULT_DATA_DIR = Path("/var/lib/pbx")
 CONFIG_FILE_NAME = "pbx.yml"
@@ -149,6 +150,13 @@ class MediaConfig(_Section):
     """Country whose dial, ringback, busy and congestion tones are played (ITU-T E.180)."""
     embedded: bool = True
     """`pbx allinone` runs a media server in its own process (control on control_port)."""
+
+    @field_validator("tone_plan")
+    @classmethod
+    def _known_tone_plan(cls, value: str) -> str:
+        if value not in TONE_PLANS:
+            raise ValueError(f"unknown tone plan; known: {', '.join(sorted(TONE_PLANS))}")
+        return value
 
     @model_validator(mode="after")
     def _port_range_in_order(self) -> "MediaConfig":

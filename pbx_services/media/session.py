@@ -1,0 +1,220 @@
+"""Calls and their legs: the state the relay reads for every packet.
+
+A `Leg` is one phone's side of a call: its RTP port on the media server, where its phone
+receives (from its SDP, then latched), what it negotiated, and its counters. The transport
+reads a few attributes of the leg for every packet (`source`, `fast_pt`, `fast_sendto`,
+`fast_to`) and bumps the plain-int counters itself; everything else runs in the relay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pbx_services.rtp.dtmf import DtmfReceiver
+
+from .negotiation import CodecKey, StreamInfo, codec_key, is_audio_codec, is_telephone_event
+
+if TYPE_CHECKING:
+    from pbx_services.sip.sdp import RtpMap, SessionDescription
+
+    from .playback import Playback
+    from .recording import CallRecorder
+
+Address = tuple[Any, ...]
+"""A UDP address as the socket gives it: (host, port) or, for IPv6, (host, port, flow, scope)."""
+SendTo = Callable[[bytes, Address], None]
+LEG_NAMES = ("a", "b")
+NO_FAST_PATH = -1
+"""`Leg.fast_pt` when every packet of the leg goes through the relay."""
+NO_ADDRESS: Address = ("", 0)
+
+
+def _send_nowhere(data: bytes, destination: Address) -> None:
+    """`Leg.fast_sendto` while the fast path is off (it is never called then)."""
+
+
+class Leg:
+    """One phone's side of a call."""
+
+    __slots__ = (
+        "name",
+        "call",
+        "peer",
+        "port",
+        # read and written by the transport for every packet
+        "source",
+        "fast_pt",
+        "fast_sendto",
+        "fast_to",
+        "packets_in",
+        "bytes_in",
+        "relayed",
+        # set by the transport: sends from this leg's RTP socket; None until it is open
+        "sendto",
+        "stream",
+        "send_payload_type",
+        "payloads",
+        "rtcp_source",
+        "generated",
+        "dropped",
+        "rtcp_report",
+        "dtmf",
+        "dtmf_receiver",
+        "playback",
+        "last_packet",
+        "packets_seen",
+        "decoders",
+        "encoders",
+    )
+
+    def __init__(self, name: str, call: Call, port: int) -> None:
+        self.name = name
+        self.call = call
+        self.peer: Leg = self
+        self.port = port
+        """RTP port on the media server; RTCP is port + 1."""
+        self.source: Address | None = None
+        """The latched RTP source: the address the first good packet came from."""
+        self.fast_pt = NO_FAST_PATH
+        """Packets of this payload type from `source` go unchanged to `fast_to` through `fast_sendto`."""
+        self.fast_sendto: SendTo = _send_nowhere
+        self.fast_to: Address = NO_ADDRESS
+        self.packets_in = 0
+        self.bytes_in = 0
+        self.relayed = 0
+        """Packets from this phone sent on to the other one."""
+        self.sendto: SendTo | None = None
+        self.stream: StreamInfo | None = None
+        """The phone's relayed stream, from its last SDP."""
+        self.send_payload_type: int | None = None
+        """The audio payload type (in the phone's numbering) that we send to the phone."""
+        self.payloads: dict[int, RtpMap] = {}
+        """Payload types the phone may send us and receive from us."""
+        self.rtcp_source: Address | None = None
+        self.generated = 0
+        """Packets of tones and files sent to this phone."""
+        self.dropped = 0
+        self.rtcp_report: dict[str, float] | None = None
+        self.dtmf: list[str] = []
+        """Digits the phone sent as RFC 4733 events."""
+        self.dtmf_receiver = DtmfReceiver()
+        self.playback: Playback | None = None
+        self.last_packet = 0.0
+        self.packets_seen = 0
+        """`packets_in` when the clock last looked: the transport does not read the time."""
+        self.decoders: dict[CodecKey, Any] = {}
+        """Codec state for what the phone sends us (see transcoding.py)."""
+        self.encoders: dict[CodecKey, Any] = {}
+
+    @property
+    def rtcp_port(self) -> int:
+        return self.port + 1
+
+    @property
+    def destination(self) -> Address | None:
+        """Where RTP for the phone goes: the latched source, else its SDP's address."""
+        if self.source is not None:
+            return self.source
+        return self.stream.rtp_address if self.stream is not None else None
+
+    @property
+    def rtcp_destination(self) -> Address | None:
+        if self.rtcp_source is not None:
+            return self.rtcp_source
+        return self.stream.rtcp_address if self.stream is not None else None
+
+    @property
+    def send_codec(self) -> RtpMap | None:
+        if self.send_payload_type is None:
+            return None
+        return self.payloads.get(self.send_payload_type)
+
+    @property
+    def packets_out(self) -> int:
+        return self.peer.relayed + self.generated
+
+    def payload_type_for(self, key: CodecKey) -> int | None:
+        """The phone's payload type for a codec, None when it did not negotiate it."""
+        for payload_type, rtpmap in self.payloads.items():
+            if codec_key(rtpmap) == key:
+                return payload_type
+        return None
+
+    def event_payload_type(self, clock_rate: int) -> int | None:
+        for payload_type, rtpmap in self.payloads.items():
+            if is_telephone_event(rtpmap) and rtpmap.clock_rate == clock_rate:
+                return payload_type
+        return None
+
+    def unlatch(self) -> None:
+        """Forget the latched sources: a new SDP may mean the phone moved."""
+        self.source = None
+        self.rtcp_source = None
+
+    def update_media(
+        self, stream: StreamInfo | None, payloads: dict[int, RtpMap], send_payload_type: int | None
+    ) -> None:
+        self.stream = stream
+        self.payloads = payloads
+        if send_payload_type is None:
+            send_payload_type = next((pt for pt, rtpmap in payloads.items() if is_audio_codec(rtpmap)), None)
+        self.send_payload_type = send_payload_type
+
+
+class Call:
+    """Two legs, "a" (the caller's phone) and "b" (the callee's), and what the controller asked."""
+
+    def __init__(self, call_id: str, *, ports: tuple[int, int], created: float, controller: Address) -> None:
+        self.call_id = call_id
+        self.created = created
+        self.controller = controller
+        """Where the last control request for the call came from: timeouts are reported there."""
+        self.legs = {name: Leg(name, self, port) for name, port in zip(LEG_NAMES, ports, strict=True)}
+        self.a, self.b = self.legs["a"], self.legs["b"]
+        self.a.peer, self.b.peer = self.b, self.a
+        self.offer_leg: str | None = None
+        """The leg whose offer is the latest one; the other leg answers it."""
+        self.offer_sdp: SessionDescription | None = None
+        self.pending_recording: Path | None = None
+        """Where the recording an `offer` asked for goes; it starts with the first packet."""
+        self.recorder: CallRecorder | None = None
+        self.last_recording: str | None = None
+        """The path of the call's recording: being written, finished, or pending."""
+        self.last_activity = created
+
+    @property
+    def on_hold(self) -> bool:
+        return any(leg.stream is not None and leg.stream.on_hold for leg in self.legs.values())
+
+    def update_fast_paths(self) -> None:
+        """Let the transport relay a leg's packets itself when nothing needs to look at them.
+
+        That is when both phones use the same codec under the same payload type, the source is
+        latched, no recording runs, no tone or file plays to the other phone, and the other
+        phone's socket and address are known.
+        """
+        for leg in (self.a, self.b):
+            peer = leg.peer
+            payload_type = leg.send_payload_type
+            codec = leg.payloads.get(payload_type) if payload_type is not None else None
+            same = (
+                codec is not None
+                and payload_type is not None
+                and peer.payloads.get(payload_type) is not None
+                and codec_key(peer.payloads[payload_type]) == codec_key(codec)
+            )
+            destination = peer.destination
+            if (
+                same
+                and leg.source is not None
+                and self.recorder is None
+                and peer.playback is None
+                and peer.sendto is not None
+                and destination is not None
+            ):
+                assert payload_type is not None
+                leg.fast_pt, leg.fast_sendto, leg.fast_to = payload_type, peer.sendto, destination
+            else:
+                leg.fast_pt, leg.fast_sendto, leg.fast_to = NO_FAST_PATH, _send_nowhere, NO_ADDRESS
