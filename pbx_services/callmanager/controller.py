@@ -22,8 +22,8 @@ from ..cluster.events import CallEnded
 from ..cluster.models import ServerRole
 from ..cluster.servers import ServerService
 from ..sip.digest import DigestAlgorithm, NonceManager
-from ..transport.datagram import DatagramEndpoint
 from ..transport.http import HttpEndpoint
+from ..transport.rtp import ControlSocket
 from ..transport.sip import SipTransports
 from .directory import Directory
 from .mediapool import PoolSettings
@@ -51,7 +51,7 @@ class CallManagerController:
         self._http: HttpEndpoint | None = None
         self._engine: Engine | None = None
         self._servers: ServerService | None = None
-        self._media_control: DatagramEndpoint | None = None
+        self._media_control: ControlSocket | None = None
 
     async def start(self) -> None:
         config = self.config
@@ -84,7 +84,7 @@ class CallManagerController:
                                     up_after=config.callmanager.media_up_after),
             record_calls=config.callmanager.record_calls)
         self._servers = ServerService(sessions=sessions)
-        self._media_control = DatagramEndpoint(on_datagram=self._on_media_control, name="media control")
+        self._media_control = ControlSocket(on_datagram=self._on_media_control)
         await self._media_control.start(config.sip.host, 0)
         self._transports = SipTransports(on_message=self._on_message,
                                          max_message_size=config.sip.max_message_size)
@@ -164,7 +164,7 @@ class CallManagerController:
             self._transports.send(transmit)
         if self._media_control is not None:
             for data, destination in self.core.take_media_control_transmits():
-                self._media_control.send(data, destination)
+                self._media_control.sendto(data, destination)
         deadline = self.core.next_timer()
         if deadline is None or (self._timer_at is not None and self._timer_at <= deadline):
             return

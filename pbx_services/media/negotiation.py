@@ -240,6 +240,32 @@ def rewrite_answer(
     )
 
 
+def answer_ourselves(
+    offer: SessionDescription, *, address: str, port: int, transcodable: Collection[CodecKey]
+) -> AnswerOutcome:
+    """Our own answer to `offer` before the other phone has answered (to play it ringback):
+    the first offered codec we can encode, and telephone-events if offered. The other phone's
+    answer, when it comes, is transcoded to this codec if it differs."""
+    index = audio_stream_index(offer)
+    info = stream_info(offer, index)
+    fmtp = offer.media[index].fmtp()
+    chosen = next(
+        (pt for pt, rtpmap in info.audio_payloads.items() if codec_key(rtpmap) in transcodable), None
+    )
+    if chosen is None:
+        raise NegotiationError("no common codec")
+    formats = [(info.payloads[chosen], fmtp.get(chosen))]
+    formats += [(rtpmap, fmtp.get(pt)) for pt, rtpmap in info.payloads.items()
+                if is_telephone_event(rtpmap) and rtpmap.clock_rate == info.payloads[chosen].clock_rate][:1]
+    result = _relayed(offer, index, address, port)
+    media = result.media[index]
+    media.formats = [str(rtpmap.payload_type) for rtpmap, _ in formats]
+    _insert_rtpmap_lines(media, formats, keep_existing=False)
+    return AnswerOutcome(
+        sdp=result, offerer_payload_type=chosen, answerer_payload_type=chosen, transcoding=False
+    )
+
+
 def _answer_stream_index(answer: SessionDescription, offer_index: int) -> int:
     # An answer has the offer's m= lines in the same order (RFC 3264 section 6).
     if offer_index >= len(answer.media) or answer.media[offer_index].media != AUDIO:

@@ -35,6 +35,8 @@ from .control import (
 )
 from .negotiation import (
     NegotiationError,
+    StreamInfo,
+    answer_ourselves,
     audio_stream_index,
     codec_key,
     rewrite_answer,
@@ -407,6 +409,8 @@ class MediaServer:
             peer.update_media(None, relayed.media[index].rtpmap(), None)
         call.offer_leg = leg_name
         call.offer_sdp = sdp
+        call.sdp_for[peer.name] = relayed
+        call.answered_ourselves = False
         call.controller = source
         if record and call.recorder is None and call.pending_recording is None:
             call.pending_recording = recording_path(self.recording_dir, call_id, now + self.wall_offset)
@@ -418,10 +422,14 @@ class MediaServer:
         call = self._call(body)
         leg_name = _leg_name(body)
         sdp = _sdp(body)
-        if call.offer_leg is None or call.offer_leg == leg_name or call.offer_sdp is None:
+        if call.offer_leg is None or call.offer_sdp is None:
             raise CommandError("bad field: leg")
+        if call.offer_leg == leg_name:
+            return self._answer_to_our_offer(call, call.legs[leg_name], sdp, source)
         answerer = call.legs[leg_name]
         offerer = answerer.peer
+        if call.answered_ourselves:
+            return self._answer_after_ours(call, answerer, sdp, source)
         try:
             outcome = rewrite_answer(
                 sdp,
@@ -438,9 +446,59 @@ class MediaServer:
         answerer.update_media(info, dict(info.payloads), outcome.answerer_payload_type)
         assert offerer.stream is not None
         offerer.update_media(offerer.stream, outcome.sdp.media[index].rtpmap(), outcome.offerer_payload_type)
+        call.sdp_for[offerer.name] = outcome.sdp
         call.controller = source
         call.update_fast_paths()
         return self._with_recording(call, {"sdp": outcome.sdp.serialize().decode("utf-8", "surrogateescape")})
+
+    def _answer_to_our_offer(self, call: Call, leg: Leg, sdp: SessionDescription,
+                             source: Address) -> dict[str, Any]:
+        """The offering phone answers an SDP we offered it ourselves (the call moved here from a
+        media server that died): take its address and codec; the other leg stays as it is."""
+        info = _phone_stream(sdp)
+        chosen = next(iter(info.audio_payloads), None)
+        if chosen is None:
+            raise CommandError(ERROR_NO_COMMON_CODEC)
+        leg.unlatch()
+        leg.update_media(info, dict(info.payloads), chosen)
+        call.controller = source
+        call.update_fast_paths()
+        return self._with_recording(call, _sdp_reply(call.sdp_for.get(leg.peer.name)))
+
+    def _answer_after_ours(self, call: Call, answerer: Leg, sdp: SessionDescription,
+                           source: Address) -> dict[str, Any]:
+        """The answering phone's answer after we answered the offerer ourselves: the offerer
+        keeps the codec it was given, and is transcoded to when the answer chose another."""
+        info = _phone_stream(sdp)
+        chosen = next(iter(info.audio_payloads), None)
+        given = answerer.peer.send_codec
+        if chosen is None or given is None:
+            raise CommandError(ERROR_NO_COMMON_CODEC)
+        key = codec_key(info.payloads[chosen])
+        if key != codec_key(given) and key not in self.transcoding.codecs:
+            raise CommandError(ERROR_NO_COMMON_CODEC)
+        answerer.unlatch()
+        answerer.update_media(info, dict(info.payloads), chosen)
+        call.controller = source
+        call.update_fast_paths()
+        return self._with_recording(call, _sdp_reply(call.sdp_for.get(answerer.peer.name)))
+
+    def _answer_offerer_ourselves(self, call: Call, leg: Leg) -> dict[str, Any]:
+        """Before the other phone answers, the offering phone only hears us once it has an
+        answer: give it ours (the reply's `sdp`); the same one again on a later request."""
+        if leg.name != call.offer_leg or call.offer_sdp is None or leg.peer.stream is not None:
+            return {}
+        if not call.answered_ourselves:
+            try:
+                outcome = answer_ourselves(call.offer_sdp, address=self.sdp_address, port=leg.port,
+                                           transcodable=self.transcoding.codecs)
+            except NegotiationError as exc:
+                raise CommandError(exc.reason) from None
+            index = audio_stream_index(outcome.sdp)
+            leg.update_media(leg.stream, outcome.sdp.media[index].rtpmap(), outcome.offerer_payload_type)
+            call.sdp_for[leg.name] = outcome.sdp
+            call.answered_ourselves = True
+        return _sdp_reply(call.sdp_for.get(leg.name))
 
     @staticmethod
     def _with_recording(call: Call, reply: dict[str, Any]) -> dict[str, Any]:
@@ -492,8 +550,9 @@ class MediaServer:
         plan = _optional(body, "plan", str, self.tone_plan)
         if plan not in TONE_PLANS:
             raise CommandError("bad field: plan")
+        answer = self._answer_offerer_ourselves(call, leg)
         self._start_playback(call, leg, Playback(tone_frames(tone, plan), description=tone, now=now), source)
-        return {}
+        return answer
 
     def _play_file(self, body: dict[str, Any], source: Address, now: float) -> dict[str, Any]:
         call = self._call(body)
@@ -504,8 +563,9 @@ class MediaServer:
             frames = file_frames(Path(path), loop=loop)
         except PlaybackError as exc:
             raise CommandError(exc.reason) from None
+        answer = self._answer_offerer_ourselves(call, leg)
         self._start_playback(call, leg, Playback(frames, description=path, now=now), source)
-        return {}
+        return answer
 
     def _start_playback(self, call: Call, leg: Leg, playback: Playback, source: Address) -> None:
         codec = leg.send_codec
@@ -597,3 +657,14 @@ def _sdp(body: dict[str, Any]) -> SessionDescription:
         return SessionDescription.parse(text)
     except RemoteProtocolError as exc:
         raise CommandError(f"bad sdp: {exc.reason}") from None
+
+
+def _phone_stream(sdp: SessionDescription) -> StreamInfo:
+    try:
+        return stream_info(sdp, audio_stream_index(sdp))
+    except NegotiationError as exc:
+        raise CommandError(exc.reason) from None
+
+
+def _sdp_reply(sdp: SessionDescription | None) -> dict[str, Any]:
+    return {"sdp": sdp.serialize().decode("utf-8", "surrogateescape")} if sdp is not None else {}

@@ -177,6 +177,10 @@ class Call:
         self.offer_leg: str | None = None
         """The leg whose offer is the latest one; the other leg answers it."""
         self.offer_sdp: SessionDescription | None = None
+        self.sdp_for: dict[str, SessionDescription] = {}
+        """The last SDP made for each leg's phone."""
+        self.answered_ourselves = False
+        """The offerer got our own answer (ringback before the other phone answered): its codec stays."""
         self.pending_recording: Path | None = None
         """Where the recording an `offer` asked for goes; it starts with the first packet."""
         self.recorder: CallRecorder | None = None

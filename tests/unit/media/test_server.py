@@ -289,12 +289,42 @@ def test_undecodable_datagrams_are_dropped_or_answered(driver: Driver) -> None:
     assert driver.ok("statistics")["control_errors"] == 2
 
 
-def test_answer_for_the_leg_that_offered_is_refused(driver: Driver) -> None:
+def test_the_offering_phone_answering_our_offer_moves_only_its_own_leg(driver: Driver) -> None:
+    """Re-homing: the call is offered and answered here anew, then each phone answers the
+    re-INVITE carrying our SDP; the offering phone's answer updates its leg alone."""
+    a, b = driver.call(offer=((PCMU, "PCMU"), (PCMA, "PCMA")), answer=((PCMU, "PCMU"),))
+    moved = ("10.0.1.1", 4100)
+    reply = driver.ok("answer", call_id="call-1", leg="a", sdp=phone_sdp(moved, (PCMU, "PCMU")))
+    assert f"m=audio {b.port} " in reply["sdp"]  # what leg b was last given, unchanged
+    assert a.destination == moved and a.send_payload_type == PCMU
+    [(port, _, destination)] = driver.rtp(b, PHONE_B, rtp(b"\x05" * 160, PCMU))
+    assert (port, destination) == (a.port, moved)
+
+
+def test_ringback_before_the_answer_gives_the_offerer_our_answer_and_keeps_its_codec(driver: Driver) -> None:
+    driver.ok("offer", call_id="x", leg="a", sdp=phone_sdp(PHONE_A, (PCMA, "PCMA"), (PCMU, "PCMU")))
+    a, b = driver.server.calls["x"].a, driver.server.calls["x"].b
+    ringing = driver.ok("play_tone", call_id="x", leg="a", tone="ringback")
+    assert f"c=IN IP4 {RELAY_ADDRESS}" in ringing["sdp"] and f"m=audio {a.port} RTP/AVP {PCMA} {EVENT}\r" \
+        in ringing["sdp"]
+    assert driver.ok("play_tone", call_id="x", leg="a", tone="ringback")["sdp"] == ringing["sdp"]
+    driver.advance(0.04)
+    sent = driver.server.take_rtp_datagrams()
+    assert sent and {(port, destination, data[1] & 0x7F) for port, data, destination in sent} == {
+        (a.port, PHONE_A, PCMA)}
+    answered = driver.ok("answer", call_id="x", leg="b", sdp=phone_sdp(PHONE_B, (PCMU, "PCMU")))
+    assert answered["sdp"] == ringing["sdp"]  # the 2xx repeats the answer the caller has
+    tone = (8000 * np.sin(2 * np.pi * 1000 * np.arange(160) / 8000)).astype(np.int16)
+    [(port, data, destination)] = driver.rtp(b, PHONE_B, rtp(ulaw_encode(tone), PCMU))
+    assert (port, destination, data[1] & 0x7F) == (a.port, PHONE_A, PCMA)
+    assert np.abs(alaw_decode(data[12:]).astype(int) - tone).max() < 300
+
+
+def test_an_answer_the_given_codec_cannot_be_transcoded_from_is_refused(driver: Driver) -> None:
     driver.ok("offer", call_id="x", leg="a", sdp=phone_sdp(PHONE_A, (PCMU, "PCMU")))
-    assert (
-        driver.request("answer", call_id="x", leg="a", sdp=phone_sdp(PHONE_A, (PCMU, "PCMU")))["error_reason"]
-        == "bad field: leg"
-    )
+    driver.ok("play_tone", call_id="x", leg="a", tone="ringback")
+    assert driver.request("answer", call_id="x", leg="b",
+                          sdp=phone_sdp(PHONE_B, (18, "G729")))["error_reason"] == "no common codec"
 
 
 def test_answer_without_a_common_codec_is_refused(driver: Driver) -> None:
