@@ -82,6 +82,8 @@ class Leg:
     """ACKs we sent for the phone's 2xx answers, by CSeq, re-sent on its retransmissions."""
     relayed_2xx: set[int] = field(default_factory=set)
     """CSeqs of the phone's re-INVITE 2xx answers being relayed (or relayed) to the other phone."""
+    moving: bool = False
+    """Our own re-INVITE (the media moved) is in progress on this leg."""
 
 
 @dataclass(eq=False)
@@ -462,7 +464,8 @@ class B2bua:
             self._stack.respond(tx, 491 if request.method == "INVITE" else 481, now=now)
             return
         is_invite = request.method == "INVITE"
-        if is_invite and (call.reinvite_pending or leg.unacked is not None or far.unacked is not None):
+        if is_invite and (call.reinvite_pending or leg.unacked is not None or far.unacked is not None
+                          or leg.moving or far.moving):
             self._stack.respond(tx, 491, now=now)
             return
         headers = [(name, value) for name in RELAYED_HEADERS
@@ -726,10 +729,10 @@ class B2bua:
         """Our own re-INVITE offering `body` to `leg`'s phone (the media moved)."""
         if call.phase is not Phase.ANSWERED or leg.dialog is None:
             return
-        if call.reinvite_pending or leg.unacked is not None:
+        if call.reinvite_pending or leg.moving or leg.unacked is not None:
             self._timers.schedule(now + REINVITE_RETRY, lambda t: self._reinvite(call, leg, body, t))
             return
-        call.reinvite_pending = True
+        leg.moving = True
         invite = leg.dialog.create_request(
             "INVITE", via_host=self._stack.host, via_port=self._stack.port, transport=leg.transport,
             contact=self._stack.contact(leg.transport), body=body, content_type=SDP)
@@ -744,14 +747,14 @@ class B2bua:
                 if seq in leg.acks_sent:
                     self._stack.send_stateless(leg.acks_sent[seq], leg.peer, leg.transport)
                     return
-                call.reinvite_pending = False
+                leg.moving = False
                 if leg.dialog is not None:
                     leg.dialog.receive_response(response)
                     self._send_ack(leg, seq, b"", None, t)
                 if response.content_type == SDP and response.body and call.media is not None:
                     self._media_step(call, "answer", call.leg_name(leg), response.body, t, _ignore_body)
                 return
-            call.reinvite_pending = False
+            leg.moving = False
             if code == 491:
                 self._timers.schedule(t + REINVITE_RETRY, lambda t2: self._reinvite(call, leg, body, t2))
             elif code in (408, 481):

@@ -10,10 +10,25 @@ process and aborts at exit if a Call object outlives it. Commands:
     {"cmd": "hold"} / {"cmd": "unhold"}        (re-INVITE with sendonly / sendrecv)
     {"cmd": "hangup"}
     {"cmd": "stats"}                           -> {"event": "stats", "rx_packets": N, "tx_packets": N}
+    {"cmd": "dtmf", "digits": "123#"}          (RFC 4733 telephone-events)
+    {"cmd": "media_info"}                      -> {"event": "media_info", "remote_rtp": "ip:port",
+                                                   "codec": "PCMU", "local_rtp": "ip:port", ...}
+    {"cmd": "gap"}                             -> {"event": "gap", "longest_gap_ms": N, "rx_packets": N}
+    {"cmd": "reset_gap"}
     {"cmd": "quit"}
 
 Incoming calls are reported as {"event": "incoming", "from": ...} and rung with 180
-unless "auto_answer" is set in the start-up arguments.
+unless "auto_answer" is set in the start-up arguments. Received digits are reported as
+{"event": "dtmf", "digit": "1"}. `ready` lists the codecs the phone offers.
+
+Audio: the call hears the null capture device, or `--play FILE` (an 8 kHz mono 16-bit WAV,
+looped); `--record FILE` writes what the phone receives from the call to a WAV, complete
+once the phone has quit.
+
+Audio gaps: from the moment the call is confirmed (or the last `reset_gap`), the agent
+looks at the received RTP packet count on every turn of its loop (about every 10 ms) and
+keeps the longest time without a new packet. `rx_packets` there counts across stream
+restarts (a re-INVITE to a new media address restarts pjsua's stream and its counters).
 """
 
 from __future__ import annotations
@@ -23,6 +38,7 @@ import json
 import os
 import select
 import sys
+import time
 
 import pjsua2 as pj
 
@@ -52,9 +68,24 @@ class Phone:
         self.ep.transportCreate(kind, transport_config)
         self.ep.libStart()
         self.ep.audDevManager().setNullDev()
+        # Codec ids look like "PCMU/8000/1"; priority 0 takes a codec out of the offer.
+        # telephone-event is not a codec here: it is always offered.
+        wanted = [name.strip().upper() for name in args.codecs.split(",") if name.strip()]
+        self.codecs: list[str] = []
         for codec in self.ep.codecEnum2():
-            keep = any(codec.codecId.upper().startswith(c.upper()) for c in args.codecs.split(","))
+            keep = codec.codecId.split("/")[0].upper() in wanted
             self.ep.codecSetPriority(codec.codecId, 200 if keep else 0)
+            if keep:
+                self.codecs.append(codec.codecId)
+        self.player: pj.AudioMediaPlayer | None = None
+        if args.play:
+            self.player = pj.AudioMediaPlayer()
+            self.player.createPlayer(args.play)  # loops by default
+        self.recorder: pj.AudioMediaRecorder | None = None
+        if args.record:
+            self.recorder = pj.AudioMediaRecorder()
+            self.recorder.createRecorder(args.record)
+        self.gap = GapMeter()
         self.account = Account(self)
         account_config = pj.AccountConfig()
         account_config.idUri = f"sip:{args.user}@{args.domain}"
@@ -96,6 +127,16 @@ class Phone:
                 self.call.hangup(pj.CallOpParam(True))
         elif name == "stats":
             emit(event="stats", **self.stats())
+        elif name == "dtmf":
+            assert self.call is not None
+            self.call.dialDtmf(str(command["digits"]))
+        elif name == "media_info":
+            emit(event="media_info", **self.media_info())
+        elif name == "gap":
+            emit(event="gap", longest_gap_ms=round(self.gap.longest * 1000), rx_packets=self.gap.total,
+                 running=self.gap.running)
+        elif name == "reset_gap":
+            self.gap.reset(time.monotonic())
         elif name == "quit":
             self.running = False
 
@@ -108,12 +149,37 @@ class Phone:
             return {"rx_packets": 0, "tx_packets": 0}
         return {"rx_packets": stat.rtcp.rxStat.pkt, "tx_packets": stat.rtcp.txStat.pkt}
 
+    def media_info(self) -> dict[str, object]:
+        """Where the phone sends its RTP and with which codec, as its SDP negotiation left it."""
+        if self.call is None or not self.call.isActive():
+            return {"active": False}
+        try:
+            stream = self.call.getStreamInfo(0)
+            transport = self.call.getMedTransportInfo(0)
+        except pj.Error as exc:
+            return {"active": False, "reason": exc.info()}
+        return {"active": True, "remote_rtp": stream.remoteRtpAddress,
+                "remote_rtcp": stream.remoteRtcpAddress, "codec": stream.codecName,
+                "clock_rate": stream.codecClockRate,
+                "local_rtp": transport.localRtpName, "tx_pt": stream.txPt, "rx_pt": stream.rxPt,
+                "tx_event_pt": stream.audTxEventPt, "rx_event_pt": stream.audRxEventPt}
+
+    def _measure_gap(self) -> None:
+        if self.call is None or not self.gap.running:
+            return
+        try:
+            received = self.call.getStreamStat(0).rtcp.rxStat.pkt
+        except pj.Error:
+            return  # no stream right now (being re-created by a re-INVITE): no packet either
+        self.gap.observe(received, time.monotonic())
+
     def run(self) -> None:
-        emit(event="ready", port=self.args.port)
+        emit(event="ready", port=self.args.port, codecs=self.codecs)
         buffered = b""
         stdin = sys.stdin.fileno()
         while self.running:
             self.ep.libHandleEvents(10)
+            self._measure_gap()
             readable, _, _ = select.select([stdin], [], [], 0)
             if readable:
                 chunk = os.read(stdin, 65536)
@@ -127,9 +193,42 @@ class Phone:
                             self.handle(json.loads(line))
                         except pj.Error as exc:
                             emit(event="error", command=line.decode(), reason=exc.info())
-        self.call = None  # every Call must be gone before libDestroy()
+        # Every Call, player and recorder must be gone before libDestroy(); deleting the
+        # recorder is what completes its WAV header.
+        self.call = None
+        self.player = None
+        self.recorder = None
         self.account.shutdown()
         self.ep.libDestroy()
+
+
+class GapMeter:
+    """The longest time without a newly received RTP packet while the meter runs."""
+
+    def __init__(self) -> None:
+        self.running = False
+        self.longest = 0.0
+        self.total = 0
+        self._last_count = 0
+        self._last_packet_at = 0.0
+
+    def start(self, now: float) -> None:
+        self.running = True
+        self._last_count = 0
+        self.reset(now)
+
+    def reset(self, now: float) -> None:
+        self.longest = 0.0
+        self._last_packet_at = now
+
+    def observe(self, count: int, now: float) -> None:
+        if count < self._last_count:
+            self._last_count = 0  # a new stream: its counters start again
+        if count > self._last_count:
+            self.total += count - self._last_count
+            self._last_count = count
+            self._last_packet_at = now
+        self.longest = max(self.longest, now - self._last_packet_at)
 
 
 class Account(pj.Account):
@@ -158,8 +257,15 @@ class Call(pj.Call):
 
     def onCallState(self, prm: pj.OnCallStateParam) -> None:
         info = self.getInfo()
+        if info.state == pj.PJSIP_INV_STATE_CONFIRMED and not self.phone.gap.running:
+            self.phone.gap.start(time.monotonic())
+        elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+            self.phone.gap.running = False
         emit(event="call_state", state=info.stateText, code=info.lastStatusCode, reason=info.lastReason,
              remote_uri=info.remoteUri, call_id=info.callIdString)
+
+    def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
+        emit(event="dtmf", digit=prm.digit, method=prm.method)
 
     def onCallMediaState(self, prm: pj.OnCallMediaStateParam) -> None:
         info = self.getInfo()
@@ -168,7 +274,12 @@ class Call(pj.Call):
                 audio = self.getAudioMedia(index)
                 # Connect the call to the (null) sound device so the conference bridge clocks RTP out.
                 audio.startTransmit(self.phone.ep.audDevManager().getPlaybackDevMedia())
-                self.phone.ep.audDevManager().getCaptureDevMedia().startTransmit(audio)
+                if self.phone.player is not None:
+                    self.phone.player.startTransmit(audio)
+                else:
+                    self.phone.ep.audDevManager().getCaptureDevMedia().startTransmit(audio)
+                if self.phone.recorder is not None:
+                    audio.startTransmit(self.phone.recorder)
         emit(event="media", active=any(m.status == pj.PJSUA_CALL_MEDIA_ACTIVE for m in info.media),
              local_hold=any(m.status == pj.PJSUA_CALL_MEDIA_LOCAL_HOLD for m in info.media),
              remote_hold=any(m.status == pj.PJSUA_CALL_MEDIA_REMOTE_HOLD for m in info.media))
@@ -186,6 +297,8 @@ def main() -> None:
     parser.add_argument("--expires", type=int, default=300)
     parser.add_argument("--auto-answer", action="store_true")
     parser.add_argument("--log-level", type=int, default=1)
+    parser.add_argument("--play", help="an 8 kHz mono 16-bit WAV sent, looped, into every call")
+    parser.add_argument("--record", help="a WAV file to write what the phone receives from its calls")
     Phone(parser.parse_args()).run()
 
 

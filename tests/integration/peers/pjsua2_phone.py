@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import json
 import queue
 import subprocess
@@ -17,7 +19,10 @@ AGENT = Path(__file__).with_name("pjsua2_agent.py")
 
 class Pjsua2Phone:
     def __init__(self, *, user: str, password: str, server: str, port: int, domain: str | None = None,
-                 transport: str = "udp", codecs: str = "PCMU,PCMA", auto_answer: bool = False) -> None:
+                 transport: str = "udp", codecs: str = "PCMU,PCMA", auto_answer: bool = False,
+                 play: Path | None = None, record: Path | None = None) -> None:
+        """`play`: an 8 kHz mono 16-bit WAV sent, looped, into the call; `record`: a WAV of what
+        the phone receives, complete once `close()` has returned."""
         self.user = user
         self.port = port
         command = [sys.executable, str(AGENT), "--user", user, f"--password={password}",
@@ -25,19 +30,34 @@ class Pjsua2Phone:
                    "--transport", transport, "--codecs", codecs]
         if auto_answer:
             command.append("--auto-answer")
+        if play is not None:
+            command += ["--play", str(play)]
+        if record is not None:
+            command += ["--record", str(record)]
         self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=subprocess.PIPE, text=True)
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.history: list[dict[str, Any]] = []
+        self.stderr: collections.deque[str] = collections.deque(maxlen=200)
+        """The agent's last lines of pjsua log (errors at the default log level)."""
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.wait_for("ready", timeout=10)
+        # Read stderr too, so that a chatty pjsua never blocks on a full pipe.
+        self._stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._stderr_reader.start()
+        self.codecs: list[str] = self.wait_for("ready", timeout=10)["codecs"]
+        """The codec ids the phone offers ("PCMU/8000/1", ...)."""
 
     def _read(self) -> None:
         assert self._process.stdout is not None
         for line in self._process.stdout:
             if line.startswith("{"):
                 self.events.put(json.loads(line))
+
+    def _read_stderr(self) -> None:
+        assert self._process.stderr is not None
+        for line in self._process.stderr:
+            self.stderr.append(line)
 
     def send(self, cmd: str, **params: Any) -> None:
         assert self._process.stdin is not None
@@ -68,9 +88,32 @@ class Pjsua2Phone:
         self.send("stats")
         return self.wait_for("stats")
 
+    def media_info(self) -> dict[str, Any]:
+        """Where the phone sends RTP (`remote_rtp`, "ip:port") and its `codec`, from its stream."""
+        self.send("media_info")
+        return self.wait_for("media_info")
+
+    def gap(self) -> dict[str, Any]:
+        """`longest_gap_ms` without a received RTP packet since the call was confirmed (or
+        `reset_gap`), and `rx_packets` received in all."""
+        self.send("gap")
+        return self.wait_for("gap")
+
+    def reset_gap(self) -> None:
+        self.send("reset_gap")
+
+    def dtmf(self, digits: str) -> None:
+        """Send `digits` as RFC 4733 telephone-events."""
+        self.send("dtmf", digits=digits)
+
+    def received_digits(self, count: int, timeout: float = 10.0) -> str:
+        """The next `count` digits received (as `dtmf` events)."""
+        return "".join(self.wait_for("dtmf", timeout=timeout)["digit"] for _ in range(count))
+
     def close(self) -> None:
         if self._process.poll() is None:
-            self.send("quit")
+            with contextlib.suppress(BrokenPipeError):  # it may be exiting already
+                self.send("quit")
             try:
                 self._process.wait(timeout=10)
             except subprocess.TimeoutExpired:

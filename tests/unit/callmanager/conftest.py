@@ -23,13 +23,18 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from pbx_services.callmanager.directory import Directory
+from pbx_services.callmanager.mediapool import PoolSettings
 from pbx_services.callmanager.policy import AuthFailureLimiter
 from pbx_services.callmanager.registrar import RegistrarSettings
 from pbx_services.callmanager.service import CallManager
 from pbx_services.cluster.database import create_engine_for, session_factory, upgrade
 from pbx_services.cluster.events import CallEnded
+from pbx_services.cluster.models import ServerRole
+from pbx_services.cluster.servers import ServerEntry
 from pbx_services.cluster.tenants import TenantService
 from pbx_services.cluster.users import UserService
+from pbx_services.media.server import MediaServer
+from pbx_services.media.session import Leg
 from pbx_services.sip.digest import DigestAlgorithm, DigestChallenge, NonceManager, build_authorization
 from pbx_services.sip.events import Transmit
 from pbx_services.sip.message import SipRequest, SipResponse, parse_message
@@ -118,6 +123,40 @@ class PbxSettings:
     algorithms: tuple[DigestAlgorithm, ...] = (DigestAlgorithm.SHA256, DigestAlgorithm.MD5)
     no_answer_timeout: float = 60.0
     max_message_size: int = 4096
+    media_servers: int = 0
+    """Real media server cores (sans-IO) to anchor calls on; 0 leaves SDP untouched."""
+    media_port_pairs: int = 50
+    """RTP/RTCP port pairs of each media server (a call takes two)."""
+    record_calls: bool = False
+
+
+MEDIA_HOST = "192.0.2.50"
+MEDIA_CONTROL_PORT = 2223
+
+
+class MediaNode:
+    """A media server core at a control address; `alive = False` makes it silent (killed)."""
+
+    def __init__(self, index: int, pairs: int, now: float, recording_dir: Path) -> None:
+        self.address = (MEDIA_HOST, MEDIA_CONTROL_PORT + index)
+        self.name = f"media{index + 1}"
+        self.port_min = 30000 + 1000 * index
+        self.alive = True
+        self.core = MediaServer(
+            worker=0, boot_id=f"boot-{index}", process_id=index, port_min=self.port_min,
+            port_max=self.port_min + 2 * pairs - 1, sdp_address=MEDIA_HOST, recording_dir=recording_dir,
+            tone_plan="us", rtp_timeout=60.0, hold_timeout=3600.0, bind_ports=_bind_nowhere,
+            unbind_ports=lambda leg: None, wall_offset=WALL_OFFSET, now=now)
+
+    @property
+    def entry(self) -> ServerEntry:
+        return ServerEntry(name=self.name, role=ServerRole.MEDIA, host=self.address[0], port=self.address[1],
+                           workers=1, weight=1, enabled=True)
+
+
+def _bind_nowhere(leg: Leg) -> bool:
+    leg.sendto = lambda data, destination: None
+    return True
 
 
 class Pbx:
@@ -140,7 +179,13 @@ class Pbx:
                 min_expires=settings.min_expires, max_expires=settings.max_expires,
                 default_expires=settings.default_expires, max_contacts=settings.max_contacts),
             algorithms=settings.algorithms, on_call_ended=self.cdrs.append,
-            no_answer_timeout=settings.no_answer_timeout, wall_offset=WALL_OFFSET)
+            no_answer_timeout=settings.no_answer_timeout, wall_offset=WALL_OFFSET,
+            media_pool=PoolSettings() if settings.media_servers else None, record_calls=settings.record_calls)
+        recordings = Path(sessions.kw["bind"].url.database).parent / "recordings"
+        self.media = [MediaNode(i, settings.media_port_pairs, self.now, recordings)
+                      for i in range(settings.media_servers)]
+        if self.core.media is not None:
+            self.core.media.update_servers([node.entry for node in self.media], self.now)
         self.inboxes: dict[tuple[str, int], list[Received]] = {}
         """What the PBX sent, by destination; phones at the same address share one."""
         self.unrouted: list[Received] = []
@@ -157,21 +202,50 @@ class Pbx:
     def advance(self, seconds: float) -> None:
         """Let `seconds` pass, firing each timer at its deadline (as the controller's loop does)."""
         until = self.now + seconds
-        while (deadline := self.core.next_timer()) is not None and deadline <= until:
+        while (deadline := self._next_deadline()) is not None and deadline <= until:
             self.now = max(self.now, deadline)
-            self.core.handle_timer(self.now)
-            self.deliver()
+            self._run_timers()
         self.now = until
+        self._run_timers()
+
+    def _next_deadline(self) -> float | None:
+        candidates = [self.core.next_timer(), *(n.core.next_timer() for n in self.media if n.alive)]
+        deadlines = [d for d in candidates if d is not None]
+        return min(deadlines, default=None)
+
+    def _run_timers(self) -> None:
         self.core.handle_timer(self.now)
+        for node in self.media:
+            if node.alive:
+                node.core.handle_timer(self.now)
+                node.core.take_rtp_datagrams()
         self.deliver()
 
     def housekeeping(self) -> None:
         self.core.housekeeping(self.now)
 
     def deliver(self) -> None:
-        for transmit in self.core.take_transmits():
-            received = Received(_parse(transmit.data), transmit, self.now)
-            self.inboxes.get(transmit.destination, self.unrouted).append(received)
+        """Hand what the core sent to the phones, and run its media control exchanges to the end."""
+        nodes = {node.address: node for node in self.media}
+        while True:
+            for transmit in self.core.take_transmits():
+                received = Received(_parse(transmit.data), transmit, self.now)
+                self.inboxes.get(transmit.destination, self.unrouted).append(received)
+            control = self.core.take_media_control_transmits()
+            replies = [(data, node.address) for node in self.media if node.alive
+                       for data, _ in node.core.take_control_datagrams()]
+            if not control and not replies:
+                return
+            for data, destination in control:
+                node = nodes.get(destination)
+                if node is not None and node.alive:
+                    node.core.receive_control(data, (PBX_HOST, 40000), self.now)
+            for data, source in replies:
+                self.core.receive_media_control(data, source, self.now)
+
+    def media_node_of(self, call_id: str) -> MediaNode:
+        [node] = [node for node in self.media if call_id in node.core.calls]
+        return node
 
 
 def _parse(data: bytes) -> SipRequest | SipResponse:
