@@ -79,6 +79,15 @@ class Playback:
         self.first = True
         self.finished = False
 
+    @property
+    def sent(self) -> bool:
+        """Whether a packet of it went out."""
+        return not self.first
+
+    def continue_stream(self, ssrc: int, sequence_number: int, timestamp: int) -> None:
+        """Carry on the phone's stream instead of starting one (see session.OutgoingStream)."""
+        self.ssrc, self.sequence_number, self.timestamp = ssrc, sequence_number, timestamp
+
     def due_frames(self, now: float) -> list[npt.NDArray[np.int16]]:
         """The frames whose time has come; `finished` is set when a file ends."""
         frames: list[npt.NDArray[np.int16]] = []

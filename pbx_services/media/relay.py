@@ -82,11 +82,12 @@ class RtpRelay:
         if call.pending_recording is not None:
             self._on_media_started(call, now)
             paths_changed = True
-        if self._relay(leg, packet, data, now):
-            peer = leg.peer
-            if peer.playback is not None:  # the other phone's media replaces the tone (answer)
-                peer.playback = None
-                paths_changed = True
+        peer = leg.peer
+        if peer.playback is not None and leg.source == source:
+            # The other phone's media replaces the tone (the answer), in the tone's stream.
+            peer.stop_playback()
+            paths_changed = True
+        self._relay(leg, packet, data, now)
         if paths_changed:
             call.update_fast_paths()
 
@@ -144,6 +145,8 @@ class RtpRelay:
         if transcoded or payload_type != packet.payload_type:
             packet.payload_type = payload_type
             data = packet.serialize()
+        if peer.outgoing is not None:
+            data = peer.outgoing.rewrite(data)
         leg.relayed += 1
         self.outgoing.append((peer.port, data, destination))
         return True

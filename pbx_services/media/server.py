@@ -278,7 +278,7 @@ class MediaServer:
                     packet = playback.packet(codec.payload_type, payload, codec.clock_rate)
                     self.relay.outgoing.append((leg.port, packet, destination))
             if playback.finished:
-                leg.playback = None
+                leg.stop_playback()
                 self._playing.discard(leg)
                 leg.call.update_fast_paths()
 
@@ -578,7 +578,7 @@ class MediaServer:
                 raise CommandError(ERROR_NO_COMMON_CODEC)
             leg.send_payload_type = payload_type
         call.controller = source
-        leg.playback = playback
+        leg.start_playback(playback)
         self._playing.add(leg)
         call.update_fast_paths()
 
@@ -586,7 +586,7 @@ class MediaServer:
         call = self._call(body)
         leg = call.legs[_leg_name(body)]
         call.controller = source
-        leg.playback = None
+        leg.stop_playback()
         self._playing.discard(leg)
         call.update_fast_paths()
         return {}

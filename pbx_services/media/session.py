@@ -8,6 +8,7 @@ reads a few attributes of the leg for every packet (`source`, `fast_pt`, `fast_s
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 Address = tuple[Any, ...]
 """A UDP address as the socket gives it: (host, port) or, for IPv6, (host, port, flow, scope)."""
 SendTo = Callable[[bytes, Address], None]
+FRAME_TIMESTAMP_STEP = 160
+_SEQUENCE_TIMESTAMP_SSRC = struct.Struct("!HII")
 LEG_NAMES = ("a", "b")
 NO_FAST_PATH = -1
 """`Leg.fast_pt` when every packet of the leg goes through the relay."""
@@ -33,6 +36,44 @@ NO_ADDRESS: Address = ("", 0)
 
 def _send_nowhere(data: bytes, destination: Address) -> None:
     """`Leg.fast_sendto` while the fast path is off (it is never called then)."""
+
+
+class OutgoingStream:
+    """The one RTP stream a phone gets on a leg once we sent it packets of our own (a tone).
+
+    What we relay to it afterwards keeps the tone's SSRC and goes on from its sequence
+    numbers and timestamps: a phone whose jitter buffer ignores an SSRC change (libre's, in
+    baresip 1.0) would take the relayed packets for late ones of the tone and drop them all
+    whenever their random sequence numbers happen to lie behind the tone's.
+    """
+
+    __slots__ = ("ssrc", "next_sequence", "next_timestamp", "source_ssrc", "sequence_delta",
+                 "timestamp_delta")
+
+    def __init__(self, ssrc: int, next_sequence: int, next_timestamp: int) -> None:
+        self.ssrc = ssrc
+        self.next_sequence = next_sequence
+        self.next_timestamp = next_timestamp
+        self.source_ssrc: int | None = None
+        self.sequence_delta = 0
+        self.timestamp_delta = 0
+
+    def rewrite(self, data: bytes) -> bytes:
+        """`data` (an RTP packet, header checked) as the next packet of this stream."""
+        sequence, timestamp, ssrc = _SEQUENCE_TIMESTAMP_SSRC.unpack_from(data, 2)
+        if ssrc != self.source_ssrc:  # a new stream to relay: it goes on where we are
+            self.source_ssrc = ssrc
+            self.sequence_delta = (self.next_sequence - sequence) & 0xFFFF
+            self.timestamp_delta = (self.next_timestamp - timestamp) & 0xFFFFFFFF
+        out_sequence = (sequence + self.sequence_delta) & 0xFFFF
+        out_timestamp = (timestamp + self.timestamp_delta) & 0xFFFFFFFF
+        if ((out_sequence - self.next_sequence) & 0xFFFF) < 0x8000:  # not a reordered older one
+            self.next_sequence = (out_sequence + 1) & 0xFFFF
+            # Where a next stream would start: one 20 ms frame on (at 8 kHz; only a base).
+            self.next_timestamp = (out_timestamp + FRAME_TIMESTAMP_STEP) & 0xFFFFFFFF
+        out = bytearray(data)
+        _SEQUENCE_TIMESTAMP_SSRC.pack_into(out, 2, out_sequence, out_timestamp, self.ssrc)
+        return bytes(out)
 
 
 class Leg:
@@ -48,6 +89,7 @@ class Leg:
         "fast_pt",
         "fast_sendto",
         "fast_to",
+        "fast_rewrite",
         "packets_in",
         "bytes_in",
         "relayed",
@@ -63,6 +105,7 @@ class Leg:
         "dtmf",
         "dtmf_receiver",
         "playback",
+        "outgoing",
         "last_packet",
         "packets_seen",
         "decoders",
@@ -81,6 +124,8 @@ class Leg:
         """Packets of this payload type from `source` go unchanged to `fast_to` through `fast_sendto`."""
         self.fast_sendto: SendTo = _send_nowhere
         self.fast_to: Address = NO_ADDRESS
+        self.fast_rewrite: Callable[[bytes], bytes] | None = None
+        """Applied to fast-path packets on their way to the other phone (its `outgoing` stream)."""
         self.packets_in = 0
         self.bytes_in = 0
         self.relayed = 0
@@ -101,6 +146,8 @@ class Leg:
         """Digits the phone sent as RFC 4733 events."""
         self.dtmf_receiver = DtmfReceiver()
         self.playback: Playback | None = None
+        self.outgoing: OutgoingStream | None = None
+        """Set once we played the phone something: relayed packets continue that stream."""
         self.last_packet = 0.0
         self.packets_seen = 0
         """`packets_in` when the clock last looked: the transport does not read the time."""
@@ -147,6 +194,20 @@ class Leg:
             if is_telephone_event(rtpmap) and rtpmap.clock_rate == clock_rate:
                 return payload_type
         return None
+
+    def start_playback(self, playback: Playback) -> None:
+        if self.outgoing is not None:
+            playback.continue_stream(self.outgoing.ssrc, self.outgoing.next_sequence,
+                                     self.outgoing.next_timestamp)
+        self.playback = playback
+
+    def stop_playback(self) -> None:
+        playback = self.playback
+        if playback is None:
+            return
+        self.playback = None
+        if playback.sent:
+            self.outgoing = OutgoingStream(playback.ssrc, playback.sequence_number, playback.timestamp)
 
     def unlatch(self) -> None:
         """Forget the latched sources: a new SDP may mean the phone moved."""
@@ -222,3 +283,4 @@ class Call:
                 leg.fast_pt, leg.fast_sendto, leg.fast_to = payload_type, peer.sendto, destination
             else:
                 leg.fast_pt, leg.fast_sendto, leg.fast_to = NO_FAST_PATH, _send_nowhere, NO_ADDRESS
+            leg.fast_rewrite = peer.outgoing.rewrite if peer.outgoing is not None else None

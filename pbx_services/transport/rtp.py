@@ -48,7 +48,8 @@ class _RtpProtocol(asyncio.DatagramProtocol):
             leg.packets_in += 1
             leg.bytes_in += len(data)
             leg.relayed += 1
-            leg.fast_sendto(data, leg.fast_to)
+            rewrite = leg.fast_rewrite
+            leg.fast_sendto(data if rewrite is None else rewrite(data), leg.fast_to)
         else:
             self.on_packet(leg, data, addr)
 

@@ -320,6 +320,23 @@ def test_ringback_before_the_answer_gives_the_offerer_our_answer_and_keeps_its_c
     assert np.abs(alaw_decode(data[12:]).astype(int) - tone).max() < 300
 
 
+def test_what_is_relayed_after_a_tone_continues_the_tones_stream(driver: Driver) -> None:
+    a, b = driver.call()
+    driver.ok("play_tone", call_id="call-1", leg="a", tone="ringback")
+    driver.advance(0.04)
+    tone = [struct.unpack_from("!HII", data, 2) for _, data, _ in driver.server.take_rtp_datagrams()]
+    sequence, timestamp, ssrc = tone[-1]
+    relayed = []
+    for n in range(3):  # the callee's stream, then another one after it restarted
+        packet = rtp(b"\x05" * 160, PCMU, sequence=100 + n, timestamp=5000 + 160 * n)
+        relayed += driver.rtp(b, PHONE_B, packet)
+    relayed += driver.rtp(b, PHONE_B, rtp(b"\x05" * 160, PCMU, sequence=7, timestamp=9, ssrc=0xBEEF))
+    assert [struct.unpack_from("!HII", data, 2) for _, data, _ in relayed] == [
+        ((sequence + 1 + n) & 0xFFFF, (timestamp + 160 * (n + 1)) & 0xFFFFFFFF, ssrc) for n in range(4)]
+    assert [data[12:] for _, data, _ in relayed] == [b"\x05" * 160] * 4
+    assert b.fast_rewrite is not None  # the fast path rewrites as well
+
+
 def test_an_answer_the_given_codec_cannot_be_transcoded_from_is_refused(driver: Driver) -> None:
     driver.ok("offer", call_id="x", leg="a", sdp=phone_sdp(PHONE_A, (PCMU, "PCMU")))
     driver.ok("play_tone", call_id="x", leg="a", tone="ringback")
