@@ -15,6 +15,7 @@ packages=(
     sip-tester              # sipp 3.6: scenarios in tests/data/sipp/, load in bench/
     kamailio                # reference SIP server for bench/sip_rates.py
     kamailio-extra-modules  # optional Kamailio modules (JSON, presence, ...) for other reference configs
+    rtpengine-daemon        # reference media relay (userspace) for bench/media_relay.py
     baresip-core            # headless softphone for integration tests
     sipsak                  # one-shot registration checks
     sipvicious              # svmap/svwar/svcrack: enumeration and brute-force tests
@@ -24,11 +25,14 @@ packages=(
 apt-get update
 apt-get install -y --no-install-recommends "${packages[@]}"
 
-# Debian enables a system Kamailio service on install; tests and benchmarks start
-# their own instance on their own port, so keep the packaged one from holding 5060.
+# Debian enables a system Kamailio service and a system rtpengine service on install;
+# tests and benchmarks start their own instances on their own ports, so keep the
+# packaged ones from holding 5060 and rtpengine's ports (2223-2225, 30000-40000).
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     systemctl disable --now kamailio.service >/dev/null 2>&1 || true
+    systemctl disable --now rtpengine-daemon.service >/dev/null 2>&1 || true
 fi
 
 sipp -v 2>&1 | grep -m1 -i 'sipp v' || true
 kamailio -v | head -n1
+rtpengine --version 2>&1 | head -n1
