@@ -475,11 +475,14 @@ class B2bua:
             call.reinvite_pending = True
 
         def send(body: bytes | None, t: float) -> None:
+            if call.phase is not Phase.ANSWERED or far.dialog is None:
+                call.reinvite_pending = False
+                self._stack.respond(tx, 481, now=t)  # the call ended while the media server worked
+                return
             if body is None:
                 call.reinvite_pending = False
                 self._stack.respond(tx, 500, "Media Unavailable", now=t)
                 return
-            assert far.dialog is not None
             anchored = carries_sdp and call.media is not None
             content_type = SDP if anchored else request.headers.get("Content-Type")
             with_contact = is_invite or request.method == "UPDATE"
@@ -510,10 +513,11 @@ class B2bua:
         if _has_final(tx):
             return
 
+        content_type = response.headers.get("Content-Type")
+
         def respond(body: bytes | None, t: float) -> None:
             if _has_final(tx):
                 return
-            content_type = SDP if call.media is not None else response.headers.get("Content-Type")
             headers_back = [("Content-Type", content_type)] if content_type and body else []
             self._stack.respond(tx, code, response.reason, now=t, headers=headers_back, body=body or b"")
 
@@ -523,7 +527,7 @@ class B2bua:
         elif call.media is not None and response.content_type == SDP:
             respond(b"", now)  # an SDP we have not anchored (early media of a re-INVITE) stays out
         else:
-            respond(response.body if response.headers.get("Content-Type") else b"", now)
+            respond(response.body if content_type else b"", now)
 
     def _relayed_reinvite_answered(self, call: Call, leg: Leg, far: Leg, tx: ServerTransaction,
                                    request: SipRequest, out: SipRequest, response: SipResponse,
