@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import cast
 
 from ..media.session import Address, Leg
-from .ports import PortInUseError
+from .ports import PortInUseError, udp_socket
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +98,11 @@ class RtpPorts:
     def open(self, leg: Leg) -> bool:
         """Bind `leg.port` and the next port; False when another process holds one of them."""
         try:
-            rtp_socket = _udp_socket(self.host, leg.port, RTP_SOCKET_BUFFER_BYTES)
+            rtp_socket = udp_socket(self.host, leg.port, buffer_bytes=RTP_SOCKET_BUFFER_BYTES)
         except OSError as exc:
             return _bind_failed(self.host, leg.port, exc)
         try:
-            rtcp_socket = _udp_socket(self.host, leg.port + 1, RTP_SOCKET_BUFFER_BYTES)
+            rtcp_socket = udp_socket(self.host, leg.port + 1, buffer_bytes=RTP_SOCKET_BUFFER_BYTES)
         except OSError as exc:
             rtp_socket.close()
             return _bind_failed(self.host, leg.port + 1, exc)
@@ -181,7 +181,7 @@ class ControlSocket:
     async def start(self, host: str, port: int) -> None:
         """Listen on `host`:`port` (port 0: any free port, for a client)."""
         try:
-            sock = _udp_socket(host, port, CONTROL_SOCKET_BUFFER_BYTES)
+            sock = udp_socket(host, port, buffer_bytes=CONTROL_SOCKET_BUFFER_BYTES)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise PortInUseError(
@@ -212,19 +212,3 @@ def _bind_failed(host: str, port: int, exc: OSError) -> bool:
     if exc.errno not in (errno.EADDRINUSE, errno.EACCES):
         log.warning("cannot bind RTP port %s:%d: %s", host, port, exc)
     return False
-
-
-def _udp_socket(host: str, port: int, buffer_bytes: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        # Large buffers ride out a stall of the event loop (a collection, a burst of calls)
-        # without the kernel dropping packets.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer_bytes)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffer_bytes)
-        sock.bind((host, port))
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock

@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import socket
 from collections.abc import Callable
 from typing import cast
 
 from ..sip.errors import RemoteProtocolError
 from ..sip.events import Transmit
 from ..sip.framing import KEEPALIVE_PING, KEEPALIVE_PONG, StreamFramer
-from .ports import PortInUseError
+from .ports import PortInUseError, udp_socket
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +87,7 @@ class SipTransports:
         loop = asyncio.get_running_loop()
         try:
             if "udp" in transports:
-                sock = _udp_socket(host, port, reuse_port)
+                sock = udp_socket(host, port, buffer_bytes=SOCKET_BUFFER_BYTES, reuse_port=reuse_port)
                 self._udp, _ = await loop.create_datagram_endpoint(
                     lambda: _UdpProtocol(self._on_message), sock=sock)
             if "tcp" in transports:
@@ -141,20 +140,3 @@ class SipTransports:
             if connection.transport is not None:
                 connection.transport.close()
         self._connections.clear()
-
-
-def _udp_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        # Bursts of REGISTERs must not be dropped by the kernel before we read them.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)
-        sock.bind((host, port))
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock

@@ -271,7 +271,8 @@ class PhoneDialog:
     cseq: int
 
     def request(self, phone: Phone, method: str, *, body: bytes = b"", cseq: int | None = None,
-                branch: str | None = None, contact: bool = False) -> bytes:
+                branch: str | None = None, contact: bool = False,
+                content_type: str = "application/sdp") -> bytes:
         if cseq is None and method != "ACK":
             self.cseq += 1
         seq = self.cseq if cseq is None else cseq
@@ -286,7 +287,7 @@ class PhoneDialog:
         ]
         if contact:
             lines.append(f"Contact: <{phone.contact_uri}>")
-        return _with_body(lines, body)
+        return _with_body(lines, body, content_type)
 
 
 @dataclass
@@ -550,9 +551,9 @@ _REASONS = {100: "Trying", 180: "Ringing", 183: "Session Progress", 200: "OK", 4
             603: "Decline"}
 
 
-def _with_body(lines: list[str], body: bytes = b"") -> bytes:
+def _with_body(lines: list[str], body: bytes = b"", content_type: str = "application/sdp") -> bytes:
     if body:
-        lines = [*lines, "Content-Type: application/sdp"]
+        lines = [*lines, f"Content-Type: {content_type}"]
     head = "\r\n".join([*lines, f"Content-Length: {len(body)}", "", ""])
     return head.encode() + body
 

@@ -14,7 +14,7 @@ from pbx_services.cluster.events import Disposition, HangupBy
 from pbx_services.sip.message import SipResponse
 from pbx_services.sip.sdp import SessionDescription
 
-from .conftest import MEDIA_HOST, SDP_ANSWER, SDP_HOLD, SDP_OFFER, Pbx, Phone, crlf
+from .conftest import MEDIA_HOST, SDP_ANSWER, SDP_HOLD, SDP_OFFER, Pbx, Phone
 from .test_b2bua import Call, answer, only_cdr, start_call
 
 SDP_PCMA_ANSWER = SDP_ANSWER.replace(b"RTP/AVP 0", b"RTP/AVP 8").replace(b"rtpmap:0 PCMU", b"rtpmap:8 PCMA")
@@ -205,17 +205,8 @@ def test_recorded_calls_carry_the_recording_in_their_cdr(make_pbx: Callable[...,
 def test_info_and_its_answer_keep_their_own_content_type(pbx: Pbx, alice: Phone, bob: Phone) -> None:
     call, _ = connected(alice, bob)
     assert call.a_dialog is not None
-    call.a_dialog.cseq += 1
     dtmf = b"Signal=5\r\nDuration=160\r\n"
-    alice.send(crlf(
-        f"INFO {call.a_dialog.remote_target} SIP/2.0\n"
-        f"{alice.via()}\n"
-        f"From: <{call.a_dialog.local_uri}>;tag={call.a_dialog.local_tag}\n"
-        f"To: <{call.a_dialog.remote_uri}>;tag={call.a_dialog.remote_tag}\n"
-        f"Call-ID: {call.a_dialog.call_id}\n"
-        f"CSeq: {call.a_dialog.cseq} INFO\n"
-        "Content-Type: application/dtmf-relay\n"
-        f"Content-Length: {len(dtmf)}\n\n") + dtmf)
+    alice.send(call.a_dialog.request(alice, "INFO", body=dtmf, content_type="application/dtmf-relay"))
     info = bob.pop_request("INFO")
     assert (info.body, info.headers.get("Content-Type")) == (dtmf, "application/dtmf-relay")
     bob.send(bob.respond(info, 200, extra=["Content-Type: text/plain"]).replace(

@@ -868,16 +868,7 @@ def test_info_is_relayed_with_its_body_and_the_answer_comes_back(pbx: Pbx, alice
     call = connected(alice, bob)
     assert call.a_dialog is not None
     dtmf = b"Signal=5\r\nDuration=160\r\n"
-    call.a_dialog.cseq += 1
-    alice.send(crlf(
-        f"INFO {call.a_dialog.remote_target} SIP/2.0\n"
-        f"{alice.via()}\n"
-        f"From: <{call.a_dialog.local_uri}>;tag={call.a_dialog.local_tag}\n"
-        f"To: <{call.a_dialog.remote_uri}>;tag={call.a_dialog.remote_tag}\n"
-        f"Call-ID: {call.a_dialog.call_id}\n"
-        f"CSeq: {call.a_dialog.cseq} INFO\n"
-        "Content-Type: application/dtmf-relay\n"
-        f"Content-Length: {len(dtmf)}\n\n") + dtmf)
+    alice.send(call.a_dialog.request(alice, "INFO", body=dtmf, content_type="application/dtmf-relay"))
 
     info = bob.pop_request("INFO")
     assert info.body == dtmf
