@@ -13,11 +13,10 @@ The seeds are the compounds captured in tests/data/rtp and their broken variants
 crash is written to ./crash-<sha1>: turn it into a case of tests/unit/rtp/test_rtcp.py.
 """
 
-import hashlib
-import sys
 from pathlib import Path
 
 import atheris
+import fuzzing
 
 with atheris.instrument_imports():
     from pbx_services.rtp.errors import RtpParseError
@@ -41,16 +40,8 @@ def write_seeds(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for path in [*DATA.glob("pjsua2_rtcp_*.hex"), *DATA.glob("invalid/rtcp_*.hex")]:
         seed = bytes.fromhex(path.read_text())
-        (directory / hashlib.sha1(seed).hexdigest()).write_bytes(seed)
-
-
-def main() -> None:
-    if sys.argv[1:2] == ["--write-seeds"]:
-        write_seeds(Path(sys.argv[2]))
-        return
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
+        fuzzing.write_seed(directory, seed)
 
 
 if __name__ == "__main__":
-    main()
+    fuzzing.main(test_one_input, write_seeds)

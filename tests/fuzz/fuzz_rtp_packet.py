@@ -13,11 +13,10 @@ The seeds are the packets captured in tests/data/rtp (hex there, binary here). A
 is written to ./crash-<sha1>: turn it into a case of tests/unit/rtp/test_packet.py once fixed.
 """
 
-import hashlib
-import sys
 from pathlib import Path
 
 import atheris
+import fuzzing
 
 with atheris.instrument_imports():
     from pbx_services.rtp.errors import RtpParseError
@@ -56,16 +55,8 @@ def write_seeds(directory: Path) -> None:
             continue
         for line in path.read_text().split():
             seed = bytes.fromhex(line)
-            (directory / hashlib.sha1(seed).hexdigest()).write_bytes(seed)
-
-
-def main() -> None:
-    if sys.argv[1:2] == ["--write-seeds"]:
-        write_seeds(Path(sys.argv[2]))
-        return
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
+            fuzzing.write_seed(directory, seed)
 
 
 if __name__ == "__main__":
-    main()
+    fuzzing.main(test_one_input, write_seeds)

@@ -13,11 +13,10 @@ message parser decodes a header: UTF-8, other bytes kept as surrogates). The see
 are the URIs and header values of the captures in tests/data/sip.
 """
 
-import hashlib
-import sys
 from pathlib import Path
 
 import atheris
+import fuzzing
 
 with atheris.instrument_imports():
     from pbx_services.sip.errors import RemoteProtocolError
@@ -87,16 +86,8 @@ def write_seeds(directory: Path) -> None:
             values += [(target, value) for value in message.headers.get_lines(name)]
         for target, value in values:
             seed = bytes([target]) + value.encode("utf-8", "surrogateescape")
-            (directory / hashlib.sha1(seed).hexdigest()).write_bytes(seed)
-
-
-def main() -> None:
-    if sys.argv[1:2] == ["--write-seeds"]:
-        write_seeds(Path(sys.argv[2]))
-        return
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
+            fuzzing.write_seed(directory, seed)
 
 
 if __name__ == "__main__":
-    main()
+    fuzzing.main(test_one_input, write_seeds)

@@ -15,9 +15,9 @@ tests/unit/sip/test_message.py once fixed. The same checks run in the normal sui
 there, driven by hypothesis instead of coverage feedback.
 """
 
-import sys
 
 import atheris
+import fuzzing
 
 with atheris.instrument_imports():
     from pbx_services.sip.errors import RemoteProtocolError
@@ -48,10 +48,5 @@ def test_one_input(data: bytes) -> None:
         raise AssertionError(f"serialize/parse is not stable for {data!r}")
 
 
-def main() -> None:
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    fuzzing.main(test_one_input)

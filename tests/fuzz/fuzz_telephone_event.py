@@ -10,9 +10,9 @@ digits than it got packets starting an event.
     python tests/fuzz/fuzz_telephone_event.py /tmp/dtmf-corpus -max_total_time=300 -max_len=512
 """
 
-import sys
 
 import atheris
+import fuzzing
 
 with atheris.instrument_imports():
     from pbx_services.rtp.dtmf import DTMF_EVENTS, DtmfReceiver, TelephoneEvent
@@ -48,10 +48,5 @@ def test_one_input(data: bytes) -> None:
         raise AssertionError(f"{len(digits)} digits from {packets} packets")
 
 
-def main() -> None:
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    fuzzing.main(test_one_input)

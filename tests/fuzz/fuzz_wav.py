@@ -12,10 +12,10 @@ wave.Error, EOFError and struct.error, which must all be turned into WavFormatEr
 
 import io
 import struct
-import sys
 from pathlib import Path
 
 import atheris
+import fuzzing
 import numpy as np
 
 with atheris.instrument_imports():
@@ -45,13 +45,5 @@ def write_seeds(directory: Path) -> None:
         (directory / f"format_{tag}_{bits}.wav").write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
 
 
-def main() -> None:
-    if sys.argv[1:2] == ["--write-seeds"]:
-        write_seeds(Path(sys.argv[2]))
-        return
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    fuzzing.main(test_one_input, write_seeds)
