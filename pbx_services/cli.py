@@ -488,7 +488,7 @@ def _add_media_command(subparsers: Subparsers) -> None:
 
 
 def _media(args: argparse.Namespace) -> int:
-    return run_media(load_daemon_config(args.config))
+    return run_media(load_daemon_config(args.config, needs_auth=False))
 
 
 def _add_db_command(subparsers: Subparsers) -> None:

@@ -55,6 +55,7 @@ class CallManagerController:
 
     async def start(self) -> None:
         config = self.config
+        assert config.auth is not None, "load the config with needs_auth"
         loop = asyncio.get_running_loop()
         engine = self._engine = create_engine_for(config.database.url)
         sessions = session_factory(engine)

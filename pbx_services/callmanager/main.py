@@ -66,7 +66,7 @@ async def _serve(config: PbxConfig, *, role: str, with_media: bool) -> int:
 
 
 def load(config_path: Path, *, data_dir: Path | None = None,
-         overrides: dict[str, str] | None = None) -> PbxConfig:
+         overrides: dict[str, str] | None = None, needs_auth: bool = True) -> PbxConfig:
     """The config file, then the environment, then command-line `overrides` ({"sip.port": "5070"}).
 
     Overrides go through the same validation as the environment, so a bad value is
@@ -76,4 +76,4 @@ def load(config_path: Path, *, data_dir: Path | None = None,
     for dotted, value in (overrides or {}).items():
         section, key = dotted.split(".", 1)
         env[f"PBX_{section.upper()}__{key.upper()}"] = value
-    return load_config(config_path, env=env, data_dir=data_dir)
+    return load_config(config_path, env=env, data_dir=data_dir, needs_auth=needs_auth)

@@ -11,9 +11,10 @@ key, the offending value and, for the environment, the variable it came from:
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -247,7 +248,8 @@ class PbxConfig(_Section):
     callmanager: CallManagerConfig = CallManagerConfig()
     media: MediaConfig = MediaConfig()
     registrar: RegistrarConfig = RegistrarConfig()
-    auth: AuthConfig
+    auth: AuthConfig | None = None
+    """Required by the Call Manager (`build_config(needs_auth=True)`); a media node has no use for it."""
     policy: PolicyConfig = PolicyConfig()
     http: HttpConfig = HttpConfig()
     log: LogConfig = LogConfig()
@@ -258,6 +260,7 @@ def load_config(
     *,
     env: Mapping[str, str] = os.environ,
     data_dir: Path | None = None,
+    needs_auth: bool = True,
 ) -> PbxConfig:
     """Read the YAML file at `path` (if any), apply `env` overrides and validate.
 
@@ -267,7 +270,7 @@ def load_config(
     document: Mapping[str, Any] = {}
     if path is not None:
         document = _read_yaml(path)
-    return build_config(document, env=env, data_dir=data_dir)
+    return build_config(document, env=env, data_dir=data_dir, needs_auth=needs_auth)
 
 
 def build_config(
@@ -275,8 +278,12 @@ def build_config(
     *,
     env: Mapping[str, str] = os.environ,
     data_dir: Path | None = None,
+    needs_auth: bool = True,
 ) -> PbxConfig:
-    """Validate a configuration given as the mapping a YAML file holds, with `env` overrides."""
+    """Validate a configuration given as the mapping a YAML file holds, with `env` overrides.
+
+    `needs_auth`: the `auth` section (its secret) is required, as the Call Manager needs it.
+    """
     layered: dict[str, Any] = {section: {} for section in PbxConfig.model_fields}
     if data_dir is not None:
         layered["database"]["url"] = sqlite_url_for(data_dir)
@@ -284,13 +291,27 @@ def build_config(
     _merge(layered, document)
     env_overrides, env_sources, problems = _read_env(env)
     _merge(layered, env_overrides)
+    auth_missing = not layered["auth"]
+    if auth_missing:
+        del layered["auth"]
+    key_problems: list[str] = []
     try:
         config = PbxConfig.model_validate(layered)
     except ValidationError as exc:
-        problems += [_describe(error, env_sources) for error in exc.errors()]
+        key_problems = [_describe(error, env_sources) for error in exc.errors()]
+    if auth_missing and needs_auth:
+        key_problems.append("auth.secret: Field required")
+    problems += sorted(key_problems, key=_section_order)
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _section_order(problem: str) -> int:
+    """Where a problem's section stands in the config (unknown sections last), to report in order."""
+    section = re.split(r"[.:]", problem, maxsplit=1)[0]
+    sections = list(PbxConfig.model_fields)
+    return sections.index(section) if section in sections else len(sections)
 
 
 def _merge(into: dict[str, Any], layer: Mapping[str, Any]) -> None:
@@ -356,8 +377,9 @@ def _read_env(env: Mapping[str, str]) -> tuple[dict[str, dict[str, Any]], _EnvSo
         if section_field is None:
             problems.append(f"{section}: unknown section (from {name})")
             continue
-        section_model = section_field.annotation
-        assert isinstance(section_model, type) and issubclass(section_model, BaseModel)
+        annotation = section_field.annotation
+        section_model = next(model for model in (annotation, *get_args(annotation))
+                             if isinstance(model, type) and issubclass(model, BaseModel))
         key_field = section_model.model_fields.get(key)
         if key_field is None:
             problems.append(f"{section}.{key}: unknown key (from {name})")

@@ -93,8 +93,8 @@ def _site(document: dict[str, Any]) -> Site:
         if role not in ROLES:
             raise InventoryError(f"{OUTPUT_NAME}.{where}role: {role!r} is none of {', '.join(ROLES)}")
         fqdn = host_doc.get("fqdn")
-        hosts.append(Host(name=name, role=role,
-                          address=_address(_field(host_doc, "address", str, where), network, where + "address"),
+        address = _address(_field(host_doc, "address", str, where), network, where + "address")
+        hosts.append(Host(name=name, role=role, address=address,
                           fqdn=fqdn if isinstance(fqdn, str) and fqdn else None))
     addresses = [host.address for host in hosts] + [vip]
     duplicates = sorted({address for address in addresses if addresses.count(address) > 1})

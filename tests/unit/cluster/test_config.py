@@ -243,3 +243,9 @@ def test_config_is_frozen() -> None:
     with pytest.raises(ValidationError):
         config.sip.port = 5070  # type: ignore[misc]
     assert isinstance(config, PbxConfig)
+
+
+def test_a_media_node_needs_no_auth_secret() -> None:
+    config = build_config({"media": {"control_port": 3000}}, env={}, needs_auth=False)
+
+    assert config.auth is None and config.media.control_port == 3000
