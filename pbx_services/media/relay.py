@@ -130,6 +130,7 @@ class RtpRelay:
                 if payload is None:
                     self._drop(leg, DROP_NO_CODEC)
                     return False
+                packet.timestamp = self.transcoding.rescale_timestamp(leg, rtpmap, target, packet.timestamp)
                 packet.payload = payload
                 packet.padding_size = 0
                 payload_type = target.payload_type

@@ -1,7 +1,7 @@
 """Decoding and encoding for the relay, with per-leg codec state.
 
-The server transcodes between G.711 µ-law and A-law and, when the RTP library has it,
-G.722. A stateful codec (G.722's ADPCM, a resampler's filter) needs its own object per
+The server transcodes between G.711 µ-law and A-law and, when the RTP library has them,
+G.722 and Opus. A stateful codec (G.722's ADPCM, a resampler's filter) needs its own object per
 phone and direction, so they are kept on the leg. Audio is exchanged at 8 kHz, the rate
 of recordings and playback; PCMU <-> PCMA goes through a table, without decoding.
 """
@@ -19,7 +19,7 @@ from .negotiation import CodecKey, codec_key
 from .session import Leg
 
 SAMPLE_RATE = 8000
-TRANSCODED_CODECS = ("PCMU", "PCMA", "G722")
+TRANSCODED_CODECS = ("PCMU", "PCMA", "G722", "OPUS")
 PCMU = ("PCMU", 8000, 1)
 PCMA = ("PCMA", 8000, 1)
 _TABLE_CONVERSIONS = {(PCMU, PCMA): ulaw_to_alaw, (PCMA, PCMU): alaw_to_ulaw}
@@ -28,10 +28,12 @@ _TABLE_CONVERSIONS = {(PCMU, PCMA): ulaw_to_alaw, (PCMA, PCMU): alaw_to_ulaw}
 class _CodecStream:
     """A codec object for one phone and direction, with the resampler between it and 8 kHz."""
 
-    __slots__ = ("codec", "resampler")
+    __slots__ = ("codec", "resampler", "first_timestamp")
 
     def __init__(self, codec: rtp_codecs.Codec, *, decoding: bool) -> None:
         self.codec = codec
+        self.first_timestamp: int | None = None
+        """The RTP timestamp of the phone's first packet, from which timestamps are rescaled."""
         rates = (codec.sample_rate, SAMPLE_RATE) if decoding else (SAMPLE_RATE, codec.sample_rate)
         self.resampler = rtp_codecs.Resampler(*rates) if codec.sample_rate != SAMPLE_RATE else None
 
@@ -94,6 +96,19 @@ class Transcoding:
         if samples is None:
             return None
         return self.encode(peer, target, samples)
+
+    def rescale_timestamp(self, leg: Leg, source: RtpMap, target: RtpMap, timestamp: int) -> int:
+        """A timestamp of `leg`'s phone in `source`'s clock, in `target`'s (Opus at 48 kHz to G.711
+        at 8 kHz); the elapsed time is scaled, so a wrap of the source's clock does no harm."""
+        if source.clock_rate == target.clock_rate:
+            return timestamp
+        stream = self._stream(leg.decoders, codec_key(source), decoding=True)
+        if stream is None:
+            return timestamp
+        if stream.first_timestamp is None:
+            stream.first_timestamp = timestamp
+        elapsed = (timestamp - stream.first_timestamp) & 0xFFFFFFFF
+        return (stream.first_timestamp + elapsed * target.clock_rate // source.clock_rate) & 0xFFFFFFFF
 
     def _stream(
         self, streams: dict[CodecKey, _CodecStream], key: CodecKey, *, decoding: bool

@@ -596,3 +596,27 @@ def test_g722_is_transcoded_to_pcmu(driver: Driver) -> None:
     audio = np.concatenate(received[5:]).astype(np.float64)
     spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio))))
     assert np.fft.rfftfreq(len(audio), 1 / 8000)[int(np.argmax(spectrum))] == pytest.approx(1000, abs=20)
+
+
+@pytest.mark.skipif("opus" not in available_codecs(), reason="no Opus library here")
+def test_opus_is_transcoded_to_pcmu(driver: Driver) -> None:
+    opus_sdp = phone_sdp(PHONE_A, events=False).replace("RTP/AVP ", "RTP/AVP 111")
+    opus_sdp += "a=rtpmap:111 opus/48000/2\r\n"
+    offered = driver.ok("offer", call_id="o", leg="a", sdp=opus_sdp)["sdp"]
+    assert "a=rtpmap:0 PCMU/8000" in offered  # the callee may answer G.711: we transcode
+    driver.ok("answer", call_id="o", leg="b", sdp=phone_sdp(PHONE_B, (PCMU, "PCMU"), events=False))
+    a = driver.server.calls["o"].a
+    encoder = get_codec("OPUS")
+    tone = (8000 * np.sin(2 * np.pi * 1000 * np.arange(48000 * 0.4) / 48000)).astype(np.int16)
+    received = []
+    start = 0xFFFFFFFF - 960 * 5  # the phone's clock wraps on the way: the 8 kHz one must not jump
+    for index in range(20):
+        payload = encoder.encode(tone[index * 960 : (index + 1) * 960])
+        packet = rtp(payload, 111, sequence=index, timestamp=(start + 960 * index) & 0xFFFFFFFF)
+        [(_, data, _)] = driver.rtp(a, PHONE_A, packet)
+        assert data[1] == PCMU
+        assert struct.unpack_from("!I", data, 4)[0] == (start + 160 * index) & 0xFFFFFFFF
+        received.append(ulaw_decode(data[12:]))
+    audio = np.concatenate(received[5:]).astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio))))
+    assert np.fft.rfftfreq(len(audio), 1 / 8000)[int(np.argmax(spectrum))] == pytest.approx(1000, abs=20)
