@@ -46,7 +46,6 @@ import secrets
 import select
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -56,6 +55,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from benchlib import (
+    BenchError,
+    Processes,
+    Terminated,
+    ignore_stop_signals,
+    log,
+    process_tree,
+    raise_on_stop_signals,
+    require_tools,
+    tail,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 GENERATOR_SRC = BENCH_DIR / "rtp_load.c"
@@ -102,47 +113,7 @@ LATE_MS = 200
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-class BenchError(RuntimeError):
-    """The benchmark cannot go on (a server did not start, a tool is missing)."""
-
-
-class Terminated(BaseException):
-    """SIGTERM/SIGHUP received: unwind and clean up like Ctrl-C."""
-
-
 # ---------------------------------------------------------------- processes
-
-
-def _children_map() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                stat = f.read().decode(errors="replace")
-        except OSError:
-            continue
-        # The command name is in parentheses and may contain spaces.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    return children
-
-
-def process_tree(root: int) -> list[int]:
-    """root and all its descendants that are alive now."""
-    children = _children_map()
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        if os.path.exists(f"/proc/{pid}"):
-            tree.append(pid)
-        todo.extend(children.get(pid, []))
-    return tree
 
 
 def _stat_ticks(path: str) -> int | None:
@@ -231,75 +202,6 @@ def udp_drops(port_min: int, port_max: int) -> int:
     return drops
 
 
-class Processes:
-    """Every process the bench starts, so that all are stopped (by pid) at exit."""
-
-    def __init__(self) -> None:
-        self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
-
-    def start(
-        self,
-        name: str,
-        cmd: list[str],
-        *,
-        log_path: Path,
-        env: dict[str, str] | None = None,
-        cwd: Path | None = None,
-        pipes: bool = False,
-    ) -> subprocess.Popen[bytes]:
-        """Start cmd, its output (stderr only with pipes=True) appended to log_path."""
-        log_file = open(log_path, "ab")  # the child keeps its own descriptor
-        try:
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
-                stdout=subprocess.PIPE if pipes else log_file,
-                stderr=log_file if pipes else subprocess.STDOUT,
-                env=env,
-                cwd=cwd,
-                start_new_session=True,
-            )
-        finally:
-            log_file.close()
-        self._procs.append((name, proc))
-        return proc
-
-    def stop(self, proc: subprocess.Popen[bytes], *, grace: float = 5.0) -> None:
-        """SIGTERM the process, then SIGKILL it and whatever it forked that is left."""
-        tree = process_tree(proc.pid) if proc.poll() is None else []
-        if proc.poll() is None:
-            _signal(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                _signal(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=grace)
-        for pid in tree[1:]:
-            if os.path.exists(f"/proc/{pid}"):
-                _signal(pid, signal.SIGKILL)
-        for stream in (proc.stdin, proc.stdout):
-            if stream:
-                try:
-                    stream.close()
-                except OSError:
-                    pass
-        self._procs = [(n, p) for n, p in self._procs if p is not proc]
-
-    def stop_all(self) -> None:
-        for name, proc in reversed(self._procs):
-            if proc.poll() is None:
-                log(f"stopping {name} (pid {proc.pid})")
-            self.stop(proc)
-        self._procs.clear()
-
-
-def _signal(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
 def bind_control_port(sock: socket.socket) -> int:
     """Bind sock to a free port of HOST between CONTROL_PORT_MIN and CONTROL_PORT_MAX,
     apart from the RTP ports; return it."""
@@ -312,17 +214,10 @@ def bind_control_port(sock: socket.socket) -> int:
     raise BenchError(f"no free UDP port between {CONTROL_PORT_MIN} and {CONTROL_PORT_MAX}")
 
 
-def free_udp_port() -> int:
+def free_control_port() -> int:
     """A free control port for a server to listen on."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         return bind_control_port(s)
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def raise_nofile() -> None:
@@ -627,7 +522,7 @@ def wait_pong(server: Server, timeout: float) -> dict[str, Any]:
 
 
 def start_rtpengine(procs: Processes, args: argparse.Namespace, workdir: Path) -> Server:
-    port = free_udp_port()
+    port = free_control_port()
     cmd = [
         args.rtpengine_bin,
         "--config-file=none",  # not /etc/rtpengine/rtpengine.conf (kernel table, other ports)
@@ -674,7 +569,7 @@ log: {{level: {log_level}}}
 
 
 def start_ours(procs: Processes, args: argparse.Namespace, workdir: Path) -> Server:
-    port = free_udp_port()
+    port = free_control_port()
     rundir = workdir / "ours"
     rundir.mkdir()
     config = rundir / "pbx.yml"
@@ -1266,13 +1161,7 @@ def check_tools(args: argparse.Namespace) -> None:
         needed.append(args.rtpengine_bin)
     if args.only in ("both", "ours"):
         needed.append(shlex.split(args.ours_cmd)[0])
-    missing = [tool for tool in needed if shutil.which(tool) is None]
-    if missing:
-        raise BenchError(f"not found: {', '.join(missing)} (run scripts/install-test-deps.sh)")
-
-
-def _raise_terminated(signum: int, _frame: object) -> None:
-    raise Terminated(signal.Signals(signum).name)
+    require_tools(needed)
 
 
 STARTERS = {"rtpengine": start_rtpengine, "ours": start_ours}
@@ -1280,8 +1169,7 @@ STARTERS = {"rtpengine": start_rtpengine, "ours": start_ours}
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_terminated)
-    signal.signal(signal.SIGHUP, _raise_terminated)
+    raise_on_stop_signals()
     raise_nofile()
 
     workdir = Path(tempfile.mkdtemp(prefix="media-relay-"))
@@ -1327,9 +1215,7 @@ def main(argv: list[str] | None = None) -> int:
         results["error"] = "interrupted"
         exit_code = 130
     finally:
-        # A second Ctrl-C or SIGTERM must not cut the clean-up short.
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)
+        ignore_stop_signals()
         procs.stop_all()
         ratio = ratios(results)
         report = {

@@ -28,7 +28,6 @@ import platform
 import re
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -38,6 +37,18 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from benchlib import (
+    BenchError,
+    Processes,
+    Terminated,
+    ignore_stop_signals,
+    log,
+    process_tree,
+    raise_on_stop_signals,
+    require_tools,
+    tail,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = REPO / "tests" / "data" / "sipp"
@@ -77,47 +88,7 @@ DEFAULT_CALL_RATES = "100,250,500,1000,2000,3000,4000,5000,6000,8000"
 MIN_ACHIEVED_FRACTION = 0.9
 
 
-def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-class BenchError(RuntimeError):
-    """The benchmark cannot go on (a server did not start, a tool is missing)."""
-
-
-class Terminated(BaseException):
-    """SIGTERM/SIGHUP received: unwind and clean up like Ctrl-C."""
-
-
 # ---------------------------------------------------------------- processes
-
-
-def _children_map() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                stat = f.read().decode(errors="replace")
-        except OSError:
-            continue
-        # The command name is in parentheses and may contain spaces.
-        fields = stat[stat.rfind(")") + 2 :].split()
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    return children
-
-
-def process_tree(root: int) -> list[int]:
-    """root and all its descendants that are alive now."""
-    children = _children_map()
-    tree, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        if os.path.exists(f"/proc/{pid}"):
-            tree.append(pid)
-        todo.extend(children.get(pid, []))
-    return tree
 
 
 def _proc_kb(path: str, key: str) -> int:
@@ -139,66 +110,6 @@ def memory_kb(root: int) -> dict[str, int]:
         "rss_kb": sum(_proc_kb(f"/proc/{pid}/status", "VmRSS:") for pid in pids),
         "pss_kb": sum(_proc_kb(f"/proc/{pid}/smaps_rollup", "Pss:") for pid in pids),
     }
-
-
-class Processes:
-    """Every process the bench starts, so that all are stopped (by pid) at exit."""
-
-    def __init__(self) -> None:
-        self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
-
-    def start(
-        self,
-        name: str,
-        cmd: list[str],
-        *,
-        log_path: Path,
-        env: dict[str, str] | None = None,
-        cwd: Path | None = None,
-    ) -> subprocess.Popen[bytes]:
-        log_file = open(log_path, "ab")  # the child keeps its own descriptor
-        try:
-            proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=cwd,
-                start_new_session=True,
-            )
-        finally:
-            log_file.close()
-        self._procs.append((name, proc))
-        return proc
-
-    def stop(self, proc: subprocess.Popen[bytes], *, grace: float = 5.0) -> None:
-        """SIGTERM the process, then SIGKILL it and whatever it forked that is left."""
-        tree = process_tree(proc.pid) if proc.poll() is None else []
-        if proc.poll() is None:
-            _signal(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                _signal(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=grace)
-        for pid in tree[1:]:
-            if os.path.exists(f"/proc/{pid}"):
-                _signal(pid, signal.SIGKILL)
-
-    def stop_all(self) -> None:
-        for name, proc in reversed(self._procs):
-            if proc.poll() is None:
-                log(f"stopping {name} (pid {proc.pid})")
-            self.stop(proc)
-        self._procs.clear()
-
-
-def _signal(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def free_udp_port() -> int:
@@ -246,13 +157,6 @@ def wait_answering(
     raise BenchError(
         f"{name} did not answer OPTIONS on {HOST}:{port} within {timeout:.0f} s:\n{tail(log_path)}"
     )
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 # ---------------------------------------------------------------- servers
@@ -1085,19 +989,12 @@ def check_tools(args: argparse.Namespace) -> None:
     needed = [args.sipp_bin]
     if args.only in ("both", "kamailio"):
         needed.append(args.kamailio_bin)
-    missing = [tool for tool in needed if shutil.which(tool) is None]
-    if missing:
-        raise BenchError(f"not found: {', '.join(missing)} (run scripts/install-test-deps.sh)")
-
-
-def _raise_terminated(signum: int, _frame: object) -> None:
-    raise Terminated(signal.Signals(signum).name)
+    require_tools(needed)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_terminated)
-    signal.signal(signal.SIGHUP, _raise_terminated)
+    raise_on_stop_signals()
 
     deadline = Deadline(args.max_seconds)
     workdir = Path(tempfile.mkdtemp(prefix="sip-rates-"))
@@ -1137,9 +1034,7 @@ def main(argv: list[str] | None = None) -> int:
         results["error"] = "interrupted"
         exit_code = 130
     finally:
-        # A second Ctrl-C or SIGTERM must not cut the clean-up short.
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)
+        ignore_stop_signals()
         procs.stop_all()
         ratio = ratios(results)
         report = {
