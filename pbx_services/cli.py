@@ -11,6 +11,7 @@
     pbx callmanager --config FILE
     pbx media --config FILE
     pbx db upgrade --config FILE
+    pbx inventory from-terraform FILE [--output FILE]
 
 Every command takes `--data-dir` (default: $PBX_DATA_DIR, then /var/lib/pbx), whose
 `pbx.yml` is the configuration. Each command is added by one `_add_<name>_command`
@@ -60,6 +61,7 @@ from pbx_services.cluster.tenants import TenantService
 from pbx_services.cluster.users import CsvImportError, UserService
 from pbx_services.cluster.validation import InvalidValue, validate_domain
 from pbx_services.media.main import run as run_media
+from pbx_services.provisioning.inventory import InventoryError, inventory_from_terraform
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -529,6 +531,31 @@ def _list_embedded_media_server(sessions: sessionmaker[Session], config: PbxConf
         servers.delete_server(EMBEDDED_MEDIA_SERVER)
 
 
+def _add_inventory_command(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser("inventory", help="write an Ansible inventory of a site")
+    commands = parser.add_subparsers(dest="inventory_command", required=True, metavar="COMMAND")
+    convert = commands.add_parser(
+        "from-terraform", help="the inventory of the hosts Terraform made (terraform/modules/pbx_site)",
+        description="Turn `terraform output -json` of a site using terraform/modules/pbx_site into the "
+        "hosts.yml of an Ansible inventory for ansible/site.yml (see terraform/README.md).")
+    convert.add_argument("file", metavar="FILE", help="the saved `terraform output -json` ('-': stdin)")
+    convert.add_argument("--output", type=Path, metavar="FILE", help="write it there (default: stdout)")
+    convert.set_defaults(run=_inventory_from_terraform)
+
+
+def _inventory_from_terraform(args: argparse.Namespace) -> int:
+    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    try:
+        inventory = inventory_from_terraform(text)
+    except InventoryError as exc:
+        raise CommandError(f"{args.file}: {exc}") from None
+    if args.output is None:
+        sys.stdout.write(inventory)
+    else:
+        args.output.write_text(inventory, encoding="utf-8")
+    return EXIT_OK
+
+
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_init_command,
     _add_user_command,
@@ -537,6 +564,7 @@ COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_callmanager_command,
     _add_media_command,
     _add_db_command,
+    _add_inventory_command,
 )
 """One function per top-level command, each adding its subparser; add new commands here."""
 

@@ -20,6 +20,13 @@ packages=(
     sipsak                  # one-shot registration checks
     sipvicious              # svmap/svwar/svcrack: enumeration and brute-force tests
     procps                  # ps/pgrep used when inspecting daemons
+    keepalived              # keepalived -t of the rendered config (tests/provisioning/)
+    systemd                 # systemd-analyze verify of the rendered units
+    debootstrap             # the lab's Debian image (scripts/lab/, tests/lab/)
+    systemd-container       # systemd-nspawn: the lab's hosts
+    iproute2                # ip netns: the lab's network
+    netcat-openbsd          # ssh ProxyCommand into the lab's controller namespace
+    openssh-client          # Ansible and testinfra reach the lab's hosts by ssh
 )
 
 apt-get update

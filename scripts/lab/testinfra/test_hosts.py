@@ -1,0 +1,92 @@
+"""testinfra checks of a deployed site, on every host, by the groups the host is in.
+
+    pytest --hosts='ansible://all' --ansible-inventory=inventory/lab scripts/lab/testinfra
+
+Services running and enabled, ports listening, config files valid, sysctls applied. Any
+site's inventory works; the lab's tests (tests/lab/) run it against the lab.
+"""
+
+import json
+
+import pytest
+
+VENV_PYTHON = "/opt/pbx/venv/bin/python"
+
+
+def groups(host):
+    return set(host.ansible.get_variables()["group_names"])
+
+
+def address(host):
+    return host.ansible.get_variables()["ansible_host"]
+
+
+def only_in(group):
+    def check(host):
+        if group not in groups(host):
+            pytest.skip(f"not in group {group}")
+    return check
+
+
+def health(host, port):
+    body = host.check_output(f"python3 -c \"import urllib.request; print(urllib.request.urlopen("
+                             f"'http://{address(host)}:{port}/health', timeout=5).read().decode())\"")
+    return json.loads(body)
+
+
+def test_sysctls_applied(host):
+    assert host.sysctl("net.core.somaxconn") == 8192
+    assert host.sysctl("net.ipv4.tcp_max_syn_backlog") == 8192
+    assert host.service("pbx-tune-host").is_enabled
+
+
+@pytest.mark.parametrize("unit", ["pbx-callmanager", "keepalived", "redis-server", "redis-sentinel"])
+def test_callmanager_services(host, unit):
+    only_in("callmanager")(host)
+    assert host.service(unit).is_running
+    assert host.service(unit).is_enabled
+
+
+def test_callmanager_listens_and_answers(host):
+    only_in("callmanager")(host)
+    vip = host.ansible.get_variables()["pbx_callmanager__vip"]
+    assert host.socket(f"udp://{vip}:5060").is_listening
+    assert host.socket(f"tcp://{vip}:5060").is_listening
+    assert host.socket(f"tcp://{address(host)}:6379").is_listening
+    assert host.socket(f"tcp://{address(host)}:26379").is_listening
+    assert health(host, 9060)["status"] == "ok"
+    assert host.sysctl("net.ipv4.ip_nonlocal_bind") == 1
+
+
+def test_callmanager_configs_valid(host):
+    only_in("callmanager")(host)
+    validate = f"{VENV_PYTHON} -m pbx_services.provisioning.validate_config"
+    assert host.run(f"{validate} /etc/pbx/callmanager.yml").rc == 0
+    assert host.run("keepalived -t -f /etc/keepalived/keepalived.conf").rc == 0
+    assert host.run("systemd-analyze verify --man=no /etc/systemd/system/pbx-callmanager.service").rc == 0
+
+
+def test_media_server(host):
+    only_in("media")(host)
+    service = host.service("pbx-media")
+    assert service.is_running and service.is_enabled
+    variables = host.ansible.get_variables()
+    assert host.socket(f"udp://{address(host)}:2223").is_listening
+    assert health(host, 9061)["status"] == "ok"
+    assert host.run(f"{VENV_PYTHON} -m pbx_services.provisioning.validate_config /etc/pbx/media.yml").rc == 0
+    assert host.run("systemd-analyze verify --man=no /etc/systemd/system/pbx-media.service").rc == 0
+    servers = host.check_output("pbx server list")
+    assert any(line.split()[:1] == [variables["inventory_hostname"]] for line in servers.splitlines())
+
+
+def test_database(host):
+    only_in("database")(host)
+    service = host.service("postgresql")
+    assert service.is_running and service.is_enabled
+    assert host.socket(f"tcp://{address(host)}:5432").is_listening
+
+
+def test_pbx_processes_run_as_pbx(host):
+    if not groups(host) & {"callmanager", "media"}:
+        pytest.skip("no PBX daemon here")
+    assert {process.user for process in host.process.filter(comm="pbx")} == {"pbx"}

@@ -1,0 +1,1 @@
+../../modules/pbx_site/variables.tf

@@ -1,0 +1,185 @@
+"""The lab end to end: build it, deploy it twice, verify it, call through the VIP, grow it
+under a call, tear it down. Slow (about 10 minutes) and root-only: `pytest -m lab tests/lab`.
+
+The tests run in file order and share one lab (module scope); each step needs the one
+before it. Timings are printed (`-s`) for the README's integrator section.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+LAB_DIR = REPO / "scripts" / "lab"
+INVENTORY = REPO / "inventory" / "lab"
+NEW_MEDIA_HOST, NEW_MEDIA_ADDRESS = "media2", "198.18.0.32"
+EXPANSION_HOLD = 150.0
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.lab,
+    pytest.mark.timeout(1800),
+    pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (namespaces, mounts, nspawn)"),
+    pytest.mark.skipif(shutil.which("systemd-nspawn") is None or shutil.which("debootstrap") is None
+                       or shutil.which("sipp") is None or shutil.which("ansible-playbook") is None,
+                       reason="needs systemd-nspawn, debootstrap, sipp and ansible (install-test-deps.sh)"),
+]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, LAB_DIR / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+lab = _load("lab")
+smoke = _load("smoke_call")
+
+
+def timed(what: str, argv: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
+    started = time.monotonic()
+    result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False,
+                            env=dict(os.environ, ANSIBLE_NOCOLOR="1"), **kwargs)
+    print(f"\n[lab timing] {what}: {time.monotonic() - started:.0f} s (exit {result.returncode})")
+    return result
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    """PLAY RECAP lines: host -> {ok, changed, failed, ...}."""
+    return {match[1]: {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match[2])}
+            for match in re.finditer(r"^(\S+)\s+: (ok=.*)$", output, re.MULTILINE)}
+
+
+def playbook(inventory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return timed(f"ansible-playbook {' '.join(args)}".strip(),
+                 ["ansible-playbook", "-i", str(inventory), *args, "ansible/site.yml"])
+
+
+@pytest.fixture(scope="module")
+def lab_inventory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of inventory/lab, which the expansion test grows by one host."""
+    copy = tmp_path_factory.mktemp("inventory") / "lab"
+    shutil.copytree(INVENTORY, copy)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def booted(lab_inventory: Path):
+    assert timed("lab down (clean slate)", [sys.executable, str(LAB_DIR / "lab.py"), "down"]).returncode == 0
+    # The hosts install this working tree's code.
+    wheels = timed("wheelhouse", [sys.executable, str(LAB_DIR / "lab.py"), "wheelhouse", "--rebuild"])
+    assert wheels.returncode == 0, wheels.stderr
+    result = timed("lab up (image cached or built)", [sys.executable, str(LAB_DIR / "lab.py"), "up",
+                                                      "-i", str(lab_inventory)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    yield lab_inventory
+    # Whatever happened, nothing stays behind; test_teardown checks it did.
+    subprocess.run([sys.executable, str(LAB_DIR / "lab.py"), "down"], check=False, capture_output=True)
+
+
+def test_site_first_run_deploys_the_cluster(booted: Path) -> None:
+    result = playbook(booted)
+    assert result.returncode == 0, result.stdout[-6000:]
+    assert set(recap(result.stdout)) == {"cm1", "cm2", "cm3", "db1", "media1"}
+
+
+def test_site_second_run_changes_nothing(booted: Path) -> None:
+    result = playbook(booted)
+    assert result.returncode == 0, result.stdout[-6000:]
+    changed = {host: counts["changed"] for host, counts in recap(result.stdout).items() if counts["changed"]}
+    assert changed == {}, re.findall(r"^changed: .*$", result.stdout, re.MULTILINE)
+
+
+def test_testinfra_verify_every_host(booted: Path) -> None:
+    result = timed("testinfra verify", [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                        "--hosts=ansible://all", f"--ansible-inventory={booted}",
+                                        str(LAB_DIR / "testinfra")])
+    assert result.returncode == 0, result.stdout[-6000:]
+
+
+def test_exactly_one_call_manager_holds_the_vip(booted: Path) -> None:
+    holders = []
+    for address in ("198.18.0.11", "198.18.0.12", "198.18.0.13"):
+        shown = lab.in_ns(lab.Lab(lab.DEFAULT_LAB).controller_ns, *lab.ssh_argv(address),
+                          "ip -4 -o addr show dev eth0", capture=True).stdout
+        if " 198.18.0.10/" in shown:
+            holders.append(address)
+    assert len(holders) == 1
+
+
+def test_call_through_the_vip(booted: Path, tmp_path: Path) -> None:
+    phones = smoke.phones_for(tmp_path)
+    outcome = smoke.start_call(phones, hold=2).finish(timeout=120)
+    assert outcome.ok, outcome.output
+
+
+def master_health(phones) -> dict:
+    """/health of the Call Manager holding the VIP (the one that has the calls)."""
+    for address in ("198.18.0.11", "198.18.0.12", "198.18.0.13"):
+        shown = lab.in_ns(phones.lab.controller_ns, *lab.ssh_argv(address), "ip -4 -o addr show dev eth0",
+                          capture=True).stdout
+        if " 198.18.0.10/" in shown:
+            body = lab.in_ns(phones.lab.controller_ns, "python3", "-c",
+                             f"import urllib.request; print(urllib.request.urlopen("
+                             f"'http://{address}:9060/health').read().decode())", capture=True).stdout
+            return json.loads(body)
+    raise AssertionError("no Call Manager holds the VIP")
+
+
+def test_media_host_added_with_limit_while_a_call_is_up(booted: Path, tmp_path: Path) -> None:
+    phones = smoke.phones_for(tmp_path)
+    call = smoke.start_call(phones, hold=EXPANSION_HOLD)
+    deadline = time.monotonic() + 30
+    while master_health(phones)["active_calls"] != 1:
+        assert time.monotonic() < deadline, "the call did not come up"
+        time.sleep(0.5)
+    anchored = {e["server"]: e["calls"] for e in master_health(phones)["media_endpoints"]}
+    assert anchored == {"media1": 1}
+
+    hosts_file = booted / "hosts.yml"
+    hosts = yaml.safe_load(hosts_file.read_text())
+    hosts["all"]["children"]["media"]["hosts"][NEW_MEDIA_HOST] = {"ansible_host": NEW_MEDIA_ADDRESS}
+    hosts_file.write_text(yaml.safe_dump(hosts, sort_keys=False))
+    result = timed("lab up media2", [sys.executable, str(LAB_DIR / "lab.py"), "up", "-i", str(booted),
+                                     NEW_MEDIA_HOST])
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = playbook(booted, "--limit", NEW_MEDIA_HOST)
+    assert result.returncode == 0, result.stdout[-6000:]
+    assert set(recap(result.stdout)) == {NEW_MEDIA_HOST}
+
+    deadline = time.monotonic() + 20
+    while True:
+        health = master_health(phones)
+        endpoints = {e["server"]: e for e in health["media_endpoints"]}
+        if endpoints.get(NEW_MEDIA_HOST, {}).get("up"):
+            break
+        assert time.monotonic() < deadline, f"{NEW_MEDIA_HOST} not in service: {endpoints}"
+        time.sleep(1)
+    assert call.caller.poll() is None and call.callee.poll() is None, "the call ended while media2 was added"
+    assert health["active_calls"] == 1
+    assert endpoints["media1"]["calls"] == 1
+    outcome = call.finish(timeout=EXPANSION_HOLD + 120)
+    assert outcome.ok, outcome.output
+
+
+def test_teardown_leaves_nothing(booted: Path) -> None:
+    result = timed("lab down", [sys.executable, str(LAB_DIR / "lab.py"), "down"])
+    assert result.returncode == 0, result.stderr
+    left = subprocess.run([sys.executable, str(LAB_DIR / "lab.py"), "leftovers"], capture_output=True,
+                          text=True, check=False)
+    assert left.returncode == 0, left.stdout
+    assert not [ns for ns in lab.netns_list() if ns.startswith(f"{lab.DEFAULT_LAB}-")]
