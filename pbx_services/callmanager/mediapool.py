@@ -133,10 +133,13 @@ class MediaPool:
 
     def request(self, endpoint: MediaEndpoint, command: str, now: float, on_reply: ReplyCallback,
                 **fields: Any) -> None:
-        cookie = f"{self._cookie_prefix}{next(self._cookies)}"
+        cookie = self._next_cookie()
         pending = _Pending(request(cookie, command, **fields), endpoint.address, on_reply)
         self._pending[cookie] = pending
         self._send(pending, now)
+
+    def _next_cookie(self) -> str:
+        return f"{self._cookie_prefix}{next(self._cookies)}"
 
     def _send(self, pending: _Pending, now: float) -> None:
         self._transmits.append((pending.message.serialize(), pending.destination))
@@ -198,7 +201,7 @@ class MediaPool:
             if self.endpoints else None
 
     def _ping(self, endpoint: MediaEndpoint, now: float) -> None:
-        cookie = f"{self._cookie_prefix}{next(self._cookies)}"
+        cookie = self._next_cookie()
 
         def on_reply(body: dict[str, Any] | None, t: float) -> None:
             if body is None or body.get("result") != RESULT_PONG:

@@ -25,18 +25,20 @@ def pbx(make_pbx: Callable[..., Pbx]) -> Pbx:
     return make_pbx(media_servers=2)
 
 
-@pytest.fixture
-def alice(pbx: Pbx) -> Phone:
-    phone = pbx.phone("100", "10.0.0.1", 5062)
+def registered(pbx: Pbx, extension: str, ip: str) -> Phone:
+    phone = pbx.phone(extension, ip, 5062)
     assert phone.register().status_code == 200
     return phone
+
+
+@pytest.fixture
+def alice(pbx: Pbx) -> Phone:
+    return registered(pbx, "100", "10.0.0.1")
 
 
 @pytest.fixture
 def bob(pbx: Pbx) -> Phone:
-    phone = pbx.phone("200", "10.0.0.2", 5062)
-    assert phone.register().status_code == 200
-    return phone
+    return registered(pbx, "200", "10.0.0.2")
 
 
 def media_of(body: bytes) -> tuple[str, int, list[str]]:
@@ -67,8 +69,7 @@ def test_both_phones_are_given_the_media_server_and_never_each_other(pbx: Pbx, a
 
 def test_calls_are_spread_over_the_media_servers(pbx: Pbx, alice: Phone, bob: Phone) -> None:
     first, _ = connected(alice, bob)
-    carol = pbx.phone("300", "10.0.0.3", 5062)
-    assert carol.register().status_code == 200
+    carol = registered(pbx, "300", "10.0.0.3")
     second = carol.call("200")
     bob.send(bob.respond(bob.pop_request("INVITE"), 180, to_tag="t2"))
     assert {pbx.media_node_of(first.outgoing.call_id).name, pbx.media_node_of(second.call_id).name} == {
@@ -137,8 +138,7 @@ def test_no_media_server_means_503_and_no_call(make_pbx: Callable[..., Pbx]) -> 
     for node in pbx.media:
         node.alive = False
     pbx.advance(3.5)  # three missed pings
-    alice, bob = pbx.phone("100", "10.0.0.1", 5062), pbx.phone("200", "10.0.0.2", 5062)
-    assert alice.register().status_code == 200 and bob.register().status_code == 200
+    alice, bob = registered(pbx, "100", "10.0.0.1"), registered(pbx, "200", "10.0.0.2")
     alice.call("200")
     assert alice.pop_response().status_code == 503
     bob.assert_silent()
@@ -148,10 +148,8 @@ def test_no_media_server_means_503_and_no_call(make_pbx: Callable[..., Pbx]) -> 
 
 def test_out_of_ports_refuses_the_next_call_with_503(make_pbx: Callable[..., Pbx]) -> None:
     pbx = make_pbx(media_servers=1, media_port_pairs=2)  # room for one call
-    alice, bob = pbx.phone("100", "10.0.0.1", 5062), pbx.phone("200", "10.0.0.2", 5062)
-    carol = pbx.phone("300", "10.0.0.3", 5062)
-    for phone in (alice, bob, carol):
-        assert phone.register().status_code == 200
+    alice, bob = registered(pbx, "100", "10.0.0.1"), registered(pbx, "200", "10.0.0.2")
+    carol = registered(pbx, "300", "10.0.0.3")
     call, _ = connected(alice, bob)
     carol.call("200")
     assert carol.pop_response().status_code == 503
@@ -193,8 +191,7 @@ def test_a_media_timeout_hangs_the_call_up(pbx: Pbx, alice: Phone, bob: Phone) -
 
 def test_recorded_calls_carry_the_recording_in_their_cdr(make_pbx: Callable[..., Pbx]) -> None:
     pbx = make_pbx(media_servers=1, record_calls=True)
-    alice, bob = pbx.phone("100", "10.0.0.1", 5062), pbx.phone("200", "10.0.0.2", 5062)
-    assert alice.register().status_code == 200 and bob.register().status_code == 200
+    alice, bob = registered(pbx, "100", "10.0.0.1"), registered(pbx, "200", "10.0.0.2")
     call, _ = connected(alice, bob)
     assert call.b_dialog is not None
     bob.send(call.b_dialog.request(bob, "BYE"))
