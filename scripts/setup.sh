@@ -20,9 +20,15 @@ python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e .
 
-data_dir="${PBX_DATA_DIR:-./data}"
+# Absolute, so that the export line printed below works from any directory.
+data_dir="$(realpath -m "${PBX_DATA_DIR:-./data}")"
 .venv/bin/pbx init --data-dir "$data_dir" --demo
 echo
 echo "Phones: register to sip:127.0.0.1:${PBX_SIP_PORT:-5060} (UDP or TCP) with an extension above as"
 echo "user name and its password; dial another extension to call it. Stop with Ctrl-C."
+echo
+echo "In another terminal, the pbx command (pbx user list, pbx cdr list, ...) works on this data after:"
+echo "    export PBX_DATA_DIR=$(printf %q "$data_dir")"
+echo "    source $(printf %q "$PWD/.venv/bin/activate")    # or call $(printf %q "$PWD/.venv/bin/pbx")"
+echo
 exec .venv/bin/pbx allinone --data-dir "$data_dir" --host 127.0.0.1 --sip-port "${PBX_SIP_PORT:-5060}"

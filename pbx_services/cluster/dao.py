@@ -12,6 +12,7 @@ the session it is given; the caller owns the transaction.
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import islice
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
@@ -179,6 +180,23 @@ class UserDao(Dao[User]):
 class CdrDao(Dao[Cdr]):
     model = Cdr
     searchable_columns = ("call_id", "caller", "callee")
+
+    def find_newest(
+        self,
+        *,
+        limit: int | None = None,
+        since: datetime | None = None,
+        party: str | None = None,
+        **criteria: Any,
+    ) -> list[Cdr]:
+        """Calls matching `criteria` that started at or after `since` and had `party` as
+        caller or callee, newest first, at most `limit` of them."""
+        statement = self._select(criteria).order_by(None).order_by(Cdr.start_time.desc(), Cdr.id.desc())
+        if since is not None:
+            statement = statement.where(Cdr.start_time >= since)
+        if party is not None:
+            statement = statement.where((Cdr.caller == party) | (Cdr.callee == party))
+        return list(self.session.scalars(statement.limit(limit)))
 
 
 class ServerDao(Dao[Server]):

@@ -1,4 +1,5 @@
-"""A newcomer's run: a fresh clone, the README's first command, two softphones calling each other.
+"""A newcomer's run: a fresh clone, the README's first command, two softphones calling each other,
+then `pbx` commands in another terminal on the same data.
 
 `scripts/setup.sh` builds its own virtualenv from the package index, so this takes a
 minute or so; it is what a newcomer does, and it is the check that the README is true.
@@ -6,6 +7,7 @@ minute or so; it is what a newcomer does, and it is the check that the README is
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -23,6 +25,7 @@ from tests.integration.peers.pjsua2_phone import Pjsua2Phone
 pytestmark = pytest.mark.integration
 
 REPOSITORY = Path(__file__).parents[2]
+SYSTEM_DATA_DIR = Path("/var/lib/pbx")
 
 
 def _committed(path: str) -> bool:
@@ -38,8 +41,8 @@ def test_fresh_clone_setup_then_two_phones_call(tmp_path: Path) -> None:
     subprocess.run(["git", "clone", "-q", str(REPOSITORY), str(clone)], check=True, timeout=120)
     sip_port, http_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PBX_", "VIRTUAL_ENV"))}
-    env |= {"PBX_DATA_DIR": str(tmp_path / "data"), "PBX_SIP_PORT": str(sip_port),
-            "PBX_HTTP__PORT": str(http_port)}
+    env |= {"PBX_SIP_PORT": str(sip_port), "PBX_HTTP__PORT": str(http_port)}
+    data_dir = clone / "data"  # setup.sh's default, as a newcomer gets it
     setup = subprocess.Popen(["bash", "scripts/setup.sh"], cwd=clone, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
     assert setup.stdout is not None
@@ -58,14 +61,36 @@ def test_fresh_clone_setup_then_two_phones_call(tmp_path: Path) -> None:
         assert any("Call Manager listening on" in line for line in output), "".join(output)
         passwords = dict(re.findall(r"^(100[1-4])\s+(\S+)\s*$", "".join(output), re.M))
         assert sorted(passwords) == ["1001", "1002", "1003", "1004"], "".join(output)
+        assert f"export PBX_DATA_DIR={data_dir}\n" in "".join(output)
+        assert f"source {clone}/.venv/bin/activate" in "".join(output)
         _call(sip_port, passwords)
+        _another_terminal(clone, env, data_dir)
     finally:
         os.killpg(setup.pid, signal.SIGTERM)
         setup.wait(timeout=30)
     assert setup.returncode == 0
-    with sqlite3.connect(tmp_path / "data" / "pbx.sqlite3") as db:
+    with sqlite3.connect(data_dir / "pbx.sqlite3") as db:
         rows = db.execute("SELECT caller, callee, disposition, hangup_by FROM cdrs").fetchall()
     assert rows == [("1001", "1002", "ANSWERED", "callee")]
+
+
+def _another_terminal(clone: Path, env: dict[str, str], data_dir: Path) -> None:
+    """What setup.sh said to type works on its data, and so does `pbx` typed without it."""
+    pbx = str(clone / ".venv" / "bin" / "pbx")
+
+    def run(*args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([pbx, *args], env=env | extra_env, capture_output=True, text=True,
+                              timeout=60, check=True)
+
+    users = run("user", "list", PBX_DATA_DIR=str(data_dir)).stdout
+    assert re.findall(r"^(100[1-4]) ", users, re.M) == ["1001", "1002", "1003", "1004"], users
+    calls = json.loads(run("cdr", "list", "--format", "json", PBX_DATA_DIR=str(data_dir)).stdout)
+    assert [(call["caller"], call["callee"], call["disposition"]) for call in calls] == [
+        ("1001", "1002", "ANSWERED")]
+    if not (SYSTEM_DATA_DIR / "pbx.yml").exists():  # which would come first
+        guessed = run("user", "list")
+        assert guessed.stdout == users
+        assert guessed.stderr.startswith(f"pbx: using {data_dir}, this checkout's data dir")
 
 
 def _call(sip_port: int, passwords: dict[str, str]) -> None:

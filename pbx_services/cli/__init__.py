@@ -1,0 +1,80 @@
+"""The `pbx` command: set up a data directory, administer its users and servers, run daemons.
+
+    pbx init --data-dir DIR [--domain DOMAIN] [--demo]
+    pbx db upgrade --config FILE
+    pbx user add EXT --password PW [--name NAME] [--email E] [--tenant DOMAIN]
+    pbx user list [--tenant DOMAIN]
+    pbx user del EXT [--tenant DOMAIN]
+    pbx user import FILE
+    pbx server add NAME --role media --host ADDR --port PORT [--workers N] [--weight W] [--disabled]
+    pbx server list | enable NAME | disable NAME | del NAME
+    pbx cdr list [--since T] [--extension E] [--tenant DOMAIN] [--limit N] [--format table|csv|json]
+    pbx allinone [--host ADDR] [--sip-port PORT]
+    pbx callmanager --config FILE
+    pbx media --config FILE
+    pbx inventory from-terraform FILE [--output FILE]
+
+Every command working on a data directory takes `--data-dir` (see `common`), whose
+`pbx.yml` is the configuration. Each group of commands is a module whose
+`add_commands(subparsers)` adds its subparsers, listed in `COMMAND_GROUPS`; each command
+sets `run`, the handler that takes the parsed arguments and returns the exit status.
+Administrator mistakes end with a one-line message on stderr and a non-zero status,
+never a traceback.
+"""
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from sqlalchemy.exc import OperationalError
+
+from pbx_services.cli import cdrs, daemons, database, inventory, servers, users
+from pbx_services.cli.common import EXIT_FAILURE, EXIT_USAGE, CommandError, Parser, Subparsers
+from pbx_services.cluster.config import ConfigError
+from pbx_services.cluster.dao import AlreadyExists, NotFound
+from pbx_services.cluster.users import CsvImportError
+from pbx_services.cluster.validation import InvalidValue
+
+COMMAND_GROUPS: tuple[Callable[[Subparsers], None], ...] = (
+    database.add_commands,
+    users.add_commands,
+    servers.add_commands,
+    cdrs.add_commands,
+    daemons.add_commands,
+    inventory.add_commands,
+)
+"""One function per group of commands, each adding its subparsers; add new groups here."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage mistake argparse has reported
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        status: int = args.run(args)
+    except CsvImportError as exc:
+        for problem in exc.problems:
+            print(f"pbx: {exc.path}: {problem}", file=sys.stderr)
+        print(f"pbx: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except (CommandError, ConfigError, InvalidValue, NotFound, AlreadyExists) as exc:
+        print(f"pbx: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"pbx: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except OperationalError as exc:
+        print(f"pbx: database error: {exc.orig}", file=sys.stderr)
+        return EXIT_FAILURE
+    return status
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="pbx", description="Administer a PBX: its data directory, users and servers.")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_commands in COMMAND_GROUPS:
+        add_commands(subparsers)
+    return parser

@@ -1,0 +1,92 @@
+"""`pbx allinone`, `pbx callmanager` and `pbx media`: the commands that run daemons, in the foreground."""
+
+import argparse
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from pbx_services.callmanager.main import load as load_daemon_config
+from pbx_services.callmanager.main import run as run_callmanager
+from pbx_services.cli.common import Subparsers, check_schema, data_dir_option, initialized_data_dir
+from pbx_services.cluster.config import CONFIG_FILE_NAME, PbxConfig
+from pbx_services.cluster.database import create_engine_for, session_factory
+from pbx_services.cluster.models import ServerRole
+from pbx_services.cluster.servers import ServerService
+from pbx_services.media.main import run as run_media
+
+EMBEDDED_MEDIA_SERVER = "allinone-media"
+"""Name of the all-in-one's in-process media server in the servers table."""
+
+
+def add_commands(subparsers: Subparsers) -> None:
+    allinone = subparsers.add_parser(
+        "allinone",
+        parents=[data_dir_option()],
+        help="run every role in one process, in the foreground",
+        description="Run every PBX role in one process (the Call Manager and a media server) on the data "
+        "directory's configuration, until SIGINT or SIGTERM.",
+    )
+    allinone.add_argument("--host", help="address to listen on (overrides sip.host)")
+    allinone.add_argument("--sip-port", type=int, metavar="PORT", help="SIP port (overrides sip.port)")
+    allinone.set_defaults(run=_allinone)
+
+    callmanager = subparsers.add_parser(
+        "callmanager",
+        help="run the Call Manager alone, in the foreground (what pbx-callmanager.service runs)",
+    )
+    callmanager.add_argument("--config", type=Path, required=True, metavar="FILE",
+                             help="the role's YAML config")
+    callmanager.set_defaults(run=_callmanager)
+
+    media = subparsers.add_parser(
+        "media",
+        help="run the media server (RTP relay) in the foreground (what pbx-media.service runs)",
+        description="Run the media server: media.workers worker processes (0: one per CPU), worker i "
+        "answering the control protocol on media.control_port + i with an equal share of the RTP ports, "
+        "and /health and /metrics on http.port.",
+    )
+    media.add_argument("--config", type=Path, required=True, metavar="FILE", help="the role's YAML config")
+    media.set_defaults(run=_media)
+
+
+def _allinone(args: argparse.Namespace) -> int:
+    data_dir = initialized_data_dir(args)
+    overrides = {}
+    if args.host is not None:
+        overrides["sip.host"] = args.host
+    if args.sip_port is not None:
+        overrides["sip.port"] = str(args.sip_port)
+    config = load_daemon_config(data_dir / CONFIG_FILE_NAME, data_dir=data_dir, overrides=overrides)
+    return _run_daemon(config, role="allinone", upgrade_command=f"pbx init --data-dir {data_dir}",
+                       with_media=config.media.embedded)
+
+
+def _callmanager(args: argparse.Namespace) -> int:
+    config = load_daemon_config(args.config)
+    return _run_daemon(config, role="callmanager", upgrade_command=f"pbx db upgrade --config {args.config}")
+
+
+def _media(args: argparse.Namespace) -> int:
+    return run_media(load_daemon_config(args.config, needs_auth=False))
+
+
+def _run_daemon(config: PbxConfig, *, role: str, upgrade_command: str, with_media: bool = False) -> int:
+    engine = create_engine_for(config.database.url)
+    try:
+        check_schema(engine, upgrade_command)
+        if role == "allinone":
+            _list_embedded_media_server(session_factory(engine), config, with_media)
+    finally:
+        engine.dispose()
+    return run_callmanager(config, role=role, with_media=with_media)
+
+
+def _list_embedded_media_server(sessions: sessionmaker[Session], config: PbxConfig, embedded: bool) -> None:
+    """The all-in-one's own media server is a row like any other (so it can be watched and
+    disabled), kept at its configured address; without it, the row goes."""
+    servers = ServerService(sessions=sessions)
+    if embedded:
+        servers.ensure_server(EMBEDDED_MEDIA_SERVER, role=ServerRole.MEDIA, host=config.media.control_host,
+                              port=config.media.control_port)
+    elif any(server.name == EMBEDDED_MEDIA_SERVER for server in servers.list_servers()):
+        servers.delete_server(EMBEDDED_MEDIA_SERVER)

@@ -1,0 +1,127 @@
+from pathlib import Path
+
+import pytest
+
+from .conftest import run
+
+
+def test_user_add_list_del(initialized: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    directory = str(initialized)
+
+    assert run(
+        capsys,
+        "user",
+        "add",
+        "1001",
+        "--password",
+        "s3cret!",
+        "--name",
+        "Alice Smith",
+        "--email",
+        "alice@example.org",
+        "--data-dir",
+        directory,
+    ) == (0, "added user 1001@pbx.local\n", "")
+    assert run(capsys, "user", "add", "1002", "--password", "s3cret!", "--data-dir", directory)[0] == 0
+
+    status, out, _ = run(capsys, "user", "list", "--data-dir", directory)
+    assert status == 0
+    assert out.splitlines() == [
+        "EXTENSION  DOMAIN     NAME         EMAIL              ENABLED",
+        "1001       pbx.local  Alice Smith  alice@example.org  yes",
+        "1002       pbx.local                                  yes",
+    ]
+
+    assert run(capsys, "user", "del", "1001", "--data-dir", directory) == (
+        0,
+        "deleted user 1001@pbx.local\n",
+        "",
+    )
+    assert [
+        line.split()[0] for line in run(capsys, "user", "list", "--data-dir", directory)[1].splitlines()
+    ] == [
+        "EXTENSION",
+        "1002",
+    ]
+
+
+def test_user_list_when_empty(initialized: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(capsys, "user", "list", "--data-dir", str(initialized)) == (0, "no users\n", "")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["user", "add", "1001", "--password", "abc"], "pbx: password is shorter than 4 characters\n"),
+        (
+            ["user", "add", "a b", "--password", "abcd"],
+            "pbx: extension 'a b' may only contain letters, digits, '.', '_' and '-'\n",
+        ),
+        (
+            ["user", "add", "1001", "--password", "abcd", "--tenant", "nowhere.example"],
+            "pbx: Tenant not found: domain='nowhere.example'\n",
+        ),
+        (["user", "del", "1999"], "pbx: User not found: extension='1999', tenant='pbx.local'\n"),
+        (
+            ["user", "list", "--tenant", "nowhere.example"],
+            "pbx: Tenant not found: domain='nowhere.example'\n",
+        ),
+    ],
+)
+def test_user_mistakes_are_one_line(
+    initialized: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    assert run(capsys, *argv, "--data-dir", str(initialized)) == (1, "", message)
+
+
+def test_user_add_twice(initialized: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "user", "add", "1001", "--password", "abcd", "--data-dir", str(initialized))
+
+    assert run(capsys, "user", "add", "1001", "--password", "abcd", "--data-dir", str(initialized)) == (
+        1,
+        "",
+        "pbx: user 1001@pbx.local already exists\n",
+    )
+
+
+def test_user_import(initialized: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    csv_path = tmp_path / "users.csv"
+    csv_path.write_text(
+        "extension,password,name\n" + "".join(f"{n},pass{n},User {n}\n" for n in range(2000, 2050))
+    )
+
+    assert run(capsys, "user", "import", str(csv_path), "--data-dir", str(initialized)) == (
+        0,
+        "imported 50 users\n",
+        "",
+    )
+    assert len(run(capsys, "user", "list", "--data-dir", str(initialized))[1].splitlines()) == 51
+
+
+def test_user_import_reports_bad_rows(
+    initialized: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv_path = tmp_path / "users.csv"
+    csv_path.write_text("extension,password\n2000,pass2000\n2001,abc\n2000,pass2000\n")
+
+    status, out, err = run(capsys, "user", "import", str(csv_path), "--data-dir", str(initialized))
+
+    assert (status, out) == (1, "")
+    assert err.splitlines() == [
+        f"pbx: {csv_path}: line 3: password is shorter than 4 characters",
+        f"pbx: {csv_path}: line 4: extension 2000 of pbx.local is already on line 2",
+        f"pbx: {csv_path}: 2 problems, nothing imported",
+    ]
+    assert run(capsys, "user", "list", "--data-dir", str(initialized))[1] == "no users\n"
+
+
+def test_user_import_missing_file(
+    initialized: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "absent.csv"
+
+    assert run(capsys, "user", "import", str(missing), "--data-dir", str(initialized)) == (
+        1,
+        "",
+        f"pbx: {missing}: No such file or directory\n",
+    )
