@@ -19,6 +19,7 @@ packages=(
     baresip-core            # headless softphone for integration tests
     sipsak                  # one-shot registration checks
     sipvicious              # svmap/svwar/svcrack: enumeration and brute-force tests
+    redis-server            # the Call Manager's shared state store (tests start their own on a free port)
     procps                  # ps/pgrep used when inspecting daemons
     keepalived              # keepalived -t of the rendered config (tests/provisioning/)
     systemd                 # systemd-analyze verify of the rendered units
@@ -34,10 +35,11 @@ apt-get install -y --no-install-recommends "${packages[@]}"
 
 # Debian enables a system Kamailio service and a system rtpengine service on install;
 # tests and benchmarks start their own instances on their own ports, so keep the
-# packaged ones from holding 5060 and rtpengine's ports (2223-2225, 30000-40000).
+# packaged ones from holding 5060, rtpengine's ports (2223-2225, 30000-40000) and 6379.
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     systemctl disable --now kamailio.service >/dev/null 2>&1 || true
     systemctl disable --now rtpengine-daemon.service >/dev/null 2>&1 || true
+    systemctl disable --now redis-server.service >/dev/null 2>&1 || true
 fi
 
 sipp -v 2>&1 | grep -m1 -i 'sipp v' || true

@@ -78,7 +78,7 @@ class Authenticator:
         `proxy` selects Proxy-Authorization/407 (INVITE and other requests a proxy
         challenges) over Authorization/401 (REGISTER, RFC 3261 22.3).
         """
-        if self._limiter.is_blocked(source_ip, now):
+        if self._limiter.is_blocked(source_ip, now + self._wall_offset):
             return AuthResult(status_code=FORBIDDEN)
         credentials = self._credentials_for(request, realm, proxy)
         if credentials is None:
@@ -90,7 +90,7 @@ class Authenticator:
         ha1 = user.ha1(algorithm) if user is not None else self._dummy_ha1[algorithm]
         good = verify_response(credentials, method=request.method, ha1=ha1, entity_body=request.body)
         if not good or user is None:
-            if self._limiter.record_failure(source_ip, now):
+            if self._limiter.record_failure(source_ip, now + self._wall_offset):
                 log.warning("blocked %s after repeated authentication failures", source_ip)
                 return AuthResult(status_code=FORBIDDEN)
             return self._challenge(realm, now, proxy)

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..cluster.events import CallEnded, Disposition, HangupBy
+from ..cluster.state.location import Binding, LocationStore
 from ..sip.dialog import Dialog
 from ..sip.errors import RemoteProtocolError
 from ..sip.headers import Address
@@ -34,7 +35,6 @@ from ..sip.transaction import T1, T2, ClientTransaction, ServerTransaction, make
 from ..sip.uri import SipUri, parse_uri
 from .anchoring import MediaAnchor
 from .auth import Authenticator
-from .location import Binding, LocationService
 from .mediapool import MediaEndpoint, MediaPool
 from .stack import SERVER_NAME, SipStack
 from .timers import Timer, TimerQueue
@@ -130,7 +130,7 @@ class Call:
 
 
 class B2bua:
-    def __init__(self, *, stack: SipStack, location: LocationService, authenticator: Authenticator,
+    def __init__(self, *, stack: SipStack, location: LocationStore, authenticator: Authenticator,
                  timers: TimerQueue, realm_for: Callable[[str], str],
                  extension_exists: Callable[[str, str], bool], on_call_ended: Callable[[CallEnded], None],
                  no_answer_timeout: float = 60.0, wall_offset: float = 0.0, media: MediaPool | None = None,
@@ -180,7 +180,7 @@ class B2bua:
         if not dialed or not self._extension_exists(realm, dialed):
             self._stack.respond(tx, 404, now=now, to_tag=make_tag())
             return
-        bindings = self._location.lookup(f"sip:{dialed}@{realm}", now)
+        bindings = self._location.lookup(f"sip:{dialed}@{realm}", now + self._wall_offset)
         if not bindings:
             self._stack.respond(tx, 480, now=now, to_tag=make_tag())
             return

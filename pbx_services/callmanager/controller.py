@@ -1,7 +1,7 @@
-"""Starts and stops the Call Manager: database, directory, SIP transports, timers, CDR flushing.
+"""Starts and stops the Call Manager: database, directory, SIP transports, CDR flushing.
 
-The only Call Manager code that reads the clock and arms timers: the sans-IO core gets
-`loop.time()` as `now` and says when it next needs to run.
+A component of the daemon runtime; the runtime's `CoreDriver` feeds the sans-IO core the
+loop's time and arms its timer.
 """
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 
-from prometheus_client import CollectorRegistry
+from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -21,8 +22,10 @@ from ..cluster.database import create_engine_for, session_factory
 from ..cluster.events import CallEnded
 from ..cluster.models import ServerRole
 from ..cluster.servers import ServerService
+from ..cluster.state import StateStore, StateStoreUnavailable, open_state_store
+from ..runtime.daemon import StartError
+from ..runtime.driver import CoreDriver
 from ..sip.digest import DigestAlgorithm, NonceManager
-from ..transport.http import HttpEndpoint
 from ..transport.rtp import ControlSocket
 from ..transport.sip import SipTransports
 from .directory import Directory
@@ -39,17 +42,18 @@ HOUSEKEEPING_INTERVAL = 1.0
 
 
 class CallManagerController:
+    name = "Call Manager"
+
     def __init__(self, *, config: PbxConfig, bus: InProcessBus | None = None) -> None:
         self.config = config
         self.bus = bus or InProcessBus()
         self.core: CallManager | None = None
+        self._driver: CoreDriver | None = None
         self._transports: SipTransports | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self._cdr_writer: CdrWriter | None = None
-        self._http: HttpEndpoint | None = None
         self._engine: Engine | None = None
+        self.state: StateStore | None = None
         self._servers: ServerService | None = None
         self._media_control: ControlSocket | None = None
 
@@ -57,6 +61,12 @@ class CallManagerController:
         config = self.config
         assert config.auth is not None, "load the config with needs_auth"
         loop = asyncio.get_running_loop()
+        try:
+            state = self.state = open_state_store(config.state.url, nonce_ttl=float(config.auth.nonce_ttl),
+                                                  timeout=config.state.timeout)
+        except StateStoreUnavailable as exc:
+            raise StartError(f"state.url: {exc}") from None
+        log.info("state store: %s", state.description)
         engine = self._engine = create_engine_for(config.database.url)
         sessions = session_factory(engine)
         directory = Directory(engine=engine, default_domain=config.callmanager.default_domain)
@@ -67,11 +77,13 @@ class CallManagerController:
             host=config.sip.public_address or config.sip.host, port=config.sip.port,
             max_message_size=config.sip.max_message_size, directory=directory,
             nonces=NonceManager(bytes.fromhex(config.auth.secret.get_secret_value()),
-                                float(config.auth.nonce_ttl)),
+                                float(config.auth.nonce_ttl), counts=state.nonce_counts),
             limiter=AuthFailureLimiter(limit=config.policy.auth_failure_limit,
                                        window=config.policy.auth_failure_window,
                                        block_seconds=config.policy.block_seconds,
-                                       trusted_networks=[str(n) for n in config.policy.trusted_networks]),
+                                       trusted_networks=[str(n) for n in config.policy.trusted_networks],
+                                       store=state.auth_failures),
+            location=state.location, dialogs=state.dialogs,
             registrar_settings=RegistrarSettings(
                 min_expires=config.registrar.min_expires, max_expires=config.registrar.max_expires,
                 default_expires=config.registrar.default_expires,
@@ -84,33 +96,35 @@ class CallManagerController:
                                     down_after=config.callmanager.media_down_after,
                                     up_after=config.callmanager.media_up_after),
             record_calls=config.callmanager.record_calls)
+        self._driver = CoreDriver(core=self.core, flush=self._flush)
         self._servers = ServerService(sessions=sessions)
         self._media_control = ControlSocket(on_datagram=self._on_media_control)
-        await self._media_control.start(config.sip.host, 0)
+        # Never on the VIP: the media servers answer the Call Manager that asked, wherever the VIP is.
+        await self._media_control.start(config.callmanager.media_control_host or config.sip.host, 0)
         self._transports = SipTransports(on_message=self._on_message,
                                          max_message_size=config.sip.max_message_size)
         await self._transports.start(config.sip.host, config.sip.port, tuple(config.sip.transports))
         self._refresh_media_servers()
-        if config.http.port:
-            registry = CollectorRegistry()
-            registry.register(CallManagerCollector(self.core, loop.time))
-            self._http = HttpEndpoint(registry=registry, health=self._health)
-            await self._http.start(config.http.host, config.http.port)
         self._housekeeping = loop.create_task(self._housekeep())
-        log.info("Call Manager listening on %s", self.listening_on())
 
     def listening_on(self) -> str:
-        sip, http = self.config.sip, self.config.http
-        where = [f"sip:{sip.host}:{sip.port};transport={t}" for t in sip.transports]
-        if http.port:
-            where.append(f"http://{http.host}:{http.port}/health")
-        return ", ".join(where)
+        sip = self.config.sip
+        return ", ".join(f"sip:{sip.host}:{sip.port};transport={t}" for t in sip.transports)
 
-    def _health(self) -> dict[str, object]:
+    def collectors(self) -> Sequence[Collector]:
+        assert self.core is not None
+        return (CallManagerCollector(self.core, time.time),)
+
+    def health(self) -> dict[str, object]:
         assert self.core is not None
         media = self.core.media.endpoints.values() if self.core.media is not None else ()
-        return {"status": "ok", "role": "callmanager",
-                "registered_contacts": self.core.location.binding_count(),
+        try:
+            registered: int | None = self.core.location.binding_count()
+        except StateStoreUnavailable:
+            registered = None
+        return {"status": "ok" if registered is not None else "degraded",
+                "state_store": self.state.description if self.state is not None else None,
+                "registered_contacts": registered,
                 "active_calls": len(self.core.b2bua.calls),
                 "media_endpoints": [{"server": e.server, "address": f"{e.address[0]}:{e.address[1]}",
                                      "up": e.up, "enabled": e.enabled, "calls": len(e.calls)} for e in media]}
@@ -119,14 +133,12 @@ class CallManagerController:
         if self._housekeeping is not None:
             self._housekeeping.cancel()
             self._housekeeping = None
-        if self._timer is not None:
-            self._timer.cancel()
+        if self._driver is not None:
+            self._driver.close()
         if self._transports is not None:
             self._transports.close()
         if self._media_control is not None:
             self._media_control.close()
-        if self._http is not None:
-            self._http.close()
         if self._cdr_writer is not None:
             try:
                 self._cdr_writer.flush()
@@ -135,44 +147,33 @@ class CallManagerController:
                               self._cdr_writer.pending)
         if self._engine is not None:
             self._engine.dispose()
+        if self.state is not None:
+            self.state.close()
 
     def _on_message(self, data: bytes, source: tuple[str, int], transport: str) -> None:
-        assert self.core is not None
-        self.core.receive(data, source, transport, asyncio.get_running_loop().time())
-        self._after_core_ran()
+        assert self.core is not None and self._driver is not None
+        self.core.receive(data, source, transport, self._driver.now())
+        self._driver.after_core_ran()
 
     def _on_media_control(self, data: bytes, source: tuple[str, int]) -> None:
-        assert self.core is not None
-        self.core.receive_media_control(data, source, asyncio.get_running_loop().time())
-        self._after_core_ran()
+        assert self.core is not None and self._driver is not None
+        self.core.receive_media_control(data, source, self._driver.now())
+        self._driver.after_core_ran()
 
     def _refresh_media_servers(self) -> None:
         """The media servers as the database lists them now: added, disabled or removed ones."""
         assert self.core is not None and self.core.media is not None and self._servers is not None
-        self.core.media.update_servers(self._servers.list_servers(role=ServerRole.MEDIA),
-                                       asyncio.get_running_loop().time())
-        self._after_core_ran()
+        assert self._driver is not None
+        self.core.media.update_servers(self._servers.list_servers(role=ServerRole.MEDIA), self._driver.now())
+        self._driver.after_core_ran()
 
-    def _on_timer(self) -> None:
-        assert self.core is not None
-        self._timer = self._timer_at = None
-        self.core.handle_timer(asyncio.get_running_loop().time())
-        self._after_core_ran()
-
-    def _after_core_ran(self) -> None:
+    def _flush(self) -> None:
         assert self.core is not None and self._transports is not None
         for transmit in self.core.take_transmits():
             self._transports.send(transmit)
         if self._media_control is not None:
             for data, destination in self.core.take_media_control_transmits():
                 self._media_control.sendto(data, destination)
-        deadline = self.core.next_timer()
-        if deadline is None or (self._timer_at is not None and self._timer_at <= deadline):
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = deadline
-        self._timer = asyncio.get_running_loop().call_at(deadline, self._on_timer)
 
     async def _housekeep(self) -> None:
         assert self.core is not None and self._cdr_writer is not None
@@ -186,6 +187,8 @@ class CallManagerController:
                 self._refresh_media_servers()
             except SQLAlchemyError:
                 log.exception("refreshing the directory failed; will retry")
+            except StateStoreUnavailable:
+                pass  # logged once by the store; purging waits until it is back
             try:
                 self._cdr_writer.flush()
             except SQLAlchemyError:

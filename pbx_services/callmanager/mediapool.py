@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..cluster.media_control import RESULT_PONG, ControlMessage, ControlProtocolError, reply, request
 from ..cluster.servers import ServerEntry
-from ..media.control import RESULT_PONG, ControlMessage, ControlProtocolError, reply, request
 from .timers import Timer, TimerQueue
 
 log = logging.getLogger(__name__)

@@ -7,13 +7,14 @@ from collections.abc import Callable, Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from ..cluster.state.errors import StateStoreUnavailable
 from .service import CallManager
 
 
 class CallManagerCollector(Collector):
-    def __init__(self, core: CallManager, now: Callable[[], float]) -> None:
+    def __init__(self, core: CallManager, wall: Callable[[], float]) -> None:
         self._core = core
-        self._now = now
+        self._wall = wall
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         core = self._core
@@ -22,15 +23,18 @@ class CallManagerCollector(Collector):
         for outcome, count in sorted(core.stack.counters.items()):
             messages.add_metric([outcome], count)
         yield messages
-        yield GaugeMetricFamily("pbx_registered_aors", "Addresses of record with live bindings",
-                                value=len(core.location))
-        yield GaugeMetricFamily("pbx_registered_contacts", "Live registration bindings",
-                                value=core.location.binding_count())
+        try:
+            yield GaugeMetricFamily("pbx_registered_contacts",
+                                    "Registration bindings (expired ones go within a second)",
+                                    value=core.location.binding_count())
+            yield GaugeMetricFamily("pbx_auth_blocked_sources",
+                                    "Source IPs blocked for failed authentication",
+                                    value=core.limiter.blocked_count(self._wall()))
+        except StateStoreUnavailable:
+            pass  # the store is away: what only it knows is left out of this scrape
         yield GaugeMetricFamily("pbx_calls_active", "Calls being set up or in progress",
                                 value=len(core.b2bua.calls))
         yield GaugeMetricFamily("pbx_sip_transactions", "Live SIP transactions", value=len(core.stack.layer))
-        yield GaugeMetricFamily("pbx_auth_blocked_sources", "Source IPs blocked for failed authentication",
-                                value=core.limiter.blocked_count(self._now()))
         if core.media is None:
             return
         up = GaugeMetricFamily("pbx_media_endpoint_up", "1 when the media endpoint answers its pings",

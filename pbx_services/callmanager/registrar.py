@@ -1,4 +1,11 @@
-"""The registrar (RFC 3261 section 10.3): REGISTER authenticated, bindings kept in the location service."""
+"""The registrar (RFC 3261 section 10.3): REGISTER authenticated, bindings kept in the location store.
+
+A REGISTER reads the address of record's bindings once, works out every change (added,
+refreshed and removed contacts, a device's old contact replaced, the oldest over the limit
+dropped) and writes them in one `update`: two round trips when the store is Redis. When the
+store is away, the REGISTER is refused with 500 and Retry-After rather than answered 200 and
+lost: the phone tries again and is registered once the store is back.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate
 
+from ..cluster.state.location import Binding, LocationStore
 from ..sip.errors import RemoteProtocolError
 from ..sip.headers import unquote
 from ..sip.message import SipRequest
 from ..sip.transaction import ServerTransaction, make_tag
 from ..sip.uri import SipUri
 from .auth import Authenticator
-from .location import Binding, LocationService
 from .stack import SipStack, warning
 
 
@@ -25,7 +32,7 @@ class RegistrarSettings:
 
 
 class Registrar:
-    def __init__(self, *, stack: SipStack, location: LocationService, authenticator: Authenticator,
+    def __init__(self, *, stack: SipStack, location: LocationStore, authenticator: Authenticator,
                  realm_for: Callable[[str], str], settings: RegistrarSettings,
                  wall_offset: float = 0.0) -> None:
         self._stack = stack
@@ -53,8 +60,9 @@ class Registrar:
             self._stack.respond(tx, 403, "Not Allowed To Register This AOR", now=now, to_tag=_tag(tx))
             return
         aor = f"sip:{user}@{realm}"
+        wall = now + self._wall_offset
         try:
-            self._update_bindings(request, aor, source, transport, now)
+            bindings = self._update_bindings(request, aor, source, transport, wall)
         except _IntervalTooBrief:
             self._stack.respond(tx, 423, now=now, to_tag=_tag(tx),
                                 headers=[("Min-Expires", str(self._settings.min_expires))])
@@ -64,21 +72,21 @@ class Registrar:
                                 # The stack's Warning: the peer's text in it must not break the quoted-string.
                                 headers=[("Warning", warning(exc.reason))])
             return
-        bindings = self._location.lookup(aor, now)
-        headers = [("Contact", f"<{b.contact}>;expires={b.remaining(now)}") for b in bindings]
-        headers.append(("Date", formatdate(now + self._wall_offset, usegmt=True)))
+        headers = [("Contact", f"<{b.contact}>;expires={b.remaining(wall)}") for b in bindings]
+        headers.append(("Date", formatdate(wall, usegmt=True)))
         self._stack.respond(tx, 200, now=now, to_tag=_tag(tx), headers=headers)
 
     def _update_bindings(self, request: SipRequest, aor: str, source: tuple[str, int], transport: str,
-                         now: float) -> None:
+                         now: float) -> list[Binding]:
+        """Apply the REGISTER to `aor`'s bindings (`now` is wall-clock); the live bindings after."""
         call_id, cseq = request.call_id, request.cseq.seq
         header_expires = request.expires
+        current = self._location.lookup(aor, now)
         if request.contact_is_star:
             if header_expires != 0:
                 raise RemoteProtocolError("Contact: * needs Expires: 0")
-            _check_order(self._location.lookup(aor, now), call_id, cseq)
-            self._location.remove_all(aor)
-            return
+            _check_order(current, call_id, cseq)
+            return self._location.update(aor, remove=[b.contact for b in current], now=now)
         changes: list[tuple[str, int, float, str | None]] = []
         for contact in request.contacts:
             raw = contact.params.get("expires")
@@ -93,26 +101,37 @@ class Registrar:
             instance = contact.params.get("+sip.instance")
             changes.append((str(contact.uri), min(expires, self._settings.max_expires), q,
                             unquote(instance) if instance else None))
-        existing = {b.contact: b for b in self._location.lookup(aor, now)}
+        existing = {b.contact: b for b in current}
         _check_order([existing[uri] for uri, _, _, _ in changes if uri in existing], call_id, cseq)
+        if not changes:
+            return current  # a query: the bindings as they are
         user_agent = request.headers.get("User-Agent") or ""
+        after = dict(existing)
+        fresh: dict[str, Binding] = {}
+        removed: list[str] = []
         for contact_uri, expires, q, instance in changes:
             if expires == 0:
-                self._location.remove(aor, contact_uri)
+                after.pop(contact_uri, None)
+                fresh.pop(contact_uri, None)
+                removed.append(contact_uri)
                 continue
             if instance is not None:
                 for old in existing.values():
                     if old.instance_id == instance and old.contact != contact_uri:
-                        self._location.remove(aor, old.contact)
-            self._location.save(Binding(aor=aor, contact=contact_uri, expires_at=now + expires,
-                                        call_id=call_id, cseq=cseq, source=source, transport=transport,
-                                        refreshed_at=now, q=q, user_agent=user_agent, instance_id=instance))
-        live = self._location.lookup(aor, now)
+                        after.pop(old.contact, None)
+                        removed.append(old.contact)
+            after[contact_uri] = fresh[contact_uri] = Binding(
+                aor=aor, contact=contact_uri, expires_at=now + expires, call_id=call_id, cseq=cseq,
+                source=source, transport=transport, refreshed_at=now, q=q, user_agent=user_agent,
+                instance_id=instance)
         # Over the limit, the bindings that were refreshed longest ago give way (the lowest q
         # among those refreshed together), whatever time they have left.
-        surplus = len(live) - self._settings.max_contacts
-        for stale in sorted(live, key=lambda b: (b.refreshed_at, b.q))[:max(surplus, 0)]:
-            self._location.remove(aor, stale.contact)
+        surplus = len(after) - self._settings.max_contacts
+        for stale in sorted(after.values(), key=lambda b: (b.refreshed_at, b.q))[:max(surplus, 0)]:
+            del after[stale.contact]
+            fresh.pop(stale.contact, None)
+            removed.append(stale.contact)
+        return self._location.update(aor, save=list(fresh.values()), remove=removed, now=now)
 
 
 class _IntervalTooBrief(Exception):

@@ -11,6 +11,9 @@ import logging
 from collections.abc import Callable
 
 from ..cluster.events import CallEnded
+from ..cluster.state.dialogs import DialogStore, InMemoryDialogs
+from ..cluster.state.errors import StateStoreUnavailable
+from ..cluster.state.location import InMemoryLocation, LocationStore
 from ..sip.digest import DigestAlgorithm, NonceManager
 from ..sip.errors import RemoteProtocolError
 from ..sip.events import (
@@ -27,7 +30,6 @@ from ..sip.uri import SipUri
 from .auth import Authenticator
 from .b2bua import ALLOW, B2bua, timeout_response
 from .directory import Directory
-from .location import LocationService
 from .mediapool import MediaPool, PoolSettings
 from .policy import AuthFailureLimiter
 from .registrar import Registrar, RegistrarSettings
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 # flows and 100rel are not implemented, so a Require of any of them gets 420.
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
 IN_DIALOG_ONLY = frozenset({"BYE", "INFO", "UPDATE", "PRACK", "NOTIFY"})
+STORE_RETRY_AFTER = 5
+"""Seconds a phone is told to wait before trying again while the state store is away."""
 
 
 class CallManager:
@@ -47,10 +51,12 @@ class CallManager:
                  nonces: NonceManager, limiter: AuthFailureLimiter, registrar_settings: RegistrarSettings,
                  algorithms: tuple[DigestAlgorithm, ...], on_call_ended: Callable[[CallEnded], None],
                  no_answer_timeout: float = 60.0, wall_offset: float = 0.0,
-                 media_pool: PoolSettings | None = None, record_calls: bool = False) -> None:
+                 media_pool: PoolSettings | None = None, record_calls: bool = False,
+                 location: LocationStore | None = None, dialogs: DialogStore | None = None) -> None:
         self.stack = SipStack(host=host, port=port, max_message_size=max_message_size,
                               layer=TransactionLayer())
-        self.location = LocationService()
+        self.location: LocationStore = location or InMemoryLocation()
+        self.dialogs: DialogStore = dialogs or InMemoryDialogs()
         self.timers = TimerQueue()
         self.directory = directory
         self.limiter = limiter
@@ -84,17 +90,20 @@ class CallManager:
         for event in self.stack.handle_timer(now):
             self._dispatch(event, now)
         self.timers.run_due(now)
-        self.location.handle_timer(now)
 
     def housekeeping(self, now: float) -> None:
-        """Once a second: forget expired nonces and failures, refresh the directory."""
-        self._nonces.handle_timer(now + self._wall_offset)
-        self.limiter.purge(now)
+        """Once a second: forget expired bindings, nonces and failures, refresh the directory.
+
+        Raises StateStoreUnavailable when the store is away (the next round tries again).
+        """
+        wall = now + self._wall_offset
         self.directory.tick(now)
+        self._nonces.counts.handle_timer(wall)
+        self.limiter.purge(wall)
+        self.location.purge(wall)
 
     def next_timer(self) -> float | None:
-        deadlines = [d for d in (self.stack.next_timer(), self.timers.next_deadline(),
-                                 self.location.next_timer()) if d is not None]
+        deadlines = [d for d in (self.stack.next_timer(), self.timers.next_deadline()) if d is not None]
         return min(deadlines) if deadlines else None
 
     def take_transmits(self) -> list[Transmit]:
@@ -122,6 +131,13 @@ class CallManager:
                 if _open(event.transaction):
                     self.stack.respond(event.transaction, exc.status_code, now=now,
                                        headers=[("Warning", warning(exc.reason))])
+            except StateStoreUnavailable:
+                # Refused, not answered and lost: a phone told 200 for a registration that was
+                # never stored would not try again for up to an hour.
+                self.stack.counters["refused_store_unavailable"] += 1
+                if _open(event.transaction):
+                    self.stack.respond(event.transaction, 500, "State Store Unavailable", now=now,
+                                       headers=[("Retry-After", str(STORE_RETRY_AFTER))])
         elif isinstance(event, ResponseReceived):
             transaction = event.transaction
             try:

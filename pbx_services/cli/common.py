@@ -127,6 +127,20 @@ def open_data_dir(args: argparse.Namespace) -> Iterator[OpenedDataDir]:
         engine.dispose()
 
 
+def load_daemon_config(config_path: Path, *, data_dir: Path | None = None,
+                       overrides: dict[str, str] | None = None, needs_auth: bool = True) -> PbxConfig:
+    """The config file, then the environment, then command-line `overrides` ({"sip.port": "5070"}).
+
+    Overrides go through the same validation as the environment, so a bad value is
+    reported with its key like any other.
+    """
+    env = dict(os.environ)
+    for dotted, value in (overrides or {}).items():
+        section, key = dotted.split(".", 1)
+        env[f"PBX_{section.upper()}__{key.upper()}"] = value
+    return load_config(config_path, env=env, data_dir=data_dir, needs_auth=needs_auth)
+
+
 def check_schema(engine: Engine, upgrade_command: str) -> None:
     current, expected = schema_revision(engine), head_revision()
     if current != expected:

@@ -3,19 +3,18 @@
 import argparse
 from pathlib import Path
 
-from sqlalchemy.orm import Session, sessionmaker
-
-from pbx_services.callmanager.main import load as load_daemon_config
-from pbx_services.callmanager.main import run as run_callmanager
-from pbx_services.cli.common import Subparsers, check_schema, data_dir_option, initialized_data_dir
+from pbx_services import allinone
+from pbx_services.callmanager import main as callmanager
+from pbx_services.cli.common import (
+    Subparsers,
+    check_schema,
+    data_dir_option,
+    initialized_data_dir,
+    load_daemon_config,
+)
 from pbx_services.cluster.config import CONFIG_FILE_NAME, PbxConfig
 from pbx_services.cluster.database import create_engine_for, session_factory
-from pbx_services.cluster.models import ServerRole
-from pbx_services.cluster.servers import ServerService
-from pbx_services.media.main import run as run_media
-
-EMBEDDED_MEDIA_SERVER = "allinone-media"
-"""Name of the all-in-one's in-process media server in the servers table."""
+from pbx_services.media import main as media
 
 
 def add_commands(subparsers: Subparsers) -> None:
@@ -57,36 +56,25 @@ def _allinone(args: argparse.Namespace) -> int:
     if args.sip_port is not None:
         overrides["sip.port"] = str(args.sip_port)
     config = load_daemon_config(data_dir / CONFIG_FILE_NAME, data_dir=data_dir, overrides=overrides)
-    return _run_daemon(config, role="allinone", upgrade_command=f"pbx init --data-dir {data_dir}",
-                       with_media=config.media.embedded)
+    _check_database(config, upgrade_command=f"pbx init --data-dir {data_dir}", all_in_one=True)
+    return allinone.run(config)
 
 
 def _callmanager(args: argparse.Namespace) -> int:
     config = load_daemon_config(args.config)
-    return _run_daemon(config, role="callmanager", upgrade_command=f"pbx db upgrade --config {args.config}")
+    _check_database(config, upgrade_command=f"pbx db upgrade --config {args.config}")
+    return callmanager.run(config)
 
 
 def _media(args: argparse.Namespace) -> int:
-    return run_media(load_daemon_config(args.config, needs_auth=False))
+    return media.run(load_daemon_config(args.config, needs_auth=False))
 
 
-def _run_daemon(config: PbxConfig, *, role: str, upgrade_command: str, with_media: bool = False) -> int:
+def _check_database(config: PbxConfig, *, upgrade_command: str, all_in_one: bool = False) -> None:
     engine = create_engine_for(config.database.url)
     try:
         check_schema(engine, upgrade_command)
-        if role == "allinone":
-            _list_embedded_media_server(session_factory(engine), config, with_media)
+        if all_in_one:
+            allinone.list_embedded_media_server(session_factory(engine), config)
     finally:
         engine.dispose()
-    return run_callmanager(config, role=role, with_media=with_media)
-
-
-def _list_embedded_media_server(sessions: sessionmaker[Session], config: PbxConfig, embedded: bool) -> None:
-    """The all-in-one's own media server is a row like any other (so it can be watched and
-    disabled), kept at its configured address; without it, the row goes."""
-    servers = ServerService(sessions=sessions)
-    if embedded:
-        servers.ensure_server(EMBEDDED_MEDIA_SERVER, role=ServerRole.MEDIA, host=config.media.control_host,
-                              port=config.media.control_port)
-    elif any(server.name == EMBEDDED_MEDIA_SERVER for server in servers.list_servers()):
-        servers.delete_server(EMBEDDED_MEDIA_SERVER)

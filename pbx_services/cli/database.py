@@ -7,13 +7,13 @@ from pathlib import Path
 
 import yaml
 
-from pbx_services.callmanager.main import load as load_daemon_config
 from pbx_services.cli.common import (
     EXIT_OK,
     CommandError,
     Subparsers,
     data_dir_option,
     data_dir_to_create,
+    load_daemon_config,
     print_table,
 )
 from pbx_services.cluster.config import (

@@ -125,6 +125,30 @@ class CallManagerConfig(_Section):
     """Answered pings in a row after which a down media endpoint takes calls again."""
     record_calls: bool = False
     """Record every answered call (both directions, a WAV per call; the path goes in the CDR)."""
+    workers: int = Field(default=1, ge=0, le=256)
+    """Call Manager processes sharing the SIP port (0: one per CPU); more than one needs state.url."""
+    media_control_host: Host | None = None
+    """Address of this host the media control socket binds to; `sip.host` unless set. Never the
+    VIP: the media servers answer the Call Manager that asked, wherever the VIP has gone."""
+
+
+STATE_URL_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")
+
+
+def _check_state_url(value: str) -> str:
+    scheme = value.partition("://")[0]
+    if "://" not in value or scheme not in STATE_URL_SCHEMES:
+        raise ValueError("not a Redis URL (redis://HOST:PORT/DB, rediss://..., unix:///PATH, or "
+                         "redis+sentinel://HOST:PORT,HOST:PORT/MASTER-NAME/DB)")
+    return value
+
+
+class StateConfig(_Section):
+    url: Annotated[str, AfterValidator(_check_state_url)] | None = None
+    """Redis holding what every Call Manager process shares (registrations, calls in progress,
+    nonce-counts, blocked sources); none: kept in the one Call Manager process (all-in-one)."""
+    timeout: float = Field(default=0.5, gt=0, le=10)
+    """Seconds a Redis call may take before Redis counts as away."""
 
 
 class MediaConfig(_Section):
@@ -246,6 +270,7 @@ class PbxConfig(_Section):
     database: DatabaseConfig = DatabaseConfig()
     sip: SipConfig = SipConfig()
     callmanager: CallManagerConfig = CallManagerConfig()
+    state: StateConfig = StateConfig()
     media: MediaConfig = MediaConfig()
     registrar: RegistrarConfig = RegistrarConfig()
     auth: AuthConfig | None = None
@@ -253,6 +278,13 @@ class PbxConfig(_Section):
     policy: PolicyConfig = PolicyConfig()
     http: HttpConfig = HttpConfig()
     log: LogConfig = LogConfig()
+
+    @model_validator(mode="after")
+    def _workers_share_a_store(self) -> "PbxConfig":
+        if self.callmanager.workers != 1 and self.state.url is None:
+            raise ValueError("callmanager.workers: several Call Manager workers share registrations and "
+                             "calls through Redis: set state.url too")
+        return self
 
 
 def load_config(
@@ -395,6 +427,9 @@ def _read_env(env: Mapping[str, str]) -> tuple[dict[str, dict[str, Any]], _EnvSo
 def _describe(error: Any, env_sources: _EnvSources) -> str:
     location = tuple(str(part) for part in error["loc"])
     key = ".".join(location)
+    if not key:
+        # A rule across sections: its message names the keys itself.
+        return str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key"
     # Lists are kept as tuples (the config is frozen), but YAML and the reader call them lists.

@@ -1,33 +1,24 @@
-"""`pbx media`: argv -> config -> logging -> supervisor (and its worker processes) -> signals."""
+"""`pbx media`: the config checked, then the runtime runs the supervisor of the media workers."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import signal
 import sys
 
-import uvloop
-
 from ..cluster.config import PbxConfig
-from ..transport.ports import PortInUseError
+from ..runtime import daemon
+from ..runtime.supervisor import worker_count
 from .ports import worker_port_ranges
-from .supervisor import MediaSupervisor, WorkerStartError, worker_count
-
-log = logging.getLogger("pbx")
+from .supervisor import MediaSupervisor
 
 ROLE = "media"
 
 
 def run(config: PbxConfig) -> int:
     """Run the media server in the foreground until SIGINT/SIGTERM; the exit status."""
-    logging.basicConfig(
-        level=config.log.level, format=f"%(asctime)s {ROLE} %(levelname)s %(name)s: %(message)s"
-    )
     media = config.media
-    workers = worker_count(config)
+    workers = worker_count(media.workers)
     try:
-        port_ranges = worker_port_ranges(media.port_min, media.port_max, workers)
+        worker_port_ranges(media.port_min, media.port_max, workers)
     except ValueError as exc:
         print(f"pbx {ROLE}: config error: media.port_max: {exc}", file=sys.stderr)
         return 1
@@ -38,23 +29,5 @@ def run(config: PbxConfig) -> int:
             file=sys.stderr,
         )
         return 1
-    return uvloop.run(_serve(config, workers, port_ranges))
-
-
-async def _serve(config: PbxConfig, workers: int, port_ranges: list[tuple[int, int]]) -> int:
-    supervisor = MediaSupervisor(config=config, workers=workers, port_ranges=port_ranges)
-    try:
-        await supervisor.start()
-    except (PortInUseError, WorkerStartError) as exc:
-        print(f"pbx {ROLE}: {exc.strerror if isinstance(exc, PortInUseError) else exc}", file=sys.stderr)
-        await supervisor.stop()
-        return 1
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stopping.set)
-    print(f"pbx {ROLE}: media server listening on {supervisor.listening_on()}", flush=True)
-    await stopping.wait()
-    print(f"pbx {ROLE}: stopping", flush=True)
-    await supervisor.stop()
-    return 0
+    return daemon.run(role=ROLE, log_level=config.log.level, http=config.http,
+                      components=lambda: [MediaSupervisor(config=config, workers=workers)])

@@ -23,7 +23,7 @@ from pbx_services.rtp.tones import TONE_NAMES, TONE_PLANS
 from pbx_services.sip.errors import RemoteProtocolError
 from pbx_services.sip.sdp import SessionDescription
 
-from .control import (
+from ..cluster.media_control import (
     LEGS,
     RESULT_ERROR,
     RESULT_OK,
@@ -592,6 +592,10 @@ class MediaServer:
         return {}
 
     def _statistics(self, body: dict[str, Any], source: Address, now: float) -> dict[str, Any]:
+        return self.statistics()
+
+    def statistics(self) -> dict[str, Any]:
+        """The worker's counters and gauges, as the `statistics` command answers them."""
         relayed = self._freed_relayed + sum(call.a.relayed + call.b.relayed for call in self.calls.values())
         return {
             "worker": self.worker,

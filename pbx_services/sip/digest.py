@@ -15,8 +15,9 @@ Server side, for REGISTER and INVITE challenges:
 Client side, for trunks and tests: `DigestChallenge.parse` and `build_authorization`.
 
 Nonces are stateless (timestamp, random bytes and an HMAC over both), so any worker that shares the
-secret validates a nonce another worker issued. The nonce-count memory that stops replays is per
-process: a request replayed to another worker within the nonce lifetime is not caught.
+secret validates a nonce another worker issued. The nonce-count memory that stops replays is a
+`NonceCounts`: in-process (`InMemoryNonceCounts`) for one process, or shared by every worker and
+Call Manager (the cluster's state store), so that a request replayed to another one is caught too.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from pbx_services.sip.errors import LocalProtocolError, RemoteProtocolError
 
@@ -100,24 +102,28 @@ def compute_userhash(username: str, realm: str, algorithm: DigestAlgorithm) -> s
     return algorithm.hexdigest(f"{username}:{realm}")
 
 
-class NonceManager:
-    """Issues and checks nonces; remembers the last nonce-count accepted for each nonce in use.
+class NonceCounts(Protocol):
+    """The last nonce-count accepted for each nonce in use, wherever it is kept."""
 
-    `now` is wall-clock seconds shared by every worker that validates the nonces (time.time()),
-    since a nonce carries its issue time to other processes. Memory is bounded: a nonce's counter
-    is dropped once the nonce expires, and when more than `max_tracked` are in use the oldest one
-    is dropped early; a nonce whose counter might have been dropped this way answers STALE rather
-    than VALID, so forgetting never lets a replay through.
-    """
+    def advance(self, nonce: str, nc: int, issued: float, now: float) -> NonceStatus:
+        """Record `nc` for `nonce` (issued at `issued`) when it is above the last one: VALID;
+        REPLAY when it is not; STALE when the nonce's count may have been forgotten."""
+        ...
 
-    def __init__(self, secret: bytes, ttl: float, *, max_tracked: int = DEFAULT_MAX_TRACKED_NONCES) -> None:
-        if len(secret) < MIN_SECRET_BYTES:
-            raise ValueError(f"nonce secret must be at least {MIN_SECRET_BYTES} bytes")
-        if ttl <= 0:
-            raise ValueError("nonce ttl must be positive")
+    def handle_timer(self, now: float) -> None:
+        """Forget the counts of nonces expired at `now`."""
+        ...
+
+
+class InMemoryNonceCounts:
+    """Nonce-counts in this process. Memory is bounded: a nonce's counter is dropped once the
+    nonce expires, and when more than `max_tracked` are in use the oldest one is dropped early;
+    a nonce whose counter might have been dropped this way answers STALE rather than VALID, so
+    forgetting never lets a replay through."""
+
+    def __init__(self, ttl: float, *, max_tracked: int = DEFAULT_MAX_TRACKED_NONCES) -> None:
         if max_tracked < 1:
             raise ValueError("max_tracked must be at least 1")
-        self._secret = secret
         self._ttl = ttl
         self._max_tracked = max_tracked
         self._last_nc: dict[str, int] = {}
@@ -128,6 +134,54 @@ class NonceManager:
     def tracked(self) -> int:
         """How many nonces have a remembered nonce-count."""
         return len(self._last_nc)
+
+    def advance(self, nonce: str, nc: int, issued: float, now: float) -> NonceStatus:
+        self.handle_timer(now)
+        last_nc = self._last_nc.get(nonce)
+        if last_nc is None:
+            if issued <= self._forgotten_until:
+                return NonceStatus.STALE
+            self._track(nonce, issued)
+            last_nc = 0
+        if nc <= last_nc:
+            return NonceStatus.REPLAY
+        self._last_nc[nonce] = nc
+        return NonceStatus.VALID
+
+    def next_timer(self) -> float | None:
+        """When the oldest remembered nonce expires, None when nothing is remembered."""
+        return self._by_issue_time[0][0] + self._ttl if self._by_issue_time else None
+
+    def handle_timer(self, now: float) -> None:
+        while self._by_issue_time and now - self._by_issue_time[0][0] > self._ttl:
+            _, nonce = heapq.heappop(self._by_issue_time)
+            del self._last_nc[nonce]
+
+    def _track(self, nonce: str, issued: float) -> None:
+        if len(self._last_nc) >= self._max_tracked:
+            oldest_issued, oldest = heapq.heappop(self._by_issue_time)
+            del self._last_nc[oldest]
+            self._forgotten_until = max(self._forgotten_until, oldest_issued)
+        heapq.heappush(self._by_issue_time, (issued, nonce))
+        self._last_nc[nonce] = 0
+
+
+class NonceManager:
+    """Issues and checks nonces; `counts` remembers the last nonce-count accepted for each.
+
+    `now` is wall-clock seconds shared by every worker that validates the nonces (time.time()),
+    since a nonce carries its issue time to other processes.
+    """
+
+    def __init__(self, secret: bytes, ttl: float, *, counts: NonceCounts | None = None,
+                 max_tracked: int = DEFAULT_MAX_TRACKED_NONCES) -> None:
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ValueError(f"nonce secret must be at least {MIN_SECRET_BYTES} bytes")
+        if ttl <= 0:
+            raise ValueError("nonce ttl must be positive")
+        self._secret = secret
+        self.ttl = ttl
+        self.counts: NonceCounts = counts or InMemoryNonceCounts(ttl, max_tracked=max_tracked)
 
     def make_nonce(self, now: float) -> str:
         if now < 0:
@@ -145,39 +199,11 @@ class NonceManager:
         issued = self._issue_time(nonce)
         if issued is None or issued - now > MAX_CLOCK_SKEW:
             return NonceStatus.INVALID
-        if now - issued > self._ttl:
+        if now - issued > self.ttl:
             return NonceStatus.STALE
-        self.handle_timer(now)
         if nc is None:
             return NonceStatus.VALID
-        last_nc = self._last_nc.get(nonce)
-        if last_nc is None:
-            if issued <= self._forgotten_until:
-                return NonceStatus.STALE
-            self._track(nonce, issued)
-            last_nc = 0
-        if nc <= last_nc:
-            return NonceStatus.REPLAY
-        self._last_nc[nonce] = nc
-        return NonceStatus.VALID
-
-    def next_timer(self) -> float | None:
-        """When the oldest remembered nonce expires, None when nothing is remembered."""
-        return self._by_issue_time[0][0] + self._ttl if self._by_issue_time else None
-
-    def handle_timer(self, now: float) -> None:
-        """Forget the nonce-counts of expired nonces (check() does it too, so this only trims)."""
-        while self._by_issue_time and now - self._by_issue_time[0][0] > self._ttl:
-            _, nonce = heapq.heappop(self._by_issue_time)
-            del self._last_nc[nonce]
-
-    def _track(self, nonce: str, issued: float) -> None:
-        if len(self._last_nc) >= self._max_tracked:
-            oldest_issued, oldest = heapq.heappop(self._by_issue_time)
-            del self._last_nc[oldest]
-            self._forgotten_until = max(self._forgotten_until, oldest_issued)
-        heapq.heappush(self._by_issue_time, (issued, nonce))
-        self._last_nc[nonce] = 0
+        return self.counts.advance(nonce, nc, issued, now)
 
     def _mac(self, payload: bytes) -> bytes:
         return hmac.new(self._secret, payload, hashlib.sha256).digest()[:NONCE_MAC_BYTES]

@@ -15,9 +15,8 @@ import errno
 import logging
 import socket
 from collections.abc import Callable
-from typing import cast
+from typing import Any, Protocol, cast
 
-from ..media.session import Address, Leg
 from .ports import PortInUseError, udp_socket
 
 log = logging.getLogger(__name__)
@@ -26,14 +25,35 @@ RTP_SOCKET_BUFFER_BYTES = 2 * 1024 * 1024
 CONTROL_SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 RTP_HEADER_SIZE = 12
 
-PacketHandler = Callable[[Leg, bytes, Address], None]
+Address = tuple[Any, ...]
+SendTo = Callable[[bytes, Address], None]
+
+
+class RelayedLeg(Protocol):
+    """What the transport reads and writes of a relayed leg (the media server's legs are these):
+    its port, the fast path's fields for every packet, and the sender it is given once open."""
+
+    port: int
+    source: Address | None
+    fast_pt: int
+    fast_sendto: SendTo
+    fast_to: Address
+    fast_rewrite: Callable[[bytes], bytes] | None
+    packets_in: int
+    bytes_in: int
+    relayed: int
+    sendto: SendTo | None
+
+
+PacketHandler = Callable[[Any, bytes, Address], None]
+"""(the leg the packet came in on, the packet, its source)"""
 DatagramHandler = Callable[[bytes, Address], None]
 
 
 class _RtpProtocol(asyncio.DatagramProtocol):
     __slots__ = ("leg", "on_packet")
 
-    def __init__(self, leg: Leg, on_packet: PacketHandler) -> None:
+    def __init__(self, leg: RelayedLeg, on_packet: PacketHandler) -> None:
         self.leg = leg
         self.on_packet = on_packet
 
@@ -59,7 +79,7 @@ class _RtpProtocol(asyncio.DatagramProtocol):
 
 
 class _RtcpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, leg: Leg, on_packet: PacketHandler) -> None:
+    def __init__(self, leg: RelayedLeg, on_packet: PacketHandler) -> None:
         self.leg = leg
         self.on_packet = on_packet
 
@@ -85,7 +105,7 @@ class RtpPorts:
     """The RTP and RTCP sockets of every leg of one worker, bound on `host`."""
 
     def __init__(
-        self, *, host: str, on_rtp: PacketHandler, on_rtcp: PacketHandler, on_ready: Callable[[Leg], None]
+        self, *, host: str, on_rtp: PacketHandler, on_rtcp: PacketHandler, on_ready: Callable[[Any], None]
     ) -> None:
         self.host = host
         self._on_rtp = on_rtp
@@ -95,7 +115,7 @@ class RtpPorts:
         self.unsent = 0
         """Datagrams that could not be sent: the leg was gone, or its socket's buffer full."""
 
-    def open(self, leg: Leg) -> bool:
+    def open(self, leg: RelayedLeg) -> bool:
         """Bind `leg.port` and the next port; False when another process holds one of them."""
         try:
             rtp_socket = udp_socket(self.host, leg.port, buffer_bytes=RTP_SOCKET_BUFFER_BYTES)
@@ -110,7 +130,7 @@ class RtpPorts:
         asyncio.get_running_loop().create_task(self._attach(leg, pair))
         return True
 
-    async def _attach(self, leg: Leg, pair: _PortPair) -> None:
+    async def _attach(self, leg: RelayedLeg, pair: _PortPair) -> None:
         loop = asyncio.get_running_loop()
         rtp, _ = await loop.create_datagram_endpoint(
             lambda: _RtpProtocol(leg, self._on_rtp), sock=pair.rtp_socket
@@ -126,7 +146,7 @@ class RtpPorts:
         leg.sendto = rtp.sendto
         self._on_ready(leg)
 
-    def close(self, leg: Leg) -> None:
+    def close(self, leg: RelayedLeg) -> None:
         pair = self._pairs.pop(leg.port, None)
         if pair is None:
             return

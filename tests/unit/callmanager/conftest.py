@@ -190,6 +190,11 @@ class Pbx:
         """What the PBX sent, by destination; phones at the same address share one."""
         self.unrouted: list[Received] = []
 
+    @property
+    def wall(self) -> float:
+        """The test's time on the wall clock, as the state store keeps it."""
+        return self.now + WALL_OFFSET
+
     def phone(self, extension: str, ip: str, port: int = 5060, *, password: str | None = None,
               domain: str = DOMAIN, transport: str = "UDP") -> Phone:
         return Phone(self, extension=extension, password=password or USERS.get(extension, "wrong-pw"),

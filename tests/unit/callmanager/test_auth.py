@@ -75,7 +75,7 @@ def test_rfc2069_credentials_without_qop_are_accepted_once(pbx: Pbx) -> None:
     replayed = register_with(eve, authorization, cseq=3, contacts=["<sip:100@198.51.100.66:5060>"])
 
     assert replayed.status_code == 401
-    assert [b.contact for b in pbx.core.location.lookup("sip:100@pbx.local", pbx.now)] == [
+    assert [b.contact for b in pbx.core.location.lookup("sip:100@pbx.local", pbx.wall)] == [
         "sip:100@10.0.0.1:5062"]
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from pbx_services.callmanager.policy import AuthFailureLimiter
+from pbx_services.cluster.state.auth_failures import InMemoryAuthFailures
 from pbx_services.sip.message import SipResponse
 
 from .conftest import OutgoingCall, Pbx, Phone, redact
@@ -226,7 +227,7 @@ def test_housekeeping_forgets_blocks_that_ended(pbx: Pbx) -> None:
     pbx.housekeeping()
 
     assert pbx.core.limiter.blocked_count(pbx.now) == 0
-    assert pbx.core.limiter._blocked_until == {}
+    assert pbx.core.limiter._store._blocked_until == {}  # type: ignore[attr-defined]
 
 
 # -- the limiter on its own ---------------------------------------------------------------------
@@ -277,20 +278,20 @@ def test_limiter_purge_forgets_old_failures_and_ended_blocks() -> None:
         policy.record_failure("192.0.2.2", t)
 
     policy.purge(59.0)
-    assert set(policy._failures) == {"192.0.2.1"}
+    assert set(policy._store._failures) == {"192.0.2.1"}
     policy.purge(60.0)
-    assert policy._failures == {}
+    assert policy._store._failures == {}
     assert policy.blocked_count(60.0) == 1
     policy.purge(602.0)
     assert policy.blocked_count(602.0) == 0
-    assert policy._blocked_until == {}
+    assert policy._store._blocked_until == {}
 
 
 def test_limiter_tracks_a_bounded_number_of_sources() -> None:
-    policy = limiter(max_tracked=3)
+    policy = limiter(store=InMemoryAuthFailures(max_tracked=3))
 
     for i in range(10):
         policy.record_failure(f"192.0.2.{i}", float(i))
 
-    assert len(policy._failures) == 3
-    assert set(policy._failures) == {"192.0.2.7", "192.0.2.8", "192.0.2.9"}
+    assert len(policy._store._failures) == 3
+    assert set(policy._store._failures) == {"192.0.2.7", "192.0.2.8", "192.0.2.9"}

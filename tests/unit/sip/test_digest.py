@@ -376,24 +376,24 @@ def test_rfc2069_requests_without_nonce_count_are_not_tracked() -> None:
     nonce = nonces.make_nonce(NOW)
     assert nonces.check(nonce, None, NOW) is NonceStatus.VALID
     assert nonces.check(nonce, None, NOW) is NonceStatus.VALID
-    assert nonces.tracked == 0
+    assert nonces.counts.tracked == 0
 
 
 def test_expired_nonce_counts_are_forgotten() -> None:
     nonces = NonceManager(SECRET, TTL)
     first, second = nonces.make_nonce(NOW), nonces.make_nonce(NOW + 100)
-    assert nonces.next_timer() is None
+    assert nonces.counts.next_timer() is None
     nonces.check(first, 1, NOW + 100)
     nonces.check(second, 1, NOW + 100)
-    assert nonces.tracked == 2
-    assert nonces.next_timer() == NOW + TTL
-    nonces.handle_timer(NOW + TTL)
-    assert nonces.tracked == 2
-    nonces.handle_timer(NOW + TTL + 1)
-    assert nonces.tracked == 1
-    assert nonces.next_timer() == NOW + 100 + TTL
-    nonces.handle_timer(NOW + 100 + TTL + 1)
-    assert nonces.tracked == 0 and nonces.next_timer() is None
+    assert nonces.counts.tracked == 2
+    assert nonces.counts.next_timer() == NOW + TTL
+    nonces.counts.handle_timer(NOW + TTL)
+    assert nonces.counts.tracked == 2
+    nonces.counts.handle_timer(NOW + TTL + 1)
+    assert nonces.counts.tracked == 1
+    assert nonces.counts.next_timer() == NOW + 100 + TTL
+    nonces.counts.handle_timer(NOW + 100 + TTL + 1)
+    assert nonces.counts.tracked == 0 and nonces.counts.next_timer() is None
 
 
 def test_check_purges_expired_counts_without_a_timer() -> None:
@@ -402,7 +402,7 @@ def test_check_purges_expired_counts_without_a_timer() -> None:
         nonces.check(nonces.make_nonce(NOW + offset), 1, NOW + offset)
     late = NOW + 10 + TTL
     nonces.check(nonces.make_nonce(late), 1, late)
-    assert nonces.tracked == 1
+    assert nonces.counts.tracked == 1
 
 
 def test_replay_memory_is_capped_and_forgetting_never_admits_a_replay() -> None:
@@ -410,8 +410,8 @@ def test_replay_memory_is_capped_and_forgetting_never_admits_a_replay() -> None:
     issued = [nonces.make_nonce(NOW + offset) for offset in range(5)]
     for nonce in issued:
         assert nonces.check(nonce, 1, NOW + 10) is NonceStatus.VALID
-        assert nonces.tracked <= 3
-    assert nonces.tracked == 3
+        assert nonces.counts.tracked <= 3
+    assert nonces.counts.tracked == 3
     # The two oldest were dropped: their old count is not accepted again, the client gets stale=true.
     assert nonces.check(issued[0], 1, NOW + 10) is NonceStatus.STALE
     assert nonces.check(issued[1], 2, NOW + 10) is NonceStatus.STALE

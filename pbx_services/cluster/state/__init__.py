@@ -1,0 +1,51 @@
+"""State that more than one Call Manager process must see, behind typed Protocols.
+
+Location (`location.LocationStore`), digest nonce-counts (`sip.digest.NonceCounts`), failed
+authentications and blocks (`auth_failures.AuthFailureStore`) and the calls in progress
+(`dialogs.DialogStore`), each with two implementations: in this process (the all-in-one's
+embedded default: nothing to install) and in Redis (`redis`), shared by every worker and
+every Call Manager of a cluster. `open_state_store(url)` picks by `state.url`. No role
+reaches Redis except through these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ...sip.digest import InMemoryNonceCounts, NonceCounts
+from .auth_failures import AuthFailureStore, InMemoryAuthFailures
+from .dialogs import DialogStore, InMemoryDialogs
+from .errors import StateStoreUnavailable
+from .location import InMemoryLocation, LocationStore
+
+__all__ = ["StateStore", "StateStoreUnavailable", "open_state_store"]
+
+
+@dataclass(frozen=True)
+class StateStore:
+    location: LocationStore
+    nonce_counts: NonceCounts
+    auth_failures: AuthFailureStore
+    dialogs: DialogStore
+    shared: bool
+    """True when other processes see it too (Redis): several workers may use it."""
+    description: str
+    """Where it is, for the log (a Redis URL without its password)."""
+    closer: Callable[[], None] | None = None
+
+    def close(self) -> None:
+        if self.closer is not None:
+            self.closer()
+
+
+def open_state_store(url: str | None, *, nonce_ttl: float, timeout: float = 0.5) -> StateStore:
+    """The in-process store when `url` is None, else Redis at `url`, reached once to check it
+    (StateStoreUnavailable says why not)."""
+    if url is None:
+        return StateStore(location=InMemoryLocation(), nonce_counts=InMemoryNonceCounts(nonce_ttl),
+                          auth_failures=InMemoryAuthFailures(), dialogs=InMemoryDialogs(), shared=False,
+                          description="in-process")
+    from .redis import open_redis_state
+
+    return open_redis_state(url, nonce_ttl=nonce_ttl, timeout=timeout)

@@ -1,0 +1,368 @@
+"""The state store in Redis (redis-py), standalone or behind Sentinel, shared by every Call Manager.
+
+URLs: `redis://[:password@]host:port/db`, `rediss://...`, `unix:///path?db=N`, and
+`redis+sentinel://[:password@]host1:26379,host2:26379/master-name/db` (the client follows the
+master Sentinel promotes). Calls are synchronous with a short timeout: the Call Manager's core
+is sans-IO and a Redis round trip on the local network costs tens of microseconds. When Redis
+cannot be reached, every call fails fast with `StateStoreUnavailable` for `RETRY_AFTER`
+seconds (no connect timeout per request while it is away), then one call tries again; the
+outage and the recovery are logged once each.
+
+Keys (all under `pbx:`), each with a TTL that follows what it holds:
+- `loc:<aor>` hash contact -> binding (JSON), expiring with its last binding; `loc:expiry`
+  sorted set "<aor>\\n<contact>" by expiry time, for the count and the purge.
+- `nc:<nonce>` the last nonce-count accepted, expiring with the nonce.
+- `fail:<ip>` failures in the current window; `block:<ip>` while blocked; `blocked` sorted set.
+- `call:<key>` a call record (JSON); `dlg:<call-id>:<tag>` -> key, per leg; `owner:<owner>` set of keys.
+A value that does not parse is logged with its key and skipped, never a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import redis
+from redis.sentinel import Sentinel
+
+from ...sip.digest import NonceStatus
+from . import StateStore
+from .dialogs import CallRecord
+from .errors import StateStoreUnavailable
+from .location import Binding, by_preference
+
+log = logging.getLogger(__name__)
+
+PREFIX = "pbx:"
+RETRY_AFTER = 1.0
+"""Seconds during which calls fail fast after Redis was found unreachable."""
+PURGE_BATCH = 1000
+
+T = TypeVar("T")
+
+_ADVANCE_NONCE = """
+local last = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) <= last then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+_PURGE_LOCATION = """
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, member in ipairs(members) do
+  local split = string.find(member, '\\n', 1, true)
+  if split then
+    redis.call('HDEL', ARGV[2] .. string.sub(member, 1, split - 1), string.sub(member, split + 1))
+  end
+  redis.call('ZREM', KEYS[1], member)
+end
+return #members
+"""
+
+
+class RedisConnection:
+    """One redis-py client with the fail-fast rule above; every store below goes through `call`."""
+
+    def __init__(self, client: redis.Redis, description: str, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.client = client
+        self.description = description
+        self._clock = clock
+        self._down_until = float("-inf")
+        self._down = False
+
+    def call(self, operation: Callable[[redis.Redis], T]) -> T:
+        if self._down and self._clock() < self._down_until:
+            raise StateStoreUnavailable(f"Redis at {self.description} is unreachable")
+        try:
+            result = operation(self.client)
+        except (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError) as exc:
+            if not self._down:
+                log.error("state store: Redis at %s is unreachable (%s); retrying every %.0f s",
+                          self.description, exc, RETRY_AFTER)
+            self._down = True
+            self._down_until = self._clock() + RETRY_AFTER
+            raise StateStoreUnavailable(f"Redis at {self.description} is unreachable: {exc}") from None
+        if self._down:
+            log.warning("state store: Redis at %s is back", self.description)
+            self._down = False
+        return result
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _decode_json(key: str, raw: bytes | str | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        log.error("state store: skipped the value of %s: not JSON: %.80r", key, raw)
+        return None
+
+
+def _text(raw: bytes | str) -> str:
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+
+
+# -- location -------------------------------------------------------------------------------
+
+
+def _encode_binding(binding: Binding) -> str:
+    return json.dumps([binding.contact, binding.expires_at, binding.call_id, binding.cseq,
+                       binding.source[0], binding.source[1], binding.transport, binding.refreshed_at,
+                       binding.q, binding.user_agent, binding.instance_id], separators=(",", ":"))
+
+
+def _decode_binding(key: str, aor: str, raw: bytes | str) -> Binding | None:
+    fields = _decode_json(key, raw)
+    if fields is None:
+        return None
+    try:
+        (contact, expires_at, call_id, cseq, host, port, transport, refreshed_at, q, user_agent,
+         instance_id) = fields
+        return Binding(aor=aor, contact=str(contact), expires_at=float(expires_at), call_id=str(call_id),
+                       cseq=int(cseq), source=(str(host), int(port)), transport=str(transport),
+                       refreshed_at=float(refreshed_at), q=float(q), user_agent=str(user_agent),
+                       instance_id=None if instance_id is None else str(instance_id))
+    except (TypeError, ValueError):
+        log.error("state store: skipped a binding in %s: not a binding: %.80r", key, raw)
+        return None
+
+
+class RedisLocation:
+    def __init__(self, connection: RedisConnection) -> None:
+        self._redis = connection
+        self._expiry_key = PREFIX + "loc:expiry"
+        self._purge = connection.client.register_script(_PURGE_LOCATION)
+
+    def _key(self, aor: str) -> str:
+        return f"{PREFIX}loc:{aor}"
+
+    def lookup(self, aor: str, now: float) -> list[Binding]:
+        key = self._key(aor)
+        return self._live(key, aor, self._redis.call(lambda r: r.hgetall(key)), now)
+
+    def update(self, aor: str, *, save: Sequence[Binding] = (), remove: Sequence[str] = (),
+               now: float) -> list[Binding]:
+        key = self._key(aor)
+
+        def write(client: redis.Redis) -> Any:
+            pipe = client.pipeline(transaction=True)
+            if remove:
+                pipe.hdel(key, *remove)
+                pipe.zrem(self._expiry_key, *(f"{aor}\n{contact}" for contact in remove))
+            if save:
+                pipe.hset(key, mapping={b.contact: _encode_binding(b) for b in save})
+                pipe.zadd(self._expiry_key, {f"{aor}\n{b.contact}": b.expires_at for b in save})
+                latest = int(max(b.expires_at for b in save) * 1000) + 1
+                # The hash lives as long as its longest binding: a TTL set if it has none, moved if later.
+                pipe.pexpireat(key, latest, nx=True)
+                pipe.pexpireat(key, latest, gt=True)
+            pipe.hgetall(key)
+            return pipe.execute()[-1]
+
+        return self._live(key, aor, self._redis.call(write), now)
+
+    def _live(self, key: str, aor: str, raw: dict[Any, Any], now: float) -> list[Binding]:
+        bindings = [b for value in raw.values() if (b := _decode_binding(key, aor, value)) is not None]
+        return by_preference([b for b in bindings if b.expires_at > now])
+
+    def binding_count(self) -> int:
+        return int(self._redis.call(lambda r: r.zcard(self._expiry_key)))
+
+    def purge(self, now: float) -> int:
+        purged = self._redis.call(lambda r: self._purge(keys=[self._expiry_key],
+                                                        args=[now, PREFIX + "loc:", PURGE_BATCH],
+                                                        client=r))
+        return int(purged)
+
+
+# -- nonce counts ---------------------------------------------------------------------------
+
+
+class RedisNonceCounts:
+    def __init__(self, connection: RedisConnection, ttl: float) -> None:
+        self._redis = connection
+        self._ttl = ttl
+        self._advance = connection.client.register_script(_ADVANCE_NONCE)
+
+    def advance(self, nonce: str, nc: int, issued: float, now: float) -> NonceStatus:
+        lifetime_ms = max(1, int((issued + self._ttl - now) * 1000) + 1000)
+        advanced = self._redis.call(lambda r: self._advance(keys=[f"{PREFIX}nc:{nonce}"],
+                                                            args=[nc, lifetime_ms], client=r))
+        return NonceStatus.VALID if advanced == 1 else NonceStatus.REPLAY
+
+    def handle_timer(self, now: float) -> None:
+        """Nothing to do: Redis expires the counts itself."""
+
+
+# -- authentication failures ----------------------------------------------------------------
+
+
+class RedisAuthFailures:
+    """Failures are counted in a fixed window that starts with a source's first failure (a
+    sliding window would cost a sorted set per source): within one window, `limit` failures
+    block, as in memory; spread across two windows, up to 2 x limit - 2 may go unblocked."""
+
+    def __init__(self, connection: RedisConnection) -> None:
+        self._redis = connection
+        self._blocked_key = PREFIX + "blocked"
+
+    def blocked(self, ip: str, now: float) -> bool:
+        return bool(self._redis.call(lambda r: r.exists(f"{PREFIX}block:{ip}")))
+
+    def add_failure(self, ip: str, now: float, window: float) -> int:
+        key = f"{PREFIX}fail:{ip}"
+
+        def count(client: redis.Redis) -> int:
+            pipe = client.pipeline(transaction=True)
+            pipe.incr(key)
+            pipe.pexpire(key, int(window * 1000), nx=True)
+            return int(pipe.execute()[0])
+
+        return self._redis.call(count)
+
+    def block(self, ip: str, until: float) -> None:
+        def write(client: redis.Redis) -> None:
+            pipe = client.pipeline(transaction=True)
+            pipe.set(f"{PREFIX}block:{ip}", 1, px=max(1, int((until - time.time()) * 1000)))
+            pipe.delete(f"{PREFIX}fail:{ip}")
+            pipe.zadd(self._blocked_key, {ip: until})
+            pipe.execute()
+
+        self._redis.call(write)
+
+    def blocked_count(self, now: float) -> int:
+        return int(self._redis.call(lambda r: r.zcount(self._blocked_key, f"({now}", "+inf")))
+
+    def purge(self, now: float, window: float) -> None:
+        self._redis.call(lambda r: r.zremrangebyscore(self._blocked_key, "-inf", now))
+
+
+# -- calls ----------------------------------------------------------------------------------
+
+
+class RedisDialogs:
+    def __init__(self, connection: RedisConnection) -> None:
+        self._redis = connection
+
+    def save(self, record: CallRecord, *, ttl: float) -> None:
+        ttl_ms = int(ttl * 1000)
+        value = json.dumps({"owner": record.owner, "dialogs": record.dialogs, "data": record.data},
+                           separators=(",", ":"))
+
+        def write(client: redis.Redis) -> None:
+            pipe = client.pipeline(transaction=True)
+            pipe.set(f"{PREFIX}call:{record.key}", value, px=ttl_ms)
+            for call_id, tag in record.dialogs:
+                pipe.set(f"{PREFIX}dlg:{call_id}:{tag}", record.key, px=ttl_ms)
+            pipe.sadd(f"{PREFIX}owner:{record.owner}", record.key)
+            pipe.pexpire(f"{PREFIX}owner:{record.owner}", ttl_ms)
+            pipe.execute()
+
+        self._redis.call(write)
+
+    def find(self, call_id: str, local_tag: str) -> CallRecord | None:
+        key = self._redis.call(lambda r: r.get(f"{PREFIX}dlg:{call_id}:{local_tag}"))
+        if key is None:
+            return None
+        return self._load(_text(key))
+
+    def owned_by(self, owner: str) -> list[CallRecord]:
+        owner_key = f"{PREFIX}owner:{owner}"
+        keys = sorted(_text(k) for k in self._redis.call(lambda r: r.smembers(owner_key)))
+        if not keys:
+            return []
+        values = self._redis.call(lambda r: r.mget([f"{PREFIX}call:{k}" for k in keys]))
+        records, stale = [], []
+        for key, raw in zip(keys, values, strict=True):
+            record = self._parse(key, raw)
+            if record is None or record.owner != owner:
+                stale.append(key)  # ended, expired, or taken over by another worker
+            else:
+                records.append(record)
+        if stale:
+            self._redis.call(lambda r: r.srem(owner_key, *stale))
+        return records
+
+    def delete(self, record: CallRecord) -> None:
+        def write(client: redis.Redis) -> None:
+            pipe = client.pipeline(transaction=True)
+            pipe.delete(f"{PREFIX}call:{record.key}",
+                        *(f"{PREFIX}dlg:{call_id}:{tag}" for call_id, tag in record.dialogs))
+            pipe.srem(f"{PREFIX}owner:{record.owner}", record.key)
+            pipe.execute()
+
+        self._redis.call(write)
+
+    def _load(self, key: str) -> CallRecord | None:
+        return self._parse(key, self._redis.call(lambda r: r.get(f"{PREFIX}call:{key}")))
+
+    def _parse(self, key: str, raw: bytes | str | None) -> CallRecord | None:
+        value = _decode_json(f"{PREFIX}call:{key}", raw)
+        if value is None:
+            return None
+        try:
+            return CallRecord(key=key, owner=str(value["owner"]),
+                              dialogs=tuple((str(c), str(t)) for c, t in value["dialogs"]),
+                              data=dict(value["data"]))
+        except (KeyError, TypeError, ValueError):
+            log.error("state store: skipped %scall:%s: not a call record", PREFIX, key)
+            return None
+
+
+# -- opening --------------------------------------------------------------------------------
+
+
+def redis_client(url: str, *, timeout: float) -> tuple[redis.Redis, str]:
+    """A client for `url` and a description of it without the password; ValueError if malformed."""
+    parts = urlsplit(url)
+    if parts.scheme != "redis+sentinel":
+        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        return client, _without_password(url)
+    password = unquote(parts.password) if parts.password else None
+    hosts = []
+    for item in (parts.netloc.rsplit("@", 1)[-1]).split(","):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"sentinel address {item!r} is not host:port")
+        hosts.append((host.strip("[]"), int(port)))
+    path = [p for p in parts.path.split("/") if p]
+    if not path:
+        raise ValueError("no master name: redis+sentinel://host:port,.../MASTER-NAME/DB")
+    if len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise ValueError(f"path {parts.path!r} is not /MASTER-NAME or /MASTER-NAME/DB")
+    sentinel = Sentinel(hosts, socket_timeout=timeout, socket_connect_timeout=timeout)
+    client = sentinel.master_for(path[0], db=int(path[1]) if len(path) == 2 else 0, password=password,
+                                 socket_timeout=timeout, socket_connect_timeout=timeout)
+    return client, _without_password(url)
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
+
+
+def open_redis_state(url: str, *, nonce_ttl: float, timeout: float) -> StateStore:
+    try:
+        client, description = redis_client(url, timeout=timeout)
+    except ValueError as exc:
+        raise StateStoreUnavailable(f"not a Redis URL: {exc}") from None
+    connection = RedisConnection(client, description)
+    try:
+        connection.call(lambda r: r.ping())
+    except redis.RedisError as exc:
+        # A wrong password, a database number Redis does not have...
+        raise StateStoreUnavailable(f"Redis at {description} refused us: {exc}") from None
+    return StateStore(location=RedisLocation(connection),
+                      nonce_counts=RedisNonceCounts(connection, nonce_ttl),
+                      auth_failures=RedisAuthFailures(connection), dialogs=RedisDialogs(connection),
+                      shared=True, description=description, closer=connection.close)
