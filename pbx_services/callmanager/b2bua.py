@@ -7,6 +7,11 @@ requests (re-INVITE for hold/resume, INFO, UPDATE) are relayed between the legs.
 answer as a UAS on the A leg, so we retransmit our own 2xx until the caller ACKs it
 (RFC 3261 13.3.1.4), and ACK the callee's 2xx ourselves.
 
+Every answered call is written to the state store (`DialogStore`) whenever what routes its
+requests changes, and deleted when it ends: a worker that restarts takes back its calls
+(`restore_calls`), and a worker that gets a request of a call it does not hold (its owner
+died, or another Call Manager holds the VIP now) takes the call over (`adopt`).
+
 With a media pool, every call's media is anchored on a media server: each SDP a phone
 sends goes to the server (`offer` or `answer`) and the other phone gets the server's
 rewrite, so the SIP flow waits for the server's reply at those points. A call is refused
@@ -26,6 +31,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..cluster.events import CallEnded, Disposition, HangupBy
+from ..cluster.state.dialogs import CallRecord, DialogStore, InMemoryDialogs
+from ..cluster.state.errors import StateStoreUnavailable
 from ..cluster.state.location import Binding, LocationStore
 from ..sip.dialog import Dialog
 from ..sip.errors import RemoteProtocolError
@@ -33,7 +40,7 @@ from ..sip.headers import Address
 from ..sip.message import SipRequest, SipResponse, make_response
 from ..sip.transaction import T1, T2, ClientTransaction, ServerTransaction, make_cancel, make_tag
 from ..sip.uri import SipUri, parse_uri
-from .anchoring import MediaAnchor
+from .anchoring import MediaAnchor, SdpOrigin
 from .auth import Authenticator
 from .mediapool import MediaEndpoint, MediaPool
 from .stack import SERVER_NAME, SipStack
@@ -45,6 +52,10 @@ ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER"
 SDP = "application/sdp"
 REINVITE_RETRY = 1.0
 """Seconds before a re-INVITE of ours that met another one in progress (or a 491) is tried again."""
+CALL_RECORD_TTL = 3600.0
+"""Seconds a call record lives in the state store unless written again."""
+CALL_RECORD_REFRESH = 1200.0
+"""Seconds after which the record of a call that did not change is written again."""
 # Headers of an in-dialog request that mean something to the far end and are carried across.
 RELAYED_HEADERS = ("Content-Type", "Content-Disposition", "Event", "Subscription-State", "Info-Package",
                    "Recv-Info")
@@ -103,8 +114,11 @@ class Branch:
 @dataclass(eq=False)
 class Call:
     a: Leg
-    a_tx: ServerTransaction
-    a_invite: SipRequest
+    call_id: str
+    """The caller's Call-ID: the CDR's, and the media server's name of the call."""
+    a_tx: ServerTransaction | None
+    """The caller's INVITE transaction; None for a call taken over from the state store."""
+    a_invite: SipRequest | None
     a_tag: str
     b_call_id: str
     b_tag: str
@@ -121,6 +135,24 @@ class Call:
     media: MediaAnchor | None = None
     b_offer: bytes = b""
     """The body of the INVITE sent to the callee's devices."""
+    saved_at: float | None = None
+    """When its record was last written to the state store; None: not yet (or not since a change)."""
+
+    @property
+    def invite_tx(self) -> ServerTransaction:
+        """The caller's INVITE transaction, which only a call set up here has (not one taken over,
+        which is answered already)."""
+        assert self.a_tx is not None, "a call taken over has no INVITE transaction"
+        return self.a_tx
+
+    @property
+    def invite(self) -> SipRequest:
+        assert self.a_invite is not None, "a call taken over has no INVITE"
+        return self.a_invite
+
+    @property
+    def record_key(self) -> str:
+        return f"{self.call_id}/{self.a_tag}"
 
     def other(self, leg: Leg) -> Leg | None:
         return self.b if leg is self.a else self.a
@@ -134,8 +166,15 @@ class B2bua:
                  timers: TimerQueue, realm_for: Callable[[str], str],
                  extension_exists: Callable[[str, str], bool], on_call_ended: Callable[[CallEnded], None],
                  no_answer_timeout: float = 60.0, wall_offset: float = 0.0, media: MediaPool | None = None,
-                 record_calls: bool = False) -> None:
+                 record_calls: bool = False, make_tag: Callable[[], str] = make_tag,
+                 dialogs: DialogStore | None = None, owner: str = "local") -> None:
         self._stack = stack
+        self._store = dialogs or InMemoryDialogs()
+        self._owner = owner
+        """The name our call records give their owner: "<node>/<worker>"."""
+        self._changed: set[Call] = set()
+        self._make_tag = make_tag
+        """Tags and Call-IDs we make name our worker (workers.py), so the call's messages find it."""
         self._location = location
         self._auth = authenticator
         self._timers = timers
@@ -170,7 +209,8 @@ class B2bua:
         result = self._auth.authenticate(request, realm=realm, source_ip=source[0], now=now, proxy=True)
         if result.user is None:
             assert result.status_code is not None
-            self._stack.respond(tx, result.status_code, now=now, to_tag=make_tag(), headers=result.headers)
+            self._stack.respond(tx, result.status_code, now=now, to_tag=self._make_tag(),
+                                headers=result.headers)
             return
         target = request.uri
         if not isinstance(target, SipUri):
@@ -178,15 +218,17 @@ class B2bua:
             return
         dialed = target.user_unescaped
         if not dialed or not self._extension_exists(realm, dialed):
-            self._stack.respond(tx, 404, now=now, to_tag=make_tag())
+            self._stack.respond(tx, 404, now=now, to_tag=self._make_tag())
             return
         bindings = self._location.lookup(f"sip:{dialed}@{realm}", now + self._wall_offset)
         if not bindings:
-            self._stack.respond(tx, 480, now=now, to_tag=make_tag())
+            self._stack.respond(tx, 480, now=now, to_tag=self._make_tag())
             return
-        call = Call(a=Leg(HangupBy.CALLER, source, transport), a_tx=tx, a_invite=request, a_tag=make_tag(),
-                    b_call_id=make_tag() + make_tag(), b_tag=make_tag(), caller=result.user.extension,
-                    callee=dialed, tenant_id=result.user.tenant_id, started_at=now)
+        call = Call(a=Leg(HangupBy.CALLER, source, transport), call_id=request.call_id, a_tx=tx,
+                    a_invite=request,
+                    a_tag=self._make_tag(), b_call_id=make_tag() + make_tag(), b_tag=self._make_tag(),
+                    caller=result.user.extension, callee=dialed, tenant_id=result.user.tenant_id,
+                    started_at=now)
         tx.user_data = call
         self.calls.add(call)
         call.ring_timer = self._timers.schedule(now + self._no_answer_timeout,
@@ -211,7 +253,7 @@ class B2bua:
         self._anchor(call, "a", request.body, now, route)
 
     def _start_branch(self, call: Call, binding: Binding, realm: str, now: float) -> None:
-        a_invite = call.a_invite
+        a_invite = call.invite
         caller = Address(uri=SipUri(host=realm, user=call.caller), display_name=a_invite.from_.display_name,
                          params={"tag": call.b_tag})
         headers = [
@@ -256,12 +298,12 @@ class B2bua:
             # A global failure: the callee declines everywhere, so stop the other devices (16.7).
             for other in call.branches:
                 self._cancel_branch(other, now)
-            self._stack.respond(call.a_tx, code, response.reason, now=now, to_tag=call.a_tag)
+            self._stack.respond(call.invite_tx, code, response.reason, now=now, to_tag=call.a_tag)
             self._end(call, now, disposition_for(code), code, None)
             return
         if call.phase is Phase.ROUTING and all(b.final is not None for b in call.branches):
             status = best_final_status([b.final for b in call.branches if b.final is not None])
-            self._stack.respond(call.a_tx, status, now=now, to_tag=call.a_tag)
+            self._stack.respond(call.invite_tx, status, now=now, to_tag=call.a_tag)
             self._end(call, now, disposition_for(status), status, None)
 
     def _relay_provisional(self, call: Call, response: SipResponse, now: float) -> None:
@@ -271,7 +313,7 @@ class B2bua:
             return
 
         def relay(body: bytes | None, t: float) -> None:
-            if call.phase is not Phase.ROUTING or _has_final(call.a_tx):
+            if call.phase is not Phase.ROUTING or _has_final(call.invite_tx):
                 return
             if body is not None and media.early_sdp_for_a is None:
                 media.early_sdp_for_a = body
@@ -296,7 +338,7 @@ class B2bua:
         headers: list[tuple[str, str]] = [("Contact", str(self._stack.contact(call.a.transport)))]
         if content_type and body:
             headers.append(("Content-Type", content_type))
-        self._stack.respond(call.a_tx, response.status_code, response.reason, now=now, to_tag=call.a_tag,
+        self._stack.respond(call.invite_tx, response.status_code, response.reason, now=now, to_tag=call.a_tag,
                             headers=headers, body=body if content_type else b"")
 
     def _on_branch_answer(self, call: Call, branch: Branch, response: SipResponse, now: float) -> None:
@@ -311,7 +353,7 @@ class B2bua:
             # A broken answer (RFC 3261 12.1.2 wants a Contact): ACK it and hang it up where
             # the INVITE went, so the phone stops ringing and retransmitting, and count the
             # branch as failed.
-            log.info("2xx without Contact from %s:%s on call %s", *leg.peer, call.a_invite.call_id)
+            log.info("2xx without Contact from %s:%s on call %s", *leg.peer, call.call_id)
             patched = SipResponse(response.status_code, response.reason, response.headers.copy(),
                                   response.body)
             patched.headers.add("Contact", f"<{branch.invite.uri}>")
@@ -331,16 +373,17 @@ class B2bua:
         call.phase = Phase.ANSWERED
         call.answered_at = now
         self._cancel_timer(call.ring_timer)
+        self._changed.add(call)
         self._register_dialog(call, leg)
         for other in call.branches:
             if other is not branch:
                 self._cancel_branch(other, now)
-        call.a.dialog = Dialog.from_uas(call.a_invite, local_tag=call.a_tag,
+        call.a.dialog = Dialog.from_uas(call.invite, local_tag=call.a_tag,
                                         local_contact=self._stack.contact(call.a.transport))
         call.a.dialog.confirm()
         self._register_dialog(call, call.a)
         invite_cseq = branch.invite.cseq.seq
-        if call.a_invite.body:
+        if call.invite.body:
             self._send_ack(leg, invite_cseq, b"", None, now)
 
             def on_ack(ack: SipRequest, t: float) -> None:
@@ -361,7 +404,7 @@ class B2bua:
             if body is None:
                 self._refuse_answered(call, t)
                 return
-            self._answer(call, call.a, call.a_tx, response.status_code, response.reason, body,
+            self._answer(call, call.a, call.invite_tx, response.status_code, response.reason, body,
                          response.headers.get("Content-Type") if call.media is None else SDP, on_ack, t)
 
         media = call.media
@@ -373,7 +416,7 @@ class B2bua:
         elif media is not None and not response.body and media.early_sdp_for_a is not None:
             answer_caller(media.early_sdp_for_a, now)  # the answer the caller already has
         else:
-            self._translate(call, "answer" if call.a_invite.body else "offer", leg, response.body, now,
+            self._translate(call, "answer" if call.invite.body else "offer", leg, response.body, now,
                             answer_caller)
 
     def _answer(self, call: Call, leg: Leg, tx: ServerTransaction, status_code: int, reason: str,
@@ -398,7 +441,7 @@ class B2bua:
             if leg.unacked is not unacked:
                 return
             if t >= give_up_at:
-                log.info("no ACK for our 2xx on call %s: hanging up", call.a_invite.call_id)
+                log.info("no ACK for our 2xx on call %s: hanging up", call.call_id)
                 leg.unacked = None
                 self._hang_up(call, t, hangup_by=HangupBy.SYSTEM)
                 return
@@ -409,12 +452,17 @@ class B2bua:
 
     # -- requests within a call --------------------------------------------------------
 
-    def find_dialog(self, request: SipRequest) -> tuple[Call, Leg] | None:
+    def find_dialog(self, request: SipRequest, now: float) -> tuple[Call, Leg] | None:
+        """The call and leg a request inside a dialog belongs to: one of ours, or one the state
+        store knows (another worker's or Call Manager's), which we then take over."""
         key = (request.call_id, request.to.tag or "", request.from_.tag or "")
-        return self._dialogs.get(key)
+        found = self._dialogs.get(key)
+        if found is None and request.to.tag and self.adopt(request.call_id, request.to.tag, now):
+            found = self._dialogs.get(key)
+        return found
 
     def handle_ack(self, ack: SipRequest, now: float) -> None:
-        found = self.find_dialog(ack)
+        found = self.find_dialog(ack, now)
         if found is None:
             return
         _, leg = found
@@ -426,7 +474,7 @@ class B2bua:
         unacked.on_ack(ack, now)
 
     def handle_in_dialog(self, request: SipRequest, tx: ServerTransaction, now: float) -> None:
-        found = self.find_dialog(request)
+        found = self.find_dialog(request, now)
         if found is None:
             self._stack.respond(tx, 481, now=now)
             return
@@ -434,6 +482,7 @@ class B2bua:
         assert leg.dialog is not None
         try:
             leg.dialog.receive_request(request)
+            self._changed.add(call)
         except RemoteProtocolError as exc:
             self._stack.respond(tx, exc.status_code, now=now)
             return
@@ -452,7 +501,7 @@ class B2bua:
         self._stack.respond(tx, 200, now=now)
         call = invite_tx.user_data
         if isinstance(call, Call) and call.phase is Phase.ROUTING:
-            self._stack.respond(call.a_tx, 487, now=now, to_tag=call.a_tag)
+            self._stack.respond(call.invite_tx, 487, now=now, to_tag=call.a_tag)
             for branch in call.branches:
                 self._cancel_branch(branch, now)
             self._end(call, now, Disposition.CANCELLED, 487, HangupBy.CALLER)
@@ -486,6 +535,7 @@ class B2bua:
             anchored = carries_sdp and call.media is not None
             content_type = SDP if anchored else request.headers.get("Content-Type")
             with_contact = is_invite or request.method == "UPDATE"
+            self._changed.add(call)
             out = far.dialog.create_request(
                 request.method, via_host=self._stack.host, via_port=self._stack.port, transport=far.transport,
                 contact=self._stack.contact(far.transport) if with_contact else None,
@@ -534,6 +584,7 @@ class B2bua:
                                    now: float) -> None:
         if far.dialog is not None:
             far.dialog.receive_response(response)
+            self._changed.add(call)
         seq = out.cseq.seq
         if seq in far.acks_sent:
             self._stack.send_stateless(far.acks_sent[seq], far.peer, far.transport)
@@ -571,7 +622,7 @@ class B2bua:
             return
         for branch in call.branches:
             self._cancel_branch(branch, now)
-        self._stack.respond(call.a_tx, 480, "No Answer", now=now, to_tag=call.a_tag)
+        self._stack.respond(call.invite_tx, 480, "No Answer", now=now, to_tag=call.a_tag)
         self._end(call, now, Disposition.NO_ANSWER, 480, None)
 
     def _hang_up(self, call: Call, now: float, *, hangup_by: HangupBy, skip: Leg | None = None) -> None:
@@ -602,8 +653,11 @@ class B2bua:
             if leg.dialog is not None:
                 self._dialogs.pop(leg.dialog.id, None)
         self.calls.discard(call)
+        self._changed.discard(call)
+        if call.saved_at is not None:
+            self._forget_record(call)
         self._on_call_ended(CallEnded(
-            call_id=call.a_invite.call_id, tenant_id=call.tenant_id, caller=call.caller, callee=call.callee,
+            call_id=call.call_id, tenant_id=call.tenant_id, caller=call.caller, callee=call.callee,
             caller_ip=call.a.peer[0], start_time=self._wall(call.started_at),
             answer_time=self._wall(call.answered_at) if call.answered_at is not None else None,
             end_time=self._wall(now), disposition=disposition, sip_code=sip_code,
@@ -623,10 +677,10 @@ class B2bua:
         assert self._media is not None
         endpoint = self._media.pick()
         if endpoint is None:
-            log.warning("no media server available for call %s", call.a_invite.call_id)
+            log.warning("no media server available for call %s", call.call_id)
             then(None, now)
             return
-        call.media = MediaAnchor(endpoint=endpoint, media_call_id=call.a_invite.call_id)
+        call.media = MediaAnchor(endpoint=endpoint, media_call_id=call.call_id)
         endpoint.calls.add(call)
         self._media_calls[call.media.media_call_id] = call
         self._media_step(call, "offer", leg, sdp, now, then)
@@ -637,6 +691,7 @@ class B2bua:
         media = call.media
         assert media is not None
         media.sdp_from[leg] = sdp
+        self._changed.add(call)
         other = "b" if leg == "a" else "a"
         fields: dict[str, object] = {"leg": leg, "sdp": sdp.decode("utf-8", "replace")}
         if kind == "offer" and self._record_calls:
@@ -656,12 +711,13 @@ class B2bua:
         if body is None or not usable or media is None:
             if body is not None:
                 log.warning("media server %s refused call %s: %s", media.endpoint if media else "?",
-                            call.a_invite.call_id, body.get("error_reason"))
+                            call.call_id, body.get("error_reason"))
             return None
         try:
+            self._changed.add(call)
             return media.origins[leg].stamp(body["sdp"].encode())
         except RemoteProtocolError as exc:
-            log.warning("media server sent a broken SDP for call %s: %s", call.a_invite.call_id, exc.reason)
+            log.warning("media server sent a broken SDP for call %s: %s", call.call_id, exc.reason)
             return None
 
     def _media_request(self, call: Call, command: str, now: float,
@@ -698,11 +754,12 @@ class B2bua:
                 continue
             target = self._media.pick(exclude=endpoint)
             if target is None:
-                log.error("call %s lost its media server %s and no other can take it", call.a_invite.call_id,
+                log.error("call %s lost its media server %s and no other can take it", call.call_id,
                           endpoint)
                 continue
-            log.info("re-homing call %s from %s to %s", call.a_invite.call_id, endpoint, target)
+            log.info("re-homing call %s from %s to %s", call.call_id, endpoint, target)
             media.endpoint = target
+            self._changed.add(call)
             target.calls.add(call)
             self._reanchor(call, media, now)
 
@@ -737,6 +794,7 @@ class B2bua:
             self._timers.schedule(now + REINVITE_RETRY, lambda t: self._reinvite(call, leg, body, t))
             return
         leg.moving = True
+        self._changed.add(call)
         invite = leg.dialog.create_request(
             "INVITE", via_host=self._stack.host, via_port=self._stack.port, transport=leg.transport,
             contact=self._stack.contact(leg.transport), body=body, content_type=SDP)
@@ -754,6 +812,7 @@ class B2bua:
                 leg.moving = False
                 if leg.dialog is not None:
                     leg.dialog.receive_response(response)
+                    self._changed.add(call)
                     self._send_ack(leg, seq, b"", None, t)
                 if response.content_type == SDP and response.body and call.media is not None:
                     self._media_step(call, "answer", call.leg_name(leg), response.body, t, _ignore_body)
@@ -764,7 +823,7 @@ class B2bua:
             elif code in (408, 481):
                 self._hang_up(call, t, hangup_by=HangupBy.SYSTEM)
             else:
-                log.warning("phone refused the re-INVITE moving call %s's media: %d", call.a_invite.call_id,
+                log.warning("phone refused the re-INVITE moving call %s's media: %d", call.call_id,
                             code)
 
         tx.user_data = on_response
@@ -774,7 +833,7 @@ class B2bua:
         call = self._media_calls.pop(media_call_id, None)
         if call is None or call.media is None:
             return
-        log.info("call %s had no RTP for too long: hanging up", call.a_invite.call_id)
+        log.info("call %s had no RTP for too long: hanging up", call.call_id)
         call.media.endpoint.calls.discard(call)
         call.media.endpoint = _GONE
         if call.phase is Phase.ANSWERED:
@@ -784,7 +843,7 @@ class B2bua:
         """Refuse a call still routing: `code` to the caller, its branches cancelled."""
         for branch in call.branches:
             self._cancel_branch(branch, now)
-        self._stack.respond(call.a_tx, code, reason, now=now, to_tag=call.a_tag)
+        self._stack.respond(call.invite_tx, code, reason, now=now, to_tag=call.a_tag)
         self._end(call, now, Disposition.FAILED, code, None)
 
     def _refuse_answered(self, call: Call, now: float) -> None:
@@ -793,7 +852,7 @@ class B2bua:
         call.answered_at = None
         if call.b is not None and call.b.dialog is not None:
             self._send_bye(call.b, now)
-        self._stack.respond(call.a_tx, 503, "Media Unavailable", now=now, to_tag=call.a_tag)
+        self._stack.respond(call.invite_tx, 503, "Media Unavailable", now=now, to_tag=call.a_tag)
         self._end(call, now, Disposition.FAILED, 503, None)
 
     # -- sending -----------------------------------------------------------------------
@@ -837,16 +896,166 @@ class B2bua:
         if timer is not None:
             timer.cancel()
 
-    def handle_stray_2xx(self, response: SipResponse) -> None:
+    def handle_stray_2xx(self, response: SipResponse, now: float) -> None:
         """A 2xx retransmission after its INVITE transaction ended: ACK it again (RFC 6026)."""
         key = (response.call_id, response.from_.tag or "", response.to.tag or "")
         found = self._dialogs.get(key)
+        if found is None and response.from_.tag and self.adopt(response.call_id, response.from_.tag, now):
+            found = self._dialogs.get(key)
         if found is None:
             return
         _, leg = found
         ack = leg.acks_sent.get(response.cseq.seq)
         if ack is not None:
             self._stack.send_stateless(ack, leg.peer, leg.transport)
+
+
+    # -- the calls in the state store ---------------------------------------------------
+
+    def save_changed(self, now: float) -> None:
+        """Write the records of the answered calls that changed; the service calls it after each
+        event. While the store is away, they stay to write (and the call goes on)."""
+        if not self._changed:
+            return
+        changed, self._changed = self._changed, set()
+        for call in changed:
+            if call.phase is Phase.ANSWERED:
+                self._save_record(call, now)
+
+    def refresh_records(self, now: float) -> None:
+        """Write again the records that are due, so that a long call's record does not lapse."""
+        for call in self.calls:
+            if call.phase is Phase.ANSWERED and (call.saved_at is None
+                                                  or now - call.saved_at >= CALL_RECORD_REFRESH):
+                self._save_record(call, now)
+
+    def restore_calls(self, now: float) -> int:
+        """Take back the calls the store says are ours (this worker restarted); how many."""
+        restored = 0
+        for record in self._store.owned_by(self._owner):
+            if self._rebuild(record, now) is not None:
+                restored += 1
+        if restored:
+            log.info("took back %d calls from the state store", restored)
+        return restored
+
+    def adopt(self, call_id: str, local_tag: str, now: float) -> bool:
+        """Take over the call one of whose legs is the dialog (Call-ID, our tag) from the store,
+        if it has it; whether it did."""
+        try:
+            record = self._store.find(call_id, local_tag)
+        except StateStoreUnavailable:
+            return False
+        if record is None or any(c.record_key == record.key for c in self.calls):
+            return False
+        call = self._rebuild(record, now)
+        if call is None:
+            return False
+        log.info("took over call %s from %s", call.call_id, record.owner)
+        self._save_record(call, now)
+        return True
+
+    def _save_record(self, call: Call, now: float) -> None:
+        a, b = call.a, call.b
+        if a.dialog is None or b is None or b.dialog is None:
+            return
+        dialogs = ((a.dialog.call_id, a.dialog.local_tag), (b.dialog.call_id, b.dialog.local_tag))
+        record = CallRecord(key=call.record_key, owner=self._owner, dialogs=dialogs,
+                            data=self._describe(call))
+        try:
+            self._store.save(record, ttl=CALL_RECORD_TTL)
+        except StateStoreUnavailable:
+            self._changed.add(call)
+            call.saved_at = None
+            return
+        call.saved_at = now
+
+    def _forget_record(self, call: Call) -> None:
+        a, b = call.a, call.b
+        dialogs = tuple((leg.dialog.call_id, leg.dialog.local_tag) for leg in (a, b)
+                        if leg is not None and leg.dialog is not None)
+        try:
+            self._store.delete(CallRecord(key=call.record_key, owner=self._owner, dialogs=dialogs, data={}))
+        except StateStoreUnavailable:
+            log.warning("call %s ended while the state store was away: its record lapses by itself",
+                        call.call_id)
+
+    def _describe(self, call: Call) -> dict[str, Any]:
+        """What `_rebuild` needs to go on with the call in another process (wall-clock times)."""
+        media = call.media
+        return {
+            "call_id": call.call_id, "a_tag": call.a_tag, "b_call_id": call.b_call_id, "b_tag": call.b_tag,
+            "caller": call.caller, "callee": call.callee, "tenant_id": call.tenant_id,
+            "started_at": call.started_at + self._wall_offset,
+            "answered_at": call.answered_at + self._wall_offset if call.answered_at is not None else None,
+            "legs": [_describe_leg(leg) for leg in (call.a, call.b) if leg is not None],
+            "media": None if media is None else {
+                "server": media.endpoint.server, "address": list(media.endpoint.address),
+                "media_call_id": media.media_call_id, "recording": media.recording,
+                "sdp_from": {leg: sdp.decode("utf-8", "replace") for leg, sdp in media.sdp_from.items()},
+                "origins": {leg: _describe_origin(origin) for leg, origin in media.origins.items()}},
+        }
+
+    def _rebuild(self, record: CallRecord, now: float) -> Call | None:
+        """The answered call a record describes, held here from now on; None if it is not one."""
+        data = record.data
+        try:
+            a, b = (_rebuild_leg(leg) for leg in data["legs"])
+            answered_at = data["answered_at"]
+            call = Call(a=a, call_id=str(data["call_id"]), a_tx=None, a_invite=None,
+                        a_tag=str(data["a_tag"]), b_call_id=str(data["b_call_id"]), b_tag=str(data["b_tag"]),
+                        caller=str(data["caller"]), callee=str(data["callee"]), tenant_id=data["tenant_id"],
+                        started_at=float(data["started_at"]) - self._wall_offset, b=b, phase=Phase.ANSWERED,
+                        answered_at=None if answered_at is None else float(answered_at) - self._wall_offset)
+            media = data["media"]
+            if media is not None:
+                call.media = self._rebuild_anchor(call, media)
+        except (KeyError, TypeError, ValueError, RemoteProtocolError) as exc:
+            log.error("state store: skipped call record %s: %s", record.key, exc)
+            return None
+        self.calls.add(call)
+        self._register_dialog(call, a)
+        self._register_dialog(call, b)
+        call.saved_at = now
+        return call
+
+    def _rebuild_anchor(self, call: Call, media: dict[str, Any]) -> MediaAnchor:
+        address = (str(media["address"][0]), int(media["address"][1]))
+        pool = self._media
+        endpoint = pool.endpoint_for(str(media["server"]), address) if pool is not None else _GONE
+        anchor = MediaAnchor(
+            endpoint=endpoint, media_call_id=str(media["media_call_id"]),
+            sdp_from={leg: sdp.encode() for leg, sdp in media["sdp_from"].items()},
+            origins={leg: _rebuild_origin(origin) for leg, origin in media["origins"].items()},
+            recording=media["recording"])
+        endpoint.calls.add(call)
+        self._media_calls[anchor.media_call_id] = call
+        return anchor
+
+
+def _describe_leg(leg: Leg) -> dict[str, Any]:
+    assert leg.dialog is not None
+    return {"side": leg.side.value, "peer": list(leg.peer), "transport": leg.transport,
+            "dialog": leg.dialog.to_json()}
+
+
+def _rebuild_leg(data: dict[str, Any]) -> Leg:
+    return Leg(HangupBy(data["side"]), (str(data["peer"][0]), int(data["peer"][1])), str(data["transport"]),
+               dialog=Dialog.from_json(data["dialog"]))
+
+
+def _describe_origin(origin: SdpOrigin) -> dict[str, Any]:
+    last_sent, last_content = origin.last_sent, origin.last_content
+    return {"session_id": origin.session_id, "version": origin.version,
+            "last_sent": last_sent.decode("utf-8", "replace") if last_sent is not None else None,
+            "last_content": last_content.decode("utf-8", "replace") if last_content is not None else None}
+
+
+def _rebuild_origin(data: dict[str, Any]) -> SdpOrigin:
+    last_sent, last_content = data["last_sent"], data["last_content"]
+    return SdpOrigin(session_id=str(data["session_id"]), version=int(data["version"]),
+                     last_sent=last_sent.encode() if last_sent is not None else None,
+                     last_content=last_content.encode() if last_content is not None else None)
 
 
 def best_final_status(codes: list[int]) -> int:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
@@ -28,12 +30,14 @@ from ..runtime.driver import CoreDriver
 from ..sip.digest import DigestAlgorithm, NonceManager
 from ..transport.rtp import ControlSocket
 from ..transport.sip import SipTransports
+from ..transport.workers import WorkerChannel
 from .directory import Directory
 from .mediapool import PoolSettings
 from .metrics import CallManagerCollector
 from .policy import AuthFailureLimiter
 from .registrar import RegistrarSettings
 from .service import CallManager
+from .workers import Forward, ForwardError, WorkerPlace
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +48,15 @@ HOUSEKEEPING_INTERVAL = 1.0
 class CallManagerController:
     name = "Call Manager"
 
-    def __init__(self, *, config: PbxConfig, bus: InProcessBus | None = None) -> None:
+    def __init__(self, *, config: PbxConfig, bus: InProcessBus | None = None,
+                 place: WorkerPlace | None = None) -> None:
         self.config = config
         self.bus = bus or InProcessBus()
+        self.place = place or WorkerPlace(node=socket.gethostname())
+        self._channel: WorkerChannel | None = None
+        self._tcp_holders: dict[tuple[str, int], int] = {}
+        """Which sibling worker holds the TCP connection with a peer, as its forwards told us."""
+        self.forwarded = {"out": 0, "in": 0, "handled_for_absent_worker": 0}
         self.core: CallManager | None = None
         self._driver: CoreDriver | None = None
         self._transports: SipTransports | None = None
@@ -95,15 +105,21 @@ class CallManagerController:
             media_pool=PoolSettings(ping_interval=config.callmanager.media_ping_interval,
                                     down_after=config.callmanager.media_down_after,
                                     up_after=config.callmanager.media_up_after),
-            record_calls=config.callmanager.record_calls)
+            record_calls=config.callmanager.record_calls, place=self.place)
         self._driver = CoreDriver(core=self.core, flush=self._flush)
         self._servers = ServerService(sessions=sessions)
         self._media_control = ControlSocket(on_datagram=self._on_media_control)
         # Never on the VIP: the media servers answer the Call Manager that asked, wherever the VIP is.
         await self._media_control.start(config.callmanager.media_control_host or config.sip.host, 0)
+        several = self.place.count > 1
+        if several:
+            self._channel = WorkerChannel(host=config.sip.host, port=config.sip.port, index=self.place.index,
+                                          on_frame=self._on_forward)
+            await self._channel.start()
         self._transports = SipTransports(on_message=self._on_message,
                                          max_message_size=config.sip.max_message_size)
-        await self._transports.start(config.sip.host, config.sip.port, tuple(config.sip.transports))
+        await self._transports.start(config.sip.host, config.sip.port, tuple(config.sip.transports),
+                                     reuse_port=several)
         self._refresh_media_servers()
         self._housekeeping = loop.create_task(self._housekeep())
 
@@ -137,6 +153,8 @@ class CallManagerController:
             self._driver.close()
         if self._transports is not None:
             self._transports.close()
+        if self._channel is not None:
+            self._channel.close()
         if self._media_control is not None:
             self._media_control.close()
         if self._cdr_writer is not None:
@@ -167,13 +185,67 @@ class CallManagerController:
         self.core.media.update_servers(self._servers.list_servers(role=ServerRole.MEDIA), self._driver.now())
         self._driver.after_core_ran()
 
+    def report(self) -> dict[str, Any]:
+        """What the supervisor of several workers shows of this one."""
+        assert self.core is not None
+        return {"messages": dict(self.core.stack.counters), "forwarded": dict(self.forwarded),
+                "calls": len(self.core.b2bua.calls), "transactions": len(self.core.stack.layer)}
+
+    def _on_forward(self, frame: bytes) -> None:
+        """A message another worker received for one of our calls, or bytes for our TCP connection."""
+        assert self.core is not None and self._driver is not None and self._transports is not None
+        try:
+            forward = Forward.parse(frame)
+        except ForwardError as exc:
+            log.warning("dropped a frame on the workers' channel: %s", exc)
+            return
+        if forward.send:
+            self._transports.write_if_held(forward.peer, forward.data)
+            return
+        self.forwarded["in"] += 1
+        if forward.transport == "TCP":
+            self._tcp_holders[forward.peer] = forward.from_worker
+        self.core.receive(forward.data, forward.peer, forward.transport, self._driver.now(), forwarded=True)
+        self._driver.after_core_ran()
+
     def _flush(self) -> None:
         assert self.core is not None and self._transports is not None
+        for index, data, source, transport in self.core.take_forwards():
+            self._hand_over(index, data, source, transport)
         for transmit in self.core.take_transmits():
-            self._transports.send(transmit)
+            if transmit.transport == "TCP" and self._channel is not None and \
+                    self._transports.write_if_held(transmit.destination, transmit.data):
+                continue
+            if transmit.transport == "TCP" and self._channel is not None:
+                self._send_on_sibling_connection(transmit.destination, transmit.data)
+            else:
+                self._transports.send(transmit)
         if self._media_control is not None:
             for data, destination in self.core.take_media_control_transmits():
                 self._media_control.sendto(data, destination)
+
+    def _hand_over(self, index: int, data: bytes, source: tuple[str, int], transport: str) -> None:
+        """Give a received message to the worker it belongs to; handle it here if that one is away."""
+        assert self.core is not None and self._channel is not None and self._driver is not None
+        frame = Forward(data=data, peer=source, transport=transport, from_worker=self.place.index)
+        if self._channel.send(index, frame.serialize()):
+            self.forwarded["out"] += 1
+            return
+        self.forwarded["handled_for_absent_worker"] += 1
+        self.core.receive(data, source, transport, self._driver.now(), forwarded=True)
+
+    def _send_on_sibling_connection(self, peer: tuple[str, int], data: bytes) -> None:
+        """A TCP phone whose connection another worker holds: that worker writes it (all are
+        asked when we do not know which; only the holder writes)."""
+        assert self._channel is not None
+        frame = Forward(data=data, peer=peer, transport="TCP", from_worker=self.place.index,
+                        send=True).serialize()
+        holder = self._tcp_holders.get(peer)
+        if holder is not None and self._channel.send(holder, frame):
+            return
+        for index in range(self.place.count):
+            if index != self.place.index:
+                self._channel.send(index, frame)
 
     async def _housekeep(self) -> None:
         assert self.core is not None and self._cdr_writer is not None

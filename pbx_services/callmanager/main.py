@@ -5,7 +5,9 @@ from __future__ import annotations
 from ..cluster.config import PbxConfig
 from ..runtime import daemon
 from ..runtime.daemon import Component
+from ..runtime.supervisor import worker_count
 from .controller import CallManagerController
+from .supervisor import CallManagerSupervisor
 
 ROLE = "callmanager"
 
@@ -17,6 +19,9 @@ def run(config: PbxConfig) -> int:
 
 
 def components(config: PbxConfig) -> list[Component]:
-    """The Call Manager's part of a daemon."""
-    return [CallManagerController(config=config)]
+    """The Call Manager's part of a daemon: itself, or the supervisor of its workers."""
+    workers = worker_count(config.callmanager.workers)
+    if workers == 1:
+        return [CallManagerController(config=config)]
+    return [CallManagerSupervisor(config=config, workers=workers)]
 

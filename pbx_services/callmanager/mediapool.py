@@ -124,6 +124,15 @@ class MediaPool:
         if self._ping_timer is None and self.endpoints:
             self._ping_timer = self._timers.schedule(now, self._ping_all)
 
+    def endpoint_for(self, server: str, address: Address) -> MediaEndpoint:
+        """The endpoint at `address`, for a call taken over that is anchored there; one the
+        database no longer lists is kept as removed (no new calls) while such calls last."""
+        endpoint = self.endpoints.get(address)
+        if endpoint is None:
+            endpoint = MediaEndpoint(server, address, 1, enabled=False, removed=True)
+            self.endpoints[address] = endpoint
+        return endpoint
+
     def pick(self, *, exclude: MediaEndpoint | None = None) -> MediaEndpoint | None:
         """The available endpoint with the fewest calls per weight (weighted least-calls)."""
         candidates = [e for e in self.endpoints.values() if e.available and e is not exclude]

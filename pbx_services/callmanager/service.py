@@ -35,6 +35,7 @@ from .policy import AuthFailureLimiter
 from .registrar import Registrar, RegistrarSettings
 from .stack import SipStack, warning
 from .timers import TimerQueue
+from .workers import WorkerPlace
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,12 @@ class CallManager:
                  algorithms: tuple[DigestAlgorithm, ...], on_call_ended: Callable[[CallEnded], None],
                  no_answer_timeout: float = 60.0, wall_offset: float = 0.0,
                  media_pool: PoolSettings | None = None, record_calls: bool = False,
-                 location: LocationStore | None = None, dialogs: DialogStore | None = None) -> None:
+                 location: LocationStore | None = None, dialogs: DialogStore | None = None,
+                 place: WorkerPlace | None = None) -> None:
+        self.place = place or WorkerPlace(node="local")
         self.stack = SipStack(host=host, port=port, max_message_size=max_message_size,
-                              layer=TransactionLayer())
+                              layer=TransactionLayer(),
+                              forward_to=self.place.owner_of if self.place.count > 1 else None)
         self.location: LocationStore = location or InMemoryLocation()
         self.dialogs: DialogStore = dialogs or InMemoryDialogs()
         self.timers = TimerQueue()
@@ -78,18 +82,28 @@ class CallManager:
                            timers=self.timers, realm_for=directory.realm_for,
                            extension_exists=directory.extension_exists, on_call_ended=on_call_ended,
                            no_answer_timeout=no_answer_timeout, wall_offset=wall_offset, media=self.media,
-                           record_calls=record_calls)
+                           record_calls=record_calls, make_tag=self.place.tag, dialogs=self.dialogs,
+                           owner=self.place.owner)
 
     # -- the controller's interface -------------------------------------------------------
 
-    def receive(self, data: bytes, source: tuple[str, int], transport: str, now: float) -> None:
-        for event in self.stack.receive(data, source, transport, now):
+    def receive(self, data: bytes, source: tuple[str, int], transport: str, now: float, *,
+                forwarded: bool = False) -> None:
+        """One message from the network; `forwarded` when another worker handed it here (or it is
+        another worker's that cannot take it): handled here whatever its tags say."""
+        for event in self.stack.receive(data, source, transport, now, forwarded=forwarded):
             self._dispatch(event, now)
+        self.b2bua.save_changed(now)
+
+    def take_forwards(self) -> list[tuple[int, bytes, tuple[str, int], str]]:
+        """Messages received here that belong to another worker: (worker, data, source, transport)."""
+        return self.stack.take_forwards()
 
     def handle_timer(self, now: float) -> None:
         for event in self.stack.handle_timer(now):
             self._dispatch(event, now)
         self.timers.run_due(now)
+        self.b2bua.save_changed(now)
 
     def housekeeping(self, now: float) -> None:
         """Once a second: forget expired bindings, nonces and failures, refresh the directory.
@@ -98,6 +112,7 @@ class CallManager:
         """
         wall = now + self._wall_offset
         self.directory.tick(now)
+        self.b2bua.refresh_records(now)
         self._nonces.counts.handle_timer(wall)
         self.limiter.purge(wall)
         self.location.purge(wall)
@@ -112,6 +127,7 @@ class CallManager:
     def receive_media_control(self, data: bytes, source: tuple[str, int], now: float) -> None:
         assert self.media is not None
         self.media.receive(data, source, now)
+        self.b2bua.save_changed(now)
 
     def take_media_control_transmits(self) -> list[tuple[bytes, tuple[str, int]]]:
         return self.media.take_transmits() if self.media is not None else []
@@ -143,7 +159,7 @@ class CallManager:
             try:
                 if transaction is None:
                     if event.response.status_code < 300:
-                        self.b2bua.handle_stray_2xx(event.response)
+                        self.b2bua.handle_stray_2xx(event.response, now)
                 elif callable(transaction.user_data):
                     transaction.user_data(event.response, now)
             except RemoteProtocolError as exc:
@@ -184,7 +200,9 @@ class CallManager:
         elif method == "INVITE":
             self.b2bua.handle_invite(request, tx, source, transport, now)
         elif method == "OPTIONS":
-            self.stack.respond(tx, 200, now=now, headers=[("Allow", ALLOW), ("Accept", "application/sdp")])
+            # Our To tag names the worker that answered (workers.py), which tells an operator too.
+            self.stack.respond(tx, 200, now=now, to_tag=self.place.tag(),
+                               headers=[("Allow", ALLOW), ("Accept", "application/sdp")])
         elif method in IN_DIALOG_ONLY:
             self.stack.respond(tx, 481, now=now)
         else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ..sip.errors import RemoteProtocolError
 from ..sip.events import Event, Transmit
@@ -24,19 +24,27 @@ log = logging.getLogger(__name__)
 SERVER_NAME = "pbx-services"
 
 
+ForwardTo = Callable[[SipMessage], int | None]
+"""The other worker a message belongs to, or None to handle it here (see workers.py)."""
+
+
 class SipStack:
     def __init__(self, *, host: str, port: int, max_message_size: int,
-                 layer: TransactionLayer | None = None) -> None:
+                 layer: TransactionLayer | None = None, forward_to: ForwardTo | None = None) -> None:
         self.host = host
         self.port = port
         self.max_message_size = max_message_size
         self.layer = layer or TransactionLayer()
         self.counters: Counter[str] = Counter()
+        self._forward_to = forward_to
+        self._forwards: list[tuple[int, bytes, tuple[str, int], str]] = []
 
     # -- input ---------------------------------------------------------------------
 
-    def receive(self, data: bytes, source: tuple[str, int], transport: str, now: float) -> list[Event]:
-        """Transaction events for one received message; [] when it was absorbed or refused."""
+    def receive(self, data: bytes, source: tuple[str, int], transport: str, now: float, *,
+                forwarded: bool = False) -> list[Event]:
+        """Transaction events for one received message; [] when it was absorbed, refused or is
+        another worker's (`take_forwards`). A `forwarded` message is handled here whatever it is."""
         if len(data) > self.max_message_size:
             self.counters["oversized"] += 1
             self._refuse_oversized(data, source, transport)
@@ -49,6 +57,12 @@ class SipStack:
         except SipParseError as exc:
             self._refuse(exc, source, transport)
             return []
+        if self._forward_to is not None and not forwarded:
+            owner = self._forward_to(message)
+            if owner is not None:
+                self.counters["forwarded_to_owner"] += 1
+                self._forwards.append((owner, data, source, transport))
+                return []
         self.counters["received_requests" if isinstance(message, SipRequest) else "received_responses"] += 1
         try:
             return self.layer.receive(message, source, transport, now)
@@ -118,6 +132,11 @@ class SipStack:
 
     def take_transmits(self) -> list[Transmit]:
         return self.layer.take_transmits()
+
+    def take_forwards(self) -> list[tuple[int, bytes, tuple[str, int], str]]:
+        """(worker, data, source, transport) of each received message that is another worker's."""
+        forwards, self._forwards = self._forwards, []
+        return forwards
 
     def next_timer(self) -> float | None:
         return self.layer.next_timer()

@@ -18,12 +18,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from .errors import LocalProtocolError, RemoteProtocolError
 from .headers import Address
 from .message import MAX_FORWARDS_DEFAULT, SipRequest, SipResponse
 from .transaction import make_branch
-from .uri import SipUri
+from .uri import SipUri, parse_uri
 
 TARGET_REFRESH_METHODS = frozenset({"INVITE", "UPDATE"})
 # Requests whose Contact the peer needs: the local contact goes in them unless one is given.
@@ -168,6 +169,35 @@ class Dialog:
     def id(self) -> tuple[str, str, str | None]:
         """(Call-ID, local tag, remote tag)."""
         return self.call_id, self.local_tag, self.remote_tag
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything the dialog is, as JSON-ready values (`from_json` gives it back), so that
+        another process can go on with it."""
+        return {"call_id": self.call_id, "local_tag": self.local_tag, "remote_tag": self.remote_tag,
+                "local_uri": str(self.local_uri), "remote_uri": str(self.remote_uri),
+                "remote_target": str(self.remote_target), "route_set": list(self.route_set),
+                "local_seq": self.local_seq, "remote_seq": self.remote_seq, "state": self.state.value,
+                "local_contact": str(self.local_contact) if self.local_contact is not None else None}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Dialog:
+        """The dialog `to_json` described; ValueError (or a SIP parse error) if it is not one."""
+        try:
+            remote_target = parse_uri(data["remote_target"])
+            if not isinstance(remote_target, SipUri):
+                raise ValueError("remote_target is not a SIP URI")
+            remote_seq = data["remote_seq"]
+            local_contact = data["local_contact"]
+            return cls(
+                call_id=str(data["call_id"]), local_tag=str(data["local_tag"]),
+                remote_tag=None if data["remote_tag"] is None else str(data["remote_tag"]),
+                local_uri=Address.parse(data["local_uri"]), remote_uri=Address.parse(data["remote_uri"]),
+                remote_target=remote_target, route_set=[str(route) for route in data["route_set"]],
+                local_seq=int(data["local_seq"]), remote_seq=None if remote_seq is None else int(remote_seq),
+                state=DialogState(data["state"]),
+                local_contact=None if local_contact is None else Address.parse(local_contact))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a dialog: {exc!r}") from None
 
     def _transition(self, dialog_input: DialogInput) -> None:
         self.state = TRANSITIONS.get((self.state, dialog_input), self.state)

@@ -99,6 +99,14 @@ class SipTransports:
                 raise PortInUseError(exc.errno, f"SIP port {host}:{port} is already in use") from None
             raise
 
+    def write_if_held(self, peer: tuple[str, int], data: bytes) -> bool:
+        """Write `data` on the TCP connection with `peer` if we hold one; whether we did."""
+        connection = self._connections.get(peer)
+        if connection is None or connection.transport is None:
+            return False
+        connection.transport.write(data)
+        return True
+
     def send(self, transmit: Transmit) -> None:
         if transmit.transport == "UDP":
             if self._udp is not None:

@@ -27,10 +27,12 @@ from pbx_services.callmanager.mediapool import PoolSettings
 from pbx_services.callmanager.policy import AuthFailureLimiter
 from pbx_services.callmanager.registrar import RegistrarSettings
 from pbx_services.callmanager.service import CallManager
+from pbx_services.callmanager.workers import WorkerPlace
 from pbx_services.cluster.database import create_engine_for, session_factory, upgrade
 from pbx_services.cluster.events import CallEnded
 from pbx_services.cluster.models import ServerRole
 from pbx_services.cluster.servers import ServerEntry
+from pbx_services.cluster.state import open_state_store
 from pbx_services.cluster.tenants import TenantService
 from pbx_services.cluster.users import UserService
 from pbx_services.media.server import MediaServer
@@ -168,27 +170,42 @@ class Pbx:
         self.directory = Directory(engine=sessions.kw["bind"], default_domain=DOMAIN)
         self.directory.tick(self.now)
         self.cdrs: list[CallEnded] = []
-        self.core = CallManager(
+        self.state = open_state_store(None, nonce_ttl=settings.nonce_ttl)
+        """What Call Managers share; a core made anew by `restart` finds it as it was."""
+        recordings = Path(sessions.kw["bind"].url.database).parent / "recordings"
+        self.media = [MediaNode(i, settings.media_port_pairs, self.now, recordings)
+                      for i in range(settings.media_servers)]
+        self.core = self._make_core(WorkerPlace(node="cm1"))
+        self.inboxes: dict[tuple[str, int], list[Received]] = {}
+        """What the PBX sent, by destination; phones at the same address share one."""
+        self.unrouted: list[Received] = []
+
+    def _make_core(self, place: WorkerPlace) -> CallManager:
+        settings = self.settings
+        core = CallManager(
             host=PBX_HOST, port=PBX_PORT, max_message_size=settings.max_message_size,
             directory=self.directory,
-            nonces=NonceManager(bytes.fromhex(SECRET_HEX), settings.nonce_ttl),
+            nonces=NonceManager(bytes.fromhex(SECRET_HEX), settings.nonce_ttl,
+                                counts=self.state.nonce_counts),
             limiter=AuthFailureLimiter(limit=settings.auth_failure_limit, window=settings.auth_failure_window,
                                        block_seconds=settings.block_seconds,
-                                       trusted_networks=list(settings.trusted_networks)),
+                                       trusted_networks=list(settings.trusted_networks),
+                                       store=self.state.auth_failures),
             registrar_settings=RegistrarSettings(
                 min_expires=settings.min_expires, max_expires=settings.max_expires,
                 default_expires=settings.default_expires, max_contacts=settings.max_contacts),
             algorithms=settings.algorithms, on_call_ended=self.cdrs.append,
             no_answer_timeout=settings.no_answer_timeout, wall_offset=WALL_OFFSET,
-            media_pool=PoolSettings() if settings.media_servers else None, record_calls=settings.record_calls)
-        recordings = Path(sessions.kw["bind"].url.database).parent / "recordings"
-        self.media = [MediaNode(i, settings.media_port_pairs, self.now, recordings)
-                      for i in range(settings.media_servers)]
-        if self.core.media is not None:
-            self.core.media.update_servers([node.entry for node in self.media], self.now)
-        self.inboxes: dict[tuple[str, int], list[Received]] = {}
-        """What the PBX sent, by destination; phones at the same address share one."""
-        self.unrouted: list[Received] = []
+            media_pool=PoolSettings() if settings.media_servers else None, record_calls=settings.record_calls,
+            location=self.state.location, dialogs=self.state.dialogs, place=place)
+        if core.media is not None:
+            core.media.update_servers([node.entry for node in self.media], self.now)
+        return core
+
+    def restart(self, place: WorkerPlace | None = None) -> None:
+        """The Call Manager process dies and another starts (the same worker again unless
+        `place` says otherwise): only the state store and the media servers go on."""
+        self.core = self._make_core(place or self.core.place)
 
     @property
     def wall(self) -> float:

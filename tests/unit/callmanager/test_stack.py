@@ -216,7 +216,7 @@ def test_options_is_answered_with_what_we_support(pbx: Pbx) -> None:
         "SIP/2.0 200 OK\r\n"
         "Via: SIP/2.0/UDP 10.0.0.1:5062;branch=z9hG4bK<branch>;rport=5062;received=10.0.0.1\r\n"
         "From: <sip:100@pbx.local>;tag=<tag>\r\n"
-        "To: <sip:pbx.local>\r\n"
+        "To: <sip:pbx.local>;tag=<tag>\r\n"
         "Call-ID: opt-1@10.0.0.1\r\n"
         "CSeq: 1 OPTIONS\r\n"
         "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER\r\n"

@@ -124,11 +124,11 @@ def test_allinone_runs_on_the_checkouts_data(
     init(capsys, checkout / "data")
     started: list[PbxConfig] = []
 
-    def run_daemon(config: PbxConfig, **_: object) -> int:
+    def run_daemon(config: PbxConfig) -> int:
         started.append(config)
         return 0
 
-    monkeypatch.setattr(daemons, "_run_daemon", run_daemon)
+    monkeypatch.setattr(daemons.allinone, "run", run_daemon)
 
     assert main(["allinone"]) == 0
     assert started[0].database.url == f"sqlite:///{checkout / 'data' / 'pbx.sqlite3'}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 
@@ -78,6 +79,31 @@ def test_from_uas_takes_the_dialog_state_from_the_invite() -> None:
     assert dialog.local_contact is PBX_CONTACT
     dialog.confirm()
     assert dialog.state is DialogState.CONFIRMED
+
+
+def test_a_dialog_goes_to_json_and_comes_back_the_same() -> None:
+    dialog = uas_dialog()
+    dialog.confirm()
+    dialog.create_request("INFO", via_host="203.0.113.1", via_port=5060, transport="udp")
+
+    again = Dialog.from_json(json.loads(json.dumps(dialog.to_json())))
+
+    assert again.to_json() == dialog.to_json()
+    assert (again.id, again.state, again.local_seq, again.remote_seq) == (
+        ("dlg-1@10.0.0.5", "pbx1", "ph1"), DialogState.CONFIRMED, 1, 20)
+    bye = again.create_request("BYE", via_host="203.0.113.1", via_port=5060, transport="udp")
+    assert bye.cseq.seq == 2 and bye.headers.get_all("Route") == dialog.route_set
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"remote_target": "tel:+15551234"}, "remote_target is not a SIP URI"),
+    ({"state": "lost"}, "'lost' is not a valid DialogState"),
+    ({"local_seq": None}, "not a dialog"),
+])
+def test_a_json_that_is_not_a_dialog_is_refused(change: dict[str, object], message: str) -> None:
+    data = {**uas_dialog().to_json(), **change}
+    with pytest.raises(ValueError, match=message):
+        Dialog.from_json(data)
 
 
 def test_from_uas_needs_a_contact() -> None:
