@@ -2,13 +2,19 @@
 
 Offer from leg X, for leg Y: X's description with c= set to the media server's address and
 the audio port set to Y's port on the media server; candidates, ICE, crypto and a=rtcp are
-dropped (they would point past the relay, or at keys we cannot use); direction attributes,
-o= and the offered codecs (in order) stay; the transcodable codecs of the request that X
-lacks are appended when X offers at least one codec we can decode.
+dropped (they would point past the relay, or at keys we cannot use); direction attributes
+and o= stay. Y is offered only codecs the server can bridge: when X offers a codec the
+server transcodes, X's transcodable codecs (in X's order: Y, answering the first it has, then
+uses X's codec unchanged) and the transcodable codecs of the request that X lacks; the codecs
+X offers that the server cannot decode are left out, since the server may have to answer X
+itself (ringback) before Y chooses, and could then neither pass them through nor transcode
+them. When X offers no codec the server transcodes, its codecs stay as they are: relayed
+unchanged, they work when Y shares one.
 
-Answer from Y, for X: the codec Y chose, renumbered with X's payload type when X offered it
-(passthrough); otherwise the first codec of X's offer that can be transcoded to Y's codec.
-Telephone-events are kept when both sides have them at the same clock rate.
+Answer from Y, for X: of the codecs Y answered, the first that X offered, renumbered with X's
+payload type (passthrough); otherwise the first Y answered that the server transcodes,
+and X gets the first of its own that the server transcodes. Telephone-events are kept when
+both sides have them at the same clock rate.
 
 Only the first audio stream is relayed: every other media section gets port 0 (rejected).
 Sans-IO: descriptions in, descriptions out.
@@ -162,18 +168,34 @@ def rewrite_offer(
     result = _relayed(offer, index, address, port)
     media = result.media[index]
     offered = media.rtpmap()
-    offered_keys = {codec_key(rtpmap) for rtpmap in offered.values()}
-    if any(key in transcodable for key in offered_keys):
-        for name in transcode:
-            key = _static_codec_key(name, transcodable)
-            if key is None or key in offered_keys:
-                continue
-            payload_type = _free_payload_type(media, key)
-            rtpmap = RtpMap(payload_type, key[0], key[1], None if key[2] == 1 else key[2])
-            media.formats.append(str(payload_type))
-            _insert_rtpmap_lines(media, [(rtpmap, None)], keep_existing=True)
-            offered_keys.add(key)
+    audio = {pt for pt, rtpmap in offered.items() if is_audio_codec(rtpmap)}
+    untranscodable = {pt for pt in audio if codec_key(offered[pt]) not in transcodable}
+    if audio <= untranscodable:
+        return result  # only passthrough can carry it: offered as it is
+    kept = offered.keys() - untranscodable
+    _keep_formats(media, kept)
+    offered_keys = {codec_key(offered[pt]) for pt in kept}
+    for name in transcode:
+        key = _static_codec_key(name, transcodable)
+        if key is None or key in offered_keys:
+            continue
+        payload_type = _free_payload_type(media, key)
+        rtpmap = RtpMap(payload_type, name, key[1], None if key[2] == 1 else key[2])
+        media.formats.append(str(payload_type))
+        _insert_rtpmap_lines(media, [(rtpmap, None)], keep_existing=True)
+        offered_keys.add(key)
     return result
+
+
+def pick_codec(
+    payloads: dict[int, RtpMap], *, shared: Collection[CodecKey], transcodable: Collection[CodecKey]
+) -> int | None:
+    """The payload type to use of the audio codecs a phone answered (in its order): the first
+    that the other phone uses too (`shared`: relayed unchanged), else the first the server
+    transcodes; None when there is neither."""
+    audio = {pt: codec_key(rtpmap) for pt, rtpmap in payloads.items() if is_audio_codec(rtpmap)}
+    return next((pt for pt, key in audio.items() if key in shared),
+                next((pt for pt, key in audio.items() if key in transcodable), None))
 
 
 @dataclass(frozen=True)
@@ -201,22 +223,17 @@ def rewrite_answer(
     answer_index = _answer_stream_index(answer, offer_index)
     answer_info = stream_info(answer, answer_index)
     offer_info = stream_info(offer, offer_index)
-    chosen = next(iter(answer_info.audio_payloads.items()), None)
-    if chosen is None:
+    offered_keys = {codec_key(rtpmap) for rtpmap in offer_info.audio_payloads.values()}
+    answerer_pt = pick_codec(answer_info.payloads, shared=offered_keys, transcodable=transcodable)
+    if answerer_pt is None:
         raise NegotiationError("no common codec")
-    answerer_pt, answerer_codec = chosen
-    answerer_key = codec_key(answerer_codec)
+    answerer_codec = answer_info.payloads[answerer_pt]
     answer_fmtp = answer.media[answer_index].fmtp()
     offer_fmtp = offer.media[offer_index].fmtp()
-    offerer_pt = offer_info.payload_type_of(answerer_key)
+    offerer_pt = offer_info.payload_type_of(codec_key(answerer_codec))
     transcoding = offerer_pt is None
     if offerer_pt is None:
-        if answerer_key not in transcodable:
-            raise NegotiationError("no common codec")
-        offerer_pt = next(
-            (pt for pt, rtpmap in offer_info.audio_payloads.items() if codec_key(rtpmap) in transcodable),
-            None,
-        )
+        offerer_pt = pick_codec(offer_info.payloads, shared=(), transcodable=transcodable)
         if offerer_pt is None:
             raise NegotiationError("no common codec")
         formats = [(offer_info.payloads[offerer_pt], offer_fmtp.get(offerer_pt))]
@@ -249,9 +266,7 @@ def answer_ourselves(
     index = audio_stream_index(offer)
     info = stream_info(offer, index)
     fmtp = offer.media[index].fmtp()
-    chosen = next(
-        (pt for pt, rtpmap in info.audio_payloads.items() if codec_key(rtpmap) in transcodable), None
-    )
+    chosen = pick_codec(info.payloads, shared=(), transcodable=transcodable)
     if chosen is None:
         raise NegotiationError("no common codec")
     formats = [(info.payloads[chosen], fmtp.get(chosen))]
@@ -319,6 +334,20 @@ def _free_payload_type(media: MediaDescription, key: CodecKey) -> int:
         if payload_type not in used:
             return payload_type
     raise NegotiationError("bad sdp: no free payload type to add a codec")
+
+
+def _keep_formats(media: MediaDescription, kept: Collection[int]) -> None:
+    """Take every RTP payload type but `kept` out of `media`: its format and its a=rtpmap,
+    a=fmtp and a=rtcp-fb lines."""
+
+    def dropped(payload_type: str) -> bool:
+        return payload_type.isdigit() and int(payload_type) not in kept
+
+    media.formats = [fmt for fmt in media.formats if not dropped(fmt)]
+    media.attributes = [
+        (name, value) for name, value in media.attributes
+        if not (name in (ATTR_RTPMAP, ATTR_FMTP, ATTR_RTCP_FB) and dropped((value or "").split(" ", 1)[0]))
+    ]
 
 
 def _renumbered(rtpmap: RtpMap, payload_type: int) -> RtpMap:

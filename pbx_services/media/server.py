@@ -39,6 +39,7 @@ from .negotiation import (
     answer_ourselves,
     audio_stream_index,
     codec_key,
+    pick_codec,
     rewrite_answer,
     rewrite_offer,
     stream_info,
@@ -56,7 +57,6 @@ REPLY_CACHE_SECONDS = 30.0
 HOUSEKEEPING_INTERVAL = 1.0
 NOTIFICATION_INTERVAL = 1.0
 NOTIFICATION_ATTEMPTS = 5
-DEFAULT_TRANSCODE = ("PCMU", "PCMA")
 MAX_CALL_ID_LENGTH = 256
 
 ERROR_NO_FREE_PORTS = "no free ports"
@@ -376,7 +376,9 @@ class MediaServer:
         call_id = _call_id(body)
         leg_name = _leg_name(body)
         sdp = _sdp(body)
-        transcode = _optional(body, "transcode", list, list(DEFAULT_TRANSCODE))
+        # By default every codec the server transcodes may be added: a phone with one codec
+        # (G.722 alone, Opus alone) can then take a call from any phone with a codec we decode.
+        transcode = _optional(body, "transcode", list, list(self.transcoding.names.values()))
         if not all(isinstance(name, str) for name in transcode):
             raise CommandError("bad field: transcode")
         record = _optional(body, "record", bool, False)
@@ -468,14 +470,13 @@ class MediaServer:
     def _answer_after_ours(self, call: Call, answerer: Leg, sdp: SessionDescription,
                            source: Address) -> dict[str, Any]:
         """The answering phone's answer after we answered the offerer ourselves: the offerer
-        keeps the codec it was given, and is transcoded to when the answer chose another."""
+        keeps the codec it was given, relayed unchanged when the answer lists it too, else
+        transcoded to from the first codec of the answer that the server transcodes."""
         info = _phone_stream(sdp)
-        chosen = next(iter(info.audio_payloads), None)
         given = answerer.peer.send_codec
-        if chosen is None or given is None:
-            raise CommandError(ERROR_NO_COMMON_CODEC)
-        key = codec_key(info.payloads[chosen])
-        if key != codec_key(given) and key not in self.transcoding.codecs:
+        chosen = None if given is None else pick_codec(
+            info.payloads, shared={codec_key(given)}, transcodable=self.transcoding.codecs)
+        if chosen is None:
             raise CommandError(ERROR_NO_COMMON_CODEC)
         answerer.unlatch()
         answerer.update_media(info, dict(info.payloads), chosen)

@@ -60,7 +60,10 @@ MODULE_PATH = "/usr/lib/baresip/modules"
 SAMPLE_RATE = 8000
 TONE_HZ = 1000
 TONE_SECONDS = 120
-SUPPORTED_CODECS = {"PCMU", "PCMA"}  # the g711 module; aufile gives 8 kHz audio
+CODEC_MODULES = {"PCMU": "g711.so", "PCMA": "g711.so", "G722": "g722.so", "OPUS": "opus.so"}
+"""The codecs a phone may be given, and the module of each (baresip resamples aufile's 8 kHz)."""
+CODEC_IDS = {"G722": "G722/16000/1", "OPUS": "opus/48000/2"}
+"""How `audio_codecs` names a codec whose sampling rate is not 8000 Hz (it assumes 8000/1)."""
 STATUS_LINE = re.compile(r"^\[\d+:\d\d:\d\d\] audio=")  # printed ten times a second during a call
 
 
@@ -71,9 +74,12 @@ class BaresipPhone:
         """`server` is the registrar/proxy's host:port; `port` this phone's SIP port (and TLS on port + 1)."""
         if transport not in ("udp", "tcp"):
             raise ValueError(f"transport must be udp or tcp, not {transport!r}")
-        unsupported = {c.strip().upper() for c in codecs.split(",")} - SUPPORTED_CODECS
+        wanted = [c.strip() for c in codecs.split(",") if c.strip()]
+        unsupported = {c.upper() for c in wanted} - set(CODEC_MODULES)
         if unsupported:
-            raise ValueError(f"codecs {sorted(unsupported)} not supported; only {sorted(SUPPORTED_CODECS)}")
+            raise ValueError(f"codecs {sorted(unsupported)} not supported; only {sorted(CODEC_MODULES)}")
+        codec_modules = "".join(f"module\t\t\t{module}\n"
+                                for module in dict.fromkeys(CODEC_MODULES[c.upper()] for c in wanted))
         if audio_file is not None:
             check_source_wav(audio_file)
         self.user = user
@@ -82,7 +88,8 @@ class BaresipPhone:
         outbound = f"sip:{server}" + (";transport=tcp" if transport == "tcp" else "")
         answermode = "auto" if auto_answer else "manual"
         self.account = (f'<{self.aor}>;auth_pass={password};outbound="{outbound}";regint=300;'
-                        f"audio_codecs={codecs};answermode={answermode}")
+                        f"audio_codecs={','.join(CODEC_IDS.get(c.upper(), c) for c in wanted)};"
+                        f"answermode={answermode}")
         self.directory = Path(tempfile.mkdtemp(prefix=f"baresip-{user}-"))
         self.recordings = self.directory / "recordings"
         self.recordings.mkdir()
@@ -94,7 +101,7 @@ class BaresipPhone:
             f"sip_listen\t\t127.0.0.1:{port}\n"
             "net_interface\t\t127.0.0.1\n"
             f"module_path\t\t{MODULE_PATH}\n"
-            "module\t\t\tg711.so\n"
+            f"{codec_modules}"
             "module\t\t\taufile.so\n"
             "module\t\t\taubridge.so\n"
             "module\t\t\tsndfile.so\n"
@@ -102,6 +109,9 @@ class BaresipPhone:
             "module_app\t\tctrl_tcp.so\n"
             f"ctrl_tcp_listen\t\t127.0.0.1:{self.ctrl_port}\n"
             f"audio_source\t\taufile,{audio_file.resolve()}\n"
+            # aufile's 8 kHz mono, resampled for a codec at another rate (Opus, G.722).
+            "ausrc_srate\t\t8000\n"
+            "ausrc_channels\t\t1\n"
             f"audio_player\t\taubridge,{user}\n"
             f"audio_alert\t\taubridge,{user}\n"
             f"snd_path\t\t{self.recordings}\n")

@@ -69,14 +69,20 @@ class Phone:
         self.ep.libStart()
         self.ep.audDevManager().setNullDev()
         # Codec ids look like "PCMU/8000/1"; priority 0 takes a codec out of the offer.
-        # telephone-event is not a codec here: it is always offered.
-        wanted = [name.strip().upper() for name in args.codecs.split(",") if name.strip()]
+        # telephone-event is not a codec here: it is always offered. Without --codecs the
+        # phone keeps pjsua2's own priorities, as a phone out of the box does.
         self.codecs: list[str] = []
-        for codec in self.ep.codecEnum2():
-            keep = codec.codecId.split("/")[0].upper() in wanted
-            self.ep.codecSetPriority(codec.codecId, 200 if keep else 0)
-            if keep:
-                self.codecs.append(codec.codecId)
+        if args.codecs is None:
+            enabled = [codec for codec in self.ep.codecEnum2() if codec.priority > 0]
+            enabled.sort(key=lambda codec: -codec.priority)  # stable: the library's order on ties
+            self.codecs = [codec.codecId for codec in enabled]
+        else:
+            wanted = [name.strip().upper() for name in args.codecs.split(",") if name.strip()]
+            for codec in self.ep.codecEnum2():
+                keep = codec.codecId.split("/")[0].upper() in wanted
+                self.ep.codecSetPriority(codec.codecId, 200 if keep else 0)
+                if keep:
+                    self.codecs.append(codec.codecId)
         self.player: pj.AudioMediaPlayer | None = None
         if args.play:
             self.player = pj.AudioMediaPlayer()
@@ -293,7 +299,7 @@ def main() -> None:
     parser.add_argument("--server", required=True, help="host:port of the PBX")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--transport", default="udp", choices=["udp", "tcp"])
-    parser.add_argument("--codecs", default="PCMU,PCMA")
+    parser.add_argument("--codecs", help="the codecs to offer, by name (PCMU,PCMA); without, pjsua2's own")
     parser.add_argument("--expires", type=int, default=300)
     parser.add_argument("--auto-answer", action="store_true")
     parser.add_argument("--log-level", type=int, default=1)

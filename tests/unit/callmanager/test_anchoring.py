@@ -7,6 +7,7 @@ Call Manager, whose control requests and replies the harness carries both ways.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,9 @@ from .conftest import MEDIA_HOST, SDP_ANSWER, SDP_HOLD, SDP_OFFER, Pbx, Phone
 from .test_b2bua import Call, answer, only_cdr, start_call
 
 SDP_PCMA_ANSWER = SDP_ANSWER.replace(b"RTP/AVP 0", b"RTP/AVP 8").replace(b"rtpmap:0 PCMU", b"rtpmap:8 PCMA")
+DEVICE_SDP = Path(__file__).resolve().parents[2] / "data" / "sdp"
+STOCK_PJSUA2_OFFER = (DEVICE_SDP / "pjsua2_2.15_stock_offer.sdp").read_bytes()
+STOCK_PJSUA2_ANSWER = (DEVICE_SDP / "pjsua2_2.15_stock_answer.sdp").read_bytes()
 
 
 @pytest.fixture
@@ -59,7 +63,8 @@ def test_both_phones_are_given_the_media_server_and_never_each_other(pbx: Pbx, a
     call, ok = connected(alice, bob)
     node = pbx.media_node_of(call.outgoing.call_id)
     media_call = node.core.calls[call.outgoing.call_id]
-    assert media_of(call.b_invite.body) == (MEDIA_HOST, media_call.b.port, ["0", "8"])
+    host, port, formats = media_of(call.b_invite.body)
+    assert (host, port, formats[:2]) == (MEDIA_HOST, media_call.b.port, ["0", "8"])  # + G.722, Opus if here
     assert media_of(ok.body) == (MEDIA_HOST, media_call.a.port, ["0"])
     # The legs point at the phones' own SDP addresses until their first packets latch them.
     assert media_call.a.destination == ("10.0.0.1", 4000) and media_call.b.destination == ("10.0.0.2", 5000)
@@ -89,6 +94,23 @@ def test_ringing_without_early_media_plays_ringback_from_the_media_server(pbx: P
     assert ok.body == ringing.body  # the answer given in the 180 stands (same o= version)
     assert media_call.a.playback is None
     assert media_call.b.send_payload_type == 8 and media_call.a.send_payload_type == 0  # transcoding
+
+
+def test_stock_pjsua2_phones_connect_after_ringing(pbx: Pbx, alice: Phone, bob: Phone) -> None:
+    """Issue 8: the callee was offered the caller's speex first, answered it after the caller had
+    our PCMU answer for ringback, and the caller got 503. It is offered what the server bridges."""
+    call = start_call(alice, bob, body=STOCK_PJSUA2_OFFER)
+    offered = SessionDescription.parse(call.b_invite.body).media[0].rtpmap()
+    assert {rtpmap.encoding for rtpmap in offered.values()} <= {"PCMU", "PCMA", "G722", "opus",
+                                                                 "telephone-event"}
+    assert list(offered)[:3] == [0, 8, 9]  # the caller's order
+    bob.send(bob.respond(call.b_invite, 180, to_tag=call.b_tag))
+    ringing = alice.pop_response(180)
+    assert media_of(ringing.body)[2] == ["0", "121"]
+    ok = answer(alice, bob, call, body=STOCK_PJSUA2_ANSWER)
+    assert ok.status_code == 200 and ok.body == ringing.body
+    media_call = pbx.media_node_of(call.outgoing.call_id).core.calls[call.outgoing.call_id]
+    assert media_call.a.send_payload_type == media_call.b.send_payload_type == 0  # PCMU, not transcoded
 
 
 def test_early_media_from_the_callee_is_anchored_too(pbx: Pbx, alice: Phone, bob: Phone) -> None:

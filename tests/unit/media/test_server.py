@@ -14,11 +14,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pbx_services.media.negotiation import codec_key
 from pbx_services.media.server import MediaServer
 from pbx_services.media.session import NO_FAST_PATH, Leg
 from pbx_services.rtp.codecs import available_codecs, get_codec
 from pbx_services.rtp.g711 import alaw_decode, ulaw_decode, ulaw_encode
 from pbx_services.rtp.rtcp import RtcpReceiverReport, RtcpReportBlock
+from pbx_services.sip.sdp import SessionDescription
 
 CONTROLLER = ("10.0.0.1", 5060)
 PHONE_A = ("10.0.1.1", 4000)
@@ -335,6 +337,80 @@ def test_what_is_relayed_after_a_tone_continues_the_tones_stream(driver: Driver)
         ((sequence + 1 + n) & 0xFFFF, (timestamp + 160 * (n + 1)) & 0xFFFFFFFF, ssrc) for n in range(4)]
     assert [data[12:] for _, data, _ in relayed] == [b"\x05" * 160] * 4
     assert b.fast_rewrite is not None  # the fast path rewrites as well
+
+
+DEVICE_SDP = Path(__file__).resolve().parents[2] / "data" / "sdp"
+OPUS = 96
+CALLER_OFFERS = ("pjsua2_2.15_stock_offer.sdp", "baresip_1.0_default_offer.sdp", "pjsua2_2.15_g722_offer.sdp",
+                 "baresip_1.0_opus_offer.sdp")
+CALLEE_ANSWERS = {
+    "pjsua2 stock": (DEVICE_SDP / "pjsua2_2.15_stock_answer.sdp").read_text(),
+    "baresip opus only": (DEVICE_SDP / "baresip_1.0_opus_answer.sdp").read_text(),
+    "G.722 only": phone_sdp(PHONE_B, (9, "G722")),
+    "PCMA only": phone_sdp(PHONE_B, (PCMA, "PCMA")),
+    "Opus, then PCMU": phone_sdp(PHONE_B, (OPUS, "opus"), (PCMU, "PCMU")).replace(
+        "opus/8000", "opus/48000/2"),
+}
+
+
+def send_audio(driver: Driver, leg: Leg, source: tuple[str, int],
+               sequence: int) -> list[tuple[int, bytes, Any]]:
+    """20 ms of a tone from `leg`'s phone in the codec it negotiated; what the server sent on."""
+    codec = leg.send_codec
+    assert codec is not None
+    encoder = get_codec(codec.encoding.upper())
+    samples = (4000 * np.sin(2 * np.pi * 500 * np.arange(encoder.sample_rate // 50) / encoder.sample_rate))
+    payload = encoder.encode(samples.astype(np.int16))
+    return driver.rtp(leg, source, rtp(payload, codec.payload_type, sequence=sequence,
+                                       timestamp=sequence * codec.clock_rate // 50))
+
+
+@pytest.mark.skipif(not {"G722", "opus"} <= set(available_codecs()),
+                    reason="needs the G722 and Opus libraries")
+@pytest.mark.parametrize("ringback", [True, False], ids=["ringback", "no ringback"])
+@pytest.mark.parametrize("callee", list(CALLEE_ANSWERS))
+@pytest.mark.parametrize("caller", CALLER_OFFERS)
+def test_phones_as_they_come_connect_and_share_a_codec_when_they_can(driver: Driver, caller: str, callee: str,
+                                                                      ringback: bool) -> None:
+    """A stock pjsua2 or baresip, a G.722-only or an Opus-only phone calls another: whether the
+    server answered the caller itself for ringback or not, the callee's answer is taken, a codec
+    both phones have is used unchanged, and audio goes through both ways."""
+    offer = (DEVICE_SDP / caller).read_text()
+    offered = driver.ok("offer", call_id="x", leg="a", sdp=offer)["sdp"]
+    call = driver.server.calls["x"]
+    ringing = driver.ok("play_tone", call_id="x", leg="a", tone="ringback") if ringback else {}
+    answered = driver.ok("answer", call_id="x", leg="b", sdp=CALLEE_ANSWERS[callee])
+    if ringback:
+        assert answered["sdp"] == ringing["sdp"]
+        driver.ok("stop_playback", call_id="x", leg="a")
+    a, b = call.a, call.b
+    assert a.send_codec is not None and b.send_codec is not None
+    assert a.stream is not None and b.stream is not None
+    answered_codecs = {codec_key(rtpmap) for rtpmap in b.stream.audio_payloads.values()}
+    callers = ({codec_key(a.send_codec)} if ringback
+               else {codec_key(rtpmap) for rtpmap in a.stream.audio_payloads.values()})
+    assert (codec_key(a.send_codec) == codec_key(b.send_codec)) == bool(answered_codecs & callers), offered
+    for sequence, (leg, source) in enumerate(((a, PHONE_A), (b, PHONE_B), (a, PHONE_A), (b, PHONE_B))):
+        [(port, data, _)] = send_audio(driver, leg, source, sequence)
+        assert (port, data[1] & 0x7F) == (leg.peer.port, leg.peer.send_payload_type)
+
+
+@pytest.mark.parametrize("caller", CALLER_OFFERS)
+def test_whatever_codec_of_our_offer_the_callee_answers_after_ringback_is_taken(driver: Driver,
+                                                                                caller: str) -> None:
+    """Issue 8: the callee was offered the caller's speex, iLBC and GSM, which the server can
+    neither transcode nor, once it answered the caller itself for ringback, relay unchanged."""
+    offered = driver.ok("offer", call_id="x", leg="a", sdp=(DEVICE_SDP / caller).read_text())["sdp"]
+    driver.ok("play_tone", call_id="x", leg="a", tone="ringback")
+    offered_media = SessionDescription.parse(offered).media[0]
+    for payload_type, rtpmap in offered_media.rtpmap().items():
+        if rtpmap.encoding.lower() == "telephone-event":
+            continue
+        answer = phone_sdp(PHONE_B, (payload_type, rtpmap.encoding), events=False).replace(
+            f"{rtpmap.encoding}/8000", f"{rtpmap.encoding}/{rtpmap.clock_rate}"
+            + (f"/{rtpmap.channels}" if rtpmap.channels else ""))
+        reply = driver.request("answer", call_id="x", leg="b", sdp=answer)
+        assert reply["result"] == "ok", (rtpmap, reply)
 
 
 def test_an_answer_the_given_codec_cannot_be_transcoded_from_is_refused(driver: Driver) -> None:
