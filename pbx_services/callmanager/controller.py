@@ -121,6 +121,11 @@ class CallManagerController:
         await self._transports.start(config.sip.host, config.sip.port, tuple(config.sip.transports),
                                      reuse_port=several)
         self._refresh_media_servers()
+        try:
+            self.core.b2bua.restore_calls(self._driver.now())
+        except StateStoreUnavailable:
+            log.error("could not take back this worker's calls: the state store is away")
+        self._driver.after_core_ran()
         self._housekeeping = loop.create_task(self._housekeep())
 
     def listening_on(self) -> str:

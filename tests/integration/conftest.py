@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,6 +83,18 @@ class PbxServer:
             text = reply.read().decode()
         return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
                 for line in text.splitlines() if line and not line.startswith("#")}
+
+    def health(self) -> dict[str, Any]:
+        """The daemon's /health (whatever its status code)."""
+        import json
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/health", timeout=5) as reply:
+                return dict(json.loads(reply.read()))
+        except urllib.error.HTTPError as error:
+            return dict(json.loads(error.read()))
 
     def cdrs(self) -> list[dict[str, object]]:
         import sqlite3
