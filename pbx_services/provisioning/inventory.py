@@ -112,7 +112,8 @@ def _site(document: dict[str, Any]) -> Site:
 def _field(document: dict[str, Any], key: str, kind: type, where: str = "") -> Any:
     value = document.get(key)
     if not isinstance(value, kind):
-        expected = {dict: "an object", str: "a string"}.get(kind, kind.__name__)
+        names: dict[type, str] = {dict: "an object", str: "a string"}
+        expected = names.get(kind, kind.__name__)
         raise InventoryError(f"{OUTPUT_NAME}.{where}{key} is missing or not {expected}")
     return value
 
