@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pbx_services.provisioning import validate_config
 from tests.provisioning.conftest import REPO
@@ -77,6 +78,13 @@ def test_callmanager_binds_the_vip(rendered: Path) -> None:
     text = (rendered / "callmanager.yml").read_text()
     assert "host: 198.18.0.10" in text
     assert "port: 9060" in text
+
+
+def test_callmanager_workers_share_redis_behind_the_sentinels(rendered: Path) -> None:
+    config = yaml.safe_load((rendered / "callmanager.yml").read_text())
+    assert config["state"] == {"url": "redis+sentinel://:p%40ss%20word%2F0123456@198.18.0.11:26379,"
+                                      "198.18.0.12:26379,198.18.0.13:26379/pbx/0"}
+    assert config["callmanager"]["workers"] == 0
 
 
 def test_validate_config_reports_the_bad_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
