@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..cluster.events import CallEnded, Disposition, HangupBy
+from ..cluster.media_control import ERROR_UNKNOWN_CALL
 from ..cluster.state.dialogs import CallRecord, DialogStore, InMemoryDialogs
 from ..cluster.state.errors import StateStoreUnavailable
 from ..cluster.state.location import Binding, LocationStore
@@ -173,6 +174,8 @@ class B2bua:
         self._owner = owner
         """The name our call records give their owner: "<node>/<worker>"."""
         self._changed: set[Call] = set()
+        self._taken_over: list[tuple[str, str]] = []
+        """(previous owner, record key) of the calls taken over since `take_takeovers`."""
         self._make_tag = make_tag
         """Tags and Call-IDs we make name our worker (workers.py), so the call's messages find it."""
         self._location = location
@@ -953,6 +956,35 @@ class B2bua:
             return False
         log.info("took over call %s from %s", call.call_id, record.owner)
         self._save_record(call, now)
+        if record.owner != self._owner:
+            self._taken_over.append((record.owner, record.key))
+        return True
+
+    def take_takeovers(self) -> list[tuple[str, str]]:
+        """(previous owner, call key) of each call taken over: that owner, if alive, must forget it."""
+        taken, self._taken_over = self._taken_over, []
+        return taken
+
+    def release(self, key: str) -> bool:
+        """Forget the call `key`, which another worker took over: no BYE, no CDR, no record
+        change (it goes on there). Whether we held it."""
+        call = next((c for c in self.calls if c.record_key == key), None)
+        if call is None:
+            return False
+        self._cancel_timer(call.ring_timer)
+        for leg in (call.a, call.b):
+            if leg is None:
+                continue
+            if leg.unacked is not None:
+                self._cancel_timer(leg.unacked.timer)
+            if leg.dialog is not None:
+                self._dialogs.pop(leg.dialog.id, None)
+        if call.media is not None:
+            call.media.endpoint.calls.discard(call)
+            self._media_calls.pop(call.media.media_call_id, None)
+        self.calls.discard(call)
+        self._changed.discard(call)
+        log.info("call %s was taken over by another worker: forgotten here", call.call_id)
         return True
 
     def _save_record(self, call: Call, now: float) -> None:
@@ -1017,6 +1049,7 @@ class B2bua:
         self._register_dialog(call, a)
         self._register_dialog(call, b)
         call.saved_at = now
+        self._claim_media(call, now)
         return call
 
     def _rebuild_anchor(self, call: Call, media: dict[str, Any]) -> MediaAnchor:
@@ -1031,6 +1064,22 @@ class B2bua:
         endpoint.calls.add(call)
         self._media_calls[anchor.media_call_id] = call
         return anchor
+
+    def _claim_media(self, call: Call, now: float) -> None:
+        """Tell the media server of a call taken over that we hold it now (its timeout notice
+        comes here); hang the call up if the server freed it while nobody held it."""
+        if self._media is None or call.media is None:
+            return
+
+        def on_reply(reply: dict[str, Any] | None, t: float) -> None:
+            if reply is not None and reply.get("error_reason") == ERROR_UNKNOWN_CALL:
+                log.info("call %s taken over had lost its media: hanging up", call.call_id)
+                if call.media is not None:
+                    call.media.endpoint.calls.discard(call)
+                    call.media.endpoint = _GONE
+                self._hang_up(call, t, hangup_by=HangupBy.SYSTEM)
+
+        self._media_request(call, "query", now, on_reply)
 
 
 def _describe_leg(leg: Leg) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from .metrics import CallManagerCollector
 from .policy import AuthFailureLimiter
 from .registrar import RegistrarSettings
 from .service import CallManager
-from .workers import Forward, ForwardError, WorkerPlace
+from .workers import Forward, ForwardError, Release, WorkerPlace, parse_frame
 
 log = logging.getLogger(__name__)
 
@@ -200,9 +200,12 @@ class CallManagerController:
         """A message another worker received for one of our calls, or bytes for our TCP connection."""
         assert self.core is not None and self._driver is not None and self._transports is not None
         try:
-            forward = Forward.parse(frame)
+            forward = parse_frame(frame)
         except ForwardError as exc:
             log.warning("dropped a frame on the workers' channel: %s", exc)
+            return
+        if isinstance(forward, Release):
+            self.core.b2bua.release(forward.key)
             return
         if forward.send:
             self._transports.write_if_held(forward.peer, forward.data)
@@ -217,6 +220,9 @@ class CallManagerController:
         assert self.core is not None and self._transports is not None
         for index, data, source, transport in self.core.take_forwards():
             self._hand_over(index, data, source, transport)
+        if self._channel is not None:
+            for index, key in self.core.take_releases():
+                self._channel.send(index, Release(key).serialize())
         for transmit in self.core.take_transmits():
             if transmit.transport == "TCP" and self._channel is not None and \
                     self._transports.write_if_held(transmit.destination, transmit.data):

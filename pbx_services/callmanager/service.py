@@ -35,7 +35,7 @@ from .policy import AuthFailureLimiter
 from .registrar import Registrar, RegistrarSettings
 from .stack import SipStack, warning
 from .timers import TimerQueue
-from .workers import WorkerPlace
+from .workers import WorkerPlace, place_of
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,16 @@ class CallManager:
         for event in self.stack.receive(data, source, transport, now, forwarded=forwarded):
             self._dispatch(event, now)
         self.b2bua.save_changed(now)
+
+    def take_releases(self) -> list[tuple[int, str]]:
+        """(worker, call key): calls this worker took over from a sibling on this node, which
+        must forget them if it is running."""
+        releases = []
+        for owner, key in self.b2bua.take_takeovers():
+            place = place_of(owner)
+            if place is not None and place[0] == self.place.node and place[1] != self.place.index:
+                releases.append((place[1], key))
+        return releases
 
     def take_forwards(self) -> list[tuple[int, bytes, tuple[str, int], str]]:
         """Messages received here that belong to another worker: (worker, data, source, transport)."""

@@ -12,8 +12,10 @@ the state store.
 
 A TCP connection is held by the worker that accepted it: a message for a phone on another
 worker's connection goes to that worker as a `Forward` with `send=True`, to be written on it.
+A worker that took over a call of a sibling that is back tells it to forget the call
+(`Release`), so that one call is never held by two.
 
-Sans-IO: `owner_of(message)` and the envelope's `serialize`/`parse`.
+Sans-IO: `owner_of(message)` and the frames' `serialize`/`parse_frame`.
 """
 
 from __future__ import annotations
@@ -67,6 +69,12 @@ def worker_of_tag(tag: str | None) -> int | None:
     return int(index)
 
 
+def place_of(owner: str) -> tuple[str, int] | None:
+    """(node, worker index) of an owner name ("<node>/<index>"), None if it is not one."""
+    node, slash, index = owner.rpartition("/")
+    return (node, int(index)) if slash and node and index.isdigit() else None
+
+
 class ForwardError(ValueError):
     """A frame between workers that is not one (another program on our socket name, a bug)."""
 
@@ -101,3 +109,23 @@ class Forward:
                 and isinstance(from_worker, int) and isinstance(send, bool)):
             raise ForwardError("forwarded frame header has a bad field")
         return cls(data=data, peer=(host, port), transport=transport, from_worker=from_worker, send=send)
+
+
+RELEASE_PREFIX = b"release "
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Another worker took the call `key` over: forget it, without BYE or CDR (it goes on there)."""
+
+    key: str
+
+    def serialize(self) -> bytes:
+        return RELEASE_PREFIX + self.key.encode()
+
+
+def parse_frame(frame: bytes) -> Forward | Release:
+    """A frame of the workers' channel; ForwardError if it is not one."""
+    if frame.startswith(RELEASE_PREFIX):
+        return Release(frame[len(RELEASE_PREFIX):].decode("utf-8", "replace"))
+    return Forward.parse(frame)

@@ -28,6 +28,8 @@ COMMANDS = frozenset({
     "timeout",
 })
 RESULT_OK = "ok"
+ERROR_UNKNOWN_CALL = "unknown call"
+"""The `error_reason` for a call_id the server does not hold (freed, or never offered)."""
 RESULT_PONG = "pong"
 RESULT_ERROR = "error"
 LEGS = ("a", "b")

@@ -24,6 +24,7 @@ from pbx_services.sip.errors import RemoteProtocolError
 from pbx_services.sip.sdp import SessionDescription
 
 from ..cluster.media_control import (
+    ERROR_UNKNOWN_CALL,
     LEGS,
     RESULT_ERROR,
     RESULT_OK,
@@ -60,7 +61,6 @@ NOTIFICATION_ATTEMPTS = 5
 MAX_CALL_ID_LENGTH = 256
 
 ERROR_NO_FREE_PORTS = "no free ports"
-ERROR_UNKNOWN_CALL = "unknown call"
 ERROR_NO_COMMON_CODEC = "no common codec"
 
 
@@ -519,6 +519,9 @@ class MediaServer:
 
     def _query(self, body: dict[str, Any], source: Address, now: float) -> dict[str, Any]:
         call = self._call(body)
+        # A Call Manager worker that took the call over asks this first: tell it, not the
+        # worker that died, when the call times out.
+        call.controller = source
         self._note_activity(call, now)
         return {
             "legs": {leg.name: _leg_report(leg) for leg in (call.a, call.b)},

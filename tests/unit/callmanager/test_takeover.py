@@ -153,3 +153,39 @@ def test_a_register_while_the_store_is_away_is_refused_with_500_and_retry_after(
 
     assert (response.status_code, response.reason) == (500, "State Store Unavailable")
     assert response.headers.get("Retry-After") == "5"
+
+
+def test_the_worker_that_held_a_call_taken_over_forgets_it_without_ending_it(
+        pbx: Pbx, alice: Phone, bob: Phone) -> None:
+    call = connected(alice, bob)
+    first = pbx.core
+    [held] = first.b2bua.calls
+    pbx.restart(WorkerPlace(node="cm1", index=1, count=2))
+    assert call.a_dialog is not None
+
+    alice.send(call.a_dialog.request(alice, "INFO", body=b"Signal=1\r\n",
+                                     content_type="application/dtmf-relay"))
+
+    assert bob.pop_request("INFO").body == b"Signal=1\r\n"
+    assert pbx.core.take_releases() == [(0, held.record_key)]
+    assert first.b2bua.release(held.record_key)
+    assert first.b2bua.calls == set() and first.take_transmits() == []
+    assert pbx.cdrs == []
+    assert [record.owner for record in pbx.state.dialogs.owned_by("cm1/1")] == ["cm1/1"]
+
+
+def test_a_call_taken_over_whose_media_was_freed_meanwhile_is_hung_up(pbx: Pbx, alice: Phone,
+                                                                    bob: Phone) -> None:
+    connected(alice, bob)
+    [held] = pbx.core.b2bua.calls
+    node = pbx.media_node_of(held.call_id)
+    node.core._free(node.core.calls[held.call_id])  # it timed out while no worker held the call
+
+    pbx.restart()
+    pbx.core.b2bua.restore_calls(pbx.now)
+    pbx.deliver()
+
+    for phone in (alice, bob):
+        phone.send(phone.respond(phone.pop_request("BYE"), 200))
+    assert only_cdr(pbx).hangup_by is HangupBy.SYSTEM
+    assert pbx.core.b2bua.calls == set()
