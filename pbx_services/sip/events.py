@@ -43,7 +43,9 @@ class RequestReceived:
     """"UDP" or "TCP"."""
     transaction: ServerTransaction | None
     """The new server transaction to answer through; None only for an ACK that ends no
-    server transaction of ours (the ACK to a 2xx: end-to-end, it belongs to the dialog)."""
+    server transaction of ours (the ACK to a 2xx: end-to-end, it belongs to the dialog).
+    A non-INVITE one lets go of its `request` once it has sent its final response (an INVITE
+    one once the ACK to its failure came): the TU keeps `request` from here if it needs it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -98,16 +98,6 @@ class SipMessage:
             self._parsed_for = fields
         return self._parsed
 
-    def drop_parsed(self) -> None:
-        """Forget what parsing derived (typed headers, the lookup index); rebuilt on demand.
-
-        For messages kept long after they were handled, such as the request of a
-        transaction that only waits to absorb retransmissions.
-        """
-        self._parsed = {}
-        self._parsed_for = None
-        self.headers._index = None
-
     def _required(self, name: str) -> str:
         value = self.headers.get(name)
         if value is None:

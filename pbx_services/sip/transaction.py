@@ -12,6 +12,14 @@ Rules of the machines below:
 - Time is `now` (seconds, any monotonic origin) passed in; `next_timer()` says when to
   call `handle_timer(now)`. Messages to send queue up until `take_transmits()`.
 - A transaction leaves the layer's tables the moment it is Terminated.
+- In a machine's `lean` states a transaction keeps only what retransmissions need (a
+  REGISTER storm leaves tens of thousands of Completed ones for 64*T1): a server one, the
+  bytes of its final response and where they go, no longer its request (reading `request`
+  is then a `LocalProtocolError`) nor its parsed response (`last_response` is parsed again
+  from those bytes); a client one, no longer its request's bytes (the TU may still read
+  `request` while it handles the final response). An INVITE server transaction is lean
+  only once Confirmed: before, the TU answers the INVITE again with its 2xx (Accepted) or
+  reports Timer H with its request (Completed), and a call holds its INVITE anyway.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ from .events import (
     Transmit,
 )
 from .headers import BRANCH_MAGIC_COOKIE, Via, split_list
-from .message import MAX_FORWARDS_DEFAULT, SipRequest, SipResponse, make_response
+from .message import MAX_FORWARDS_DEFAULT, SipRequest, SipResponse, make_response, parse_message
 from .uri import SipUri
 
 T1 = 0.5
@@ -111,12 +119,14 @@ Transitions = dict[tuple[TransactionState, Input], tuple[TransactionState, Actio
 
 @dataclass(frozen=True, slots=True)
 class Machine:
-    """One transaction state machine: its transition table and the timers of each state."""
+    """One transaction state machine: its transition table, the timers of each state and the
+    states where it keeps only what retransmissions need."""
 
     name: str
     initial: TransactionState
     transitions: Transitions
     timers: dict[TransactionState, tuple[Input, ...]]
+    lean: frozenset[TransactionState]
 
 
 CLIENT_INVITE = Machine("client INVITE", CALLING, {
@@ -138,7 +148,7 @@ CLIENT_INVITE = Machine("client INVITE", CALLING, {
     CALLING: (Input.TIMER_A, Input.TIMER_B),
     ACCEPTED: (Input.TIMER_M,),
     COMPLETED: (Input.TIMER_D,),
-})
+}, lean=frozenset({ACCEPTED, COMPLETED}))
 
 CLIENT_NON_INVITE = Machine("client non-INVITE", TRYING, {
     (TRYING, Input.TIMER_E): (TRYING, Action.RETRANSMIT),
@@ -156,7 +166,7 @@ CLIENT_NON_INVITE = Machine("client non-INVITE", TRYING, {
     TRYING: (Input.TIMER_E, Input.TIMER_F),
     PROCEEDING: (Input.TIMER_E, Input.TIMER_F),
     COMPLETED: (Input.TIMER_K,),
-})
+}, lean=frozenset({COMPLETED}))
 
 SERVER_INVITE = Machine("server INVITE", PROCEEDING, {
     (PROCEEDING, Input.RECEIVED_REQUEST): (PROCEEDING, Action.RESEND_RESPONSE),
@@ -176,7 +186,7 @@ SERVER_INVITE = Machine("server INVITE", PROCEEDING, {
     ACCEPTED: (Input.TIMER_L, Input.TIMER_2XX),
     COMPLETED: (Input.TIMER_G, Input.TIMER_H),
     CONFIRMED: (Input.TIMER_I,),
-})
+}, lean=frozenset({CONFIRMED}))
 
 SERVER_NON_INVITE = Machine("server non-INVITE", TRYING, {
     (TRYING, Input.SENT_1XX): (PROCEEDING, Action.SEND_RESPONSE),
@@ -190,19 +200,25 @@ SERVER_NON_INVITE = Machine("server non-INVITE", TRYING, {
     (COMPLETED, Input.TIMER_J): (TERMINATED, Action.NOTHING),
 }, timers={
     COMPLETED: (Input.TIMER_J,),
-})
+}, lean=frozenset({COMPLETED}))
 
 _RETRANSMIT_TIMERS = frozenset({Input.TIMER_A, Input.TIMER_E, Input.TIMER_G, Input.TIMER_2XX})
 
 
+# Our random identifiers are lowercase hex: mixed-case ones can spell a header name, and sipp
+# 3.6 finds a response's CSeq by a case-sensitive search of the whole message, so a To tag such
+# as "UkCSeqBek9ddxtM6" (about 1 in 1.3 million base64 tags) made it drop our answer as unexpected.
+_RANDOM_BYTES = 12  # 96 bits
+
+
 def make_branch() -> str:
-    """A fresh RFC 3261 branch: the magic cookie and 16 random URL-safe characters."""
-    return BRANCH_MAGIC_COOKIE + secrets.token_urlsafe(12)
+    """A fresh RFC 3261 branch: the magic cookie and 24 random lowercase hex digits."""
+    return BRANCH_MAGIC_COOKIE + secrets.token_hex(_RANDOM_BYTES)
 
 
 def make_tag() -> str:
-    """A fresh From/To tag: 16 random URL-safe characters."""
-    return secrets.token_urlsafe(12)
+    """A fresh From/To tag, also what our Call-IDs are made of: 24 random lowercase hex digits."""
+    return secrets.token_hex(_RANDOM_BYTES)
 
 
 def make_cancel(invite: SipRequest) -> SipRequest:
@@ -248,17 +264,17 @@ class _Transaction:
     `is_invite`, `last_response` (the last one sent or received) and `user_data`, a free
     slot for the TU (its call leg, its registration, ...)."""
 
-    __slots__ = ("request", "transport", "state", "method", "is_invite", "last_response", "user_data",
+    __slots__ = ("_request", "transport", "state", "method", "is_invite", "_last_response", "user_data",
                  "_machine", "_key", "_reliable", "_timers", "_interval")
 
     def __init__(self, machine: Machine, request: SipRequest, transport: str,
                  key: tuple[object, ...]) -> None:
-        self.request = request
+        self._request: SipRequest | None = request
         self.transport = transport
         self.method = request.method
         self.is_invite = request.method == "INVITE"
         self.state = machine.initial
-        self.last_response: SipResponse | None = None
+        self._last_response: SipResponse | None = None
         self.user_data: object = None
         self._machine = machine
         self._key = key
@@ -268,6 +284,20 @@ class _Transaction:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.method} {self.state.value} {self.transport}>"
+
+    @property
+    def request(self) -> SipRequest:
+        if self._request is None:
+            raise LocalProtocolError(f"{self!r} no longer keeps its request: it only answers retransmissions")
+        return self._request
+
+    @property
+    def last_response(self) -> SipResponse | None:
+        return self._last_response
+
+    def _keep_only_retransmission_state(self) -> None:
+        """Entering a lean state: let go of what retransmissions do not need."""
+        raise NotImplementedError
 
 
 class ServerTransaction(_Transaction):
@@ -285,6 +315,18 @@ class ServerTransaction(_Transaction):
         self._response_transmit: Transmit | None = None
         self._ack_key: tuple[object, ...] | None = None  # set while waiting for the ACK to our 2xx
 
+    @property
+    def last_response(self) -> SipResponse | None:
+        if self._last_response is None and self._response_transmit is not None:
+            response = parse_message(self._response_transmit.data)
+            assert isinstance(response, SipResponse)
+            return response
+        return self._last_response
+
+    def _keep_only_retransmission_state(self) -> None:
+        self._request = None
+        self._last_response = None  # _response_transmit keeps its bytes
+
 
 class ClientTransaction(_Transaction):
     """A request we sent to `destination` and wait for the answer to."""
@@ -295,8 +337,11 @@ class ClientTransaction(_Transaction):
                  key: tuple[object, ...], request_transmit: Transmit) -> None:
         super().__init__(machine, request, transport, key)
         self.destination = destination
-        self._request_transmit = request_transmit
+        self._request_transmit: Transmit | None = request_transmit
         self._ack_transmit: Transmit | None = None
+
+    def _keep_only_retransmission_state(self) -> None:
+        self._request_transmit = None  # the request is sent again only before a final response
 
 
 _HeapEntry = tuple[float, int, _Transaction, Input]
@@ -444,8 +489,8 @@ class TransactionLayer:
         else:
             stimulus = Input.SENT_FAILURE
         if (transaction.state, stimulus) not in transaction._machine.transitions:
-            last = transaction.last_response
-            if (transaction.state is TERMINATED and stimulus is Input.SENT_2XX and transaction.is_invite
+            last = transaction.last_response if transaction.is_invite else None
+            if (transaction.state is TERMINATED and stimulus is Input.SENT_2XX
                     and last is not None and 200 <= last.status_code < 300):
                 # The TU's last 2xx retransmissions may outlive Timer L: they need no state.
                 self.send_stateless(response, transaction.response_destination, transaction.transport)
@@ -557,6 +602,8 @@ class TransactionLayer:
             if next_state is TERMINATED:
                 self._remove(tx)
             else:
+                if next_state in tx._machine.lean:
+                    tx._keep_only_retransmission_state()
                 self._cancel_all(tx, keep=tx._machine.timers.get(next_state, ()))
                 events += self._start_timers(tx, now)
         return events
@@ -568,7 +615,7 @@ class TransactionLayer:
         if isinstance(tx, ClientTransaction):
             if action is Action.DELIVER or action is Action.ACK_AND_DELIVER:
                 assert isinstance(message, SipResponse)
-                tx.last_response = message
+                tx._last_response = message
                 if action is Action.ACK_AND_DELIVER:
                     tx._ack_transmit = Transmit(_make_ack(tx.request, message).serialize(),
                                                 tx.destination, tx.transport)
@@ -579,6 +626,7 @@ class TransactionLayer:
                     self._transmits.append(tx._ack_transmit)
                 return []
             if action is Action.RETRANSMIT:
+                assert tx._request_transmit is not None  # only Trying and Proceeding retransmit
                 self._transmits.append(tx._request_transmit)
                 self._rearm(tx, stimulus, now)
                 return []
@@ -587,13 +635,9 @@ class TransactionLayer:
         elif isinstance(tx, ServerTransaction):
             if action is Action.SEND_RESPONSE:
                 assert isinstance(message, SipResponse)
-                tx.last_response = message
+                tx._last_response = message
                 tx._response_transmit = Transmit(message.serialize(), tx.response_destination, tx.transport)
                 self._transmits.append(tx._response_transmit)
-                if not tx.is_invite and stimulus is not Input.SENT_1XX:
-                    # Completed: it only re-sends these bytes for up to 64*T1 (a REGISTER storm
-                    # keeps tens of thousands of them), so its parsed request need not stay.
-                    tx.request.drop_parsed()
                 if stimulus is Input.SENT_2XX and self.retransmit_2xx and tx._ack_key is None:
                     tx._ack_key = _ack_key(tx.request, message.to.tag)
                     self._awaiting_ack[tx._ack_key] = tx

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +31,9 @@ from tests.unit.sip.wire import crlf, parse_request, parse_response
 
 PHONE = ("198.51.100.7", 40000)  # a phone behind NAT: its Via says 10.0.0.5:5062
 BOB = ("192.0.2.20", 5060)
+YEALINK = ("192.0.2.50", 5062)
+YEALINK_REGISTER_AUTH = (Path(__file__).resolve().parents[2] / "data" / "sip" / "yealink_register_auth.txt"
+                         ).read_bytes()
 
 
 def answer(request: SipRequest, code: int, to_tag: str | None = "bobtag") -> SipResponse:
@@ -121,16 +125,19 @@ def transmit_times(log: list[tuple[float, list[Event], list[Transmit]]], start: 
 # -- identifiers ---------------------------------------------------------------------------
 
 
-def test_make_branch_has_the_magic_cookie_and_16_random_characters() -> None:
+def test_make_branch_has_the_magic_cookie_and_24_random_hex_digits() -> None:
     branches = {make_branch() for _ in range(1000)}
     assert len(branches) == 1000
-    assert all(re.fullmatch(r"z9hG4bK[A-Za-z0-9_-]{16,}", b) for b in branches)
+    assert all(re.fullmatch(r"z9hG4bK[0-9a-f]{24}", b) for b in branches)
 
 
-def test_make_tag_is_random_and_a_token() -> None:
+def test_make_tag_is_random_lowercase_hex() -> None:
+    """Lowercase hex cannot spell "CSeq": sipp 3.6 reads a response's CSeq method after the first
+    "CSeq" anywhere in the message, and our To tag comes before the CSeq header, so a base64 tag
+    such as "UkCSeqBek9ddxtM6" made it time out a registration (issue #8)."""
     tags = {make_tag() for _ in range(1000)}
     assert len(tags) == 1000
-    assert all(re.fullmatch(r"[A-Za-z0-9_-]{16,}", t) for t in tags)
+    assert all(re.fullmatch(r"[0-9a-f]{24}", t) for t in tags)
 
 
 def test_make_cancel_copies_what_rfc3261_9_1_says() -> None:
@@ -229,6 +236,7 @@ def test_client_invite_failure_is_acked_by_the_layer_and_absorbed_until_timer_d(
     assert layer.receive(parse_response(BUSY_HERE), BOB, "UDP", now=3.0) == []
     assert layer.take_transmits() == [Transmit(ACK_TO_BUSY_HERE, BOB, "UDP")]
     assert layer.receive(answer(parse_request(OUR_INVITE), 180), BOB, "UDP", now=3.0) == []
+    assert tx.request.serialize() == OUR_INVITE  # kept for the TU; only its bytes are let go of
     assert layer.next_timer() == 34.0
     assert run_timers(layer, until=1000.0) == [(34.0, [], [])]
     assert tx.state is TransactionState.TERMINATED and len(layer) == 0
@@ -318,6 +326,7 @@ def test_client_non_invite_final_then_timer_k_absorbs_retransmissions() -> None:
     assert layer.receive(ok, BOB, "UDP", now=1.0) == [ResponseReceived(ok, tx)]
     assert tx.state is TransactionState.COMPLETED
     assert layer.receive(answer(options, 200), BOB, "UDP", now=2.0) == []
+    assert tx.request is options  # the TU may read it while it handles the final response
     assert layer.next_timer() == 6.0  # Timer K, T4
     assert run_timers(layer, until=1000.0) == [(6.0, [], [])]
     assert len(layer) == 0 and layer.take_transmits() == []
@@ -657,6 +666,52 @@ def test_server_non_invite_trying_proceeding_completed_timer_j() -> None:
     assert layer.next_timer() == 34.0  # Timer J, 64*T1
     assert run_timers(layer, until=1000.0) == [(34.0, [], [])]
     assert len(layer) == 0
+
+
+def test_a_completed_non_invite_server_transaction_keeps_only_what_a_retransmission_needs() -> None:
+    """A REGISTER storm leaves a Completed transaction per REGISTER for 64*T1: each keeps the
+    bytes of its answer, not the parsed request and response."""
+    layer = TransactionLayer()
+    [event] = layer.receive(parse_request(YEALINK_REGISTER_AUTH), YEALINK, "UDP", now=0.0)
+    assert isinstance(event, RequestReceived) and event.transaction is not None
+    tx = event.transaction
+    ok = make_response(event.request, 200, to_tag="pbx1",
+                       headers=[("Contact", "<sip:1010@192.0.2.50:5062>;expires=3600")])
+    layer.send_response(tx, ok, now=0.1)
+    assert layer.take_transmits() == [Transmit(ok.serialize(), YEALINK, "UDP")]
+    released = r"^<ServerTransaction REGISTER Completed UDP> no longer keeps its request: it only answers"
+    with pytest.raises(LocalProtocolError, match=released):
+        _ = tx.request
+    assert tx.last_response is not None and tx.last_response.serialize() == ok.serialize()
+    # The phone missed the 200 and sends the same REGISTER again: the same bytes answer it.
+    assert layer.receive(parse_request(YEALINK_REGISTER_AUTH), YEALINK, "UDP", now=0.6) == []
+    assert layer.take_transmits() == [Transmit(ok.serialize(), YEALINK, "UDP")]
+    assert run_timers(layer, until=1000.0) == [(32.1, [], [])]
+    assert len(layer) == 0
+
+
+def test_an_invite_server_transaction_lets_go_of_its_request_only_once_confirmed() -> None:
+    """The TU answers an INVITE again with its 2xx (Accepted) and reports Timer H with the
+    INVITE (Completed); once the ACK came (Confirmed) it only absorbs ACKs."""
+    layer = TransactionLayer()
+    timed_out = new_invite_tx(layer, now=0.0)
+    layer.send_response(timed_out, make_response(timed_out.request, 486, to_tag="pbx1"), now=1.0)
+    assert run_timers(layer, until=1000.0)[-1] == (33.0, [ServerTransactionTimedOut(timed_out)], [])
+    assert timed_out.request.call_id == "inv-1@10.0.0.5"
+
+    answered = new_invite_tx(layer, now=40.0)
+    layer.send_response(answered, make_response(answered.request, 200, to_tag="pbx1"), now=41.0)
+    assert answered.state is TransactionState.ACCEPTED and answered.request.call_id == "inv-1@10.0.0.5"
+
+    layer = TransactionLayer()
+    confirmed = new_invite_tx(layer, now=80.0)
+    busy = make_response(confirmed.request, 486, to_tag="pbx1")
+    layer.send_response(confirmed, busy, now=81.0)
+    assert layer.receive(incoming("ACK", to_tag="pbx1"), PHONE, "UDP", now=81.1) == []
+    assert confirmed.state is TransactionState.CONFIRMED
+    with pytest.raises(LocalProtocolError, match="no longer keeps its request"):
+        _ = confirmed.request
+    assert confirmed.last_response is not None and confirmed.last_response.serialize() == busy.serialize()
 
 
 def test_server_non_invite_over_tcp_ends_with_the_final_response() -> None:
