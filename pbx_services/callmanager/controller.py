@@ -138,7 +138,6 @@ class CallManagerController:
 
     def health(self) -> dict[str, object]:
         assert self.core is not None
-        media = self.core.media.endpoints.values() if self.core.media is not None else ()
         try:
             registered: int | None = self.core.location.binding_count()
         except StateStoreUnavailable:
@@ -147,8 +146,13 @@ class CallManagerController:
                 "state_store": self.state.description if self.state is not None else None,
                 "registered_contacts": registered,
                 "active_calls": len(self.core.b2bua.calls),
-                "media_endpoints": [{"server": e.server, "address": f"{e.address[0]}:{e.address[1]}",
-                                     "up": e.up, "enabled": e.enabled, "calls": len(e.calls)} for e in media]}
+                "media_endpoints": self._media_endpoints()}
+
+    def _media_endpoints(self) -> list[dict[str, object]]:
+        assert self.core is not None
+        media = self.core.media.endpoints.values() if self.core.media is not None else ()
+        return [{"server": e.server, "address": f"{e.address[0]}:{e.address[1]}", "up": e.up,
+                 "enabled": e.enabled, "calls": len(e.calls)} for e in media]
 
     async def stop(self) -> None:
         if self._housekeeping is not None:
@@ -194,7 +198,8 @@ class CallManagerController:
         """What the supervisor of several workers shows of this one."""
         assert self.core is not None
         return {"messages": dict(self.core.stack.counters), "forwarded": dict(self.forwarded),
-                "calls": len(self.core.b2bua.calls), "transactions": len(self.core.stack.layer)}
+                "calls": len(self.core.b2bua.calls), "transactions": len(self.core.stack.layer),
+                "media_endpoints": self._media_endpoints()}
 
     def _on_forward(self, frame: bytes) -> None:
         """A message another worker received for one of our calls, or bytes for our TCP connection."""

@@ -64,10 +64,13 @@ class CallManagerSupervisor:
         workers = [{"worker": w.index, "pid": w.pid, "up": self.workers.up(w), "restarts": w.restarts,
                     "calls": (w.report or {}).get("calls")} for w in self.workers.workers]
         healthy = registered is not None and all(worker["up"] for worker in workers)
+        # Every worker pings every media server: the first one up tells what they see.
+        reporting = next((w.report for w in self.workers.workers if self.workers.up(w) and w.report), {})
         return {"status": "ok" if healthy else "degraded",
                 "state_store": self.state.description if self.state is not None else None,
                 "registered_contacts": registered,
                 "active_calls": sum(worker["calls"] or 0 for worker in workers),  # type: ignore[misc]
+                "media_endpoints": reporting.get("media_endpoints", []),
                 "workers": workers}
 
     def collectors(self) -> Sequence[Collector]:

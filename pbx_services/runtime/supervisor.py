@@ -78,15 +78,22 @@ class WorkerSupervisor:
 
     async def start(self) -> None:
         """Start every worker and wait until each is ready; StartError says why one is not."""
+        loop = asyncio.get_running_loop()
         for worker in self.workers:
+            worker.ready = loop.create_future()
             self._spawn(worker)
+        readiness = [worker.ready for worker in self.workers if worker.ready is not None]
+        _, pending = await asyncio.wait(readiness, timeout=START_TIMEOUT)
         for worker in self.workers:
             assert worker.ready is not None
-            try:
-                await asyncio.wait_for(asyncio.shield(worker.ready), START_TIMEOUT)
-            except TimeoutError:
+            if worker.ready in pending:
                 raise StartError(f"{self.role} worker {worker.index} did not start within "
-                                 f"{START_TIMEOUT:.0f} s") from None
+                                 f"{START_TIMEOUT:.0f} s")
+        # Every worker's failure is read, so that none is reported as never retrieved.
+        errors = [error for worker in self.workers if worker.ready is not None
+                  and (error := worker.ready.exception()) is not None]
+        if errors:
+            raise errors[0]
 
     async def stop(self) -> None:
         self._stopping = True
@@ -117,8 +124,6 @@ class WorkerSupervisor:
         process.start()
         child_channel.close()
         worker.process, worker.channel, worker.started_at = process, channel, loop.time()
-        if worker.ready is None or worker.ready.done():
-            worker.ready = loop.create_future()
         loop.add_reader(channel.fileno(), self._on_channel, worker)
         loop.add_reader(process.sentinel, self._on_exit, worker)
 
@@ -144,6 +149,8 @@ class WorkerSupervisor:
                         worker.ready.set_result(payload)
                 elif kind == "error" and worker.ready is not None and not worker.ready.done():
                     worker.ready.set_exception(StartError(payload))
+                elif kind == "error":
+                    log.error("%s worker %d could not start again: %s", self.role, worker.index, payload)
         except (EOFError, OSError):
             self._forget_channel(worker)
 

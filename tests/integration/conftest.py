@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import random
 import secrets
 import signal
 import socket
@@ -29,6 +30,22 @@ def media_ports() -> tuple[int, int]:
     ephemeral ports (32768 up) so that no phone's socket takes one."""
     base = 20000 + (next(_media_port_blocks) * MEDIA_PORTS_PER_PBX) % 12000
     return base, base + MEDIA_PORTS_PER_PBX - 1
+
+
+def stable_port() -> int:
+    """A port free for UDP and TCP below the kernel's ephemeral ports (and the media ports'
+    blocks), for a daemon started again on the same port: an ephemeral port it left free could
+    be taken by another process's socket in between."""
+    for _ in range(200):
+        port = random.randrange(10000, 20000)
+        try:
+            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                with socket.socket(socket.AF_INET, kind) as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port found")
 
 
 def free_port(*, pair_spacing: int = 1) -> int:

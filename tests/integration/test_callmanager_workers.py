@@ -23,14 +23,15 @@ from tests.integration.conftest import (
     PBX,
     PbxServer,
     free_port,
-    media_ports,
     pbx,
     running_pbx,
+    stable_port,
     start_allinone,
     stop,
 )
 from tests.integration.peers import sipp
 from tests.integration.peers.pjsua2_phone import Pjsua2Phone
+from tests.integration.test_media_failover import media_daemon, wait_for_media_servers
 from tests.redis_server import RedisServer
 
 pytestmark = [
@@ -188,15 +189,14 @@ def test_a_worker_killed_during_a_call_takes_it_back_and_its_registrations_still
 
 
 class _Restartable:
-    """`pbx allinone` with workers that the test stops and starts again on the same ports."""
+    """`pbx allinone` with workers and without its embedded media server, which the test stops
+    and starts again on the same ports (below the ephemeral range, so nothing takes them)."""
 
     def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
         pbx("init", "--data-dir", str(data_dir))
-        port_min, port_max = media_ports()
-        self.http_port = free_port()
-        self.env = {**env, "PBX_HTTP__PORT": str(self.http_port), "PBX_MEDIA__CONTROL_PORT": str(free_port()),
-                    "PBX_MEDIA__PORT_MIN": str(port_min), "PBX_MEDIA__PORT_MAX": str(port_max)}
-        self.server = PbxServer(data_dir=data_dir, port=free_port(), http_port=self.http_port,
+        self.http_port = stable_port()
+        self.env = {**env, "PBX_HTTP__PORT": str(self.http_port), "PBX_MEDIA__EMBEDDED": "false"}
+        self.server = PbxServer(data_dir=data_dir, port=stable_port(), http_port=self.http_port,
                                 process=subprocess.Popen(["true"]))
         self.log: list[str] = []
 
@@ -214,6 +214,8 @@ class _Restartable:
 
 def test_after_a_restart_of_the_whole_call_manager_registrations_and_calls_are_still_there(
         tmp_path: Path, redis_server: RedisServer) -> None:
+    """The Call Manager (every worker) stops and starts again; the media server, a daemon of
+    its own as in a cluster, goes on carrying the call's audio meanwhile."""
     pbx_node = _Restartable(tmp_path / "data", workers_env(redis_server))
     pbx_node.start()
     server = pbx_node.server
@@ -222,30 +224,35 @@ def test_after_a_restart_of_the_whole_call_manager_registrations_and_calls_are_s
     registered = sipp.run("register_callee", tmp_path, "-s", callee, "-ap", password, "-m", "1",
                           remote=server.address, port=callee_port)
     assert registered.successful == 1, registered.output
-    caller = phone_on_worker(server, "1001", worker=0)
-    other = phone_on_worker(server, "1002", worker=1)
-    try:
-        call(caller, other, server)
-        pbx_node.stop()
-        pbx_node.start()
+    with media_daemon(server, "media1", tmp_path):
+        wait_for_media_servers(server, "media1")
+        caller = phone_on_worker(server, "1001", worker=0)
+        other = phone_on_worker(server, "1002", worker=1)
+        try:
+            call(caller, other, server)
+            pbx_node.stop()
+            before = rx_packets(caller), rx_packets(other)
+            time.sleep(1)
+            assert rx_packets(caller) - before[0] > 25 and rx_packets(other) - before[1] > 25
+            pbx_node.start()
 
-        # The call made before the restart is hung up cleanly by BYE from either side.
-        hang_up(other, caller)
-        [cdr] = server.wait_for_cdrs(1)
-        assert (cdr["disposition"], cdr["hangup_by"]) == ("ANSWERED", "callee")
-        # The sipp phone registered before the restart takes calls without registering again.
-        uas, uas_stat = sipp.start("uas_answer", tmp_path, "-m", "1", port=callee_port)
-        caller.send("call", uri=f"sip:{callee}@{server.address}")
-        confirmed = caller.wait_for("call_state", lambda e: e["state"] in ("CONFIRMED", "DISCONNECTED"))
-        assert (confirmed["state"], confirmed["code"]) == ("CONFIRMED", 200), confirmed
-        caller.send("hangup")
-        caller.wait_for("call_state", _state("DISCONNECTED"))
-        served = sipp.finish(uas, uas_stat, timeout=30)
-        assert served.successful == 1, served.output
-    finally:
-        caller.close()
-        other.close()
-        pbx_node.stop()
+            # The call made before the restart is hung up cleanly by BYE from either side.
+            hang_up(other, caller)
+            [cdr] = server.wait_for_cdrs(1)
+            assert (cdr["disposition"], cdr["hangup_by"]) == ("ANSWERED", "callee")
+            # The sipp phone registered before the restart takes calls without registering again.
+            uas, uas_stat = sipp.start("uas_answer", tmp_path, "-m", "1", port=callee_port)
+            caller.send("call", uri=f"sip:{callee}@{server.address}")
+            confirmed = caller.wait_for("call_state", lambda e: e["state"] in ("CONFIRMED", "DISCONNECTED"))
+            assert (confirmed["state"], confirmed["code"]) == ("CONFIRMED", 200), confirmed
+            caller.send("hangup")
+            caller.wait_for("call_state", _state("DISCONNECTED"))
+            served = sipp.finish(uas, uas_stat, timeout=30)
+            assert served.successful == 1, served.output
+        finally:
+            caller.close()
+            other.close()
+            pbx_node.stop()
 
 
 def test_redis_away_for_ten_seconds_refuses_registrations_then_everything_works_again(
