@@ -41,6 +41,9 @@ PREFIX = "pbx:"
 RETRY_AFTER = 1.0
 """Seconds during which calls fail fast after Redis was found unreachable."""
 PURGE_BATCH = 1000
+BLOCK_CHECK_CACHE = 1.0
+"""Seconds a worker goes by Redis's last answer on whether a source is blocked."""
+BLOCK_CHECK_CACHE_SIZE = 100_000
 
 T = TypeVar("T")
 
@@ -208,14 +211,28 @@ class RedisNonceCounts:
 class RedisAuthFailures:
     """Failures are counted in a fixed window that starts with a source's first failure (a
     sliding window would cost a sorted set per source): within one window, `limit` failures
-    block, as in memory; spread across two windows, up to 2 x limit - 2 may go unblocked."""
+    block, as in memory; spread across two windows, up to 2 x limit - 2 may go unblocked.
+
+    Whether a source is blocked is asked of Redis at most once per `BLOCK_CHECK_CACHE` seconds
+    per source: a phone's REGISTER and its answer to the challenge cost one round trip, not
+    two, and a block made by another worker is seen here within that time (a block made here
+    at once)."""
 
     def __init__(self, connection: RedisConnection) -> None:
         self._redis = connection
         self._blocked_key = PREFIX + "blocked"
+        self._checked: dict[str, tuple[float, bool]] = {}
+        """ip -> (when Redis was asked, whether it was blocked)."""
 
     def blocked(self, ip: str, now: float) -> bool:
-        return bool(self._redis.call(lambda r: r.exists(f"{PREFIX}block:{ip}")))
+        checked = self._checked.get(ip)
+        if checked is not None and now - checked[0] < BLOCK_CHECK_CACHE:
+            return checked[1]
+        blocked = bool(self._redis.call(lambda r: r.exists(f"{PREFIX}block:{ip}")))
+        if len(self._checked) >= BLOCK_CHECK_CACHE_SIZE:
+            self._checked.clear()  # a flood of spoofed sources must not grow it without bound
+        self._checked[ip] = (now, blocked)
+        return blocked
 
     def add_failure(self, ip: str, now: float, window: float) -> int:
         key = f"{PREFIX}fail:{ip}"
@@ -237,11 +254,14 @@ class RedisAuthFailures:
             pipe.execute()
 
         self._redis.call(write)
+        self._checked[ip] = (until - BLOCK_CHECK_CACHE, True)  # blocked here: known until it ends
 
     def blocked_count(self, now: float) -> int:
         return int(self._redis.call(lambda r: r.zcount(self._blocked_key, f"({now}", "+inf")))
 
     def purge(self, now: float, window: float) -> None:
+        self._checked = {ip: checked for ip, checked in self._checked.items()
+                         if now - checked[0] < BLOCK_CHECK_CACHE}
         self._redis.call(lambda r: r.zremrangebyscore(self._blocked_key, "-inf", now))
 
 

@@ -94,3 +94,18 @@ def test_while_redis_is_away_calls_fail_fast_and_recover_when_it_is_back(
     assert "is back" in caplog.text
     store.close()
     server.stop()
+
+
+def test_a_block_made_by_another_worker_is_seen_within_a_second(redis_server: RedisServer) -> None:
+    redis_server.client().flushall()
+    worker_1 = open_state_store(redis_server.url, nonce_ttl=300)
+    worker_2 = open_state_store(redis_server.url, nonce_ttl=300)
+    assert not worker_2.auth_failures.blocked("192.0.2.7", NOW)
+
+    worker_1.auth_failures.block("192.0.2.7", time.time() + 600)
+
+    assert worker_1.auth_failures.blocked("192.0.2.7", NOW + 0.1)  # here at once
+    assert not worker_2.auth_failures.blocked("192.0.2.7", NOW + 0.5)  # its answer of NOW still holds
+    assert worker_2.auth_failures.blocked("192.0.2.7", NOW + 1.0)
+    worker_1.close()
+    worker_2.close()
