@@ -1,5 +1,6 @@
 """What the benchmarks in bench/ share: logging, their errors, the child processes they
-start and stop by pid, and the signals that stop a run.
+start and stop by pid, the signals that stop a run, the CPU and UDP sockets read from
+/proc, and rtpengine's bencode.
 
 The benchmarks are run as `python3 bench/NAME.py`, so this directory is on sys.path
 and they import it as `benchlib`. Python 3.11 stdlib only.
@@ -10,10 +11,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 
 def log(msg: str) -> None:
@@ -160,3 +163,139 @@ class Processes:
                 log(f"stopping {name} (pid {proc.pid})")
             self.stop(proc)
         self._procs.clear()
+
+
+# ---------------------------------------------------------------- CPU and sockets, from /proc
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def stat_ticks(path: str) -> int | None:
+    """utime + stime (clock ticks) from a /proc stat file (fields 14 and 15 of proc(5))."""
+    try:
+        with open(path, "rb") as f:
+            stat = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def cpu_ticks(pids: list[int]) -> int:
+    """utime + stime (clock ticks, all threads) summed over pids."""
+    return sum(stat_ticks(f"/proc/{pid}/stat") or 0 for pid in pids)
+
+
+def machine_busy_ticks() -> int:
+    """CPU time (clock ticks, all CPUs) the machine spent not idle, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    return sum(fields) - fields[3] - fields[4]  # less idle and iowait
+
+
+def other_load_pct(seconds: float, exclude: list[int]) -> float:
+    """CPU used over `seconds` by everything but this script and the `exclude` processes
+    (% of one core): other work sharing the machine."""
+    mine = [os.getpid(), *exclude]
+    busy0, own0, t0 = machine_busy_ticks(), cpu_ticks(mine), time.monotonic()
+    time.sleep(seconds)
+    busy1, own1, t1 = machine_busy_ticks(), cpu_ticks(mine), time.monotonic()
+    return max(0.0, 100.0 * ((busy1 - busy0) - (own1 - own0)) / CLK_TCK / (t1 - t0))
+
+
+def wait_quiet(*, below_pct: float, wait_seconds: float, exclude: list[int]) -> float:
+    """Wait (at most wait_seconds) until other work uses under below_pct % of a core;
+    return the last reading."""
+    deadline = time.monotonic() + wait_seconds
+    load = other_load_pct(1.0, exclude)
+    if load >= below_pct:
+        log(f"other work on the machine uses {load:.0f}% of a core: waiting for it to calm down")
+    while load >= below_pct and time.monotonic() < deadline:
+        load = other_load_pct(1.0, exclude)
+    if load >= below_pct:
+        log(f"other work still uses {load:.0f}% of a core after {wait_seconds:.0f} s: going on")
+    return round(load, 1)
+
+
+class UdpSockets(NamedTuple):
+    sockets: int
+    drops: int
+    """Datagrams they dropped (receive buffer full) since they were opened."""
+
+
+def udp_sockets(host: str, port_min: int, port_max: int) -> UdpSockets:
+    """The UDP sockets bound to host on ports port_min..port_max, from /proc/net/udp (the
+    drops are its last column)."""
+    prefix = socket.inet_aton(host)[::-1].hex().upper() + ":"
+    count = drops = 0
+    try:
+        with open("/proc/net/udp") as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                if len(fields) < 13 or not fields[1].startswith(prefix):
+                    continue
+                if port_min <= int(fields[1][len(prefix) :], 16) <= port_max:
+                    count += 1
+                    drops += int(fields[12])
+    except (OSError, ValueError, StopIteration):
+        pass
+    return UdpSockets(count, drops)
+
+
+# ---------------------------------------------------------------- bencode (rtpengine's NG protocol)
+
+
+def bencode(value: Any) -> bytes:
+    if isinstance(value, bool):
+        raise TypeError("bencode has no booleans")
+    if isinstance(value, int):
+        return b"i%de" % value
+    if isinstance(value, str):
+        value = value.encode()
+    if isinstance(value, bytes | bytearray):
+        return b"%d:%s" % (len(value), bytes(value))
+    if isinstance(value, list | tuple):
+        return b"l" + b"".join(bencode(v) for v in value) + b"e"
+    if isinstance(value, dict):
+        items = sorted((k.encode() if isinstance(k, str) else bytes(k), v) for k, v in value.items())
+        return b"d" + b"".join(bencode(k) + bencode(v) for k, v in items) + b"e"
+    raise TypeError(f"cannot bencode {type(value).__name__}")
+
+
+def bdecode(data: bytes) -> Any:
+    """Decode one bencoded value (strings are decoded as UTF-8, with replacement)."""
+
+    def parse(i: int) -> tuple[Any, int]:
+        c = data[i : i + 1]
+        if c == b"i":
+            end = data.index(b"e", i)
+            return int(data[i + 1 : end]), end + 1
+        if c == b"l":
+            items, i = [], i + 1
+            while data[i : i + 1] != b"e":
+                item, i = parse(i)
+                items.append(item)
+            return items, i + 1
+        if c == b"d":
+            out, i = {}, i + 1
+            while data[i : i + 1] != b"e":
+                key, i = parse(i)
+                out[key], i = parse(i)
+            return out, i + 1
+        if c.isdigit():
+            colon = data.index(b":", i)
+            start = colon + 1
+            end = start + int(data[i:colon])
+            if end > len(data):
+                raise ValueError("bencoded string runs past the end")
+            return data[start:end].decode(errors="replace"), end
+        raise ValueError(f"bad bencode at offset {i}")
+
+    try:
+        value, end = parse(0)
+    except (IndexError, ValueError) as exc:
+        raise ValueError(f"not bencode: {exc}") from None
+    if end != len(data):
+        raise ValueError("trailing data after the bencoded value")
+    return value

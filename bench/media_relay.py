@@ -57,15 +57,23 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import (
+    CLK_TCK,
     BenchError,
     Processes,
     Terminated,
+    bdecode,
+    bencode,
+    cpu_ticks,
     ignore_stop_signals,
     log,
+    machine_busy_ticks,
     process_tree,
     raise_on_stop_signals,
     require_tools,
+    stat_ticks,
     tail,
+    udp_sockets,
+    wait_quiet,
 )
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -110,26 +118,7 @@ MACHINE_FULL_FRACTION = 0.9
 # overloaded even when a short step ends before its queues overflow.
 LATE_MS = 200
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
 # ---------------------------------------------------------------- processes
-
-
-def _stat_ticks(path: str) -> int | None:
-    """utime + stime (clock ticks) from a /proc stat file (fields 14 and 15 of proc(5))."""
-    try:
-        with open(path, "rb") as f:
-            stat = f.read().decode(errors="replace")
-    except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return int(fields[11]) + int(fields[12])
-
-
-def cpu_ticks(pids: list[int]) -> int:
-    """utime + stime (clock ticks, all threads) summed over pids."""
-    return sum(_stat_ticks(f"/proc/{pid}/stat") or 0 for pid in pids)
 
 
 def thread_ticks(pids: list[int]) -> dict[str, int]:
@@ -141,7 +130,7 @@ def thread_ticks(pids: list[int]) -> dict[str, int]:
         except OSError:
             continue
         for tid in tids:
-            ticks = _stat_ticks(f"/proc/{pid}/task/{tid}/stat")
+            ticks = stat_ticks(f"/proc/{pid}/task/{tid}/stat")
             try:
                 with open(f"/proc/{pid}/task/{tid}/comm") as f:
                     name = f.read().strip()
@@ -150,56 +139,6 @@ def thread_ticks(pids: list[int]) -> dict[str, int]:
             if ticks is not None:
                 out[f"{pid}/{tid} {name}"] = ticks
     return out
-
-
-def machine_busy_ticks() -> int:
-    """CPU time (clock ticks, all CPUs) the machine spent not idle, from /proc/stat."""
-    with open("/proc/stat") as f:
-        fields = [int(v) for v in f.readline().split()[1:]]
-    return sum(fields) - fields[3] - fields[4]  # less idle and iowait
-
-
-def other_load_pct(seconds: float, exclude: list[int]) -> float:
-    """CPU used over `seconds` by everything but this script and the `exclude` processes
-    (% of one core): other work sharing the machine."""
-    mine = [os.getpid(), *exclude]
-    busy0, own0, t0 = machine_busy_ticks(), cpu_ticks(mine), time.monotonic()
-    time.sleep(seconds)
-    busy1, own1, t1 = machine_busy_ticks(), cpu_ticks(mine), time.monotonic()
-    return max(0.0, 100.0 * ((busy1 - busy0) - (own1 - own0)) / CLK_TCK / (t1 - t0))
-
-
-def wait_quiet(args: argparse.Namespace, exclude: list[int]) -> float:
-    """Wait (at most --quiet-wait s) until other work uses under --quiet-below % of a core;
-    return the last reading."""
-    deadline = time.monotonic() + args.quiet_wait
-    load = other_load_pct(1.0, exclude)
-    if load >= args.quiet_below:
-        log(f"other work on the machine uses {load:.0f}% of a core: waiting for it to calm down")
-    while load >= args.quiet_below and time.monotonic() < deadline:
-        load = other_load_pct(1.0, exclude)
-    if load >= args.quiet_below:
-        log(f"other work still uses {load:.0f}% of a core after {args.quiet_wait:.0f} s: going on")
-    return round(load, 1)
-
-
-def udp_drops(port_min: int, port_max: int) -> int:
-    """Datagrams dropped (receive buffer full) by the UDP sockets bound to HOST on ports
-    port_min..port_max, from /proc/net/udp (its last column)."""
-    prefix = socket.inet_aton(HOST)[::-1].hex().upper() + ":"
-    drops = 0
-    try:
-        with open("/proc/net/udp") as f:
-            next(f)
-            for line in f:
-                fields = line.split()
-                if len(fields) < 13 or not fields[1].startswith(prefix):
-                    continue
-                if port_min <= int(fields[1][len(prefix) :], 16) <= port_max:
-                    drops += int(fields[12])
-    except (OSError, ValueError, StopIteration):
-        pass
-    return drops
 
 
 def bind_control_port(sock: socket.socket) -> int:
@@ -225,64 +164,6 @@ def raise_nofile() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-# ---------------------------------------------------------------- bencode (rtpengine's NG protocol)
-
-
-def bencode(value: Any) -> bytes:
-    if isinstance(value, bool):
-        raise TypeError("bencode has no booleans")
-    if isinstance(value, int):
-        return b"i%de" % value
-    if isinstance(value, str):
-        value = value.encode()
-    if isinstance(value, bytes | bytearray):
-        return b"%d:%s" % (len(value), bytes(value))
-    if isinstance(value, list | tuple):
-        return b"l" + b"".join(bencode(v) for v in value) + b"e"
-    if isinstance(value, dict):
-        items = sorted((k.encode() if isinstance(k, str) else bytes(k), v) for k, v in value.items())
-        return b"d" + b"".join(bencode(k) + bencode(v) for k, v in items) + b"e"
-    raise TypeError(f"cannot bencode {type(value).__name__}")
-
-
-def bdecode(data: bytes) -> Any:
-    """Decode one bencoded value (strings are decoded as UTF-8, with replacement)."""
-
-    def parse(i: int) -> tuple[Any, int]:
-        c = data[i : i + 1]
-        if c == b"i":
-            end = data.index(b"e", i)
-            return int(data[i + 1 : end]), end + 1
-        if c == b"l":
-            items, i = [], i + 1
-            while data[i : i + 1] != b"e":
-                item, i = parse(i)
-                items.append(item)
-            return items, i + 1
-        if c == b"d":
-            out, i = {}, i + 1
-            while data[i : i + 1] != b"e":
-                key, i = parse(i)
-                out[key], i = parse(i)
-            return out, i + 1
-        if c.isdigit():
-            colon = data.index(b":", i)
-            start = colon + 1
-            end = start + int(data[i:colon])
-            if end > len(data):
-                raise ValueError("bencoded string runs past the end")
-            return data[start:end].decode(errors="replace"), end
-        raise ValueError(f"bad bencode at offset {i}")
-
-    try:
-        value, end = parse(0)
-    except (IndexError, ValueError) as exc:
-        raise ValueError(f"not bencode: {exc}") from None
-    if end != len(data):
-        raise ValueError("trailing data after the bencoded value")
-    return value
 
 
 # ---------------------------------------------------------------- control clients
@@ -696,7 +577,9 @@ def run_step(
     server: Server, generator: Path, procs: Processes, args: argparse.Namespace, workdir: Path, n: int
 ) -> Step:
     step = Step(n)
-    step.other_load_before_pct = wait_quiet(args, process_tree(server.proc.pid))
+    step.other_load_before_pct = wait_quiet(
+        below_pct=args.quiet_below, wait_seconds=args.quiet_wait, exclude=process_tree(server.proc.pid)
+    )
     gen_log = workdir / f"rtp_load-{server.name}-{n}.log"
     cmd = [
         str(generator),
@@ -769,7 +652,7 @@ def run_step(
         pids = process_tree(server.proc.pid)
         busy0 = machine_busy_ticks()
         threads0, ticks0, t0 = thread_ticks(pids), cpu_ticks(pids), time.monotonic()
-        drops0 = udp_drops(*SERVER_PORTS[server.name])
+        drops0 = udp_sockets(HOST, *SERVER_PORTS[server.name]).drops
         reader.expect("draining", args.seconds + 30)
         ticks1, t1, threads1 = cpu_ticks(pids), time.monotonic(), thread_ticks(pids)
         busy1 = machine_busy_ticks()
@@ -785,7 +668,7 @@ def run_step(
         # What the rest of the machine used meanwhile (the generator's own CPU as it measured it).
         others = (busy1 - busy0) / CLK_TCK - (ticks1 - ticks0) / CLK_TCK - float(step.generator["cpu_s"])
         step.other_load_pct = round(max(0.0, 100.0 * others / (t1 - t0)), 1)
-        step.server_socket_drops = udp_drops(*SERVER_PORTS[server.name]) - drops0
+        step.server_socket_drops = udp_sockets(HOST, *SERVER_PORTS[server.name]).drops - drops0
     except (BenchError, TimeoutError, EOFError, ValueError, OSError) as exc:  # OSError: a broken pipe
         step.reason = f"generator: {exc}"
         step.errors.append(f"{exc}; generator log: {tail(gen_log, 5)}")
