@@ -114,7 +114,7 @@ class CallManagerController:
         several = self.place.count > 1
         if several:
             self._channel = WorkerChannel(host=config.sip.host, port=config.sip.port, index=self.place.index,
-                                          on_frame=self._on_forward)
+                                          on_frame=self._on_forward, on_undeliverable=self._on_undeliverable)
             await self._channel.start()
         self._transports = SipTransports(on_message=self._on_message,
                                          max_message_size=config.sip.max_message_size)
@@ -220,6 +220,19 @@ class CallManagerController:
             self._tcp_holders[forward.peer] = forward.from_worker
         self.core.receive(forward.data, forward.peer, forward.transport, self._driver.now(), forwarded=True)
         self._driver.after_core_ran()
+
+    def _on_undeliverable(self, frame: bytes) -> None:
+        """A frame whose worker died while it waited: its message is handled here after all."""
+        assert self.core is not None and self._driver is not None
+        try:
+            forward = parse_frame(frame)
+        except ForwardError:
+            return
+        if isinstance(forward, Forward) and not forward.send:
+            self.forwarded["handled_for_absent_worker"] += 1
+            self.core.receive(forward.data, forward.peer, forward.transport, self._driver.now(),
+                              forwarded=True)
+            self._driver.after_core_ran()
 
     def _flush(self) -> None:
         assert self.core is not None and self._transports is not None
