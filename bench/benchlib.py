@@ -299,3 +299,38 @@ def bdecode(data: bytes) -> Any:
     if end != len(data):
         raise ValueError("trailing data after the bencoded value")
     return value
+
+
+def free_tcp_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer(NamedTuple):
+    proc: subprocess.Popen[bytes]
+    port: int
+    cmd: list[str]
+    log_path: Path
+
+
+def start_redis(procs: Processes, binary: str, host: str, workdir: Path) -> RedisServer:
+    """Debian's redis-server on a free port of `host`, no persistence, its files in `workdir`;
+    returns once it answers PING."""
+    port = free_tcp_port(host)
+    log_path = workdir / "redis.log"
+    cmd = [binary, "--port", str(port), "--bind", host, "--save", "", "--appendonly", "no",
+           "--dir", str(workdir)]
+    proc = procs.start("redis-server", cmd, log_path=log_path, cwd=workdir)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return RedisServer(proc, port, cmd, log_path)
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise BenchError(f"redis-server did not answer PING on {host}:{port}:\n{tail(log_path)}")
+        time.sleep(0.05)

@@ -34,7 +34,6 @@ import json
 import pstats
 import secrets
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -50,7 +49,7 @@ from benchlib import (
     log,
     raise_on_stop_signals,
     require_tools,
-    tail,
+    start_redis,
 )
 
 try:
@@ -400,43 +399,10 @@ def profile_store(name: str, url: str | None, engine: Any, args: argparse.Namesp
 # ---------------------------------------------------------------- Redis
 
 
-def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def start_redis(procs: Processes, binary: str, workdir: Path) -> str:
-    port = free_tcp_port()
-    log_path = workdir / "redis.log"
-    cmd = [
-        binary,
-        "--port",
-        str(port),
-        "--bind",
-        HOST,
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(workdir),
-    ]
-    proc = procs.start("redis-server", cmd, log_path=log_path, cwd=workdir)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            with socket.create_connection((HOST, port), timeout=1) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise BenchError(f"redis-server did not answer PING on {HOST}:{port}:\n{tail(log_path)}")
-        time.sleep(0.05)
-    log(f"redis-server on {HOST}:{port} (pid {proc.pid})")
-    return f"redis://{HOST}:{port}/0"
+def start_redis_store(procs: Processes, binary: str, workdir: Path) -> str:
+    redis = start_redis(procs, binary, HOST, workdir)
+    log(f"redis-server on {HOST}:{redis.port} (pid {redis.proc.pid})")
+    return f"redis://{HOST}:{redis.port}/0"
 
 
 # ---------------------------------------------------------------- report
@@ -526,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
                     url = args.redis_url
                 else:
                     require_tools([args.redis_bin])
-                    url = start_redis(procs, args.redis_bin, workdir)
+                    url = start_redis_store(procs, args.redis_bin, workdir)
             results.append(profile_store("in-process" if url is None else "redis", url, engine, args))
             procs.stop_all()
         engine.dispose()

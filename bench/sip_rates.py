@@ -57,6 +57,7 @@ from benchlib import (
     bdecode,
     bencode,
     cpu_ticks,
+    free_tcp_port,
     ignore_stop_signals,
     log,
     machine_busy_ticks,
@@ -66,6 +67,9 @@ from benchlib import (
     tail,
     udp_sockets,
     wait_quiet,
+)
+from benchlib import (
+    start_redis as start_redis_server,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -166,12 +170,6 @@ def memory_kb(root: int) -> dict[str, Any]:
 
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def free_tcp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
 
@@ -404,39 +402,14 @@ class Helper:
 
 
 def start_redis(procs: Processes, args: argparse.Namespace, workdir: Path) -> tuple[Helper, RedisClient]:
-    port = free_tcp_port()
     rundir = workdir / "redis"
     rundir.mkdir(exist_ok=True)
-    cmd = [
-        args.redis_bin,
-        "--port",
-        str(port),
-        "--bind",
-        HOST,
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(rundir),
-    ]
-    log_path = rundir / "redis.log"
-    proc = procs.start("redis-server", cmd, log_path=log_path, cwd=rundir)
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            client = RedisClient(port)
-            if client.command("PING") == "PONG":
-                break
-            client.close()
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise BenchError(f"redis-server did not answer PING on {HOST}:{port}:\n{tail(log_path)}")
-        time.sleep(0.05)
+    redis = start_redis_server(procs, args.redis_bin, HOST, rundir)
+    client = RedisClient(redis.port)
     version = client.info("server").get("redis_version", "")
-    log(f"Redis {version} on {HOST}:{port}")
-    return Helper("redis", port, proc, log_path, {"cmd": cmd, "version": version}), client
+    log(f"Redis {version} on {HOST}:{redis.port}")
+    info = {"cmd": redis.cmd, "version": version}
+    return Helper("redis", redis.port, redis.proc, redis.log_path, info), client
 
 
 def ng_request(port: int, command: dict[str, Any], timeout: float = 1.0) -> dict[str, Any] | None:
@@ -617,7 +590,7 @@ def start_pbx(
     datadir = rundir / "data"
     pbx = shlex.split(args.pbx_cmd)
     port_min, port_max = args.media_ports
-    http_port = free_tcp_port()
+    http_port = free_tcp_port(HOST)
     pbx_env = dict(PBX_BENCH_ENV)
     pbx_env.update(
         {
