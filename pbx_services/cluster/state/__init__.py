@@ -28,8 +28,6 @@ class StateStore:
     nonce_counts: NonceCounts
     auth_failures: AuthFailureStore
     dialogs: DialogStore
-    shared: bool
-    """True when other processes see it too (Redis): several workers may use it."""
     description: str
     """Where it is, for the log (a Redis URL without its password)."""
     closer: Callable[[], None] | None = None
@@ -44,7 +42,7 @@ def open_state_store(url: str | None, *, nonce_ttl: float, timeout: float = 0.5)
     (StateStoreUnavailable says why not)."""
     if url is None:
         return StateStore(location=InMemoryLocation(), nonce_counts=InMemoryNonceCounts(nonce_ttl),
-                          auth_failures=InMemoryAuthFailures(), dialogs=InMemoryDialogs(), shared=False,
+                          auth_failures=InMemoryAuthFailures(), dialogs=InMemoryDialogs(),
                           description="in-process")
     from .redis import open_redis_state
 

@@ -385,4 +385,4 @@ def open_redis_state(url: str, *, nonce_ttl: float, timeout: float) -> StateStor
     return StateStore(location=RedisLocation(connection),
                       nonce_counts=RedisNonceCounts(connection, nonce_ttl),
                       auth_failures=RedisAuthFailures(connection), dialogs=RedisDialogs(connection),
-                      shared=True, description=description, closer=connection.close)
+                      description=description, closer=connection.close)
