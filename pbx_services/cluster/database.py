@@ -21,13 +21,30 @@ from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# Seconds libpq waits for each host of the URL: a primary that is down or unreachable costs
+# this much, then the next host is tried, instead of the kernel's TCP timeout (minutes).
+POSTGRESQL_CONNECT_TIMEOUT_S = 3
 
 
 def create_engine_for(url: str, **kwargs: Any) -> Engine:
-    """An engine for `url`; SQLite gets WAL, foreign keys and a busy timeout on every connection."""
-    engine = create_engine(url, **kwargs)
+    """An engine for `url` whose pooled connections are checked before use.
+
+    `pool_pre_ping`: a connection the server dropped (PostgreSQL restarted, a replica
+    promoted) is replaced by a new one at checkout instead of failing the next transaction.
+    A new PostgreSQL connection waits at most POSTGRESQL_CONNECT_TIMEOUT_S per host unless
+    the URL sets connect_timeout; with several hosts and target_session_attrs=read-write
+    (`postgresql+psycopg://u:p@/pbx?host=h1:5432&host=h2:5432&target_session_attrs=read-write`)
+    it lands on whichever host is the primary. SQLite gets WAL, foreign keys and a busy
+    timeout on every connection.
+    """
+    parsed = make_url(url)
+    options: dict[str, Any] = {"pool_pre_ping": True, **kwargs}
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        options["connect_args"] = {"connect_timeout": POSTGRESQL_CONNECT_TIMEOUT_S,
+                                   **options.get("connect_args", {})}
+    engine = create_engine(parsed, **options)
     if engine.dialect.name == "sqlite":
-        in_memory = make_url(url).database in (None, "", ":memory:")
+        in_memory = parsed.database in (None, "", ":memory:")
         event.listen(engine, "connect", _sqlite_pragmas_setter(wal=not in_memory))
     return engine
 

@@ -49,6 +49,15 @@ def test_database_defaults_to_the_data_dir(tmp_path: Path) -> None:
     assert config.database.url == f"sqlite:///{tmp_path}/pbx.sqlite3" == sqlite_url_for(tmp_path)
 
 
+def test_database_url_may_list_every_database_host() -> None:
+    url = ("postgresql+psycopg://pbx:p%40ss@/pbx?host=10.20.0.21:5432&host=10.20.0.22:5432"
+           "&target_session_attrs=read-write")
+
+    config = build_config({"auth": {"secret": SECRET}, "database": {"url": url}}, env={})
+
+    assert config.database.url == url
+
+
 def test_yaml_file_then_environment(tmp_path: Path) -> None:
     path = write(
         tmp_path,

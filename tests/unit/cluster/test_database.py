@@ -5,11 +5,12 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, event, inspect, text
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pbx_services.cluster.database import (
+    POSTGRESQL_CONNECT_TIMEOUT_S,
     alembic_config,
     create_engine_for,
     head_revision,
@@ -17,6 +18,25 @@ from pbx_services.cluster.database import (
     upgrade,
 )
 from pbx_services.cluster.models import Base, Tenant, User
+
+MULTI_HOST_URL = ("postgresql+psycopg://pbx:p%40ss@/pbx?host=10.20.0.21:5432&host=10.20.0.22:5432"
+                  "&target_session_attrs=read-write")
+
+
+class _Connecting(Exception):
+    """Raised instead of connecting, carrying what psycopg.connect() would have been given."""
+
+
+def connect_params_of(engine: Engine) -> dict[str, object]:
+    """The keyword arguments the engine hands psycopg.connect(), without a server."""
+
+    def capture(dialect: object, record: object, cargs: object, cparams: dict[str, object]) -> None:
+        raise _Connecting({name: value for name, value in cparams.items() if name != "context"})
+
+    event.listen(engine, "do_connect", capture)
+    with pytest.raises(_Connecting) as connecting:
+        engine.connect()
+    return connecting.value.args[0]  # type: ignore[no-any-return]
 
 
 def test_migrations_create_the_schema_on_a_fresh_file(tmp_path: Path) -> None:
@@ -121,3 +141,33 @@ def test_naive_times_are_refused(sessions: sessionmaker[Session]) -> None:
             )
         )
         session.flush()
+
+
+def test_a_multi_host_url_reaches_libpq_as_host_and_port_lists() -> None:
+    params = connect_params_of(create_engine_for(MULTI_HOST_URL))
+
+    assert params == {
+        "dbname": "pbx", "user": "pbx", "password": "p@ss",
+        "host": "10.20.0.21,10.20.0.22", "port": "5432,5432",
+        "target_session_attrs": "read-write", "connect_timeout": POSTGRESQL_CONNECT_TIMEOUT_S,
+    }
+
+
+def test_the_urls_connect_timeout_wins() -> None:
+    params = connect_params_of(create_engine_for(MULTI_HOST_URL + "&connect_timeout=10"))
+
+    assert params["connect_timeout"] == "10"
+
+
+def test_connect_args_given_by_the_caller_are_kept() -> None:
+    engine = create_engine_for(MULTI_HOST_URL, connect_args={"application_name": "pbx-test"})
+
+    params = connect_params_of(engine)
+
+    assert params["application_name"] == "pbx-test"
+    assert params["connect_timeout"] == POSTGRESQL_CONNECT_TIMEOUT_S
+
+
+@pytest.mark.parametrize("url", [MULTI_HOST_URL, "sqlite://"])
+def test_pooled_connections_are_pinged_before_use(url: str) -> None:
+    assert create_engine_for(url).pool._pre_ping  # type: ignore[attr-defined]
