@@ -13,6 +13,8 @@
     pbx callmanager --config FILE
     pbx media --config FILE
     pbx inventory from-terraform FILE [--output FILE]
+    pbx event publish-server-state --server NAME --role ROLE --state STATE [--reason TEXT] --config FILE
+    pbx event tail [--from ID] [--once] --config FILE
 
 Every command working on a data directory takes `--data-dir` (see `common`), whose
 `pbx.yml` is the configuration. Each group of commands is a module whose
@@ -28,7 +30,7 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.exc import OperationalError
 
-from pbx_services.cli import cdrs, daemons, database, inventory, servers, users
+from pbx_services.cli import cdrs, daemons, database, events, inventory, servers, users
 from pbx_services.cli.common import EXIT_FAILURE, EXIT_USAGE, CommandError, Parser, Subparsers
 from pbx_services.cluster.config import ConfigError
 from pbx_services.cluster.dao import AlreadyExists, NotFound
@@ -42,6 +44,7 @@ COMMAND_GROUPS: tuple[Callable[[Subparsers], None], ...] = (
     cdrs.add_commands,
     daemons.add_commands,
     inventory.add_commands,
+    events.add_commands,
 )
 """One function per group of commands, each adding its subparsers; add new groups here."""
 

@@ -1,4 +1,4 @@
-"""Events about calls and registrations, published on the event bus.
+"""Events about calls, registrations and servers, published on the event bus.
 
 Small frozen dataclasses of plain values (no ORM objects, no sockets) so that a bus
 that serializes them, such as Redis Streams, carries them unchanged. Times are
@@ -102,3 +102,29 @@ class RegistrationChanged:
     """Seconds the binding stays valid; 0 when it was removed or expired."""
     time: datetime
     """When the registrar applied the change."""
+
+
+class ServerState(StrEnum):
+    """What became of a server: up or down, or its part in a VRRP group (keepalived's states)."""
+
+    UP = "up"
+    DOWN = "down"
+    MASTER = "master"
+    BACKUP = "backup"
+    FAULT = "fault"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerStateChanged:
+    """A server of the cluster came up, went down or changed its VRRP state (keepalived's notify)."""
+
+    server: str
+    """Host name of the server (`hostname` on it)."""
+    role: str
+    """What the server is: callmanager, media, ..."""
+    state: ServerState
+    """Its new state."""
+    reason: str
+    """Why, in words (for a VRRP change: the instance and the previous state); may be empty."""
+    time: datetime
+    """When the change was seen, UTC."""
