@@ -138,6 +138,8 @@ class Call:
     """The body of the INVITE sent to the callee's devices."""
     saved_at: float | None = None
     """When its record was last written to the state store; None: not yet (or not since a change)."""
+    recorded: bool = False
+    """Its record in the store names us: later writes go only over a record still naming us."""
 
     @property
     def invite_tx(self) -> ServerTransaction:
@@ -927,7 +929,7 @@ class B2bua:
 
     def refresh_records(self, now: float) -> None:
         """Write again the records that are due, so that a long call's record does not lapse."""
-        for call in self.calls:
+        for call in list(self.calls):
             if call.phase is Phase.ANSWERED and (call.saved_at is None
                                                   or now - call.saved_at >= CALL_RECORD_REFRESH):
                 self._save_record(call, now)
@@ -935,8 +937,9 @@ class B2bua:
     def restore_calls(self, now: float) -> int:
         """Take back the calls the store says are ours (this worker restarted); how many."""
         restored = 0
+        held = {call.record_key for call in self.calls}
         for record in self._store.owned_by(self._owner):
-            if self._rebuild(record, now) is not None:
+            if record.key not in held and self._rebuild(record, now) is not None:
                 restored += 1
         if restored:
             log.info("took back %d calls from the state store", restored)
@@ -955,10 +958,35 @@ class B2bua:
         if call is None:
             return False
         log.info("took over call %s from %s", call.call_id, record.owner)
-        self._save_record(call, now)
+        self._save_record(call, now, claim=True)
         if record.owner != self._owner:
             self._taken_over.append((record.owner, record.key))
         return True
+
+    def take_over_from(self, owner: str, now: float) -> int:
+        """Take over every call the store says `owner` holds (a Call Manager that is gone); how many.
+
+        Raises StateStoreUnavailable when the store is away."""
+        taken = 0
+        for record in self._store.owned_by(owner):
+            if any(c.record_key == record.key for c in self.calls):
+                continue
+            call = self._rebuild(record, now)
+            if call is None:
+                continue
+            self._save_record(call, now, claim=True)
+            taken += 1
+        if taken:
+            log.info("took over %d calls of %s, which is gone", taken, owner)
+        return taken
+
+    def let_go_all(self) -> int:
+        """Forget every call held here without BYE, CDR or record change (this Call Manager no
+        longer holds the SIP address: the one that does takes them over); how many."""
+        keys = [call.record_key for call in self.calls if call.phase is Phase.ANSWERED]
+        for key in keys:
+            self.release(key)
+        return len(keys)
 
     def take_takeovers(self) -> list[tuple[str, str]]:
         """(previous owner, call key) of each call taken over: that owner, if alive, must forget it."""
@@ -984,22 +1012,30 @@ class B2bua:
             self._media_calls.pop(call.media.media_call_id, None)
         self.calls.discard(call)
         self._changed.discard(call)
-        log.info("call %s was taken over by another worker: forgotten here", call.call_id)
+        log.info("call %s is held elsewhere now: forgotten here", call.call_id)
         return True
 
-    def _save_record(self, call: Call, now: float) -> None:
+    def _save_record(self, call: Call, now: float, *, claim: bool = False) -> None:
+        """Write the call's record: over any other (`claim`, a new call or one taken over), else
+        only over one that still names us; a call whose record names another holder is let go."""
         a, b = call.a, call.b
         if a.dialog is None or b is None or b.dialog is None:
             return
         dialogs = ((a.dialog.call_id, a.dialog.local_tag), (b.dialog.call_id, b.dialog.local_tag))
         record = CallRecord(key=call.record_key, owner=self._owner, dialogs=dialogs,
                             data=self._describe(call))
+        expected = self._owner if call.recorded and not claim else None
         try:
-            self._store.save(record, ttl=CALL_RECORD_TTL)
+            written = self._store.save(record, ttl=CALL_RECORD_TTL, if_owner=expected)
         except StateStoreUnavailable:
             self._changed.add(call)
             call.saved_at = None
             return
+        if not written:
+            log.warning("call %s: its record names another holder or is gone", call.call_id)
+            self.release(call.record_key)
+            return
+        call.recorded = True
         call.saved_at = now
 
     def _forget_record(self, call: Call) -> None:
@@ -1049,6 +1085,7 @@ class B2bua:
         self._register_dialog(call, a)
         self._register_dialog(call, b)
         call.saved_at = now
+        call.recorded = record.owner == self._owner
         self._claim_media(call, now)
         return call
 

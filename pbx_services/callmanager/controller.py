@@ -28,6 +28,7 @@ from ..cluster.state import StateStore, StateStoreUnavailable, open_state_store
 from ..runtime.daemon import StartError
 from ..runtime.driver import CoreDriver
 from ..sip.digest import DigestAlgorithm, NonceManager
+from ..transport.addresses import holds_address
 from ..transport.rtp import ControlSocket
 from ..transport.sip import SipTransports
 from ..transport.workers import WorkerChannel
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL = 1.0
 """Seconds between directory refreshes and CDR flushes."""
+NODE_PEERS_KEPT = 1024
+"""Peers of the node address remembered (probes, operators), to answer from that address."""
 
 
 class CallManagerController:
@@ -60,6 +63,10 @@ class CallManagerController:
         self.core: CallManager | None = None
         self._driver: CoreDriver | None = None
         self._transports: SipTransports | None = None
+        self._node_transports: SipTransports | None = None
+        """SIP on `sip.node_host`, this host's own address (keepalived's check), beside the VIP."""
+        self._node_peers: dict[tuple[str, int], None] = {}
+        """Peers heard on the node address, answered from it (insertion order: oldest first)."""
         self._housekeeping: asyncio.Task[None] | None = None
         self._cdr_writer: CdrWriter | None = None
         self._engine: Engine | None = None
@@ -120,9 +127,14 @@ class CallManagerController:
                                          max_message_size=config.sip.max_message_size)
         await self._transports.start(config.sip.host, config.sip.port, tuple(config.sip.transports),
                                      reuse_port=several)
+        if config.sip.node_host is not None and config.sip.node_host != config.sip.host:
+            self._node_transports = SipTransports(on_message=self._on_node_message,
+                                                  max_message_size=config.sip.max_message_size)
+            await self._node_transports.start(config.sip.node_host, config.sip.port,
+                                              tuple(config.sip.transports), reuse_port=several)
         self._refresh_media_servers()
         try:
-            self.core.b2bua.restore_calls(self._driver.now())
+            self.core.holding.tick(holds_address(config.sip.host), self._driver.now())
         except StateStoreUnavailable:
             log.error("could not take back this worker's calls: the state store is away")
         self._driver.after_core_ran()
@@ -130,7 +142,8 @@ class CallManagerController:
 
     def listening_on(self) -> str:
         sip = self.config.sip
-        return ", ".join(f"sip:{sip.host}:{sip.port};transport={t}" for t in sip.transports)
+        hosts = [sip.host] + ([sip.node_host] if self._node_transports is not None and sip.node_host else [])
+        return ", ".join(f"sip:{host}:{sip.port};transport={t}" for host in hosts for t in sip.transports)
 
     def collectors(self) -> Sequence[Collector]:
         assert self.core is not None
@@ -146,6 +159,7 @@ class CallManagerController:
                 "state_store": self.state.description if self.state is not None else None,
                 "registered_contacts": registered,
                 "active_calls": len(self.core.b2bua.calls),
+                "holds_sip_address": self.core.holding.holder,
                 "media_endpoints": self._media_endpoints()}
 
     def _media_endpoints(self) -> list[dict[str, object]]:
@@ -162,6 +176,8 @@ class CallManagerController:
             self._driver.close()
         if self._transports is not None:
             self._transports.close()
+        if self._node_transports is not None:
+            self._node_transports.close()
         if self._channel is not None:
             self._channel.close()
         if self._media_control is not None:
@@ -181,6 +197,13 @@ class CallManagerController:
         assert self.core is not None and self._driver is not None
         self.core.receive(data, source, transport, self._driver.now())
         self._driver.after_core_ran()
+
+    def _on_node_message(self, data: bytes, source: tuple[str, int], transport: str) -> None:
+        self._node_peers.pop(source, None)
+        self._node_peers[source] = None
+        if len(self._node_peers) > NODE_PEERS_KEPT:
+            del self._node_peers[next(iter(self._node_peers))]
+        self._on_message(data, source, transport)
 
     def _on_media_control(self, data: bytes, source: tuple[str, int]) -> None:
         assert self.core is not None and self._driver is not None
@@ -242,6 +265,9 @@ class CallManagerController:
             for index, key in self.core.take_releases():
                 self._channel.send(index, Release(key).serialize())
         for transmit in self.core.take_transmits():
+            if self._node_transports is not None and transmit.destination in self._node_peers:
+                self._node_transports.send(transmit)
+                continue
             if transmit.transport == "TCP" and self._channel is not None and \
                     self._transports.write_if_held(transmit.destination, transmit.data):
                 continue
@@ -283,6 +309,10 @@ class CallManagerController:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
             # The database may be away for a while: keep the cached directory and the
             # buffered CDRs, and try again next time.
+            try:
+                self.core.holding.tick(holds_address(self.config.sip.host), loop.time())
+            except StateStoreUnavailable:
+                pass  # the calls of a Call Manager gone are taken over when the store is back
             try:
                 self.core.housekeeping(loop.time())
                 self._refresh_media_servers()

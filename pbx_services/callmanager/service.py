@@ -30,6 +30,7 @@ from ..sip.uri import SipUri
 from .auth import Authenticator
 from .b2bua import ALLOW, B2bua, timeout_response
 from .directory import Directory
+from .holding import CallHolding
 from .mediapool import MediaPool, PoolSettings
 from .policy import AuthFailureLimiter
 from .registrar import Registrar, RegistrarSettings
@@ -84,6 +85,8 @@ class CallManager:
                            no_answer_timeout=no_answer_timeout, wall_offset=wall_offset, media=self.media,
                            record_calls=record_calls, make_tag=self.place.tag, dialogs=self.dialogs,
                            owner=self.place.owner)
+        self.holding = CallHolding(b2bua=self.b2bua, store=self.dialogs, place=self.place,
+                                   wall_offset=wall_offset)
 
     # -- the controller's interface -------------------------------------------------------
 

@@ -46,6 +46,12 @@ class WorkerPlace:
         """A fresh From/To tag (or Call-ID part) that names this worker."""
         return f"{make_tag()}{TAG_MARK}{self.index}" if self.count > 1 else make_tag()
 
+    def adopts(self, owner: str) -> bool:
+        """Whether this worker takes over the calls of `owner` when it is gone: a worker of
+        another node whose index maps to ours (a sibling on this node takes back its own)."""
+        place = place_of(owner)
+        return place is not None and place[0] != self.node and place[1] % self.count == self.index
+
     def owner_of(self, message: SipMessage) -> int | None:
         """The worker `message` belongs to, when that is another one than this; else None."""
         if self.count <= 1:

@@ -110,6 +110,9 @@ class SipConfig(_Section):
     """Largest SIP message accepted, in bytes; larger ones are answered 513."""
     public_address: Host | None = None
     """Address put in Via and Contact instead of `host` when the PBX is behind NAT."""
+    node_host: Host | None = None
+    """An address of this host SIP also listens on, which never moves, unlike a VIP in `host`:
+    keepalived's check and operators' probes use it."""
 
 
 class CallManagerConfig(_Section):

@@ -13,7 +13,8 @@ Keys (all under `pbx:`), each with a TTL that follows what it holds:
   sorted set "<aor>\\n<contact>" by expiry time, for the count and the purge.
 - `nc:<nonce>` the last nonce-count accepted, expiring with the nonce.
 - `fail:<ip>` failures in the current window; `block:<ip>` while blocked; `blocked` sorted set.
-- `call:<key>` a call record (JSON); `dlg:<call-id>:<tag>` -> key, per leg; `owner:<owner>` set of keys.
+- `call:<key>` a call record (JSON); `dlg:<call-id>:<tag>` -> key, per leg; `owner:<owner>` set of keys;
+  `owners` set of the owners with records; `alive:<owner>` while that owner holds its calls.
 A value that does not parse is logged with its key and skipped, never a crash.
 """
 
@@ -268,25 +269,37 @@ class RedisAuthFailures:
 # -- calls ----------------------------------------------------------------------------------
 
 
+_SAVE_CALL = """
+-- KEYS: call record, its owner's set, the owners set, then each leg's dialog key.
+-- ARGV: record JSON, TTL in ms, owner, expected current owner ('' for none), record key.
+if ARGV[4] ~= '' then
+  local current = redis.call('GET', KEYS[1])
+  if not current then return 0 end
+  local ok, decoded = pcall(cjson.decode, current)
+  if not ok or type(decoded) ~= 'table' or decoded['owner'] ~= ARGV[4] then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+for i = 4, #KEYS do redis.call('SET', KEYS[i], ARGV[5], 'PX', ARGV[2]) end
+redis.call('SADD', KEYS[2], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[3])
+return 1
+"""
+
+
 class RedisDialogs:
     def __init__(self, connection: RedisConnection) -> None:
         self._redis = connection
+        self._owners_key = PREFIX + "owners"
+        self._save = connection.client.register_script(_SAVE_CALL)
 
-    def save(self, record: CallRecord, *, ttl: float) -> None:
-        ttl_ms = int(ttl * 1000)
+    def save(self, record: CallRecord, *, ttl: float, if_owner: str | None = None) -> bool:
         value = json.dumps({"owner": record.owner, "dialogs": record.dialogs, "data": record.data},
                            separators=(",", ":"))
-
-        def write(client: redis.Redis) -> None:
-            pipe = client.pipeline(transaction=True)
-            pipe.set(f"{PREFIX}call:{record.key}", value, px=ttl_ms)
-            for call_id, tag in record.dialogs:
-                pipe.set(f"{PREFIX}dlg:{call_id}:{tag}", record.key, px=ttl_ms)
-            pipe.sadd(f"{PREFIX}owner:{record.owner}", record.key)
-            pipe.pexpire(f"{PREFIX}owner:{record.owner}", ttl_ms)
-            pipe.execute()
-
-        self._redis.call(write)
+        keys = [f"{PREFIX}call:{record.key}", f"{PREFIX}owner:{record.owner}", self._owners_key,
+                *(f"{PREFIX}dlg:{call_id}:{tag}" for call_id, tag in record.dialogs)]
+        args: list[str | int] = [value, max(1, int(ttl * 1000)), record.owner, if_owner or "", record.key]
+        return bool(self._redis.call(lambda r: self._save(keys=keys, args=args, client=r)))
 
     def find(self, call_id: str, local_tag: str) -> CallRecord | None:
         key = self._redis.call(lambda r: r.get(f"{PREFIX}dlg:{call_id}:{local_tag}"))
@@ -320,6 +333,35 @@ class RedisDialogs:
             pipe.execute()
 
         self._redis.call(write)
+
+    def owners(self) -> list[str]:
+        owners = sorted(_text(o) for o in self._redis.call(lambda r: r.smembers(self._owners_key)))
+        if not owners:
+            return []
+
+        def check(client: redis.Redis) -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            for owner in owners:
+                pipe.exists(f"{PREFIX}owner:{owner}")
+            return pipe.execute()
+
+        present = self._redis.call(check)
+        gone = [owner for owner, exists in zip(owners, present, strict=True) if not exists]
+        if gone:  # every record of theirs ended, lapsed or was taken over
+            self._redis.call(lambda r: r.srem(self._owners_key, *gone))
+        return [owner for owner in owners if owner not in gone]
+
+    def mark_alive(self, owner: str, *, ttl: float, now: float) -> None:
+        self._redis.call(lambda r: r.set(f"{PREFIX}alive:{owner}", 1, px=max(1, int(ttl * 1000))))
+
+    def mark_gone(self, owner: str) -> None:
+        self._redis.call(lambda r: r.delete(f"{PREFIX}alive:{owner}"))
+
+    def alive(self, owners: list[str], now: float) -> set[str]:
+        if not owners:
+            return set()
+        flags = self._redis.call(lambda r: r.mget([f"{PREFIX}alive:{o}" for o in owners]))
+        return {owner for owner, flag in zip(owners, flags, strict=True) if flag is not None}
 
     def _load(self, key: str) -> CallRecord | None:
         return self._parse(key, self._redis.call(lambda r: r.get(f"{PREFIX}call:{key}")))
@@ -358,7 +400,10 @@ def redis_client(url: str, *, timeout: float) -> tuple[redis.Redis, str]:
         raise ValueError("no master name: redis+sentinel://host:port,.../MASTER-NAME/DB")
     if len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
         raise ValueError(f"path {parts.path!r} is not /MASTER-NAME or /MASTER-NAME/DB")
-    sentinel = Sentinel(hosts, socket_timeout=timeout, socket_connect_timeout=timeout)
+    # The Sentinels ask for the same password as Redis (the role redis sets both).
+    sentinel = Sentinel(hosts, socket_timeout=timeout, socket_connect_timeout=timeout,
+                        sentinel_kwargs={"password": password, "socket_timeout": timeout,
+                                         "socket_connect_timeout": timeout})
     client = sentinel.master_for(path[0], db=int(path[1]) if len(path) == 2 else 0, password=password,
                                  socket_timeout=timeout, socket_connect_timeout=timeout)
     return client, _without_password(url)

@@ -615,3 +615,20 @@ def make_pbx(sessions: sessionmaker[Session]) -> Callable[..., Pbx]:
 @pytest.fixture
 def pbx(make_pbx: Callable[..., Pbx]) -> Pbx:
     return make_pbx()
+
+
+# Alice (100) and Bob (200) registered from 10.0.0.1 and 10.0.0.2, on the module's `pbx`.
+def registered(pbx: Pbx, extension: str, ip: str) -> Phone:
+    phone = pbx.phone(extension, ip, 5062)
+    assert phone.register().status_code == 200
+    return phone
+
+
+@pytest.fixture
+def alice(pbx: Pbx) -> Phone:
+    return registered(pbx, "100", "10.0.0.1")
+
+
+@pytest.fixture
+def bob(pbx: Pbx) -> Phone:
+    return registered(pbx, "200", "10.0.0.2")

@@ -15,7 +15,7 @@ from pbx_services.cluster.events import Disposition, HangupBy
 from pbx_services.sip.message import SipResponse
 from pbx_services.sip.sdp import SessionDescription
 
-from .conftest import MEDIA_HOST, SDP_ANSWER, SDP_HOLD, SDP_OFFER, Pbx, Phone
+from .conftest import MEDIA_HOST, SDP_ANSWER, SDP_HOLD, SDP_OFFER, Pbx, Phone, registered
 from .test_b2bua import Call, answer, only_cdr, start_call
 
 SDP_PCMA_ANSWER = SDP_ANSWER.replace(b"RTP/AVP 0", b"RTP/AVP 8").replace(b"rtpmap:0 PCMU", b"rtpmap:8 PCMA")
@@ -27,22 +27,6 @@ STOCK_PJSUA2_ANSWER = (DEVICE_SDP / "pjsua2_2.15_stock_answer.sdp").read_bytes()
 @pytest.fixture
 def pbx(make_pbx: Callable[..., Pbx]) -> Pbx:
     return make_pbx(media_servers=2)
-
-
-def registered(pbx: Pbx, extension: str, ip: str) -> Phone:
-    phone = pbx.phone(extension, ip, 5062)
-    assert phone.register().status_code == 200
-    return phone
-
-
-@pytest.fixture
-def alice(pbx: Pbx) -> Phone:
-    return registered(pbx, "100", "10.0.0.1")
-
-
-@pytest.fixture
-def bob(pbx: Pbx) -> Phone:
-    return registered(pbx, "200", "10.0.0.2")
 
 
 def media_of(body: bytes) -> tuple[str, int, list[str]]:

@@ -17,23 +17,13 @@ from pbx_services.cluster.state.errors import StateStoreUnavailable
 from pbx_services.sip.message import SipRequest, parse_message
 
 from .conftest import MEDIA_HOST, SDP_HOLD, Pbx, Phone
-from .test_anchoring import media_of, registered
+from .test_anchoring import media_of
 from .test_b2bua import connected, only_cdr
 
 
 @pytest.fixture
 def pbx(make_pbx: Callable[..., Pbx]) -> Pbx:
     return make_pbx(media_servers=2)
-
-
-@pytest.fixture
-def alice(pbx: Pbx) -> Phone:
-    return registered(pbx, "100", "10.0.0.1")
-
-
-@pytest.fixture
-def bob(pbx: Pbx) -> Phone:
-    return registered(pbx, "200", "10.0.0.2")
 
 
 def test_a_restarted_worker_takes_back_its_calls_and_a_bye_ends_them_whole(

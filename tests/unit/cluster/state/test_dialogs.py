@@ -39,3 +39,37 @@ def test_delete_forgets_the_record_and_its_dialogs(store: StateStore) -> None:
 
     assert store.dialogs.find("call-1@10.0.0.1", "a1") is None
     assert store.dialogs.owned_by("cm1/0") == []
+
+
+def test_a_conditional_save_writes_only_over_a_record_naming_the_expected_owner(store: StateStore) -> None:
+    mine = record(owner="cm1/0")
+    assert store.dialogs.save(mine, ttl=60, if_owner="cm1/0") is False  # nothing stored yet
+    assert store.dialogs.save(mine, ttl=60) is True
+    assert store.dialogs.save(mine, ttl=60, if_owner="cm1/0") is True
+    taken = CallRecord(key=mine.key, owner="cm2/0", dialogs=mine.dialogs, data=mine.data)
+    assert store.dialogs.save(taken, ttl=60) is True
+
+    # The previous holder's next write fails: the call is cm2's now.
+    assert store.dialogs.save(mine, ttl=60, if_owner="cm1/0") is False
+    assert store.dialogs.find("b-call", "b1") == taken
+
+
+def test_owners_lists_who_holds_records_and_forgets_owners_left_with_none(store: StateStore) -> None:
+    first, second = record("k1", owner="cm1/0"), record("k2", owner="cm2/0")
+    store.dialogs.save(first, ttl=60)
+    store.dialogs.save(second, ttl=60)
+    assert store.dialogs.owners() == ["cm1/0", "cm2/0"]
+
+    store.dialogs.delete(first)
+
+    assert store.dialogs.owners() == ["cm2/0"]
+
+
+def test_an_owner_is_alive_while_marked_and_not_after_mark_gone(store: StateStore) -> None:
+    store.dialogs.mark_alive("cm1/0", ttl=30, now=1000.0)
+    store.dialogs.mark_alive("cm2/0", ttl=30, now=1000.0)
+
+    assert store.dialogs.alive(["cm1/0", "cm2/0", "cm3/0"], 1001.0) == {"cm1/0", "cm2/0"}
+    store.dialogs.mark_gone("cm2/0")
+    assert store.dialogs.alive(["cm1/0", "cm2/0"], 1001.0) == {"cm1/0"}
+    assert store.dialogs.alive([], 1001.0) == set()
