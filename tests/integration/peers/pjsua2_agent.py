@@ -63,7 +63,7 @@ class Phone:
         self.ep.libInit(config)
         transport_config = pj.TransportConfig()
         transport_config.port = args.port
-        transport_config.boundAddress = "127.0.0.1"
+        transport_config.boundAddress = args.bind
         kind = pj.PJSIP_TRANSPORT_TCP if args.transport == "tcp" else pj.PJSIP_TRANSPORT_UDP
         self.ep.transportCreate(kind, transport_config)
         self.ep.libStart()
@@ -101,7 +101,7 @@ class Phone:
         account_config.sipConfig.proxies.append(f"sip:{args.server};transport={args.transport};lr")
         account_config.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", args.user, 0, args.password))
         account_config.natConfig.sipOutboundUse = 0
-        account_config.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
+        account_config.mediaConfig.transportConfig.boundAddress = args.bind
         self.account.create(account_config)
         self.call: Call | None = None
         self.running = True
@@ -298,6 +298,7 @@ def main() -> None:
     parser.add_argument("--domain", required=True)
     parser.add_argument("--server", required=True, help="host:port of the PBX")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--bind", default="127.0.0.1", help="the phone's address (SIP and RTP)")
     parser.add_argument("--transport", default="udp", choices=["udp", "tcp"])
     parser.add_argument("--codecs", help="the codecs to offer, by name (PCMU,PCMA); without, pjsua2's own")
     parser.add_argument("--expires", type=int, default=300)

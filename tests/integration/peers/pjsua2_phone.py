@@ -20,15 +20,18 @@ AGENT = Path(__file__).with_name("pjsua2_agent.py")
 class Pjsua2Phone:
     def __init__(self, *, user: str, password: str, server: str, port: int, domain: str | None = None,
                  transport: str = "udp", codecs: str | None = "PCMU,PCMA", auto_answer: bool = False,
-                 play: Path | None = None, record: Path | None = None) -> None:
+                 play: Path | None = None, record: Path | None = None, bind: str = "127.0.0.1",
+                 launcher: tuple[str, ...] = ()) -> None:
         """`codecs`: the codecs offered, by name ("G722"); None keeps pjsua2's default list and
         priorities (a phone out of the box). `play`: an 8 kHz mono 16-bit WAV sent, looped, into
-        the call; `record`: a WAV of what the phone receives, complete once `close()` has returned."""
+        the call; `record`: a WAV of what the phone receives, complete once `close()` has returned.
+        `bind`: the phone's address; `launcher`: what the agent runs under (the lab's
+        `ip netns exec NS`)."""
         self.user = user
         self.port = port
-        command = [sys.executable, str(AGENT), "--user", user, f"--password={password}",
+        command = [*launcher, sys.executable, str(AGENT), "--user", user, f"--password={password}",
                    "--domain", domain or server, "--server", server, "--port", str(port),
-                   "--transport", transport]
+                   "--transport", transport, "--bind", bind]
         if codecs is not None:
             command += ["--codecs", codecs]
         if auto_answer:
