@@ -94,7 +94,7 @@ def booted(lab_inventory: Path):
 def test_site_first_run_deploys_the_cluster(booted: Path) -> None:
     result = playbook(booted)
     assert result.returncode == 0, result.stdout[-6000:]
-    assert set(recap(result.stdout)) == {"cm1", "cm2", "cm3", "db1", "media1"}
+    assert set(recap(result.stdout)) == {"cm1", "cm2", "cm3", "db1", "db2", "media1"}
 
 
 def test_site_second_run_changes_nothing(booted: Path) -> None:
