@@ -57,6 +57,18 @@ def test_keepalived_config_passes_keepalived_t(rendered: Path) -> None:
     assert "unicast_src_ip 198.18.0.11" in text
     assert "198.18.0.12" in text and "198.18.0.13" in text
     assert "track_script" in text
+    for line in ("nopreempt", "auth_type PASS", "auth_pass lab-vrrp", "garp_master_delay 1",
+                 "garp_master_repeat 3",
+                 'notify "/usr/local/libexec/pbx/pbx-vrrp-notify callmanager /etc/pbx/callmanager.yml"'):
+        assert line in text, line
+    # No weight: a failing check is FAULT, which moves the VIP soonest.
+    assert not re.search(r"^\s*weight ", text, re.MULTILINE)
+
+
+def test_keepalived_unit_drop_in_restarts_it_and_removes_a_vip_left_behind(rendered: Path) -> None:
+    text = (rendered / "keepalived-pbx.conf").read_text()
+    assert "[Service]\nRestart=always\nRestartSec=1\n" in text
+    assert "ExecStopPost=-/sbin/ip address del 198.18.0.10/24 dev eth0\n" in text
 
 
 def test_keepalived_t_rejects_a_broken_config(rendered: Path, tmp_path: Path) -> None:
@@ -78,6 +90,13 @@ def test_callmanager_binds_the_vip(rendered: Path) -> None:
     text = (rendered / "callmanager.yml").read_text()
     assert "host: 198.18.0.10" in text
     assert "port: 9060" in text
+
+
+def test_callmanager_listens_and_controls_media_on_its_own_address(rendered: Path) -> None:
+    config = yaml.safe_load((rendered / "callmanager.yml").read_text())
+    assert config["sip"]["host"] == "198.18.0.10"
+    assert config["sip"]["node_host"] == "198.18.0.11"  # keepalived's pbx-sip-ping asks here
+    assert config["callmanager"]["media_control_host"] == "198.18.0.11"
 
 
 def test_callmanager_workers_share_redis_behind_the_sentinels(rendered: Path) -> None:
