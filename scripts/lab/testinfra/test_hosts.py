@@ -58,6 +58,23 @@ def test_callmanager_listens_and_answers(host):
     assert host.sysctl("net.ipv4.ip_nonlocal_bind") == 1
 
 
+def test_sentinel_requires_the_password(host):
+    only_in("redis_sentinel")(host)
+    password = host.ansible.get_variables()["pbx_redis__password"]
+    sentinel = f"redis-cli -h {address(host)} -p 26379"
+    assert "NOAUTH" in host.run(f"{sentinel} ping").stdout
+    assert host.check_output(f"REDISCLI_AUTH='{password}' {sentinel} ping") == "PONG"
+    # The sentinels know each other, so they authenticate to each other.
+    assert host.check_output(f"REDISCLI_AUTH='{password}' {sentinel} sentinel ckquorum pbx").startswith("OK")
+
+
+def test_keepalived_checks_sip_on_the_hosts_own_address(host):
+    only_in("callmanager")(host)
+    assert host.socket(f"udp://{address(host)}:5060").is_listening
+    assert host.run(f"/usr/local/libexec/pbx/pbx-sip-ping --timeout 0.5 {address(host)}:5060").rc == 0
+    assert "Restart=always" in host.check_output("systemctl show keepalived.service -p Restart")
+
+
 def test_callmanager_configs_valid(host):
     only_in("callmanager")(host)
     validate = f"{VENV_PYTHON} -m pbx_services.provisioning.validate_config"
