@@ -28,4 +28,5 @@ def test_help(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, _ = run(capsys, "--help")
 
     assert status == 0
-    assert all(command in out for command in ("init", "user", "server", "cdr", "allinone", "db", "inventory"))
+    assert all(command in out
+               for command in ("init", "user", "server", "cdr", "allinone", "db", "inventory", "event"))

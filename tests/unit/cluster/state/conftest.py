@@ -10,14 +10,6 @@ from tests.redis_server import RedisServer
 NONCE_TTL = 300.0
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture(params=["in-process", "redis"])
 def store(request: pytest.FixtureRequest) -> Iterator[StateStore]:
     """Each contract test runs on both implementations."""
