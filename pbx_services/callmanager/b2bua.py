@@ -459,7 +459,8 @@ class B2bua:
 
     def find_dialog(self, request: SipRequest, now: float) -> tuple[Call, Leg] | None:
         """The call and leg a request inside a dialog belongs to: one of ours, or one the state
-        store knows (another worker's or Call Manager's), which we then take over."""
+        store knows (another worker's or Call Manager's), which we then take over. Raises
+        StateStoreUnavailable when it is not ours and the store is away."""
         key = (request.call_id, request.to.tag or "", request.from_.tag or "")
         found = self._dialogs.get(key)
         if found is None and request.to.tag and self.adopt(request.call_id, request.to.tag, now):
@@ -467,7 +468,10 @@ class B2bua:
         return found
 
     def handle_ack(self, ack: SipRequest, now: float) -> None:
-        found = self.find_dialog(ack, now)
+        try:
+            found = self.find_dialog(ack, now)
+        except StateStoreUnavailable:
+            return  # the 2xx it acknowledges is sent again, and so is the ACK
         if found is None:
             return
         _, leg = found
@@ -905,8 +909,11 @@ class B2bua:
         """A 2xx retransmission after its INVITE transaction ended: ACK it again (RFC 6026)."""
         key = (response.call_id, response.from_.tag or "", response.to.tag or "")
         found = self._dialogs.get(key)
-        if found is None and response.from_.tag and self.adopt(response.call_id, response.from_.tag, now):
-            found = self._dialogs.get(key)
+        try:
+            if found is None and response.from_.tag and self.adopt(response.call_id, response.from_.tag, now):
+                found = self._dialogs.get(key)
+        except StateStoreUnavailable:
+            return  # the callee sends it again
         if found is None:
             return
         _, leg = found
@@ -947,11 +954,8 @@ class B2bua:
 
     def adopt(self, call_id: str, local_tag: str, now: float) -> bool:
         """Take over the call one of whose legs is the dialog (Call-ID, our tag) from the store,
-        if it has it; whether it did."""
-        try:
-            record = self._store.find(call_id, local_tag)
-        except StateStoreUnavailable:
-            return False
+        if it has it; whether it did. Raises StateStoreUnavailable when the store is away."""
+        record = self._store.find(call_id, local_tag)
         if record is None or any(c.record_key == record.key for c in self.calls):
             return False
         call = self._rebuild(record, now)

@@ -161,6 +161,13 @@ class CallManager:
                     self.stack.respond(event.transaction, exc.status_code, now=now,
                                        headers=[("Warning", warning(exc.reason))])
             except StateStoreUnavailable:
+                if event.request.to.tag and event.transport == "UDP" and _open(event.transaction):
+                    # A request of a call held elsewhere before (a BYE after a failover while
+                    # Redis fails over too): unanswered, its retransmissions come back to us and
+                    # one finds the store back. A 500 would end the dialog on the phone's side.
+                    self.stack.counters["deferred_store_unavailable"] += 1
+                    self.stack.layer.abandon(event.transaction)
+                    return
                 # Refused, not answered and lost: a phone told 200 for a registration that was
                 # never stored would not try again for up to an hour.
                 self.stack.counters["refused_store_unavailable"] += 1

@@ -676,6 +676,11 @@ class TransactionLayer:
         tx._ack_key = None
         self._cancel_all(tx, keep=(Input.TIMER_L,))
 
+    def abandon(self, tx: ServerTransaction) -> None:
+        """Forget a server transaction without answering it: the request's retransmissions
+        then reach the TU again as new requests (the TU could not handle it yet)."""
+        self._remove(tx)
+
     def _remove(self, tx: _Transaction) -> None:
         if isinstance(tx, ServerTransaction):
             if self._server.get(tx._key) is tx:

@@ -123,8 +123,9 @@ def wait_for(what: str, predicate, timeout: float, interval: float = 0.5):
 
 
 def health(address: str) -> dict[str, Any]:
+    url = f"http://{address}:9060/health"
     body = in_controller("python3", "-c", "import urllib.request,urllib.error\n"
-                         f"try: print(urllib.request.urlopen('http://{address}:9060/health', timeout=3).read().decode())\n"
+                         f"try: print(urllib.request.urlopen('{url}', timeout=3).read().decode())\n"
                          "except urllib.error.HTTPError as e: print(e.read().decode())", check=False).stdout
     return json.loads(body) if body.strip().startswith("{") else {}
 
@@ -315,18 +316,19 @@ def finish_drill(cluster: Cluster, drill: Drill, *, settle: float = 3.0, **extra
     time.sleep(settle)
     probe = drill.probe.stop()
     gaps = drill.call.gaps()
-    calls_before_hangup = sum(cluster.calls_left().values())
+    held = cluster.calls_left()
+    calls_before_hangup = sum(count for count in held.values() if count > 0)
     cdrs_before = len(cluster.cdrs_of("2001"))
     drill.call.hang_up()
     cluster.close_phones()
     routed = cluster.route_calls_to_registered_users()
-    cdrs = wait_for("the CDR of the call", lambda: (c := cluster.cdrs_of("2001")) and len(c) > cdrs_before and c,
-                    60, interval=2)
+    cdrs = wait_for("the CDR of the call",
+                    lambda: (c := cluster.cdrs_of("2001")) and len(c) > cdrs_before and c, 60, interval=2)
     left = wait_for("no call left on any Call Manager",
                     lambda: (c := cluster.calls_left()) and not any(c.values()) and c, 30)
     outcome = {"case": drill.name, "holder_before": drill.holder_before, "holder_after": holder,
                "vip_silent_s": probe["longest"], "outages": probe["outages"], "probes": probe["probes"],
-               "call_audio_longest_gap_ms": gaps, "calls_held_before_hangup": calls_before_hangup,
+               "call_audio_longest_gap_ms": gaps, "calls_held_before_hangup": held,
                "registered_on_new_holder": cluster.registered(holder), "routed_calls": routed,
                "cdr": {k: cdrs[0][k] for k in ("disposition", "hangup_by") if k in cdrs[0]},
                "calls_left": left, **extra}
@@ -343,48 +345,46 @@ def finish_drill(cluster: Cluster, drill: Drill, *, settle: float = 3.0, **extra
 def test_killing_the_masters_call_manager_moves_the_vip(cluster: Cluster) -> None:
     drill = start_drill(cluster, "callmanager killed")
     ssh(CALL_MANAGERS[drill.holder_before], "systemctl kill --signal=SIGKILL pbx-callmanager.service")
-    wait_for("the VIP to move", lambda: (h := vip_holders()) and h != [drill.holder_before] and len(h) == 1, 30)
+    wait_for("the VIP to move", lambda: moved_from(drill.holder_before), 30)
     outcome = finish_drill(cluster, drill)
     assert outcome["holder_after"] != drill.holder_before
     # The killed Call Manager came back (systemd) as a standby: it holds nothing.
-    wait_for("the killed Call Manager back", lambda: health(CALL_MANAGERS[drill.holder_before]).get("status"), 60)
-    assert health(CALL_MANAGERS[drill.holder_before])["holds_sip_address"] is False
+    killed = CALL_MANAGERS[drill.holder_before]
+    wait_for("the killed Call Manager back", lambda: health(killed).get("status"), 60)
+    assert health(killed)["holds_sip_address"] is False
 
 
-def redis_master() -> str:
+def redis_master(*, ask_not: str | None = None) -> str | None:
+    """The Redis master as the Sentinels (but the one on `ask_not`) name it now."""
     password = ssh(CALL_MANAGERS["cm1"], "sed -n 's/^requirepass //p' /etc/redis/redis.conf").strip()
     for address in CALL_MANAGERS.values():
-        answer = ssh(address, f"REDISCLI_AUTH='{password}' redis-cli -p 26379 sentinel get-master-addr-by-name pbx",
-                     check=False).split()
+        if address == ask_not:
+            continue
+        answer = ssh(address, f"REDISCLI_AUTH='{password}' redis-cli -p 26379 "
+                              "sentinel get-master-addr-by-name pbx", check=False).split()
         if answer:
             return answer[0]
-    raise AssertionError("no Sentinel answered")
+    return None
+
+
+def moved_from(host: str) -> bool:
+    holders = vip_holders()
+    return len(holders) == 1 and holders != [host]
 
 
 def test_killing_the_redis_master_promotes_a_replica_and_loses_no_registration(cluster: Cluster) -> None:
     master = redis_master()
+    assert master is not None, "no Sentinel answered"
     drill = start_drill(cluster, "redis master killed")
     started = time.monotonic()
     # Killed, and kept down (systemd would restart it within Sentinel's 5 s) until a replica is promoted.
     ssh(master, "systemctl kill --signal=SIGKILL redis-server.service; systemctl stop redis-server.service")
     promoted = wait_for("Sentinel to promote a replica",
-                        lambda: (m := redis_master_from_others(master)) and m != master and m, 60, interval=1)
+                        lambda: (m := redis_master(ask_not=master)) and m != master and m, 60, interval=1)
     promoted_after = round(time.monotonic() - started, 1)
     ssh(master, "systemctl start redis-server.service")
     finish_drill(cluster, drill, redis_master_before=master, redis_master_after=promoted,
                  promoted_after_s=promoted_after)
-
-
-def redis_master_from_others(dead: str) -> str | None:
-    password = ssh(CALL_MANAGERS["cm1"], "sed -n 's/^requirepass //p' /etc/redis/redis.conf").strip()
-    for address in CALL_MANAGERS.values():
-        if address == dead:
-            continue
-        answer = ssh(address, f"REDISCLI_AUTH='{password}' redis-cli -p 26379 sentinel get-master-addr-by-name pbx",
-                     check=False).split()
-        if answer:
-            return answer[0]
-    return None
 
 
 def test_calls_ending_while_the_database_primary_restarts_all_get_their_cdr(cluster: Cluster) -> None:
@@ -408,13 +408,15 @@ def test_cutting_the_master_host_off_moves_the_vip_and_keeps_everything(cluster:
     victim = drill.holder_before
     in_host_ns(victim, "ip", "link", "set", "eth0", "down")
     lab.stop_host(THE_LAB, victim)  # every process of it killed, not a polite stop
-    wait_for("the VIP on another host", lambda: (h := vip_holders()) and h != [victim] and len(h) == 1, 30)
-    outcome = finish_drill(cluster, drill, settle=8.0)  # Redis Sentinel may move too (the host held it)
-    assert outcome["holder_after"] != victim
-    # The old master comes back: it stays a backup (nopreempt) and exactly one host holds the VIP.
-    up = subprocess.run([sys.executable, str(LAB_DIR / "lab.py"), "up", "-i", str(INVENTORY), victim],
-                        capture_output=True, text=True)
+    try:
+        wait_for("the VIP on another host", lambda: moved_from(victim), 30)
+        outcome = finish_drill(cluster, drill, settle=8.0)  # Redis Sentinel may move too (the host held it)
+    finally:
+        # The old master comes back: it must stay a backup (nopreempt), one host holding the VIP.
+        up = subprocess.run([sys.executable, str(LAB_DIR / "lab.py"), "up", "-i", str(INVENTORY), victim],
+                            capture_output=True, text=True)
     assert up.returncode == 0, up.stdout + up.stderr
+    assert outcome["holder_after"] != victim
     wait_for(f"{victim}'s Call Manager", lambda: health(CALL_MANAGERS[victim]).get("status"), 120, interval=2)
     samples = []
     for _ in range(20):

@@ -179,3 +179,36 @@ def test_a_call_taken_over_whose_media_was_freed_meanwhile_is_hung_up(pbx: Pbx, 
         phone.send(phone.respond(phone.pop_request("BYE"), 200))
     assert only_cdr(pbx).hangup_by is HangupBy.SYSTEM
     assert pbx.core.b2bua.calls == set()
+
+
+class _AwayDialogs:
+    """The dialog store of the worker that takes a call over, while Redis fails over."""
+
+    def __init__(self, real: object) -> None:
+        self.real = real
+        self.away = True
+
+    def __getattr__(self, name: str) -> object:
+        if self.away:
+            raise StateStoreUnavailable("Redis at redis://127.0.0.1:1/0 is unreachable")
+        return getattr(self.real, name)
+
+
+def test_a_bye_of_a_call_held_elsewhere_waits_for_the_store_and_its_retransmission_ends_the_call(
+        pbx: Pbx, alice: Phone, bob: Phone) -> None:
+    call = connected(alice, bob)
+    pbx.restart(WorkerPlace(node="cm2", index=0))
+    away = _AwayDialogs(pbx.core.b2bua._store)
+    pbx.core.b2bua._store = away  # type: ignore[assignment]
+    assert call.a_dialog is not None
+    bye = call.a_dialog.request(alice, "BYE")
+
+    alice.send(bye)
+    alice.assert_silent()  # no 500 (the phone would give the dialog up), no 481
+    bob.assert_silent()
+    away.away = False
+    alice.send(bye)  # the phone's retransmission, once Redis answers again
+
+    assert alice.pop_response(200).cseq.method == "BYE"
+    bob.send(bob.respond(bob.pop_request("BYE"), 200))
+    assert only_cdr(pbx).hangup_by is HangupBy.CALLER
