@@ -222,7 +222,7 @@ class CallManagerController:
         assert self.core is not None
         return {"messages": dict(self.core.stack.counters), "forwarded": dict(self.forwarded),
                 "calls": len(self.core.b2bua.calls), "transactions": len(self.core.stack.layer),
-                "media_endpoints": self._media_endpoints()}
+                "media_endpoints": self._media_endpoints(), "holds_sip_address": self.core.holding.holder}
 
     def _on_forward(self, frame: bytes) -> None:
         """A message another worker received for one of our calls, or bytes for our TCP connection."""

@@ -71,6 +71,8 @@ class CallManagerSupervisor:
                 "registered_contacts": registered,
                 "active_calls": sum(worker["calls"] or 0 for worker in workers),  # type: ignore[misc]
                 "media_endpoints": reporting.get("media_endpoints", []),
+                # The workers look at the same host: the first one up tells whether it holds the VIP.
+                "holds_sip_address": reporting.get("holds_sip_address"),
                 "workers": workers}
 
     def collectors(self) -> Sequence[Collector]:

@@ -264,7 +264,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield the_cluster
         the_cluster.close_phones()
     finally:
-        subprocess.run([*run, "down"], check=False, capture_output=True)
+        if not os.environ.get("PBX_LAB_KEEP"):  # set it to look at the lab after a failure
+            subprocess.run([*run, "down"], check=False, capture_output=True)
 
 
 def test_a_thousand_users_register_through_the_vip(cluster: Cluster) -> None:
