@@ -28,6 +28,8 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from ...sip.digest import NonceStatus
@@ -382,11 +384,19 @@ class RedisDialogs:
 # -- opening --------------------------------------------------------------------------------
 
 
+def _no_retry() -> Retry:
+    # redis-py retries a failed command 10 times with a backoff of up to 10 s by default: a
+    # Call Manager's loop would stand still that long whenever a Redis host is unreachable.
+    # RedisConnection fails fast instead and tries again a second later.
+    return Retry(NoBackoff(), 0)
+
+
 def redis_client(url: str, *, timeout: float) -> tuple[redis.Redis, str]:
     """A client for `url` and a description of it without the password; ValueError if malformed."""
     parts = urlsplit(url)
     if parts.scheme != "redis+sentinel":
-        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                      retry=_no_retry())
         return client, _without_password(url)
     password = unquote(parts.password) if parts.password else None
     hosts = []
@@ -403,9 +413,9 @@ def redis_client(url: str, *, timeout: float) -> tuple[redis.Redis, str]:
     # The Sentinels ask for the same password as Redis (the role redis sets both).
     sentinel = Sentinel(hosts, socket_timeout=timeout, socket_connect_timeout=timeout,
                         sentinel_kwargs={"password": password, "socket_timeout": timeout,
-                                         "socket_connect_timeout": timeout})
+                                         "socket_connect_timeout": timeout, "retry": _no_retry()})
     client = sentinel.master_for(path[0], db=int(path[1]) if len(path) == 2 else 0, password=password,
-                                 socket_timeout=timeout, socket_connect_timeout=timeout)
+                                 socket_timeout=timeout, socket_connect_timeout=timeout, retry=_no_retry())
     return client, _without_password(url)
 
 

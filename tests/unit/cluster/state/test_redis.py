@@ -26,6 +26,18 @@ def test_a_sentinel_url_names_the_sentinels_and_the_master() -> None:
     assert description == "redis+sentinel://:***@10.0.0.1:26379,10.0.0.2:26380/pbx/2"
 
 
+def test_neither_redis_nor_the_sentinels_are_retried_by_the_client_itself() -> None:
+    """redis-py would retry 10 times with up to 10 s of backoff, the Call Manager's loop standing
+    still meanwhile (found in the lab with a Sentinel host cut off)."""
+    client, _ = redis_client("redis+sentinel://:s3cret@10.0.0.1:26379,10.0.0.2:26380/pbx/2", timeout=0.5)
+    sentinels = client.connection_pool.sentinel_manager.sentinels  # type: ignore[attr-defined]
+    plain, _ = redis_client("redis://127.0.0.1:1/0", timeout=0.5)
+
+    for each in (client, plain, *sentinels):
+        assert each.get_retry().get_retries() == 0
+    assert all(s.connection_pool.connection_kwargs["password"] == "s3cret" for s in sentinels)
+
+
 @pytest.mark.parametrize(("url", "message"), [
     ("redis+sentinel://10.0.0.1:26379", "no master name"),
     ("redis+sentinel://10.0.0.1/pbx/0", "sentinel address '10.0.0.1' is not host:port"),
