@@ -26,6 +26,7 @@ packages=(
     debootstrap             # the lab's Debian image (scripts/lab/, tests/lab/)
     systemd-container       # systemd-nspawn: the lab's hosts
     iproute2                # ip netns: the lab's network
+    iptables                # the lab's failover test cuts the link between two Call Managers
     netcat-openbsd          # ssh ProxyCommand into the lab's controller namespace
     openssh-client          # Ansible and testinfra reach the lab's hosts by ssh
 )
