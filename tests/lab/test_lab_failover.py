@@ -369,7 +369,9 @@ def test_killing_the_masters_call_manager_moves_the_vip(cluster: Cluster) -> Non
 
 def redis_master(*, ask_not: str | None = None) -> str | None:
     """The Redis master as the Sentinels (but the one on `ask_not`) name it now."""
-    password = ssh(CALL_MANAGERS["cm1"], "sed -n 's/^requirepass //p' /etc/redis/redis.conf").strip()
+    # Quoted once Redis has rewritten its config (after a failover).
+    password = ssh(CALL_MANAGERS["cm1"], "sed -n 's/^requirepass //p' /etc/redis/redis.conf")
+    password = password.strip().strip('"')
     for address in CALL_MANAGERS.values():
         if address == ask_not:
             continue
