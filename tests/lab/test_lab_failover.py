@@ -1,6 +1,6 @@
 """Failover of the Call Managers in the lab, each fault on its own, measured.
 
-    pytest -m lab -s tests/lab/test_lab_failover.py       (root; about 15 minutes)
+    pytest -m lab -s tests/lab/test_lab_failover.py       (root; about 12 minutes)
 
 The same `site.yml` deploys the lab (three Call Managers behind the VIP with keepalived,
 Redis with Sentinel on them, PostgreSQL with a replica, a media server). 1,000 users register
