@@ -972,8 +972,9 @@ class B2bua:
 
         Raises StateStoreUnavailable when the store is away."""
         taken = 0
+        held = {call.record_key for call in self.calls}
         for record in self._store.owned_by(owner):
-            if any(c.record_key == record.key for c in self.calls):
+            if record.key in held:
                 continue
             call = self._rebuild(record, now)
             if call is None:
