@@ -7,7 +7,6 @@ before it. Timings are printed (`-s`) for the README's integrator section.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -20,34 +19,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-LAB_DIR = REPO / "scripts" / "lab"
-INVENTORY = REPO / "inventory" / "lab"
+from tests.lab.labscripts import INVENTORY, LAB_DIR, LAB_MARKS, REPO, lab, smoke
+
 NEW_MEDIA_HOST, NEW_MEDIA_ADDRESS = "media2", "198.18.0.32"
 EXPANSION_HOLD = 150.0
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.lab,
-    pytest.mark.timeout(1800),
-    pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (namespaces, mounts, nspawn)"),
-    pytest.mark.skipif(shutil.which("systemd-nspawn") is None or shutil.which("debootstrap") is None
-                       or shutil.which("sipp") is None or shutil.which("ansible-playbook") is None,
-                       reason="needs systemd-nspawn, debootstrap, sipp and ansible (install-test-deps.sh)"),
-]
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, LAB_DIR / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-lab = _load("lab")
-smoke = _load("smoke_call")
+pytestmark = [*LAB_MARKS, pytest.mark.timeout(1800)]
 
 
 def timed(what: str, argv: list[str], **kwargs) -> subprocess.CompletedProcess[str]:

@@ -23,7 +23,6 @@ Managers cut, what happens and whether it heals. Each measurement is printed as 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import random
@@ -39,10 +38,8 @@ from typing import Any
 import pytest
 
 from tests.integration.peers.pjsua2_phone import Pjsua2Phone
+from tests.lab.labscripts import INVENTORY, LAB_DIR, LAB_MARKS, REPO, lab, smoke
 
-REPO = Path(__file__).resolve().parents[2]
-LAB_DIR = REPO / "scripts" / "lab"
-INVENTORY = REPO / "inventory" / "lab"
 VIP = "198.18.0.10"
 CALL_MANAGERS = {"cm1": "198.18.0.11", "cm2": "198.18.0.12", "cm3": "198.18.0.13"}
 DATABASES = {"db1": "198.18.0.21", "db2": "198.18.0.22"}
@@ -55,28 +52,7 @@ PHONES = {"2001": 5091, "2002": 5092}
 ROUTED_CALLS = 3
 CALLER = "1001"
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.lab,
-    pytest.mark.timeout(3600),
-    pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root (namespaces, mounts, nspawn)"),
-    pytest.mark.skipif(shutil.which("systemd-nspawn") is None or shutil.which("debootstrap") is None
-                       or shutil.which("sipp") is None or shutil.which("ansible-playbook") is None,
-                       reason="needs systemd-nspawn, debootstrap, sipp and ansible (install-test-deps.sh)"),
-]
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, LAB_DIR / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-lab = _load("lab")
-smoke = _load("smoke_call")
+pytestmark = [*LAB_MARKS, pytest.mark.timeout(3600)]
 THE_LAB = lab.Lab(lab.DEFAULT_LAB)
 
 
