@@ -45,7 +45,9 @@ class CallHolding:
         owner = self._place.owner
         if not holds_address:
             was_holder, self.holder = self.holder, False
-            if was_holder:
+            if was_holder is None:
+                log.info("this Call Manager does not hold the SIP address: standing by")
+            elif was_holder:
                 let_go = self._b2bua.let_go_all()
                 log.warning("this Call Manager no longer holds the SIP address: %d calls left to the "
                             "one that does", let_go)
