@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -64,13 +65,14 @@ class CallManagerSupervisor:
         workers = [{"worker": w.index, "pid": w.pid, "up": self.workers.up(w), "restarts": w.restarts,
                     "calls": (w.report or {}).get("calls")} for w in self.workers.workers]
         healthy = registered is not None and all(worker["up"] for worker in workers)
+        reports = [w.report for w in self.workers.workers if self.workers.up(w) and w.report]
         # Every worker pings every media server: the first one up tells what they see.
-        reporting = next((w.report for w in self.workers.workers if self.workers.up(w) and w.report), {})
+        reporting = reports[0] if reports else {}
         return {"status": "ok" if healthy else "degraded",
                 "state_store": self.state.description if self.state is not None else None,
                 "registered_contacts": registered,
                 "active_calls": sum(worker["calls"] or 0 for worker in workers),  # type: ignore[misc]
-                "media_endpoints": reporting.get("media_endpoints", []),
+                "media_endpoints": _media_endpoints(reporting, reports),
                 # The workers look at the same host: the first one up tells whether it holds the VIP.
                 "holds_sip_address": reporting.get("holds_sip_address"),
                 "workers": workers}
@@ -119,3 +121,15 @@ class _WorkersCollector(Collector):
                                         value=state.location.binding_count())
             except StateStoreUnavailable:
                 pass
+
+
+def _media_endpoints(reporting: dict[str, Any], reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The media endpoints as `reporting` sees them, each with the calls of every worker on it
+    (a worker counts only the calls it holds)."""
+    calls: dict[tuple[str, str], int] = {}
+    for report in reports:
+        for endpoint in report.get("media_endpoints", []):
+            key = (endpoint["server"], endpoint["address"])
+            calls[key] = calls.get(key, 0) + int(endpoint["calls"])
+    return [{**endpoint, "calls": calls.get((endpoint["server"], endpoint["address"]), 0)}
+            for endpoint in reporting.get("media_endpoints", [])]
