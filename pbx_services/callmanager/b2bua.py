@@ -988,10 +988,10 @@ class B2bua:
     def let_go_all(self) -> int:
         """Forget every call held here without BYE, CDR or record change (this Call Manager no
         longer holds the SIP address: the one that does takes them over); how many."""
-        keys = [call.record_key for call in self.calls if call.phase is Phase.ANSWERED]
-        for key in keys:
-            self.release(key)
-        return len(keys)
+        answered = [call for call in self.calls if call.phase is Phase.ANSWERED]
+        for call in answered:
+            self._forget(call)
+        return len(answered)
 
     def take_takeovers(self) -> list[tuple[str, str]]:
         """(previous owner, call key) of each call taken over: that owner, if alive, must forget it."""
@@ -1004,6 +1004,11 @@ class B2bua:
         call = next((c for c in self.calls if c.record_key == key), None)
         if call is None:
             return False
+        self._forget(call)
+        return True
+
+    def _forget(self, call: Call) -> None:
+        """Drop every trace of `call` here (timers, dialogs, media bookkeeping), nothing sent."""
         self._cancel_timer(call.ring_timer)
         for leg in (call.a, call.b):
             if leg is None:
@@ -1018,7 +1023,6 @@ class B2bua:
         self.calls.discard(call)
         self._changed.discard(call)
         log.info("call %s is held elsewhere now: forgotten here", call.call_id)
-        return True
 
     def _save_record(self, call: Call, now: float, *, claim: bool = False) -> None:
         """Write the call's record: over any other (`claim`, a new call or one taken over), else
@@ -1038,7 +1042,7 @@ class B2bua:
             return
         if not written:
             log.warning("call %s: its record names another holder or is gone", call.call_id)
-            self.release(call.record_key)
+            self._forget(call)
             return
         call.recorded = True
         call.saved_at = now
