@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -38,3 +41,15 @@ def _load(name: str) -> ModuleType:
 
 lab = _load("lab")
 smoke = _load("smoke_call")
+
+
+def health(address: str) -> dict[str, Any]:
+    """A daemon's /health (whatever its status code), asked from the lab's controller; {} if it
+    does not answer."""
+    url = f"http://{address}:9060/health"
+    body = subprocess.run(["ip", "netns", "exec", lab.Lab(lab.DEFAULT_LAB).controller_ns, "python3", "-c",
+                           "import urllib.request,urllib.error\n"
+                           f"try: print(urllib.request.urlopen('{url}', timeout=3).read().decode())\n"
+                           "except urllib.error.HTTPError as e: print(e.read().decode())"],
+                          capture_output=True, text=True, check=False, timeout=120).stdout
+    return json.loads(body) if body.strip().startswith("{") else {}

@@ -7,7 +7,6 @@ before it. Timings are printed (`-s`) for the README's integrator section.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.lab.labscripts import INVENTORY, LAB_DIR, LAB_MARKS, REPO, lab, smoke
+from tests.lab.labscripts import INVENTORY, LAB_DIR, LAB_MARKS, REPO, health, lab, smoke
 
 NEW_MEDIA_HOST, NEW_MEDIA_ADDRESS = "media2", "198.18.0.32"
 EXPANSION_HOLD = 150.0
@@ -110,10 +109,9 @@ def master_health(phones) -> dict:
         shown = lab.in_ns(phones.lab.controller_ns, *lab.ssh_argv(address), "ip -4 -o addr show dev eth0",
                           capture=True).stdout
         if " 198.18.0.10/" in shown:
-            body = lab.in_ns(phones.lab.controller_ns, "python3", "-c",
-                             f"import urllib.request; print(urllib.request.urlopen("
-                             f"'http://{address}:9060/health').read().decode())", capture=True).stdout
-            return json.loads(body)
+            found = health(address)
+            assert found, f"the Call Manager at {address} does not answer /health"
+            return found
     raise AssertionError("no Call Manager holds the VIP")
 
 

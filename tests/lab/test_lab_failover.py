@@ -38,7 +38,7 @@ from typing import Any
 import pytest
 
 from tests.integration.peers.pjsua2_phone import Pjsua2Phone
-from tests.lab.labscripts import INVENTORY, LAB_DIR, LAB_MARKS, REPO, lab, smoke
+from tests.lab.labscripts import INVENTORY, LAB_DIR, LAB_MARKS, REPO, health, lab, smoke
 
 VIP = "198.18.0.10"
 CALL_MANAGERS = {"cm1": "198.18.0.11", "cm2": "198.18.0.12", "cm3": "198.18.0.13"}
@@ -96,14 +96,6 @@ def wait_for(what: str, predicate, timeout: float, interval: float = 0.5):
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(interval)
-
-
-def health(address: str) -> dict[str, Any]:
-    url = f"http://{address}:9060/health"
-    body = in_controller("python3", "-c", "import urllib.request,urllib.error\n"
-                         f"try: print(urllib.request.urlopen('{url}', timeout=3).read().decode())\n"
-                         "except urllib.error.HTTPError as e: print(e.read().decode())", check=False).stdout
-    return json.loads(body) if body.strip().startswith("{") else {}
 
 
 def sole_holder() -> str:
