@@ -194,6 +194,44 @@ class MediaConfig(_Section):
         return self
 
 
+class AppServerConfig(_Section):
+    """What every SIP application server (IVR, queue, meeting) is configured with; each role's
+    section has its own defaults (ports apart, so that all fit on one host)."""
+
+    sip_host: Host = "127.0.0.1"
+    """Address SIP listens on (the Call Managers send calls to it)."""
+    sip_port: int = Field(default=5090, ge=1, le=65535)
+    """SIP port (UDP) of the first worker; worker i listens on sip_port + i."""
+    rtp_host: Host = "127.0.0.1"
+    """Address the calls' RTP ports bind to."""
+    public_address: Host | None = None
+    """Address put in SDP and Contact instead of the bound one (behind NAT, or bound to 0.0.0.0)."""
+    port_min: int = Field(default=30000, ge=1024, le=65534)
+    port_max: int = Field(default=31999, ge=1025, le=65535)
+    """RTP port range (RTP on even ports), shared out among the workers."""
+    workers: int = Field(default=0, ge=0, le=256)
+    """Worker processes; 0 means one per CPU. The all-in-one runs one in-process."""
+    rtp_timeout: int = Field(default=60, ge=1, le=86400)
+    """Seconds without RTP from the caller after which a call is hung up."""
+    max_call_seconds: int = Field(default=3600, ge=10, le=86400)
+    """A call longer than this is hung up (a caller who forgot the phone off-hook)."""
+    recording_dir: Path = DEFAULT_DATA_DIR / "recordings"
+    """Where calls' recordings are written."""
+    embedded: bool = True
+    """`pbx allinone` runs one worker of this server in its own process."""
+
+    @model_validator(mode="after")
+    def _port_range_in_order(self) -> "AppServerConfig":
+        if self.port_max - self.port_min < 3:
+            raise ValueError(
+                f"port_min ({self.port_min}) must be at least 4 below port_max ({self.port_max})")
+        return self
+
+
+class IvrConfig(AppServerConfig):
+    pass
+
+
 class RegistrarConfig(_Section):
     min_expires: int = Field(default=60, ge=1)
     """Shorter registrations are answered 423 Interval Too Brief."""
@@ -275,6 +313,7 @@ class PbxConfig(_Section):
     callmanager: CallManagerConfig = CallManagerConfig()
     state: StateConfig = StateConfig()
     media: MediaConfig = MediaConfig()
+    ivr: IvrConfig = IvrConfig()
     registrar: RegistrarConfig = RegistrarConfig()
     auth: AuthConfig | None = None
     """Required by the Call Manager (`build_config(needs_auth=True)`); a media node has no use for it."""
@@ -287,6 +326,16 @@ class PbxConfig(_Section):
         if self.callmanager.workers != 1 and self.state.url is None:
             raise ValueError("callmanager.workers: several Call Manager workers share registrations and "
                              "calls through Redis: set state.url too")
+        return self
+
+    @model_validator(mode="after")
+    def _app_servers_ports_apart(self) -> "PbxConfig":
+        ivr, media = self.ivr, self.media
+        if ivr.port_min <= media.port_max and media.port_min <= ivr.port_max:
+            raise ValueError(f"ivr.port_min: the IVR's RTP ports {ivr.port_min}-{ivr.port_max} overlap the "
+                             f"media server's {media.port_min}-{media.port_max}")
+        if self.sip.port == ivr.sip_port and self.sip.host == ivr.sip_host:
+            raise ValueError(f"ivr.sip_port: {ivr.sip_port} is the Call Manager's SIP port (sip.port)")
         return self
 
 
@@ -323,6 +372,7 @@ def build_config(
     if data_dir is not None:
         layered["database"]["url"] = sqlite_url_for(data_dir)
         layered["media"]["recording_dir"] = str(data_dir / "recordings")
+        layered["ivr"]["recording_dir"] = str(data_dir / "recordings")
     _merge(layered, document)
     env_overrides, env_sources, problems = _read_env(env)
     _merge(layered, env_overrides)

@@ -11,13 +11,22 @@ class ServerRole(StrEnum):
     """What a backend server does; the Call Manager balances calls over each role's servers."""
 
     MEDIA = "media"
+    IVR = "ivr"
+    QUEUE = "queue"
+    MEETING = "meeting"
+
+    @property
+    def is_application(self) -> bool:
+        """A SIP application server (reached by SIP, probed with OPTIONS), not a media server."""
+        return self is not ServerRole.MEDIA
 
 
 class Server(Base):
     """A backend server the Call Managers use, and whether they may give it new calls.
 
-    A media server is reached on its control port: `port` for its first worker, `port + i`
-    for worker i of `workers`. A disabled server takes no new calls; the calls it has go on.
+    A media server is reached on its control port, an application server (IVR, queue,
+    meeting) on its SIP port: `port` for its first worker, `port + i` for worker i of
+    `workers`. A disabled server takes no new calls; the calls it has go on.
     """
 
     __tablename__ = "servers"
