@@ -35,17 +35,17 @@ from ..cluster.media_control import ERROR_UNKNOWN_CALL
 from ..cluster.state.dialogs import CallRecord, DialogStore, InMemoryDialogs
 from ..cluster.state.errors import StateStoreUnavailable
 from ..cluster.state.location import Binding, LocationStore
+from ..runtime.timers import Timer, TimerQueue
 from ..sip.dialog import Dialog
 from ..sip.errors import RemoteProtocolError
 from ..sip.headers import Address
 from ..sip.message import SipRequest, SipResponse, make_response
+from ..sip.stack import SERVER_NAME, SipStack
 from ..sip.transaction import T1, T2, ClientTransaction, ServerTransaction, make_cancel, make_tag
 from ..sip.uri import SipUri, parse_uri
 from .anchoring import MediaAnchor, SdpOrigin
 from .auth import Authenticator
 from .mediapool import MediaEndpoint, MediaPool
-from .stack import SERVER_NAME, SipStack
-from .timers import Timer, TimerQueue
 
 log = logging.getLogger(__name__)
 

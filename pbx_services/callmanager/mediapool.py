@@ -23,7 +23,7 @@ from typing import Any
 
 from ..cluster.media_control import RESULT_PONG, ControlMessage, ControlProtocolError, reply, request
 from ..cluster.servers import ServerEntry
-from .timers import Timer, TimerQueue
+from ..runtime.timers import Timer, TimerQueue
 
 log = logging.getLogger(__name__)
 

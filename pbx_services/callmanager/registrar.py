@@ -17,10 +17,10 @@ from ..cluster.state.location import Binding, LocationStore
 from ..sip.errors import RemoteProtocolError
 from ..sip.headers import unquote
 from ..sip.message import SipRequest
+from ..sip.stack import SipStack, warning
 from ..sip.transaction import ServerTransaction, make_tag
 from ..sip.uri import SipUri
 from .auth import Authenticator
-from .stack import SipStack, warning
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from ..cluster.events import CallEnded
 from ..cluster.state.dialogs import DialogStore, InMemoryDialogs
 from ..cluster.state.errors import StateStoreUnavailable
 from ..cluster.state.location import InMemoryLocation, LocationStore
+from ..runtime.timers import TimerQueue
 from ..sip.digest import DigestAlgorithm, NonceManager
 from ..sip.errors import RemoteProtocolError
 from ..sip.events import (
@@ -25,6 +26,7 @@ from ..sip.events import (
 )
 from ..sip.headers import KNOWN_METHODS
 from ..sip.message import SipRequest
+from ..sip.stack import SipStack, warning
 from ..sip.transaction import ServerTransaction, TransactionLayer
 from ..sip.uri import SipUri
 from .auth import Authenticator
@@ -34,8 +36,6 @@ from .holding import CallHolding
 from .mediapool import MediaPool, PoolSettings
 from .policy import AuthFailureLimiter
 from .registrar import Registrar, RegistrarSettings
-from .stack import SipStack, warning
-from .timers import TimerQueue
 from .workers import WorkerPlace, place_of
 
 log = logging.getLogger(__name__)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from pbx_services.callmanager.mediapool import MediaEndpoint, MediaPool, PoolSettings
-from pbx_services.callmanager.timers import TimerQueue
 from pbx_services.cluster.models import ServerRole
 from pbx_services.cluster.servers import ServerEntry
+from pbx_services.runtime.timers import TimerQueue
 
 START = 100.0
 

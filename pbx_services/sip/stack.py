@@ -1,4 +1,5 @@
-"""The Call Manager's SIP stack: bytes in, transaction events out, answers to broken input.
+"""The SIP stack of a SIP element (the Call Manager, an application server): bytes in,
+transaction events out, answers to broken input.
 
 Sans-IO like the core below it: the controller feeds datagrams and timer ticks with the
 time, and takes `Transmit`s out. What cannot be used is answered (400, 505, 513) when it
@@ -12,12 +13,12 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from ..sip.errors import RemoteProtocolError
-from ..sip.events import Event, Transmit
-from ..sip.headers import Address
-from ..sip.message import SipMessage, SipParseError, SipRequest, SipResponse, make_response, parse_message
-from ..sip.transaction import ClientTransaction, ServerTransaction, TransactionLayer, make_branch
-from ..sip.uri import SipUri
+from .errors import RemoteProtocolError
+from .events import Event, Transmit
+from .headers import Address
+from .message import SipMessage, SipParseError, SipRequest, SipResponse, make_response, parse_message
+from .transaction import ClientTransaction, ServerTransaction, TransactionLayer, make_branch
+from .uri import SipUri
 
 log = logging.getLogger(__name__)
 

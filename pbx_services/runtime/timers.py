@@ -1,4 +1,4 @@
-"""Timers of the Call Manager's own logic (2xx retransmission, ring timeout), on a passed-in clock."""
+"""One-shot timers of a sans-IO core's own logic (2xx retransmission, ring timeout), on a passed-in clock."""
 
 from __future__ import annotations
 
