@@ -252,6 +252,11 @@ class GoertzelDetector:
 
     def _classify(self, blocks: npt.NDArray[np.float64]) -> list[int | None]:
         """The digit (index into KEYPAD rows * 4 + column) each block holds, or None."""
+        total = np.sum(blocks ** 2, axis=1)
+        # Two tones of at least the minimum level carry at least min_power * block of energy:
+        # quieter blocks (most of what a listening IVR hears) skip the products below.
+        if not np.any(total >= self._min_power * self.block_size):
+            return [None] * len(blocks)
         scale = 4 / self.block_size ** 2  # |X|^2 of a sine of amplitude A is (A * block / 2)^2
         powers = np.abs(blocks @ self._dft) ** 2 * scale
         rows, columns = powers[:, :4], powers[:, 4:]
@@ -264,7 +269,6 @@ class GoertzelDetector:
         coefficients = (blocks @ self._fits).reshape(-1, 16, 8)[index, combination]
         fitted_power = coefficients[:, :4] ** 2 + coefficients[:, 4:] ** 2  # squared amplitudes
         tones = (fitted_power[:, 0] + fitted_power[:, 1]) * self.block_size / 2
-        total = np.sum(blocks ** 2, axis=1)
         accepted = (
             (fitted_power[:, 0] >= self._min_power) & (fitted_power[:, 1] >= self._min_power)
             & (fitted_power[:, 0] <= fitted_power[:, 1] * self._normal_twist)
