@@ -23,6 +23,12 @@ def utc(year: int, month: int, day: int, hour: int, minute: int = 0) -> datetime
     return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
+def open_minutes_in_paris(hours: Hours, day: date) -> int:
+    """How many minutes `hours` are open in Paris on the local `day` (and its night before)."""
+    start = datetime.combine(day, datetime.min.time(), tzinfo=UTC) - timedelta(hours=2)
+    return sum(is_open(hours, frozenset(), start + timedelta(minutes=m), PARIS) for m in range(26 * 60))
+
+
 def days_of(hours: Hours) -> list[int]:
     return sorted({opening.weekday for opening in hours.ranges})
 
@@ -113,18 +119,11 @@ def test_spring_forward_keeps_wall_clock_hours() -> None:
 
 
 def test_spring_forward_skipped_hour_is_never_open() -> None:
-    hours = parse_hours("sun 02:00-02:30")
-    start = datetime.combine(SPRING_FORWARD, datetime.min.time(), tzinfo=UTC) - timedelta(hours=2)
-    minutes = [start + timedelta(minutes=m) for m in range(26 * 60)]
-    assert not any(is_open(hours, frozenset(), at, PARIS) for at in minutes)
+    assert open_minutes_in_paris(parse_hours("sun 02:00-02:30"), SPRING_FORWARD) == 0
 
 
 def test_spring_forward_range_across_the_change_is_an_hour_shorter() -> None:
-    hours = parse_hours("sun 01:00-04:00")
-    start = datetime.combine(SPRING_FORWARD, datetime.min.time(), tzinfo=UTC) - timedelta(hours=2)
-    open_minutes = sum(is_open(hours, frozenset(), start + timedelta(minutes=m), PARIS)
-                       for m in range(26 * 60))
-    assert open_minutes == 2 * 60
+    assert open_minutes_in_paris(parse_hours("sun 01:00-04:00"), SPRING_FORWARD) == 2 * 60
 
 
 def test_fall_back_repeated_hour_is_open_twice() -> None:
@@ -132,10 +131,7 @@ def test_fall_back_repeated_hour_is_open_twice() -> None:
     assert is_open(hours, frozenset(), utc(2024, 10, 27, 0, 30), PARIS)  # 02:30 CEST
     assert is_open(hours, frozenset(), utc(2024, 10, 27, 1, 30), PARIS)  # 02:30 CET
     assert not is_open(hours, frozenset(), utc(2024, 10, 27, 2, 0), PARIS)  # 03:00 CET
-    start = datetime.combine(FALL_BACK, datetime.min.time(), tzinfo=UTC) - timedelta(hours=2)
-    open_minutes = sum(is_open(hours, frozenset(), start + timedelta(minutes=m), PARIS)
-                       for m in range(26 * 60))
-    assert open_minutes == 2 * 60
+    assert open_minutes_in_paris(hours, FALL_BACK) == 2 * 60
 
 
 def test_past_midnight_range_belongs_to_the_day_it_starts() -> None:
