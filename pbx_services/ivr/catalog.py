@@ -17,6 +17,7 @@ import bisect
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -201,7 +202,7 @@ def _menu_of(row: IvrMenu, domain: str) -> Menu:
         retries=row.retries,
         final_destination=_destination(row.final_destination, f"{where}, final destination") or HANGUP,
         dial_by_extension=row.dial_by_extension,
-        options=options,
+        options=MappingProxyType(options),
         hours=_business_hours(row.schedule, where) if row.schedule is not None else None,
         closed_destination=closed,
     )
