@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pbx_services.cluster.dao import AlreadyExists, NotFound, TenantDao, UserDao
 from pbx_services.cluster.models import Tenant, User
 from pbx_services.cluster.models.base import utcnow
+from pbx_services.cluster.numbering import number_owner, number_owners, routes_to
 from pbx_services.cluster.validation import (
     InvalidValue,
     validate_display_name,
@@ -103,6 +104,9 @@ class UserService:
             users = UserDao(session=session)
             if users.find_by(tenant_id=owner.id, extension=extension) is not None:
                 raise AlreadyExists(f"user {extension}@{owner.domain} already exists")
+            taken_by = number_owner(session, owner.id, extension)
+            if taken_by is not None:
+                raise InvalidValue(f"{extension} is already {taken_by} of {owner.domain}")
             user = User(
                 tenant=owner,
                 extension=extension,
@@ -116,13 +120,18 @@ class UserService:
                 raise AlreadyExists(f"user {extension}@{owner.domain} already exists") from None
 
     def delete_user(self, extension: str, *, tenant: str | None = None) -> None:
-        """Delete the user; raises NotFound if the tenant or the user does not exist."""
+        """Delete the user; raises NotFound if the tenant or the user does not exist,
+        InvalidValue while an IVR menu sends calls to the extension."""
         with self._sessions.begin() as session:
             owner = self._tenant(session, tenant)
             users = UserDao(session=session)
             user = users.find_by(tenant_id=owner.id, extension=extension)
             if user is None:
                 raise NotFound("User", {"extension": extension, "tenant": owner.domain})
+            routes = routes_to(session, owner.id, extension)
+            if routes:
+                raise InvalidValue(f"user {extension}@{owner.domain} is the destination of "
+                                   f"{', '.join(routes)}: change or delete them first")
             users.delete(user)
 
     def list_users(self, *, tenant: str | None = None) -> list[User]:
@@ -164,8 +173,7 @@ class UserService:
                 ) from None
 
     def _tenant(self, session: Session, domain: str | None) -> Tenant:
-        domain = validate_domain(domain) if domain is not None else self._default_domain
-        return TenantDao(session=session).get_by(domain=domain)
+        return tenant_by_domain(session, domain, default_domain=self._default_domain)
 
     def _read_import_file(self, session: Session, path: Path) -> list[_ImportRow]:
         tenants = {tenant.domain: tenant for tenant in TenantDao(session=session).find_all_by()}
@@ -199,9 +207,22 @@ class UserService:
             for row in rows
             if (row.tenant.id, row.extension) in existing
         )
+        taken = number_owners(session, ((row.tenant.id, row.extension) for row in rows))
+        problems.extend(
+            RowProblem(row.line, f"{row.extension} is already {taken[row.tenant.id, row.extension]} "
+                                 f"of {row.tenant.domain}")
+            for row in rows
+            if (row.tenant.id, row.extension) in taken and (row.tenant.id, row.extension) not in existing
+        )
         if problems:
             raise CsvImportError(path, sorted(problems, key=lambda problem: problem.line))
         return rows
+
+
+def tenant_by_domain(session: Session, domain: str | None, *, default_domain: str) -> Tenant:
+    """The tenant of `domain`, or of `default_domain` when None; NotFound if there is none."""
+    domain = validate_domain(domain) if domain is not None else default_domain
+    return TenantDao(session=session).get_by(domain=domain)
 
 
 def _read_text(path: Path) -> TextIO:
