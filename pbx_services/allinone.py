@@ -1,7 +1,7 @@
 """`pbx allinone`: every role in one daemon, for a laptop, a demo or a test.
 
-A composition of the roles' components on the daemon runtime: a media worker in the same
-event loop (unless `media.embedded` is off), then the Call Manager. It runs on the embedded
+A composition of the roles' components on the daemon runtime: a media worker and an IVR
+worker in the same event loop (unless their `embedded` is off), then the Call Manager. It runs on the embedded
 defaults (SQLite, in-process state) with no other service to start.
 """
 
@@ -13,6 +13,7 @@ from .callmanager import main as callmanager
 from .cluster.config import PbxConfig
 from .cluster.models import ServerRole
 from .cluster.servers import ServerService
+from .ivr import main as ivr
 from .media.worker import MediaWorker
 from .runtime import daemon
 from .runtime.daemon import Component
@@ -20,6 +21,7 @@ from .runtime.daemon import Component
 ROLE = "allinone"
 EMBEDDED_MEDIA_SERVER = "allinone-media"
 """Name of the all-in-one's in-process media server in the servers table."""
+EMBEDDED_IVR_SERVER = "allinone-ivr"
 
 
 def run(config: PbxConfig) -> int:
@@ -32,16 +34,24 @@ def components(config: PbxConfig) -> list[Component]:
     parts: list[Component] = []
     if config.media.embedded:
         parts.append(MediaWorker(config=config.media))
+    if config.ivr.embedded:
+        parts.append(ivr.ivr_worker(config))
     parts += callmanager.components(config)
     return parts
 
 
-def list_embedded_media_server(sessions: sessionmaker[Session], config: PbxConfig) -> None:
-    """The all-in-one's own media server is a row like any other (so it can be watched and
-    disabled), kept at its configured address; without it, the row goes."""
+def list_embedded_servers(sessions: sessionmaker[Session], config: PbxConfig) -> None:
+    """The all-in-one's own media and IVR servers are rows like any other (so they can be
+    watched and disabled), kept at their configured addresses; without one, its row goes."""
     servers = ServerService(sessions=sessions)
-    if config.media.embedded:
-        servers.ensure_server(EMBEDDED_MEDIA_SERVER, role=ServerRole.MEDIA, host=config.media.control_host,
-                              port=config.media.control_port)
-    elif any(server.name == EMBEDDED_MEDIA_SERVER for server in servers.list_servers()):
-        servers.delete_server(EMBEDDED_MEDIA_SERVER)
+    listed = {server.name for server in servers.list_servers()}
+    embedded = (
+        (EMBEDDED_MEDIA_SERVER, ServerRole.MEDIA, config.media.embedded, config.media.control_host,
+         config.media.control_port),
+        (EMBEDDED_IVR_SERVER, ServerRole.IVR, config.ivr.embedded, config.ivr.sip_host, config.ivr.sip_port),
+    )
+    for name, role, runs, host, port in embedded:
+        if runs:
+            servers.ensure_server(name, role=role, host=host, port=port)
+        elif name in listed:
+            servers.delete_server(name)

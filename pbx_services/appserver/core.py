@@ -129,6 +129,11 @@ class AppCall:
         assert self._core is not None
         self._core.hang_up(self, now)
 
+    def schedule(self, deadline: float, callback: Callable[[float], None]) -> Timer:
+        """A timer of the application's, on the worker's clock."""
+        assert self._core is not None
+        return self._core.timers.schedule(deadline, callback)
+
     @property
     def active(self) -> bool:
         return self.state in (CallState.CONFIRMED, CallState.TRANSFERRING)

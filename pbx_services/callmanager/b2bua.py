@@ -32,9 +32,10 @@ from typing import Any
 
 from ..cluster.events import CallEnded, Disposition, HangupBy
 from ..cluster.media_control import ERROR_UNKNOWN_CALL
+from ..cluster.models import ServerRole
 from ..cluster.state.dialogs import CallRecord, DialogStore, InMemoryDialogs
 from ..cluster.state.errors import StateStoreUnavailable
-from ..cluster.state.location import Binding, LocationStore
+from ..cluster.state.location import LocationStore
 from ..runtime.timers import Timer, TimerQueue
 from ..sip.dialog import Dialog
 from ..sip.errors import RemoteProtocolError
@@ -44,12 +45,14 @@ from ..sip.stack import SERVER_NAME, SipStack
 from ..sip.transaction import T1, T2, ClientTransaction, ServerTransaction, make_cancel, make_tag
 from ..sip.uri import SipUri, parse_uri
 from .anchoring import MediaAnchor, SdpOrigin
+from .appservers import AppEndpoint, AppServerPool
 from .auth import Authenticator
 from .mediapool import MediaEndpoint, MediaPool
+from .transfer import CallTransfers, Transfer
 
 log = logging.getLogger(__name__)
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, REFER, NOTIFY"
 SDP = "application/sdp"
 REINVITE_RETRY = 1.0
 """Seconds before a re-INVITE of ours that met another one in progress (or a 491) is tried again."""
@@ -110,6 +113,22 @@ class Branch:
     """We want this branch to stop ringing."""
     cancel_sent: bool = False
     final: int | None = None
+    app_endpoint: AppEndpoint | None = None
+    """The application server this branch goes to (IVR, queue, meeting), None for a phone."""
+    answer_timer: Timer | None = None
+    """Until the application server answers anything: silent past it, the next one is tried."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where one branch of a call goes: a registered contact, or an application server."""
+
+    contact: str
+    """The Request-URI."""
+    source: tuple[str, int]
+    """Where the INVITE is sent."""
+    transport: str
+    app_endpoint: AppEndpoint | None = None
 
 
 @dataclass(eq=False)
@@ -140,6 +159,12 @@ class Call:
     """When its record was last written to the state store; None: not yet (or not since a change)."""
     recorded: bool = False
     """Its record in the store names us: later writes go only over a record still naming us."""
+    realm: str = ""
+    """The tenant's domain: where the dialled number (and a transfer's target) is looked up."""
+    app_endpoint: AppEndpoint | None = None
+    """The application server that answered the call and holds it now."""
+    transfer: Transfer | None = None
+    """A REFER being carried out."""
 
     @property
     def invite_tx(self) -> ServerTransaction:
@@ -170,8 +195,15 @@ class B2bua:
                  extension_exists: Callable[[str, str], bool], on_call_ended: Callable[[CallEnded], None],
                  no_answer_timeout: float = 60.0, wall_offset: float = 0.0, media: MediaPool | None = None,
                  record_calls: bool = False, make_tag: Callable[[], str] = make_tag,
-                 dialogs: DialogStore | None = None, owner: str = "local") -> None:
+                 dialogs: DialogStore | None = None, owner: str = "local",
+                 app_servers: AppServerPool | None = None,
+                 service_role: Callable[[str, str], ServerRole | None] | None = None,
+                 app_answer_timeout: float = 1.0) -> None:
         self._stack = stack
+        self._app_servers = app_servers
+        self._service_role = service_role or _no_service
+        self._app_answer_timeout = app_answer_timeout
+        self.transfers = CallTransfers(self)
         self._store = dialogs or InMemoryDialogs()
         self._owner = owner
         """The name our call records give their owner: "<node>/<worker>"."""
@@ -221,19 +253,17 @@ class B2bua:
         if not isinstance(target, SipUri):
             self._stack.respond(tx, 416, now=now)
             return
-        dialed = target.user_unescaped
-        if not dialed or not self._extension_exists(realm, dialed):
-            self._stack.respond(tx, 404, now=now, to_tag=self._make_tag())
-            return
-        bindings = self._location.lookup(f"sip:{dialed}@{realm}", now + self._wall_offset)
-        if not bindings:
-            self._stack.respond(tx, 480, now=now, to_tag=self._make_tag())
+        dialed = target.user_unescaped or ""
+        targets = self.route(realm, dialed, now)
+        if isinstance(targets, tuple):
+            code, reason = targets
+            self._stack.respond(tx, code, reason, now=now, to_tag=self._make_tag())
             return
         call = Call(a=Leg(HangupBy.CALLER, source, transport), call_id=request.call_id, a_tx=tx,
                     a_invite=request,
                     a_tag=self._make_tag(), b_call_id=make_tag() + make_tag(), b_tag=self._make_tag(),
                     caller=result.user.extension, callee=dialed, tenant_id=result.user.tenant_id,
-                    started_at=now)
+                    started_at=now, realm=realm)
         tx.user_data = call
         self.calls.add(call)
         call.ring_timer = self._timers.schedule(now + self._no_answer_timeout,
@@ -241,8 +271,8 @@ class B2bua:
         if self._media is None or not request.body:
             # Without an offer the media is anchored on the callee's answer (late offer).
             call.b_offer = request.body
-            for binding in bindings:
-                self._start_branch(call, binding, realm, now)
+            for branch_target in targets:
+                self._start_branch(call, branch_target, now)
             return
 
         def route(body: bytes | None, t: float) -> None:
@@ -252,39 +282,114 @@ class B2bua:
                 self._refuse(call, 503, "Media Unavailable", t)
                 return
             call.b_offer = body
-            for binding in bindings:
-                self._start_branch(call, binding, realm, t)
+            for branch_target in targets:
+                self._start_branch(call, branch_target, t)
 
         self._anchor(call, "a", request.body, now, route)
 
-    def _start_branch(self, call: Call, binding: Binding, realm: str, now: float) -> None:
+    def route(self, realm: str, dialed: str, now: float) -> list[Target] | tuple[int, str]:
+        """Where a call to `dialed` in tenant `realm` goes: its branches' targets, or the status
+        (code, reason) that refuses it."""
+        if not dialed:
+            return 404, "Not Found"
+        if self._extension_exists(realm, dialed):
+            bindings = self._location.lookup(f"sip:{dialed}@{realm}", now + self._wall_offset)
+            if not bindings:
+                return 480, "Temporarily Unavailable"
+            return [Target(b.contact, b.source, b.transport) for b in bindings]
+        role = self._service_role(realm, dialed)
+        if role is None:
+            return 404, "Not Found"
+        endpoint = self._app_servers.pick(role) if self._app_servers is not None else None
+        if endpoint is None:
+            log.warning("no %s server available for %s@%s", role, dialed, realm)
+            return 503, f"No {role.value.upper() if role is ServerRole.IVR else role.value} Server Available"
+        return [self._app_target(endpoint, dialed)]
+
+    @staticmethod
+    def _app_target(endpoint: AppEndpoint, dialed: str) -> Target:
+        host, port = endpoint.address
+        return Target(f"sip:{dialed}@{host}:{port}", endpoint.address, "UDP", endpoint)
+
+    def _start_branch(self, call: Call, target: Target, now: float) -> None:
         a_invite = call.invite
-        caller = Address(uri=SipUri(host=realm, user=call.caller), display_name=a_invite.from_.display_name,
-                         params={"tag": call.b_tag})
+        content_type = a_invite.headers.get("Content-Type") if call.b_offer else None
+        branch = self._send_invite(
+            target, call_id=call.b_call_id, from_tag=call.b_tag, caller=call.caller, callee=call.callee,
+            realm=call.realm, display_name=a_invite.from_.display_name,
+            max_forwards=a_invite.max_forwards - 1, body=call.b_offer, content_type=content_type, now=now,
+            on_response=lambda branch, response, t: self._on_branch_response(call, branch, response, t),
+            on_silent=lambda branch, t: self._retry_app_branch(call, branch, 408, t))
+        call.branches.append(branch)
+
+    def _send_invite(self, target: Target, *, call_id: str, from_tag: str, caller: str, callee: str,
+                     realm: str, display_name: str | None, max_forwards: int, body: bytes,
+                     content_type: str | None, now: float,
+                     on_response: Callable[[Branch, SipResponse, float], None],
+                     on_silent: Callable[[Branch, float], object]) -> Branch:
+        """An INVITE to `target` as one branch; an application server that answers nothing within
+        `app_answer_timeout` is given up (`on_silent`)."""
         headers = [
-            ("Via", self._stack.via(binding.transport)),
-            ("Max-Forwards", str(a_invite.max_forwards - 1)),
-            ("From", str(caller)),
-            ("To", str(Address(uri=SipUri(host=realm, user=call.callee)))),
-            ("Call-ID", call.b_call_id),
+            ("Via", self._stack.via(target.transport)),
+            ("Max-Forwards", str(max_forwards)),
+            ("From", str(Address(uri=SipUri(host=realm, user=caller), display_name=display_name,
+                                 params={"tag": from_tag}))),
+            ("To", str(Address(uri=SipUri(host=realm, user=callee)))),
+            ("Call-ID", call_id),
             ("CSeq", "1 INVITE"),
-            ("Contact", str(self._stack.contact(binding.transport))),
+            ("Contact", str(self._stack.contact(target.transport))),
             ("Allow", ALLOW),
             ("User-Agent", SERVER_NAME),
         ]
-        content_type = a_invite.headers.get("Content-Type")
-        if content_type and call.b_offer:
+        if content_type and body:
             headers.append(("Content-Type", content_type))
-        invite = SipRequest("INVITE", parse_uri(binding.contact), headers, call.b_offer)
-        branch = Branch(leg=Leg(HangupBy.CALLEE, binding.source, binding.transport), invite=invite)
-        call.branches.append(branch)
-        branch.tx = self._stack.send_request(invite, binding.source, binding.transport, now)
-        branch.tx.user_data = lambda response, t: self._on_branch_response(call, branch, response, t)
+        invite = SipRequest("INVITE", parse_uri(target.contact), headers, body)
+        branch = Branch(leg=Leg(HangupBy.CALLEE, target.source, target.transport), invite=invite,
+                        app_endpoint=target.app_endpoint)
+        branch.tx = self._stack.send_request(invite, target.source, target.transport, now)
+        branch.tx.user_data = lambda response, t: on_response(branch, response, t)
+        if target.app_endpoint is not None:
+            def silent(t: float) -> None:
+                if branch.answer_timer is not None and branch.final is None and not branch.provisional:
+                    branch.answer_timer = None
+                    on_silent(branch, t)
+
+            branch.answer_timer = self._timers.schedule(now + self._app_answer_timeout, silent)
+        return branch
+
+    def _retry_app_branch(self, call: Call, branch: Branch, code: int, now: float) -> bool:
+        """An application server failed a call (silent, or 5xx): try another of its role. Whether
+        another branch was started."""
+        endpoint = branch.app_endpoint
+        if endpoint is None or call.phase is not Phase.ROUTING or branch.cancelled:
+            return False
+        return self._replace_app_branch(branch, code, now, call.branches,
+                                        lambda target, t: self._start_branch(call, target, t))
+
+    def _replace_app_branch(self, branch: Branch, code: int, now: float, branches: list[Branch],
+                            start: Callable[[Target, float], None]) -> bool:
+        endpoint = branch.app_endpoint
+        assert endpoint is not None and self._app_servers is not None
+        if branch.final is None:
+            branch.final = code
+            if branch.tx is not None:
+                self._stack.layer.abandon(branch.tx)
+        self._app_servers.suspect(endpoint, now,
+                                  f"answered {code}" if code != 408 else "did not answer a call")
+        tried = [b.app_endpoint for b in branches if b.app_endpoint is not None]
+        other = self._app_servers.pick(endpoint.role, exclude=tried)
+        if other is None:
+            return False
+        log.info("call to %s: %s failed (%d), trying %s", branch.invite.uri, endpoint, code, other)
+        start(self._app_target(other, branch.invite.uri.user_unescaped or ""), now)  # type: ignore[union-attr]
+        return True
 
     # -- answers from the callee ------------------------------------------------------
 
     def _on_branch_response(self, call: Call, branch: Branch, response: SipResponse, now: float) -> None:
         code = response.status_code
+        self._cancel_timer(branch.answer_timer)
+        branch.answer_timer = None
         if code < 200:
             if code == 100:
                 return
@@ -297,6 +402,8 @@ class B2bua:
             return
         if code < 300:
             self._on_branch_answer(call, branch, response, now)
+            return
+        if (code >= 500 or code == 408) and code != 600 and self._retry_app_branch(call, branch, code, now):
             return
         branch.final = code
         if call.phase is Phase.ROUTING and code >= 600:
@@ -377,6 +484,7 @@ class B2bua:
         call.b = leg
         call.phase = Phase.ANSWERED
         call.answered_at = now
+        self._hold_app_endpoint(call, branch.app_endpoint)
         self._cancel_timer(call.ring_timer)
         self._changed.add(call)
         self._register_dialog(call, leg)
@@ -495,9 +603,14 @@ class B2bua:
         except RemoteProtocolError as exc:
             self._stack.respond(tx, exc.status_code, now=now)
             return
+        if call.transfer is not None and self.transfers.transfer_request(call, leg, request, tx, now):
+            return
         if request.method == "BYE":
             self._stack.respond(tx, 200, now=now)
             self._hang_up(call, now, hangup_by=leg.side, skip=leg)
+            return
+        if request.method == "REFER":
+            self.transfers.handle_refer(call, leg, request, tx, now)
             return
         self._relay_in_dialog(call, leg, request, tx, now)
 
@@ -523,7 +636,7 @@ class B2bua:
             return
         is_invite = request.method == "INVITE"
         if is_invite and (call.reinvite_pending or leg.unacked is not None or far.unacked is not None
-                          or leg.moving or far.moving):
+                          or leg.moving or far.moving or call.transfer is not None):
             self._stack.respond(tx, 491, now=now)
             return
         headers = [(name, value) for name in RELAYED_HEADERS
@@ -651,6 +764,9 @@ class B2bua:
             disposition, sip_code = Disposition.ANSWERED, 200
         call.phase = Phase.ENDED
         self._cancel_timer(call.ring_timer)
+        self._hold_app_endpoint(call, None)
+        if call.transfer is not None:
+            self.transfers.abort(call, now)
         if call.media is not None:
             self._release_media(call, now)
         for leg in (call.a, call.b):
@@ -896,6 +1012,14 @@ class B2bua:
         tx = self._stack.send_request(make_cancel(branch.invite), branch.leg.peer, branch.leg.transport, now)
         tx.user_data = _ignore_response
 
+    def _hold_app_endpoint(self, call: Call, endpoint: AppEndpoint | None) -> None:
+        """The application server holding the call is now `endpoint` (or none): its session count."""
+        if call.app_endpoint is not None:
+            call.app_endpoint.calls.discard(call)
+        call.app_endpoint = endpoint
+        if endpoint is not None:
+            endpoint.calls.add(call)
+
     def _register_dialog(self, call: Call, leg: Leg) -> None:
         assert leg.dialog is not None
         self._dialogs[leg.dialog.id] = (call, leg)
@@ -1010,6 +1134,9 @@ class B2bua:
     def _forget(self, call: Call) -> None:
         """Drop every trace of `call` here (timers, dialogs, media bookkeeping), nothing sent."""
         self._cancel_timer(call.ring_timer)
+        self._hold_app_endpoint(call, None)
+        if call.transfer is not None:
+            self.transfers.drop(call)
         for leg in (call.a, call.b):
             if leg is None:
                 continue
@@ -1062,7 +1189,7 @@ class B2bua:
         media = call.media
         return {
             "call_id": call.call_id, "a_tag": call.a_tag, "b_call_id": call.b_call_id, "b_tag": call.b_tag,
-            "caller": call.caller, "callee": call.callee, "tenant_id": call.tenant_id,
+            "caller": call.caller, "callee": call.callee, "tenant_id": call.tenant_id, "realm": call.realm,
             "started_at": call.started_at + self._wall_offset,
             "answered_at": call.answered_at + self._wall_offset if call.answered_at is not None else None,
             "legs": [_describe_leg(leg) for leg in (call.a, call.b) if leg is not None],
@@ -1083,7 +1210,8 @@ class B2bua:
                         a_tag=str(data["a_tag"]), b_call_id=str(data["b_call_id"]), b_tag=str(data["b_tag"]),
                         caller=str(data["caller"]), callee=str(data["callee"]), tenant_id=data["tenant_id"],
                         started_at=float(data["started_at"]) - self._wall_offset, b=b, phase=Phase.ANSWERED,
-                        answered_at=None if answered_at is None else float(answered_at) - self._wall_offset)
+                        answered_at=None if answered_at is None else float(answered_at) - self._wall_offset,
+                        realm=str(data.get("realm") or self._realm_for("")))
             media = data["media"]
             if media is not None:
                 call.media = self._rebuild_anchor(call, media)
@@ -1151,6 +1279,10 @@ def _rebuild_origin(data: dict[str, Any]) -> SdpOrigin:
     return SdpOrigin(session_id=str(data["session_id"]), version=int(data["version"]),
                      last_sent=last_sent.encode() if last_sent is not None else None,
                      last_content=last_content.encode() if last_content is not None else None)
+
+
+def _no_service(realm: str, number: str) -> ServerRole | None:
+    return None
 
 
 def best_final_status(codes: list[int]) -> int:

@@ -11,6 +11,7 @@ import logging
 import socket
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client.registry import Collector
@@ -21,7 +22,7 @@ from ..cluster.bus import InProcessBus
 from ..cluster.cdr import CdrWriter
 from ..cluster.config import PbxConfig
 from ..cluster.database import create_engine_for, session_factory
-from ..cluster.events import CallEnded
+from ..cluster.events import CallEnded, ServerState, ServerStateChanged
 from ..cluster.models import ServerRole
 from ..cluster.servers import ServerService
 from ..cluster.state import StateStore, StateStoreUnavailable, open_state_store
@@ -32,6 +33,7 @@ from ..transport.addresses import holds_address
 from ..transport.rtp import ControlSocket
 from ..transport.sip import SipTransports
 from ..transport.workers import WorkerChannel
+from .appservers import ProbeSettings
 from .directory import Directory
 from .mediapool import PoolSettings
 from .metrics import CallManagerCollector
@@ -112,7 +114,11 @@ class CallManagerController:
             media_pool=PoolSettings(ping_interval=config.callmanager.media_ping_interval,
                                     down_after=config.callmanager.media_down_after,
                                     up_after=config.callmanager.media_up_after),
-            record_calls=config.callmanager.record_calls, place=self.place)
+            record_calls=config.callmanager.record_calls, place=self.place,
+            app_probes=ProbeSettings(probe_interval=config.callmanager.app_probe_interval,
+                                     down_after=config.callmanager.app_down_after,
+                                     up_after=config.callmanager.app_up_after),
+            app_answer_timeout=config.callmanager.app_answer_timeout, on_server_state=self._on_server_state)
         self._driver = CoreDriver(core=self.core, flush=self._flush)
         self._servers = ServerService(sessions=sessions)
         self._media_control = ControlSocket(on_datagram=self._on_media_control)
@@ -132,7 +138,7 @@ class CallManagerController:
                                                   max_message_size=config.sip.max_message_size)
             await self._node_transports.start(config.sip.node_host, config.sip.port,
                                               tuple(config.sip.transports), reuse_port=several)
-        self._refresh_media_servers()
+        self._refresh_servers()
         try:
             self.core.holding.tick(holds_address(config.sip.host), self._driver.now())
         except StateStoreUnavailable:
@@ -160,7 +166,14 @@ class CallManagerController:
                 "registered_contacts": registered,
                 "active_calls": len(self.core.b2bua.calls),
                 "holds_sip_address": self.core.holding.holder,
-                "media_endpoints": self._media_endpoints()}
+                "media_endpoints": self._media_endpoints(),
+                "application_endpoints": self._app_endpoints()}
+
+    def _app_endpoints(self) -> list[dict[str, object]]:
+        assert self.core is not None
+        return [{"server": e.server, "role": e.role.value, "address": f"{e.address[0]}:{e.address[1]}",
+                 "up": e.up, "enabled": e.enabled, "calls": len(e.calls)}
+                for e in self.core.app_servers.endpoints.values()]
 
     def _media_endpoints(self) -> list[dict[str, object]]:
         assert self.core is not None
@@ -210,19 +223,37 @@ class CallManagerController:
         self.core.receive_media_control(data, source, self._driver.now())
         self._driver.after_core_ran()
 
-    def _refresh_media_servers(self) -> None:
-        """The media servers as the database lists them now: added, disabled or removed ones."""
+    def _refresh_servers(self) -> None:
+        """The backend servers as the database lists them now: added, disabled or removed ones."""
         assert self.core is not None and self.core.media is not None and self._servers is not None
         assert self._driver is not None
-        self.core.media.update_servers(self._servers.list_servers(role=ServerRole.MEDIA), self._driver.now())
+        servers = self._servers.list_servers()
+        now = self._driver.now()
+        self.core.media.update_servers([s for s in servers if s.role is ServerRole.MEDIA], now)
+        self.core.app_servers.update_servers(servers, now)
         self._driver.after_core_ran()
+
+    def _on_server_state(self, server: str, role: ServerRole, up: bool, why: str, now: float) -> None:
+        """An application server went down or came back. Every worker of every Call Manager sees
+        it; the first worker of the VIP holder tells the cluster (one event per change)."""
+        assert self.core is not None
+        log.warning("%s server %s is %s: %s", role.value, server, "up" if up else "down", why)
+        if not self.core.holding.holder or self.place.index != 0:
+            return
+        event = ServerStateChanged(server=server, role=role.value,
+                                   state=ServerState.UP if up else ServerState.DOWN, reason=why,
+                                   time=datetime.now(UTC))
+        self.bus.publish(event)
+        if self.state is not None and self.state.publish_event is not None:
+            self.state.publish_event(event)
 
     def report(self) -> dict[str, Any]:
         """What the supervisor of several workers shows of this one."""
         assert self.core is not None
         return {"messages": dict(self.core.stack.counters), "forwarded": dict(self.forwarded),
                 "calls": len(self.core.b2bua.calls), "transactions": len(self.core.stack.layer),
-                "media_endpoints": self._media_endpoints(), "holds_sip_address": self.core.holding.holder}
+                "media_endpoints": self._media_endpoints(), "application_endpoints": self._app_endpoints(),
+                "holds_sip_address": self.core.holding.holder}
 
     def _on_forward(self, frame: bytes) -> None:
         """A message another worker received for one of our calls, or bytes for our TCP connection."""
@@ -315,7 +346,7 @@ class CallManagerController:
                 pass  # the calls of a Call Manager gone are taken over when the store is back
             try:
                 self.core.housekeeping(loop.time())
-                self._refresh_media_servers()
+                self._refresh_servers()
             except SQLAlchemyError:
                 log.exception("refreshing the directory failed; will retry")
             except StateStoreUnavailable:

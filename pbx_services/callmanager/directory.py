@@ -11,7 +11,7 @@ from collections import OrderedDict
 
 from sqlalchemy import Engine, bindparam, select
 
-from ..cluster.models import Tenant, User
+from ..cluster.models import IvrMenu, ServerRole, Tenant, User
 from .auth import UserCredentials
 
 # Built once: a lookup per REGISTER must not pay for building and compiling a statement.
@@ -22,6 +22,10 @@ _CREDENTIALS = (
            User.enabled.is_(True))
 )
 _DOMAINS = select(Tenant.id, Tenant.domain)
+# The numbers of the dial plan that application servers answer, by role.
+_SERVICE_NUMBERS = (
+    (ServerRole.IVR, select(Tenant.domain, IvrMenu.number).join(Tenant, Tenant.id == IvrMenu.tenant_id)),
+)
 
 
 class Directory:
@@ -33,6 +37,7 @@ class Directory:
         self._max_cached = max_cached
         self._users: OrderedDict[tuple[str, str], tuple[float, UserCredentials | None]] = OrderedDict()
         self._domains: dict[str, int] = {}
+        self._services: dict[tuple[str, str], ServerRole] = {}
         self._domains_loaded_at = float("-inf")
         self._now = 0.0
 
@@ -42,6 +47,8 @@ class Directory:
         if now - self._domains_loaded_at >= self._ttl:
             with self._engine.connect() as connection:
                 self._domains = {domain: tenant_id for tenant_id, domain in connection.execute(_DOMAINS)}
+                self._services = {(domain, number): role for role, query in _SERVICE_NUMBERS
+                                  for domain, number in connection.execute(query)}
             self._domains_loaded_at = now
 
     def realm_for(self, host: str) -> str:
@@ -69,3 +76,7 @@ class Directory:
 
     def extension_exists(self, domain: str, extension: str) -> bool:
         return self.credentials(domain, extension) is not None
+
+    def service_role(self, domain: str, number: str) -> ServerRole | None:
+        """Which application servers answer `number` of the tenant (an IVR menu's), if any."""
+        return self._services.get((domain, number))

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 
 from ..cluster.events import CallEnded
+from ..cluster.models import ServerRole
 from ..cluster.state.dialogs import DialogStore, InMemoryDialogs
 from ..cluster.state.errors import StateStoreUnavailable
 from ..cluster.state.location import InMemoryLocation, LocationStore
@@ -29,6 +30,7 @@ from ..sip.message import SipRequest
 from ..sip.stack import SipStack, warning
 from ..sip.transaction import ServerTransaction, TransactionLayer
 from ..sip.uri import SipUri
+from .appservers import AppServerPool, ProbeSettings, ServerStateCallback
 from .auth import Authenticator
 from .b2bua import ALLOW, B2bua, timeout_response
 from .directory import Directory
@@ -55,7 +57,8 @@ class CallManager:
                  no_answer_timeout: float = 60.0, wall_offset: float = 0.0,
                  media_pool: PoolSettings | None = None, record_calls: bool = False,
                  location: LocationStore | None = None, dialogs: DialogStore | None = None,
-                 place: WorkerPlace | None = None) -> None:
+                 place: WorkerPlace | None = None, app_probes: ProbeSettings | None = None,
+                 app_answer_timeout: float = 1.0, on_server_state: ServerStateCallback | None = None) -> None:
         self.place = place or WorkerPlace(node="local")
         self.stack = SipStack(host=host, port=port, max_message_size=max_message_size,
                               layer=TransactionLayer(),
@@ -79,12 +82,16 @@ class CallManager:
                 timers=self.timers, on_lost=lambda endpoint, t: self.b2bua.rehome(endpoint, t),
                 on_timeout_notice=lambda call_id, t: self.b2bua.media_timed_out(call_id, t),
                 settings=media_pool)
+        self.app_servers = AppServerPool(stack=self.stack, timers=self.timers,
+                                         on_server_state=on_server_state or _ignore_server_state,
+                                         settings=app_probes or ProbeSettings(), make_tag=self.place.tag)
         self.b2bua = B2bua(stack=self.stack, location=self.location, authenticator=authenticator,
                            timers=self.timers, realm_for=directory.realm_for,
                            extension_exists=directory.extension_exists, on_call_ended=on_call_ended,
                            no_answer_timeout=no_answer_timeout, wall_offset=wall_offset, media=self.media,
                            record_calls=record_calls, make_tag=self.place.tag, dialogs=self.dialogs,
-                           owner=self.place.owner)
+                           owner=self.place.owner, app_servers=self.app_servers,
+                           service_role=directory.service_role, app_answer_timeout=app_answer_timeout)
         self.holding = CallHolding(b2bua=self.b2bua, store=self.dialogs, place=self.place,
                                    wall_offset=wall_offset)
 
@@ -227,6 +234,10 @@ class CallManager:
             self.stack.respond(tx, 481, now=now)
         else:
             self.stack.respond(tx, 405, now=now, headers=[("Allow", ALLOW)])
+
+
+def _ignore_server_state(server: str, role: ServerRole, up: bool, why: str, now: float) -> None:
+    return None
 
 
 def _open(tx: ServerTransaction) -> bool:

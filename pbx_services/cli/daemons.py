@@ -22,7 +22,7 @@ def add_commands(subparsers: Subparsers) -> None:
         "allinone",
         parents=[data_dir_option()],
         help="run every role in one process, in the foreground",
-        description="Run every PBX role in one process (the Call Manager and a media server) on the data "
+        description="Run every PBX role in one process (the Call Manager, a media server and an IVR server) on the data "
         "directory's configuration, until SIGINT or SIGTERM.",
     )
     allinone.add_argument("--host", help="address to listen on (overrides sip.host)")
@@ -75,6 +75,6 @@ def _check_database(config: PbxConfig, *, upgrade_command: str, all_in_one: bool
     try:
         check_schema(engine, upgrade_command)
         if all_in_one:
-            allinone.list_embedded_media_server(session_factory(engine), config)
+            allinone.list_embedded_servers(session_factory(engine), config)
     finally:
         engine.dispose()

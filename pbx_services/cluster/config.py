@@ -133,6 +133,14 @@ class CallManagerConfig(_Section):
     media_control_host: Host | None = None
     """Address of this host the media control socket binds to; `sip.host` unless set. Never the
     VIP: the media servers answer the Call Manager that asked, wherever the VIP has gone."""
+    app_probe_interval: float = Field(default=1.0, gt=0, le=60)
+    """Seconds between SIP OPTIONS probes of every application server (IVR, queue, meeting) worker."""
+    app_down_after: int = Field(default=2, ge=1, le=100)
+    """Unanswered probes in a row after which an application server worker takes no new calls."""
+    app_up_after: int = Field(default=2, ge=1, le=100)
+    """Answered probes in a row after which it takes calls again."""
+    app_answer_timeout: float = Field(default=1.0, gt=0, le=30)
+    """Seconds an application server has to answer a call before the next one of its role is tried."""
 
 
 STATE_URL_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")

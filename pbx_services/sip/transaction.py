@@ -676,9 +676,10 @@ class TransactionLayer:
         tx._ack_key = None
         self._cancel_all(tx, keep=(Input.TIMER_L,))
 
-    def abandon(self, tx: ServerTransaction) -> None:
-        """Forget a server transaction without answering it: the request's retransmissions
-        then reach the TU again as new requests (the TU could not handle it yet)."""
+    def abandon(self, tx: ServerTransaction | ClientTransaction) -> None:
+        """Forget a transaction: a server one without answering it (the request's
+        retransmissions then reach the TU again as new requests: the TU could not handle it
+        yet), a client one without retransmitting or timing out (the TU gave up on it)."""
         self._remove(tx)
 
     def _remove(self, tx: _Transaction) -> None:

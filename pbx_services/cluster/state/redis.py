@@ -33,6 +33,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 from ...sip.digest import NonceStatus
+from ..redis_bus import RedisStreamBus
 from . import StateStore
 from .dialogs import CallRecord
 from .errors import StateStoreUnavailable
@@ -446,7 +447,13 @@ def open_redis_state(url: str, *, nonce_ttl: float, timeout: float) -> StateStor
     except redis.RedisError as exc:
         # A wrong password, a database number Redis does not have...
         raise StateStoreUnavailable(f"Redis at {description} refused us: {exc}") from None
+    def publish_event(event: object) -> None:
+        try:
+            connection.call(lambda client: RedisStreamBus(client).publish(event))
+        except (StateStoreUnavailable, redis.RedisError) as exc:
+            log.error("event %s not put on the bus: %s", type(event).__name__, exc)
+
     return StateStore(location=RedisLocation(connection),
                       nonce_counts=RedisNonceCounts(connection, nonce_ttl),
                       auth_failures=RedisAuthFailures(connection), dialogs=RedisDialogs(connection),
-                      description=description, closer=connection.close)
+                      description=description, closer=connection.close, publish_event=publish_event)

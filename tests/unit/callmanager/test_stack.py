@@ -219,7 +219,7 @@ def test_options_is_answered_with_what_we_support(pbx: Pbx) -> None:
         "To: <sip:pbx.local>;tag=<tag>\r\n"
         "Call-ID: opt-1@10.0.0.1\r\n"
         "CSeq: 1 OPTIONS\r\n"
-        "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER\r\n"
+        "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, REFER, NOTIFY\r\n"
         "Accept: application/sdp\r\n"
         "Server: pbx-services\r\n"
         "Content-Length: 0\r\n\r\n"
@@ -232,7 +232,7 @@ def test_an_unknown_method_gets_501_with_allow(pbx: Pbx) -> None:
 
     response = only_response(pbx)
     assert (response.status_code, response.reason) == (501, "Not Implemented")
-    assert response.headers.get("Allow") == "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER"
+    assert response.headers.get("Allow") == "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, REFER, NOTIFY"
 
 
 def test_a_known_method_we_do_not_handle_gets_405(pbx: Pbx) -> None:
@@ -240,7 +240,7 @@ def test_a_known_method_we_do_not_handle_gets_405(pbx: Pbx) -> None:
 
     response = only_response(pbx)
     assert response.status_code == 405
-    assert response.headers.get("Allow") == "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER"
+    assert response.headers.get("Allow") == "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, REFER, NOTIFY"
 
 
 def test_an_unsupported_extension_gets_420(pbx: Pbx) -> None:

@@ -1,0 +1,202 @@
+"""The application servers (IVR, queue, meeting) a Call Manager sends calls to: health, load, choice.
+
+Every worker of a server's row is one endpoint (`host:port + i`). Each is probed with a SIP
+OPTIONS every `probe_interval` seconds; one that does not answer within the interval
+misses, and after `down_after` misses in a row it is down; after `up_after` answers in a
+row it is up again (Kamailio dispatcher semantics). A call that found an endpoint silent
+counts as a miss too (`suspect`), so a dead server leaves the rotation on the first call
+that meets it. A server whose endpoints are all down is down; when one answers again it
+is up: each change is reported (`on_server_state`), which becomes an event on the bus.
+
+New calls of a role go to the enabled, up endpoint with the fewest calls per unit of
+weight (weighted least sessions). Sans-IO: OPTIONS go out through the SIP stack, the
+time is passed in.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..cluster.models import ServerRole
+from ..cluster.servers import ServerEntry
+from ..runtime.timers import Timer, TimerQueue
+from ..sip.headers import Address as SipAddress
+from ..sip.message import SipRequest, SipResponse
+from ..sip.stack import SERVER_NAME, SipStack
+from ..sip.transaction import ClientTransaction, make_tag
+from ..sip.uri import SipUri
+
+log = logging.getLogger(__name__)
+
+EndpointAddress = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    probe_interval: float = 1.0
+    down_after: int = 2
+    up_after: int = 2
+
+
+@dataclass(eq=False)
+class AppEndpoint:
+    """One worker of an application server, as the Call Manager sees it."""
+
+    server: str
+    role: ServerRole
+    address: EndpointAddress
+    weight: int
+    enabled: bool
+    up: bool = True
+    """Taken as up until probes say otherwise, so that calls work from the first second."""
+    misses: int = 0
+    answers: int = 0
+    calls: set[Any] = field(default_factory=set)
+    """The calls it holds now (the B2BUA's objects)."""
+    removed: bool = False
+    last_probe_rtt: float | None = None
+
+    @property
+    def available(self) -> bool:
+        return self.up and self.enabled and not self.removed
+
+    @property
+    def load(self) -> float:
+        return len(self.calls) / self.weight
+
+    def __str__(self) -> str:
+        return f"{self.server} {self.address[0]}:{self.address[1]}"
+
+
+ServerStateCallback = Callable[[str, ServerRole, bool, str, float], None]
+"""(server name, role, up, why, now)"""
+
+
+class AppServerPool:
+    def __init__(self, *, stack: SipStack, timers: TimerQueue, on_server_state: ServerStateCallback,
+                 settings: ProbeSettings = ProbeSettings(), make_tag: Callable[[], str] = make_tag) -> None:
+        self._stack = stack
+        self._timers = timers
+        self._on_server_state = on_server_state
+        self.settings = settings
+        self._make_tag = make_tag
+        self.endpoints: dict[EndpointAddress, AppEndpoint] = {}
+        self._server_up: dict[str, bool] = {}
+        self._probe_timer: Timer | None = None
+        self._probes: dict[EndpointAddress, ClientTransaction] = {}
+
+    # -- the server list ------------------------------------------------------------------
+
+    def update_servers(self, servers: Iterable[ServerEntry], now: float) -> None:
+        """Take the application servers' rows as they are now: new ones join, removed ones drain."""
+        seen: set[EndpointAddress] = set()
+        for server in servers:
+            if not server.role.is_application:
+                continue
+            for address in server.endpoints:
+                seen.add(address)
+                endpoint = self.endpoints.get(address)
+                if endpoint is None:
+                    log.info("%s endpoint %s:%s of server %s added", server.role, *address, server.name)
+                    endpoint = self.endpoints[address] = AppEndpoint(server.name, server.role, address,
+                                                                     server.weight, server.enabled)
+                    self._server_up.setdefault(server.name, True)
+                endpoint.server, endpoint.role, endpoint.weight = server.name, server.role, server.weight
+                endpoint.enabled = server.enabled
+                endpoint.removed = False
+        for address, endpoint in list(self.endpoints.items()):
+            if address not in seen:
+                endpoint.removed = True
+                if not endpoint.calls:
+                    del self.endpoints[address]
+        names = {endpoint.server for endpoint in self.endpoints.values()}
+        for name in list(self._server_up):
+            if name not in names:
+                del self._server_up[name]
+        if self._probe_timer is None and self.endpoints:
+            self._probe_timer = self._timers.schedule(now, self._probe_all)
+
+    def pick(self, role: ServerRole, *, exclude: Iterable[AppEndpoint] = ()) -> AppEndpoint | None:
+        """The available endpoint of `role` with the fewest calls per weight."""
+        excluded = set(exclude)
+        candidates = [e for e in self.endpoints.values()
+                      if e.role is role and e.available and e not in excluded]
+        return min(candidates, key=lambda e: e.load, default=None)
+
+    def suspect(self, endpoint: AppEndpoint, now: float, why: str) -> None:
+        """A call found `endpoint` silent or failing: a miss, as a probe's would be."""
+        log.warning("%s endpoint %s: %s", endpoint.role, endpoint, why)
+        self._missed(endpoint, now)
+
+    # -- probing --------------------------------------------------------------------------
+
+    def _probe_all(self, now: float) -> None:
+        for endpoint in list(self.endpoints.values()):
+            if endpoint.removed and not endpoint.calls:
+                del self.endpoints[endpoint.address]
+                continue
+            self._probe(endpoint, now)
+        interval = self.settings.probe_interval
+        self._probe_timer = self._timers.schedule(now + interval, self._probe_all) if self.endpoints else None
+
+    def _probe(self, endpoint: AppEndpoint, now: float) -> None:
+        previous = self._probes.pop(endpoint.address, None)
+        if previous is not None:  # unanswered within the interval: a miss, and no more retransmissions
+            self._stack.layer.abandon(previous)
+            self._missed(endpoint, now)
+        host, port = endpoint.address
+        target = SipUri(host=host, port=port)
+        request = SipRequest("OPTIONS", target, [
+            ("Via", self._stack.via("UDP")),
+            ("Max-Forwards", "70"),
+            ("From", str(SipAddress(uri=SipUri(host=self._stack.host, port=self._stack.port),
+                                    params={"tag": self._make_tag()}))),
+            ("To", str(SipAddress(uri=target))),
+            ("Call-ID", make_tag() + make_tag()),
+            ("CSeq", "1 OPTIONS"),
+            ("User-Agent", SERVER_NAME),
+        ])
+        tx = self._stack.send_request(request, endpoint.address, "UDP", now)
+        self._probes[endpoint.address] = tx
+
+        def on_response(response: SipResponse, t: float) -> None:
+            if self._probes.get(endpoint.address) is not tx:
+                return
+            del self._probes[endpoint.address]
+            endpoint.last_probe_rtt = t - now
+            self._answered(endpoint, t)
+
+        tx.user_data = on_response
+
+    def _missed(self, endpoint: AppEndpoint, now: float) -> None:
+        endpoint.answers = 0
+        endpoint.misses += 1
+        if endpoint.up and endpoint.misses >= self.settings.down_after:
+            endpoint.up = False
+            log.warning("%s endpoint %s is down after %d misses", endpoint.role, endpoint, endpoint.misses)
+            self._server_changed(endpoint, now)
+
+    def _answered(self, endpoint: AppEndpoint, now: float) -> None:
+        endpoint.misses = 0
+        endpoint.answers += 1
+        if not endpoint.up and endpoint.answers >= self.settings.up_after:
+            endpoint.up = True
+            log.info("%s endpoint %s is up again", endpoint.role, endpoint)
+            self._server_changed(endpoint, now)
+
+    def _server_changed(self, endpoint: AppEndpoint, now: float) -> None:
+        endpoints = [e for e in self.endpoints.values() if e.server == endpoint.server]
+        up = any(e.up for e in endpoints)
+        if self._server_up.get(endpoint.server, True) == up:
+            return
+        self._server_up[endpoint.server] = up
+        addresses = ", ".join(f"{e.address[0]}:{e.address[1]}" for e in endpoints)
+        why = (f"answers SIP OPTIONS again at {addresses}" if up else
+               f"no answer to SIP OPTIONS at {addresses} ({self.settings.down_after} probes missed)")
+        self._on_server_state(endpoint.server, endpoint.role, up, why, now)
+
+    def server_up(self, name: str) -> bool:
+        return self._server_up.get(name, True)
