@@ -165,8 +165,11 @@ def running_pbx(data_dir: Path, env: dict[str, str] | None = None) -> Iterator[P
     pbx("init", "--data-dir", str(data_dir))
     port, http_port = free_port(), free_port()
     port_min, port_max = media_ports()
+    ivr_port_min, ivr_port_max = media_ports()
     defaults = {"PBX_HTTP__PORT": str(http_port), "PBX_MEDIA__CONTROL_PORT": str(free_port()),
-                "PBX_MEDIA__PORT_MIN": str(port_min), "PBX_MEDIA__PORT_MAX": str(port_max)}
+                "PBX_MEDIA__PORT_MIN": str(port_min), "PBX_MEDIA__PORT_MAX": str(port_max),
+                "PBX_IVR__SIP_PORT": str(free_port()), "PBX_IVR__PORT_MIN": str(ivr_port_min),
+                "PBX_IVR__PORT_MAX": str(ivr_port_max)}
     process = start_allinone(data_dir, port, env={**defaults, **(env or {})})
     server = PbxServer(data_dir=data_dir, port=port, http_port=http_port, process=process)
     # Drain the daemon's output so a chatty log never blocks it on a full pipe.

@@ -11,6 +11,7 @@ process and aborts at exit if a Call object outlives it. Commands:
     {"cmd": "hangup"}
     {"cmd": "stats"}                           -> {"event": "stats", "rx_packets": N, "tx_packets": N}
     {"cmd": "dtmf", "digits": "123#"}          (RFC 4733 telephone-events)
+    {"cmd": "inband", "digits": "2"}           (DTMF as tones in the audio: pjmedia's tone generator)
     {"cmd": "media_info"}                      -> {"event": "media_info", "remote_rtp": "ip:port",
                                                    "codec": "PCMU", "local_rtp": "ip:port", ...}
     {"cmd": "gap"}                             -> {"event": "gap", "longest_gap_ms": N, "rx_packets": N}
@@ -104,6 +105,7 @@ class Phone:
         account_config.mediaConfig.transportConfig.boundAddress = args.bind
         self.account.create(account_config)
         self.call: Call | None = None
+        self.tones: pj.ToneGenerator | None = None
         self.running = True
 
     def handle(self, command: dict[str, object]) -> None:
@@ -136,6 +138,9 @@ class Phone:
         elif name == "dtmf":
             assert self.call is not None
             self.call.dialDtmf(str(command["digits"]))
+        elif name == "inband":
+            assert self.call is not None
+            self.play_inband(str(command["digits"]))
         elif name == "media_info":
             emit(event="media_info", **self.media_info())
         elif name == "gap":
@@ -145,6 +150,20 @@ class Phone:
             self.gap.reset(time.monotonic())
         elif name == "quit":
             self.running = False
+
+    def play_inband(self, digits: str) -> None:
+        """The digits as tones of 120 ms with 100 ms pauses, mixed into what the call sends."""
+        assert self.call is not None
+        if self.tones is None:
+            self.tones = pj.ToneGenerator()
+            self.tones.createToneGenerator(8000, 1)
+            self.tones.startTransmit(self.call.getAudioMedia(-1))
+        sequence = pj.ToneDigitVector()
+        for key in digits:
+            digit = pj.ToneDigit()
+            digit.digit, digit.on_msec, digit.off_msec, digit.volume = key, 120, 100, 0
+            sequence.append(digit)
+        self.tones.playDigits(sequence)
 
     def stats(self) -> dict[str, int]:
         if self.call is None or not self.call.isActive():
@@ -201,6 +220,7 @@ class Phone:
                             emit(event="error", command=line.decode(), reason=exc.info())
         # Every Call, player and recorder must be gone before libDestroy(); deleting the
         # recorder is what completes its WAV header.
+        self.tones = None
         self.call = None
         self.player = None
         self.recorder = None

@@ -112,6 +112,10 @@ class Pjsua2Phone:
         """Send `digits` as RFC 4733 telephone-events."""
         self.send("dtmf", digits=digits)
 
+    def inband_dtmf(self, digits: str) -> None:
+        """Send `digits` as tones in the call's audio (in-band), not as RFC 4733 events."""
+        self.send("inband", digits=digits)
+
     def received_digits(self, count: int, timeout: float = 10.0) -> str:
         """The next `count` digits received (as `dtmf` events)."""
         return "".join(self.wait_for("dtmf", timeout=timeout)["digit"] for _ in range(count))
