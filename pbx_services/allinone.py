@@ -7,6 +7,8 @@ defaults (SQLite, in-process state) with no other service to start.
 
 from __future__ import annotations
 
+import sys
+
 from sqlalchemy.orm import Session, sessionmaker
 
 from .callmanager import main as callmanager
@@ -26,6 +28,10 @@ EMBEDDED_IVR_SERVER = "allinone-ivr"
 
 def run(config: PbxConfig) -> int:
     """Run every role in the foreground until SIGINT/SIGTERM; the exit status."""
+    clash = config.embedded_ports_clash()
+    if clash is not None:
+        print(f"pbx {ROLE}: config error: {clash}", file=sys.stderr)
+        return 1
     return daemon.run(role=ROLE, log_level=config.log.level, http=config.http,
                       components=lambda: components(config))
 

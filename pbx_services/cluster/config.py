@@ -336,15 +336,17 @@ class PbxConfig(_Section):
                              "calls through Redis: set state.url too")
         return self
 
-    @model_validator(mode="after")
-    def _app_servers_ports_apart(self) -> "PbxConfig":
+    def embedded_ports_clash(self) -> str | None:
+        """Where the roles the all-in-one runs in one process would take each other's ports."""
         ivr, media = self.ivr, self.media
-        if ivr.port_min <= media.port_max and media.port_min <= ivr.port_max:
-            raise ValueError(f"ivr.port_min: the IVR's RTP ports {ivr.port_min}-{ivr.port_max} overlap the "
-                             f"media server's {media.port_min}-{media.port_max}")
-        if self.sip.port == ivr.sip_port and self.sip.host == ivr.sip_host:
-            raise ValueError(f"ivr.sip_port: {ivr.sip_port} is the Call Manager's SIP port (sip.port)")
-        return self
+        if not ivr.embedded:
+            return None
+        if media.embedded and ivr.port_min <= media.port_max and media.port_min <= ivr.port_max:
+            return (f"ivr.port_min: the IVR's RTP ports {ivr.port_min}-{ivr.port_max} overlap the media "
+                    f"server's {media.port_min}-{media.port_max}")
+        if self.sip.port == ivr.sip_port:
+            return f"ivr.sip_port: {ivr.sip_port} is the Call Manager's SIP port (sip.port)"
+        return None
 
 
 def load_config(
