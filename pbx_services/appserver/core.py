@@ -66,6 +66,10 @@ class CallState(enum.Enum):
 class Application(Protocol):
     """A role's logic on the frame: what happens in a call once it is answered."""
 
+    def refusal(self, number: str, domain: str, now: float) -> tuple[int, str] | None:
+        """The status refusing a call to `number` of tenant `domain` (no such menu, queue or
+        room), or None to answer it."""
+
     def call_started(self, call: AppCall, now: float) -> None:
         """The caller's ACK arrived: audio flows both ways."""
 
@@ -276,6 +280,10 @@ class AppServerCore:
         target = request.to.uri
         if not isinstance(target, SipUri) or not target.user_unescaped:
             self._refuse(tx, 404, "No Number Dialled", now)
+            return
+        refusal = self.application.refusal(target.user_unescaped, target.host, now)
+        if refusal is not None:
+            self._refuse(tx, refusal[0], refusal[1], now)
             return
         if request.content_type != SDP or not request.body:
             self._refuse(tx, 488, "An SDP Offer Is Needed", now)

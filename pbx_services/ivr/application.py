@@ -41,6 +41,13 @@ class IvrApplication:
 
     # -- the frame's events -----------------------------------------------------------------
 
+    def refusal(self, number: str, domain: str, now: float) -> tuple[int, str] | None:
+        self._now = now
+        if self._catalog.menu(domain, number, now) is None:
+            self.unknown_numbers += 1
+            return 404, "No Such IVR Menu"
+        return None
+
     def call_started(self, call: AppCall, now: float) -> None:
         self._now = now
         domain = call.domain

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.integration.conftest import PBX, PbxServer, free_port, pbx, start_allinone, stop
+from tests.integration.test_ivr_calls import add_menu
+from tests.integration.test_ivr_failover import IvrDaemon
 
 pytestmark = pytest.mark.integration
 
@@ -123,3 +127,75 @@ def _base_env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if not k.startswith("PBX_")} | {"PBX_HTTP__PORT": "0"}
+
+
+# -- the IVR server (`pbx ivr`), an application server of its own --------------------------------------
+
+
+@pytest.fixture
+def ivr_daemon(tmp_path: Path) -> Iterator[IvrDaemon]:
+    data_dir = tmp_path / "data"
+    pbx("init", "--data-dir", str(data_dir))
+    add_menu(data_dir, options={"2": "hangup"})
+    daemon = IvrDaemon("ivr", data_dir, tmp_path / "ivr.yml")
+    daemon.start()
+    yield daemon
+    daemon.stop()
+
+
+def _final(port: int, data: bytes) -> bytes | None:
+    """The final response to a request (provisional ones skipped)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2.0)
+        sock.bind(("127.0.0.1", 0))
+        sock.sendto(data, ("127.0.0.1", port))
+        try:
+            while True:
+                reply = sock.recv(65535)
+                if (_status(reply) or 0) >= 200:
+                    return reply
+        except TimeoutError:
+            return None
+
+
+def _invite(port: int, *, user: str = "800", sdp: bool = True, branch: str = "z9hG4bKinv1") -> bytes:
+    body = (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            b"m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n") if sdp else b""
+    return (f"INVITE sip:{user}@127.0.0.1:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:9;branch={branch};rport\r\nMax-Forwards: 70\r\n"
+            f"From: <sip:1001@pbx.local>;tag=c1\r\nTo: <sip:{user}@pbx.local>\r\nCall-ID: {branch}@test\r\n"
+            "CSeq: 1 INVITE\r\nContact: <sip:1001@127.0.0.1:9>\r\n"
+            + ("Content-Type: application/sdp\r\n" if sdp else "")
+            + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def test_ivr_server_refuses_bad_input_and_keeps_serving(ivr_daemon: IvrDaemon) -> None:
+    port = ivr_daemon.sip_port
+    for garbage in (b"\x00\x01\x02garbage\xff", b"hello world", b"INVITE\r\n\r\n"):
+        assert _exchange(port, garbage, timeout=0.5) is None
+    broken = _options(port, branch="z9hG4bKbad").replace(b"CSeq: 1 OPTIONS", b"CSeq: one OPTIONS")
+    reply = _exchange(port, broken)
+    assert _status(reply) == 400 and reply is not None and b"malformed CSeq" in reply
+    # A number that is no menu, and an INVITE without an offer, are refused with why.
+    reply = _final(port, _invite(port, user="899", branch="z9hG4bKnomenu"))
+    assert _status(reply) == 404 and reply is not None and b"No Such IVR Menu" in reply
+    assert _status(_final(port, _invite(port, sdp=False, branch="z9hG4bKnosdp"))) == 488
+    assert _status(_exchange(port, _options(port))) == 200
+    assert ivr_daemon.health()["status"] == "ok"
+
+
+@pytest.mark.parametrize(("section", "key"), [
+    ({"ivr": {"sip_port": 70000}}, "ivr.sip_port"),
+    ({"ivr": {"port_min": 31000, "port_max": 30000}}, "ivr: port_min"),
+    ({"ivr": {"workers": "many"}}, "ivr.workers"),
+])
+def test_ivr_server_bad_config_value_stops_startup_naming_the_key(tmp_path: Path, section: dict[str, object],
+                                                                  key: str) -> None:
+    config = tmp_path / "ivr.yml"
+    database = {"url": f"sqlite:///{tmp_path / 'pbx.sqlite3'}"}
+    config.write_text(yaml.safe_dump({"database": database, **section}))
+    result = subprocess.run([*PBX, "ivr", "--config", str(config)], capture_output=True, text=True,
+                            timeout=30, env=_base_env())
+    assert result.returncode == 1
+    assert key in result.stderr
+    assert "Traceback" not in result.stderr
