@@ -192,6 +192,8 @@ class CallAudio:
             self._upsampler = Resampler(SAMPLE_RATE, rate) if rate != SAMPLE_RATE else None
             self._downsampler = Resampler(rate, SAMPLE_RATE) if rate != SAMPLE_RATE else None
             self._timestamp_step = encoder.timestamp_per_frame
+            self._queue = [_Playing(p.samples, self._prompts.get(p.samples, negotiated.codec), p.position)
+                           for p in self._queue]  # what plays goes on in the new codec
         self.negotiated = negotiated
 
     # -- playing --------------------------------------------------------------------------
@@ -218,7 +220,8 @@ class CallAudio:
         """Send the frames due by `now` of what plays."""
         if not self._queue:
             return
-        due = int((now - self._started_at) / FRAME_SECONDS) + 1 - self._frames_sent
+        # + 1e-4 frame: a frame due at this very instant is not put off by the float rounding of `now`.
+        due = int((now - self._started_at) / FRAME_SECONDS + 1e-4) + 1 - self._frames_sent
         if due > MAX_LATE_FRAMES:  # a long stall: go on from now rather than burst
             self._started_at = now
             self._frames_sent = 0
