@@ -29,6 +29,7 @@ packages=(
     iptables                # the lab's failover test cuts the link between two Call Managers
     netcat-openbsd          # ssh ProxyCommand into the lab's controller namespace
     openssh-client          # Ansible and testinfra reach the lab's hosts by ssh
+    espeak-ng               # `pbx prompt say` and the demo IVR menu's prompts (tests/unit/cli/test_ivr_cli.py)
 )
 
 apt-get update

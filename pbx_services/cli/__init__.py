@@ -6,12 +6,23 @@
     pbx user list [--tenant DOMAIN]
     pbx user del EXT [--tenant DOMAIN]
     pbx user import FILE
+    pbx prompt say TEXT NAME [--voice V] [--tenant DOMAIN] [--replace]
+    pbx prompt add NAME FILE [--tenant DOMAIN] [--replace]
+    pbx prompt list [--tenant DOMAIN] | del NAME [--tenant DOMAIN]
+    pbx ivr add NUMBER --greeting PROMPT --option DIGITS=DEST [--option ...] [--timeout S]
+            [--inter-digit-timeout S] [--retries N] [--invalid-prompt P] [--timeout-prompt P]
+            [--final DEST] [--dial-by-extension] [--schedule NAME --closed DEST] [--name TEXT]
+            [--replace] [--tenant DOMAIN]
+    pbx ivr list [--tenant DOMAIN] | del NUMBER [--tenant DOMAIN]
+    pbx schedule add NAME --hours TEXT [--timezone ZONE] [--holiday DATE ...] [--tenant DOMAIN]
+    pbx schedule list [--tenant DOMAIN] | del NAME [--tenant DOMAIN]
     pbx server add NAME --role media --host ADDR --port PORT [--workers N] [--weight W] [--disabled]
     pbx server list | enable NAME | disable NAME | del NAME
     pbx cdr list [--since T] [--extension E] [--tenant DOMAIN] [--limit N] [--format table|csv|json]
     pbx allinone [--host ADDR] [--sip-port PORT]
     pbx callmanager --config FILE
     pbx media --config FILE
+    pbx ivr --config FILE
     pbx inventory from-terraform FILE [--output FILE]
     pbx event publish-server-state --server NAME --role ROLE --state STATE [--reason TEXT] --config FILE
     pbx event tail [--from ID] [--once] --config FILE
@@ -30,7 +41,7 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.exc import OperationalError
 
-from pbx_services.cli import cdrs, daemons, database, events, inventory, servers, users
+from pbx_services.cli import cdrs, daemons, database, events, inventory, ivr, prompts, servers, users
 from pbx_services.cli.common import EXIT_FAILURE, EXIT_USAGE, CommandError, Parser, Subparsers
 from pbx_services.cluster.config import ConfigError
 from pbx_services.cluster.dao import AlreadyExists, NotFound
@@ -40,6 +51,8 @@ from pbx_services.cluster.validation import InvalidValue
 COMMAND_GROUPS: tuple[Callable[[Subparsers], None], ...] = (
     database.add_commands,
     users.add_commands,
+    prompts.add_commands,
+    ivr.add_commands,
     servers.add_commands,
     cdrs.add_commands,
     daemons.add_commands,

@@ -25,11 +25,22 @@ from pbx_services.cluster.config import (
 )
 from pbx_services.cluster.dao import AlreadyExists
 from pbx_services.cluster.database import create_engine_for, head_revision, session_factory, upgrade
+from pbx_services.cluster.ivr import IvrService
+from pbx_services.cluster.prompts import PromptService, SynthesizerMissing
 from pbx_services.cluster.tenants import TenantService
 from pbx_services.cluster.users import UserService
-from pbx_services.cluster.validation import validate_domain
+from pbx_services.cluster.validation import InvalidValue, validate_domain
 
 DEMO_EXTENSIONS = ("1001", "1002", "1003", "1004")
+DEMO_IVR_NUMBER = "800"
+DEMO_GREETING, DEMO_INVALID, DEMO_TIMEOUT = "demo-greeting", "demo-invalid", "demo-timeout"
+DEMO_PROMPTS = {
+    DEMO_GREETING: f"Welcome. For extension {DEMO_EXTENSIONS[0]} press 1, for extension {DEMO_EXTENSIONS[1]} "
+    "press 2, to hear this again press 9.",
+    DEMO_INVALID: "Sorry, that is not a valid choice.",
+    DEMO_TIMEOUT: "Sorry, I did not hear your choice.",
+}
+"""Name -> text of the prompts of the demo IVR menu, spoken by espeak-ng."""
 AUTH_SECRET_BYTES = 32
 
 
@@ -50,7 +61,8 @@ def add_commands(subparsers: Subparsers) -> None:
     init.add_argument(
         "--demo",
         action="store_true",
-        help=f"add demo users {', '.join(DEMO_EXTENSIONS)} with random passwords",
+        help=f"add demo users {', '.join(DEMO_EXTENSIONS)} with random passwords, and IVR menu "
+        f"{DEMO_IVR_NUMBER} calling the first two of them (its prompts spoken by espeak-ng)",
     )
     init.set_defaults(run=_init)
 
@@ -87,7 +99,12 @@ def _init(args: argparse.Namespace) -> int:
         _, created = TenantService(sessions=sessions).ensure_tenant(domain)
         print(f"default tenant {domain}: {'created' if created else 'exists'}")
         if args.demo:
-            _add_demo_users(UserService(sessions=sessions, default_domain=domain), domain)
+            passwords = _add_demo_users(UserService(sessions=sessions, default_domain=domain))
+            _add_demo_ivr(PromptService(sessions=sessions, default_domain=domain),
+                          IvrService(sessions=sessions, default_domain=domain), domain)
+            # Last: the passwords are what the administrator needs next.
+            print(f"demo users of {domain}:")
+            print_table(("EXTENSION", "PASSWORD"), passwords)
     finally:
         engine.dispose()
     return EXIT_OK
@@ -115,7 +132,8 @@ def _write_initial_config(config_path: Path, data_dir: Path, *, domain: str) -> 
         file.write(text)
 
 
-def _add_demo_users(users: UserService, domain: str) -> None:
+def _add_demo_users(users: UserService) -> list[tuple[str, str]]:
+    """(extension, password) of each demo user, the password saying so if the user existed."""
     rows = []
     for extension in DEMO_EXTENSIONS:
         password = secrets.token_urlsafe(12)
@@ -124,8 +142,35 @@ def _add_demo_users(users: UserService, domain: str) -> None:
         except AlreadyExists:
             password = "(exists already: left unchanged)"
         rows.append((extension, password))
-    print(f"demo users of {domain}:")
-    print_table(("EXTENSION", "PASSWORD"), rows)
+    return rows
+
+
+def _add_demo_ivr(prompts: PromptService, menus: IvrService, domain: str) -> None:
+    """The demo prompts and IVR menu, those that exist left unchanged; without espeak-ng, neither."""
+    existing = {prompt.name for prompt in prompts.list()}
+    for name, text in DEMO_PROMPTS.items():
+        if name in existing:
+            print(f"demo prompt {name}: exists")
+            continue
+        try:
+            prompts.say(text, name)
+        except SynthesizerMissing as exc:
+            print(f"demo IVR menu {DEMO_IVR_NUMBER} skipped: {exc}")
+            return
+        print(f"demo prompt {name}: created")
+    if any(menu.number == DEMO_IVR_NUMBER for menu in menus.list_menus()):
+        print(f"demo IVR menu {DEMO_IVR_NUMBER} of {domain}: exists")
+        return
+    first, second = DEMO_EXTENSIONS[:2]
+    try:
+        menus.add_menu(DEMO_IVR_NUMBER, greeting=DEMO_GREETING,
+                       options={"1": first, "2": second, "9": "repeat"}, invalid_prompt=DEMO_INVALID,
+                       timeout_prompt=DEMO_TIMEOUT, dial_by_extension=True, name="Demo menu")
+    except InvalidValue as exc:  # the administrator gave the number or removed an extension meanwhile
+        print(f"demo IVR menu {DEMO_IVR_NUMBER} skipped: {exc}")
+        return
+    print(f"demo IVR menu {DEMO_IVR_NUMBER} of {domain}: created (1 calls {first}, 2 calls {second}, "
+          "9 repeats, or dial an extension)")
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:

@@ -40,7 +40,8 @@ _FORMAT_NAMES = {WAVE_FORMAT_PCM: "PCM", WAVE_FORMAT_IEEE_FLOAT: "float", WAVE_F
 _SUBFORMAT_GUID_TAIL = bytes.fromhex("000000001000800000aa00389b71")
 """KSDATAFORMAT_SUBTYPE_*: the format tag in the GUID's first two bytes, then these 14."""
 
-_RIFF_HEADER = struct.Struct("<4sI4s")
+_RIFF_HEADER_SIZE = 12
+"""b"RIFF", the size of what follows, b"WAVE"."""
 _CHUNK_HEADER = struct.Struct("<4sI")
 _FMT = struct.Struct("<HHIIHH")
 """wFormatTag, nChannels, nSamplesPerSec, nAvgBytesPerSec, nBlockAlign, wBitsPerSample."""
@@ -170,15 +171,12 @@ def import_wav(data: bytes, name: str) -> npt.NDArray[np.int16]:
 
 def _read_chunks(data: bytes, name: str) -> tuple[WavFormat, memoryview]:
     """The fmt chunk and the data chunk's bytes; chunks after both are not looked at."""
-    if len(data) < _RIFF_HEADER.size:
-        raise InvalidValue(f"{name}: not a WAV file ({_too_short(data)})")
-    riff, _, wave = _RIFF_HEADER.unpack_from(data)
-    if riff != b"RIFF" or wave != b"WAVE":
+    if len(data) < _RIFF_HEADER_SIZE or not data.startswith(b"RIFF") or data[8:12] != b"WAVE":
         raise InvalidValue(f"{name}: not a WAV file ({_what_it_looks_like(data)})")
     view = memoryview(data)
     wav_format: WavFormat | None = None
     payload: memoryview | None = None
-    offset = _RIFF_HEADER.size
+    offset = _RIFF_HEADER_SIZE
     while wav_format is None or payload is None:
         if offset + _CHUNK_HEADER.size > len(data):
             missing = " and ".join(chunk for chunk, found in (("fmt", wav_format), ("data", payload))
@@ -224,17 +222,17 @@ def _minutes(seconds: float) -> str:
     return f"{whole // 60}:{whole % 60:02d} min"
 
 
-def _too_short(data: bytes) -> str:
-    return "the file is empty" if not data else f"{len(data)} bytes, too short for a RIFF header"
-
-
 def _what_it_looks_like(data: bytes) -> str:
-    if data.startswith(b"ID3") or (data[0] == 0xFF and data[1] & 0xE0 == 0xE0):
+    if not data:
+        return "the file is empty"
+    if data.startswith(b"ID3") or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0):
         return "it is an MP3 file: convert it to WAV first"
     if data.startswith(b"OggS"):
         return "it is an Ogg file: convert it to WAV first"
     if data.startswith(b"fLaC"):
         return "it is a FLAC file: convert it to WAV first"
+    if data.startswith(b"RIFF") and len(data) < _RIFF_HEADER_SIZE:
+        return f"{len(data)} bytes, too short for a RIFF header"
     if data.startswith(b"RIFF"):
         return f"a RIFF file of type {data[8:12]!r}, not WAVE"
     return "it does not start with a RIFF WAVE header"

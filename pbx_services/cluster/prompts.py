@@ -165,8 +165,13 @@ class PromptService:
         with tempfile.TemporaryDirectory(prefix="pbx-prompt-") as directory:
             wav = Path(directory) / "prompt.wav"
             # "--": a text starting with "-" is text, not an option.
-            result = subprocess.run([command, "-v", voice, "-w", str(wav), "--", text], capture_output=True,
-                                    text=True, timeout=ESPEAK_TIMEOUT_SECONDS, check=False)
+            try:
+                result = subprocess.run([command, "-v", voice, "-w", str(wav), "--", text],
+                                        capture_output=True, text=True, timeout=ESPEAK_TIMEOUT_SECONDS,
+                                        check=False)
+            except subprocess.TimeoutExpired:
+                raise InvalidValue(f"{self._espeak} took more than {ESPEAK_TIMEOUT_SECONDS} s "
+                                   "to speak the text") from None
             if result.returncode != 0 or not wav.exists():
                 reason = " ".join(result.stderr.split()) or f"exit status {result.returncode}"
                 raise InvalidValue(f"{self._espeak} -v {voice} failed: {reason}")
