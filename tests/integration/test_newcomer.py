@@ -64,6 +64,7 @@ def test_fresh_clone_setup_then_two_phones_call(tmp_path: Path) -> None:
         assert f"export PBX_DATA_DIR={data_dir}\n" in "".join(output)
         assert f"source {clone}/.venv/bin/activate" in "".join(output)
         _call(sip_port, passwords)
+        _call_the_demo_menu(sip_port, passwords)
         _another_terminal(clone, env, data_dir)
     finally:
         os.killpg(setup.pid, signal.SIGTERM)
@@ -71,7 +72,7 @@ def test_fresh_clone_setup_then_two_phones_call(tmp_path: Path) -> None:
     assert setup.returncode == 0
     with sqlite3.connect(data_dir / "pbx.sqlite3") as db:
         rows = db.execute("SELECT caller, callee, disposition, hangup_by FROM cdrs").fetchall()
-    assert rows == [("1001", "1002", "ANSWERED", "callee")]
+    assert rows == [("1001", "1002", "ANSWERED", "callee"), ("1003", "800", "ANSWERED", "caller")]
 
 
 def _another_terminal(clone: Path, env: dict[str, str], data_dir: Path) -> None:
@@ -86,11 +87,37 @@ def _another_terminal(clone: Path, env: dict[str, str], data_dir: Path) -> None:
     assert re.findall(r"^(100[1-4]) ", users, re.M) == ["1001", "1002", "1003", "1004"], users
     calls = json.loads(run("cdr", "list", "--format", "json", PBX_DATA_DIR=str(data_dir)).stdout)
     assert [(call["caller"], call["callee"], call["disposition"]) for call in calls] == [
-        ("1001", "1002", "ANSWERED")]
+        ("1003", "800", "ANSWERED"), ("1001", "1002", "ANSWERED")]
     if not (SYSTEM_DATA_DIR / "pbx.yml").exists():  # which would come first
         guessed = run("user", "list")
         assert guessed.stdout == users
         assert guessed.stderr.startswith(f"pbx: using {data_dir}, this checkout's data dir")
+
+
+def _call_the_demo_menu(sip_port: int, passwords: dict[str, str]) -> None:
+    """The demo IVR on 800 (setup.sh runs `pbx init --demo`): 2 during the greeting goes to 1002."""
+    server = f"127.0.0.1:{sip_port}"
+    caller = Pjsua2Phone(user="1003", password=passwords["1003"], server=server, port=free_port(),
+                         codecs=None)
+    callee = Pjsua2Phone(user="1002", password=passwords["1002"], server=server, port=free_port(),
+                         auto_answer=True)
+    try:
+        assert caller.register()["code"] == 200
+        assert callee.register()["code"] == 200
+        caller.send("call", uri=f"sip:800@{server}")
+        caller.wait_for("call_state", lambda e: e["state"] == "CONFIRMED", timeout=15)
+        time.sleep(1.5)
+        assert caller.stats()["rx_packets"] >= 50  # the greeting
+        caller.dtmf("2")
+        callee.wait_for("call_state", lambda e: e["state"] == "CONFIRMED", timeout=15)
+        time.sleep(2)
+        assert callee.stats()["rx_packets"] >= 50
+        caller.send("hangup")
+        callee.wait_for("call_state", lambda e: e["state"] == "DISCONNECTED")
+        time.sleep(1.5)
+    finally:
+        caller.close()
+        callee.close()
 
 
 def _call(sip_port: int, passwords: dict[str, str]) -> None:
