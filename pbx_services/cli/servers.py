@@ -1,4 +1,5 @@
-"""`pbx server add|list|enable|disable|del`: the backend servers the Call Managers send calls to."""
+"""`pbx server add|list|enable|disable|del`: the backend servers the Call Managers send calls to
+(media servers, and application servers: IVR, later queue and meeting)."""
 
 import argparse
 
@@ -9,7 +10,7 @@ from pbx_services.cluster.servers import ServerService
 
 def add_commands(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
-        "server", help="add, list, enable, disable and delete backend servers (media)",
+        "server", help="add, list, enable, disable and delete backend servers (media, ivr)",
         description="The backend servers the Call Managers send calls to. Changes take effect "
         "within seconds, without a restart; a disabled server takes no new calls, its calls go on.")
     commands = parser.add_subparsers(dest="server_command", required=True, metavar="COMMAND")
@@ -18,9 +19,10 @@ def add_commands(subparsers: Subparsers) -> None:
     add = commands.add_parser("add", parents=[data_dir], help="add a server")
     add.add_argument("name", metavar="NAME")
     add.add_argument("--role", required=True, choices=[role.value for role in ServerRole])
-    add.add_argument("--host", required=True, metavar="ADDR", help="its control address")
+    add.add_argument("--host", required=True, metavar="ADDR",
+                     help="its address: a media server's control address, an IVR server's SIP address")
     add.add_argument("--port", required=True, type=int, metavar="PORT",
-                     help="its control port (a media server's first worker)")
+                     help="the port of its first worker: control port (media) or SIP port (ivr)")
     add.add_argument("--workers", type=int, default=1, metavar="N",
                      help="worker processes, answering on PORT, PORT+1, ... (default 1)")
     add.add_argument("--weight", type=int, default=1, metavar="W",
