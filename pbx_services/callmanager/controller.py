@@ -295,8 +295,12 @@ class CallManagerController:
         if self._channel is not None:
             for index, key in self.core.take_releases():
                 self._channel.send(index, Release(key).serialize())
+        app_servers = self.core.app_servers.endpoints
         for transmit in self.core.take_transmits():
-            if self._node_transports is not None and transmit.destination in self._node_peers:
+            if self._node_transports is not None and (transmit.destination in self._node_peers
+                                                      or transmit.destination in app_servers):
+                # From this host's own address: an application server answers where a request
+                # came from, and a standby's request from the VIP would be answered to the holder.
                 self._node_transports.send(transmit)
                 continue
             if transmit.transport == "TCP" and self._channel is not None and \
