@@ -293,6 +293,9 @@ class AppServerCore:
         except NegotiationFailed as exc:
             self._refuse(tx, 488, exc.reason[:80], now)
             return
+        # Before a port is taken: an INVITE without a usable Contact is refused (400) and takes nothing.
+        dialog = Dialog.from_uas(request, local_tag=self._make_tag(),
+                                 local_contact=self.stack.contact(transport))
         port = self._allocate_port()
         if port is None:
             log.warning("no RTP port free: call %s refused", request.call_id)
@@ -304,14 +307,12 @@ class AppServerCore:
             self._release_port(port)
             self._refuse(tx, 503, "RTP Port Unavailable", now)
             return
-        tag = self._make_tag()
-        contact = self.stack.contact(transport)
         self._origin_ids += 1
         origin = Origin("pbx", str(self._origin_ids), "1", "IN", "IP6" if ":" in self._sdp_address else "IP4",
                         self._sdp_address)
         call = AppCall(call_id=request.call_id, number=target.user_unescaped or "", domain=target.host,
                        caller=_user_of(request), audio=audio,
-                       dialog=Dialog.from_uas(request, local_tag=tag, local_contact=contact),
+                       dialog=dialog,
                        peer=source, transport=transport, origin=origin, started_at=now, _core=self)
         call.dialog.confirm()
         call.local_sdp = answer_sdp(negotiated, offered, address=self._sdp_address, port=port, origin=origin)
