@@ -226,7 +226,7 @@ class AppServerCore:
         return datagrams
 
     def note_playback(self, call: AppCall) -> None:
-        if call.audio.playing:
+        if call.audio.playing or call.audio.finished_playing:  # nothing to play: finished at the next tick
             self._playing.add(call)
 
     def close(self, now: float) -> None:

@@ -547,6 +547,15 @@ def test_playback_finished_is_told_after_the_last_frame(h: Harness) -> None:
     assert not h.core.playing
 
 
+def test_playing_nothing_is_finished_at_the_next_tick(h: Harness) -> None:
+    _, call = h.confirmed()
+
+    call.play([np.zeros(0, np.int16)], h.now)
+
+    assert h.frames(0.02) == []
+    assert h.app.take() == [("playback_finished", "cm-call-1", START)]
+
+
 def test_options_is_answered_200_with_what_we_allow(h: Harness) -> None:
     h.send(crlf(
         "OPTIONS sip:192.0.2.80:5070 SIP/2.0\n"
