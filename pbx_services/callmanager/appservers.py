@@ -163,7 +163,7 @@ class AppServerPool:
         self._probes[endpoint.address] = tx
 
         def on_response(response: SipResponse, t: float) -> None:
-            if self._probes.get(endpoint.address) is not tx:
+            if self._probes.get(endpoint.address) is not tx or response.status_code == 408:  # 408: timed out
                 return
             del self._probes[endpoint.address]
             endpoint.last_probe_rtt = t - now
