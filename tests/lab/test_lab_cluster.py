@@ -1,5 +1,6 @@
-"""The lab end to end: build it, deploy it twice, verify it, call through the VIP, grow it
-under a call, tear it down. Slow (about 10 minutes) and root-only: `pytest -m lab tests/lab`.
+"""The lab end to end: build it, deploy it twice, verify it, ask the IVR servers, call
+through the VIP, grow it under a call, tear it down. Slow (about 10 minutes) and root-only:
+`pytest -m lab tests/lab`.
 
 The tests run in file order and share one lab (module scope); each step needs the one
 before it. Timings are printed (`-s`) for the README's integrator section.
@@ -22,6 +23,27 @@ from tests.lab.labscripts import INVENTORY, LAB_DIR, LAB_MARKS, REPO, health, la
 
 NEW_MEDIA_HOST, NEW_MEDIA_ADDRESS = "media2", "198.18.0.32"
 EXPANSION_HOLD = 150.0
+IVR_SERVERS = {"ivr1": "198.18.0.41", "ivr2": "198.18.0.42"}
+IVR_SIP_PORT = 5090
+# One SIP OPTIONS over UDP to argv[1]:argv[2] (the request vip_probe.py builds), run in the
+# controller namespace; prints the response's status line, nothing when none came within 2 s.
+OPTIONS_STATUS = f"""
+import secrets, socket, sys
+sys.path.insert(0, {str(LAB_DIR)!r})
+from vip_probe import options_request
+host, port = sys.argv[1], int(sys.argv[2])
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    sock.connect((host, port))
+    sock.settimeout(2)
+    call_id = secrets.token_hex(12)
+    sock.send(options_request(host, port, sock.getsockname(), call_id))
+    try:
+        while call_id.encode() not in (data := sock.recv(65535)):
+            pass
+        print(data.split(b"\\r\\n", 1)[0].decode())
+    except OSError:
+        pass
+"""
 
 pytestmark = [*LAB_MARKS, pytest.mark.timeout(1800)]
 
@@ -70,7 +92,7 @@ def booted(lab_inventory: Path):
 def test_site_first_run_deploys_the_cluster(booted: Path) -> None:
     result = playbook(booted)
     assert result.returncode == 0, result.stdout[-6000:]
-    assert set(recap(result.stdout)) == {"cm1", "cm2", "cm3", "db1", "db2", "media1"}
+    assert set(recap(result.stdout)) == {"cm1", "cm2", "cm3", "db1", "db2", "media1", "ivr1", "ivr2"}
 
 
 def test_site_second_run_changes_nothing(booted: Path) -> None:
@@ -95,6 +117,19 @@ def test_exactly_one_call_manager_holds_the_vip(booted: Path) -> None:
         if " 198.18.0.10/" in shown:
             holders.append(address)
     assert len(holders) == 1
+
+
+def test_ivr_servers_listed_and_every_worker_answers_options(booted: Path) -> None:
+    the_lab = lab.Lab(lab.DEFAULT_LAB)
+    listed = smoke.admin(the_lab, "198.18.0.11", "server", "list")
+    rows = {row[0]: row for row in map(str.split, listed.splitlines()) if row}
+    workers = yaml.safe_load((booted / "group_vars" / "ivr" / "ivr.yml").read_text())["pbx_ivr__workers"]
+    for name, address in IVR_SERVERS.items():
+        assert rows.get(name, [])[1:4] == ["ivr", f"{address}:{IVR_SIP_PORT}", str(workers)], listed
+        for port in range(IVR_SIP_PORT, IVR_SIP_PORT + workers):
+            status = lab.in_ns(the_lab.controller_ns, "python3", "-c", OPTIONS_STATUS, address, str(port),
+                               capture=True).stdout.strip()
+            assert status == "SIP/2.0 200 OK", f"{name} ({address}:{port}) answered {status!r}"
 
 
 def test_call_through_the_vip(booted: Path, tmp_path: Path) -> None:
