@@ -1,6 +1,6 @@
-"""The lab end to end: build it, deploy it twice, verify it, ask the IVR servers, call
-through the VIP, grow it under a call, tear it down. Slow (about 10 minutes) and root-only:
-`pytest -m lab tests/lab`.
+"""The lab end to end: build it, deploy it twice, verify it, ask the IVR servers, call an
+IVR menu and a phone through the VIP, grow it under a call, tear it down. Slow (about 15
+minutes) and root-only: `pytest -m lab tests/lab`.
 
 The tests run in file order and share one lab (module scope); each step needs the one
 before it. Timings are printed (`-s`) for the README's integrator section.
@@ -16,15 +16,19 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
+from pbx_services.rtp.wav import write_wav
+from tests.integration.peers.pjsua2_phone import Pjsua2Phone
 from tests.lab.labscripts import INVENTORY, LAB_DIR, LAB_MARKS, REPO, health, lab, smoke
 
 NEW_MEDIA_HOST, NEW_MEDIA_ADDRESS = "media2", "198.18.0.32"
 EXPANSION_HOLD = 150.0
 IVR_SERVERS = {"ivr1": "198.18.0.41", "ivr2": "198.18.0.42"}
 IVR_SIP_PORT = 5090
+LAB_MENU = "800"
 # One SIP OPTIONS over UDP to argv[1]:argv[2] (the request vip_probe.py builds), run in the
 # controller namespace; prints the response's status line, nothing when none came within 2 s.
 OPTIONS_STATUS = f"""
@@ -132,6 +136,53 @@ def test_ivr_servers_listed_and_every_worker_answers_options(booted: Path) -> No
             assert status == "SIP/2.0 200 OK", f"{name} ({address}:{port}) answered {status!r}"
 
 
+def test_call_to_the_ivr_through_the_vip_is_sent_to_the_extension(booted: Path, tmp_path: Path) -> None:
+    """A menu made with `pbx prompt add` and `pbx ivr add` on a Call Manager host; a pjsua2 phone
+    in the controller calls it through the VIP, hears the greeting from an IVR server, presses 2
+    and is connected to the other phone; the IVR server has left the call."""
+    the_lab = lab.Lab(lab.DEFAULT_LAB)
+    admin = smoke.DEFAULT_ADMIN
+    passwords = smoke.create_users(the_lab, admin)
+    greeting = tmp_path / "greeting.wav"
+    times = np.arange(3 * 8000) / 8000
+    write_wav(greeting, 8000, (np.sin(2 * np.pi * 440 * times) * 8000).astype(np.int16))
+    subprocess.run(["ip", "netns", "exec", the_lab.controller_ns, *lab.ssh_argv(admin),
+                    "cat > /tmp/lab-greeting.wav"], input=greeting.read_bytes(), check=True, timeout=60)
+    smoke.admin(the_lab, admin, "prompt", "add", "lab-greeting", "/tmp/lab-greeting.wav", "--replace")
+    smoke.admin(the_lab, admin, "ivr", "add", LAB_MENU, "--greeting", "lab-greeting", "--option",
+                f"2={smoke.CALLEE}", "--replace")
+    time.sleep(11)  # the Call Managers' directory learns the new number within 10 s
+
+    def phone(user: str, port: int, **options: object) -> Pjsua2Phone:
+        device = Pjsua2Phone(user=user, password=passwords[user], server=f"{smoke.DEFAULT_VIP}:5060",
+                             port=port, domain="pbx.local", codecs=None,
+                             bind=the_lab.controller.split("/")[0],
+                             launcher=("ip", "netns", "exec", the_lab.controller_ns), **options)  # type: ignore[arg-type]
+        assert device.register()["code"] == 200
+        return device
+
+    caller = phone(smoke.CALLER, smoke.CALLER_PORT)
+    callee = phone(smoke.CALLEE, smoke.CALLEE_PORT, auto_answer=True)
+    try:
+        caller.send("call", uri=f"sip:{LAB_MENU}@pbx.local")
+        caller.wait_for("call_state", lambda e: e["state"] == "CONFIRMED", timeout=15)
+        time.sleep(1.5)
+        served = {e["server"]: e["calls"] for e in master_health_of(the_lab)["application_endpoints"]}
+        assert sum(served.values()) == 1 and set(served) == set(IVR_SERVERS), served
+        assert caller.stats()["rx_packets"] >= 50, "no greeting"
+        caller.dtmf("2")
+        callee.wait_for("call_state", lambda e: e["state"] == "CONFIRMED", timeout=15)
+        time.sleep(2)
+        assert callee.stats()["rx_packets"] >= 50
+        served = {e["server"]: e["calls"] for e in master_health_of(the_lab)["application_endpoints"]}
+        assert sum(served.values()) == 0, f"the IVR server is still in the call: {served}"
+        caller.send("hangup")
+        callee.wait_for("call_state", lambda e: e["state"] == "DISCONNECTED", timeout=15)
+    finally:
+        caller.close()
+        callee.close()
+
+
 def test_call_through_the_vip(booted: Path, tmp_path: Path) -> None:
     phones = smoke.phones_for(tmp_path)
     outcome = smoke.start_call(phones, hold=2).finish(timeout=120)
@@ -140,8 +191,12 @@ def test_call_through_the_vip(booted: Path, tmp_path: Path) -> None:
 
 def master_health(phones) -> dict:
     """/health of the Call Manager holding the VIP (the one that has the calls)."""
+    return master_health_of(phones.lab)
+
+
+def master_health_of(the_lab: lab.Lab) -> dict:
     for address in ("198.18.0.11", "198.18.0.12", "198.18.0.13"):
-        shown = lab.in_ns(phones.lab.controller_ns, *lab.ssh_argv(address), "ip -4 -o addr show dev eth0",
+        shown = lab.in_ns(the_lab.controller_ns, *lab.ssh_argv(address), "ip -4 -o addr show dev eth0",
                           capture=True).stdout
         if " 198.18.0.10/" in shown:
             found = health(address)
