@@ -98,6 +98,20 @@ def test_media_server(host):
     assert any(line.split()[:1] == [variables["inventory_hostname"]] for line in servers.splitlines())
 
 
+def test_ivr_server(host):
+    only_in("ivr")(host)
+    service = host.service("pbx-ivr")
+    assert service.is_running and service.is_enabled
+    variables = host.ansible.get_variables()
+    assert host.socket(f"udp://{address(host)}:5090").is_listening
+    reported = health(host, 9062)
+    assert reported["status"] == "ok" and all(worker["up"] for worker in reported["workers"])
+    assert host.run(f"{VENV_PYTHON} -m pbx_services.provisioning.validate_config /etc/pbx/ivr.yml").rc == 0
+    assert host.run("systemd-analyze verify --man=no /etc/systemd/system/pbx-ivr.service").rc == 0
+    servers = host.check_output("pbx server list")
+    assert any(line.split()[:2] == [variables["inventory_hostname"], "ivr"] for line in servers.splitlines())
+
+
 def test_database(host):
     only_in("database")(host)
     service = host.service("postgresql")
@@ -106,6 +120,6 @@ def test_database(host):
 
 
 def test_pbx_processes_run_as_pbx(host):
-    if not groups(host) & {"callmanager", "media"}:
+    if not groups(host) & {"callmanager", "media", "ivr"}:
         pytest.skip("no PBX daemon here")
     assert {process.user for process in host.process.filter(comm="pbx")} == {"pbx"}
