@@ -1,6 +1,7 @@
 """What the benchmarks in bench/ share: logging, their errors, the child processes they
 start and stop by pid, the signals that stop a run, the CPU and UDP sockets read from
-/proc, and rtpengine's bencode.
+/proc, free ports, sipp's statistics and error files, the PBX's /metrics, and the
+reference servers they start (rtpengine with its NG protocol, Redis).
 
 The benchmarks are run as `python3 bench/NAME.py`, so this directory is on sys.path
 and they import it as `benchlib`. Python 3.11 stdlib only.
@@ -8,13 +9,18 @@ and they import it as `benchlib`. Python 3.11 stdlib only.
 
 from __future__ import annotations
 
+import csv
 import os
+import re
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
+import uuid
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -307,6 +313,12 @@ def free_tcp_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
+def free_udp_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
 class RedisServer(NamedTuple):
     proc: subprocess.Popen[bytes]
     port: int
@@ -334,3 +346,152 @@ def start_redis(procs: Processes, binary: str, host: str, workdir: Path) -> Redi
         if proc.poll() is not None or time.monotonic() > deadline:
             raise BenchError(f"redis-server did not answer PING on {host}:{port}:\n{tail(log_path)}")
         time.sleep(0.05)
+
+
+# ---------------------------------------------------------------- rtpengine
+
+
+def ng_request(host: str, port: int, command: dict[str, Any], timeout: float = 1.0) -> dict[str, Any] | None:
+    """One request of rtpengine's NG protocol (COOKIE SP bencoded dictionary) over UDP; its
+    reply, or None when none came within `timeout`."""
+    cookie = uuid.uuid4().hex[:12].encode()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        s.sendto(cookie + b" " + bencode(command), (host, port))
+        try:
+            data = s.recv(65535)
+        except (TimeoutError, ConnectionRefusedError):
+            return None
+    got, _, body = data.partition(b" ")
+    if got != cookie:
+        return None
+    reply = bdecode(body)
+    return reply if isinstance(reply, dict) else None
+
+
+class RtpengineServer(NamedTuple):
+    proc: subprocess.Popen[bytes]
+    ng_port: int
+    cmd: list[str]
+    log_path: Path
+    version: str
+
+
+def start_rtpengine(
+    procs: Processes,
+    binary: str,
+    host: str,
+    workdir: Path,
+    *,
+    ng_port: int,
+    port_min: int,
+    port_max: int,
+    threads: int,
+    options: tuple[str, ...] = (),
+) -> RtpengineServer:
+    """Debian's rtpengine, userspace only, its NG protocol on host:ng_port and its media on
+    ports port_min..port_max of host, `threads` worker threads and `options` besides, its log
+    in workdir/rtpengine.log; returns once it answers ping."""
+    cmd = [
+        binary,
+        "--config-file=none",  # not /etc/rtpengine/rtpengine.conf (kernel table, other ports)
+        "--table=-1",  # userspace forwarding only
+        f"--interface={host}",
+        f"--listen-ng={host}:{ng_port}",
+        f"--num-threads={threads}",
+        "--delete-delay=0",  # a deleted call frees its ports at once
+        f"--port-min={port_min}",
+        f"--port-max={port_max}",
+        *options,
+        "--foreground",
+        "--log-stderr",
+    ]
+    log_path = workdir / "rtpengine.log"
+    log(f"starting rtpengine: {shlex.join(cmd)}")
+    proc = procs.start("rtpengine", cmd, log_path=log_path, cwd=workdir)
+    deadline = time.monotonic() + 15
+    while (ng_request(host, ng_port, {"command": "ping"}, timeout=0.5) or {}).get("result") != "pong":
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise BenchError(f"rtpengine did not answer ping on {host}:{ng_port}:\n{tail(log_path)}")
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
+    return RtpengineServer(proc, ng_port, cmd, log_path, (version.stdout or version.stderr).strip())
+
+
+# ---------------------------------------------------------------- sipp's files
+
+SIPP_STAT_COLUMNS = (
+    "OutgoingCall(C)",
+    "IncomingCall(C)",
+    "SuccessfulCall(C)",
+    "FailedCall(C)",
+    "Retransmissions(C)",
+    "FailedMaxUDPRetrans(C)",
+    "FailedUnexpectedMessage(C)",
+    "FailedTimeoutOnRecv(C)",
+    "OutOfCallMsgs(C)",
+    "DeadCallMsgs(C)",
+    "Warnings(C)",
+    "FatalErrors(C)",
+)
+
+
+def read_sipp_stat(path: Path) -> dict[str, int]:
+    """Cumulative counters from the last row of a sipp -trace_stat CSV."""
+    try:
+        rows = list(csv.reader(path.read_text(errors="replace").splitlines(), delimiter=";"))
+    except OSError:
+        return {}
+    if len(rows) < 2:
+        return {}
+    header, last = rows[0], rows[-1]
+    counters = {}
+    for name, value in zip(header, last, strict=False):
+        if name in SIPP_STAT_COLUMNS:
+            try:
+                counters[name] = int(value)
+            except ValueError:
+                pass
+    return counters
+
+
+# sipp's -error_file: "The following events occurred:", then events that each start with
+# "DATE\tTIME\tEPOCH: " (and may span lines: a received message is quoted in full).
+SIPP_EVENT = re.compile(r"\d{4}-\d\d-\d\d\t[\d:.]+\t[\d.]+: ")
+
+
+def read_sipp_errors(path: Path, keep: int = 5) -> list[str]:
+    """The first events of a sipp error file, each cut to its first line, and how many there were."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    events = [e.strip() for e in SIPP_EVENT.split(text)[1:] if e.strip()]
+    summary = [e.splitlines()[0][:200] for e in events[:keep]]
+    if len(events) > keep:
+        summary.append(f"... {len(events)} events in all")
+    return summary
+
+
+# ---------------------------------------------------------------- the PBX's /metrics
+
+METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
+
+
+def pbx_metrics(host: str, http_port: int | None) -> dict[str, float]:
+    """A PBX daemon's /metrics as {'name{labels}': value} (empty when it does not answer)."""
+    if http_port is None:
+        return {}
+    try:
+        with urllib.request.urlopen(f"http://{host}:{http_port}/metrics", timeout=5) as response:
+            text = response.read().decode(errors="replace")
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        found = METRIC_LINE.match(line)
+        if found and not line.startswith("#"):
+            try:
+                out[found.group(1) + (found.group(2) or "")] = float(found.group(3))
+            except ValueError:
+                pass
+    return out

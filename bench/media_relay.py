@@ -75,6 +75,9 @@ from benchlib import (
     udp_sockets,
     wait_quiet,
 )
+from benchlib import (
+    start_rtpengine as start_rtpengine_server,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 GENERATOR_SRC = BENCH_DIR / "rtp_load.c"
@@ -403,30 +406,24 @@ def wait_pong(server: Server, timeout: float) -> dict[str, Any]:
 
 
 def start_rtpengine(procs: Processes, args: argparse.Namespace, workdir: Path) -> Server:
-    port = free_control_port()
-    cmd = [
+    rtpengine = start_rtpengine_server(
+        procs,
         args.rtpengine_bin,
-        "--config-file=none",  # not /etc/rtpengine/rtpengine.conf (kernel table, other ports)
-        "--table=-1",  # userspace forwarding only
-        f"--interface={HOST}",
-        f"--listen-ng={HOST}:{port}",
-        "--num-threads=1",
-        "--delete-delay=0",  # a deleted call frees its ports at once
-        f"--port-min={SERVER_PORTS['rtpengine'][0]}",
-        f"--port-max={SERVER_PORTS['rtpengine'][1]}",
-        "--foreground",
-        "--log-stderr",
-    ]
-    log_path = workdir / "rtpengine.log"
-    log(f"starting rtpengine: {shlex.join(cmd)}")
-    proc = procs.start("rtpengine", cmd, log_path=log_path, cwd=workdir)
-    server = Rtpengine("rtpengine", proc, log_path, ControlClient(port, bencode, bdecode))
+        HOST,
+        workdir,
+        ng_port=free_control_port(),
+        port_min=SERVER_PORTS["rtpengine"][0],
+        port_max=SERVER_PORTS["rtpengine"][1],
+        threads=1,
+    )
+    server = Rtpengine(
+        "rtpengine", rtpengine.proc, rtpengine.log_path, ControlClient(rtpengine.ng_port, bencode, bdecode)
+    )
     pong = wait_pong(server, 15.0)
-    version = subprocess.run([args.rtpengine_bin, "--version"], capture_output=True, text=True, timeout=10)
     server.info = {
-        "cmd": cmd,
-        "version": (version.stdout or version.stderr).strip(),
-        "control_port": port,
+        "cmd": rtpengine.cmd,
+        "version": rtpengine.version,
+        "control_port": rtpengine.ng_port,
         "ping": pong,
     }
     log(f"rtpengine answers ping ({server.info['version']})")

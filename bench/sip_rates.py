@@ -41,7 +41,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -54,15 +53,18 @@ from benchlib import (
     BenchError,
     Processes,
     Terminated,
-    bdecode,
-    bencode,
     cpu_ticks,
     free_tcp_port,
+    free_udp_port,
     ignore_stop_signals,
     log,
     machine_busy_ticks,
+    ng_request,
+    pbx_metrics,
     process_tree,
     raise_on_stop_signals,
+    read_sipp_errors,
+    read_sipp_stat,
     require_tools,
     tail,
     udp_sockets,
@@ -70,6 +72,9 @@ from benchlib import (
 )
 from benchlib import (
     start_redis as start_redis_server,
+)
+from benchlib import (
+    start_rtpengine as start_rtpengine_server,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -166,12 +171,6 @@ def memory_kb(root: int) -> dict[str, Any]:
         "pss_kb": sum(p["pss_kb"] for p in each),
         "each": each,
     }
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -412,65 +411,36 @@ def start_redis(procs: Processes, args: argparse.Namespace, workdir: Path) -> tu
     return Helper("redis", redis.port, redis.proc, redis.log_path, info), client
 
 
-def ng_request(port: int, command: dict[str, Any], timeout: float = 1.0) -> dict[str, Any] | None:
-    """One request of rtpengine's NG protocol (COOKIE SP bencoded dictionary) over UDP."""
-    cookie = uuid.uuid4().hex[:12].encode()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(timeout)
-        s.sendto(cookie + b" " + bencode(command), (HOST, port))
-        try:
-            data = s.recv(65535)
-        except (TimeoutError, ConnectionRefusedError):
-            return None
-    got, _, body = data.partition(b" ")
-    if got != cookie:
-        return None
-    reply = bdecode(body)
-    return reply if isinstance(reply, dict) else None
-
-
 RTPENGINE_TOTALS = ("managedsessions", "rejectedsessions", "regularterminatedsessions", "timeoutsessions")
 
 
 def rtpengine_totals(port: int) -> dict[str, int]:
     """rtpengine's session counters since it started (NG `statistics`)."""
-    reply = ng_request(port, {"command": "statistics"}, timeout=5.0) or {}
+    reply = ng_request(HOST, port, {"command": "statistics"}, timeout=5.0) or {}
     totals = reply.get("statistics", {}).get("totalstatistics", {})
     return {name: int(totals.get(name, 0)) for name in RTPENGINE_TOTALS}
 
 
 def start_rtpengine(procs: Processes, args: argparse.Namespace, workdir: Path) -> Helper:
-    port = free_udp_port()
     port_min, port_max = args.media_ports
-    cmd = [
+    # Kamailio pings rtpengine as it starts and leaves a silent one aside: it answers first.
+    rtpengine = start_rtpengine_server(
+        procs,
         args.rtpengine_bin,
-        "--config-file=none",  # not /etc/rtpengine/rtpengine.conf (kernel table, other ports)
-        "--table=-1",  # userspace forwarding only
-        f"--interface={HOST}",
-        f"--listen-ng={HOST}:{port}",
-        f"--num-threads={args.rtpengine_threads}",
-        "--delete-delay=0",  # a deleted call frees its ports at once
-        f"--port-min={port_min}",
-        f"--port-max={port_max}",
-        f"--log-level={args.rtpengine_log_level}",
-        "--foreground",
-        "--log-stderr",
-    ]
-    log_path = workdir / "rtpengine.log"
-    log(f"starting rtpengine: {shlex.join(cmd)}")
-    proc = procs.start("rtpengine", cmd, log_path=log_path, cwd=workdir)
-    # Kamailio pings rtpengine as it starts and leaves a silent one aside: it must answer first.
-    deadline = time.monotonic() + 15
-    while (ng_request(port, {"command": "ping"}, timeout=0.5) or {}).get("result") != "pong":
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise BenchError(f"rtpengine did not answer ping on {HOST}:{port}:\n{tail(log_path)}")
-    version = subprocess.run([args.rtpengine_bin, "--version"], capture_output=True, text=True, timeout=10)
+        HOST,
+        workdir,
+        ng_port=free_udp_port(HOST),
+        port_min=port_min,
+        port_max=port_max,
+        threads=args.rtpengine_threads,
+        options=(f"--log-level={args.rtpengine_log_level}",),
+    )
     return Helper(
         "rtpengine",
-        port,
-        proc,
-        log_path,
-        {"cmd": cmd, "version": (version.stdout or version.stderr).strip(), "ng_port": port},
+        rtpengine.ng_port,
+        rtpengine.proc,
+        rtpengine.log_path,
+        {"cmd": rtpengine.cmd, "version": rtpengine.version, "ng_port": rtpengine.ng_port},
     )
 
 
@@ -514,7 +484,7 @@ def start_kamailio(procs: Processes, args: argparse.Namespace, workdir: Path) ->
     rundir = workdir / "kamailio"
     rundir.mkdir()
     rtpengine = start_rtpengine(procs, args, workdir)
-    port = args.kamailio_port or free_udp_port()
+    port = args.kamailio_port or free_udp_port(HOST)
     pidfile = rundir / "kamailio.pid"
     cmd = [
         args.kamailio_bin,
@@ -596,7 +566,7 @@ def start_pbx(
         {
             "PBX_CALLMANAGER__WORKERS": str(variant.workers),
             "PBX_HTTP__PORT": str(http_port),
-            "PBX_MEDIA__CONTROL_PORT": str(free_udp_port()),
+            "PBX_MEDIA__CONTROL_PORT": str(free_udp_port(HOST)),
             "PBX_MEDIA__PORT_MIN": str(port_min),
             "PBX_MEDIA__PORT_MAX": str(port_max),
         }
@@ -630,7 +600,7 @@ def start_pbx(
     )
     import_seconds = time.monotonic() - started
 
-    port = args.pbx_port or free_udp_port()
+    port = args.pbx_port or free_udp_port(HOST)
     cmd = [*pbx, "allinone", "--data-dir", str(datadir), "--host", HOST, "--sip-port", str(port)]
     settings = " ".join(f"{k}={v}" for k, v in pbx_env.items())
     log(f"starting PBX ({variant.label}) on {HOST}:{port}: {settings} {shlex.join(cmd)}")
@@ -680,33 +650,9 @@ def stop_server(procs: Processes, server: Server) -> None:
 # ---------------------------------------------------------------- the PBX's /metrics
 
 
-METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
-
-
-def pbx_metrics(http_port: int | None) -> dict[str, float]:
-    """The PBX's /metrics as {'name{labels}': value} (empty when it does not answer)."""
-    if http_port is None:
-        return {}
-    try:
-        with urllib.request.urlopen(f"http://{HOST}:{http_port}/metrics", timeout=5) as response:
-            text = response.read().decode(errors="replace")
-    except OSError:
-        return {}
-    out = {}
-    for line in text.splitlines():
-        found = METRIC_LINE.match(line)
-        if found and not line.startswith("#"):
-            try:
-                out[found.group(1) + (found.group(2) or "")] = float(found.group(3))
-            except ValueError:
-                pass
-    return out
-
-
 def workers_up(http_port: int) -> list[str]:
-    return [
-        k for k, v in pbx_metrics(http_port).items() if k.startswith("pbx_callmanager_worker_up{") and v == 1
-    ]
+    metrics = pbx_metrics(HOST, http_port)
+    return [k for k, v in metrics.items() if k.startswith("pbx_callmanager_worker_up{") and v == 1]
 
 
 # The outcomes of pbx_sip_messages_total that are the normal course of things.
@@ -749,7 +695,7 @@ def settled_metrics(server: Server) -> dict[str, float]:
     if server.http_port is None:
         return {}
     time.sleep(1.5 if server.reuseport_workers > 1 else 0.0)
-    return pbx_metrics(server.http_port)
+    return pbx_metrics(HOST, server.http_port)
 
 
 # ---------------------------------------------------------------- sipp
@@ -783,59 +729,6 @@ class SippResult:
     @property
     def retransmissions(self) -> int:
         return self.counters.get("Retransmissions(C)", 0)
-
-
-STAT_COLUMNS = (
-    "OutgoingCall(C)",
-    "IncomingCall(C)",
-    "SuccessfulCall(C)",
-    "FailedCall(C)",
-    "Retransmissions(C)",
-    "FailedMaxUDPRetrans(C)",
-    "FailedUnexpectedMessage(C)",
-    "FailedTimeoutOnRecv(C)",
-    "OutOfCallMsgs(C)",
-    "DeadCallMsgs(C)",
-    "Warnings(C)",
-    "FatalErrors(C)",
-)
-
-
-def read_stat(path: Path) -> dict[str, int]:
-    """Cumulative counters from the last row of a sipp -trace_stat CSV."""
-    try:
-        rows = list(csv.reader(path.read_text(errors="replace").splitlines(), delimiter=";"))
-    except OSError:
-        return {}
-    if len(rows) < 2:
-        return {}
-    header, last = rows[0], rows[-1]
-    counters = {}
-    for name, value in zip(header, last, strict=False):
-        if name in STAT_COLUMNS:
-            try:
-                counters[name] = int(value)
-            except ValueError:
-                pass
-    return counters
-
-
-# sipp's -error_file: "The following events occurred:", then events that each start with
-# "DATE\tTIME\tEPOCH: " (and may span lines: a received message is quoted in full).
-SIPP_EVENT = re.compile(r"\d{4}-\d\d-\d\d\t[\d:.]+\t[\d.]+: ")
-
-
-def read_errors(path: Path, keep: int = 5) -> list[str]:
-    """The first events of a sipp error file, each cut to its first line, and how many there were."""
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return []
-    events = [e.strip() for e in SIPP_EVENT.split(text)[1:] if e.strip()]
-    summary = [e.splitlines()[0][:200] for e in events[:keep]]
-    if len(events) > keep:
-        summary.append(f"... {len(events)} events in all")
-    return summary
 
 
 def open_calls_limit(wanted: int) -> int:
@@ -919,7 +812,7 @@ class Sipp:
             log(f"sipp (pid {proc.pid}) still running after {timeout:.0f} s: stopping it")
         wall = time.monotonic() - started
         self.procs.stop(proc)
-        return SippResult(proc.returncode, wall, read_stat(stat), read_errors(err))
+        return SippResult(proc.returncode, wall, read_sipp_stat(stat), read_sipp_errors(err))
 
     def run(
         self,
@@ -1100,7 +993,7 @@ def register_ramp(
         result = sipp.run(
             "register_auth.xml",
             remote_port=server.port,
-            local_port=free_udp_port(),
+            local_port=free_udp_port(HOST),
             extra=[
                 *SOCKET_PER_CALL,
                 "-inf",
@@ -1139,14 +1032,14 @@ def callee_ports(server: Server, count: int) -> list[int]:
     that the callees' answers spread over the workers evenly, as many phones' would."""
     workers = server.reuseport_workers
     if workers <= 1:
-        return [free_udp_port() for _ in range(count)]
+        return [free_udp_port(HOST) for _ in range(count)]
     wanted = Counter(k % workers for k in range(count))
     ports: dict[int, list[int]] = {}
     spare: list[int] = []
     for _ in range(50 * count):
         if all(len(ports.get(w, [])) >= n for w, n in wanted.items()):
             break
-        port = free_udp_port()
+        port = free_udp_port(HOST)
         worker = worker_of_port(server, port)
         if worker is not None and len(ports.get(worker, [])) < wanted.get(worker, 0):
             ports.setdefault(worker, []).append(port)
@@ -1236,7 +1129,7 @@ def call_ramp(
         proc, stat, err, started = sipp.start(
             "uac_auth_sdp.xml",
             remote_port=server.port,
-            local_port=free_udp_port(),
+            local_port=free_udp_port(HOST),
             extra=[
                 *SOCKET_PER_CALL,
                 "-inf",
@@ -1326,7 +1219,7 @@ def memory_phase(
         return sipp.run(
             "register_auth.xml",
             remote_port=server.port,
-            local_port=free_udp_port(),
+            local_port=free_udp_port(HOST),
             extra=[
                 *SOCKET_PER_CALL,
                 "-inf",
