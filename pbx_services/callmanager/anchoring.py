@@ -33,7 +33,7 @@ class SdpOrigin:
             (media.connection for media in description.media if media.connection), None)
         address = connection.address if connection is not None else description.origin.address
         unversioned = replace(description, origin=replace(description.origin, username="-", session_id="0",
-                                                          session_version="0")).serialize()
+                                                          session_version="0", address=address)).serialize()
         if unversioned == self.last_content and self.last_sent is not None:
             return self.last_sent
         if self.last_content is not None:
