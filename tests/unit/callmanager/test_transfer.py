@@ -203,7 +203,7 @@ def test_calls_to_menus_are_spread_over_the_ivr_workers(pbx: Pbx, alice: Phone, 
 
 
 def test_a_silent_ivr_worker_is_suspected_and_the_call_goes_to_the_other(
-        pbx: Pbx, alice: Phone, ivr1: Phone, ivr2: Phone) -> None:
+        pbx: Pbx, alice: Phone, ivr1: Phone, ivr2: Phone, caplog: pytest.LogCaptureFixture) -> None:
     _, silent, first = dial(alice, ivr1, ivr2)
     other = the_other(silent, ivr1, ivr2)
     other.assert_silent()
@@ -219,9 +219,22 @@ def test_a_silent_ivr_worker_is_suspected_and_the_call_goes_to_the_other(
     assert retried.body == first.body
     [endpoint] = [e for e in pbx.core.app_servers.endpoints.values() if e.address == silent.address]
     assert endpoint.misses >= 1
+    assert f"ivr endpoint {endpoint}: did not answer a call" in caplog.text
     other.send(other.respond(retried, 200, to_tag="ivr-tag", body=IVR_SDP))
     assert alice.pop_response(200).status_code == 200
     assert pbx.cdrs == []
+
+
+def test_an_ivr_worker_that_says_trying_is_given_its_time(pbx: Pbx, alice: Phone, ivr1: Phone,
+                                                          ivr2: Phone) -> None:
+    _, slow, invite = dial(alice, ivr1, ivr2)
+    slow.send(slow.respond(invite, 100))
+
+    advance(pbx, 3, ivr1, ivr2)
+
+    assert not [r for r in the_other(slow, ivr1, ivr2).inbox if isinstance(r.message, SipRequest)]
+    slow.send(slow.respond(invite, 200, to_tag="ivr-tag", body=IVR_SDP))
+    assert alice.pop_response(200).status_code == 200
 
 
 def test_a_503_from_one_ivr_worker_sends_the_call_to_the_other(
