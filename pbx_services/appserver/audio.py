@@ -48,6 +48,9 @@ NO_FAST_PATH = -1
 _HEADER = struct.Struct("!BBHII")
 
 
+_ANSWER_DIRECTION = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
+
+
 class NegotiationFailed(RemoteProtocolError):
     """The offer has no audio stream we can take: 488 Not Acceptable Here."""
 
@@ -64,6 +67,9 @@ class Negotiated:
     remote: Address
     sending: bool
     """The other side wants our audio (not on hold: sendrecv or recvonly)."""
+    answer_direction: str = "sendrecv"
+    """Ours in the answer (RFC 3264 6.1): sendonly is answered recvonly, recvonly sendonly,
+    inactive inactive."""
 
 
 def negotiate(offer: bytes) -> tuple[Negotiated, MediaDescription]:
@@ -85,7 +91,8 @@ def negotiate(offer: bytes) -> tuple[Negotiated, MediaDescription]:
         direction = sdp.media_direction(index).value
         return Negotiated(codec=codec, payload_type=payload_type, clock_rate=rtpmap[payload_type].clock_rate,
                           event_payload_type=event, remote=(connection.address, media.port),
-                          sending=direction in ("sendrecv", "recvonly")), media
+                          sending=direction in ("sendrecv", "recvonly"),
+                          answer_direction=_ANSWER_DIRECTION[direction]), media
     raise NegotiationFailed("no audio stream with a codec we take (" + ", ".join(ours) + ")")
 
 
@@ -105,7 +112,7 @@ def answer_sdp(negotiated: Negotiated, offered: MediaDescription, *, address: st
         attributes.append(("rtpmap", f"{negotiated.event_payload_type} telephone-event/8000"))
         attributes.append(("fmtp", f"{negotiated.event_payload_type} 0-16"))
     attributes.append(("ptime", "20"))
-    attributes.append(("sendrecv", None))
+    attributes.append((negotiated.answer_direction, None))
     answer = SessionDescription(
         origin=origin, session_name="pbx", connection=Connection.for_address(address),
         media=[MediaDescription(media="audio", port=port, proto=offered.proto, formats=formats,

@@ -1,7 +1,7 @@
 """The application servers (IVR, queue, meeting) a Call Manager sends calls to: health, load, choice.
 
 Every worker of a server's row is one endpoint (`host:port + i`). Each is probed with a SIP
-OPTIONS every `probe_interval` seconds; one that does not answer within the interval
+OPTIONS every `probe_interval` seconds; one that does not answer 2xx within the interval
 misses, and after `down_after` misses in a row it is down; after `up_after` answers in a
 row it is up again (Kamailio dispatcher semantics). A call that found an endpoint silent
 counts as a miss too (`suspect`), so a dead server leaves the rotation on the first call
@@ -58,6 +58,8 @@ class AppEndpoint:
     """The calls it holds now (the B2BUA's objects)."""
     removed: bool = False
     last_probe_rtt: float | None = None
+    failure: str = "no answer to SIP OPTIONS"
+    """What its last miss was, for the down event's reason."""
 
     @property
     def available(self) -> bool:
@@ -163,15 +165,19 @@ class AppServerPool:
         self._probes[endpoint.address] = tx
 
         def on_response(response: SipResponse, t: float) -> None:
-            if self._probes.get(endpoint.address) is not tx or response.status_code == 408:  # 408: timed out
-                return
+            if self._probes.get(endpoint.address) is not tx or response.status_code == 408:
+                return  # our own transaction's timeout: the next probe counts the miss
             del self._probes[endpoint.address]
             endpoint.last_probe_rtt = t - now
-            self._answered(endpoint, t)
+            if 200 <= response.status_code < 300:
+                self._answered(endpoint, t)
+            else:  # alive but refusing (503 while overloaded or stopping): no calls for it
+                self._missed(endpoint, t, f"SIP OPTIONS answered {response.status_code} {response.reason}")
 
         tx.user_data = on_response
 
-    def _missed(self, endpoint: AppEndpoint, now: float) -> None:
+    def _missed(self, endpoint: AppEndpoint, now: float, failure: str = "no answer to SIP OPTIONS") -> None:
+        endpoint.failure = failure
         endpoint.answers = 0
         endpoint.misses += 1
         if endpoint.up and endpoint.misses >= self.settings.down_after:
@@ -195,7 +201,7 @@ class AppServerPool:
         self._server_up[endpoint.server] = up
         addresses = ", ".join(f"{e.address[0]}:{e.address[1]}" for e in endpoints)
         why = (f"answers SIP OPTIONS again at {addresses}" if up else
-               f"no answer to SIP OPTIONS at {addresses} ({self.settings.down_after} probes missed)")
+               f"{endpoint.failure} at {addresses} ({self.settings.down_after} probes missed)")
         self._on_server_state(endpoint.server, endpoint.role, up, why, now)
 
     def server_up(self, name: str) -> bool:

@@ -22,8 +22,8 @@ def add_commands(subparsers: Subparsers) -> None:
         "allinone",
         parents=[data_dir_option()],
         help="run every role in one process, in the foreground",
-        description="Run every PBX role in one process (the Call Manager, a media server and an IVR server) on the data "
-        "directory's configuration, until SIGINT or SIGTERM.",
+        description="Run every PBX role in one process (the Call Manager, a media server and an IVR server) "
+        "on the data directory's configuration, until SIGINT or SIGTERM.",
     )
     allinone.add_argument("--host", help="address to listen on (overrides sip.host)")
     allinone.add_argument("--sip-port", type=int, metavar="PORT", help="SIP port (overrides sip.port)")

@@ -225,9 +225,6 @@ def test_hold_is_read_from_the_offers_direction(body: bytes, sending: bool) -> N
     assert negotiated(body).sending is sending
 
 
-@pytest.mark.xfail(strict=True, reason="answer_sdp always answers a=sendrecv; RFC 3264 6.1 wants "
-                                       "recvonly (or inactive) to sendonly, inactive to inactive, "
-                                       "sendonly to recvonly")
 @pytest.mark.parametrize(("direction", "answered"), [
     ("sendonly", b"a=recvonly"), ("inactive", b"a=inactive"), ("recvonly", b"a=sendonly")])
 def test_the_answer_to_a_hold_offer_mirrors_its_direction(direction: str, answered: bytes) -> None:

@@ -172,6 +172,18 @@ def test_an_endpoint_is_down_after_two_missed_probes_and_told_once(h: Harness) -
                for at, destination, request in h.probed if request.call_id == h.probed[0][2].call_id)
 
 
+def test_an_endpoint_answering_503_is_down_as_if_silent(h: Harness) -> None:
+    h.update(server("ivr1", IVR1[0]))
+    for _ in range(2):
+        h.advance(1)
+        *_, (_, destination, probe) = h.probed
+        h.answer(probe, destination, status="503 Service Unavailable")
+
+    assert not h.endpoint(IVR1).up
+    assert h.changes[-1][2:4] == (
+        False, "SIP OPTIONS answered 503 Service Unavailable at 192.0.2.81:5070 (2 probes missed)")
+
+
 def test_a_dead_server_is_down_two_probes_after_it_is_added(h: Harness) -> None:
     h.update(server("ivr1", IVR1[0]))
 
