@@ -28,6 +28,7 @@ from ..sip.message import SipRequest, SipResponse
 from ..sip.stack import SERVER_NAME, SipStack
 from ..sip.transaction import ClientTransaction, make_tag
 from ..sip.uri import SipUri
+from .liveness import Liveness
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class ProbeSettings:
 
 
 @dataclass(eq=False)
-class AppEndpoint:
+class AppEndpoint(Liveness):
     """One worker of an application server, as the Call Manager sees it."""
 
     server: str
@@ -178,18 +179,12 @@ class AppServerPool:
 
     def _missed(self, endpoint: AppEndpoint, now: float, failure: str = "no answer to SIP OPTIONS") -> None:
         endpoint.failure = failure
-        endpoint.answers = 0
-        endpoint.misses += 1
-        if endpoint.up and endpoint.misses >= self.settings.down_after:
-            endpoint.up = False
+        if endpoint.count_miss(self.settings.down_after):
             log.warning("%s endpoint %s is down after %d misses", endpoint.role, endpoint, endpoint.misses)
             self._server_changed(endpoint, now)
 
     def _answered(self, endpoint: AppEndpoint, now: float) -> None:
-        endpoint.misses = 0
-        endpoint.answers += 1
-        if not endpoint.up and endpoint.answers >= self.settings.up_after:
-            endpoint.up = True
+        if endpoint.count_answer(self.settings.up_after):
             log.info("%s endpoint %s is up again", endpoint.role, endpoint)
             self._server_changed(endpoint, now)
 

@@ -24,6 +24,7 @@ from typing import Any
 from ..cluster.media_control import RESULT_PONG, ControlMessage, ControlProtocolError, reply, request
 from ..cluster.servers import ServerEntry
 from ..runtime.timers import Timer, TimerQueue
+from .liveness import Liveness
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class PoolSettings:
 
 
 @dataclass(eq=False)
-class MediaEndpoint:
+class MediaEndpoint(Liveness):
     """One media worker, as the Call Manager sees it."""
 
     server: str
@@ -231,21 +232,16 @@ class MediaPool:
             pending.on_reply(None, now)
 
     def _missed(self, endpoint: MediaEndpoint, now: float) -> None:
-        endpoint.answers = 0
-        endpoint.misses += 1
-        if endpoint.up and endpoint.misses >= self.down_after:
-            endpoint.up = False
+        if endpoint.count_miss(self.down_after):
             log.warning("media endpoint %s is down after %d missed pings", endpoint, endpoint.misses)
             self._on_lost(endpoint, now)
 
     def _answered(self, endpoint: MediaEndpoint, boot_id: str, now: float) -> None:
-        endpoint.misses = 0
-        endpoint.answers += 1
+        came_back = endpoint.count_answer(self.up_after)
         restarted = endpoint.boot_id is not None and boot_id != endpoint.boot_id
         endpoint.boot_id = boot_id
         if restarted and endpoint.calls:
             log.warning("media endpoint %s restarted: its %d calls are gone", endpoint, len(endpoint.calls))
             self._on_lost(endpoint, now)
-        if not endpoint.up and endpoint.answers >= self.up_after:
-            endpoint.up = True
+        if came_back:
             log.info("media endpoint %s is up again", endpoint)
