@@ -48,7 +48,8 @@ NO_FAST_PATH = -1
 _HEADER = struct.Struct("!BBHII")
 
 
-_ANSWER_DIRECTION = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
+_ANSWER_DIRECTION = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly",
+                     "inactive": "inactive"}
 
 
 class NegotiationFailed(RemoteProtocolError):

@@ -18,7 +18,7 @@ from typing import Any
 from prometheus_client.registry import Collector
 
 from ..cluster.config import AppServerConfig
-from ..media.ports import PortAllocator
+from ..rtp.ports import PortAllocator
 from ..runtime.driver import CoreDriver
 from ..sip.stack import SipStack
 from ..sip.transaction import TransactionLayer

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 
 from ..cluster.config import PbxConfig
+from ..rtp.ports import worker_ports_problem
 from ..runtime import daemon
 from ..runtime.supervisor import worker_count
-from .ports import worker_port_ranges
 from .supervisor import MediaSupervisor
 
 ROLE = "media"
@@ -17,17 +17,11 @@ def run(config: PbxConfig) -> int:
     """Run the media server in the foreground until SIGINT/SIGTERM; the exit status."""
     media = config.media
     workers = worker_count(media.workers)
-    try:
-        worker_port_ranges(media.port_min, media.port_max, workers)
-    except ValueError as exc:
-        print(f"pbx {ROLE}: config error: media.port_max: {exc}", file=sys.stderr)
-        return 1
-    if media.control_port + workers - 1 > 65535:
-        print(
-            f"pbx {ROLE}: config error: media.control_port: {media.control_port} + {workers} workers "
-            "goes past port 65535",
-            file=sys.stderr,
-        )
+    problem = worker_ports_problem(section="media", first_port_key="control_port",
+                                   first_port=media.control_port, workers=workers, port_min=media.port_min,
+                                   port_max=media.port_max)
+    if problem is not None:
+        print(f"pbx {ROLE}: config error: {problem}", file=sys.stderr)
         return 1
     return daemon.run(role=ROLE, log_level=config.log.level, http=config.http,
                       components=lambda: [MediaSupervisor(config=config, workers=workers)])

@@ -34,6 +34,7 @@ from ..cluster.media_control import (
     error_reply,
     request,
 )
+from ..rtp.ports import PortAllocator
 from .negotiation import (
     NegotiationError,
     StreamInfo,
@@ -46,7 +47,6 @@ from .negotiation import (
     stream_info,
 )
 from .playback import Playback, PlaybackError, file_frames, tone_frames
-from .ports import PortAllocator
 from .recording import CallRecorder, recording_path
 from .relay import Datagram, RtpRelay
 from .session import NO_FAST_PATH, Address, Call, Leg

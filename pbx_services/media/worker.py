@@ -17,10 +17,10 @@ from typing import Any
 from prometheus_client.registry import Collector
 
 from ..cluster.config import MediaConfig, PbxConfig
+from ..rtp.ports import worker_port_ranges
 from ..runtime.driver import CoreDriver
 from ..runtime.supervisor import worker_count
 from ..transport.rtp import ControlSocket, RtpPorts
-from .ports import worker_port_ranges
 from .server import MediaServer
 from .session import Address, Leg
 

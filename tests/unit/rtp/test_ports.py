@@ -1,10 +1,10 @@
-"""Tests for pbx_services/media/ports.py."""
+"""Tests for pbx_services/rtp/ports.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from pbx_services.media.ports import PortAllocator, worker_port_ranges
+from pbx_services.rtp.ports import PortAllocator, worker_port_ranges
 
 
 def test_allocator_hands_out_even_ports_until_none_is_left() -> None:

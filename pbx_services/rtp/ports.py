@@ -1,4 +1,5 @@
-"""The RTP ports of one media worker: even ports for RTP, the odd one after each for RTCP."""
+"""RTP ports of one worker (even ports for RTP, the odd one after each for RTCP), and their
+share-out among the workers of a media or application server."""
 
 from __future__ import annotations
 
@@ -57,3 +58,16 @@ class PortAllocator:
             raise ValueError(f"port {port} is not allocated")
         self._in_use.remove(port)
         self._free.append(port)
+
+
+def worker_ports_problem(*, section: str, first_port_key: str, first_port: int, workers: int, port_min: int,
+                         port_max: int) -> str | None:
+    """What is wrong with giving `workers` workers a port each from `first_port` and a share of
+    [port_min, port_max] (a config error naming the key), or None."""
+    try:
+        worker_port_ranges(port_min, port_max, workers)
+    except ValueError as exc:
+        return f"{section}.port_max: {exc}"
+    if first_port + workers - 1 > 65535:
+        return f"{section}.{first_port_key}: {first_port} + {workers} workers goes past port 65535"
+    return None
