@@ -72,7 +72,8 @@ class CallManagerSupervisor:
                 "state_store": self.state.description if self.state is not None else None,
                 "registered_contacts": registered,
                 "active_calls": sum(worker["calls"] or 0 for worker in workers),  # type: ignore[misc]
-                "media_endpoints": _media_endpoints(reporting, reports),
+                "media_endpoints": _endpoints("media_endpoints", reporting, reports),
+                "application_endpoints": _endpoints("application_endpoints", reporting, reports),
                 # The workers look at the same host: the first one up tells whether it holds the VIP.
                 "holds_sip_address": reporting.get("holds_sip_address"),
                 "workers": workers}
@@ -123,13 +124,13 @@ class _WorkersCollector(Collector):
                 pass
 
 
-def _media_endpoints(reporting: dict[str, Any], reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The media endpoints as `reporting` sees them, each with the calls of every worker on it
-    (a worker counts only the calls it holds)."""
+def _endpoints(kind: str, reporting: dict[str, Any], reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The media or application endpoints (`kind`) as `reporting` sees them, each with the calls
+    of every worker on it (a worker counts only the calls it holds)."""
     calls: dict[tuple[str, str], int] = {}
     for report in reports:
-        for endpoint in report.get("media_endpoints", []):
+        for endpoint in report.get(kind, []):
             key = (endpoint["server"], endpoint["address"])
             calls[key] = calls.get(key, 0) + int(endpoint["calls"])
     return [{**endpoint, "calls": calls.get((endpoint["server"], endpoint["address"]), 0)}
-            for endpoint in reporting.get("media_endpoints", [])]
+            for endpoint in reporting.get(kind, [])]
