@@ -192,6 +192,26 @@ def cpu_ticks(pids: list[int]) -> int:
     return sum(stat_ticks(f"/proc/{pid}/stat") or 0 for pid in pids)
 
 
+def thread_ticks(pids: list[int]) -> dict[str, int]:
+    """utime + stime of each thread of pids, by "pid/tid name"."""
+    out = {}
+    for pid in pids:
+        try:
+            tids = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            ticks = stat_ticks(f"/proc/{pid}/task/{tid}/stat")
+            try:
+                with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                    name = f.read().strip()
+            except OSError:
+                name = "?"
+            if ticks is not None:
+                out[f"{pid}/{tid} {name}"] = ticks
+    return out
+
+
 def machine_busy_ticks() -> int:
     """CPU time (clock ticks, all CPUs) the machine spent not idle, from /proc/stat."""
     with open("/proc/stat") as f:

@@ -70,8 +70,8 @@ from benchlib import (
     process_tree,
     raise_on_stop_signals,
     require_tools,
-    stat_ticks,
     tail,
+    thread_ticks,
     udp_sockets,
     wait_quiet,
 )
@@ -122,26 +122,6 @@ MACHINE_FULL_FRACTION = 0.9
 LATE_MS = 200
 
 # ---------------------------------------------------------------- processes
-
-
-def thread_ticks(pids: list[int]) -> dict[str, int]:
-    """utime + stime of each thread of pids, by "pid/tid name"."""
-    out = {}
-    for pid in pids:
-        try:
-            tids = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            continue
-        for tid in tids:
-            ticks = stat_ticks(f"/proc/{pid}/task/{tid}/stat")
-            try:
-                with open(f"/proc/{pid}/task/{tid}/comm") as f:
-                    name = f.read().strip()
-            except OSError:
-                name = "?"
-            if ticks is not None:
-                out[f"{pid}/{tid} {name}"] = ticks
-    return out
 
 
 def bind_control_port(sock: socket.socket) -> int:
