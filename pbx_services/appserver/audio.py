@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import secrets
 import struct
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,24 +123,31 @@ def answer_sdp(negotiated: Negotiated, offered: MediaDescription, *, address: st
 
 
 class EncodedPrompts:
-    """G.711 encodings of the prompts playing now, shared by the calls that play them."""
+    """G.711 encodings of the prompts, shared by the calls that play them, for as long as the
+    prompt's array lives (the catalogue's cache or a call playing it holds it)."""
 
-    def __init__(self, limit: int = 256) -> None:
-        self._encoded: dict[tuple[int, str], tuple[npt.NDArray[np.int16], bytes]] = {}
-        self._limit = limit
+    def __init__(self) -> None:
+        self._encoded: dict[tuple[int, str], tuple[weakref.ref[npt.NDArray[np.int16]], bytes]] = {}
 
     def get(self, samples: npt.NDArray[np.int16], codec: str) -> bytes | None:
         if codec not in ("PCMU", "PCMA"):
             return None
         key = (id(samples), codec)
         found = self._encoded.get(key)
-        if found is not None and found[0] is samples:
+        if found is not None and found[0]() is samples:
             return found[1]
         encoded = ulaw_encode(samples) if codec == "PCMU" else alaw_encode(samples)
-        if len(self._encoded) >= self._limit:
-            self._encoded.pop(next(iter(self._encoded)))
-        self._encoded[key] = (samples, encoded)  # the array is kept, so its id is not reused
+        self._encoded[key] = (weakref.ref(samples, lambda dead: self._forget(key, dead)), encoded)
         return encoded
+
+    def _forget(self, key: tuple[int, str], dead: weakref.ref[npt.NDArray[np.int16]]) -> None:
+        # The id of a dead array may be another's already: only its own entry goes.
+        found = self._encoded.get(key)
+        if found is not None and found[0] is dead:
+            del self._encoded[key]
+
+    def __len__(self) -> int:
+        return len(self._encoded)
 
 
 @dataclass(eq=False)

@@ -183,14 +183,19 @@ class AppServerCore:
                         and _open(event.transaction):
                     self.stack.respond(event.transaction, exc.status_code, now=now)
 
-    def receive_rtp(self, audio: CallAudio, data: bytes, source: Address, now: float) -> None:
+    def receive_rtp(self, audio: CallAudio, data: bytes, source: Address, now: float) -> bool:
+        """One RTP datagram of a call; whether it carried digits for the application (then
+        there may be SIP to send and timers to arm)."""
         audio.receive(data, source, now)
         digits = audio.take_digits()
-        if digits:
-            call = self._by_port.get(audio.port)
-            if call is not None and call.active:
-                self.counters["digits"] += len(digits)
-                self.application.digits(call, digits, now)
+        if not digits:
+            return False
+        call = self._by_port.get(audio.port)
+        if call is None or not call.active:
+            return False
+        self.counters["digits"] += len(digits)
+        self.application.digits(call, digits, now)
+        return True
 
     def tick_media(self, now: float) -> None:
         """The 20 ms tick: the frames due of every prompt that plays."""

@@ -113,8 +113,8 @@ class AppServerWorker:
 
     def _on_rtp(self, audio: CallAudio, data: bytes, source: Address) -> None:
         assert self.core is not None and self._driver is not None
-        self.core.receive_rtp(audio, data, source, self._driver.now())
-        self._driver.after_core_ran()
+        if self.core.receive_rtp(audio, data, source, self._driver.now()):
+            self._driver.after_core_ran()
 
     def _schedule_tick(self, loop: asyncio.AbstractEventLoop) -> None:
         self._tick_at += FRAME_SECONDS

@@ -7,6 +7,7 @@ the media server's rewrite of such an offer, with the same codecs) and a few wri
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -390,6 +391,21 @@ def test_g711_prompts_are_encoded_once_and_shared_by_the_calls_playing_them() ->
         audio.play([greeting], START)
         sent.append(b"".join(p.payload for p in play_to_the_end(audio)))
     assert sent == [ulaw_encode(greeting), ulaw_encode(greeting), alaw_encode(greeting)]
+
+
+def test_a_prompts_encodings_go_with_its_array() -> None:
+    """The catalogue hands out a new array when a prompt changes: the old one's encodings
+    must not stay behind (a worker would keep one per reload)."""
+    prompts = EncodedPrompts()
+    greeting = tone(480)
+    prompts.get(greeting, "PCMU")
+    prompts.get(greeting, "PCMA")
+    assert len(prompts) == 2
+
+    del greeting
+    gc.collect()
+
+    assert len(prompts) == 0
 
 
 def test_symmetric_rtp_prompts_go_where_the_callers_packets_come_from() -> None:

@@ -252,6 +252,16 @@ def test_prompt_is_kept_for_the_ttl(
     np.testing.assert_array_equal(catalog.prompt(DOMAIN, "hello", TTL), samples(2))
 
 
+def test_an_unchanged_prompt_is_the_same_array_after_the_ttl(engine: Engine,
+                                                               tenant_ids: dict[str, int]) -> None:
+    """The same audio read again is the array the worker already encoded (appserver.audio)."""
+    add_prompt(engine, tenant_ids[DOMAIN], "hello", b"\x01\x00")
+    catalog = MenuCatalog(engine, ttl=TTL)
+    first = catalog.prompt(DOMAIN, "hello", 0.0)
+
+    assert catalog.prompt(DOMAIN, "hello", TTL) is first
+
+
 def test_prompt_cache_is_bounded_by_bytes(
         engine: Engine, tenant_ids: dict[str, int], statements: Statements) -> None:
     for name in ("a", "b", "c"):
