@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..cluster.models import ServerRole
 from ..cluster.servers import ServerEntry
@@ -28,7 +27,7 @@ from ..sip.message import SipRequest, SipResponse
 from ..sip.stack import SERVER_NAME, SipStack
 from ..sip.transaction import ClientTransaction, make_tag
 from ..sip.uri import SipUri
-from .liveness import Liveness
+from .endpoint import Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -43,35 +42,13 @@ class ProbeSettings:
 
 
 @dataclass(eq=False)
-class AppEndpoint(Liveness):
+class AppEndpoint(Endpoint):
     """One worker of an application server, as the Call Manager sees it."""
 
-    server: str
-    role: ServerRole
-    address: EndpointAddress
-    weight: int
-    enabled: bool
-    up: bool = True
-    """Taken as up until probes say otherwise, so that calls work from the first second."""
-    misses: int = 0
-    answers: int = 0
-    calls: set[Any] = field(default_factory=set)
-    """The calls it holds now (the B2BUA's objects)."""
-    removed: bool = False
+    role: ServerRole = field(kw_only=True)
     last_probe_rtt: float | None = None
     failure: str = "no answer to SIP OPTIONS"
     """What its last miss was, for the down event's reason."""
-
-    @property
-    def available(self) -> bool:
-        return self.up and self.enabled and not self.removed
-
-    @property
-    def load(self) -> float:
-        return len(self.calls) / self.weight
-
-    def __str__(self) -> str:
-        return f"{self.server} {self.address[0]}:{self.address[1]}"
 
 
 ServerStateCallback = Callable[[str, ServerRole, bool, str, float], None]
@@ -104,8 +81,8 @@ class AppServerPool:
                 endpoint = self.endpoints.get(address)
                 if endpoint is None:
                     log.info("%s endpoint %s:%s of server %s added", server.role, *address, server.name)
-                    endpoint = self.endpoints[address] = AppEndpoint(server.name, server.role, address,
-                                                                     server.weight, server.enabled)
+                    endpoint = self.endpoints[address] = AppEndpoint(server.name, address, server.weight,
+                                                                     server.enabled, role=server.role)
                     self._server_up.setdefault(server.name, True)
                 endpoint.server, endpoint.role, endpoint.weight = server.name, server.role, server.weight
                 endpoint.enabled = server.enabled

@@ -18,13 +18,13 @@ import itertools
 import logging
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..cluster.media_control import RESULT_PONG, ControlMessage, ControlProtocolError, reply, request
 from ..cluster.servers import ServerEntry
 from ..runtime.timers import Timer, TimerQueue
-from .liveness import Liveness
+from .endpoint import Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -44,34 +44,11 @@ class PoolSettings:
 
 
 @dataclass(eq=False)
-class MediaEndpoint(Liveness):
+class MediaEndpoint(Endpoint):
     """One media worker, as the Call Manager sees it."""
 
-    server: str
-    """Name of its server's row."""
-    address: Address
-    weight: int
-    enabled: bool
-    up: bool = True
-    """Taken as up until pings say otherwise, so that calls work from the first second."""
-    misses: int = 0
-    answers: int = 0
     boot_id: str | None = None
-    calls: set[Any] = field(default_factory=set)
-    """The calls anchored here (the B2BUA's objects)."""
-    removed: bool = False
-    """Its server left the database: no new calls; its calls stay until they end."""
-
-    @property
-    def available(self) -> bool:
-        return self.up and self.enabled and not self.removed
-
-    @property
-    def load(self) -> float:
-        return len(self.calls) / self.weight
-
-    def __str__(self) -> str:
-        return f"{self.server} {self.address[0]}:{self.address[1]}"
+    """What its last pong said; a new one means it restarted and forgot its calls."""
 
 
 @dataclass(eq=False)
