@@ -2,12 +2,15 @@
 """Ask a SIP address every few milliseconds whether it answers, and say when it did not.
 
     vip_probe.py HOST[:PORT] [--interval 0.1] [--timeout 0.2] [--duration 60] [--until-file F]
+    vip_probe.py HOST[:PORT] --status [--timeout 2]
 
 Sends SIP OPTIONS over UDP (a new transaction each time) and prints one JSON line per
 change between answering and silent, with the time since the start; on exit (after
 --duration, or once --until-file exists), a JSON summary: the probes, the answered ones,
 each outage's start and length, and the longest. The lab's failover tests run it in the
 controller namespace against the VIP, with nothing but the Python standard library.
+With --status it sends one OPTIONS and prints the answer's status line ("SIP/2.0 200 OK"),
+nothing when none came within --timeout.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ def options_request(host: str, port: int, local: tuple[str, int], call_id: str) 
             "Content-Length: 0\r\n\r\n").encode()
 
 
-def answered(sock: socket.socket, host: str, port: int, timeout: float) -> bool:
+def status_line(sock: socket.socket, host: str, port: int, timeout: float) -> str | None:
+    """The status line of the answer to one OPTIONS, None when none came within `timeout`."""
     call_id = secrets.token_hex(12)
     sock.sendto(options_request(host, port, sock.getsockname(), call_id), (host, port))
     deadline = time.monotonic() + timeout
@@ -41,10 +45,14 @@ def answered(sock: socket.socket, host: str, port: int, timeout: float) -> bool:
         try:
             data, _ = sock.recvfrom(65535)
         except (TimeoutError, OSError):
-            return False
+            return None
         if data.startswith(b"SIP/2.0 ") and call_id.encode() in data:
-            return True
-    return False
+            return data.split(b"\r\n", 1)[0].decode(errors="replace")
+    return None
+
+
+def answered(sock: socket.socket, host: str, port: int, timeout: float) -> bool:
+    return status_line(sock, host, port, timeout) is not None
 
 
 def main() -> int:
@@ -54,6 +62,7 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=0.2)
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--until-file", help="stop once this file exists")
+    parser.add_argument("--status", action="store_true", help="one probe: print the answer's status line")
     args = parser.parse_args()
     host, _, port_text = args.target.partition(":")
     port = int(port_text or 5060)
@@ -61,6 +70,11 @@ def main() -> int:
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.connect((host, port))  # the source address the route gives, for Via
         local = sock.getsockname()
+    if args.status:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.bind((local[0], 0))
+            print(status_line(sock, host, port, args.timeout) or "", flush=True)
+        return 0
     started = time.monotonic()
     probes = ok = 0
     outages: list[dict[str, float]] = []

@@ -29,25 +29,6 @@ EXPANSION_HOLD = 150.0
 IVR_SERVERS = {"ivr1": "198.18.0.41", "ivr2": "198.18.0.42"}
 IVR_SIP_PORT = 5090
 LAB_MENU = "800"
-# One SIP OPTIONS over UDP to argv[1]:argv[2] (the request vip_probe.py builds), run in the
-# controller namespace; prints the response's status line, nothing when none came within 2 s.
-OPTIONS_STATUS = f"""
-import secrets, socket, sys
-sys.path.insert(0, {str(LAB_DIR)!r})
-from vip_probe import options_request
-host, port = sys.argv[1], int(sys.argv[2])
-with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-    sock.connect((host, port))
-    sock.settimeout(2)
-    call_id = secrets.token_hex(12)
-    sock.send(options_request(host, port, sock.getsockname(), call_id))
-    try:
-        while call_id.encode() not in (data := sock.recv(65535)):
-            pass
-        print(data.split(b"\\r\\n", 1)[0].decode())
-    except OSError:
-        pass
-"""
 
 pytestmark = [*LAB_MARKS, pytest.mark.timeout(1800)]
 
@@ -131,8 +112,8 @@ def test_ivr_servers_listed_and_every_worker_answers_options(booted: Path) -> No
     for name, address in IVR_SERVERS.items():
         assert rows.get(name, [])[1:4] == ["ivr", f"{address}:{IVR_SIP_PORT}", str(workers)], listed
         for port in range(IVR_SIP_PORT, IVR_SIP_PORT + workers):
-            status = lab.in_ns(the_lab.controller_ns, "python3", "-c", OPTIONS_STATUS, address, str(port),
-                               capture=True).stdout.strip()
+            status = lab.in_ns(the_lab.controller_ns, "python3", str(LAB_DIR / "vip_probe.py"),
+                               f"{address}:{port}", "--status", "--timeout", "2", capture=True).stdout.strip()
             assert status == "SIP/2.0 200 OK", f"{name} ({address}:{port}) answered {status!r}"
 
 

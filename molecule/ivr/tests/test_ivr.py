@@ -12,25 +12,7 @@ VENV_PYTHON = "/opt/pbx/venv/bin/python"
 HTTP_PORT = 9062
 
 LAB_DIR = Path(__file__).resolve().parents[3] / "scripts" / "lab"
-# One SIP OPTIONS over UDP to argv[1]:argv[2] (the request built as the lab's vip_probe.py
-# builds it); prints the response's status line, nothing when none came within 2 s.
-OPTIONS_STATUS = f"""
-import secrets, socket, sys
-sys.path.insert(0, {str(LAB_DIR)!r})
-from vip_probe import options_request
-host, port = sys.argv[1], int(sys.argv[2])
-with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-    sock.connect((host, port))
-    sock.settimeout(2)
-    call_id = secrets.token_hex(12)
-    sock.send(options_request(host, port, sock.getsockname(), call_id))
-    try:
-        while call_id.encode() not in (data := sock.recv(65535)):
-            pass
-        print(data.split(b"\\r\\n", 1)[0].decode())
-    except OSError:
-        pass
-"""
+VIP_PROBE = LAB_DIR / "vip_probe.py"
 
 
 def address(host):
@@ -81,8 +63,9 @@ def options_status(host, port):
     """The status line a SIP OPTIONS to the host's `port` gets, sent from the scenario's
     controller namespace (where the Call Managers would be)."""
     controller = f"{host.ansible.get_variables()['lab_name']}-ctl"
-    return subprocess.run(["ip", "netns", "exec", controller, "python3", "-c", OPTIONS_STATUS, address(host),
-                           str(port)], capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+    return subprocess.run(["ip", "netns", "exec", controller, "python3", str(VIP_PROBE),
+                           f"{address(host)}:{port}", "--status", "--timeout", "2"],
+                          capture_output=True, text=True, check=True, timeout=30).stdout.strip()
 
 
 def test_every_worker_answers_sip_options(host):
