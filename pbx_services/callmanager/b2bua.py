@@ -386,24 +386,35 @@ class B2bua:
 
     # -- answers from the callee ------------------------------------------------------
 
-    def _on_branch_response(self, call: Call, branch: Branch, response: SipResponse, now: float) -> None:
-        code = response.status_code
+    def branch_responded(self, branch: Branch, code: int, now: float) -> bool:
+        """What every branch's response does first (a call's or a transfer's): the application
+        server's answer timer stops, and a provisional marks the branch ringing, sending the
+        CANCEL it waited for. True when that is all there is to do (a 100, or a branch being
+        cancelled)."""
         self._cancel_timer(branch.answer_timer)
         branch.answer_timer = None
+        if code >= 200:
+            return False
+        if code == 100:
+            return True
+        branch.provisional = True
+        if branch.cancelled:
+            self._send_cancel(branch, now)
+            return True
+        return False
+
+    def _on_branch_response(self, call: Call, branch: Branch, response: SipResponse, now: float) -> None:
+        code = response.status_code
+        if self.branch_responded(branch, code, now):
+            return
         if code < 200:
-            if code == 100:
-                return
-            branch.provisional = True
-            if branch.cancelled:
-                self._send_cancel(branch, now)
-                return
             if call.phase is Phase.ROUTING:
                 self._relay_provisional(call, response, now)
             return
         if code < 300:
             self._on_branch_answer(call, branch, response, now)
             return
-        if (code >= 500 or code == 408) and code != 600 and self._retry_app_branch(call, branch, code, now):
+        if server_failed(code) and self._retry_app_branch(call, branch, code, now):
             return
         branch.final = code
         if call.phase is Phase.ROUTING and code >= 600:
@@ -1283,6 +1294,12 @@ def _rebuild_origin(data: dict[str, Any]) -> SdpOrigin:
 
 def _no_service(realm: str, number: str) -> ServerRole | None:
     return None
+
+
+def server_failed(code: int) -> bool:
+    """A final status that blames the server that sent it (5xx) or its silence (408): another
+    application server of the role may do better. A 6xx is the callee's answer everywhere."""
+    return 500 <= code < 600 or code == 408
 
 
 def best_final_status(codes: list[int]) -> int:

@@ -166,18 +166,12 @@ class CallTransfers:
     def _on_transfer_response(self, call: Call, transfer: Transfer, branch: Branch,
                               response: SipResponse, now: float) -> None:
         b = self.b2bua
-        from .b2bua import best_final_status
+        from .b2bua import best_final_status, server_failed
 
         code = response.status_code
-        b._cancel_timer(branch.answer_timer)
-        branch.answer_timer = None
+        if b.branch_responded(branch, code, now):
+            return
         if code < 200:
-            if code == 100:
-                return
-            branch.provisional = True
-            if branch.cancelled:
-                b._send_cancel(branch, now)
-                return
             if code == 180 and call.transfer is transfer and not transfer.ringback:
                 transfer.ringback = True
                 b._media_request(call, "play_tone", now, leg=_other(transfer.place), tone="ringback")
@@ -187,8 +181,7 @@ class CallTransfers:
         if code < 300:
             self._on_transfer_answer(call, transfer, branch, response, now)
             return
-        if (code >= 500 or code == 408) and code != 600 \
-                and self._retry_transfer_branch(call, transfer, branch, code, now):
+        if server_failed(code) and self._retry_transfer_branch(call, transfer, branch, code, now):
             return
         branch.final = code
         if call.transfer is transfer and all(b.final is not None for b in transfer.branches):

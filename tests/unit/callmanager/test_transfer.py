@@ -252,6 +252,19 @@ def test_a_503_from_one_ivr_worker_sends_the_call_to_the_other(
     assert alice.pop_response(200).status_code == 200
 
 
+def test_a_603_from_an_ivr_worker_is_the_callers_answer_not_a_reason_to_try_the_other(
+        pbx: Pbx, alice: Phone, ivr1: Phone, ivr2: Phone) -> None:
+    _, declining, invite = dial(alice, ivr1, ivr2)
+    other = the_other(declining, ivr1, ivr2)
+
+    declining.send(declining.respond(invite, 603, "Decline", to_tag="no"))
+
+    assert declining.pop_request("ACK").top_via.branch == invite.top_via.branch
+    assert alice.pop_response().status_code == 603
+    assert not [r.message for r in other.inbox
+                if isinstance(r.message, SipRequest) and r.message.method == "INVITE"]
+
+
 def test_every_ivr_worker_failing_gives_the_caller_480(pbx: Pbx, alice: Phone, ivr1: Phone,
                                                        ivr2: Phone) -> None:
     outgoing, first, invite = dial(alice, ivr1, ivr2)
