@@ -211,8 +211,9 @@ class AppServerCore:
                         self.application.playback_finished(call, now)
 
     @property
-    def playing(self) -> bool:
-        return bool(self._playing)
+    def playing(self) -> int:
+        """Calls with a prompt playing now."""
+        return len(self._playing)
 
     def handle_timer(self, now: float) -> None:
         for event in self.stack.handle_timer(now):

@@ -85,7 +85,7 @@ class AppServerWorker:
 
     def report(self) -> dict[str, Any]:
         assert self.core is not None
-        return {"boot_id": self.boot_id, "calls": len(self.core.calls), "playing": len(self.core._playing),
+        return {"boot_id": self.boot_id, "calls": len(self.core.calls), "playing": self.core.playing,
                 "ports_free": self._ports.free, "late_ticks": self.late_ticks, **self.core.counters,
                 "messages": dict(self.core.stack.counters), "time": time.time()}
 
