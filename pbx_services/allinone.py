@@ -19,6 +19,7 @@ from .ivr import main as ivr
 from .media.worker import MediaWorker
 from .runtime import daemon
 from .runtime.daemon import Component
+from .runtime.file_modes import database_paths
 
 ROLE = "allinone"
 EMBEDDED_MEDIA_SERVER = "allinone-media"
@@ -33,7 +34,9 @@ def run(config: PbxConfig) -> int:
         print(f"pbx {ROLE}: config error: {clash}", file=sys.stderr)
         return 1
     return daemon.run(role=ROLE, log_level=config.log.level, http=config.http,
-                      components=lambda: components(config))
+                      components=lambda: components(config),
+                      private_paths=[*database_paths(config.database.url), config.media.recording_dir,
+                                     config.ivr.recording_dir])
 
 
 def components(config: PbxConfig) -> list[Component]:

@@ -12,6 +12,7 @@ import sys
 from ..cluster.config import AppServerConfig, PbxConfig
 from ..rtp.ports import worker_port_ranges, worker_ports_problem
 from ..runtime import daemon
+from ..runtime.file_modes import database_paths
 from ..runtime.supervisor import WorkerFactory, worker_count
 from .supervisor import AppServerSupervisor
 
@@ -27,7 +28,8 @@ def run(*, role: str, name: str, config: PbxConfig, section: AppServerConfig, fa
     return daemon.run(role=role, log_level=config.log.level, http=config.http,
                       components=lambda: [AppServerSupervisor(role=role, name=name, config=config,
                                                               section=section, workers=workers,
-                                                              factory=factory)])
+                                                              factory=factory)],
+                      private_paths=[*database_paths(config.database.url), section.recording_dir])
 
 
 def worker_port_range(section: AppServerConfig, index: int) -> tuple[int, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..cluster.config import PbxConfig
 from ..runtime import daemon
 from ..runtime.daemon import Component
+from ..runtime.file_modes import database_paths
 from ..runtime.supervisor import worker_count
 from .controller import CallManagerController
 from .supervisor import CallManagerSupervisor
@@ -15,7 +16,8 @@ ROLE = "callmanager"
 def run(config: PbxConfig) -> int:
     """Run the Call Manager in the foreground until SIGINT/SIGTERM; the exit status."""
     return daemon.run(role=ROLE, log_level=config.log.level, http=config.http,
-                      components=lambda: components(config))
+                      components=lambda: components(config),
+                      private_paths=database_paths(config.database.url))
 
 
 def components(config: PbxConfig) -> list[Component]:

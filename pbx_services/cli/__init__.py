@@ -32,7 +32,8 @@ Every command working on a data directory takes `--data-dir` (see `common`), who
 `add_commands(subparsers)` adds its subparsers, listed in `COMMAND_GROUPS`; each command
 sets `run`, the handler that takes the parsed arguments and returns the exit status.
 Administrator mistakes end with a one-line message on stderr and a non-zero status,
-never a traceback.
+never a traceback. Every command runs under umask 077: what it creates (a data directory,
+the database, recordings, by the daemons it runs too) is readable by its user only.
 """
 
 import argparse
@@ -47,6 +48,7 @@ from pbx_services.cluster.config import ConfigError
 from pbx_services.cluster.dao import AlreadyExists, NotFound
 from pbx_services.cluster.users import CsvImportError
 from pbx_services.cluster.validation import InvalidValue
+from pbx_services.runtime.file_modes import private_umask
 
 COMMAND_GROUPS: tuple[Callable[[Subparsers], None], ...] = (
     database.add_commands,
@@ -69,7 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or a usage mistake argparse has reported
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        status: int = args.run(args)
+        with private_umask():
+            status: int = args.run(args)
     except CsvImportError as exc:
         for problem in exc.problems:
             print(f"pbx: {exc.path}: {problem}", file=sys.stderr)

@@ -3,6 +3,7 @@
 import argparse
 import os
 import secrets
+import sys
 from pathlib import Path
 
 import yaml
@@ -30,6 +31,7 @@ from pbx_services.cluster.prompts import PromptService, SynthesizerMissing
 from pbx_services.cluster.tenants import TenantService
 from pbx_services.cluster.users import UserService
 from pbx_services.cluster.validation import InvalidValue, validate_domain
+from pbx_services.runtime.file_modes import check_private, database_paths, make_private_dir
 
 DEMO_EXTENSIONS = ("1001", "1002", "1003", "1004")
 DEMO_IVR_NUMBER = "800"
@@ -92,6 +94,8 @@ def _init(args: argparse.Namespace) -> int:
     config = load_config(config_path, data_dir=data_dir)
     upgrade(config.database.url)
     print(f"database schema at revision {head_revision()}")
+    for warning in check_private([data_dir, *database_paths(config.database.url)]):
+        print(f"pbx: {warning}", file=sys.stderr)
     engine = create_engine_for(config.database.url)
     try:
         sessions = session_factory(engine)
@@ -125,7 +129,7 @@ def _write_initial_config(config_path: Path, data_dir: Path, *, domain: str) -> 
         "# auth.secret signs digest nonces: keep it private, the same on every Call Manager.\n"
         + yaml.safe_dump(document, sort_keys=False)
     )
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(data_dir)
     # O_EXCL: never overwrite a config that appeared meanwhile; 0600: it holds the secret.
     descriptor = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:

@@ -24,4 +24,5 @@ def run(config: PbxConfig) -> int:
         print(f"pbx {ROLE}: config error: {problem}", file=sys.stderr)
         return 1
     return daemon.run(role=ROLE, log_level=config.log.level, http=config.http,
-                      components=lambda: [MediaSupervisor(config=config, workers=workers)])
+                      components=lambda: [MediaSupervisor(config=config, workers=workers)],
+                      private_paths=[media.recording_dir])

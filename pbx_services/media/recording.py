@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from pbx_services.rtp.wav import WavWriter
+from pbx_services.runtime.file_modes import make_private_dir
 
 SAMPLE_RATE = 8000
 CHANNELS = 2
@@ -53,7 +54,7 @@ class CallRecorder:
     """Writes one call's recording as it goes; `close` finishes the file."""
 
     def __init__(self, path: Path, *, started: float) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
         self.path = path
         self.started = started
         self._file = WavWriter(path, SAMPLE_RATE, CHANNELS)

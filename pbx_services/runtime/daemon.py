@@ -1,7 +1,8 @@
 """A daemon's life, the same for every role: logging, components started in order, /health and
 /metrics, signals, graceful stop in reverse order.
 
-A role is a list of `Component`s (the all-in-one is several roles' components in one list).
+A role is a list of `Component`s (the all-in-one is several roles' components in one list),
+and the paths it keeps data in, which must be private (`file_modes.check_private`).
 Start-up problems a user can fix (a port taken, a worker that cannot start) end the process
 with one line on stderr and exit status 1; SIGINT and SIGTERM stop it with status 0.
 """
@@ -14,6 +15,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Protocol
 
 import uvloop
@@ -23,6 +25,7 @@ from prometheus_client.registry import Collector
 from ..cluster.config import HttpConfig
 from ..transport.http import HttpEndpoint
 from ..transport.ports import PortInUseError
+from .file_modes import check_private
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +62,16 @@ def configure_logging(role: str, level: str) -> None:
     logging.basicConfig(level=level, format=f"%(asctime)s {role} %(levelname)s %(name)s: %(message)s")
 
 
-def run(*, role: str, log_level: str, http: HttpConfig, components: Callable[[], list[Component]]) -> int:
+def run(*, role: str, log_level: str, http: HttpConfig, components: Callable[[], list[Component]],
+        private_paths: Sequence[Path]) -> int:
     """Run the components in the foreground until SIGINT/SIGTERM; the exit status.
 
     `components` is called inside the event loop, so that what they build can use it.
+    `private_paths`: where the role keeps data (database, recordings), checked at start-up.
     """
     configure_logging(role, log_level)
+    for warning in check_private(private_paths):
+        log.warning("%s", warning)
     return uvloop.run(_serve(role=role, http=http, components=components))
 
 

@@ -32,6 +32,31 @@ def test_init_creates_config_database_and_default_tenant(
     assert (data_dir / "pbx.sqlite3").exists()
 
 
+def test_init_leaves_nothing_readable_by_other_users(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    data_dir = tmp_path / "var" / "lib" / "pbx"
+
+    assert run(capsys, "init", "--data-dir", str(data_dir), "--demo")[0] == 0
+
+    made = [tmp_path / "var", tmp_path / "var" / "lib", data_dir, *data_dir.iterdir()]
+    assert data_dir / "pbx.sqlite3" in made
+    assert {path: oct(stat.S_IMODE(path.stat().st_mode) & 0o077) for path in made} == {
+        path: "0o0" for path in made}
+
+
+def test_init_makes_an_open_data_dir_private_and_says_so(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    data_dir.chmod(0o755)
+
+    status, _, err = run(capsys, "init", "--data-dir", str(data_dir))
+
+    assert (status, err) == (
+        0, f"pbx: {data_dir} was open to other users (mode 0755): made it 0700 (chmod 700 {data_dir})\n")
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+
+
 def test_each_init_makes_its_own_secret(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for name in ("a", "b"):
         assert main(["init", "--data-dir", str(tmp_path / name)]) == 0

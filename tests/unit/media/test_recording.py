@@ -84,3 +84,11 @@ def test_recording_names_are_safe_and_unique(tmp_path: Path) -> None:
         recording_path(tmp_path, "../a b@host;x", 1_700_000_000.0).name
         == "_a_b@host_x-20231114T221320Z-2.wav"
     )
+
+
+def test_the_recordings_directory_is_made_private(tmp_path: Path) -> None:
+    recorder = CallRecorder(tmp_path / "recordings" / "2026" / "call.wav", started=0.0)
+    recorder.close()
+
+    for directory in (tmp_path / "recordings", tmp_path / "recordings" / "2026"):
+        assert directory.stat().st_mode & 0o777 == 0o700, directory
