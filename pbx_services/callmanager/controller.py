@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from prometheus_client.registry import Collector
@@ -20,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..cluster.bus import InProcessBus
 from ..cluster.cdr import CdrWriter
+from ..cluster.cdr_journal import CdrJournal
 from ..cluster.config import PbxConfig
 from ..cluster.database import create_engine_for, session_factory
 from ..cluster.events import CallEnded, ServerState, ServerStateChanged
@@ -46,6 +49,7 @@ log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL = 1.0
 """Seconds between directory refreshes and CDR flushes."""
+JOURNAL_NAME = re.compile(r"cdr-(\d+)\.journal")
 NODE_PEERS_KEPT = 1024
 """Peers of the node address remembered (probes, operators), to answer from that address."""
 
@@ -71,6 +75,8 @@ class CallManagerController:
         """Peers heard on the node address, answered from it (insertion order: oldest first)."""
         self._housekeeping: asyncio.Task[None] | None = None
         self._cdr_writer: CdrWriter | None = None
+        self._journal: CdrJournal | None = None
+        self._journal_failing = False
         self._engine: Engine | None = None
         self.state: StateStore | None = None
         self._servers: ServerService | None = None
@@ -90,7 +96,15 @@ class CallManagerController:
         sessions = session_factory(engine)
         directory = Directory(engine=engine, default_domain=config.callmanager.default_domain)
         directory.tick(loop.time())
-        self._cdr_writer = CdrWriter(sessions=sessions)
+        journal_dir = config.callmanager.cdr_journal_dir
+        try:
+            self._journal = CdrJournal(journal_dir / f"cdr-{self.place.index}.journal")
+        except OSError as exc:
+            raise StartError(f"callmanager.cdr_journal_dir: cannot keep the CDR journal in {journal_dir}: "
+                             f"{exc.strerror}") from None
+        self._cdr_writer = CdrWriter(sessions=sessions, journal=self._journal)
+        if self.place.index == 0:
+            self._recover_journals_of_absent_workers(journal_dir, sessions)
         self.bus.subscribe(CallEnded, self._cdr_writer.add)
         self.core = CallManager(
             host=config.sip.public_address or config.sip.host, port=config.sip.port,
@@ -146,6 +160,22 @@ class CallManagerController:
         self._driver.after_core_ran()
         self._housekeeping = loop.create_task(self._housekeep())
 
+    def _recover_journals_of_absent_workers(self, journal_dir: Path, sessions: Any) -> None:
+        """Journals left by workers this start has none of (the worker count went down)."""
+        for path in journal_dir.iterdir():
+            match = JOURNAL_NAME.fullmatch(path.name)
+            if match is None or int(match[1]) < self.place.count:
+                continue
+            journal = CdrJournal(path)
+            try:
+                CdrWriter(sessions=sessions, journal=journal).flush()
+            except SQLAlchemyError:
+                log.exception("the CDRs of %s wait for the database; kept for the next start", path)
+                continue
+            finally:
+                journal.close()
+            path.unlink()
+
     def listening_on(self) -> str:
         sip = self.config.sip
         hosts = [sip.host] + ([sip.node_host] if self._node_transports is not None and sip.node_host else [])
@@ -199,8 +229,10 @@ class CallManagerController:
             try:
                 self._cdr_writer.flush()
             except SQLAlchemyError:
-                log.exception("stopping with %d CDRs not written: the database failed",
-                              self._cdr_writer.pending)
+                log.exception("stopping with %d CDRs not written: the database failed; the journal "
+                              "keeps them for the next start", self._cdr_writer.pending)
+        if self._journal is not None:
+            self._journal.close()
         if self._engine is not None:
             self._engine.dispose()
         if self.state is not None:
@@ -290,6 +322,7 @@ class CallManagerController:
 
     def _flush(self) -> None:
         assert self.core is not None and self._transports is not None
+        self._sync_cdrs()
         for index, data, source, transport in self.core.take_forwards():
             self._hand_over(index, data, source, transport)
         if self._channel is not None:
@@ -313,6 +346,21 @@ class CallManagerController:
         if self._media_control is not None:
             for data, destination in self.core.take_media_control_transmits():
                 self._media_control.sendto(data, destination)
+
+    def _sync_cdrs(self) -> None:
+        """The CDRs of calls that just ended go to disk before the messages telling the phones."""
+        assert self._cdr_writer is not None
+        try:
+            self._cdr_writer.sync()
+        except OSError as exc:
+            if not self._journal_failing:
+                log.error("the CDR journal cannot be written (%s): CDRs are kept in memory only "
+                          "until the database has them", exc)
+            self._journal_failing = True
+            return
+        if self._journal_failing:
+            log.warning("the CDR journal is written again")
+            self._journal_failing = False
 
     def _hand_over(self, index: int, data: bytes, source: tuple[str, int], transport: str) -> None:
         """Give a received message to the worker it belongs to; handle it here if that one is away."""

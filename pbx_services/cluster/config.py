@@ -141,6 +141,9 @@ class CallManagerConfig(_Section):
     """Answered probes in a row after which it takes calls again."""
     app_answer_timeout: float = Field(default=1.0, gt=0, le=30)
     """Seconds an application server has to answer a call before the next one of its role is tried."""
+    cdr_journal_dir: Path = DEFAULT_DATA_DIR / "cdr-journal"
+    """Local directory of the CDR journal: a call's CDR is on disk here before the phones are
+    told the call ended, and in the database within a second (one file per worker process)."""
 
 
 STATE_URL_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")
@@ -383,6 +386,7 @@ def build_config(
         layered["database"]["url"] = sqlite_url_for(data_dir)
         layered["media"]["recording_dir"] = str(data_dir / "recordings")
         layered["ivr"]["recording_dir"] = str(data_dir / "recordings")
+        layered["callmanager"]["cdr_journal_dir"] = str(data_dir / "cdr-journal")
     _merge(layered, document)
     env_overrides, env_sources, problems = _read_env(env)
     _merge(layered, env_overrides)
