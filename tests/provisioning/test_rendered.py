@@ -28,7 +28,7 @@ def test_unit_passes_systemd_analyze_verify(rendered: Path, unit: str) -> None:
 def test_unit_is_hardened(rendered: Path, unit: str) -> None:
     text = (rendered / unit).read_text()
     for setting in ("User=pbx", "NoNewPrivileges=yes", "ProtectSystem=strict", "Restart=on-failure",
-                    "CapabilityBoundingSet=\n", "LimitNOFILE=65536", "ExecStartPost="):
+                    "CapabilityBoundingSet=\n", "LimitNOFILE=65536", "ExecStartPost=", "UMask=0077\n"):
         assert setting in text, setting
     assert re.search(r"^ReadWritePaths=/var/lib/pbx/\w+$", text, re.MULTILINE)
 

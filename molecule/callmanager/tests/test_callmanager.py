@@ -25,6 +25,16 @@ def test_service_runs_as_pbx_with_hardening(host):
     assert host.process.get(comm="pbx").user == "pbx"
 
 
+def test_data_is_the_service_users_only(host):
+    for path in ("/var/lib/pbx", "/var/lib/pbx/callmanager"):
+        directory = host.file(path)
+        assert (directory.user, directory.group, directory.mode) == ("pbx", "pbx", 0o700), path
+    assert "UMask=0077" in host.check_output(f"systemctl show {UNIT} -p UMask")
+    # Nothing under the data directory open to others; pbx.yml is root's, readable by the group.
+    assert host.check_output("find /var/lib/pbx -mindepth 1 ! -name pbx.yml -perm /077") == ""
+    assert host.check_output("find /var/lib/pbx -mindepth 1 -perm /007") == ""
+
+
 def test_unit_passes_systemd_analyze(host):
     assert host.run(f"systemd-analyze verify --man=no /etc/systemd/system/{UNIT}").rc == 0
 

@@ -56,7 +56,15 @@ def test_config_is_valid_private_and_complete(host):
 def test_recordings_directory_is_the_daemons(host):
     recordings = host.file("/var/lib/pbx/ivr/recordings")
     assert recordings.is_directory
-    assert (recordings.user, recordings.group, recordings.mode) == ("pbx", "pbx", 0o750)
+    assert (recordings.user, recordings.group, recordings.mode) == ("pbx", "pbx", 0o700)
+
+
+def test_data_is_the_service_users_only(host):
+    for path in ("/var/lib/pbx", "/var/lib/pbx/ivr"):
+        directory = host.file(path)
+        assert (directory.user, directory.group, directory.mode) == ("pbx", "pbx", 0o700), path
+    assert "UMask=0077" in host.check_output(f"systemctl show {UNIT} -p UMask")
+    assert host.check_output("find /var/lib/pbx -mindepth 1 ! -name pbx.yml -perm /077") == ""
 
 
 def options_status(host, port):

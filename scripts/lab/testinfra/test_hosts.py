@@ -2,7 +2,7 @@
 
     pytest --hosts='ansible://all' --ansible-inventory=inventory/lab scripts/lab/testinfra
 
-Services running and enabled, ports listening, config files valid, sysctls applied. Any
+Services running and enabled, ports listening, config files valid, data private, sysctls applied. Any
 site's inventory works; the lab's tests (tests/lab/) run it against the lab.
 """
 
@@ -123,3 +123,18 @@ def test_pbx_processes_run_as_pbx(host):
     if not groups(host) & {"callmanager", "media", "ivr"}:
         pytest.skip("no PBX daemon here")
     assert {process.user for process in host.process.filter(comm="pbx")} == {"pbx"}
+
+
+def test_pbx_data_is_the_service_users_only(host):
+    """Databases and recordings (HA1 hashes, people's calls) are readable by the pbx user only."""
+    daemons = groups(host) & {"callmanager", "media", "ivr"}
+    if not daemons:
+        pytest.skip("no PBX daemon here")
+    for path in ["/var/lib/pbx", *(f"/var/lib/pbx/{daemon}" for daemon in daemons)]:
+        directory = host.file(path)
+        assert (directory.user, directory.group, directory.mode) == ("pbx", "pbx", 0o700), path
+    for daemon in daemons:
+        assert "UMask=0077" in host.check_output(f"systemctl show pbx-{daemon}.service -p UMask"), daemon
+    # pbx.yml (the administration config) is root's, readable by the pbx group only.
+    assert host.check_output("find /var/lib/pbx -mindepth 1 ! -name pbx.yml -perm /077") == ""
+    assert host.check_output("find /var/lib/pbx -mindepth 1 -perm /007") == ""
