@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from pbx_services.cluster.validation import validate_domain, validate_host
 from pbx_services.rtp.tones import TONE_PLANS
@@ -42,8 +42,8 @@ ENV_PREFIX = "PBX_"
 ENV_SEPARATOR = "__"
 AUTH_SECRET_MIN_LENGTH = 32
 
-# Keys whose value is never echoed in an error message.
-_SECRET_KEYS = {("auth", "secret")}
+# Keys whose value is never echoed in an error message (a database URL may hold a password).
+_SECRET_KEYS = {("auth", "secret"), ("database", "url")}
 
 
 class ConfigError(Exception):
@@ -66,11 +66,33 @@ def _check_network(value: Any) -> Any:
     return value
 
 
+SUPPORTED_DATABASES = "use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/NAME"
+POSTGRESQL_DRIVER_INSTALL = "pip install 'pbx-services[postgresql]'"
+
+
 def _check_database_url(value: str) -> str:
+    """A URL of a database pbx works with, whose driver is installed: a missing one stops every
+    daemon and command here, with the fix, instead of as a traceback when the engine is made."""
     try:
-        make_url(value)
+        url = make_url(value)
     except ArgumentError:
         raise ValueError("not a database URL (like sqlite:////var/lib/pbx/pbx.sqlite3)") from None
+    backend = url.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ValueError(f"unsupported database {backend!r}; {SUPPORTED_DATABASES}")
+    try:
+        dialect = url.get_dialect()
+    except NoSuchModuleError:
+        raise ValueError(f"unknown driver {url.drivername!r}; {SUPPORTED_DATABASES}") from None
+    driver = f"{backend}+{dialect.driver}"
+    if dialect.is_async:
+        raise ValueError(f"{driver} is an asyncio driver, which pbx does not use; {SUPPORTED_DATABASES}")
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        fix = (POSTGRESQL_DRIVER_INSTALL if driver == "postgresql+psycopg"
+               else f"use postgresql+psycopg://, whose driver {POSTGRESQL_DRIVER_INSTALL} installs")
+        raise ValueError(f"the driver for {driver} is not installed ({exc}): {fix}") from None
     return value
 
 

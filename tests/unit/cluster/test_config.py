@@ -1,3 +1,4 @@
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,42 @@ def test_database_url_may_list_every_database_host() -> None:
     config = build_config({"auth": {"secret": SECRET}, "database": {"url": url}}, env={})
 
     assert config.database.url == url
+
+
+SUPPORTED = "use sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/NAME"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("foo://somewhere/db", f"database.url: unsupported database 'foo'; {SUPPORTED}"),
+        ("mysql+mysqldb://pbx:s3cr3t@db/pbx", f"database.url: unsupported database 'mysql'; {SUPPORTED}"),
+        ("postgresql+nodriver://pbx:s3cr3t@db/pbx",
+         f"database.url: unknown driver 'postgresql+nodriver'; {SUPPORTED}"),
+        ("postgresql+pg8000://pbx:s3cr3t@db/pbx",
+         "database.url: the driver for postgresql+pg8000 is not installed (No module named 'pg8000'): use "
+         "postgresql+psycopg://, whose driver pip install 'pbx-services[postgresql]' installs"),
+        ("postgresql+asyncpg://pbx:s3cr3t@db/pbx",
+         f"database.url: postgresql+asyncpg is an asyncio driver, which pbx does not use; {SUPPORTED}"),
+    ],
+)
+def test_database_url_needs_a_supported_database_and_its_driver(url: str, expected: str) -> None:
+    error = config_error({"auth": {"secret": SECRET}, "database": {"url": url}})
+
+    assert error == f"config error: {expected}"
+    assert "s3cr3t" not in error
+
+
+def test_database_url_with_psycopg_missing_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # `import psycopg` fails as if not installed
+
+    error = config_error({"auth": {"secret": SECRET}},
+                         env={"PBX_DATABASE__URL": "postgresql+psycopg://pbx:s3cr3t@db/pbx"})
+
+    assert error.startswith(
+        "config error: database.url: the driver for postgresql+psycopg is not installed (")
+    assert error.endswith("): pip install 'pbx-services[postgresql]' (from PBX_DATABASE__URL)")
+    assert "s3cr3t" not in error
 
 
 def test_yaml_file_then_environment(tmp_path: Path) -> None:
