@@ -12,6 +12,7 @@ import sys
 from ..cluster.config import AppServerConfig, PbxConfig
 from ..rtp.ports import worker_port_ranges, worker_ports_problem
 from ..runtime import daemon
+from ..runtime.descriptors import worker_descriptors_problem
 from ..runtime.file_modes import database_paths
 from ..runtime.supervisor import WorkerFactory, worker_count
 from .supervisor import AppServerSupervisor
@@ -20,8 +21,10 @@ from .supervisor import AppServerSupervisor
 def run(*, role: str, name: str, config: PbxConfig, section: AppServerConfig, factory: WorkerFactory) -> int:
     """Run the role's server in the foreground until SIGINT/SIGTERM; the exit status."""
     workers = worker_count(section.workers)
-    problem = worker_ports_problem(section=role, first_port_key="sip_port", first_port=section.sip_port,
-                                   workers=workers, port_min=section.port_min, port_max=section.port_max)
+    problem = (worker_ports_problem(section=role, first_port_key="sip_port", first_port=section.sip_port,
+                                    workers=workers, port_min=section.port_min, port_max=section.port_max)
+               or worker_descriptors_problem(section=role, ports=(section.port_min, section.port_max),
+                                             workers=workers, http=config.http, database=True))
     if problem is not None:
         print(f"pbx {role}: config error: {problem}", file=sys.stderr)
         return 1
