@@ -7,6 +7,7 @@ defaults (SQLite, in-process state) with no other service to start.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,6 +20,7 @@ from .ivr import main as ivr
 from .media.worker import MediaWorker
 from .runtime import daemon
 from .runtime.daemon import Component
+from .runtime.descriptors import DATABASE_NEED, DescriptorNeed, rtp_ports_need
 from .runtime.file_modes import database_paths
 
 ROLE = "allinone"
@@ -45,8 +47,20 @@ def components(config: PbxConfig) -> list[Component]:
         parts.append(MediaWorker(config=config.media))
     if config.ivr.embedded:
         parts.append(ivr.ivr_worker(config))
-    parts += callmanager.components(config)
+    parts += callmanager.components(config, colocated=embedded_descriptors(config))
     return parts
+
+
+def embedded_descriptors(config: PbxConfig) -> list[DescriptorNeed]:
+    """What the media and IVR workers in the Call Manager's process hold: every port of their
+    ranges, and the IVR's database pool."""
+    needs = []
+    if config.media.embedded:
+        needs.append(rtp_ports_need("media", (config.media.port_min, config.media.port_max)))
+    if config.ivr.embedded:
+        needs += [rtp_ports_need("ivr", (config.ivr.port_min, config.ivr.port_max)),
+                  dataclasses.replace(DATABASE_NEED, what="the IVR's database pool")]
+    return needs
 
 
 def list_embedded_servers(sessions: sessionmaker[Session], config: PbxConfig) -> None:

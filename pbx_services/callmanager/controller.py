@@ -30,16 +30,19 @@ from ..cluster.models import ServerRole
 from ..cluster.servers import ServerService
 from ..cluster.state import StateStore, StateStoreUnavailable, open_state_store
 from ..runtime.daemon import StartError
+from ..runtime.descriptors import DescriptorLimitError, DescriptorNeed
 from ..runtime.driver import CoreDriver
 from ..sip.digest import DigestAlgorithm, NonceManager
 from ..transport.addresses import holds_address
+from ..transport.connections import ConnectionTable
 from ..transport.rtp import ControlSocket
-from ..transport.sip import SipTransports
+from ..transport.sip import SipTransports, TcpConnection
 from ..transport.workers import WorkerChannel
 from .appservers import ProbeSettings
+from .descriptors import tcp_connection_table
 from .directory import Directory
 from .mediapool import PoolSettings
-from .metrics import CallManagerCollector
+from .metrics import TCP_MAX, TCP_OPEN, CallManagerCollector, SipTcpCollector
 from .policy import AuthFailureLimiter
 from .registrar import RegistrarSettings
 from .service import CallManager
@@ -58,8 +61,10 @@ class CallManagerController:
     name = "Call Manager"
 
     def __init__(self, *, config: PbxConfig, bus: InProcessBus | None = None,
-                 place: WorkerPlace | None = None) -> None:
+                 place: WorkerPlace | None = None, colocated: Sequence[DescriptorNeed] = ()) -> None:
         self.config = config
+        self.colocated = tuple(colocated)
+        """Descriptors the other parts of this process hold (the all-in-one's media and IVR)."""
         self.bus = bus or InProcessBus()
         self.place = place or WorkerPlace(node=socket.gethostname())
         self._channel: WorkerChannel | None = None
@@ -69,6 +74,8 @@ class CallManagerController:
         self.core: CallManager | None = None
         self._driver: CoreDriver | None = None
         self._transports: SipTransports | None = None
+        self._tcp_table: ConnectionTable[TcpConnection] | None = None
+        """The SIP TCP connections of both addresses, within this process's descriptor budget."""
         self._node_transports: SipTransports | None = None
         """SIP on `sip.node_host`, this host's own address (keepalived's check), beside the VIP."""
         self._node_peers: dict[tuple[str, int], None] = {}
@@ -86,6 +93,11 @@ class CallManagerController:
         config = self.config
         assert config.auth is not None, "load the config with needs_auth"
         loop = asyncio.get_running_loop()
+        try:
+            tcp_table = self._tcp_table = tcp_connection_table(
+                config, serves_http=self.place.count == 1 and config.http.port != 0, colocated=self.colocated)
+        except DescriptorLimitError as exc:
+            raise StartError(str(exc)) from None
         try:
             state = self.state = open_state_store(config.state.url, nonce_ttl=float(config.auth.nonce_ttl),
                                                   timeout=config.state.timeout)
@@ -144,12 +156,13 @@ class CallManagerController:
                                           on_frame=self._on_forward, on_undeliverable=self._on_undeliverable)
             await self._channel.start()
         self._transports = SipTransports(on_message=self._on_message,
-                                         max_message_size=config.sip.max_message_size)
+                                         max_message_size=config.sip.max_message_size, table=tcp_table)
         await self._transports.start(config.sip.host, config.sip.port, tuple(config.sip.transports),
                                      reuse_port=several)
         if config.sip.node_host is not None and config.sip.node_host != config.sip.host:
             self._node_transports = SipTransports(on_message=self._on_node_message,
-                                                  max_message_size=config.sip.max_message_size)
+                                                  max_message_size=config.sip.max_message_size,
+                                                  table=tcp_table)
             await self._node_transports.start(config.sip.node_host, config.sip.port,
                                               tuple(config.sip.transports), reuse_port=several)
         self._refresh_servers()
@@ -183,7 +196,17 @@ class CallManagerController:
 
     def collectors(self) -> Sequence[Collector]:
         assert self.core is not None
-        return (CallManagerCollector(self.core, time.time),)
+        return (CallManagerCollector(self.core, time.time), SipTcpCollector(self.tcp_report))
+
+    def tcp_report(self) -> dict[str, int]:
+        """The SIP TCP connections held, the cap, and the transports' counters (both addresses')."""
+        table = self._tcp_table
+        report = {TCP_OPEN: len(table) if table is not None else 0,
+                  TCP_MAX: table.limits.max_connections if table is not None else 0}
+        for transports in (self._transports, self._node_transports):
+            for name, count in (transports.counters.items() if transports is not None else ()):
+                report[name] = report.get(name, 0) + count
+        return report
 
     def health(self) -> dict[str, object]:
         assert self.core is not None
@@ -284,6 +307,7 @@ class CallManagerController:
         assert self.core is not None
         return {"messages": dict(self.core.stack.counters), "forwarded": dict(self.forwarded),
                 "calls": len(self.core.b2bua.calls), "transactions": len(self.core.stack.layer),
+                "tcp": self.tcp_report(),
                 "media_endpoints": self._media_endpoints(), "application_endpoints": self._app_endpoints(),
                 "holds_sip_address": self.core.holding.holder}
 

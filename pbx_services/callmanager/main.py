@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..cluster.config import PbxConfig
 from ..runtime import daemon
 from ..runtime.daemon import Component
+from ..runtime.descriptors import DescriptorNeed
 from ..runtime.file_modes import database_paths
 from ..runtime.supervisor import worker_count
 from .controller import CallManagerController
@@ -20,10 +23,13 @@ def run(config: PbxConfig) -> int:
                       private_paths=database_paths(config.database.url))
 
 
-def components(config: PbxConfig) -> list[Component]:
-    """The Call Manager's part of a daemon: itself, or the supervisor of its workers."""
+def components(config: PbxConfig, *, colocated: Sequence[DescriptorNeed] = ()) -> list[Component]:
+    """The Call Manager's part of a daemon: itself, or the supervisor of its workers.
+
+    `colocated`: the descriptors the daemon's other parts hold (the all-in-one's media and IVR).
+    """
     workers = worker_count(config.callmanager.workers)
     if workers == 1:
-        return [CallManagerController(config=config)]
-    return [CallManagerSupervisor(config=config, workers=workers)]
+        return [CallManagerController(config=config, colocated=colocated)]
+    return [CallManagerSupervisor(config=config, workers=workers, colocated=colocated)]
 

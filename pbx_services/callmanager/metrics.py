@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ..cluster.state.errors import StateStoreUnavailable
+from ..transport.connections import closed_connections_family
+from ..transport.sip import TCP_CLOSED
 from .service import CallManager
+
+TCP_OPEN = "tcp_connections"
+TCP_MAX = "tcp_max_connections"
+TRANSPORT_ERRORS = ("tcp_framing_errors", "send_errors")
 
 
 class CallManagerCollector(Collector):
@@ -52,3 +58,32 @@ class CallManagerCollector(Collector):
         for problem, count in sorted(core.media.counters.items()):
             control.add_metric([problem], count)
         yield control
+
+
+class SipTcpCollector(Collector):
+    """The SIP TCP connections of one Call Manager process: its `tcp_report()`."""
+
+    def __init__(self, report: Callable[[], Mapping[str, int]]) -> None:
+        self._report = report
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        yield from sip_tcp_families([], [([], self._report())])
+
+
+def sip_tcp_families(labels: Sequence[str], rows: Sequence[tuple[Sequence[str], Mapping[str, int]]]
+                     ) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    """The SIP transport's metrics from `rows` of (label values, a process's `tcp_report()`)."""
+    held = GaugeMetricFamily("pbx_sip_tcp_connections", "SIP TCP connections held now", labels=labels)
+    cap = GaugeMetricFamily("pbx_sip_tcp_connections_max", "SIP TCP connections the process may hold: "
+                            "sip.tcp_max_connections, less if its descriptor limit has no room",
+                            labels=labels)
+    errors = CounterMetricFamily("pbx_sip_transport_errors", "TCP streams that lost their framing, and "
+                                 "messages that could not be sent", labels=[*labels, "error"])
+    for values, report in rows:
+        held.add_metric(values, report.get(TCP_OPEN, 0))
+        cap.add_metric(values, report.get(TCP_MAX, 0))
+        for error in TRANSPORT_ERRORS:
+            errors.add_metric([*values, error], report.get(error, 0))
+    yield from (held, cap, errors)
+    yield closed_connections_family("pbx_sip_tcp_connections_closed", "SIP TCP connections refused or "
+                                    "closed by the server, by reason", TCP_CLOSED, labels, rows)

@@ -17,8 +17,11 @@ from prometheus_client.registry import Collector
 from ..cluster.config import PbxConfig
 from ..cluster.state import StateStore, StateStoreUnavailable, open_state_store
 from ..runtime.daemon import StartError
+from ..runtime.descriptors import DescriptorLimitError, DescriptorNeed
 from ..runtime.supervisor import WorkerSupervisor, worker_count
 from .controller import CallManagerController
+from .descriptors import fit_supervisor
+from .metrics import sip_tcp_families
 from .workers import WorkerPlace
 
 
@@ -32,14 +35,20 @@ def make_worker(config: PbxConfig, index: int) -> CallManagerController:
 class CallManagerSupervisor:
     name = "Call Manager"
 
-    def __init__(self, *, config: PbxConfig, workers: int) -> None:
+    def __init__(self, *, config: PbxConfig, workers: int, colocated: Sequence[DescriptorNeed] = ()) -> None:
         self.config = config
+        self.colocated = tuple(colocated)
+        """Descriptors the other parts of this process hold (the all-in-one's media and IVR)."""
         self.workers = WorkerSupervisor(role="callmanager", config=config, count=workers, factory=make_worker)
         self.state: StateStore | None = None
 
     async def start(self) -> None:
         config = self.config
         assert config.auth is not None, "load the config with needs_auth"
+        try:
+            fit_supervisor(config, colocated=self.colocated)
+        except DescriptorLimitError as exc:
+            raise StartError(str(exc)) from None
         try:
             self.state = open_state_store(config.state.url, nonce_ttl=float(config.auth.nonce_ttl),
                                           timeout=config.state.timeout)
@@ -114,6 +123,9 @@ class _WorkersCollector(Collector):
             calls.add_metric([label], report.get("calls", 0))
             transactions.add_metric([label], report.get("transactions", 0))
         yield from (up, restarts, messages, forwarded, calls, transactions)
+        yield from sip_tcp_families(["worker"], [([str(worker.index)], worker.report["tcp"])
+                                                 for worker in workers.workers
+                                                 if worker.report is not None and "tcp" in worker.report])
         state = self._supervisor.state
         if state is not None:
             try:

@@ -135,6 +135,18 @@ class SipConfig(_Section):
     node_host: Host | None = None
     """An address of this host SIP also listens on, which never moves, unlike a VIP in `host`:
     keepalived's check and operators' probes use it."""
+    tcp_max_connections: int = Field(default=10_000, ge=1, le=1_000_000)
+    """SIP TCP connections one process holds at most (accepted and opened), kept below its
+    descriptor limit beside its RTP ports and the rest; when full, a new connection takes the
+    place of the oldest one that has not sent a message yet, or is refused."""
+    tcp_max_connections_per_source: int = Field(default=1_000, ge=1, le=1_000_000)
+    """Accepted SIP TCP connections from one IP address (phones behind one NAT share one)."""
+    tcp_first_message_timeout: float = Field(default=10.0, gt=0, le=300)
+    """Seconds an accepted TCP connection has to deliver its first complete SIP message."""
+    tcp_idle_timeout: float = Field(default=3660.0, gt=0, le=86400)
+    """Seconds without a complete SIP message or keep-alive (CRLFCRLF, RFC 5626) after which a
+    TCP connection is closed. Above registrar.max_expires, so that a phone that re-registers
+    but sends no keep-alive keeps the connection calls reach it on."""
 
 
 class CallManagerConfig(_Section):
@@ -330,6 +342,11 @@ class HttpConfig(_Section):
     """Address of the daemon's HTTP endpoint (/health, /metrics)."""
     port: int = Field(default=9060, ge=0, le=65535)
     """Its port; 0 turns the endpoint off."""
+    max_connections: int = Field(default=64, ge=1, le=10_000)
+    """Connections it holds at once; when full, a new one takes the place of the oldest that
+    has not sent its request yet, so that a flood of idle connections does not shut out /health."""
+    max_connections_per_source: int = Field(default=16, ge=1, le=10_000)
+    """Connections from one IP address."""
 
 
 class LogConfig(_Section):

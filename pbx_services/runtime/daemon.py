@@ -84,7 +84,11 @@ async def _serve(*, role: str, http: HttpConfig, components: Callable[[], list[C
             started.append(part)
             await part.start()
         if http.port:
-            endpoint = HttpEndpoint(registry=_registry(parts), health=lambda: merged_health(role, parts))
+            registry = _registry(parts)
+            endpoint = HttpEndpoint(registry=registry, health=lambda: merged_health(role, parts),
+                                    max_connections=http.max_connections,
+                                    max_per_source=http.max_connections_per_source)
+            registry.register(endpoint.collector())
             await endpoint.start(http.host, http.port)
     except (StartError, PortInUseError) as exc:
         print(f"pbx {role}: {exc.strerror if isinstance(exc, PortInUseError) else exc}", file=sys.stderr)

@@ -1,6 +1,10 @@
 """A daemon's HTTP endpoint: GET /health and GET /metrics (Prometheus text format), on asyncio.
 
-Small on purpose: two read-only resources for probes and scrapers, no framework.
+Small on purpose: two read-only resources for probes and scrapers, no framework. Its
+connections are held in a `ConnectionTable` (connections.py) so that a flood of them cannot
+keep /health from answering: a few per source address, a cap in all (a new connection takes
+the place of the oldest one that has not sent its request yet), and `READ_TIMEOUT` to send
+the request head and to take the response.
 """
 
 from __future__ import annotations
@@ -9,43 +13,106 @@ import asyncio
 import errno
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
+from .connections import (
+    CloseLog,
+    CloseReason,
+    ConnectionLimits,
+    ConnectionTable,
+    closed_connections_family,
+    closed_counter_key,
+)
 from .ports import PortInUseError
 
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_HEAD = 8192
 READ_TIMEOUT = 5.0
+"""Seconds a client has to send its request head, and then to take the response."""
+SWEEP_INTERVAL = 1.0
+"""Seconds between two looks for connections past their deadline."""
+HTTP_CLOSED = "closed_"
+"""Prefix of the `counters` of connections closed by reason (`closed_global_limit`)."""
 
 
 class HttpEndpoint:
-    def __init__(self, *, registry: CollectorRegistry, health: Callable[[], dict[str, object]]) -> None:
+    def __init__(self, *, registry: CollectorRegistry, health: Callable[[], dict[str, object]],
+                 max_connections: int, max_per_source: int, read_timeout: float = READ_TIMEOUT,
+                 sweep_interval: float = SWEEP_INTERVAL) -> None:
         self._registry = registry
         self._health = health
         self._server: asyncio.Server | None = None
+        self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_interval = sweep_interval
+        self.table: ConnectionTable[asyncio.StreamWriter] = ConnectionTable(ConnectionLimits(
+            max_connections=max_connections, max_per_source=max_per_source,
+            first_message_timeout=read_timeout, idle_timeout=read_timeout))
+        self.counters = {closed_counter_key(HTTP_CLOSED, reason): 0 for reason in CloseReason}
+        self._close_log = CloseLog(logger=log, what="HTTP")
 
     async def start(self, host: str, port: int) -> None:
         try:
-            self._server = await asyncio.start_server(self._serve, host, port, reuse_address=True)
+            self._server = await asyncio.start_server(self._serve, host, port, reuse_address=True,
+                                                      limit=MAX_REQUEST_HEAD)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise PortInUseError(exc.errno, f"HTTP port {host}:{port} is already in use") from None
             raise
+        self._sweep = asyncio.get_running_loop().call_later(self._sweep_interval, self._sweep_deadlines)
 
     def close(self) -> None:
         if self._server is not None:
             self._server.close()
             self._server = None
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        for writer in self.table.connections():
+            writer.close()
+
+    def collector(self) -> Collector:
+        """Its connections, for /metrics."""
+        return _HttpConnectionsCollector(self)
+
+    def _close_for(self, writer: asyncio.StreamWriter, reason: CloseReason) -> None:
+        self.counters[closed_counter_key(HTTP_CLOSED, reason)] += 1
+        peer = writer.get_extra_info("peername")
+        self._close_log.note(reason, peer[0] if peer else "?", asyncio.get_running_loop().time())
+        self.table.remove(writer)
+        writer.close()
+
+    def _sweep_deadlines(self) -> None:
+        loop = asyncio.get_running_loop()
+        for writer, reason in self.table.expired(loop.time()):
+            self._close_for(writer, reason)
+        self._close_log.flush(loop.time())
+        self._sweep = loop.call_later(self._sweep_interval, self._sweep_deadlines)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        peer = writer.get_extra_info("peername")
+        closing = self.table.admit(writer, peer[0] if peer else "", loop.time())
+        if closing is not None:
+            self._close_for(*closing)
+            if closing[0] is writer:
+                return
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
+            await self._answer(reader, writer)
+        finally:
+            self.table.remove(writer)
             writer.close()
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             return
+        self.table.spoke(writer, asyncio.get_running_loop().time())
         request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
         parts = request_line.split()
         if len(parts) != 3 or not parts[2].startswith("HTTP/"):
@@ -66,4 +133,15 @@ class HttpEndpoint:
             await writer.drain()
         except ConnectionError:
             pass
-        writer.close()
+
+
+class _HttpConnectionsCollector(Collector):
+    def __init__(self, endpoint: HttpEndpoint) -> None:
+        self._endpoint = endpoint
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        yield GaugeMetricFamily("pbx_http_connections", "Connections to /health and /metrics open now",
+                                value=len(self._endpoint.table))
+        yield closed_connections_family(
+            "pbx_http_connections_closed", "HTTP connections refused or closed by the endpoint, by reason",
+            HTTP_CLOSED, [], [([], self._endpoint.counters)])

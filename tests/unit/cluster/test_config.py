@@ -29,6 +29,9 @@ def test_defaults_need_only_the_secret() -> None:
     assert config.sip.transports == ("udp", "tcp")
     assert config.sip.max_message_size == 65535
     assert config.sip.public_address is None
+    assert (config.sip.tcp_max_connections, config.sip.tcp_max_connections_per_source) == (10_000, 1_000)
+    assert (config.sip.tcp_first_message_timeout, config.sip.tcp_idle_timeout) == (10.0, 3660.0)
+    assert (config.http.max_connections, config.http.max_connections_per_source) == (64, 16)
     assert config.callmanager.default_domain == "pbx.local"
     assert config.callmanager.no_answer_timeout == 60
     assert (config.registrar.min_expires, config.registrar.max_expires) == (60, 3600)
@@ -243,6 +246,27 @@ def test_every_problem_is_reported_at_once() -> None:
             "registrar: min_expires (7200) is greater than max_expires (3600)",
         ),
         ({"sip": 5060}, "sip: Input should be a valid dictionary or instance of SipConfig (got 5060)"),
+        (
+            {"sip": {"tcp_max_connections": -1}},
+            "sip.tcp_max_connections: Input should be greater than or equal to 1 (got -1)",
+        ),
+        (
+            {"sip": {"tcp_max_connections_per_source": 0}},
+            "sip.tcp_max_connections_per_source: Input should be greater than or equal to 1 (got 0)",
+        ),
+        (
+            {"sip": {"tcp_first_message_timeout": -5}},
+            "sip.tcp_first_message_timeout: Input should be greater than 0 (got -5)",
+        ),
+        ({"sip": {"tcp_idle_timeout": "soon"}}, "sip.tcp_idle_timeout: Input should be a valid number"),
+        (
+            {"http": {"max_connections": 0}},
+            "http.max_connections: Input should be greater than or equal to 1 (got 0)",
+        ),
+        (
+            {"http": {"max_connections_per_source": -1}},
+            "http.max_connections_per_source: Input should be greater than or equal to 1 (got -1)",
+        ),
     ],
 )
 def test_invalid_values_name_their_key(document: dict, expected: str) -> None:
