@@ -64,3 +64,5 @@ class MediaAnchor:
     b_stale: bool = False
     """The callee was offered an endpoint that died before it answered: re-INVITE it once it has."""
     recording: str | None = None
+    stranded: bool = False
+    """Its endpoint was lost and no other could take it yet: re-homing is retried until a deadline."""

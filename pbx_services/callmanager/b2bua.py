@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ..cluster.events import CallEnded, Disposition, HangupBy
+from ..cluster.events import CallEnded, Disposition, EndReason, HangupBy
 from ..cluster.media_control import ERROR_UNKNOWN_CALL
 from ..cluster.models import ServerRole
 from ..cluster.state.dialogs import CallRecord, DialogStore, InMemoryDialogs
@@ -567,7 +567,7 @@ class B2bua:
             if t >= give_up_at:
                 log.info("no ACK for our 2xx on call %s: hanging up", call.call_id)
                 leg.unacked = None
-                self._hang_up(call, t, hangup_by=HangupBy.SYSTEM)
+                self._hang_up(call, t, hangup_by=HangupBy.SYSTEM, reason=EndReason.NO_ACK)
                 return
             self._stack.send_stateless(unacked.response, leg.peer, leg.transport)
             self._schedule_2xx_retransmit(call, leg, unacked, t, min(interval * 2, T2), give_up_at)
@@ -758,17 +758,19 @@ class B2bua:
         self._stack.respond(call.invite_tx, 480, "No Answer", now=now, to_tag=call.a_tag)
         self._end(call, now, Disposition.NO_ANSWER, 480, None)
 
-    def _hang_up(self, call: Call, now: float, *, hangup_by: HangupBy, skip: Leg | None = None) -> None:
-        """End an answered call: BYE every leg that did not already hang up."""
+    def _hang_up(self, call: Call, now: float, *, hangup_by: HangupBy, skip: Leg | None = None,
+                 reason: EndReason | None = None) -> None:
+        """End an answered call: BYE every leg that did not already hang up; `reason` is why we
+        end it ourselves (in the BYE's Reason header and the CDR)."""
         if call.phase is Phase.ENDED:
             return
         for leg in (call.a, call.b):
             if leg is not None and leg is not skip and leg.dialog is not None:
-                self._send_bye(leg, now)
-        self._end(call, now, Disposition.ANSWERED, 200, hangup_by)
+                self._send_bye(leg, now, reason)
+        self._end(call, now, Disposition.ANSWERED, 200, hangup_by, reason)
 
     def _end(self, call: Call, now: float, disposition: Disposition, sip_code: int,
-             hangup_by: HangupBy | None) -> None:
+             hangup_by: HangupBy | None, reason: EndReason | None = None) -> None:
         if call.phase is Phase.ENDED:
             return
         if call.answered_at is not None:
@@ -798,7 +800,7 @@ class B2bua:
             answer_time=self._wall(call.answered_at) if call.answered_at is not None else None,
             end_time=self._wall(now), disposition=disposition, sip_code=sip_code,
             hangup_by=hangup_by if call.answered_at is not None else None,
-            recording=call.media.recording if call.media is not None else None))
+            recording=call.media.recording if call.media is not None else None, end_reason=reason))
 
     def _wall(self, now: float) -> datetime:
         return datetime.fromtimestamp(now + self._wall_offset, UTC)
@@ -881,23 +883,49 @@ class B2bua:
             self._media_request(call, "delete", now)
 
     def rehome(self, endpoint: MediaEndpoint, now: float) -> None:
-        """Move every call anchored on `endpoint` (dead, or restarted) to another endpoint."""
+        """Move every call anchored on `endpoint` (down, or restarted and so without its calls) to
+        an available endpoint: another, or the restarted one itself once it answers. A call no
+        endpoint can take waits for one (another added or enabled, this one back) for at most
+        the pool's `rehome_timeout`, then is ended: never left without audio for ever."""
         assert self._media is not None
+        give_up_at = now + self._media.rehome_timeout
         for call in list(endpoint.calls):
             endpoint.calls.discard(call)
             media = call.media
             if media is None or media.endpoint is not endpoint or call.phase is Phase.ENDED:
                 continue
-            target = self._media.pick(exclude=endpoint)
-            if target is None:
-                log.error("call %s lost its media server %s and no other can take it", call.call_id,
-                          endpoint)
-                continue
-            log.info("re-homing call %s from %s to %s", call.call_id, endpoint, target)
-            media.endpoint = target
-            self._changed.add(call)
-            target.calls.add(call)
-            self._reanchor(call, media, now)
+            self._rehome_call(call, media, now, give_up_at)
+
+    def _rehome_call(self, call: Call, media: MediaAnchor, now: float, give_up_at: float) -> None:
+        assert self._media is not None
+        if call.phase is Phase.ENDED or call.media is not media:
+            return
+        lost = media.endpoint
+        target = self._media.pick()
+        if target is None and now < give_up_at:
+            if not media.stranded:
+                log.error("call %s lost its media server %s and none can take it now: waiting up to %g s",
+                          call.call_id, lost, give_up_at - now)
+            media.stranded = True
+            self._timers.schedule(min(now + self._media.ping_interval, give_up_at),
+                                  lambda t: self._rehome_call(call, media, t, give_up_at))
+            return
+        media.stranded = False
+        if target is None:
+            log.error("call %s: no media server could take it after %s was lost: ending it",
+                      call.call_id, lost)
+            media.endpoint = _GONE
+            self._media_calls.pop(media.media_call_id, None)
+            if call.phase is Phase.ANSWERED:
+                self._hang_up(call, now, hangup_by=HangupBy.SYSTEM, reason=EndReason.MEDIA_LOST)
+            else:
+                self._refuse(call, 503, "Media Unavailable", now, end_reason=EndReason.MEDIA_LOST)
+            return
+        log.info("re-homing call %s from %s to %s", call.call_id, lost, target)
+        media.endpoint = target
+        self._changed.add(call)
+        target.calls.add(call)
+        self._reanchor(call, media, now)
 
     def _reanchor(self, call: Call, media: MediaAnchor, now: float) -> None:
         sdp_a, sdp_b = media.sdp_from.get("a"), media.sdp_from.get("b")
@@ -957,7 +985,7 @@ class B2bua:
             if code == 491:
                 self._timers.schedule(t + REINVITE_RETRY, lambda t2: self._reinvite(call, leg, body, t2))
             elif code in (408, 481):
-                self._hang_up(call, t, hangup_by=HangupBy.SYSTEM)
+                self._hang_up(call, t, hangup_by=HangupBy.SYSTEM, reason=EndReason.PHONE_GONE)
             else:
                 log.warning("phone refused the re-INVITE moving call %s's media: %d", call.call_id,
                             code)
@@ -973,14 +1001,15 @@ class B2bua:
         call.media.endpoint.calls.discard(call)
         call.media.endpoint = _GONE
         if call.phase is Phase.ANSWERED:
-            self._hang_up(call, now, hangup_by=HangupBy.SYSTEM)
+            self._hang_up(call, now, hangup_by=HangupBy.SYSTEM, reason=EndReason.RTP_TIMEOUT)
 
-    def _refuse(self, call: Call, code: int, reason: str, now: float) -> None:
+    def _refuse(self, call: Call, code: int, reason: str, now: float, *,
+                end_reason: EndReason | None = None) -> None:
         """Refuse a call still routing: `code` to the caller, its branches cancelled."""
         for branch in call.branches:
             self._cancel_branch(branch, now)
         self._stack.respond(call.invite_tx, code, reason, now=now, to_tag=call.a_tag)
-        self._end(call, now, Disposition.FAILED, code, None)
+        self._end(call, now, Disposition.FAILED, code, None, end_reason)
 
     def _refuse_answered(self, call: Call, now: float) -> None:
         """The callee answered but the media server could not take the answer: 503 to the caller,
@@ -1001,10 +1030,12 @@ class B2bua:
         leg.acks_sent[invite_cseq] = ack
         self._stack.send_stateless(ack, leg.peer, leg.transport)
 
-    def _send_bye(self, leg: Leg, now: float) -> None:
+    def _send_bye(self, leg: Leg, now: float, reason: EndReason | None = None) -> None:
         assert leg.dialog is not None
+        # RFC 3326: the phone (and its user's call log) can show why the PBX ended the call.
+        headers = [("Reason", f'SIP;cause=500;text="{reason.value}"')] if reason is not None else []
         bye = leg.dialog.create_request("BYE", via_host=self._stack.host, via_port=self._stack.port,
-                                        transport=leg.transport)
+                                        transport=leg.transport, extra_headers=headers)
         tx = self._stack.send_request(bye, leg.peer, leg.transport, now)
         tx.user_data = _ignore_response
 
@@ -1262,7 +1293,7 @@ class B2bua:
                 if call.media is not None:
                     call.media.endpoint.calls.discard(call)
                     call.media.endpoint = _GONE
-                self._hang_up(call, t, hangup_by=HangupBy.SYSTEM)
+                self._hang_up(call, t, hangup_by=HangupBy.SYSTEM, reason=EndReason.MEDIA_LOST)
 
         self._media_request(call, "query", now, on_reply)
 

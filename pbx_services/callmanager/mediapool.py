@@ -5,7 +5,8 @@ port and its number of workers). Each is pinged every `ping_interval` seconds; a
 `down_after` missed pings in a row it is down, after `up_after` answers in a row it is up
 again (Kamailio dispatcher semantics). A pong with a new `boot_id` means the worker
 restarted and forgot its calls. Either way `on_lost(endpoint)` is called so that the calls
-anchored there are re-homed. New calls go to the enabled, up endpoint with the fewest calls
+anchored there are re-homed (on the restarted endpoint too, which answers again). New
+calls go to the enabled, up endpoint with the fewest calls
 per unit of weight.
 
 Requests are retransmitted (250 ms, 500 ms, 1 s) and given up after 2 s, when their
@@ -41,6 +42,8 @@ class PoolSettings:
     ping_interval: float = 1.0
     down_after: int = 3
     up_after: int = 2
+    rehome_timeout: float = 15.0
+    """Seconds a call whose endpoint was lost waits for one to take it before it is ended."""
 
 
 @dataclass(eq=False)
@@ -70,6 +73,7 @@ class MediaPool:
         self.ping_interval = settings.ping_interval
         self.down_after = settings.down_after
         self.up_after = settings.up_after
+        self.rehome_timeout = settings.rehome_timeout
         self.endpoints: dict[Address, MediaEndpoint] = {}
         self._pending: dict[str, _Pending] = {}
         self._transmits: list[tuple[bytes, Address]] = []

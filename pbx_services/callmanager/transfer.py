@@ -26,7 +26,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..cluster.events import HangupBy
+from ..cluster.events import EndReason, HangupBy
 from ..runtime.timers import Timer
 from ..sip.dialog import Dialog
 from ..sip.errors import RemoteProtocolError
@@ -286,7 +286,7 @@ class CallTransfers:
         held = call.a if transferee == "a" else call.b
         gone = call.b if transferee == "a" else call.a
         if held is not None:
-            b._hang_up(call, now, hangup_by=HangupBy.SYSTEM, skip=gone)
+            b._hang_up(call, now, hangup_by=HangupBy.SYSTEM, skip=gone, reason=EndReason.TRANSFER_FAILED)
 
     def abort(self, call: Call, now: float) -> None:
         """The call ends while its transfer runs: the target stops ringing (or is hung up)."""

@@ -25,7 +25,7 @@ _DURATION = re.compile(rf"(\d+)([{''.join(DURATION_UNITS)}])")
 Record = dict[str, Any]
 RECORD_FIELDS = (
     "start_time", "answer_time", "end_time", "caller", "callee", "domain", "disposition", "sip_code",
-    "hangup_by", "duration", "caller_ip", "call_id", "recording",
+    "hangup_by", "duration", "caller_ip", "call_id", "recording", "end_reason",
 )
 """The columns of a CSV row and the keys of a JSON object, in this order; `domain` is the
 tenant's, `duration` the talk time in seconds."""
@@ -116,6 +116,7 @@ def _record(cdr: Cdr, domains: dict[int, str]) -> Record:
         "caller_ip": cdr.caller_ip,
         "call_id": cdr.call_id,
         "recording": cdr.recording,
+        "end_reason": cdr.end_reason,
     }
 
 
@@ -136,10 +137,16 @@ def _write_table(records: Sequence[Record]) -> None:
             record["disposition"],
             str(record["sip_code"]),
             str(timedelta(seconds=record["duration"])),
-            record["hangup_by"] or "",
+            _hangup(record),
         )
         for record in records
     ])
+
+
+def _hangup(record: Record) -> str:
+    """Who hung up, and why when it was the PBX: "system (media_lost)"."""
+    reason = f"({record['end_reason']})" if record["end_reason"] else None
+    return " ".join(filter(None, (record["hangup_by"], reason)))
 
 
 def _write_csv(records: Sequence[Record]) -> None:

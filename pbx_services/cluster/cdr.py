@@ -47,6 +47,7 @@ def _row_of_event(event: CallEnded) -> dict[str, Any]:
         "hangup_by": event.hangup_by,
         "duration": talk_seconds(event),
         "recording": event.recording,
+        "end_reason": event.end_reason,
     }
 
 

@@ -28,6 +28,21 @@ class HangupBy(StrEnum):
     SYSTEM = "system"
 
 
+class EndReason(StrEnum):
+    """Why the PBX itself ended a call (`HangupBy.SYSTEM`), or refused one it had started."""
+
+    MEDIA_LOST = "media_lost"
+    """Its media server died or restarted and no media server could take the call in time."""
+    RTP_TIMEOUT = "rtp_timeout"
+    """The media server heard no RTP for `media.rtp_timeout` seconds."""
+    NO_ACK = "no_ack"
+    """A phone never acknowledged our 200 to its INVITE."""
+    PHONE_GONE = "phone_gone"
+    """A phone answered a re-INVITE with 408 or 481: it has forgotten the call."""
+    TRANSFER_FAILED = "transfer_failed"
+    """A transfer's target could not be reached and the transferor had already left."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallStarted:
     """The Call Manager accepted an INVITE and started routing it."""
@@ -84,6 +99,8 @@ class CallEnded:
     """Who hung up an answered call; None when the call was never answered."""
     recording: str | None = None
     """Path of the call's recording on its media server, when it was recorded."""
+    end_reason: EndReason | None = None
+    """Why the PBX ended the call itself; None when a phone did (or the call failed normally)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

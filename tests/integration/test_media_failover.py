@@ -280,3 +280,81 @@ def test_media_server_added_while_calls_run_takes_the_new_calls(pbx_without_medi
                     assert old_calls.disconnected() == [] and new_calls.disconnected() == []
                     hang_up_all(new_calls)
             hang_up_all(old_calls)
+
+
+def _worker_pids(daemon: MediaDaemon) -> list[int]:
+    """The daemon's worker processes (its supervisor's spawned children)."""
+    children = subprocess.run(["pgrep", "-P", str(daemon.process.pid)], capture_output=True,
+                              text=True).stdout.split()
+    return [int(pid) for pid in children
+            if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+
+
+def _audio_back_after(phones: list[Pjsua2Phone], since: float, timeout: float) -> dict[str, float]:
+    """RTP received counted every 100 ms on each phone: seconds after `since` at which each
+    phone's count, once it had stopped, rose again and kept rising (25 packets more, half a
+    second of 20 ms audio)."""
+    back: dict[str, float] = {}
+    silent: set[str] = set()
+    resumed: dict[str, tuple[float, int]] = {}
+    last = {phone.user: phone.gap()["rx_packets"] for phone in phones}
+    deadline = time.monotonic() + timeout
+    while len(back) < len(phones) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        for phone in phones:
+            count, now, user = phone.gap()["rx_packets"], time.monotonic(), phone.user
+            if user in back:
+                continue
+            if count == last[user]:
+                silent.add(user)
+                resumed.pop(user, None)
+            elif user in silent and user not in resumed:
+                resumed[user] = (now, last[user])
+            elif user in resumed and count >= resumed[user][1] + 25:
+                back[user] = resumed[user][0] - since
+            last[user] = count
+    return back
+
+
+def test_the_only_media_workers_restart_gives_the_call_its_audio_back(pbx_without_media: PbxServer,
+                                                                     tmp_path: Path) -> None:
+    """Issue 14: with one media endpoint, a call whose worker was killed stayed silent for ever
+    (`rehome()` looked for another endpoint, found none and gave up)."""
+    server = pbx_without_media
+    with media_daemon(server, "media-a", tmp_path) as media_a:
+        wait_for_media_servers(server, "media-a")
+        with calls_up(server, 1, 5001) as calls:
+            time.sleep(1)
+            [worker] = _worker_pids(media_a)
+            silence_from = time.monotonic()
+            os.kill(worker, signal.SIGKILL)
+            back = _audio_back_after(calls.phones, silence_from, REHOME_TIMEOUT)
+            print(f"audio back on the restarted worker after {back} s")
+            assert set(back) == {phone.user for phone in calls.phones}, f"audio never came back: {back}"
+            assert max(back.values()) < MAX_AUDIO_GAP_MS / 1000
+            assert _worker_pids(media_a) not in ([], [worker]), "the supervisor started a new worker"
+            assert calls.servers([media_a]) == ["media-a"]
+            assert calls.disconnected() == []
+            hang_up_all(calls)
+    [cdr] = server.wait_for_cdrs(1)
+    assert (cdr["hangup_by"], cdr["end_reason"]) == ("caller", None)
+
+
+def test_a_call_no_media_server_can_take_gets_a_bye_within_the_bound(tmp_path: Path) -> None:
+    bound = 4.0
+    with running_pbx(tmp_path / "data", {"PBX_MEDIA__EMBEDDED": "false",
+                                         "PBX_CALLMANAGER__MEDIA_REHOME_TIMEOUT": str(bound)}) as server:
+        with media_daemon(server, "media-a", tmp_path) as media_a:
+            wait_for_media_servers(server, "media-a")
+            with calls_up(server, 1, 5101) as calls:
+                time.sleep(1)
+                killed_at = time.monotonic()
+                media_a.kill()  # supervisor and worker: nothing comes back
+                for phone in calls.phones:
+                    phone.wait_for("call_state", state("DISCONNECTED"), timeout=3 + bound + 5)
+                ended_after = time.monotonic() - killed_at
+                print(f"both phones got a BYE {ended_after:.1f} s after the media server was killed")
+        [cdr] = server.wait_for_cdrs(1)
+    assert (cdr["disposition"], cdr["hangup_by"], cdr["end_reason"]) == ("ANSWERED", "system", "media_lost")
+    # Down after 3 missed pings (about 3 s), then `bound` seconds of waiting for a media server.
+    assert 3 + bound - 1 < ended_after < 3 + bound + 3

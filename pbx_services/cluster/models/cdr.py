@@ -59,6 +59,9 @@ class Cdr(Base):
     duration: Mapped[int]
     recording: Mapped[str | None] = mapped_column(String(1024))
     """Path of the call's recording on its media server (a stereo WAV: caller left, callee right)."""
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    """Why the PBX ended the call itself (`EndReason`: media_lost, rtp_timeout, ...); NULL otherwise.
+    A plain string, so that a new reason needs no migration."""
 
     def __repr__(self) -> str:
         return f"Cdr(id={self.id!r}, call_id={self.call_id!r}, disposition={self.disposition!r})"

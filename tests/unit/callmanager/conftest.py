@@ -144,11 +144,22 @@ class MediaNode:
         self.name = f"media{index + 1}"
         self.port_min = 30000 + 1000 * index
         self.alive = True
-        self.core = MediaServer(
-            worker=0, boot_id=f"boot-{index}", process_id=index, port_min=self.port_min,
-            port_max=self.port_min + 2 * pairs - 1, sdp_address=MEDIA_HOST, recording_dir=recording_dir,
-            tone_plan="us", rtp_timeout=60.0, hold_timeout=3600.0, bind_ports=_bind_nowhere,
-            unbind_ports=lambda leg: None, wall_offset=WALL_OFFSET, now=now)
+        self._index, self._pairs, self._recording_dir = index, pairs, recording_dir
+        self.boots = 0
+        self.core = self._boot(now)
+
+    def _boot(self, now: float) -> MediaServer:
+        self.boots += 1
+        return MediaServer(
+            worker=0, boot_id=f"boot-{self._index}.{self.boots}", process_id=self._index,
+            port_min=self.port_min, port_max=self.port_min + 2 * self._pairs - 1, sdp_address=MEDIA_HOST,
+            recording_dir=self._recording_dir, tone_plan="us", rtp_timeout=60.0, hold_timeout=3600.0,
+            bind_ports=_bind_nowhere, unbind_ports=lambda leg: None, wall_offset=WALL_OFFSET, now=now)
+
+    def restart(self, now: float) -> None:
+        """Killed and started again by its supervisor: a new boot id, no calls."""
+        self.core = self._boot(now)
+        self.alive = True
 
     @property
     def entry(self) -> ServerEntry:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pbx_services.cluster.events import Disposition, HangupBy
+from pbx_services.cluster.events import Disposition, EndReason, HangupBy
 from pbx_services.sip.message import SipResponse
 from pbx_services.sip.sdp import SessionDescription
 
@@ -186,13 +186,71 @@ def test_calls_on_a_dead_media_server_are_rehomed_with_reinvites(pbx: Pbx, alice
     bob.assert_silent()
 
 
+def _moved_back(alice: Phone, bob: Phone, node_core_calls: dict[str, object], call: Call) -> None:
+    """Both phones got a re-INVITE to the media server holding the call now, and accept it."""
+    a_invite, b_invite = alice.pop_request("INVITE"), bob.pop_request("INVITE")
+    moved = node_core_calls[call.outgoing.call_id]
+    assert media_of(a_invite.body)[:2] == (MEDIA_HOST, moved.a.port)  # type: ignore[attr-defined]
+    assert media_of(b_invite.body)[:2] == (MEDIA_HOST, moved.b.port)  # type: ignore[attr-defined]
+    alice.send(alice.respond(a_invite, 200, body=SDP_OFFER))
+    bob.send(bob.respond(b_invite, 200, body=SDP_ANSWER))
+    assert alice.pop_request("ACK") and bob.pop_request("ACK")
+
+
+def test_the_only_media_worker_restarted_gets_its_calls_back(make_pbx: Callable[..., Pbx]) -> None:
+    """Issue 14: with no other endpoint, a call whose worker restarted was left without audio."""
+    pbx = make_pbx(media_servers=1)
+    alice, bob = registered(pbx, "100", "10.0.0.1"), registered(pbx, "200", "10.0.0.2")
+    call, _ = connected(alice, bob)
+    [node] = pbx.media
+    pbx.advance(1.0)  # its pongs told the Call Manager its boot id
+    node.alive = False
+    pbx.advance(1.5)  # one ping missed: not down yet
+    node.restart(pbx.now)  # the supervisor started a new worker, which knows no call
+    pbx.advance(0.7)  # its next pong has a new boot id
+    _moved_back(alice, bob, node.core.calls, call)
+    assert pbx.core.b2bua.calls and not pbx.cdrs
+
+
+def test_a_call_waits_for_its_dead_media_server_to_come_back(make_pbx: Callable[..., Pbx]) -> None:
+    pbx = make_pbx(media_servers=1)
+    alice, bob = registered(pbx, "100", "10.0.0.1"), registered(pbx, "200", "10.0.0.2")
+    call, _ = connected(alice, bob)
+    [node] = pbx.media
+    node.alive = False
+    pbx.advance(8.0)  # down at 2.9 s; nothing can take the call
+    alice.assert_silent()
+    bob.assert_silent()
+    node.restart(pbx.now)
+    pbx.advance(3.0)  # two answered pings bring it back up, and the call with it
+    _moved_back(alice, bob, node.core.calls, call)
+    assert pbx.core.b2bua.calls and not pbx.cdrs
+
+
+def test_a_call_no_media_server_can_take_is_ended_with_a_reason(make_pbx: Callable[..., Pbx]) -> None:
+    pbx = make_pbx(media_servers=1)
+    alice, bob = registered(pbx, "100", "10.0.0.1"), registered(pbx, "200", "10.0.0.2")
+    connected(alice, bob)
+    pbx.media[0].alive = False
+    pbx.advance(2.95 + 14.9)  # down at 2.9 s, then 15 s of waiting
+    alice.assert_silent()
+    pbx.advance(0.2)
+    for phone in (alice, bob):
+        bye = phone.pop_request("BYE")
+        assert bye.headers.get("Reason") == 'SIP;cause=500;text="media_lost"'
+    cdr = only_cdr(pbx)
+    assert (cdr.disposition, cdr.hangup_by, cdr.end_reason) == (Disposition.ANSWERED, HangupBy.SYSTEM,
+                                                                EndReason.MEDIA_LOST)
+    assert not pbx.core.b2bua.calls
+
+
 def test_a_media_timeout_hangs_the_call_up(pbx: Pbx, alice: Phone, bob: Phone) -> None:
     call, _ = connected(alice, bob)
     node = pbx.media_node_of(call.outgoing.call_id)
     node.core.rtp_timeout = 5.0
     pbx.advance(7.0)
     assert alice.pop_request("BYE") and bob.pop_request("BYE")
-    assert only_cdr(pbx).hangup_by is HangupBy.SYSTEM
+    assert (only_cdr(pbx).hangup_by, only_cdr(pbx).end_reason) == (HangupBy.SYSTEM, EndReason.RTP_TIMEOUT)
 
 
 def test_recorded_calls_carry_the_recording_in_their_cdr(make_pbx: Callable[..., Pbx]) -> None:

@@ -124,6 +124,7 @@ def test_csv_has_a_header_row(calls: Path, capsys: pytest.CaptureFixture[str]) -
         "caller_ip": "192.0.2.1",
         "call_id": "1003-1001-2026-03-01T10:00:00+00:00@192.0.2.1",
         "recording": "",
+        "end_reason": "",
     }
     assert len(rows) == 4
 
@@ -150,6 +151,7 @@ def test_json_is_a_list_of_objects_with_iso_local_times(
         "caller_ip": "192.0.2.1",
         "call_id": "1001-1002-2026-03-01T09:00:00+00:00@192.0.2.1",
         "recording": None,
+        "end_reason": None,
     }
     assert records[0]["domain"] is None
 
