@@ -160,6 +160,9 @@ class CallManagerConfig(_Section):
     """Missed pings in a row after which a media endpoint is down and its calls are re-homed."""
     media_up_after: int = Field(default=2, ge=1, le=100)
     """Answered pings in a row after which a down media endpoint takes calls again."""
+    media_rehome_timeout: float = Field(default=15.0, gt=0, le=3600)
+    """Seconds a call whose media endpoint died waits for one to take it (another, or the same
+    worker restarted) before both phones get a BYE and the CDR says media_lost."""
     record_calls: bool = False
     """Record every answered call (both directions, a WAV per call; the path goes in the CDR)."""
     workers: int = Field(default=1, ge=0, le=256)
