@@ -68,6 +68,8 @@ class _AppServerCollector(Collector):
         ports = GaugeMetricFamily(f"{prefix}_rtp_ports_free", "RTP ports free", labels=labels)
         counters = {name: CounterMetricFamily(f"{prefix}_{name}", name.replace("_", " "), labels=labels)
                     for name in self.COUNTERS}
+        messages = CounterMetricFamily(f"{prefix}_sip_messages", "SIP messages by what became of them",
+                                       labels=[*labels, "outcome"])
         for worker in self._workers.workers:
             label = [str(worker.index)]
             up.add_metric(label, 1 if self._workers.up(worker) else 0)
@@ -79,4 +81,6 @@ class _AppServerCollector(Collector):
             ports.add_metric(label, report.get("ports_free", 0))
             for name, family in counters.items():
                 family.add_metric(label, report.get(name, 0))
-        yield from (up, restarts, calls, ports, *counters.values())
+            for outcome, count in sorted(report.get("messages", {}).items()):
+                messages.add_metric([*label, outcome], count)
+        yield from (up, restarts, calls, ports, *counters.values(), messages)

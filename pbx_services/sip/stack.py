@@ -4,7 +4,8 @@ transaction events out, answers to broken input.
 Sans-IO like the core below it: the controller feeds datagrams and timer ticks with the
 time, and takes `Transmit`s out. What cannot be used is answered (400, 505, 513) when it
 is a request we can answer, and dropped and counted otherwise; nothing a peer sends
-raises out of here.
+raises out of here. Refusals are logged at most once per source address a minute
+(`RefusalLog`); `counters` has them all.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .errors import RemoteProtocolError
 from .events import Event, Transmit
 from .headers import Address
 from .message import SipMessage, SipParseError, SipRequest, SipResponse, make_response, parse_message
+from .refusal_log import RefusalLog
 from .transaction import ClientTransaction, ServerTransaction, TransactionLayer, make_branch
 from .uri import SipUri
 
@@ -36,7 +38,9 @@ class SipStack:
         self.port = port
         self.max_message_size = max_message_size
         self.layer = layer or TransactionLayer()
-        self.counters: Counter[str] = Counter()
+        # Present from the start, so that /metrics shows them (at 0) before the first one.
+        self.counters: Counter[str] = Counter({"refused_requests": 0, "dropped_garbage": 0})
+        self.refusals = RefusalLog(logger=log)
         self._forward_to = forward_to
         self._forwards: list[tuple[int, bytes, tuple[str, int], str]] = []
 
@@ -48,7 +52,7 @@ class SipStack:
         another worker's (`take_forwards`). A `forwarded` message is handled here whatever it is."""
         if len(data) > self.max_message_size:
             self.counters["oversized"] += 1
-            self._refuse_oversized(data, source, transport)
+            self._refuse_oversized(data, source, transport, now)
             return []
         if not data.strip(b"\r\n\x00 \t"):
             self.counters["keepalive"] += 1
@@ -56,7 +60,7 @@ class SipStack:
         try:
             message = parse_message(data)
         except SipParseError as exc:
-            self._refuse(exc, source, transport)
+            self._refuse(exc, source, transport, now)
             return []
         if self._forward_to is not None and not forwarded:
             owner = self._forward_to(message)
@@ -69,10 +73,10 @@ class SipStack:
             return self.layer.receive(message, source, transport, now)
         except RemoteProtocolError as exc:
             self._refuse(SipParseError(exc.reason, status_code=exc.status_code, partial=message),
-                         source, transport)
+                         source, transport, now)
             return []
 
-    def _refuse(self, exc: SipParseError, source: tuple[str, int], transport: str) -> None:
+    def _refuse(self, exc: SipParseError, source: tuple[str, int], transport: str, now: float) -> None:
         request = exc.partial if isinstance(exc.partial, SipRequest) else None
         if request is None or request.method == "ACK" or not all(
                 request.headers.get(name) for name in ("From", "To", "Call-ID", "CSeq")):
@@ -89,10 +93,10 @@ class SipStack:
             log.debug("dropped unanswerable request from %s:%s: %s", *source, exc.reason)
             return
         self.counters["refused_requests"] += 1
-        log.info("refused request from %s:%s with %d: %s", *source, exc.status_code, exc.reason)
+        self.refusals.refused(source, exc.status_code, exc.reason, now)
         self.layer.send_stateless(response, destination, transport)
 
-    def _refuse_oversized(self, data: bytes, source: tuple[str, int], transport: str) -> None:
+    def _refuse_oversized(self, data: bytes, source: tuple[str, int], transport: str, now: float) -> None:
         head = data[: data.find(b"\r\n\r\n") + 4] if b"\r\n\r\n" in data else b""
         message: SipMessage | None = None
         try:
@@ -101,7 +105,7 @@ class SipStack:
             message = exc.partial
         if isinstance(message, SipRequest):
             self._refuse(SipParseError(f"message is larger than {self.max_message_size} bytes",
-                                       status_code=513, partial=message), source, transport)
+                                       status_code=513, partial=message), source, transport, now)
         else:
             self.counters["dropped_garbage"] += 1
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import socket
 import subprocess
-from collections.abc import Iterator
+import time
+import urllib.request
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -60,6 +62,7 @@ def test_malformed_request_gets_400_saying_why(pbx_server: PbxServer) -> None:
     assert _status(reply) == 400
     assert reply is not None and b"malformed CSeq" in reply
     assert _status(_exchange(pbx_server.port, _options(pbx_server.port))) == 200
+    assert pbx_server.metrics()['pbx_sip_messages_total{outcome="refused_requests"}'] == 1
 
 
 def test_unsupported_extension_and_unknown_method(pbx_server: PbxServer) -> None:
@@ -182,6 +185,21 @@ def test_ivr_server_refuses_bad_input_and_keeps_serving(ivr_daemon: IvrDaemon) -
     assert _status(_final(port, _invite(port, sdp=False, branch="z9hG4bKnosdp"))) == 488
     assert _status(_exchange(port, _options(port))) == 200
     assert ivr_daemon.health()["status"] == "ok"
+    # Counted on /metrics, from the worker's report (once a second).
+    expected = {"refused_requests": 1, "dropped_garbage": 3}
+    deadline = time.monotonic() + 5
+    while (counted := _ivr_messages(ivr_daemon, expected)) != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert counted == expected
+
+
+def _ivr_messages(ivr_daemon: IvrDaemon, outcomes: Iterable[str]) -> dict[str, float]:
+    """The IVR worker 0's SIP messages of each outcome, read from /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{ivr_daemon.http_port}/metrics", timeout=2) as reply:
+        lines = dict(line.rsplit(" ", 1) for line in reply.read().decode().splitlines()
+                     if line and not line.startswith("#"))
+    return {outcome: float(lines.get(f'pbx_ivr_sip_messages_total{{outcome="{outcome}",worker="0"}}', 0))
+            for outcome in outcomes}
 
 
 @pytest.mark.parametrize(("section", "key"), [
