@@ -48,7 +48,8 @@ def add_commands(subparsers: Subparsers) -> None:
         help="import users from a CSV file",
         description=(
             "Import users from a CSV file whose header names the columns: extension and password, "
-            "optionally name, email and tenant (a tenant's domain). Nothing is imported if any row is bad."
+            "optionally name, email and tenant (a tenant's domain). Users that exist already are skipped "
+            "(left unchanged). Nothing is imported if any row is bad."
         ),
     )
     load.add_argument("file", type=Path, metavar="FILE")
@@ -99,6 +100,9 @@ def _user_del(args: argparse.Namespace) -> int:
 
 def _user_import(args: argparse.Namespace) -> int:
     with open_data_dir(args) as opened:
-        count = _user_service(opened).import_csv(args.file)
-    print(f"imported {count} user{'s' if count != 1 else ''}")
+        result = _user_service(opened).import_csv(args.file)
+    print(f"imported {result.imported:,} user{'s' if result.imported != 1 else ''}")
+    existing = result.existing_summary()
+    if existing is not None:
+        print(existing)
     return EXIT_OK

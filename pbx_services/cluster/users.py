@@ -30,6 +30,8 @@ from pbx_services.cluster.validation import (
 
 CSV_REQUIRED_COLUMNS = ("extension", "password")
 CSV_OPTIONAL_COLUMNS = ("name", "email", "tenant")
+EXISTING_USERS_SHOWN = 5
+"""Users named in the line that says how many of an import file already exist."""
 
 
 def _ha1(hash_constructor: Callable[[bytes], Any], username: str, realm: str, password: str) -> str:
@@ -57,6 +59,25 @@ class RowProblem:
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    """What an import did: users added, and those of the file that existed (left unchanged)."""
+
+    imported: int
+    existing: tuple[str, ...]
+    """`extension@domain` of each row whose user exists already, in the file's order."""
+
+    def existing_summary(self) -> str | None:
+        """One line for every existing user, naming the first few; None when there is none."""
+        count = len(self.existing)
+        if not count:
+            return None
+        shown = ", ".join(self.existing[:EXISTING_USERS_SHOWN])
+        first = f" (first {EXISTING_USERS_SHOWN})" if count > EXISTING_USERS_SHOWN else ""
+        verb = "users already exist" if count != 1 else "user already exists"
+        return f"{count:,} {verb}, skipped: {shown}{first}"
 
 
 class CsvImportError(Exception):
@@ -142,20 +163,21 @@ class UserService:
             users = UserDao(session=session).find_all_by(**criteria)
         return sorted(users, key=lambda user: (user.tenant.domain, user.extension))
 
-    def import_csv(self, path: Path) -> int:
-        """Import every user of the CSV file at `path` in one transaction; returns how many.
+    def import_csv(self, path: Path) -> ImportResult:
+        """Import every new user of the CSV file at `path` in one transaction.
 
         The header row names the columns: `extension` and `password` are required, `name`,
         `email` and `tenant` (a tenant's domain; the default tenant otherwise) optional.
-        Surrounding spaces are removed from every field. The whole file is checked first:
-        if any row is bad, `CsvImportError` lists every bad row and nothing is imported.
-        A file that cannot be opened raises OSError.
+        Surrounding spaces are removed from every field. A user that exists already is
+        skipped (left unchanged), so that a file can be imported again once it has grown.
+        The whole file is checked first: if any row is bad, `CsvImportError` lists every bad
+        row and nothing is imported. A file that cannot be opened raises OSError.
         """
         with self._sessions.begin() as session:
-            rows = self._read_import_file(session, path)
+            rows, existing = self._read_import_file(session, path)
             now = utcnow()
             try:
-                return UserDao(session=session).insert_many(
+                imported = UserDao(session=session).insert_many(
                     {
                         "tenant_id": row.tenant.id,
                         "extension": row.extension,
@@ -171,11 +193,13 @@ class UserService:
                 raise AlreadyExists(
                     f"{path}: some users were added while importing; nothing imported"
                 ) from None
+        return ImportResult(imported=imported, existing=existing)
 
     def _tenant(self, session: Session, domain: str | None) -> Tenant:
         return tenant_by_domain(session, domain, default_domain=self._default_domain)
 
-    def _read_import_file(self, session: Session, path: Path) -> list[_ImportRow]:
+    def _read_import_file(self, session: Session, path: Path) -> tuple[list[_ImportRow], tuple[str, ...]]:
+        """The rows of new users, and `extension@domain` of the users that exist already."""
         tenants = {tenant.domain: tenant for tenant in TenantDao(session=session).find_all_by()}
         default_tenant = tenants.get(self._default_domain)
         problems: list[RowProblem] = []
@@ -202,21 +226,19 @@ class UserService:
         existing = UserDao(session=session).existing_extensions(
             (row.tenant.id, row.extension) for row in rows
         )
-        problems.extend(
-            RowProblem(row.line, f"user {row.extension}@{row.tenant.domain} already exists")
-            for row in rows
-            if (row.tenant.id, row.extension) in existing
-        )
+        skipped = tuple(f"{row.extension}@{row.tenant.domain}" for row in rows
+                        if (row.tenant.id, row.extension) in existing)
+        rows = [row for row in rows if (row.tenant.id, row.extension) not in existing]
         taken = number_owners(session, ((row.tenant.id, row.extension) for row in rows))
         problems.extend(
             RowProblem(row.line, f"{row.extension} is already {taken[row.tenant.id, row.extension]} "
                                  f"of {row.tenant.domain}")
             for row in rows
-            if (row.tenant.id, row.extension) in taken and (row.tenant.id, row.extension) not in existing
+            if (row.tenant.id, row.extension) in taken
         )
         if problems:
             raise CsvImportError(path, sorted(problems, key=lambda problem: problem.line))
-        return rows
+        return rows, skipped
 
 
 def tenant_by_domain(session: Session, domain: str | None, *, default_domain: str) -> Tenant:

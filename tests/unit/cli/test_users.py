@@ -98,6 +98,30 @@ def test_user_import(initialized: Path, tmp_path: Path, capsys: pytest.CaptureFi
     assert len(run(capsys, "user", "list", "--data-dir", str(initialized))[1].splitlines()) == 51
 
 
+def test_user_import_again_names_the_existing_users_once(
+    initialized: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv_path = tmp_path / "users.csv"
+    csv_path.write_text("extension,password\n" + "".join(f"{n},pass{n}\n" for n in range(2000, 2050)))
+    assert run(capsys, "user", "import", str(csv_path), "--data-dir", str(initialized))[0] == 0
+    csv_path.write_text(csv_path.read_text() + "2050,pass2050\n2051,abc\n")
+
+    status, out, err = run(capsys, "user", "import", str(csv_path), "--data-dir", str(initialized))
+
+    # A bad value is still reported on its line, and nothing is imported.
+    assert (status, out) == (1, "")
+    assert err.splitlines() == [f"pbx: {csv_path}: line 53: password is shorter than 4 characters",
+                                f"pbx: {csv_path}: 1 problem, nothing imported"]
+
+    csv_path.write_text(csv_path.read_text().replace("2051,abc\n", ""))
+    assert run(capsys, "user", "import", str(csv_path), "--data-dir", str(initialized)) == (
+        0,
+        "imported 1 user\n50 users already exist, skipped: 2000@pbx.local, 2001@pbx.local, 2002@pbx.local, "
+        "2003@pbx.local, 2004@pbx.local (first 5)\n",
+        "",
+    )
+
+
 def test_user_import_reports_bad_rows(
     initialized: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pbx_services.cluster.models import Tenant, User
-from pbx_services.cluster.users import CsvImportError, RowProblem, UserService
+from pbx_services.cluster.users import CsvImportError, ImportResult, RowProblem, UserService
 
 from .conftest import DEFAULT_DOMAIN, OTHER_DOMAIN
 
@@ -47,7 +47,7 @@ def test_import_every_column(service: UserService, sessions: sessionmaker[Sessio
         f"1001,other1001,,,{OTHER_DOMAIN.upper()}\n",
     )
 
-    assert service.import_csv(path) == 3
+    assert service.import_csv(path) == ImportResult(imported=3, existing=())
 
     users = {(user.tenant.domain, user.extension): user for user in service.list_users()}
     assert set(users) == {(DEFAULT_DOMAIN, "1001"), (DEFAULT_DOMAIN, "1002"), (OTHER_DOMAIN, "1001")}
@@ -63,7 +63,7 @@ def test_import_every_column(service: UserService, sessions: sessionmaker[Sessio
 def test_only_required_columns_and_a_bom(service: UserService, tmp_path: Path) -> None:
     path = csv_file(tmp_path, "password,extension\r\npass1,1001\r\n", encoding="utf-8-sig")
 
-    assert service.import_csv(path) == 1
+    assert service.import_csv(path).imported == 1
 
 
 def test_every_bad_row_is_reported_and_nothing_imported(
@@ -78,7 +78,7 @@ def test_every_bad_row_is_reported_and_nothing_imported(
         "1003,abc,,,\n"  # 4: short password
         "1004,,,,\n"  # 5: empty password
         "1001,pass1,,,\n"  # 6: duplicate of line 2
-        "1500,pass1,,,\n"  # 7: already in the database
+        "1500,pass1,,,\n"  # 7: already in the database: skipped, no problem
         "1007,pass1,,,nowhere.example\n"  # 8: unknown tenant
         "1008,pass1\n"  # 9: wrong column count
         "1009,pass1,,not-an-email,\n"  # 10: bad email
@@ -93,7 +93,6 @@ def test_every_bad_row_is_reported_and_nothing_imported(
         "line 4: password is shorter than 4 characters",
         "line 5: password is shorter than 4 characters",
         "line 6: extension 1001 of pbx.example is already on line 2",
-        "line 7: user 1500@pbx.example already exists",
         "line 8: unknown tenant 'nowhere.example'",
         "line 9: expected 5 fields, got 2",
         "line 10: email 'not-an-email' is not an email address",
@@ -101,6 +100,31 @@ def test_every_bad_row_is_reported_and_nothing_imported(
         "password is shorter than 4 characters",
     ]
     assert user_count(sessions) == 1
+
+
+def test_users_that_exist_are_skipped_and_named_once(service: UserService, sessions: sessionmaker[Session],
+                                                     tmp_path: Path) -> None:
+    header = "extension,password,tenant\n"
+    first = csv_file(tmp_path, header + "".join(f"{1000 + n},pass{n:04},\n" for n in range(1000)))
+    assert service.import_csv(first) == ImportResult(imported=1000, existing=())
+
+    again = tmp_path / "again.csv"
+    again.write_text(header + "".join(f"{1000 + n},pass{n:04},\n" for n in range(1000))
+                     + f"2000,pass2000,\n1000,pass1000,{OTHER_DOMAIN}\n")
+    result = service.import_csv(again)
+
+    assert result.imported == 2
+    assert len(result.existing) == 1000
+    assert result.existing_summary() == (
+        "1,000 users already exist, skipped: 1000@pbx.example, 1001@pbx.example, 1002@pbx.example, "
+        "1003@pbx.example, 1004@pbx.example (first 5)")
+    assert user_count(sessions) == 1002
+
+
+def test_one_existing_user_is_named_without_a_count_of_the_first() -> None:
+    assert ImportResult(imported=0, existing=("1001@pbx.example",)).existing_summary() == (
+        "1 user already exists, skipped: 1001@pbx.example")
+    assert ImportResult(imported=3, existing=()).existing_summary() is None
 
 
 def test_extension_too_long(service: UserService, tmp_path: Path) -> None:
@@ -162,7 +186,7 @@ def test_import_100k_users(service: UserService, sessions: sessionmaker[Session]
     path = csv_file(tmp_path, "\n".join(lines) + "\n")
 
     started = time.perf_counter()
-    imported = service.import_csv(path)
+    imported = service.import_csv(path).imported
     elapsed = time.perf_counter() - started
 
     assert imported == count
