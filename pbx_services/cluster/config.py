@@ -280,6 +280,12 @@ class IvrConfig(AppServerConfig):
     pass
 
 
+class MeetingConfig(AppServerConfig):
+    sip_port: int = Field(default=5100, ge=1, le=65535)
+    port_min: int = Field(default=32000, ge=1024, le=65534)
+    port_max: int = Field(default=33999, ge=1025, le=65535)
+
+
 class RegistrarConfig(_Section):
     min_expires: int = Field(default=60, ge=1)
     """Shorter registrations are answered 423 Interval Too Brief."""
@@ -367,6 +373,7 @@ class PbxConfig(_Section):
     state: StateConfig = StateConfig()
     media: MediaConfig = MediaConfig()
     ivr: IvrConfig = IvrConfig()
+    meeting: MeetingConfig = MeetingConfig()
     registrar: RegistrarConfig = RegistrarConfig()
     auth: AuthConfig | None = None
     """Required by the Call Manager (`build_config(needs_auth=True)`); a media node has no use for it."""
@@ -383,14 +390,21 @@ class PbxConfig(_Section):
 
     def embedded_ports_clash(self) -> str | None:
         """Where the roles the all-in-one runs in one process would take each other's ports."""
-        ivr, media = self.ivr, self.media
-        if not ivr.embedded:
-            return None
-        if media.embedded and ivr.port_min <= media.port_max and media.port_min <= ivr.port_max:
-            return (f"ivr.port_min: the IVR's RTP ports {ivr.port_min}-{ivr.port_max} overlap the media "
-                    f"server's {media.port_min}-{media.port_max}")
-        if self.sip.port == ivr.sip_port:
-            return f"ivr.sip_port: {ivr.sip_port} is the Call Manager's SIP port (sip.port)"
+        rtp: list[tuple[str, int, int]] = [("media", self.media.port_min, self.media.port_max)] \
+            if self.media.embedded else []
+        sip: list[tuple[str, int]] = [("sip", self.sip.port)]
+        for name, section in (("ivr", self.ivr), ("meeting", self.meeting)):
+            if not section.embedded:
+                continue
+            for other, low, high in rtp:
+                if section.port_min <= high and low <= section.port_max:
+                    return (f"{name}.port_min: its RTP ports {section.port_min}-{section.port_max} overlap "
+                            f"{other}'s {low}-{high}")
+            for other, port in sip:
+                if section.sip_port == port:
+                    return f"{name}.sip_port: {port} is {other}'s SIP port too"
+            rtp.append((name, section.port_min, section.port_max))
+            sip.append((name, section.sip_port))
         return None
 
 
@@ -428,6 +442,7 @@ def build_config(
         layered["database"]["url"] = sqlite_url_for(data_dir)
         layered["media"]["recording_dir"] = str(data_dir / "recordings")
         layered["ivr"]["recording_dir"] = str(data_dir / "recordings")
+        layered["meeting"]["recording_dir"] = str(data_dir / "recordings")
         layered["callmanager"]["cdr_journal_dir"] = str(data_dir / "cdr-journal")
     _merge(layered, document)
     env_overrides, env_sources, problems = _read_env(env)

@@ -319,3 +319,18 @@ def test_a_media_node_needs_no_auth_secret() -> None:
     config = build_config({"media": {"control_port": 3000}}, env={}, needs_auth=False)
 
     assert config.auth is None and config.media.control_port == 3000
+
+
+@pytest.mark.parametrize(("document", "expected"), [
+    ({}, None),
+    ({"meeting": {"port_min": 30500, "port_max": 30999}},
+     "meeting.port_min: its RTP ports 30500-30999 overlap ivr's 30000-31999"),
+    ({"ivr": {"port_min": 29000}}, "ivr.port_min: its RTP ports 29000-31999 overlap media's 20000-29999"),
+    ({"meeting": {"sip_port": 5090}}, "meeting.sip_port: 5090 is ivr's SIP port too"),
+    ({"ivr": {"sip_port": 5060}}, "ivr.sip_port: 5060 is sip's SIP port too"),
+    ({"ivr": {"embedded": False, "sip_port": 5060}, "meeting": {"port_min": 30500, "port_max": 30999}}, None),
+])
+def test_the_all_in_one_roles_need_ports_of_their_own(document: dict[str, dict[str, object]],
+                                                      expected: str | None) -> None:
+    config = build_config({**document, "auth": {"secret": SECRET}}, env={})
+    assert config.embedded_ports_clash() == expected
