@@ -1,8 +1,9 @@
 """`pbx allinone`: every role in one daemon, for a laptop, a demo or a test.
 
-A composition of the roles' components on the daemon runtime: a media worker and an IVR
-worker in the same event loop (unless their `embedded` is off), then the Call Manager. It runs on the embedded
-defaults (SQLite, in-process state) with no other service to start.
+A composition of the roles' components on the daemon runtime: a media worker, an IVR worker
+and a meeting worker in the same event loop (each unless its `embedded` is off), then the
+Call Manager. It runs on the embedded defaults (SQLite, in-process state) with no other
+service to start.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .cluster.models import ServerRole
 from .cluster.servers import ServerService
 from .ivr import main as ivr
 from .media.worker import MediaWorker
+from .meeting import main as meeting
 from .runtime import daemon
 from .runtime.daemon import Component
 from .runtime.descriptors import DATABASE_NEED, DescriptorNeed, rtp_ports_need
@@ -27,6 +29,7 @@ ROLE = "allinone"
 EMBEDDED_MEDIA_SERVER = "allinone-media"
 """Name of the all-in-one's in-process media server in the servers table."""
 EMBEDDED_IVR_SERVER = "allinone-ivr"
+EMBEDDED_MEETING_SERVER = "allinone-meeting"
 
 
 def run(config: PbxConfig) -> int:
@@ -38,7 +41,8 @@ def run(config: PbxConfig) -> int:
     return daemon.run(role=ROLE, log_level=config.log.level, http=config.http,
                       components=lambda: components(config),
                       private_paths=[*database_paths(config.database.url), config.media.recording_dir,
-                                     config.ivr.recording_dir])
+                                     config.ivr.recording_dir, config.meeting.recording_dir,
+                                     config.callmanager.cdr_journal_dir])
 
 
 def components(config: PbxConfig) -> list[Component]:
@@ -47,19 +51,24 @@ def components(config: PbxConfig) -> list[Component]:
         parts.append(MediaWorker(config=config.media))
     if config.ivr.embedded:
         parts.append(ivr.ivr_worker(config))
+    if config.meeting.embedded:
+        parts.append(meeting.meeting_worker(config))
     parts += callmanager.components(config, colocated=embedded_descriptors(config))
     return parts
 
 
 def embedded_descriptors(config: PbxConfig) -> list[DescriptorNeed]:
-    """What the media and IVR workers in the Call Manager's process hold: every port of their
-    ranges, and the IVR's database pool."""
+    """What the media and application workers in the Call Manager's process hold: every port of
+    their ranges, and the application servers' database pools."""
     needs = []
     if config.media.embedded:
         needs.append(rtp_ports_need("media", (config.media.port_min, config.media.port_max)))
     if config.ivr.embedded:
         needs += [rtp_ports_need("ivr", (config.ivr.port_min, config.ivr.port_max)),
                   dataclasses.replace(DATABASE_NEED, what="the IVR's database pool")]
+    if config.meeting.embedded:
+        needs += [rtp_ports_need("meeting", (config.meeting.port_min, config.meeting.port_max)),
+                  dataclasses.replace(DATABASE_NEED, what="the meeting server's database pool")]
     return needs
 
 
@@ -72,6 +81,8 @@ def list_embedded_servers(sessions: sessionmaker[Session], config: PbxConfig) ->
         (EMBEDDED_MEDIA_SERVER, ServerRole.MEDIA, config.media.embedded, config.media.control_host,
          config.media.control_port),
         (EMBEDDED_IVR_SERVER, ServerRole.IVR, config.ivr.embedded, config.ivr.sip_host, config.ivr.sip_port),
+        (EMBEDDED_MEETING_SERVER, ServerRole.MEETING, config.meeting.embedded, config.meeting.sip_host,
+         config.meeting.sip_port),
     )
     for name, role, runs, host, port in embedded:
         if runs:

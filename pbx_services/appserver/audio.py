@@ -17,6 +17,7 @@ import logging
 import secrets
 import struct
 import weakref
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,8 @@ PREFERENCE = ("PCMU", "PCMA", "G722")
 """Codecs we answer with, cheapest first (the media server in between transcodes for the phone)."""
 TELEPHONE_EVENT = "telephone-event"
 NO_FAST_PATH = -1
+PAYLOADS_KEPT = 4
+"""Received frames a mixing application may fall behind by (a small jitter buffer); older ones go."""
 _HEADER = struct.Struct("!BBHII")
 
 
@@ -196,6 +199,9 @@ class CallAudio:
         self.last_received = now
         self.finished_playing = False
         """Set when the last queued prompt played to its end; the core clears it after telling the app."""
+        self.payloads: deque[bytes] | None = None
+        """With `keep_payloads()`: the received audio frames, still encoded, for a mixer to take each
+        tick (no decoding, in-band DTMF detection or recording of them here)."""
 
     # -- negotiation --------------------------------------------------------------------
 
@@ -231,6 +237,21 @@ class CallAudio:
     def stop(self) -> None:
         self._queue = []
         self.finished_playing = False
+
+    def send_payload(self, payload: bytes) -> None:
+        """Send one 20 ms frame, already encoded in the negotiated codec (a conference's mix), now;
+        nothing while a prompt plays, whose frames go instead."""
+        negotiated = self.negotiated
+        if negotiated is None or self._queue:
+            return
+        if negotiated.sending:
+            self._send_rtp(negotiated, payload)
+        self._timestamp = (self._timestamp + self._timestamp_step) & 0xFFFFFFFF
+
+    def keep_payloads(self) -> None:
+        """Keep received audio frames encoded in `payloads`, for a mixer."""
+        if self.payloads is None:
+            self.payloads = deque(maxlen=PAYLOADS_KEPT)
 
     def tick(self, now: float) -> None:
         """Send the frames due by `now` of what plays."""
@@ -311,6 +332,9 @@ class CallAudio:
                 self._digits.append(digit)
             return
         if packet.payload_type != negotiated.payload_type or self._decoder is None:
+            return
+        if self.payloads is not None:
+            self.payloads.append(packet.payload)
             return
         samples = self._decoder.decode(packet.payload)
         if self._downsampler is not None:

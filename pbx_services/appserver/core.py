@@ -23,7 +23,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -84,6 +84,18 @@ class Application(Protocol):
 
     def call_ended(self, call: AppCall, now: float) -> None:
         """The call is over (either side hung up, or it was transferred away)."""
+
+
+@runtime_checkable
+class Mixing(Protocol):
+    """An application that sends audio of its own making every 20 ms (a conference mixer)."""
+
+    @property
+    def mixing(self) -> bool:
+        """Whether it has anything to mix now (the worker ticks only while some application has)."""
+
+    def tick(self, now: float) -> list[CallAudio]:
+        """Mix and send one frame (`CallAudio.send_payload`); the calls it sent to."""
 
 
 @dataclass(eq=False)
@@ -151,6 +163,7 @@ class AppServerCore:
                  make_tag: Callable[[], str] = make_tag) -> None:
         self.stack = stack
         self.application = application
+        self._mixer = application if isinstance(application, Mixing) else None
         self._sdp_address = sdp_address
         self._allocate_port = allocate_port
         self._open_rtp = open_rtp
@@ -198,7 +211,10 @@ class AppServerCore:
         return True
 
     def tick_media(self, now: float) -> None:
-        """The 20 ms tick: the frames due of every prompt that plays."""
+        """The 20 ms tick: the frames due of every prompt that plays, and the mixer's frame."""
+        if self._mixer is not None and self._mixer.mixing:
+            for audio in self._mixer.tick(now):
+                self._datagrams += audio.take_datagrams()
         for call in list(self._playing):
             audio = call.audio
             audio.tick(now)
@@ -214,6 +230,11 @@ class AppServerCore:
     def playing(self) -> int:
         """Calls with a prompt playing now."""
         return len(self._playing)
+
+    @property
+    def ticking(self) -> bool:
+        """Whether the 20 ms tick has work: a prompt playing or a mixer mixing."""
+        return bool(self._playing) or (self._mixer is not None and self._mixer.mixing)
 
     def handle_timer(self, now: float) -> None:
         for event in self.stack.handle_timer(now):

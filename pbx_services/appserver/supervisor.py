@@ -41,7 +41,8 @@ class AppServerSupervisor:
             report = worker.report or {}
             workers.append({"worker": worker.index, "sip_port": self.section.sip_port + worker.index,
                             "pid": worker.pid, "up": self.workers.up(worker), "calls": report.get("calls"),
-                            "ports_free": report.get("ports_free"), "restarts": worker.restarts})
+                            "ports_free": report.get("ports_free"), "restarts": worker.restarts,
+                            **report.get("gauges", {})})
         status = "ok" if all(worker["up"] for worker in workers) else "degraded"
         return {"status": status, "calls": sum(w["calls"] or 0 for w in workers),  # type: ignore[misc]
                 "workers": workers}
@@ -70,6 +71,8 @@ class _AppServerCollector(Collector):
                     for name in self.COUNTERS}
         messages = CounterMetricFamily(f"{prefix}_sip_messages", "SIP messages by what became of them",
                                        labels=[*labels, "outcome"])
+        role_gauges: dict[str, GaugeMetricFamily] = {}
+        role_counters: dict[str, CounterMetricFamily] = {}
         for worker in self._workers.workers:
             label = [str(worker.index)]
             up.add_metric(label, 1 if self._workers.up(worker) else 0)
@@ -83,4 +86,11 @@ class _AppServerCollector(Collector):
                 family.add_metric(label, report.get(name, 0))
             for outcome, count in sorted(report.get("messages", {}).items()):
                 messages.add_metric([*label, outcome], count)
-        yield from (up, restarts, calls, ports, *counters.values(), messages)
+            for name, value in report.get("gauges", {}).items():
+                role_gauges.setdefault(name, GaugeMetricFamily(f"{prefix}_{name}", name.replace("_", " "),
+                                                               labels=labels)).add_metric(label, value)
+            for name, value in report.get("role_counters", {}).items():
+                role_counters.setdefault(name, CounterMetricFamily(f"{prefix}_{name}", name.replace("_", " "),
+                                                                   labels=labels)).add_metric(label, value)
+        yield from (up, restarts, calls, ports, *counters.values(), messages, *role_gauges.values(),
+                    *role_counters.values())

@@ -85,7 +85,11 @@ class AppServerWorker:
 
     def report(self) -> dict[str, Any]:
         assert self.core is not None
+        application = self.core.application
         return {"boot_id": self.boot_id, "calls": len(self.core.calls), "playing": self.core.playing,
+                # The role's own numbers (the meeting server's rooms, participants, joins, ...).
+                "gauges": getattr(application, "gauges", {}),
+                "role_counters": getattr(application, "counters", {}),
                 "ports_free": self._ports.free, "late_ticks": self.late_ticks, **self.core.counters,
                 "messages": dict(self.core.stack.counters), "time": time.time()}
 
@@ -127,7 +131,7 @@ class AppServerWorker:
     def _on_tick(self) -> None:
         assert self.core is not None and self._driver is not None
         loop = asyncio.get_running_loop()
-        if self.core.playing:
+        if self.core.ticking:
             self.core.tick_media(loop.time())
             self._driver.after_core_ran()
         self._schedule_tick(loop)

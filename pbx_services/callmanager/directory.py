@@ -11,7 +11,7 @@ from collections import OrderedDict
 
 from sqlalchemy import Engine, bindparam, select
 
-from ..cluster.models import IvrMenu, ServerRole, Tenant, User
+from ..cluster.models import IvrMenu, MeetingRoom, ServerRole, Tenant, User
 from .auth import UserCredentials
 
 # Built once: a lookup per REGISTER must not pay for building and compiling a statement.
@@ -25,6 +25,8 @@ _DOMAINS = select(Tenant.id, Tenant.domain)
 # The numbers of the dial plan that application servers answer, by role.
 _SERVICE_NUMBERS = (
     (ServerRole.IVR, select(Tenant.domain, IvrMenu.number).join(Tenant, Tenant.id == IvrMenu.tenant_id)),
+    (ServerRole.MEETING,
+     select(Tenant.domain, MeetingRoom.number).join(Tenant, Tenant.id == MeetingRoom.tenant_id)),
 )
 
 

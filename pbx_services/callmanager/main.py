@@ -20,7 +20,8 @@ def run(config: PbxConfig) -> int:
     """Run the Call Manager in the foreground until SIGINT/SIGTERM; the exit status."""
     return daemon.run(role=ROLE, log_level=config.log.level, http=config.http,
                       components=lambda: components(config),
-                      private_paths=database_paths(config.database.url))
+                      private_paths=[*database_paths(config.database.url),
+                                     config.callmanager.cdr_journal_dir])
 
 
 def components(config: PbxConfig, *, colocated: Sequence[DescriptorNeed] = ()) -> list[Component]:

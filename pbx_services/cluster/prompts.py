@@ -158,24 +158,29 @@ class PromptService:
             return np.frombuffer(prompt.audio, dtype="<i2").astype(np.int16, copy=False)
 
     def _synthesize(self, text: str, voice: str) -> npt.NDArray[np.int16]:
-        command = shutil.which(self._espeak)
-        if command is None:
-            raise SynthesizerMissing(f"{self._espeak} is not installed: 'apt-get install espeak-ng' "
-                                     "(as root) installs it")
-        with tempfile.TemporaryDirectory(prefix="pbx-prompt-") as directory:
-            wav = Path(directory) / "prompt.wav"
-            # "--": a text starting with "-" is text, not an option.
-            try:
-                result = subprocess.run([command, "-v", voice, "-w", str(wav), "--", text],
-                                        capture_output=True, text=True, timeout=ESPEAK_TIMEOUT_SECONDS,
-                                        check=False)
-            except subprocess.TimeoutExpired:
-                raise InvalidValue(f"{self._espeak} took more than {ESPEAK_TIMEOUT_SECONDS} s "
-                                   "to speak the text") from None
-            if result.returncode != 0 or not wav.exists():
-                reason = " ".join(result.stderr.split()) or f"exit status {result.returncode}"
-                raise InvalidValue(f"{self._espeak} -v {voice} failed: {reason}")
-            return import_wav(wav.read_bytes(), f"{self._espeak} output")
+        return synthesize(text, voice, espeak=self._espeak)
+
+
+def synthesize(text: str, voice: str = "en", *, espeak: str = ESPEAK) -> npt.NDArray[np.int16]:
+    """`text` spoken by espeak-ng's `voice`, as 8 kHz mono samples; SynthesizerMissing without it."""
+    command = shutil.which(espeak)
+    if command is None:
+        raise SynthesizerMissing(f"{espeak} is not installed: 'apt-get install espeak-ng' "
+                                 "(as root) installs it")
+    with tempfile.TemporaryDirectory(prefix="pbx-prompt-") as directory:
+        wav = Path(directory) / "prompt.wav"
+        # "--": a text starting with "-" is text, not an option.
+        try:
+            result = subprocess.run([command, "-v", voice, "-w", str(wav), "--", text],
+                                    capture_output=True, text=True, timeout=ESPEAK_TIMEOUT_SECONDS,
+                                    check=False)
+        except subprocess.TimeoutExpired:
+            raise InvalidValue(f"{espeak} took more than {ESPEAK_TIMEOUT_SECONDS} s "
+                               "to speak the text") from None
+        if result.returncode != 0 or not wav.exists():
+            reason = " ".join(result.stderr.split()) or f"exit status {result.returncode}"
+            raise InvalidValue(f"{espeak} -v {voice} failed: {reason}")
+        return import_wav(wav.read_bytes(), f"{espeak} output")
 
 
 def _get_prompt(prompts: PromptDao, tenant_id: int, name: str, tenant: str) -> Prompt:

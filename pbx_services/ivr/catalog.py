@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import bisect
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
+from pbx_services.appserver.cache import ExpiringLru
 from pbx_services.cluster.destinations import Destination, DestinationKind, parse_destination
 from pbx_services.cluster.models import IvrMenu, Prompt, Schedule, Tenant, User
 from pbx_services.cluster.schedules import BusinessHours, parse_hours, validate_timezone
@@ -64,57 +63,6 @@ _EXTENSIONS = (
     .where(Tenant.domain == bindparam("domain"), User.enabled.is_(True))
 )
 
-KeyT = TypeVar("KeyT")
-ValueT = TypeVar("ValueT")
-
-
-@dataclass(slots=True)
-class _Entry(Generic[ValueT]):
-    value: ValueT
-    loaded_at: float
-    weight: int
-
-
-class _ExpiringLru(Generic[KeyT, ValueT]):
-    """Values kept `ttl` seconds, the least recently used dropped past `max_weight` in all."""
-
-    def __init__(self, *, ttl: float, max_weight: int) -> None:
-        self._ttl = ttl
-        self._max_weight = max_weight
-        self._weight = 0
-        self._entries: OrderedDict[KeyT, _Entry[ValueT]] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def peek(self, key: KeyT) -> _Entry[ValueT] | None:
-        """The entry of `key`, fresh or not, without touching its place."""
-        return self._entries.get(key)
-
-    def lookup(self, key: KeyT, now: float) -> _Entry[ValueT] | None:
-        """The entry of `key` if it is fresh at `now`, None otherwise."""
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        if now - entry.loaded_at >= self._ttl:
-            self._remove(key)
-            return None
-        self._entries.move_to_end(key)
-        return entry
-
-    def store(self, key: KeyT, value: ValueT, now: float, weight: int = 1) -> ValueT:
-        if key in self._entries:
-            self._remove(key)
-        self._entries[key] = _Entry(value, now, weight)
-        self._weight += weight
-        while self._weight > self._max_weight and len(self._entries) > 1:
-            self._remove(next(iter(self._entries)))
-        return value
-
-    def _remove(self, key: KeyT) -> None:
-        self._weight -= self._entries.pop(key).weight
-
-
 @dataclass(frozen=True, slots=True)
 class _Extensions:
     """A tenant's extensions, sorted, for exact and prefix look-ups."""
@@ -135,10 +83,10 @@ class MenuCatalog:
                  max_prompt_bytes: int = DEFAULT_MAX_PROMPT_BYTES,
                  max_tenants: int = DEFAULT_MAX_TENANTS) -> None:
         self._engine = engine
-        self._menus: _ExpiringLru[tuple[str, str], Menu | None] = _ExpiringLru(ttl=ttl, max_weight=max_menus)
-        self._prompts: _ExpiringLru[tuple[str, str], npt.NDArray[np.int16] | None] = _ExpiringLru(
+        self._menus: ExpiringLru[tuple[str, str], Menu | None] = ExpiringLru(ttl=ttl, max_weight=max_menus)
+        self._prompts: ExpiringLru[tuple[str, str], npt.NDArray[np.int16] | None] = ExpiringLru(
             ttl=ttl, max_weight=max_prompt_bytes)
-        self._extensions: _ExpiringLru[str, _Extensions] = _ExpiringLru(ttl=ttl, max_weight=max_tenants)
+        self._extensions: ExpiringLru[str, _Extensions] = ExpiringLru(ttl=ttl, max_weight=max_tenants)
 
     def menu(self, domain: str, number: str, now: float) -> Menu | None:
         """The menu `number` of the tenant of `domain`; None if it has none."""

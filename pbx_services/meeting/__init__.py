@@ -1,0 +1,1 @@
+"""The meeting server: audio conference rooms mixed on the application-server frame."""
