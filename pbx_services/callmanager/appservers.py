@@ -9,18 +9,27 @@ that meets it. A server whose endpoints are all down is down; when one answers a
 is up: each change is reported (`on_server_state`), which becomes an event on the bus.
 
 New calls of a role go to the enabled, up endpoint with the fewest calls per unit of
-weight (weighted least sessions). Sans-IO: OPTIONS go out through the SIP stack, the
-time is passed in.
+weight (weighted least sessions), except for the roles whose calls must meet on one worker
+(`PLACED_BY_NUMBER`: every participant of a meeting room on the worker mixing it). Those go
+to the number's home (`home_for`): the worker the state store names, while it is available;
+else the available worker that rendezvous hashing of the number ranks first, recorded as the
+new home by compare-and-set, so every Call Manager process sends the room's callers to the
+same worker and a room moves only when its worker fails (not when another comes back).
+An endpoint going down is reported (`on_lost`) so that the calls it held can be moved.
+Sans-IO: OPTIONS go out through the SIP stack, the time is passed in.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ..cluster.models import ServerRole
 from ..cluster.servers import ServerEntry
+from ..cluster.state import StateStoreUnavailable
+from ..cluster.state.homes import HomeStore, InMemoryHomes
 from ..runtime.timers import Timer, TimerQueue
 from ..sip.headers import Address as SipAddress
 from ..sip.message import SipRequest, SipResponse
@@ -32,6 +41,8 @@ from .endpoint import Endpoint
 log = logging.getLogger(__name__)
 
 EndpointAddress = tuple[str, int]
+PLACED_BY_NUMBER = frozenset({ServerRole.MEETING})
+"""Roles whose calls to one number must all reach the same worker."""
 
 
 @dataclass(frozen=True)
@@ -55,10 +66,23 @@ ServerStateCallback = Callable[[str, ServerRole, bool, str, float], None]
 """(server name, role, up, why, now)"""
 
 
+def _address_text(address: EndpointAddress) -> str:
+    return f"{address[0]}:{address[1]}"
+
+
+def _rank(key: str, endpoint: AppEndpoint) -> bytes:
+    """Rendezvous hashing: every process ranks the endpoints for `key` alike."""
+    return hashlib.blake2b(f"{key}|{_address_text(endpoint.address)}".encode(), digest_size=8).digest()
+
+
 class AppServerPool:
     def __init__(self, *, stack: SipStack, timers: TimerQueue, on_server_state: ServerStateCallback,
-                 settings: ProbeSettings = ProbeSettings(), make_tag: Callable[[], str] = make_tag) -> None:
+                 settings: ProbeSettings = ProbeSettings(), make_tag: Callable[[], str] = make_tag,
+                 homes: HomeStore | None = None,
+                 on_lost: Callable[[AppEndpoint, float], None] | None = None) -> None:
         self._stack = stack
+        self._homes = homes or InMemoryHomes()
+        self._on_lost = on_lost
         self._timers = timers
         self._on_server_state = on_server_state
         self.settings = settings
@@ -105,6 +129,31 @@ class AppServerPool:
         candidates = [e for e in self.endpoints.values()
                       if e.role is role and e.available and e not in excluded]
         return min(candidates, key=lambda e: e.load, default=None)
+
+    def home_for(self, role: ServerRole, number: str, realm: str, *,
+                 exclude: Iterable[AppEndpoint] = ()) -> AppEndpoint | None:
+        """The endpoint holding `number` of tenant `realm` (a meeting room): its home if that is
+        available, else the best ranked available one, which becomes its home."""
+        excluded = set(exclude)
+        key = f"{role.value}:{realm}:{number}"
+        try:
+            current = self._homes.home(key)
+        except StateStoreUnavailable:
+            current = None  # without the store, the ranking alone: still one choice for all
+        by_text = {_address_text(e.address): e for e in self.endpoints.values()
+                   if e.role is role and e.available and e not in excluded}
+        if current in by_text:
+            return by_text[current]
+        if not by_text:
+            return None
+        chosen = max(by_text.values(), key=lambda e: _rank(key, e))
+        try:
+            home = self._homes.move(key, current, _address_text(chosen.address))
+        except StateStoreUnavailable:
+            return chosen
+        if home != _address_text(chosen.address):
+            log.info("%s %s@%s: another Call Manager placed it on %s", role.value, number, realm, home)
+        return by_text.get(home, chosen)
 
     def suspect(self, endpoint: AppEndpoint, now: float, why: str) -> None:
         """A call found `endpoint` silent or failing: a miss, as a probe's would be."""
@@ -159,6 +208,8 @@ class AppServerPool:
         if endpoint.count_miss(self.settings.down_after):
             log.warning("%s endpoint %s is down after %d misses", endpoint.role, endpoint, endpoint.misses)
             self._server_changed(endpoint, now)
+            if self._on_lost is not None and endpoint.calls:
+                self._on_lost(endpoint, now)
 
     def _answered(self, endpoint: AppEndpoint, now: float) -> None:
         if endpoint.count_answer(self.settings.up_after):

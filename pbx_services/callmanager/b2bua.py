@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -45,7 +45,7 @@ from ..sip.stack import SERVER_NAME, SipStack
 from ..sip.transaction import T1, T2, ClientTransaction, ServerTransaction, make_cancel, make_tag
 from ..sip.uri import SipUri, parse_uri
 from .anchoring import MediaAnchor, SdpOrigin
-from .appservers import AppEndpoint, AppServerPool
+from .appservers import PLACED_BY_NUMBER, AppEndpoint, AppServerPool
 from .auth import Authenticator
 from .mediapool import MediaEndpoint, MediaPool
 from .transfer import CallTransfers, Transfer
@@ -300,11 +300,28 @@ class B2bua:
         role = self._service_role(realm, dialed)
         if role is None:
             return 404, "Not Found"
-        endpoint = self._app_servers.pick(role) if self._app_servers is not None else None
+        endpoint = self._pick_app_endpoint(role, dialed, realm)
         if endpoint is None:
             log.warning("no %s server available for %s@%s", role, dialed, realm)
             return 503, f"No {role.value.upper() if role is ServerRole.IVR else role.value} Server Available"
         return [self._app_target(endpoint, dialed)]
+
+    def _pick_app_endpoint(self, role: ServerRole, number: str, realm: str, *,
+                           exclude: Iterable[AppEndpoint] = ()) -> AppEndpoint | None:
+        """The endpoint a call to `number` goes to: the number's home for the roles whose calls
+        meet on one worker (a meeting room), else the least loaded."""
+        if self._app_servers is None:
+            return None
+        if role in PLACED_BY_NUMBER:
+            return self._app_servers.home_for(role, number, realm, exclude=exclude)
+        return self._app_servers.pick(role, exclude=exclude)
+
+    def app_endpoint_lost(self, endpoint: AppEndpoint, now: float) -> None:
+        """An application server worker went down: each answered call it held is moved to
+        another of its role (the caller hears the menu again, or is back in the room)."""
+        for call in list(endpoint.calls):
+            if call.app_endpoint is endpoint and call.phase is Phase.ANSWERED:
+                self.transfers.move(call, now)
 
     @staticmethod
     def _app_target(endpoint: AppEndpoint, dialed: str) -> Target:
@@ -377,7 +394,9 @@ class B2bua:
         self._app_servers.suspect(endpoint, now,
                                   f"answered {code}" if code != 408 else "did not answer a call")
         tried = [b.app_endpoint for b in branches if b.app_endpoint is not None]
-        other = self._app_servers.pick(endpoint.role, exclude=tried)
+        to = branch.invite.to.uri
+        other = self._pick_app_endpoint(endpoint.role, to.user_unescaped or "",  # type: ignore[union-attr]
+                                        to.host, exclude=tried)  # type: ignore[union-attr]
         if other is None:
             return False
         log.info("call to %s: %s failed (%d), trying %s", branch.invite.uri, endpoint, code, other)

@@ -128,7 +128,7 @@ class CallManagerController:
                                        block_seconds=config.policy.block_seconds,
                                        trusted_networks=[str(n) for n in config.policy.trusted_networks],
                                        store=state.auth_failures),
-            location=state.location, dialogs=state.dialogs,
+            location=state.location, dialogs=state.dialogs, homes=state.homes,
             registrar_settings=RegistrarSettings(
                 min_expires=config.registrar.min_expires, max_expires=config.registrar.max_expires,
                 default_expires=config.registrar.default_expires,

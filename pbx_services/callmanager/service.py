@@ -14,6 +14,7 @@ from ..cluster.events import CallEnded
 from ..cluster.models import ServerRole
 from ..cluster.state.dialogs import DialogStore, InMemoryDialogs
 from ..cluster.state.errors import StateStoreUnavailable
+from ..cluster.state.homes import HomeStore
 from ..cluster.state.location import InMemoryLocation, LocationStore
 from ..runtime.timers import TimerQueue
 from ..sip.digest import DigestAlgorithm, NonceManager
@@ -57,7 +58,8 @@ class CallManager:
                  no_answer_timeout: float = 60.0, wall_offset: float = 0.0,
                  media_pool: PoolSettings | None = None, record_calls: bool = False,
                  location: LocationStore | None = None, dialogs: DialogStore | None = None,
-                 place: WorkerPlace | None = None, app_probes: ProbeSettings | None = None,
+                 homes: HomeStore | None = None, place: WorkerPlace | None = None,
+                 app_probes: ProbeSettings | None = None,
                  app_answer_timeout: float = 1.0, on_server_state: ServerStateCallback | None = None) -> None:
         self.place = place or WorkerPlace(node="local")
         self.stack = SipStack(host=host, port=port, max_message_size=max_message_size,
@@ -84,7 +86,8 @@ class CallManager:
                 settings=media_pool)
         self.app_servers = AppServerPool(stack=self.stack, timers=self.timers,
                                          on_server_state=on_server_state or _ignore_server_state,
-                                         settings=app_probes or ProbeSettings(), make_tag=self.place.tag)
+                                         settings=app_probes or ProbeSettings(), make_tag=self.place.tag,
+                                         homes=homes, on_lost=lambda e, t: self.b2bua.app_endpoint_lost(e, t))
         self.b2bua = B2bua(stack=self.stack, location=self.location, authenticator=authenticator,
                            timers=self.timers, realm_for=directory.realm_for,
                            extension_exists=directory.extension_exists, on_call_ended=on_call_ended,

@@ -16,6 +16,11 @@ the NOTIFY says why; the call goes on with the transferor, which decides what ne
 says the extension is busy and plays its menu again). A transferor that hangs up while
 its transfer runs leaves the transfer going on; if it then fails, the call ends.
 
+The Call Manager moves a call itself the same way (`move`) when the application server
+holding it dies and its role keeps calls of one number together (a meeting room): the call
+goes to the number's new home as to a transfer target, with no transferor to tell; if that
+fails too, the caller is hung up with the reason app_server_lost.
+
 A transfer in progress is not written to the state store: after a failover the call goes
 on with the transferor (whose REFER then times out).
 """
@@ -61,6 +66,8 @@ class Transfer:
     """The media server made an offer for the target (so the transferor's place must be given back)."""
     ringback: bool = False
     answered: bool = False
+    failure: EndReason = EndReason.TRANSFER_FAILED
+    """Why the call ends when the transfer fails and the transferor is gone."""
 
 
 class CallTransfers:
@@ -96,6 +103,36 @@ class CallTransfers:
         transfer = call.transfer = Transfer(referrer=leg, place=place, side=leg.side, number=number)
         log.info("call %s: %s transfers it to %s", call.call_id, place, number)
         self._notify(leg, 100, "Trying", now, final=False)
+        self._start(call, transfer, now)
+
+    def move(self, call: Call, now: float) -> None:
+        """The application server holding the call (its b leg) is gone: send the call to the
+        number's home among the others of its role, as a transfer with no transferor."""
+        b = self.b2bua
+        from .b2bua import Phase
+
+        lost = call.b
+        media = call.media
+        if call.phase is not Phase.ANSWERED or lost is None:
+            return
+        if lost.dialog is not None:
+            b._dialogs.pop(lost.dialog.id, None)
+        if call.transfer is not None or b._media is None or media is None or "a" not in media.sdp_from:
+            log.info("call %s lost its application server and cannot be moved: hanging up", call.call_id)
+            b._hang_up(call, now, hangup_by=HangupBy.SYSTEM, skip=lost, reason=EndReason.APP_SERVER_LOST)
+            return
+        log.info("call %s lost its application server: moving it to another", call.call_id)
+        transfer = call.transfer = Transfer(referrer=None, place="b", side=HangupBy.CALLEE,
+                                            number=call.callee, failure=EndReason.APP_SERVER_LOST)
+        self._start(call, transfer, now)
+
+    def _start(self, call: Call, transfer: Transfer, now: float) -> None:
+        """Route the transfer's number and ring the targets with a fresh offer from the party
+        staying in the call."""
+        b = self.b2bua
+        media = call.media
+        assert media is not None
+        place, other, number = transfer.place, _other(transfer.place), transfer.number
         targets = b.route(call.realm, number, now)
         if isinstance(targets, tuple):
             self._transfer_failed(call, transfer, targets[0], targets[1], now)
@@ -286,7 +323,7 @@ class CallTransfers:
         held = call.a if transferee == "a" else call.b
         gone = call.b if transferee == "a" else call.a
         if held is not None:
-            b._hang_up(call, now, hangup_by=HangupBy.SYSTEM, skip=gone, reason=EndReason.TRANSFER_FAILED)
+            b._hang_up(call, now, hangup_by=HangupBy.SYSTEM, skip=gone, reason=transfer.failure)
 
     def abort(self, call: Call, now: float) -> None:
         """The call ends while its transfer runs: the target stops ringing (or is hung up)."""

@@ -41,6 +41,8 @@ class EndReason(StrEnum):
     """A phone answered a re-INVITE with 408 or 481: it has forgotten the call."""
     TRANSFER_FAILED = "transfer_failed"
     """A transfer's target could not be reached and the transferor had already left."""
+    APP_SERVER_LOST = "app_server_lost"
+    """The application server holding the call died and no other of its role took the call."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

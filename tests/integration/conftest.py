@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from tests.redis_server import RedisServer
+
 PBX = [sys.executable, "-m", "pbx_services.cli"]
 MEDIA_PORTS_PER_PBX = 200
 _media_port_blocks = itertools.count()
@@ -198,3 +200,12 @@ def shared_pbx_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PbxS
     """One `pbx allinone` for a whole module of tests that do not disturb each other."""
     with running_pbx(tmp_path_factory.mktemp("pbx") / "data") as server:
         yield server
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real Redis of its own for the test (the cluster's state store and bus)."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()

@@ -15,7 +15,7 @@ import yaml
 
 from tests.integration.conftest import PBX, PbxServer, free_port, pbx, start_allinone, stop
 from tests.integration.test_ivr_calls import add_menu
-from tests.integration.test_ivr_failover import IvrDaemon
+from tests.integration.test_ivr_failover import AppServerDaemon
 
 pytestmark = pytest.mark.integration
 
@@ -136,11 +136,11 @@ def _base_env() -> dict[str, str]:
 
 
 @pytest.fixture
-def ivr_daemon(tmp_path: Path) -> Iterator[IvrDaemon]:
+def ivr_daemon(tmp_path: Path) -> Iterator[AppServerDaemon]:
     data_dir = tmp_path / "data"
     pbx("init", "--data-dir", str(data_dir))
     add_menu(data_dir, options={"2": "hangup"})
-    daemon = IvrDaemon("ivr", data_dir, tmp_path / "ivr.yml")
+    daemon = AppServerDaemon("ivr", data_dir, tmp_path / "ivr.yml")
     daemon.start()
     yield daemon
     daemon.stop()
@@ -172,7 +172,7 @@ def _invite(port: int, *, user: str = "800", sdp: bool = True, branch: str = "z9
             + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
-def test_ivr_server_refuses_bad_input_and_keeps_serving(ivr_daemon: IvrDaemon) -> None:
+def test_ivr_server_refuses_bad_input_and_keeps_serving(ivr_daemon: AppServerDaemon) -> None:
     port = ivr_daemon.sip_port
     for garbage in (b"\x00\x01\x02garbage\xff", b"hello world", b"INVITE\r\n\r\n"):
         assert _exchange(port, garbage, timeout=0.5) is None
@@ -193,7 +193,7 @@ def test_ivr_server_refuses_bad_input_and_keeps_serving(ivr_daemon: IvrDaemon) -
     assert counted == expected
 
 
-def _ivr_messages(ivr_daemon: IvrDaemon, outcomes: Iterable[str]) -> dict[str, float]:
+def _ivr_messages(ivr_daemon: AppServerDaemon, outcomes: Iterable[str]) -> dict[str, float]:
     """The IVR worker 0's SIP messages of each outcome, read from /metrics."""
     with urllib.request.urlopen(f"http://127.0.0.1:{ivr_daemon.http_port}/metrics", timeout=2) as reply:
         lines = dict(line.rsplit(" ", 1) for line in reply.read().decode().splitlines()

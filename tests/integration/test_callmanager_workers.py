@@ -45,14 +45,6 @@ SOCKET_PER_CALL = ("-t", "un", "-max_socket", "4096")
 spreads datagrams over the workers by source address)."""
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
-
-
 def workers_env(redis_server: RedisServer) -> dict[str, str]:
     return {"PBX_STATE__URL": redis_server.url, "PBX_CALLMANAGER__WORKERS": str(WORKERS),
             "PBX_AUTH__ALGORITHMS": "MD5,SHA-256"}

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -33,16 +32,19 @@ pytestmark = pytest.mark.integration
 CALLS = 20
 
 
-class IvrDaemon:
-    def __init__(self, name: str, data_dir: Path, config: Path) -> None:
+class AppServerDaemon:
+    """`pbx ROLE --config` (an IVR or meeting server) with one worker, on the PBX's database."""
+
+    def __init__(self, name: str, data_dir: Path, config: Path, role: str = "ivr") -> None:
         self.name = name
+        self.role = role
         self.sip_port = free_port()
         self.http_port = free_port()
         port_min, port_max = media_ports()
         config.write_text(yaml.safe_dump({
             "database": {"url": f"sqlite:///{data_dir / 'pbx.sqlite3'}"},
-            "ivr": {"sip_host": "127.0.0.1", "sip_port": self.sip_port, "workers": 1, "port_min": port_min,
-                    "port_max": port_max},
+            role: {"sip_host": "127.0.0.1", "sip_port": self.sip_port, "workers": 1, "port_min": port_min,
+                   "port_max": port_max, "recording_dir": str(config.parent / f"{name}-recordings")},
             "http": {"host": "127.0.0.1", "port": self.http_port},
             "log": {"level": "INFO"},
         }))
@@ -51,7 +53,7 @@ class IvrDaemon:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.process = subprocess.Popen([*PBX, "ivr", "--config", str(self.config)],
+        self.process = subprocess.Popen([*PBX, self.role, "--config", str(self.config)],
                                         stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
                                         start_new_session=True)
         deadline = time.monotonic() + 30
@@ -62,7 +64,7 @@ class IvrDaemon:
                     return
             assert self.process.poll() is None, self.log.read_text()[-3000:]
             time.sleep(0.2)
-        raise AssertionError("pbx ivr did not start:\n" + self.log.read_text()[-3000:])
+        raise AssertionError(f"pbx {self.role} did not start:\n" + self.log.read_text()[-3000:])
 
     def health(self) -> dict[str, object]:
         try:
@@ -75,7 +77,7 @@ class IvrDaemon:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=2) as reply:
             text = reply.read().decode()
         return sum(int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines()
-                   if line.startswith("pbx_ivr_calls_answered_total"))
+                   if line.startswith(f"pbx_{self.role}_calls_answered_total"))
 
     def kill(self) -> None:
         """SIGKILL to the whole daemon (supervisor and worker), as a machine or an OOM kill would."""
@@ -91,14 +93,6 @@ class IvrDaemon:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path / "redis")
-    server.start()
-    yield server
-    server.stop()
 
 
 def endpoint_up(server: PbxServer, name: str) -> bool | None:
@@ -130,7 +124,7 @@ def test_calls_spread_over_two_ivr_servers_and_avoid_a_dead_one(tmp_path: Path,
     data_dir = tmp_path / "data"
     pbx("init", "--data-dir", str(data_dir))
     add_menu(data_dir, options={"2": "1002"})
-    ivrs = [IvrDaemon(name, data_dir, tmp_path / f"{name}.yml") for name in ("ivr1", "ivr2")]
+    ivrs = [AppServerDaemon(name, data_dir, tmp_path / f"{name}.yml") for name in ("ivr1", "ivr2")]
     for ivr in ivrs:
         pbx("server", "add", ivr.name, "--role", "ivr", "--host", "127.0.0.1", "--port", str(ivr.sip_port),
             "--data-dir", str(data_dir))

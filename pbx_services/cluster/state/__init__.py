@@ -1,11 +1,11 @@
 """State that more than one Call Manager process must see, behind typed Protocols.
 
 Location (`location.LocationStore`), digest nonce-counts (`sip.digest.NonceCounts`), failed
-authentications and blocks (`auth_failures.AuthFailureStore`) and the calls in progress
-(`dialogs.DialogStore`), each with two implementations: in this process (the all-in-one's
-embedded default: nothing to install) and in Redis (`redis`), shared by every worker and
-every Call Manager of a cluster. `open_state_store(url)` picks by `state.url`. No role
-reaches Redis except through these.
+authentications and blocks (`auth_failures.AuthFailureStore`), the calls in progress
+(`dialogs.DialogStore`) and the homes of meeting rooms (`homes.HomeStore`), each with two
+implementations: in this process (the all-in-one's embedded default: nothing to install) and
+in Redis (`redis`), shared by every worker and every Call Manager of a cluster.
+`open_state_store(url)` picks by `state.url`. No role reaches Redis except through these.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from ...sip.digest import InMemoryNonceCounts, NonceCounts
 from .auth_failures import AuthFailureStore, InMemoryAuthFailures
 from .dialogs import DialogStore, InMemoryDialogs
 from .errors import StateStoreUnavailable
+from .homes import HomeStore, InMemoryHomes
 from .location import InMemoryLocation, LocationStore
 
 __all__ = ["StateStore", "StateStoreUnavailable", "open_state_store"]
@@ -28,6 +29,8 @@ class StateStore:
     nonce_counts: NonceCounts
     auth_failures: AuthFailureStore
     dialogs: DialogStore
+    homes: HomeStore
+    """Which application server worker holds each meeting room (later each queue)."""
     description: str
     """Where it is, for the log (a Redis URL without its password)."""
     closer: Callable[[], None] | None = None
@@ -46,7 +49,7 @@ def open_state_store(url: str | None, *, nonce_ttl: float, timeout: float = 0.5)
     if url is None:
         return StateStore(location=InMemoryLocation(), nonce_counts=InMemoryNonceCounts(nonce_ttl),
                           auth_failures=InMemoryAuthFailures(), dialogs=InMemoryDialogs(),
-                          description="in-process")
+                          homes=InMemoryHomes(), description="in-process")
     from .redis import open_redis_state
 
     return open_redis_state(url, nonce_ttl=nonce_ttl, timeout=timeout)

@@ -436,6 +436,34 @@ def _without_password(url: str) -> str:
     return url.replace(f":{parts.password}@", ":***@", 1)
 
 
+_MOVE_HOME = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if (current == false and ARGV[2] == '') or current == ARGV[2] then
+    redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+    return ARGV[3]
+end
+return current
+"""
+
+
+class RedisHomes:
+    """Homes in one Redis hash, moved by a compare-and-set script."""
+
+    def __init__(self, connection: RedisConnection) -> None:
+        self._redis = connection
+        self._key = PREFIX + "homes"
+        self._move = connection.client.register_script(_MOVE_HOME)
+
+    def home(self, key: str) -> str | None:
+        value = self._redis.call(lambda r: r.hget(self._key, key))
+        return value.decode() if isinstance(value, bytes) else value
+
+    def move(self, key: str, expected: str | None, home: str) -> str:
+        value = self._redis.call(lambda r: self._move(keys=[self._key], args=[key, expected or "", home],
+                                                      client=r))
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def open_redis_state(url: str, *, nonce_ttl: float, timeout: float) -> StateStore:
     try:
         client, description = redis_client(url, timeout=timeout)
@@ -456,4 +484,5 @@ def open_redis_state(url: str, *, nonce_ttl: float, timeout: float) -> StateStor
     return StateStore(location=RedisLocation(connection),
                       nonce_counts=RedisNonceCounts(connection, nonce_ttl),
                       auth_failures=RedisAuthFailures(connection), dialogs=RedisDialogs(connection),
-                      description=description, closer=connection.close, publish_event=publish_event)
+                      homes=RedisHomes(connection), description=description, closer=connection.close,
+                      publish_event=publish_event)

@@ -16,6 +16,7 @@ from pbx_services.callmanager.appservers import AppEndpoint, AppServerPool, Prob
 from pbx_services.callmanager.b2bua import timeout_response
 from pbx_services.cluster.models import ServerRole
 from pbx_services.cluster.servers import ServerEntry
+from pbx_services.cluster.state.homes import InMemoryHomes
 from pbx_services.runtime.timers import TimerQueue
 from pbx_services.sip.events import Event, ResponseReceived, TransactionTimedOut
 from pbx_services.sip.message import SipRequest, parse_message
@@ -37,7 +38,7 @@ def server(name: str, host: str, *, port: int = 5070, role: ServerRole = ServerR
 
 
 class Harness:
-    def __init__(self, settings: ProbeSettings | None = None) -> None:
+    def __init__(self, settings: ProbeSettings | None = None, homes: InMemoryHomes | None = None) -> None:
         self.now = START
         self.stack = SipStack(host=CM_HOST, port=5060, max_message_size=65535, layer=TransactionLayer())
         self.timers = TimerQueue()
@@ -45,7 +46,9 @@ class Harness:
         tags = (f"cm-tag-{n}" for n in itertools.count(1))
         self.pool = AppServerPool(stack=self.stack, timers=self.timers,
                                   on_server_state=lambda *change: self.changes.append(change),
-                                  settings=settings or ProbeSettings(), make_tag=lambda: next(tags))
+                                  settings=settings or ProbeSettings(), make_tag=lambda: next(tags),
+                                  homes=homes, on_lost=lambda endpoint, t: self.lost.append(endpoint))
+        self.lost: list[AppEndpoint] = []
         self.alive: set[tuple[str, int]] = set()
         """The endpoints that answer the probes."""
         self.probed: list[tuple[float, tuple[str, int], SipRequest]] = []
@@ -385,3 +388,56 @@ def test_with_probes_further_apart_than_a_transaction_lives_a_dead_server_is_sti
 
     assert [(up, at) for _, _, up, _, at in h.changes] == [(False, START + 120)]
     assert h.endpoint(IVR1).answers == 0
+
+
+MEET1, MEET2, MEET3 = ("192.0.2.91", 5100), ("192.0.2.92", 5100), ("192.0.2.93", 5100)
+MEETING_SERVERS = [server(f"meet{i}", address[0], port=5100, role=ServerRole.MEETING)
+                   for i, address in enumerate((MEET1, MEET2, MEET3), 1)]
+
+
+def meeting_harness(homes: InMemoryHomes) -> Harness:
+    harness = Harness(homes=homes)
+    harness.alive |= {MEET1, MEET2, MEET3}
+    harness.update(*MEETING_SERVERS)
+    harness.advance(0.5)
+    return harness
+
+
+def test_every_call_manager_sends_a_room_to_the_same_worker_and_rooms_spread() -> None:
+    homes = InMemoryHomes()
+    first, second = meeting_harness(homes), meeting_harness(homes)
+    rooms = [str(800 + n) for n in range(30)]
+    placed = {room: first.pool.home_for(ServerRole.MEETING, room, "pbx.local") for room in rooms}
+    assert all(second.pool.home_for(ServerRole.MEETING, room, "pbx.local") is second.endpoint(
+        placed[room].address) for room in rooms)  # type: ignore[union-attr]
+    per_worker = {address: sum(1 for e in placed.values() if e is not None and e.address == address)
+                  for address in (MEET1, MEET2, MEET3)}
+    assert all(count >= 4 for count in per_worker.values()), per_worker
+    # Without the store, ranking alone gives the same answer.
+    assert all(meeting_harness(InMemoryHomes()).pool.home_for(ServerRole.MEETING, room, "pbx.local").address
+               == placed[room].address for room in rooms[:5])  # type: ignore[union-attr]
+
+
+def test_a_room_moves_only_when_its_worker_fails_and_stays_when_it_comes_back() -> None:
+    homes = InMemoryHomes()
+    h = meeting_harness(homes)
+    home = h.pool.home_for(ServerRole.MEETING, "850", "pbx.local")
+    assert home is not None
+    home.calls.add("a call")  # type: ignore[arg-type]
+    h.alive.discard(home.address)
+    h.advance(2.5)
+    assert h.lost == [home]  # told once, with its calls, so that they are moved
+    moved = h.pool.home_for(ServerRole.MEETING, "850", "pbx.local")
+    assert moved is not None and moved is not home
+    assert homes.home("meeting:pbx.local:850") == f"{moved.address[0]}:{moved.address[1]}"
+    h.alive.add(home.address)
+    h.advance(2.5)
+    assert home.up
+    assert h.pool.home_for(ServerRole.MEETING, "850", "pbx.local") is moved  # no split room
+
+
+def test_two_call_managers_choosing_a_new_home_at_once_agree() -> None:
+    homes = InMemoryHomes()
+    assert homes.move("meeting:pbx.local:850", None, "192.0.2.91:5100") == "192.0.2.91:5100"
+    # The second one read no home too, and lost the race: it takes the first one's choice.
+    assert homes.move("meeting:pbx.local:850", None, "192.0.2.92:5100") == "192.0.2.91:5100"
