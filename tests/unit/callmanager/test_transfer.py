@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pytest
 
 from pbx_services.callmanager.directory import Directory
-from pbx_services.cluster.events import Disposition, HangupBy
+from pbx_services.cluster.events import Disposition, EndReason, HangupBy
 from pbx_services.cluster.models import ServerRole
 from pbx_services.cluster.servers import ServerEntry
 from pbx_services.sip.message import SipRequest, SipResponse
@@ -606,3 +606,41 @@ def test_a_transfer_to_a_silent_ivr_worker_goes_to_the_other(pbx: Pbx, alice: Ph
     other.send(other.respond(retried, 200, to_tag="ivr-tag", body=IVR_SDP))
     other.pop_request("ACK")
     assert notified(bob, anchored_call.b_dialog)[0] == "SIP/2.0 200 OK"
+
+
+# -- an application server dying under its calls ----------------------------------------------------
+
+
+def test_the_calls_of_an_ivr_worker_that_died_move_to_the_other(pbx: Pbx, alice: Phone, ivr1: Phone,
+                                                                ivr2: Phone, menu_call: IvrCall) -> None:
+    dead, survivor = menu_call.ivr, the_other(menu_call.ivr, ivr1, ivr2)
+    media_call = pbx.media_node_of(menu_call.outgoing.call_id).core.calls[menu_call.outgoing.call_id]
+    advance(pbx, 2.5, survivor)  # two probes unanswered: down, and its call moves
+    invite = survivor.pop_request("INVITE")
+    while survivor.inbox:  # its retransmissions while the time passed
+        assert survivor.pop_request("INVITE").top_via.branch == invite.top_via.branch
+    assert invite.to.uri.user == "800" and invite.call_id != menu_call.invite.call_id
+    assert media_of(invite.body)[:2] == (MEDIA_HOST, media_call.b.port)  # the same place on the media server
+    survivor.send(survivor.respond(invite, 200, to_tag="ivr2-tag", body=IVR_SDP))
+    assert survivor.pop_request("ACK").to.tag == "ivr2-tag"
+    alice.assert_silent()  # her call goes on: no re-INVITE, no BYE
+    dead.inbox.clear()
+    alice.send(menu_call.a_dialog.request(alice, "BYE"))
+    alice.pop_response(200)
+    assert survivor.pop_request("BYE").to.tag == "ivr2-tag"
+    [cdr] = pbx.cdrs
+    assert (cdr.disposition, cdr.hangup_by, cdr.end_reason) == (Disposition.ANSWERED, HangupBy.CALLER, None)
+
+
+def test_a_call_no_other_worker_takes_ends_with_app_server_lost(make_ivr_pbx: Callable[..., Pbx]) -> None:
+    pbx = make_ivr_pbx(ivr_server("ivr1", IVR1))
+    alice = registered(pbx, "100", "10.0.0.1")
+    ivr = pbx.phone("800", *IVR1)
+    call = call_menu(alice, ivr)
+    ivr.inbox.clear()
+    advance(pbx, 2.5)
+    bye = alice.pop_request("BYE")
+    assert bye.headers.get("Reason") == 'SIP;cause=500;text="app_server_lost"'
+    assert bye.call_id == call.outgoing.call_id
+    [cdr] = pbx.cdrs
+    assert (cdr.hangup_by, cdr.end_reason) == (HangupBy.SYSTEM, EndReason.APP_SERVER_LOST)
