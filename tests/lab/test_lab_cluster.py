@@ -1,6 +1,6 @@
-"""The lab end to end: build it, deploy it twice, verify it, ask the IVR servers, call an
-IVR menu and a phone through the VIP, grow it under a call, tear it down. Slow (about 15
-minutes) and root-only: `pytest -m lab tests/lab`.
+"""The lab end to end: build it, deploy it twice, verify it, ask the IVR and meeting servers,
+call an IVR menu, a meeting room and a phone through the VIP, grow it under a call, tear it
+down. Slow (about 15 minutes) and root-only: `pytest -m lab tests/lab`.
 
 The tests run in file order and share one lab (module scope); each step needs the one
 before it. Timings are printed (`-s`) for the README's integrator section.
@@ -22,13 +22,18 @@ import yaml
 
 from pbx_services.rtp.wav import write_wav
 from tests.integration.peers.pjsua2_phone import Pjsua2Phone
+from tests.integration.test_ivr_calls import RATE, tone
+from tests.integration.test_meetings import HEARD, SILENT, TONES, heard_lately
 from tests.lab.labscripts import INVENTORY, LAB_DIR, LAB_MARKS, REPO, health, lab, smoke
 
 NEW_MEDIA_HOST, NEW_MEDIA_ADDRESS = "media2", "198.18.0.32"
 EXPANSION_HOLD = 150.0
 IVR_SERVERS = {"ivr1": "198.18.0.41", "ivr2": "198.18.0.42"}
-IVR_SIP_PORT = 5090
+MEETING_SERVERS = {"meeting1": "198.18.0.61", "meeting2": "198.18.0.62"}
+APPLICATION_SERVERS = {"ivr": (IVR_SERVERS, 5090), "meeting": (MEETING_SERVERS, 5100)}
+"""Each role's servers in the lab inventory and the SIP port of their first worker."""
 LAB_MENU = "800"
+LAB_ROOM = "850"
 
 pytestmark = [*LAB_MARKS, pytest.mark.timeout(1800)]
 
@@ -77,7 +82,8 @@ def booted(lab_inventory: Path):
 def test_site_first_run_deploys_the_cluster(booted: Path) -> None:
     result = playbook(booted)
     assert result.returncode == 0, result.stdout[-6000:]
-    assert set(recap(result.stdout)) == {"cm1", "cm2", "cm3", "db1", "db2", "media1", "ivr1", "ivr2"}
+    assert set(recap(result.stdout)) == {"cm1", "cm2", "cm3", "db1", "db2", "media1", *IVR_SERVERS,
+                                         *MEETING_SERVERS}
 
 
 def test_site_second_run_changes_nothing(booted: Path) -> None:
@@ -104,17 +110,30 @@ def test_exactly_one_call_manager_holds_the_vip(booted: Path) -> None:
     assert len(holders) == 1
 
 
-def test_ivr_servers_listed_and_every_worker_answers_options(booted: Path) -> None:
+@pytest.mark.parametrize("role", sorted(APPLICATION_SERVERS))
+def test_application_servers_listed_and_every_worker_answers_options(booted: Path, role: str) -> None:
     the_lab = lab.Lab(lab.DEFAULT_LAB)
     listed = smoke.admin(the_lab, "198.18.0.11", "server", "list")
     rows = {row[0]: row for row in map(str.split, listed.splitlines()) if row}
-    workers = yaml.safe_load((booted / "group_vars" / "ivr" / "ivr.yml").read_text())["pbx_ivr__workers"]
-    for name, address in IVR_SERVERS.items():
-        assert rows.get(name, [])[1:4] == ["ivr", f"{address}:{IVR_SIP_PORT}", str(workers)], listed
-        for port in range(IVR_SIP_PORT, IVR_SIP_PORT + workers):
+    group_vars = yaml.safe_load((booted / "group_vars" / role / f"{role}.yml").read_text())
+    workers = group_vars[f"pbx_{role}__workers"]
+    servers, sip_port = APPLICATION_SERVERS[role]
+    for name, address in servers.items():
+        assert rows.get(name, [])[1:4] == [role, f"{address}:{sip_port}", str(workers)], listed
+        for port in range(sip_port, sip_port + workers):
             status = lab.in_ns(the_lab.controller_ns, "python3", str(LAB_DIR / "vip_probe.py"),
                                f"{address}:{port}", "--status", "--timeout", "2", capture=True).stdout.strip()
             assert status == "SIP/2.0 200 OK", f"{name} ({address}:{port}) answered {status!r}"
+
+
+def lab_phone(the_lab: lab.Lab, passwords: dict[str, str], user: str, port: int,
+              **options: object) -> Pjsua2Phone:
+    """A registered pjsua2 phone in the lab's controller namespace, with the VIP as its server."""
+    device = Pjsua2Phone(user=user, password=passwords[user], server=f"{smoke.DEFAULT_VIP}:5060", port=port,
+                         domain="pbx.local", codecs=None, bind=the_lab.controller.split("/")[0],
+                         launcher=("ip", "netns", "exec", the_lab.controller_ns), **options)  # type: ignore[arg-type]
+    assert device.register()["code"] == 200
+    return device
 
 
 def test_call_to_the_ivr_through_the_vip_is_sent_to_the_extension(booted: Path, tmp_path: Path) -> None:
@@ -134,21 +153,13 @@ def test_call_to_the_ivr_through_the_vip_is_sent_to_the_extension(booted: Path, 
                 f"2={smoke.CALLEE}", "--replace")
     time.sleep(11)  # the Call Managers' directory learns the new number within 10 s
 
-    def phone(user: str, port: int, **options: object) -> Pjsua2Phone:
-        device = Pjsua2Phone(user=user, password=passwords[user], server=f"{smoke.DEFAULT_VIP}:5060",
-                             port=port, domain="pbx.local", codecs=None,
-                             bind=the_lab.controller.split("/")[0],
-                             launcher=("ip", "netns", "exec", the_lab.controller_ns), **options)  # type: ignore[arg-type]
-        assert device.register()["code"] == 200
-        return device
-
-    caller = phone(smoke.CALLER, smoke.CALLER_PORT)
-    callee = phone(smoke.CALLEE, smoke.CALLEE_PORT, auto_answer=True)
+    caller = lab_phone(the_lab, passwords, smoke.CALLER, smoke.CALLER_PORT)
+    callee = lab_phone(the_lab, passwords, smoke.CALLEE, smoke.CALLEE_PORT, auto_answer=True)
     try:
         caller.send("call", uri=f"sip:{LAB_MENU}@pbx.local")
         caller.wait_for("call_state", lambda e: e["state"] == "CONFIRMED", timeout=15)
         time.sleep(1.5)
-        endpoints = master_health_of(the_lab)["application_endpoints"]
+        endpoints = [e for e in master_health_of(the_lab)["application_endpoints"] if e["role"] == "ivr"]
         assert {e["server"] for e in endpoints} == set(IVR_SERVERS), endpoints
         assert sum(e["calls"] for e in endpoints) == 1, endpoints  # each IVR worker is an endpoint
         assert caller.stats()["rx_packets"] >= 50, "no greeting"
@@ -156,13 +167,54 @@ def test_call_to_the_ivr_through_the_vip_is_sent_to_the_extension(booted: Path, 
         callee.wait_for("call_state", lambda e: e["state"] == "CONFIRMED", timeout=15)
         time.sleep(2)
         assert callee.stats()["rx_packets"] >= 50
-        endpoints = master_health_of(the_lab)["application_endpoints"]
+        endpoints = [e for e in master_health_of(the_lab)["application_endpoints"] if e["role"] == "ivr"]
         assert sum(e["calls"] for e in endpoints) == 0, f"the IVR server is still in the call: {endpoints}"
         caller.send("hangup")
         callee.wait_for("call_state", lambda e: e["state"] == "DISCONNECTED", timeout=15)
     finally:
         caller.close()
         callee.close()
+
+
+def test_call_to_a_meeting_room_through_the_vip_each_phone_hears_the_other(booted: Path,
+                                                                           tmp_path: Path) -> None:
+    """A room made with `pbx meeting add` on a Call Manager host; two pjsua2 phones in the
+    controller call it through the VIP, each sending its own tone: the Call Manager sends both
+    to the room's one meeting worker, where each hears the other's tone and not its own."""
+    the_lab = lab.Lab(lab.DEFAULT_LAB)
+    admin = smoke.DEFAULT_ADMIN
+    passwords = smoke.create_users(the_lab, admin)
+    smoke.admin(the_lab, admin, "meeting", "add", LAB_ROOM)
+    time.sleep(11)  # the Call Managers' directory learns the new number within 10 s
+
+    ports = {smoke.CALLER: smoke.CALLER_PORT, smoke.CALLEE: smoke.CALLEE_PORT}
+    phones = []
+    try:
+        for user, port in ports.items():
+            sent = tmp_path / f"tone-{user}.wav"
+            write_wav(sent, RATE, tone(TONES[user], 5.0, level=6000))
+            phones.append(lab_phone(the_lab, passwords, user, port, play=sent,
+                                    record=tmp_path / f"heard-{user}.wav"))
+        for phone in phones:
+            phone.send("call", uri=f"sip:{LAB_ROOM}@pbx.local")
+            state = phone.wait_for("call_state", lambda e: e["state"] in ("CONFIRMED", "DISCONNECTED"),
+                                   timeout=15)
+            assert state["state"] == "CONFIRMED", state
+        time.sleep(4)
+        endpoints = [e for e in master_health_of(the_lab)["application_endpoints"] if e["role"] == "meeting"]
+        assert {e["server"] for e in endpoints} == set(MEETING_SERVERS), endpoints
+        assert sorted(e["calls"] for e in endpoints if e["calls"]) == [2], f"not on one worker: {endpoints}"
+        for phone in phones:
+            phone.send("hangup")
+            phone.wait_for("call_state", lambda e: e["state"] == "DISCONNECTED", timeout=15)
+    finally:
+        for phone in phones:
+            phone.close()
+    for user, other in ((smoke.CALLER, smoke.CALLEE), (smoke.CALLEE, smoke.CALLER)):
+        levels = heard_lately(tmp_path, user)
+        print(f"\n[lab] {user} hears {({u: round(v) for u, v in levels.items()})}")
+        assert levels[other] > HEARD, (user, levels)
+        assert levels[user] < SILENT, (user, levels)
 
 
 def test_call_through_the_vip(booted: Path, tmp_path: Path) -> None:

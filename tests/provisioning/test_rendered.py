@@ -10,12 +10,15 @@ import pytest
 import yaml
 
 from pbx_services.provisioning import validate_config
-from tests.provisioning.conftest import REPO
+from tests.provisioning.conftest import REPO, render
 
 VERIFY_UNIT = REPO / "ansible/roles/common/files/usr/local/libexec/pbx/pbx-verify-unit"
 
 
-@pytest.mark.parametrize("unit", ["pbx-callmanager.service", "pbx-media.service"])
+UNITS = ["pbx-callmanager.service", "pbx-media.service", "pbx-ivr.service", "pbx-meeting.service"]
+
+
+@pytest.mark.parametrize("unit", UNITS)
 def test_unit_passes_systemd_analyze_verify(rendered: Path, unit: str) -> None:
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed")
@@ -24,7 +27,7 @@ def test_unit_passes_systemd_analyze_verify(rendered: Path, unit: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("unit", ["pbx-callmanager.service", "pbx-media.service"])
+@pytest.mark.parametrize("unit", UNITS)
 def test_unit_is_hardened(rendered: Path, unit: str) -> None:
     text = (rendered / unit).read_text()
     for setting in ("User=pbx", "NoNewPrivileges=yes", "ProtectSystem=strict", "Restart=on-failure",
@@ -81,7 +84,7 @@ def test_keepalived_t_rejects_a_broken_config(rendered: Path, tmp_path: Path) ->
     assert checked.returncode != 0
 
 
-@pytest.mark.parametrize("name", ["callmanager", "media"])
+@pytest.mark.parametrize("name", ["callmanager", "media", "ivr", "meeting"])
 def test_daemon_config_is_valid(rendered: Path, name: str) -> None:
     assert validate_config.main([str(rendered / f"{name}.yml")]) == 0
 
@@ -111,3 +114,47 @@ def test_validate_config_reports_the_bad_key(tmp_path: Path, capsys: pytest.Capt
     config.write_text("auth: {secret: " + "ab" * 16 + "}\nsip: {port: 70000}\n")
     assert validate_config.main([str(config)]) == 1
     assert "sip.port" in capsys.readouterr().err
+
+
+
+@pytest.mark.parametrize(("name", "title", "sip_port", "ports", "http_port"), [
+    ("ivr", "IVR server", 5090, (30000, 31999), 9062),
+    ("meeting", "Meeting server", 5100, (32000, 33999), 9064),
+])
+def test_application_server_renders_its_roles_values(rendered: Path, name: str, title: str, sip_port: int,
+                                                     ports: tuple[int, int], http_port: int) -> None:
+    """The ivr and meeting roles share pbx_service's appserver part, each with its own variables."""
+    config = yaml.safe_load((rendered / f"{name}.yml").read_text())
+    assert set(config) == {"database", name, "auth", "http", "log"}
+    assert config[name] == {"sip_host": "198.18.0.11", "sip_port": sip_port, "rtp_host": "198.18.0.11",
+                            "port_min": ports[0], "port_max": ports[1], "workers": 1, "rtp_timeout": 60,
+                            "max_call_seconds": 3600, "recording_dir": f"/var/lib/pbx/{name}/recordings"}
+    assert config["http"] == {"host": "198.18.0.11", "port": http_port}
+    unit = (rendered / f"pbx-{name}.service").read_text()
+    assert (f"Description=PBX {title} (SIP udp:198.18.0.11:{sip_port}, 1 workers, RTP {ports[0]}-{ports[1]}, "
+            f"http://198.18.0.11:{http_port}/health)\n") in unit
+    assert re.search(rf"^ExecStart=\S*/opt/pbx/venv/bin/pbx {name} --config /etc/pbx/{name}\.yml$", unit,
+                     re.MULTILINE)
+
+
+@pytest.fixture(scope="module")
+def rendered_meeting_elsewhere(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The roles rendered again with a meeting server on SIP port 510, recording to /srv, behind NAT."""
+    return render(tmp_path_factory.mktemp("rendered"), tmp_path_factory.mktemp("root"),
+                  "pbx_meeting__sip_port=510", "pbx_meeting__recording_dir=/srv/meetings",
+                  "pbx_meeting__public_address=203.0.113.60", "pbx_meeting__limit_nofile=8192",
+                  '{"pbx_meeting__config_extra": {"meeting": {"rtp_timeout": 30}}}')
+
+
+def test_application_server_below_1024_recording_elsewhere(rendered_meeting_elsewhere: Path) -> None:
+    unit = (rendered_meeting_elsewhere / "pbx-meeting.service").read_text()
+    assert "CapabilityBoundingSet=CAP_NET_BIND_SERVICE\n" in unit
+    assert "AmbientCapabilities=CAP_NET_BIND_SERVICE\n" in unit
+    assert "ReadWritePaths=/var/lib/pbx/meeting /srv/meetings\n" in unit
+    assert "LimitNOFILE=8192\n" in unit
+    section = yaml.safe_load((rendered_meeting_elsewhere / "meeting.yml").read_text())["meeting"]
+    assert (section["sip_port"], section["public_address"]) == (510, "203.0.113.60")
+    assert section["rtp_timeout"] == 30
+    assert validate_config.main([str(rendered_meeting_elsewhere / "meeting.yml")]) == 0
+    ivr_unit = (rendered_meeting_elsewhere / "pbx-ivr.service").read_text()
+    assert "CapabilityBoundingSet=\n" in ivr_unit and "ReadWritePaths=/var/lib/pbx/ivr\n" in ivr_unit

@@ -9,8 +9,11 @@ site's inventory works; the lab's tests (tests/lab/) run it against the lab.
 import json
 
 import pytest
+import yaml
 
 VENV_PYTHON = "/opt/pbx/venv/bin/python"
+DAEMONS = {"callmanager", "media", "ivr", "meeting"}
+"""The groups whose hosts run a PBX daemon as pbx-<group>.service."""
 
 
 def groups(host):
@@ -98,18 +101,31 @@ def test_media_server(host):
     assert any(line.split()[:1] == [variables["inventory_hostname"]] for line in servers.splitlines())
 
 
-def test_ivr_server(host):
-    only_in("ivr")(host)
-    service = host.service("pbx-ivr")
+@pytest.mark.parametrize("role", ["ivr", "meeting"])
+def test_application_server(host, role):
+    """An IVR or meeting server: running, its first worker's SIP port open, /health ok with every
+    worker up, its config and unit valid, listed in the servers table with its role."""
+    only_in(role)(host)
+    service = host.service(f"pbx-{role}")
     assert service.is_running and service.is_enabled
-    variables = host.ansible.get_variables()
-    assert host.socket(f"udp://{address(host)}:5090").is_listening
-    reported = health(host, 9062)
+    config = yaml.safe_load(host.file(f"/etc/pbx/{role}.yml").content_string)
+    assert host.socket(f"udp://{address(host)}:{config[role]['sip_port']}").is_listening
+    reported = health(host, config["http"]["port"])
     assert reported["status"] == "ok" and all(worker["up"] for worker in reported["workers"])
-    assert host.run(f"{VENV_PYTHON} -m pbx_services.provisioning.validate_config /etc/pbx/ivr.yml").rc == 0
-    assert host.run("systemd-analyze verify --man=no /etc/systemd/system/pbx-ivr.service").rc == 0
+    assert host.run(f"{VENV_PYTHON} -m pbx_services.provisioning.validate_config /etc/pbx/{role}.yml").rc == 0
+    assert host.run(f"systemd-analyze verify --man=no /etc/systemd/system/pbx-{role}.service").rc == 0
     servers = host.check_output("pbx server list")
-    assert any(line.split()[:2] == [variables["inventory_hostname"], "ivr"] for line in servers.splitlines())
+    name = host.ansible.get_variables()["inventory_hostname"]
+    assert any(line.split()[:2] == [name, role] for line in servers.splitlines())
+
+
+def test_meeting_server_speaks(host):
+    """espeak-ng is there for the announcements: the daemon's user makes one as the server does."""
+    only_in("meeting")(host)
+    assert host.package("espeak-ng").is_installed
+    speak = "from pbx_services.cluster.prompts import synthesize; print(len(synthesize('You are muted.')))"
+    spoken = host.check_output(f'runuser -u pbx -- {VENV_PYTHON} -c "{speak}"')
+    assert int(spoken) > 4000  # samples at 8 kHz: more than half a second of speech
 
 
 def test_database(host):
@@ -120,14 +136,14 @@ def test_database(host):
 
 
 def test_pbx_processes_run_as_pbx(host):
-    if not groups(host) & {"callmanager", "media", "ivr"}:
+    if not groups(host) & DAEMONS:
         pytest.skip("no PBX daemon here")
     assert {process.user for process in host.process.filter(comm="pbx")} == {"pbx"}
 
 
 def test_pbx_data_is_the_service_users_only(host):
     """Databases and recordings (HA1 hashes, people's calls) are readable by the pbx user only."""
-    daemons = groups(host) & {"callmanager", "media", "ivr"}
+    daemons = groups(host) & DAEMONS
     if not daemons:
         pytest.skip("no PBX daemon here")
     for path in ["/var/lib/pbx", *(f"/var/lib/pbx/{daemon}" for daemon in daemons)]:
