@@ -16,13 +16,19 @@
     pbx ivr list [--tenant DOMAIN] | del NUMBER [--tenant DOMAIN]
     pbx schedule add NAME --hours TEXT [--timezone ZONE] [--holiday DATE ...] [--tenant DOMAIN]
     pbx schedule list [--tenant DOMAIN] | del NAME [--tenant DOMAIN]
-    pbx server add NAME --role media --host ADDR --port PORT [--workers N] [--weight W] [--disabled]
+    pbx meeting add NUMBER [--pin P] [--moderator-pin P] [--max N] [--pin-tries N]
+            [--wait-for-moderator] [--end-with-moderator] [--mute-on-entry] [--no-entry-tones]
+            [--record] [--name TEXT] [--replace] [--tenant DOMAIN]
+    pbx meeting list [--tenant DOMAIN] [--json] | del NUMBER [--tenant DOMAIN]
+    pbx server add NAME --role media|ivr|meeting --host ADDR --port PORT [--workers N] [--weight W]
+            [--disabled]
     pbx server list | enable NAME | disable NAME | del NAME
     pbx cdr list [--since T] [--extension E] [--tenant DOMAIN] [--limit N] [--format table|csv|json]
     pbx allinone [--host ADDR] [--sip-port PORT]
     pbx callmanager --config FILE
     pbx media --config FILE
     pbx ivr --config FILE
+    pbx meeting --config FILE
     pbx inventory from-terraform FILE [--output FILE]
     pbx event publish-server-state --server NAME --role ROLE --state STATE [--reason TEXT] --config FILE
     pbx event tail [--from ID] [--once] --config FILE
@@ -42,7 +48,7 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.exc import OperationalError
 
-from pbx_services.cli import cdrs, daemons, database, events, inventory, ivr, prompts, servers, users
+from pbx_services.cli import cdrs, daemons, database, events, inventory, ivr, meeting, prompts, servers, users
 from pbx_services.cli.common import EXIT_FAILURE, EXIT_USAGE, CommandError, Parser, Subparsers
 from pbx_services.cluster.config import ConfigError
 from pbx_services.cluster.dao import AlreadyExists, NotFound
@@ -55,6 +61,7 @@ COMMAND_GROUPS: tuple[Callable[[Subparsers], None], ...] = (
     users.add_commands,
     prompts.add_commands,
     ivr.add_commands,
+    meeting.add_commands,
     servers.add_commands,
     cdrs.add_commands,
     daemons.add_commands,

@@ -1,11 +1,15 @@
-"""`pbx allinone`, `pbx callmanager` and `pbx media`: the commands that run daemons, in the foreground."""
+"""`pbx allinone`, `pbx callmanager` and `pbx media`: the commands that run daemons, in the
+foreground; and what `pbx ivr --config` and `pbx meeting --config` share to run theirs."""
 
 import argparse
+import functools
+import importlib
 from pathlib import Path
 
 from pbx_services import allinone
 from pbx_services.callmanager import main as callmanager
 from pbx_services.cli.common import (
+    CommandError,
     Subparsers,
     check_schema,
     data_dir_option,
@@ -46,6 +50,33 @@ def add_commands(subparsers: Subparsers) -> None:
     )
     media.add_argument("--config", type=Path, required=True, metavar="FILE", help="the role's YAML config")
     media.set_defaults(run=_media)
+
+
+def add_application_server_commands(subparsers: Subparsers, *, role: str, server: str, things: str,
+                                    what_they_are: str) -> Subparsers:
+    """`pbx ROLE`, which administers `things` (IVR menus) with a COMMAND, or runs the role's
+    application server (`server`: IVR server) with --config FILE; the subparsers to add its
+    commands to. The server is `pbx_services.ROLE.main`'s `run(config)`."""
+    parser = subparsers.add_parser(
+        role, help=f"add, list and delete {things}; with --config, run the {server}",
+        description=f"Administer the {things} ({what_they_are}) with a COMMAND, or run the {server} in the "
+        f"foreground with --config FILE and no COMMAND (what pbx-{role}.service runs).",
+    )
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help=f"run the {server} with this role's YAML config")
+    parser.set_defaults(run=functools.partial(_application_server, role=role, server=server))
+    return parser.add_subparsers(dest=f"{role}_command", required=False, metavar="COMMAND")
+
+
+def _application_server(args: argparse.Namespace, *, role: str, server: str) -> int:
+    if args.config is None:
+        raise CommandError(f"{role}: give a COMMAND (add, list, del), or --config FILE to run the {server} "
+                           f"(see 'pbx {role} --help')")
+    config = load_daemon_config(args.config, needs_auth=False)
+    _check_database(config, upgrade_command=f"pbx db upgrade --config {args.config}")
+    # Imported here: the server and what it imports load only when it runs.
+    status: int = importlib.import_module(f"pbx_services.{role}.main").run(config)
+    return status
 
 
 def _allinone(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from pbx_services.cli import meeting
 from pbx_services.cli.common import (
     EXIT_OK,
     CommandError,
@@ -27,6 +28,7 @@ from pbx_services.cluster.config import (
 from pbx_services.cluster.dao import AlreadyExists
 from pbx_services.cluster.database import create_engine_for, head_revision, session_factory, upgrade
 from pbx_services.cluster.ivr import IvrService
+from pbx_services.cluster.meetings import MeetingService
 from pbx_services.cluster.prompts import PromptService, SynthesizerMissing
 from pbx_services.cluster.tenants import TenantService
 from pbx_services.cluster.users import UserService
@@ -43,6 +45,7 @@ DEMO_PROMPTS = {
     DEMO_TIMEOUT: "Sorry, I did not hear your choice.",
 }
 """Name -> text of the prompts of the demo IVR menu, spoken by espeak-ng."""
+DEMO_ROOM_NUMBER, DEMO_ROOM_PIN, DEMO_ROOM_MODERATOR_PIN = "850", "1234", "4321"
 AUTH_SECRET_BYTES = 32
 
 
@@ -63,8 +66,9 @@ def add_commands(subparsers: Subparsers) -> None:
     init.add_argument(
         "--demo",
         action="store_true",
-        help=f"add demo users {', '.join(DEMO_EXTENSIONS)} with random passwords, and IVR menu "
-        f"{DEMO_IVR_NUMBER} calling the first two of them (its prompts spoken by espeak-ng)",
+        help=f"add demo users {', '.join(DEMO_EXTENSIONS)} with random passwords, IVR menu "
+        f"{DEMO_IVR_NUMBER} calling the first two of them (its prompts spoken by espeak-ng), and meeting "
+        f"room {DEMO_ROOM_NUMBER} (PIN {DEMO_ROOM_PIN}, moderator PIN {DEMO_ROOM_MODERATOR_PIN})",
     )
     init.set_defaults(run=_init)
 
@@ -106,6 +110,7 @@ def _init(args: argparse.Namespace) -> int:
             passwords = _add_demo_users(UserService(sessions=sessions, default_domain=domain))
             _add_demo_ivr(PromptService(sessions=sessions, default_domain=domain),
                           IvrService(sessions=sessions, default_domain=domain), domain)
+            _add_demo_room(MeetingService(sessions=sessions, default_domain=domain), domain)
             # Last: the passwords are what the administrator needs next.
             print(f"demo users of {domain}:")
             print_table(("EXTENSION", "PASSWORD"), passwords)
@@ -175,6 +180,20 @@ def _add_demo_ivr(prompts: PromptService, menus: IvrService, domain: str) -> Non
         return
     print(f"demo IVR menu {DEMO_IVR_NUMBER} of {domain}: created (1 calls {first}, 2 calls {second}, "
           "9 repeats, or dial an extension)")
+
+
+def _add_demo_room(rooms: MeetingService, domain: str) -> None:
+    """The demo meeting room, left unchanged if it exists."""
+    if any(room.number == DEMO_ROOM_NUMBER for room in rooms.list_rooms()):
+        print(f"demo meeting room {DEMO_ROOM_NUMBER} of {domain}: exists")
+        return
+    try:
+        room = rooms.add_room(DEMO_ROOM_NUMBER, pin=DEMO_ROOM_PIN, moderator_pin=DEMO_ROOM_MODERATOR_PIN,
+                              name="Demo room")
+    except InvalidValue as exc:  # the administrator gave the number to something else
+        print(f"demo meeting room {DEMO_ROOM_NUMBER} skipped: {exc}")
+        return
+    print(f"demo meeting room {DEMO_ROOM_NUMBER} of {domain}: created ({meeting.describe(room)})")
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:

@@ -3,22 +3,19 @@ they follow; `pbx ivr --config FILE` runs the IVR server."""
 
 import argparse
 from datetime import date
-from pathlib import Path
 
 from pbx_services.cli.common import (
     EXIT_OK,
     CommandError,
     OpenedDataDir,
     Subparsers,
-    check_schema,
     data_dir_option,
-    load_daemon_config,
     open_data_dir,
     print_table,
     yes_no,
 )
+from pbx_services.cli.daemons import add_application_server_commands
 from pbx_services.cli.prompts import tenant_option
-from pbx_services.cluster.database import create_engine_for
 from pbx_services.cluster.ivr import IvrMenuInfo, IvrService, ScheduleService
 
 DESTINATIONS_HELP = "an extension number, ivr:N, queue:N, meeting:N, dial, repeat or hangup"
@@ -30,15 +27,8 @@ def add_commands(subparsers: Subparsers) -> None:
 
 
 def _add_ivr_commands(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
-        "ivr", help="add, list and delete IVR menus; with --config, run the IVR server",
-        description="Administer the IVR menus (auto-attendants) with a COMMAND, or run the IVR server in "
-        "the foreground with --config FILE and no COMMAND (what pbx-ivr.service runs).",
-    )
-    parser.add_argument("--config", type=Path, metavar="FILE",
-                        help="run the IVR server with this role's YAML config")
-    parser.set_defaults(run=_ivr_server)
-    commands = parser.add_subparsers(dest="ivr_command", required=False, metavar="COMMAND")
+    commands = add_application_server_commands(subparsers, role="ivr", server="IVR server",
+                                               things="IVR menus", what_they_are="auto-attendants")
     common = [data_dir_option(), tenant_option()]
 
     add = commands.add_parser(
@@ -104,22 +94,6 @@ def _add_schedule_commands(subparsers: Subparsers) -> None:
     delete = commands.add_parser("del", parents=common, help="delete a schedule no menu follows")
     delete.add_argument("name", metavar="NAME")
     delete.set_defaults(run=_schedule_del)
-
-
-def _ivr_server(args: argparse.Namespace) -> int:
-    if args.config is None:
-        raise CommandError("ivr: give a COMMAND (add, list, del), or --config FILE to run the IVR server "
-                           "(see 'pbx ivr --help')")
-    config = load_daemon_config(args.config, needs_auth=False)
-    engine = create_engine_for(config.database.url)
-    try:
-        check_schema(engine, f"pbx db upgrade --config {args.config}")
-    finally:
-        engine.dispose()
-    # Imported here: the server and what it imports load only when it runs.
-    from pbx_services.ivr import main as ivr_server
-
-    return ivr_server.run(config)
 
 
 def _ivr_service(opened: OpenedDataDir) -> IvrService:

@@ -18,13 +18,14 @@ from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker
 
 from pbx_services.cluster.dao import AlreadyExists, Dao, NotFound
 from pbx_services.cluster.destinations import Destination, DestinationKind, parse_destination
+from pbx_services.cluster.meetings import meeting_room_exists
 from pbx_services.cluster.models import Holiday, IvrMenu, IvrOption, Schedule, Tenant
 from pbx_services.cluster.models.ivr import DESTINATION_MAX_LENGTH
-from pbx_services.cluster.numbering import number_owner, routes_to
+from pbx_services.cluster.numbering import check_unrouted, find_to_replace, number_owner
 from pbx_services.cluster.prompts import PromptDao, validate_name
 from pbx_services.cluster.schedules import parse_hours, validate_timezone
 from pbx_services.cluster.users import tenant_by_domain
-from pbx_services.cluster.validation import InvalidValue, validate_extension
+from pbx_services.cluster.validation import InvalidValue, check_range, validate_extension
 
 MENU_NAME_MAX_LENGTH = 64
 HOURS_MAX_LENGTH = 255
@@ -125,15 +126,11 @@ def _queue_exists(session: Session, tenant_id: int, number: str) -> bool:
     return False  # there are no queues yet: their table will be looked up here
 
 
-def _meeting_exists(session: Session, tenant_id: int, number: str) -> bool:
-    return False  # there are no meeting rooms yet: their table will be looked up here
-
-
 _DESTINATION_EXISTS: dict[DestinationKind, tuple[str, Callable[[Session, int, str], bool]]] = {
     DestinationKind.EXTENSION: ("extension", _extension_exists),
     DestinationKind.IVR: ("IVR menu", _ivr_menu_exists),
     DestinationKind.QUEUE: ("queue", _queue_exists),
-    DestinationKind.MEETING: ("meeting room", _meeting_exists),
+    DestinationKind.MEETING: ("meeting room", meeting_room_exists),
 }
 """What a destination of each numbered kind is called, and whether the tenant has it."""
 
@@ -174,9 +171,9 @@ class IvrService:
             raise InvalidValue(f"IVR menu number: {exc}") from None
         if name is not None and len(name) > MENU_NAME_MAX_LENGTH:
             raise InvalidValue(f"IVR menu {number}: name is longer than {MENU_NAME_MAX_LENGTH} characters")
-        _check_range("timeout", timeout, TIMEOUT_RANGE, "seconds")
-        _check_range("inter-digit timeout", inter_digit_timeout, TIMEOUT_RANGE, "seconds")
-        _check_range("retries", retries, RETRIES_RANGE, "")
+        check_range("timeout", timeout, TIMEOUT_RANGE, "seconds")
+        check_range("inter-digit timeout", inter_digit_timeout, TIMEOUT_RANGE, "seconds")
+        check_range("retries", retries, RETRIES_RANGE)
         if not options and not dial_by_extension:
             raise InvalidValue(f"IVR menu {number} has no option and no dialling by extension: "
                                "a caller could do nothing but wait")
@@ -194,14 +191,7 @@ class IvrService:
         with self._sessions.begin() as session:
             tenant = tenant_by_domain(session, tenant_domain, default_domain=self._default_domain)
             menus = IvrMenuDao(session=session)
-            menu = menus.find_by(tenant_id=tenant.id, number=number)
-            if menu is not None and not replace:
-                raise AlreadyExists(f"IVR menu {number} of {tenant.domain} already exists "
-                                    "(replace it with --replace)")
-            if menu is None:
-                taken_by = number_owner(session, tenant.id, number)
-                if taken_by is not None:
-                    raise InvalidValue(f"{number} is already {taken_by} of {tenant.domain}")
+            menu = find_to_replace(menus, tenant, number, what="IVR menu", replace=replace)
             for role, destination in (*((f"option {digits}", destination)
                                         for digits, destination in parsed_options.items()),
                                       ("final destination", final), ("closed destination", closed)):
@@ -261,10 +251,7 @@ class IvrService:
             menu = menus.find_by(tenant_id=tenant.id, number=number)
             if menu is None:
                 raise NotFound("IvrMenu", {"number": number, "tenant": tenant.domain})
-            routes = routes_to(session, tenant.id, number, ivr_menu=True)
-            if routes:
-                raise InvalidValue(f"IVR menu {number} of {tenant.domain} is the destination of "
-                                   f"{', '.join(routes)}: change or delete them first")
+            check_unrouted(session, tenant, number, kind=DestinationKind.IVR, what="IVR menu")
             menus.delete(menu)
 
 
@@ -323,12 +310,6 @@ class ScheduleService:
             schedules.delete(schedule)
 
 
-def _check_range(what: str, value: int, allowed: range, unit: str) -> None:
-    if value not in allowed:
-        raise InvalidValue(f"{what} {value} is out of range: {allowed.start} to {allowed.stop - 1}"
-                           f"{' ' + unit if unit else ''}")
-
-
 def _parse(role: str, text: str, *, repeat_allowed: bool = True) -> Destination:
     if len(text) > DESTINATION_MAX_LENGTH:
         raise InvalidValue(f"{role}: destination is longer than {DESTINATION_MAX_LENGTH} characters")
@@ -344,8 +325,12 @@ def _parse(role: str, text: str, *, repeat_allowed: bool = True) -> Destination:
 def _check_exists(session: Session, tenant: Tenant, role: str, destination: Destination, *,
                   menu_number: str) -> None:
     """InvalidValue naming `role` and the destination if it reaches nothing in the tenant;
-    the menu being saved (`menu_number`) may send calls to itself."""
-    if destination.number is None or destination.number == menu_number:
+    the menu being saved (`menu_number`) may send calls to itself (as `ivr:N` or plain N,
+    not as a queue or a room: no queue or room can have its number)."""
+    if destination.number is None:
+        return
+    if destination.number == menu_number and destination.kind in (DestinationKind.EXTENSION,
+                                                                   DestinationKind.IVR):
         return
     label, exists = _DESTINATION_EXISTS[destination.kind]
     if not exists(session, tenant.id, destination.number):

@@ -1,10 +1,10 @@
-"""Who owns a number of a tenant's dial plan (a user's extension, an IVR menu, ...), and
-what sends calls to it.
+"""Who owns a number of a tenant's dial plan (a user's extension, an IVR menu, a meeting
+room, ...), and what sends calls to it.
 
 One number of a tenant reaches one thing, so every service that gives out numbers asks
-here first (`number_owner`), and one that takes a number away asks what would then send
-calls nowhere (`routes_to`). A new kind of numbered thing (queues, meeting rooms) adds
-its table's columns to `_NUMBER_OWNERS`.
+here first (`number_owner`, `find_to_replace`), and one that takes a number away asks
+what would then send calls nowhere (`routes_to`, `check_unrouted`). A new kind of numbered
+thing (queues) adds its table's columns to `_NUMBER_OWNERS`.
 """
 
 from collections.abc import Iterable
@@ -13,12 +13,15 @@ from typing import Any
 from sqlalchemy import or_, select, tuple_
 from sqlalchemy.orm import Session
 
-from pbx_services.cluster.dao import chunked
-from pbx_services.cluster.models import IvrMenu, IvrOption, User
+from pbx_services.cluster.dao import AlreadyExists, Dao, ModelT, chunked
+from pbx_services.cluster.destinations import Destination, DestinationKind
+from pbx_services.cluster.models import IvrMenu, IvrOption, MeetingRoom, Tenant, User
+from pbx_services.cluster.validation import InvalidValue
 
 _NUMBER_OWNERS: tuple[tuple[str, Any, Any], ...] = (
     ("extension", User.tenant_id, User.extension),
     ("IVR menu", IvrMenu.tenant_id, IvrMenu.number),
+    ("meeting room", MeetingRoom.tenant_id, MeetingRoom.number),
 )
 """(what it is, its tenant column, its number column) of each kind of numbered thing."""
 _CHUNK_SIZE = 500
@@ -42,13 +45,39 @@ def number_owners(session: Session, numbers: Iterable[tuple[int, str]]) -> dict[
     return owners
 
 
-def routes_to(session: Session, tenant_id: int, number: str, *, ivr_menu: bool = False) -> list[str]:
-    """What in the tenant sends calls to `number` (also as `ivr:number` when it is an IVR
-    menu, whose own options and destinations are left out): "IVR menu 801 option 1",
-    "IVR menu 802 final destination", ..."""
-    targets = [number, f"ivr:{number}"] if ivr_menu else [number]
+def find_to_replace(dao: Dao[ModelT], tenant: Tenant, number: str, *, what: str,
+                    replace: bool) -> ModelT | None:
+    """The tenant's `what` ("IVR menu", a row of `dao`) of `number`, to be changed in place
+    (`replace`); None when the number is free for a new one. AlreadyExists when there is one
+    and not `replace`; InvalidValue naming the owner when something else has the number."""
+    found = dao.find_by(tenant_id=tenant.id, number=number)
+    if found is not None and not replace:
+        raise AlreadyExists(f"{what} {number} of {tenant.domain} already exists (replace it with --replace)")
+    if found is None:
+        taken_by = number_owner(dao.session, tenant.id, number)
+        if taken_by is not None:
+            raise InvalidValue(f"{number} is already {taken_by} of {tenant.domain}")
+    return found
+
+
+def check_unrouted(session: Session, tenant: Tenant, number: str, *, kind: DestinationKind,
+                   what: str) -> None:
+    """InvalidValue naming what sends calls to the tenant's `what` ("IVR menu") of `number`
+    (see `routes_to`), if anything does: it cannot go while they do."""
+    routes = routes_to(session, tenant.id, number, kind=kind)
+    if routes:
+        raise InvalidValue(f"{what} {number} of {tenant.domain} is the destination of {', '.join(routes)}: "
+                           "change or delete them first")
+
+
+def routes_to(session: Session, tenant_id: int, number: str, *,
+              kind: DestinationKind = DestinationKind.EXTENSION) -> list[str]:
+    """What in the tenant sends calls to `number`, the number of a `kind` of destination, as
+    plain `number` or `kind:number` (an IVR menu's own options and destinations are left out):
+    "IVR menu 801 option 1", "IVR menu 802 final destination", ..."""
+    targets = sorted({number, str(Destination(kind, number))})
     in_tenant = [IvrMenu.tenant_id == tenant_id]
-    if ivr_menu:
+    if kind is DestinationKind.IVR:
         in_tenant.append(IvrMenu.number != number)
     options = session.execute(
         select(IvrMenu.number, IvrOption.digits).select_from(IvrMenu).join(IvrOption)

@@ -63,6 +63,13 @@ def validate_display_name(value: str) -> str:
     return value
 
 
+def check_range(what: str, value: int, allowed: range, unit: str = "") -> None:
+    """InvalidValue naming `what` when `value` is not in `allowed` (a range of step 1)."""
+    if value not in allowed:
+        raise InvalidValue(f"{what} {value} is out of range: {allowed.start} to {allowed.stop - 1}"
+                           f"{' ' + unit if unit else ''}")
+
+
 def validate_host(value: str) -> str:
     """An IP address (normalized) or a domain name."""
     try:

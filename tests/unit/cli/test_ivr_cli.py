@@ -7,9 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pbx_services.cluster.config import PbxConfig
-from pbx_services.ivr import main as ivr_server
-
 from .conftest import run
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
@@ -214,34 +211,6 @@ def test_schedule_add_refused(initialized: Path, capsys: pytest.CaptureFixture[s
         status, "", message)
 
 
-def test_ivr_without_command_nor_config(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(capsys, "ivr") == (
-        1, "", "pbx: ivr: give a COMMAND (add, list, del), or --config FILE to run the IVR server "
-               "(see 'pbx ivr --help')\n")
-
-
-def test_ivr_config_runs_the_ivr_server(initialized: Path, capsys: pytest.CaptureFixture[str],
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    started: list[PbxConfig] = []
-    monkeypatch.setattr(ivr_server, "run", lambda config: started.append(config) or 0)
-
-    assert run(capsys, "ivr", "--config", str(initialized / "pbx.yml")) == (0, "", "")
-    assert started[0].database.url == f"sqlite:///{initialized / 'pbx.sqlite3'}"
-
-
-def test_ivr_server_wants_an_up_to_date_schema(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ivr_server, "run", lambda config: pytest.fail("started on an empty database"))
-    config = tmp_path / "ivr.yml"
-    config.write_text(f"database:\n  url: sqlite:///{tmp_path / 'empty.sqlite3'}\n")
-
-    status, out, err = run(capsys, "ivr", "--config", str(config))
-
-    assert (status, out) == (1, "")
-    assert err.startswith("pbx: the database schema is at revision none, this pbx needs ")
-    assert err.endswith(f": run 'pbx db upgrade --config {config}' to upgrade it\n")
-
-
 @needs_espeak
 def test_init_demo_creates_ivr_menu_800(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, out, err = run(capsys, "init", "--data-dir", str(data_dir), "--demo")
@@ -259,7 +228,7 @@ def test_init_demo_creates_ivr_menu_800(data_dir: Path, capsys: pytest.CaptureFi
 
     assert status == 0
     assert "demo IVR menu 800 of pbx.local: exists" in out.splitlines()
-    assert out.count("demo prompt demo-") == out.count(": exists") - 2 == 3  # and the tenant, the menu
+    assert out.count("demo prompt demo-") == out.count(": exists") - 3 == 3  # and the tenant, menu, room
 
 
 def test_init_demo_without_espeak_ng_skips_the_menu(data_dir: Path, tmp_path: Path,

@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from pbx_services.cluster.dao import AlreadyExists, NotFound
+from pbx_services.cluster.destinations import DestinationKind
 from pbx_services.cluster.ivr import IvrMenuDao, IvrMenuInfo, IvrService, ScheduleInfo, ScheduleService
 from pbx_services.cluster.models import IvrMenu, IvrOption, Tenant
 from pbx_services.cluster.numbering import number_owner, number_owners, routes_to
@@ -290,7 +291,7 @@ def test_numbering(service: IvrService, session: Session, tenants: dict[str, Ten
     assert number_owners(session, [(default, "201"), (other, "301"), (other, "800"), (default, "800")]) == {
         (default, "201"): "extension 201", (other, "301"): "extension 301", (default, "800"): "IVR menu 800"}
     assert routes_to(session, default, "201") == ["IVR menu 800 option 1", "IVR menu 800 final destination"]
-    assert routes_to(session, default, "800", ivr_menu=True) == []  # its own options do not count
+    assert routes_to(session, default, "800", kind=DestinationKind.IVR) == []  # its own options do not count
     assert routes_to(session, other, "201") == []
 
 

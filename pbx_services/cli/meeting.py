@@ -1,0 +1,123 @@
+"""`pbx meeting add|list|del`: the meeting rooms; `pbx meeting --config FILE` runs the meeting server.
+
+`pbx meeting list` shows the PINs: administrators hand them out, and the meeting servers
+need them in clear in the database, which only the PBX's user can read (unlike users'
+passwords, of which only digest hashes are kept, so `pbx user list` has none to show).
+"""
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from pbx_services.cli.common import (
+    EXIT_OK,
+    OpenedDataDir,
+    Subparsers,
+    data_dir_option,
+    open_data_dir,
+    print_table,
+    yes_no,
+)
+from pbx_services.cli.daemons import add_application_server_commands
+from pbx_services.cli.prompts import tenant_option
+from pbx_services.cluster.meetings import MeetingRoomInfo, MeetingService
+
+
+def add_commands(subparsers: Subparsers) -> None:
+    commands = add_application_server_commands(subparsers, role="meeting", server="meeting server",
+                                               things="meeting rooms", what_they_are="audio conferences")
+    common = [data_dir_option(), tenant_option()]
+
+    add = commands.add_parser(
+        "add", parents=common, help="add a meeting room",
+        description="Add the meeting room reached by dialling NUMBER. Callers enter the PIN (or the "
+        "moderator PIN, to be a moderator) followed by #. In the room: 1 mutes or unmutes, 2 says how many "
+        "are in; moderators also have 3 (lock), 4 (mute everyone else) and 9 (end the meeting).",
+    )
+    add.add_argument("number", metavar="NUMBER")
+    add.add_argument("--pin", metavar="DIGITS", help="what participants enter to join, 1 to 16 digits "
+                     "(default: none, anyone joins)")
+    add.add_argument("--moderator-pin", metavar="DIGITS",
+                     help="what moderators enter to join, 1 to 16 digits")
+    add.add_argument("--max", type=int, default=50, metavar="N", dest="max_participants",
+                     help="participants at most (2-500, default 50); the next caller hears the room is full")
+    add.add_argument("--pin-tries", type=int, default=3, metavar="N",
+                     help="wrong PINs before the caller is hung up (1-10, default 3)")
+    add.add_argument("--wait-for-moderator", action="store_true",
+                     help="participants hear music until a moderator joins (needs --moderator-pin)")
+    add.add_argument("--end-with-moderator", action="store_true",
+                     help="the meeting ends when the last moderator leaves (needs --moderator-pin)")
+    add.add_argument("--mute-on-entry", action="store_true", help="participants join muted")
+    add.add_argument("--no-entry-tones", action="store_false", dest="entry_tones",
+                     help="no tone when someone joins or leaves")
+    add.add_argument("--record", action="store_true", help="record each meeting's mix to a WAV")
+    add.add_argument("--name", metavar="TEXT", help="what the room is for")
+    add.add_argument("--replace", action="store_true", help="replace the room of that number")
+    add.set_defaults(run=_meeting_add)
+
+    listing = commands.add_parser("list", parents=common, help="list the meeting rooms, their PINs included")
+    listing.add_argument("--json", action="store_true", help="a JSON list of objects, one per room")
+    listing.set_defaults(run=_meeting_list)
+
+    delete = commands.add_parser("del", parents=common, help="delete a meeting room")
+    delete.add_argument("number", metavar="NUMBER")
+    delete.set_defaults(run=_meeting_del)
+
+
+def _service(opened: OpenedDataDir) -> MeetingService:
+    return MeetingService(sessions=opened.sessions, default_domain=opened.config.callmanager.default_domain)
+
+
+def _meeting_add(args: argparse.Namespace) -> int:
+    with open_data_dir(args) as opened:
+        room = _service(opened).add_room(
+            args.number, pin=args.pin, moderator_pin=args.moderator_pin,
+            max_participants=args.max_participants, pin_tries=args.pin_tries,
+            wait_for_moderator=args.wait_for_moderator, end_with_moderator=args.end_with_moderator,
+            mute_on_entry=args.mute_on_entry, entry_tones=args.entry_tones, record=args.record,
+            name=args.name, tenant_domain=args.tenant, replace=args.replace,
+        )
+    print(f"added meeting room {room.number} of {room.tenant_domain}: {describe(room)}")
+    return EXIT_OK
+
+
+def describe(room: MeetingRoomInfo) -> str:
+    """How callers get in, and what is not as by default: "PIN 1234, moderator PIN 4321, up to 50"."""
+    pins = [f"{what} {pin}" for what, pin in (("PIN", room.pin), ("moderator PIN", room.moderator_pin))
+            if pin is not None]
+    settings = (
+        ("waits for a moderator", room.wait_for_moderator),
+        ("ends with the last moderator", room.end_with_moderator),
+        ("mutes on entry", room.mute_on_entry),
+        ("no entry tones", not room.entry_tones),
+        ("recorded", room.record),
+    )
+    return ", ".join([*(pins or ["no PIN"]), f"up to {room.max_participants}",
+                      *(what for what, on in settings if on)])
+
+
+def _meeting_list(args: argparse.Namespace) -> int:
+    with open_data_dir(args) as opened:
+        rooms = _service(opened).list_rooms(args.tenant)
+    if args.json:
+        json.dump([dataclasses.asdict(room) for room in rooms], sys.stdout, indent=2)
+        print()
+        return EXIT_OK
+    if not rooms:
+        print("no meeting rooms")
+        return EXIT_OK
+    print_table(
+        ("NUMBER", "NAME", "PIN", "MODERATOR PIN", "MAX", "TRIES", "WAIT", "END", "MUTED", "TONES", "RECORD"),
+        [(room.number, room.name or "", room.pin or "", room.moderator_pin or "", str(room.max_participants),
+          str(room.pin_tries), yes_no(room.wait_for_moderator), yes_no(room.end_with_moderator),
+          yes_no(room.mute_on_entry), yes_no(room.entry_tones), yes_no(room.record)) for room in rooms],
+    )
+    return EXIT_OK
+
+
+def _meeting_del(args: argparse.Namespace) -> int:
+    with open_data_dir(args) as opened:
+        _service(opened).delete_room(args.number, args.tenant)
+    print(f"deleted meeting room {args.number}")
+    return EXIT_OK

@@ -1,0 +1,46 @@
+from pathlib import Path
+
+import numpy as np
+
+from pbx_services.callmanager.directory import Directory
+from pbx_services.cluster.database import create_engine_for, session_factory, upgrade
+from pbx_services.cluster.ivr import IvrService
+from pbx_services.cluster.meetings import MeetingService
+from pbx_services.cluster.models import ServerRole
+from pbx_services.cluster.prompts import PromptService
+from pbx_services.cluster.tenants import TenantService
+from pbx_services.cluster.users import UserService
+
+DOMAIN, OTHER = "pbx.example", "other.example"
+
+
+def test_service_role_of_menus_and_rooms(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'pbx.sqlite3'}"
+    upgrade(url)
+    engine = create_engine_for(url)
+    sessions = session_factory(engine)
+    for domain in (DOMAIN, OTHER):
+        TenantService(sessions=sessions).ensure_tenant(domain)
+    UserService(sessions=sessions, default_domain=DOMAIN).add_user("201", "s3cret!")
+    PromptService(sessions=sessions, default_domain=DOMAIN).add("greeting", np.zeros(800, np.int16), "test")
+    menus = IvrService(sessions=sessions, default_domain=DOMAIN)
+    menus.add_menu("800", greeting="greeting", options={"1": "201"})
+    rooms = MeetingService(sessions=sessions, default_domain=DOMAIN)
+    rooms.add_room("850")
+    rooms.add_room("851", tenant_domain=OTHER)
+    directory = Directory(engine=engine, default_domain=DOMAIN, ttl=10.0)
+
+    directory.tick(0.0)
+
+    assert directory.service_role(DOMAIN, "800") is ServerRole.IVR
+    assert directory.service_role(DOMAIN, "850") is ServerRole.MEETING
+    assert directory.service_role(OTHER, "851") is ServerRole.MEETING
+    assert directory.service_role(DOMAIN, "851") is None
+    assert directory.service_role(DOMAIN, "201") is None
+
+    rooms.add_room("852")
+    directory.tick(9.0)
+    assert directory.service_role(DOMAIN, "852") is None  # cached for ttl seconds
+    directory.tick(10.0)
+    assert directory.service_role(DOMAIN, "852") is ServerRole.MEETING
+    engine.dispose()
