@@ -1,0 +1,119 @@
+"""Ten meeting rooms over two meeting servers; one killed: its participants are back in their
+rooms on the other within seconds, and new joins land on the survivor (issue 12).
+
+The Call Manager (`pbx allinone` without its embedded meeting server) keeps the rooms' homes
+in a real Redis. Each meeting server is `pbx meeting --config` in a process group of its own,
+killed as a whole with SIGKILL. Two pjsua2 phones per room, each sending its own tone: after
+the kill each must still be in its call (the Call Manager moves the meeting server's leg;
+the phones see no re-INVITE) and hear its partner again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from pbx_services.rtp.wav import write_wav
+from tests.integration.conftest import PbxServer, free_port, pbx, running_pbx
+from tests.integration.peers.pjsua2_phone import Pjsua2Phone
+from tests.integration.test_ivr_calls import RATE, level_at, received, tone
+from tests.integration.test_ivr_failover import AppServerDaemon, endpoint_up
+from tests.integration.test_meetings import HEARD, add_room, join
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.integration
+
+ROOMS = [str(860 + n) for n in range(10)]
+MOVED_WITHIN = 10.0
+"""Seconds from the kill to every participant back in a room: 2 missed probes (1 s apart),
+then an INVITE to the survivor."""
+
+
+Cluster = tuple[PbxServer, list[AppServerDaemon]]
+
+
+def frequency(index: int) -> float:
+    return 400.0 + 150.0 * index
+
+
+def participants(daemon: AppServerDaemon) -> int:
+    health = daemon.health()
+    return sum(int(worker.get("participants", 0)) for worker in health.get("workers", []))  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def meeting_cluster(tmp_path: Path, redis_server: RedisServer) -> Iterator[Cluster]:
+    data_dir = tmp_path / "data"
+    pbx("init", "--data-dir", str(data_dir))
+    for room in ROOMS:
+        add_room(data_dir, room)
+    daemons = [AppServerDaemon(name, data_dir, tmp_path / f"{name}.yml", role="meeting")
+               for name in ("meet1", "meet2")]
+    for daemon in daemons:
+        pbx("server", "add", daemon.name, "--role", "meeting", "--host", "127.0.0.1", "--port",
+            str(daemon.sip_port), "--data-dir", str(data_dir))
+    env = {"PBX_MEETING__EMBEDDED": "false", "PBX_STATE__URL": redis_server.url}
+    with ExitStack() as stack:
+        for daemon in daemons:
+            daemon.start()
+            stack.callback(daemon.stop)
+        server = stack.enter_context(running_pbx(data_dir, env))
+        deadline = time.monotonic() + 15
+        while not all(endpoint_up(server, d.name) for d in daemons):
+            assert time.monotonic() < deadline, server.health()
+            time.sleep(0.3)
+        yield server, daemons
+
+
+def test_a_killed_meeting_servers_rooms_move_to_the_other(meeting_cluster: Cluster, tmp_path: Path) -> None:
+    server, daemons = meeting_cluster
+    count = 2 * len(ROOMS)
+    users = [str(3001 + n) for n in range(count + 1)]
+    for user in users:
+        server.add_user(user)
+    with ExitStack() as stack:
+        phones = []
+        for index, user in enumerate(users):
+            wav = tmp_path / f"tone-{user}.wav"
+            write_wav(wav, RATE, tone(frequency(index % 2 + 2 * (index // 2 % 3)), 5.0, level=6000))
+            phone = Pjsua2Phone(user=user, password=server.passwords[user], server=server.address,
+                                port=free_port(), domain=server.domain, play=wav,
+                                record=tmp_path / f"heard-{user}.wav")
+            stack.callback(phone.close)
+            assert phone.register()["code"] == 200
+            phones.append(phone)
+        for index, room in enumerate(ROOMS):
+            for phone in phones[2 * index:2 * index + 2]:
+                join(phone, server, room)
+        time.sleep(2)
+        spread = [participants(daemon) for daemon in daemons]
+        print(f"participants per meeting server: {spread}")
+        assert sum(spread) == count and min(spread) >= 4, spread  # rooms placed over both
+        victim, survivor = sorted(daemons, key=participants, reverse=True)
+        killed_at = time.monotonic()
+        victim.kill()
+        while participants(survivor) < count:
+            assert time.monotonic() - killed_at < MOVED_WITHIN, (participants(survivor), server.health())
+            time.sleep(0.2)
+        moved_after = time.monotonic() - killed_at
+        print(f"all {count} participants in their rooms on {survivor.name} "
+              f"{moved_after:.1f} s after the kill")
+        late = phones[-1]  # a new join lands on the survivor, in the room with the others
+        join(late, server, ROOMS[0])
+        time.sleep(3)
+        assert participants(survivor) == count + 1
+        dropped = [p.user for p in phones if any(e["event"] == "call_state" and e["state"] == "DISCONNECTED"
+                                                 for e in p.history)]
+        assert dropped == [], f"calls dropped: {dropped}"
+        for phone in phones:
+            phone.send("hangup")
+    for index in range(count):
+        partner = index + 1 if index % 2 == 0 else index - 1
+        heard = received(tmp_path / f"heard-{users[index]}.wav")
+        last = heard[-int(2.5 * RATE):-RATE // 2]
+        partner_tone = frequency(partner % 2 + 2 * (partner // 2 % 3))
+        assert level_at(last, partner_tone) > HEARD, (users[index], level_at(last, partner_tone))
