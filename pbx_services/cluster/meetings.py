@@ -44,6 +44,11 @@ class MeetingRoomInfo:
     entry_tones: bool
     record: bool
 
+    @property
+    def asks_pin(self) -> bool:
+        """Callers are asked for a PIN (the room has one, or a moderator PIN)."""
+        return self.pin is not None or self.moderator_pin is not None
+
     @classmethod
     def of(cls, room: MeetingRoom, tenant: Tenant) -> "MeetingRoomInfo":
         return cls(

@@ -29,10 +29,11 @@ import numpy.typing as npt
 
 from ..appserver.audio import CallAudio
 from ..appserver.core import AppCall
+from ..cluster.meetings import MeetingRoomInfo
 from ..rtp.wav import WavWriter
 from ..runtime.timers import Timer
 from . import sounds
-from .catalog import RoomCatalog, RoomSettings
+from .catalog import RoomCatalog
 from .mix import Member, RoomMix
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class Guest:
 class Meeting:
     """A room's meeting on this worker, from its first caller to its last."""
 
-    settings: RoomSettings
+    settings: MeetingRoomInfo
     started_at: datetime
     mix: RoomMix = field(default_factory=RoomMix)
     guests: list[Guest] = field(default_factory=list)
@@ -108,7 +109,7 @@ class MeetingApplication:
             guest = call.app_data = Guest(call, None)
             self._leave_with(guest, [self._say(sounds.UNKNOWN_ROOM)], now)
             return
-        meeting = self.meetings.get((settings.domain, settings.number))
+        meeting = self.meetings.get((settings.tenant_domain, settings.number))
         if meeting is None:
             meeting = self._start_meeting(settings, now)
         guest = call.app_data = Guest(call, meeting)
@@ -190,26 +191,26 @@ class MeetingApplication:
 
     # -- joining --------------------------------------------------------------------------------
 
-    def _start_meeting(self, settings: RoomSettings, now: float) -> Meeting:
+    def _start_meeting(self, settings: MeetingRoomInfo, now: float) -> Meeting:
         started = datetime.fromtimestamp(now + self._wall_offset, UTC)
         meeting = Meeting(settings=settings, started_at=started)
         if settings.record:
             meeting.recording = self._recording_dir / (
-                f"meeting-{settings.number}@{settings.domain}-{started:%Y%m%dT%H%M%S}.wav")
+                f"meeting-{settings.number}@{settings.tenant_domain}-{started:%Y%m%dT%H%M%S}.wav")
             try:
                 self._recording_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
                 meeting.mix.recorder = WavWriter(meeting.recording, 8000)
             except OSError as exc:
                 log.error("room %s: cannot record to %s: %s", settings.number, meeting.recording, exc)
                 meeting.recording = None
-        self.meetings[(settings.domain, settings.number)] = meeting
+        self.meetings[(settings.tenant_domain, settings.number)] = meeting
         self.counters["meetings"] += 1
-        log.info("meeting in room %s@%s started", settings.number, settings.domain)
+        log.info("meeting in room %s@%s started", settings.number, settings.tenant_domain)
         return meeting
 
     def _close_meeting(self, meeting: Meeting) -> None:
         meeting.mix.close()
-        key = (meeting.settings.domain, meeting.settings.number)
+        key = (meeting.settings.tenant_domain, meeting.settings.number)
         if self.meetings.get(key) is meeting:
             del self.meetings[key]
         log.info("meeting in room %s@%s ended", *key[::-1])
