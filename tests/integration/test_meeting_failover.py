@@ -88,7 +88,7 @@ def test_a_killed_meeting_servers_rooms_move_to_the_other(meeting_cluster: Clust
             phones.append(phone)
         for index, room in enumerate(ROOMS):
             for phone in phones[2 * index:2 * index + 2]:
-                join(phone, server, room)
+                join(phone, server.address, room)
         time.sleep(2)
         spread = [participants(daemon) for daemon in daemons]
         print(f"participants per meeting server: {spread}")
@@ -103,7 +103,7 @@ def test_a_killed_meeting_servers_rooms_move_to_the_other(meeting_cluster: Clust
         print(f"all {count} participants in their rooms on {survivor.name} "
               f"{moved_after:.1f} s after the kill")
         late = phones[-1]  # a new join lands on the survivor, in the room with the others
-        join(late, server, ROOMS[0])
+        join(late, server.address, ROOMS[0])
         time.sleep(3)
         assert participants(survivor) == count + 1
         dropped = [p.user for p in phones if any(e["event"] == "call_state" and e["state"] == "DISCONNECTED"

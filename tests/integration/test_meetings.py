@@ -77,8 +77,9 @@ def phones(server: PbxServer, tmp_path: Path, users: list[str],
             phone.close()
 
 
-def join(phone: Pjsua2Phone, server: PbxServer, room: str, pin: str | None = None) -> None:
-    phone.send("call", uri=f"sip:{room}@{server.address}")
+def join(phone: Pjsua2Phone, address: str, room: str, pin: str | None = None) -> None:
+    """`phone` calls `room` at the PBX's `address` and enters the PIN once answered."""
+    phone.send("call", uri=f"sip:{room}@{address}")
     state = phone.wait_for("call_state", lambda e: e["state"] in ("CONFIRMED", "DISCONNECTED"))
     assert state["state"] == "CONFIRMED", state
     if pin is not None:
@@ -105,7 +106,7 @@ def meet(server: PbxServer, tmp_path: Path, users: list[str], room: str, seconds
     """`users` in `room` together for `seconds`, then hung up (their recordings complete)."""
     with phones(server, tmp_path, users) as devices:
         for device in devices:
-            join(device, server, room)
+            join(device, server.address, room)
         time.sleep(seconds)
         for device in devices:
             device.send("hangup")
@@ -135,12 +136,12 @@ def seconds_heard(tmp_path: Path, user: str, other: str) -> float:
 def test_wrong_pins_are_refused_after_the_rooms_tries_and_a_moderator_ends_the_meeting(
         meeting_pbx: PbxServer, tmp_path: Path) -> None:
     with phones(meeting_pbx, tmp_path, ["1001", "1002", "1003"]) as (guesser, moderator, member):
-        join(guesser, meeting_pbx, "851", pin="9999")
+        join(guesser, meeting_pbx.address, "851", pin="9999")
         time.sleep(3)
         guesser.dtmf("1111#")
         hung_up_after = disconnected(guesser)
-        join(moderator, meeting_pbx, "851", pin="4321")
-        join(member, meeting_pbx, "851", pin="1234")
+        join(moderator, meeting_pbx.address, "851", pin="4321")
+        join(member, meeting_pbx.address, "851", pin="1234")
         time.sleep(3)
         moderator.dtmf("9")  # a moderator ends the meeting for everyone
         disconnected(member)
@@ -156,7 +157,7 @@ def test_wrong_pins_are_refused_after_the_rooms_tries_and_a_moderator_ends_the_m
 def test_a_muted_participant_is_not_heard_and_still_hears(meeting_pbx: PbxServer, tmp_path: Path) -> None:
     with phones(meeting_pbx, tmp_path, ["1001", "1002", "1003"]) as devices:
         for device in devices:
-            join(device, meeting_pbx, "850")
+            join(device, meeting_pbx.address, "850")
         time.sleep(2)
         devices[0].dtmf("1")  # 1001 mutes itself ("you are muted" plays to it)
         time.sleep(4)
@@ -186,7 +187,7 @@ def test_a_g722_phone_and_a_pcmu_phone_hear_each_other(meeting_pbx: PbxServer, t
     codecs = {"1001": {"codecs": "G722"}, "1002": {"codecs": "PCMU"}}
     with phones(meeting_pbx, tmp_path, ["1001", "1002"], **codecs) as devices:
         for device in devices:
-            join(device, meeting_pbx, "850")
+            join(device, meeting_pbx.address, "850")
         time.sleep(3)
         used = [device.media_info()["codec"] for device in devices]
         for device in devices:
@@ -198,15 +199,15 @@ def test_a_g722_phone_and_a_pcmu_phone_hear_each_other(meeting_pbx: PbxServer, t
 
 def test_a_full_room_and_a_locked_room_announce_and_hang_up(meeting_pbx: PbxServer, tmp_path: Path) -> None:
     with phones(meeting_pbx, tmp_path, ["1001", "1002", "1003", "1004"]) as (first, second, third, fourth):
-        join(first, meeting_pbx, "852")
-        join(second, meeting_pbx, "852")
-        join(third, meeting_pbx, "852")  # room 852 takes two
+        join(first, meeting_pbx.address, "852")
+        join(second, meeting_pbx.address, "852")
+        join(third, meeting_pbx.address, "852")  # room 852 takes two
         full_after = disconnected(third)
-        join(fourth, meeting_pbx, "851", pin="4321")  # the moderator of 851
+        join(fourth, meeting_pbx.address, "851", pin="4321")  # the moderator of 851
         time.sleep(1)
         fourth.dtmf("3")  # locks it
         time.sleep(2)
-        join(first, meeting_pbx, "851", pin="1234")
+        join(first, meeting_pbx.address, "851", pin="1234")
         locked_after = disconnected(first)
     print(f"full room: hung up after {full_after:.1f} s; locked room: after {locked_after:.1f} s")
     for user in ("1003", "1001"):

@@ -19,8 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from pbx_services.rtp.wav import write_wav
 from tests.integration.conftest import free_port
 from tests.integration.peers.pjsua2_phone import Pjsua2Phone
+from tests.integration.test_ivr_calls import RATE, level_at, received, tone
+from tests.integration.test_meetings import HEARD, join
 
 pytestmark = pytest.mark.integration
 
@@ -65,6 +68,7 @@ def test_fresh_clone_setup_then_two_phones_call(tmp_path: Path) -> None:
         assert f"source {clone}/.venv/bin/activate" in "".join(output)
         _call(sip_port, passwords)
         _call_the_demo_menu(sip_port, passwords)
+        _meet_in_the_demo_room(sip_port, passwords, tmp_path)
         _another_terminal(clone, env, data_dir)
     finally:
         os.killpg(setup.pid, signal.SIGTERM)
@@ -72,7 +76,8 @@ def test_fresh_clone_setup_then_two_phones_call(tmp_path: Path) -> None:
     assert setup.returncode == 0
     with sqlite3.connect(data_dir / "pbx.sqlite3") as db:
         rows = db.execute("SELECT caller, callee, disposition, hangup_by FROM cdrs").fetchall()
-    assert rows == [("1001", "1002", "ANSWERED", "callee"), ("1003", "800", "ANSWERED", "caller")]
+    assert rows == [("1001", "1002", "ANSWERED", "callee"), ("1003", "800", "ANSWERED", "caller"),
+                    ("1001", "850", "ANSWERED", "caller"), ("1004", "850", "ANSWERED", "caller")]
 
 
 def _another_terminal(clone: Path, env: dict[str, str], data_dir: Path) -> None:
@@ -87,7 +92,8 @@ def _another_terminal(clone: Path, env: dict[str, str], data_dir: Path) -> None:
     assert re.findall(r"^(100[1-4]) ", users, re.M) == ["1001", "1002", "1003", "1004"], users
     calls = json.loads(run("cdr", "list", "--format", "json", PBX_DATA_DIR=str(data_dir)).stdout)
     assert [(call["caller"], call["callee"], call["disposition"]) for call in calls] == [
-        ("1003", "800", "ANSWERED"), ("1001", "1002", "ANSWERED")]
+        ("1004", "850", "ANSWERED"), ("1001", "850", "ANSWERED"), ("1003", "800", "ANSWERED"),
+        ("1001", "1002", "ANSWERED")]
     if not (SYSTEM_DATA_DIR / "pbx.yml").exists():  # which would come first
         guessed = run("user", "list")
         assert guessed.stdout == users
@@ -118,6 +124,33 @@ def _call_the_demo_menu(sip_port: int, passwords: dict[str, str]) -> None:
     finally:
         caller.close()
         callee.close()
+
+
+def _meet_in_the_demo_room(sip_port: int, passwords: dict[str, str], work_dir: Path) -> None:
+    """The demo meeting room 850 (PIN 1234): two phones, out of the box, each sending a tone,
+    hear each other's."""
+    server = f"127.0.0.1:{sip_port}"
+    tones = {"1001": 600.0, "1004": 1400.0}
+    phones = []
+    try:
+        for user, frequency in tones.items():
+            wav = work_dir / f"tone-{user}.wav"
+            write_wav(wav, RATE, tone(frequency, 5.0, level=6000))
+            phones.append(Pjsua2Phone(user=user, password=passwords[user], server=server, port=free_port(),
+                                      codecs=None, play=wav, record=work_dir / f"heard-{user}.wav"))
+            assert phones[-1].register()["code"] == 200
+        for phone in phones:
+            join(phone, server, "850", pin="1234")
+        time.sleep(4)
+        for phone in phones:
+            phone.send("hangup")
+            phone.wait_for("call_state", lambda e: e["state"] == "DISCONNECTED")
+    finally:
+        for phone in phones:
+            phone.close()
+    for user, other in (("1001", "1004"), ("1004", "1001")):
+        heard = received(work_dir / f"heard-{user}.wav")[-3 * RATE:-RATE // 2]
+        assert level_at(heard, tones[other]) > HEARD, (user, level_at(heard, tones[other]))
 
 
 def _call(sip_port: int, passwords: dict[str, str]) -> None:
