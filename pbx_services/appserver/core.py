@@ -70,6 +70,9 @@ class Application(Protocol):
         """The status refusing a call to `number` of tenant `domain` (no such menu, queue or
         room), or None to answer it."""
 
+    def answer_headers(self, call: AppCall, now: float) -> list[tuple[str, str]]:
+        """Header fields for our 200 to the call's INVITE (the meeting's recording, for the CDR)."""
+
     def call_started(self, call: AppCall, now: float) -> None:
         """The caller's ACK arrived: audio flows both ways."""
 
@@ -346,16 +349,18 @@ class AppServerCore:
         self.calls[call.dialog.id] = call
         self._by_port[port] = call
         self.counters["calls_answered"] += 1
-        self._send_2xx(call, tx, now)
+        self._send_2xx(call, tx, now, self.application.answer_headers(call, now))
 
     def _refuse(self, tx: ServerTransaction, code: int, reason: str, now: float) -> None:
         self.counters["calls_refused"] += 1
         self.stack.respond(tx, code, reason, now=now, to_tag=self._make_tag())
 
-    def _send_2xx(self, call: AppCall, tx: ServerTransaction, now: float) -> None:
+    def _send_2xx(self, call: AppCall, tx: ServerTransaction, now: float,
+                  headers: list[tuple[str, str]] | None = None) -> None:
         response = self.stack.respond(
             tx, 200, now=now, to_tag=call.dialog.local_tag if tx.request.to.tag is None else None,
-            headers=[("Contact", str(call.dialog.local_contact)), ("Allow", ALLOW), ("Content-Type", SDP)],
+            headers=[("Contact", str(call.dialog.local_contact)), ("Allow", ALLOW), ("Content-Type", SDP),
+                     *(headers or ())],
             body=call.local_sdp)
         call.unacked = (response, tx.request.cseq.seq)
         self._retransmit_2xx(call, now, T1, now + 64 * T1)

@@ -39,7 +39,7 @@ from ..cluster.state.location import LocationStore
 from ..runtime.timers import Timer, TimerQueue
 from ..sip.dialog import Dialog
 from ..sip.errors import RemoteProtocolError
-from ..sip.headers import Address
+from ..sip.headers import PBX_RECORDING, Address
 from ..sip.message import SipRequest, SipResponse, make_response
 from ..sip.stack import SERVER_NAME, SipStack
 from ..sip.transaction import T1, T2, ClientTransaction, ServerTransaction, make_cancel, make_tag
@@ -165,6 +165,8 @@ class Call:
     """The application server that answered the call and holds it now."""
     transfer: Transfer | None = None
     """A REFER being carried out."""
+    app_recording: str | None = None
+    """Where the application server that answered records the call (a meeting's mix), for the CDR."""
 
     @property
     def invite_tx(self) -> ServerTransaction:
@@ -515,6 +517,8 @@ class B2bua:
         call.phase = Phase.ANSWERED
         call.answered_at = now
         self._hold_app_endpoint(call, branch.app_endpoint)
+        if branch.app_endpoint is not None:  # trusted: one of our servers, not a phone
+            call.app_recording = response.headers.get(PBX_RECORDING)
         self._cancel_timer(call.ring_timer)
         self._changed.add(call)
         self._register_dialog(call, leg)
@@ -819,7 +823,8 @@ class B2bua:
             answer_time=self._wall(call.answered_at) if call.answered_at is not None else None,
             end_time=self._wall(now), disposition=disposition, sip_code=sip_code,
             hangup_by=hangup_by if call.answered_at is not None else None,
-            recording=call.media.recording if call.media is not None else None, end_reason=reason))
+            recording=(call.media.recording if call.media is not None else None) or call.app_recording,
+            end_reason=reason))
 
     def _wall(self, now: float) -> datetime:
         return datetime.fromtimestamp(now + self._wall_offset, UTC)

@@ -48,6 +48,9 @@ class IvrApplication:
             return 404, "No Such IVR Menu"
         return None
 
+    def answer_headers(self, call: AppCall, now: float) -> list[tuple[str, str]]:
+        return []
+
     def call_started(self, call: AppCall, now: float) -> None:
         self._now = now
         domain = call.domain

@@ -32,6 +32,7 @@ from ..appserver.core import AppCall
 from ..cluster.meetings import MeetingRoomInfo
 from ..rtp.wav import WavWriter
 from ..runtime.timers import Timer
+from ..sip.headers import PBX_RECORDING
 from . import sounds
 from .catalog import RoomCatalog
 from .mix import Member, RoomMix
@@ -93,6 +94,8 @@ class MeetingApplication:
         self._recording_dir = recording_dir
         self._wall_offset = wall_offset
         self.meetings: dict[tuple[str, str], Meeting] = {}
+        self._next_recordings: dict[tuple[str, str], Path] = {}
+        """Recordings already named to a caller, for meetings not started yet."""
         self.counters = {"meetings": 0, "joins": 0, "wrong_pins": 0, "refused_full": 0, "refused_locked": 0,
                          "unknown_rooms": 0, "talk_spurts": 0}
 
@@ -100,6 +103,18 @@ class MeetingApplication:
 
     def refusal(self, number: str, domain: str, now: float) -> tuple[int, str] | None:
         return None  # an unknown room is answered and announced, not refused in silence
+
+    def answer_headers(self, call: AppCall, now: float) -> list[tuple[str, str]]:
+        """A recorded room's recording, named in our 200 so that the Call Manager puts it in
+        the caller's CDR (the meeting's file if it runs, else the one the next meeting will write)."""
+        settings = self._catalog.room(call.domain, call.number, now)
+        if settings is None or not settings.record:
+            return []
+        key = (settings.tenant_domain, settings.number)
+        meeting = self.meetings.get(key)
+        path = meeting.recording if meeting is not None else self._next_recordings.setdefault(
+            key, self._recording_path(settings, now))
+        return [(PBX_RECORDING, str(path))] if path is not None else []
 
     def call_started(self, call: AppCall, now: float) -> None:
         settings = self._catalog.room(call.domain, call.number, now)
@@ -195,8 +210,8 @@ class MeetingApplication:
         started = datetime.fromtimestamp(now + self._wall_offset, UTC)
         meeting = Meeting(settings=settings, started_at=started)
         if settings.record:
-            meeting.recording = self._recording_dir / (
-                f"meeting-{settings.number}@{settings.tenant_domain}-{started:%Y%m%dT%H%M%S}.wav")
+            meeting.recording = self._next_recordings.pop((settings.tenant_domain, settings.number), None) \
+                or self._recording_path(settings, now)
             try:
                 self._recording_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
                 meeting.mix.recorder = WavWriter(meeting.recording, 8000)
@@ -207,6 +222,11 @@ class MeetingApplication:
         self.counters["meetings"] += 1
         log.info("meeting in room %s@%s started", settings.number, settings.tenant_domain)
         return meeting
+
+    def _recording_path(self, settings: MeetingRoomInfo, now: float) -> Path:
+        started = datetime.fromtimestamp(now + self._wall_offset, UTC)
+        name = f"meeting-{settings.number}@{settings.tenant_domain}-{started:%Y%m%dT%H%M%S}.wav"
+        return self._recording_dir / name
 
     def _close_meeting(self, meeting: Meeting) -> None:
         meeting.mix.close()

@@ -20,6 +20,10 @@ from dataclasses import dataclass, field
 from .errors import LocalProtocolError, RemoteProtocolError
 from .uri import FAST_URI_NO_USER, FAST_URI_WITH_USER, SipUri, Uri, fast_sip_uri, parse_uri, valid_host
 
+PBX_RECORDING = "Pbx-Recording"
+"""Our own header field: in an application server's 200, where it records the call (a
+meeting's mix), which the Call Manager, trusting only its own servers, puts in the CDR."""
+
 COMPACT_FORMS = {
     "a": "Accept-Contact", "b": "Referred-By", "c": "Content-Type", "d": "Request-Disposition",
     "e": "Content-Encoding", "f": "From", "i": "Call-ID", "j": "Reject-Contact", "k": "Supported",

@@ -181,6 +181,8 @@ def test_the_recording_holds_the_mix(meeting_pbx: PbxServer, tmp_path: Path) -> 
     levels = {user: level_at(last, TONES[user]) for user in users}
     print(f"recording {recording.name}: {len(samples) / RATE:.1f} s, tones {levels}")
     assert all(level > HEARD for level in levels.values()), levels
+    # Each participant's CDR names the meeting's recording.
+    assert [cdr["recording"] for cdr in meeting_pbx.wait_for_cdrs(3)] == [str(recording)] * 3
 
 
 def test_a_g722_phone_and_a_pcmu_phone_hear_each_other(meeting_pbx: PbxServer, tmp_path: Path) -> None:

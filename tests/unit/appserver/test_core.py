@@ -99,6 +99,9 @@ class FakeApplication:
     def refusal(self, number: str, domain: str, now: float) -> tuple[int, str] | None:
         return self.refused.get(number)
 
+    def answer_headers(self, call: AppCall, now: float) -> list[tuple[str, str]]:
+        return [("Pbx-Test", call.number)]
+
     def call_started(self, call: AppCall, now: float) -> None:
         self.calls.append(call)
         self.events.append(("call_started", call.call_id, call.number, call.domain, call.caller, now))
@@ -291,6 +294,7 @@ def test_an_invite_is_answered_at_once_with_our_sdp_and_contact(h: Harness) -> N
         b"Contact: <sip:192.0.2.80:5070>\r\n"
         b"Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, NOTIFY, REFER\r\n"
         b"Content-Type: application/sdp\r\n"
+        b"Pbx-Test: 800\r\n"  # the application's answer_headers
         b"Server: pbx-services\r\n"
         b"Content-Length: 196\r\n\r\n" + ANSWER)
     [audio] = h.open
