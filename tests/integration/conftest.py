@@ -161,18 +161,24 @@ def stop(process: subprocess.Popen[str]) -> int:
     return process.returncode
 
 
+def allinone_ports_env(http_port: int) -> dict[str, str]:
+    """Ports of its own for every part of an all-in-one (its embedded media, IVR and meeting
+    servers'), so that several run at once and none takes a phone's ephemeral port."""
+    env = {"PBX_HTTP__PORT": str(http_port), "PBX_MEDIA__CONTROL_PORT": str(free_port())}
+    for section in ("MEDIA", "IVR", "MEETING"):
+        port_min, port_max = media_ports()
+        env |= {f"PBX_{section}__PORT_MIN": str(port_min), f"PBX_{section}__PORT_MAX": str(port_max)}
+    for section in ("IVR", "MEETING"):
+        env[f"PBX_{section}__SIP_PORT"] = str(free_port())
+    return env
+
+
 @contextlib.contextmanager
 def running_pbx(data_dir: Path, env: dict[str, str] | None = None) -> Iterator[PbxServer]:
     """`pbx init` then `pbx allinone` on free ports; stopped (and required to exit 0) afterwards."""
     pbx("init", "--data-dir", str(data_dir))
     port, http_port = free_port(), free_port()
-    port_min, port_max = media_ports()
-    ivr_port_min, ivr_port_max = media_ports()
-    defaults = {"PBX_HTTP__PORT": str(http_port), "PBX_MEDIA__CONTROL_PORT": str(free_port()),
-                "PBX_MEDIA__PORT_MIN": str(port_min), "PBX_MEDIA__PORT_MAX": str(port_max),
-                "PBX_IVR__SIP_PORT": str(free_port()), "PBX_IVR__PORT_MIN": str(ivr_port_min),
-                "PBX_IVR__PORT_MAX": str(ivr_port_max)}
-    process = start_allinone(data_dir, port, env={**defaults, **(env or {})})
+    process = start_allinone(data_dir, port, env={**allinone_ports_env(http_port), **(env or {})})
     server = PbxServer(data_dir=data_dir, port=port, http_port=http_port, process=process)
     # Drain the daemon's output so a chatty log never blocks it on a full pipe.
     log_lines: list[str] = []

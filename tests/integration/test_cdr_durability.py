@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import PbxServer, free_port, media_ports, pbx, start_allinone
+from tests.integration.conftest import PbxServer, allinone_ports_env, free_port, pbx, start_allinone
 from tests.integration.peers import sipp
 from tests.integration.peers.pjsua2_phone import Pjsua2Phone
 from tests.integration.test_sipp import _import_users
@@ -49,13 +49,8 @@ class CrashingPbx:
 
     def __init__(self, data_dir: Path) -> None:
         pbx("init", "--data-dir", str(data_dir))
-        port_min, port_max = media_ports()
-        ivr_min, ivr_max = media_ports()
         self.data_dir, self.port, self.http_port = data_dir, free_port(), free_port()
-        self.env = {**ENV, "PBX_HTTP__PORT": str(self.http_port), "PBX_MEDIA__CONTROL_PORT": str(free_port()),
-                    "PBX_MEDIA__PORT_MIN": str(port_min), "PBX_MEDIA__PORT_MAX": str(port_max),
-                    "PBX_IVR__SIP_PORT": str(free_port()), "PBX_IVR__PORT_MIN": str(ivr_min),
-                    "PBX_IVR__PORT_MAX": str(ivr_max)}
+        self.env = {**ENV, **allinone_ports_env(self.http_port)}
 
     @contextlib.contextmanager
     def running(self) -> Iterator[PbxServer]:
