@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -161,15 +161,16 @@ def stop(process: subprocess.Popen[str]) -> int:
     return process.returncode
 
 
-def allinone_ports_env(http_port: int) -> dict[str, str]:
+def allinone_ports_env(http_port: int, port: Callable[[], int] = lambda: free_port()) -> dict[str, str]:
     """Ports of its own for every part of an all-in-one (its embedded media, IVR and meeting
-    servers'), so that several run at once and none takes a phone's ephemeral port."""
-    env = {"PBX_HTTP__PORT": str(http_port), "PBX_MEDIA__CONTROL_PORT": str(free_port())}
+    servers'), so that several run at once and none takes a phone's ephemeral port; `port`
+    gives the single ports (`stable_port` for a PBX started again on the same ones)."""
+    env = {"PBX_HTTP__PORT": str(http_port), "PBX_MEDIA__CONTROL_PORT": str(port())}
     for section in ("MEDIA", "IVR", "MEETING"):
         port_min, port_max = media_ports()
         env |= {f"PBX_{section}__PORT_MIN": str(port_min), f"PBX_{section}__PORT_MAX": str(port_max)}
     for section in ("IVR", "MEETING"):
-        env[f"PBX_{section}__SIP_PORT"] = str(free_port())
+        env[f"PBX_{section}__SIP_PORT"] = str(port())
     return env
 
 

@@ -20,7 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import PbxServer, allinone_ports_env, free_port, pbx, start_allinone
+from tests.integration.conftest import (
+    PbxServer,
+    allinone_ports_env,
+    free_port,
+    pbx,
+    stable_port,
+    start_allinone,
+)
 from tests.integration.peers import sipp
 from tests.integration.peers.pjsua2_phone import Pjsua2Phone
 from tests.integration.test_sipp import _import_users
@@ -49,8 +56,9 @@ class CrashingPbx:
 
     def __init__(self, data_dir: Path) -> None:
         pbx("init", "--data-dir", str(data_dir))
-        self.data_dir, self.port, self.http_port = data_dir, free_port(), free_port()
-        self.env = {**ENV, **allinone_ports_env(self.http_port)}
+        # Below the ephemeral ports: sipp's or a phone's socket could take one while it is down.
+        self.data_dir, self.port, self.http_port = data_dir, stable_port(), stable_port()
+        self.env = {**ENV, **allinone_ports_env(self.http_port, stable_port)}
 
     @contextlib.contextmanager
     def running(self) -> Iterator[PbxServer]:
