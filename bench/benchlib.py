@@ -10,6 +10,7 @@ and they import it as `benchlib`. Python 3.11 stdlib only.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import shlex
@@ -50,6 +51,48 @@ def tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+# ---------------------------------------------------------------- pbx commands and workers
+
+
+def pbx_env() -> dict[str, str]:
+    """The environment of the pbx commands: without PBX_* variables, which would override the
+    benchmark's configuration."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PBX_")}
+
+
+def run_pbx(pbx_cmd: str, *words: str) -> str:
+    """`pbx_cmd WORDS...`, its output; BenchError with what it said when it fails."""
+    cmd = [*shlex.split(pbx_cmd), *words]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=pbx_env())
+    if result.returncode != 0:
+        raise BenchError(f"`{shlex.join(cmd)}` failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def worker_health(http_port: int, host: str = "127.0.0.1") -> dict[str, Any] | None:
+    """Worker 0 of an application server (IVR, meeting) in its /health, None when it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{http_port}/health", timeout=5) as response:
+            workers = json.loads(response.read()).get("workers") or []
+    except (OSError, ValueError):
+        return None
+    return workers[0] if workers else None
+
+
+def wait_for_worker(proc: subprocess.Popen[bytes], http_port: int, timeout: float, what: str,
+                    log_path: Path) -> dict[str, Any]:
+    """Worker 0's /health entry once it is up with a pid; BenchError naming `what` if the
+    daemon exits or `timeout` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        worker = worker_health(http_port)
+        if worker is not None and worker.get("up") and worker.get("pid"):
+            return worker
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise BenchError(f"{what} did not come up:\n{tail(log_path)}")
+        time.sleep(0.2)
 
 
 # ---------------------------------------------------------------- signals

@@ -72,17 +72,21 @@ from benchlib import (
     log,
     machine_busy_ticks,
     ng_request,
+    pbx_env,
     pbx_metrics,
     process_tree,
     raise_on_stop_signals,
     read_sipp_errors,
     read_sipp_stat,
     require_tools,
+    run_pbx,
     start_rtpengine,
     tail,
     thread_ticks,
     udp_sockets,
+    wait_for_worker,
     wait_quiet,
+    worker_health,
 )
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -224,18 +228,6 @@ def free_media_port() -> int:
     raise BenchError(f"no free UDP port pair between {MEDIA_PORT_MIN} and {MEDIA_PORT_MAX}")
 
 
-def pbx_env() -> dict[str, str]:
-    """The environment of the pbx commands: without PBX_* variables, which would override the
-    benchmark's configuration."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("PBX_")}
-
-
-def run_pbx(args: argparse.Namespace, *words: str) -> str:
-    cmd = [*shlex.split(args.pbx_cmd), *words]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=pbx_env())
-    if result.returncode != 0:
-        raise BenchError(f"`{shlex.join(cmd)}` failed ({result.returncode}):\n{result.stdout}{result.stderr}")
-    return result.stdout
 
 
 def thread_label(key: str) -> str:
@@ -401,22 +393,13 @@ def http_json(port: int, path: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def worker_health(http_port: int) -> dict[str, Any] | None:
-    """The IVR's worker 0 in its /health, None when it does not answer."""
-    try:
-        workers = http_json(http_port, "/health").get("workers") or []
-    except (OSError, ValueError):
-        return None
-    return workers[0] if workers else None
-
 
 def start_ivr(procs: Processes, args: argparse.Namespace, workdir: Path, greeting: Path) -> Ivr:
     data = workdir / "ivr-data"
-    run_pbx(args, "init", "--data-dir", str(data))
-    run_pbx(args, "prompt", "add", "--data-dir", str(data), GREETING, str(greeting))
+    run_pbx(args.pbx_cmd, "init", "--data-dir", str(data))
+    run_pbx(args.pbx_cmd, "prompt", "add", "--data-dir", str(data), GREETING, str(greeting))
     options = [word for digit in DIGITS for word in ("--option", f"{digit}=repeat")]
-    run_pbx(
-        args,
+    run_pbx(args.pbx_cmd,
         "ivr",
         "add",
         "--data-dir",
@@ -450,16 +433,8 @@ def start_ivr(procs: Processes, args: argparse.Namespace, workdir: Path, greetin
     log_path = workdir / "ivr.log"
     log(f"starting our IVR server: {shlex.join(cmd)}")
     proc = procs.start("pbx ivr", cmd, log_path=log_path, env=pbx_env())
-    deadline = time.monotonic() + args.start_timeout
-    while True:
-        worker = worker_health(http_port)
-        if worker is not None and worker.get("up") and worker.get("pid"):
-            break
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise BenchError(
-                f"the IVR server's worker did not come up on {HOST}:{sip_port}:\n{tail(log_path)}"
-            )
-        time.sleep(0.2)
+    worker = wait_for_worker(proc, http_port, args.start_timeout,
+                             f"the IVR server's worker on {HOST}:{sip_port}", log_path)
     log(f"our IVR worker (pid {worker['pid']}) answers on {HOST}:{sip_port}, /health on port {http_port}")
     return Ivr(
         proc,

@@ -92,7 +92,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,13 +110,17 @@ from benchlib import (
     log,
     machine_busy_ticks,
     ng_request,
+    pbx_env,
     pbx_metrics,
     process_tree,
     raise_on_stop_signals,
     require_tools,
+    run_pbx,
     start_rtpengine,
     tail,
+    wait_for_worker,
     wait_quiet,
+    worker_health,
 )
 
 HOST = "127.0.0.1"
@@ -704,22 +707,11 @@ def generator_main() -> int:
 # ---------------------------------------------------------------- the orchestrator: servers
 
 
-def pbx_env() -> dict[str, str]:
-    """Without PBX_* variables, which would override the benchmark's configuration."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("PBX_")}
-
-
-def run_pbx(args: argparse.Namespace, *words: str) -> str:
-    cmd = [*shlex.split(args.pbx_cmd), *words]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=pbx_env())
-    if result.returncode != 0:
-        raise BenchError(f"`{shlex.join(cmd)}` failed ({result.returncode}):\n{result.stdout}{result.stderr}")
-    return result.stdout
 
 
 def add_rooms(database: Path) -> None:
     """Rooms FIRST_ROOM.. of the default tenant, straight into the database `pbx init` made
-    (no command adds rooms yet): no PIN, entry tones on, 50 participants at most."""
+    (a `pbx meeting add` per room would take minutes): no PIN, entry tones on, 50 at most."""
     created = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
     with sqlite3.connect(database) as db:
         row = db.execute("SELECT id FROM tenants WHERE domain = ?", (DOMAIN,)).fetchone()
@@ -760,19 +752,10 @@ class Meeting:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def worker_health(http_port: int) -> dict[str, Any] | None:
-    """The meeting server's worker 0 in its /health, None when it does not answer."""
-    try:
-        with urllib.request.urlopen(f"http://{HOST}:{http_port}/health", timeout=5) as response:
-            workers = json.loads(response.read()).get("workers") or []
-    except (OSError, ValueError):
-        return None
-    return workers[0] if workers else None
-
 
 def start_meeting(procs: Processes, args: argparse.Namespace, workdir: Path) -> Meeting:
     data = workdir / "meeting-data"
-    run_pbx(args, "init", "--data-dir", str(data))
+    run_pbx(args.pbx_cmd, "init", "--data-dir", str(data))
     add_rooms(data / "pbx.sqlite3")
     sip_port, http_port = free_udp_port(HOST), free_tcp_port(HOST)
     config = workdir / "meeting.yml"
@@ -791,16 +774,8 @@ def start_meeting(procs: Processes, args: argparse.Namespace, workdir: Path) -> 
     log_path = workdir / "meeting.log"
     log(f"starting our meeting server: {shlex.join(cmd)}")
     proc = procs.start("pbx meeting", cmd, log_path=log_path, env=pbx_env())
-    deadline = time.monotonic() + args.start_timeout
-    while True:
-        worker = worker_health(http_port)
-        if worker is not None and worker.get("up") and worker.get("pid"):
-            break
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise BenchError(
-                f"the meeting server's worker did not come up on {HOST}:{sip_port}:\n{tail(log_path)}"
-            )
-        time.sleep(0.2)
+    worker = wait_for_worker(proc, http_port, args.start_timeout,
+                             f"the meeting server's worker on {HOST}:{sip_port}", log_path)
     log(f"our meeting worker (pid {worker['pid']}) answers on {HOST}:{sip_port}, /health on port {http_port}")
     return Meeting(
         proc,
