@@ -38,7 +38,7 @@ def run(config: PbxConfig) -> int:
     if clash is not None:
         print(f"pbx {ROLE}: config error: {clash}", file=sys.stderr)
         return 1
-    return daemon.run(role=ROLE, log_level=config.log.level, http=config.http,
+    return daemon.run(role=ROLE, log_level=config.log.level, http=config.http, auth=config.auth,
                       components=lambda: components(config),
                       private_paths=[*database_paths(config.database.url), config.media.recording_dir,
                                      config.ivr.recording_dir, config.meeting.recording_dir,
@@ -86,6 +86,7 @@ def list_embedded_servers(sessions: sessionmaker[Session], config: PbxConfig) ->
     )
     for name, role, runs, host, port in embedded:
         if runs:
-            servers.ensure_server(name, role=role, host=host, port=port)
+            # Its /health and control API are the all-in-one's.
+            servers.ensure_server(name, role=role, host=host, port=port, http_port=config.http.port or None)
         elif name in listed:
             servers.delete_server(name)

@@ -28,6 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from ..runtime.control import ControlReply, ControlRequest
 from ..runtime.timers import Timer, TimerQueue
 from ..sip.dialog import Dialog
 from ..sip.errors import RemoteProtocolError
@@ -87,6 +88,18 @@ class Application(Protocol):
 
     def call_ended(self, call: AppCall, now: float) -> None:
         """The call is over (either side hung up, or it was transferred away)."""
+
+
+@runtime_checkable
+class Controlled(Protocol):
+    """An application that answers control requests (`runtime.control`: the meetings' API)."""
+
+    @property
+    def control_paths(self) -> tuple[str, ...]:
+        """The first path segments it answers ("meetings")."""
+
+    def control(self, request: ControlRequest, now: float) -> ControlReply:
+        """The reply to `request`; 404 when what it names is not on this worker."""
 
 
 @runtime_checkable

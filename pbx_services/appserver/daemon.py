@@ -18,8 +18,11 @@ from ..runtime.supervisor import WorkerFactory, worker_count
 from .supervisor import AppServerSupervisor
 
 
-def run(*, role: str, name: str, config: PbxConfig, section: AppServerConfig, factory: WorkerFactory) -> int:
-    """Run the role's server in the foreground until SIGINT/SIGTERM; the exit status."""
+def run(*, role: str, name: str, config: PbxConfig, section: AppServerConfig, factory: WorkerFactory,
+        control_paths: tuple[str, ...] = ()) -> int:
+    """Run the role's server in the foreground until SIGINT/SIGTERM; the exit status.
+
+    `control_paths`: the control API's resources its workers' application answers ("meetings")."""
     workers = worker_count(section.workers)
     problem = (worker_ports_problem(section=role, first_port_key="sip_port", first_port=section.sip_port,
                                     workers=workers, port_min=section.port_min, port_max=section.port_max)
@@ -28,10 +31,10 @@ def run(*, role: str, name: str, config: PbxConfig, section: AppServerConfig, fa
     if problem is not None:
         print(f"pbx {role}: config error: {problem}", file=sys.stderr)
         return 1
-    return daemon.run(role=role, log_level=config.log.level, http=config.http,
+    return daemon.run(role=role, log_level=config.log.level, http=config.http, auth=config.auth,
                       components=lambda: [AppServerSupervisor(role=role, name=name, config=config,
                                                               section=section, workers=workers,
-                                                              factory=factory)],
+                                                              factory=factory, control_paths=control_paths)],
                       private_paths=[*database_paths(config.database.url), section.recording_dir])
 
 

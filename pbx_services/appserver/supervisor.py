@@ -1,6 +1,9 @@
-"""An application server's parent process: its workers (runtime's WorkerSupervisor), /health, /metrics.
+"""An application server's parent process: its workers (runtime's WorkerSupervisor), /health, /metrics
+and the role's control API.
 
-Each worker reports once a second; /health and /metrics show the latest reports.
+Each worker reports once a second; /health and /metrics show the latest reports. A control
+request (`runtime.control`) goes to every worker and their replies are merged: what it
+names (a meeting) lives on one of them.
 """
 
 from __future__ import annotations
@@ -12,16 +15,21 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ..cluster.config import AppServerConfig, PbxConfig
+from ..runtime.control import ControlReply, ControlRequest, merge_replies
 from ..runtime.supervisor import WorkerFactory, WorkerSupervisor
 
 
 class AppServerSupervisor:
     def __init__(self, *, role: str, name: str, config: PbxConfig, section: AppServerConfig, workers: int,
-                 factory: WorkerFactory) -> None:
+                 factory: WorkerFactory, control_paths: tuple[str, ...] = ()) -> None:
         self.role = role
         self.name = name
         self.section = section
+        self.control_paths = control_paths
         self.workers = WorkerSupervisor(role=role, config=config, count=workers, factory=factory)
+
+    async def control(self, request: ControlRequest) -> ControlReply:
+        return merge_replies(await self.workers.ask(request))
 
     async def start(self) -> None:
         await self.workers.start()

@@ -19,13 +19,14 @@ from prometheus_client.registry import Collector
 
 from ..cluster.config import AppServerConfig
 from ..rtp.ports import PortAllocator
+from ..runtime.control import NOT_FOUND, ControlReply, ControlRequest
 from ..runtime.driver import CoreDriver
 from ..sip.stack import SipStack
 from ..sip.transaction import TransactionLayer
 from ..transport.rtp import RtpPorts
 from ..transport.sip import SipTransports
 from .audio import FRAME_SECONDS, Address, CallAudio
-from .core import Application, AppServerCore
+from .core import Application, AppServerCore, Controlled
 
 MAX_MESSAGE_SIZE = 65535
 
@@ -82,6 +83,20 @@ class AppServerWorker:
 
     def collectors(self) -> Sequence[Collector]:
         return ()
+
+    @property
+    def control_paths(self) -> tuple[str, ...]:
+        application = self.core.application if self.core is not None else None
+        return application.control_paths if isinstance(application, Controlled) else ()
+
+    async def control(self, request: ControlRequest) -> ControlReply:
+        """A control request for the application (a meeting's mute, kick, lock...), in the loop."""
+        application = self.core.application if self.core is not None else None
+        if not isinstance(application, Controlled) or self._driver is None:
+            return NOT_FOUND
+        reply = application.control(request, self._driver.now())
+        self._driver.after_core_ran()  # what it started: an announcement, a hang-up
+        return reply
 
     def report(self) -> dict[str, Any]:
         assert self.core is not None

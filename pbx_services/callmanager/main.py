@@ -18,7 +18,7 @@ ROLE = "callmanager"
 
 def run(config: PbxConfig) -> int:
     """Run the Call Manager in the foreground until SIGINT/SIGTERM; the exit status."""
-    return daemon.run(role=ROLE, log_level=config.log.level, http=config.http,
+    return daemon.run(role=ROLE, log_level=config.log.level, http=config.http, auth=config.auth,
                       components=lambda: components(config),
                       private_paths=[*database_paths(config.database.url),
                                      config.callmanager.cdr_journal_dir])

@@ -1,17 +1,24 @@
-"""`pbx meeting add|list|del`: the meeting rooms; `pbx meeting --config FILE` runs the meeting server.
+"""`pbx meeting add|list|del`: the meeting rooms; `pbx meeting --config FILE` runs the meeting server;
+`pbx meeting participants|mute|kick|lock|record|end`: a meeting in progress.
 
 `pbx meeting list` shows the PINs: administrators hand them out, and the meeting servers
 need them in clear in the database, which only the PBX's user can read (unlike users'
 passwords, of which only digest hashes are kept, so `pbx user list` has none to show).
+
+A meeting in progress lives on one meeting server: the commands on it ask every meeting
+server of the servers table (at its HTTP port) for the room, then send the request to the one
+that has it, through the control API (`runtime.control`, the token from `auth.secret`).
 """
 
 import argparse
 import dataclasses
 import json
 import sys
+from typing import Any
 
 from pbx_services.cli.common import (
     EXIT_OK,
+    CommandError,
     OpenedDataDir,
     Subparsers,
     data_dir_option,
@@ -21,7 +28,10 @@ from pbx_services.cli.common import (
 )
 from pbx_services.cli.daemons import add_application_server_commands
 from pbx_services.cli.prompts import tenant_option
+from pbx_services.cluster.control_client import ControlUnreachable, control_request
 from pbx_services.cluster.meetings import MeetingRoomInfo, MeetingService
+from pbx_services.cluster.models import ServerRole
+from pbx_services.cluster.servers import ServerEntry, ServerService
 
 
 def add_commands(subparsers: Subparsers) -> None:
@@ -63,6 +73,32 @@ def add_commands(subparsers: Subparsers) -> None:
     delete = commands.add_parser("del", parents=common, help="delete a meeting room")
     delete.add_argument("number", metavar="NUMBER")
     delete.set_defaults(run=_meeting_del)
+
+    participants = commands.add_parser(
+        "participants", parents=common, help="who is in the meeting of a room now",
+        description="The meeting in progress in room NUMBER: its server, whether it is locked or "
+        "recorded, and its participants with their numbers (for mute and kick).")
+    participants.add_argument("number", metavar="NUMBER")
+    participants.add_argument("--json", action="store_true", help="the meeting as a JSON object")
+    participants.set_defaults(run=_meeting_control, action=None)
+    for name, help_text, undo in (("mute", "mute a participant (the others stop hearing them)", "--unmute"),
+                                  ("kick", "remove a participant from the meeting", None)):
+        command = commands.add_parser(name, parents=common, help=help_text)
+        command.add_argument("number", metavar="NUMBER")
+        command.add_argument("participant", metavar="PARTICIPANT",
+                             help="their number (`pbx meeting participants`)")
+        if undo is not None:
+            command.add_argument(undo, action="store_false", dest="on", help="undo it")
+        command.set_defaults(run=_meeting_control, action=name)
+    for name, help_text, undo in (
+            ("lock", "lock the meeting: nobody else may join (moderators may)", "--unlock"),
+            ("record", "start recording the meeting's mix (a new WAV)", "--stop"),
+            ("end", "end the meeting for everyone", None)):
+        command = commands.add_parser(name, parents=common, help=help_text)
+        command.add_argument("number", metavar="NUMBER")
+        if undo is not None:
+            command.add_argument(undo, action="store_false", dest="on", help="undo it")
+        command.set_defaults(run=_meeting_control, action=name)
 
 
 def _service(opened: OpenedDataDir) -> MeetingService:
@@ -121,3 +157,76 @@ def _meeting_del(args: argparse.Namespace) -> int:
         _service(opened).delete_room(args.number, args.tenant)
     print(f"deleted meeting room {args.number}")
     return EXIT_OK
+
+
+_ACTIONS = {"mute": ("mute", "muted"), "kick": ("kick", None), "lock": ("lock", "locked"),
+            "record": ("recording", "recording"), "end": ("end", None)}
+"""A command's last path segment and the flag its body sets."""
+
+
+def _meeting_control(args: argparse.Namespace) -> int:
+    with open_data_dir(args) as opened:
+        room = _service(opened).room(args.number, args.tenant)
+        servers = ServerService(sessions=opened.sessions).list_servers(role=ServerRole.MEETING)
+        assert opened.config.auth is not None
+        secret = opened.config.auth.secret.get_secret_value()
+    server, meeting = _find_meeting(servers, secret, room)
+    if args.action is not None:
+        resource, flag = _ACTIONS[args.action]
+        path = ["meetings", room.tenant_domain, room.number]
+        if args.action in ("mute", "kick"):
+            path += ["participants", args.participant]
+        path.append(resource)
+        body = {flag: args.on} if flag is not None else {}
+        assert server.http_port is not None
+        try:
+            reply = control_request(server.host, server.http_port, secret, "POST", path, body)
+        except ControlUnreachable as exc:
+            raise CommandError(f"meeting server {server.name}: {exc}") from None
+        if reply.status != 200:
+            raise CommandError(f"meeting server {server.name}: {reply.body.get('error', reply.status)}")
+        meeting = reply.body["meeting"]
+    if getattr(args, "json", False):
+        json.dump({"server": server.name, **meeting}, sys.stdout, indent=2)
+        print()
+    else:
+        _print_meeting(server, meeting)
+    return EXIT_OK
+
+
+def _find_meeting(servers: list[ServerEntry], secret: str, room: MeetingRoomInfo) -> tuple[ServerEntry, Any]:
+    """The meeting server holding the room's meeting, and the meeting; CommandError when none has it."""
+    unreachable = []
+    for server in servers:
+        if server.http_port is None:
+            unreachable.append(f"{server.name} has no HTTP port (pbx server add --http-port)")
+            continue
+        try:
+            reply = control_request(server.host, server.http_port, secret, "GET",
+                                    ["meetings", room.tenant_domain, room.number])
+        except ControlUnreachable as exc:
+            unreachable.append(f"{server.name}: {exc}")
+            continue
+        if reply.status == 200:
+            return server, reply.body["meeting"]
+        if reply.status != 404:
+            unreachable.append(f"{server.name}: {reply.body.get('error', reply.status)}")
+    found = f"no meeting in progress in room {room.number} of {room.tenant_domain}"
+    raise CommandError(found + (f" (not asked: {'; '.join(unreachable)})" if unreachable else ""))
+
+
+def _print_meeting(server: ServerEntry, meeting: dict[str, Any]) -> None:
+    states = [f"started {meeting['started_at'][:19].replace('T', ' ')} UTC"]
+    if meeting["locked"]:
+        states.append("locked")
+    if meeting["recording"]:
+        states.append(f"recording to {meeting['recording']}")
+    print(f"room {meeting['room']} of {meeting['domain']} on meeting server {server.name}: "
+          f"{', '.join(states)}")
+    people = meeting["participants"]
+    if not people:
+        print("nobody in it")
+        return
+    print_table(("#", "CALLER", "STATE", "MODERATOR", "MUTED", "TALKING"),
+                [(str(p["number"]), p["caller"], p["state"], yes_no(p["moderator"]),
+                  "" if p["muted"] is None else yes_no(p["muted"]), yes_no(p["talking"])) for p in people])

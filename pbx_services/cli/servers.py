@@ -27,6 +27,8 @@ def add_commands(subparsers: Subparsers) -> None:
                      help="worker processes, answering on PORT, PORT+1, ... (default 1)")
     add.add_argument("--weight", type=int, default=1, metavar="W",
                      help="share of new calls relative to the others (default 1)")
+    add.add_argument("--http-port", type=int, metavar="PORT",
+                     help="where its /health, /metrics and control API answer, on ADDR (its http.port)")
     add.add_argument("--disabled", action="store_true", help="add it without giving it calls yet")
     add.set_defaults(run=_server_add)
 
@@ -44,7 +46,7 @@ def _server_add(args: argparse.Namespace) -> int:
     with open_data_dir(args) as opened:
         server = ServerService(sessions=opened.sessions).add_server(
             args.name, role=ServerRole(args.role), host=args.host, port=args.port, workers=args.workers,
-            weight=args.weight, enabled=not args.disabled)
+            weight=args.weight, enabled=not args.disabled, http_port=args.http_port)
     print(f"added {server.role} server {server.name} at {server.host}:{server.port}")
     return EXIT_OK
 
@@ -55,9 +57,9 @@ def _server_list(args: argparse.Namespace) -> int:
     if not servers:
         print("no servers")
         return EXIT_OK
-    print_table(("NAME", "ROLE", "ADDRESS", "WORKERS", "WEIGHT", "ENABLED"),
-                [(s.name, s.role, f"{s.host}:{s.port}", str(s.workers), str(s.weight), yes_no(s.enabled))
-                 for s in servers])
+    print_table(("NAME", "ROLE", "ADDRESS", "WORKERS", "WEIGHT", "ENABLED", "HTTP"),
+                [(s.name, s.role, f"{s.host}:{s.port}", str(s.workers), str(s.weight), yes_no(s.enabled),
+                  str(s.http_port or "-")) for s in servers])
     return EXIT_OK
 
 

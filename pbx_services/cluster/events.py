@@ -147,3 +147,21 @@ class ServerStateChanged:
     """Why, in words (for a VRRP change: the instance and the previous state); may be empty."""
     time: datetime
     """When the change was seen, UTC."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MeetingTalker:
+    """A participant of a meeting started or stopped talking (the meeting server's talker detection)."""
+
+    domain: str
+    """The room's tenant domain."""
+    room: str
+    """The room's number."""
+    participant: int
+    """The participant's number in the meeting (`pbx meeting participants`)."""
+    caller: str
+    """Who the participant is (the caller's user part)."""
+    talking: bool
+    server: str
+    """The meeting server's host name."""
+    time: datetime

@@ -142,6 +142,15 @@ class MeetingService:
             rooms = MeetingRoomDao(session=session).find_all_by(tenant_id=tenant.id)
             return sorted((MeetingRoomInfo.of(room, tenant) for room in rooms), key=lambda room: room.number)
 
+    def room(self, number: str, tenant_domain: str | None = None) -> MeetingRoomInfo:
+        """The tenant's room `number`; NotFound if there is none."""
+        with self._sessions() as session:
+            tenant = tenant_by_domain(session, tenant_domain, default_domain=self._default_domain)
+            room = MeetingRoomDao(session=session).find_by(tenant_id=tenant.id, number=number)
+            if room is None:
+                raise NotFound("MeetingRoom", {"number": number, "tenant": tenant.domain})
+            return MeetingRoomInfo.of(room, tenant)
+
     def delete_room(self, number: str, tenant_domain: str | None = None) -> None:
         """Delete the room; NotFound if there is none, InvalidValue while an IVR menu sends calls to it."""
         with self._sessions.begin() as session:

@@ -29,6 +29,8 @@ class ServerEntry:
     workers: int
     weight: int
     enabled: bool
+    http_port: int | None = None
+    """Its /health, /metrics and control API (`runtime.control`) on `host`; None: not known."""
 
     @property
     def endpoints(self) -> list[tuple[str, int]]:
@@ -38,10 +40,11 @@ class ServerEntry:
 
 def _entry(server: Server) -> ServerEntry:
     return ServerEntry(name=server.name, role=server.role, host=server.host, port=server.port,
-                       workers=server.workers, weight=server.weight, enabled=server.enabled)
+                       workers=server.workers, weight=server.weight, enabled=server.enabled,
+                       http_port=server.http_port)
 
 
-def _check(name: str, port: int, workers: int, weight: int) -> None:
+def _check(name: str, port: int, workers: int, weight: int, http_port: int | None = None) -> None:
     if not name or len(name) > NAME_MAX_LENGTH or not name.replace("-", "").replace("_", "").replace(
             ".", "").isalnum():
         raise InvalidValue(f"server name {name[:70]!r} must be 1 to {NAME_MAX_LENGTH} letters, digits, "
@@ -52,6 +55,8 @@ def _check(name: str, port: int, workers: int, weight: int) -> None:
         raise InvalidValue(f"workers {workers} is not between 1 and {WORKERS_MAX} (ports from {port})")
     if not 1 <= weight <= WEIGHT_MAX:
         raise InvalidValue(f"weight {weight} is not between 1 and {WEIGHT_MAX}")
+    if http_port is not None and not 1 <= http_port <= 65535:
+        raise InvalidValue(f"HTTP port {http_port} is not between 1 and 65535")
 
 
 class ServerService:
@@ -59,8 +64,8 @@ class ServerService:
         self._sessions = sessions
 
     def add_server(self, name: str, *, role: ServerRole, host: str, port: int, workers: int = 1,
-                   weight: int = 1, enabled: bool = True) -> ServerEntry:
-        _check(name, port, workers, weight)
+                   weight: int = 1, enabled: bool = True, http_port: int | None = None) -> ServerEntry:
+        _check(name, port, workers, weight, http_port)
         host = validate_host(host)
         with self._sessions.begin() as session:
             servers = ServerDao(session=session)
@@ -68,21 +73,24 @@ class ServerService:
                 raise AlreadyExists(f"server {name} already exists")
             try:
                 return _entry(servers.create(Server(name=name, role=role, host=host, port=port,
-                                                    workers=workers, weight=weight, enabled=enabled)))
+                                                    workers=workers, weight=weight, enabled=enabled,
+                                                    http_port=http_port)))
             except IntegrityError:  # added by someone else since the check above
                 raise AlreadyExists(f"server {name} already exists") from None
 
-    def ensure_server(self, name: str, *, role: ServerRole, host: str, port: int,
-                      workers: int = 1) -> ServerEntry:
+    def ensure_server(self, name: str, *, role: ServerRole, host: str, port: int, workers: int = 1,
+                      http_port: int | None = None) -> ServerEntry:
         """The server `name`, created or moved to `host:port` (the all-in-one's own media server)."""
-        _check(name, port, workers, 1)
+        _check(name, port, workers, 1, http_port)
         with self._sessions.begin() as session:
             server = ServerDao(session=session).find_by(name=name)
             if server is None:
-                server = ServerDao(session=session).create(Server(name=name, role=role, host=host,
-                                                                  port=port, workers=workers, weight=1))
+                server = ServerDao(session=session).create(Server(
+                    name=name, role=role, host=host, port=port, workers=workers, weight=1,
+                    http_port=http_port))
             else:
                 server.role, server.host, server.port, server.workers = role, host, port, workers
+                server.http_port = http_port
             return _entry(server)
 
     def set_enabled(self, name: str, enabled: bool) -> ServerEntry:

@@ -26,6 +26,6 @@ def run(config: PbxConfig) -> int:
     if problem is not None:
         print(f"pbx {ROLE}: config error: {problem}", file=sys.stderr)
         return 1
-    return daemon.run(role=ROLE, log_level=config.log.level, http=config.http,
+    return daemon.run(role=ROLE, log_level=config.log.level, http=config.http, auth=config.auth,
                       components=lambda: [MediaSupervisor(config=config, workers=workers)],
                       private_paths=[media.recording_dir])

@@ -14,12 +14,18 @@ An unknown room, a full or locked one, and too many wrong PINs each get an annou
 clean hang-up. With `wait_for_moderator` callers hear music until a moderator joins; with
 `end_with_moderator` the meeting ends when the last moderator leaves. A recorded room writes
 the mix to one WAV per meeting.
+
+The control API (`runtime.control`, resources under /api/meetings) lists the meetings of
+this worker with their participants (numbered from 1 in each meeting), and mutes, removes,
+locks, records and ends, as a moderator's keys do. Talker detection (who starts and stops
+talking) is published as `MeetingTalker` events.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,8 +35,10 @@ import numpy.typing as npt
 
 from ..appserver.audio import CallAudio
 from ..appserver.core import AppCall
+from ..cluster.events import MeetingTalker
 from ..cluster.meetings import MeetingRoomInfo
 from ..rtp.wav import WavWriter
+from ..runtime.control import ControlReply, ControlRequest
 from ..runtime.timers import Timer
 from ..sip.headers import PBX_RECORDING
 from . import sounds
@@ -42,6 +50,7 @@ log = logging.getLogger(__name__)
 PIN_TIMEOUT = 15.0
 """Seconds to enter a PIN after the prompt ends before it counts as a wrong one."""
 MAX_PIN_DIGITS = 16
+CONTROL_PATHS = ("meetings",)
 
 
 class Phase(enum.Enum):
@@ -57,12 +66,16 @@ class Phase(enum.Enum):
 class Guest:
     call: AppCall
     room: Meeting | None
+    number: int = 0
+    """Its number in the meeting, from 1 (for the control API)."""
     phase: Phase = Phase.PIN
     entered: str = ""
     wrong_pins: int = 0
     moderator: bool = False
     member: Member | None = None
     timer: Timer | None = None
+    joined_at: datetime | None = None
+    """When it was admitted (wall clock)."""
 
 
 @dataclass(eq=False)
@@ -76,6 +89,7 @@ class Meeting:
     locked: bool = False
     others_muted: bool = False
     recording: Path | None = None
+    guests_seen: int = 0
 
     @property
     def admitted(self) -> list[Guest]:
@@ -88,11 +102,15 @@ class Meeting:
 
 class MeetingApplication:
     def __init__(self, *, catalog: RoomCatalog, announcements: sounds.Announcements, recording_dir: Path,
-                 wall_offset: float) -> None:
+                 wall_offset: float, publish: Callable[[object], None] | None = None,
+                 server_name: str = "") -> None:
         self._catalog = catalog
         self._say = announcements.say
         self._recording_dir = recording_dir
         self._wall_offset = wall_offset
+        self._publish = publish
+        """Where talker events go (the cluster's bus); None: counted only."""
+        self._server_name = server_name
         self.meetings: dict[tuple[str, str], Meeting] = {}
         self._next_recordings: dict[tuple[str, str], Path] = {}
         """Recordings already named to a caller, for meetings not started yet."""
@@ -127,7 +145,8 @@ class MeetingApplication:
         meeting = self.meetings.get((settings.tenant_domain, settings.number))
         if meeting is None:
             meeting = self._start_meeting(settings, now)
-        guest = call.app_data = Guest(call, meeting)
+        meeting.guests_seen += 1
+        guest = call.app_data = Guest(call, meeting, number=meeting.guests_seen)
         meeting.guests.append(guest)
         if settings.asks_pin:
             call.play([self._say(sounds.ENTER_PIN)], now)
@@ -191,11 +210,18 @@ class MeetingApplication:
             audios, changes = meeting.mix.tick()
             sent += audios
             for change in changes:
-                if change.talking:
-                    self.counters["talk_spurts"] += 1
-                log.debug("room %s: %s %s talking", meeting.settings.number, change.member.name,
-                          "started" if change.talking else "stopped")
+                self._talker_changed(meeting, change.member, change.talking, now)
         return sent
+
+    def _talker_changed(self, meeting: Meeting, member: Member, talking: bool, now: float) -> None:
+        if talking:
+            self.counters["talk_spurts"] += 1
+        settings = meeting.settings
+        log.debug("room %s: %s %s talking", settings.number, member.name, "started" if talking else "stopped")
+        if self._publish is not None:
+            self._publish(MeetingTalker(domain=settings.tenant_domain, room=settings.number,
+                                        participant=member.number, caller=member.name, talking=talking,
+                                        server=self._server_name, time=self._wall(now)))
 
     @property
     def gauges(self) -> dict[str, int]:
@@ -204,29 +230,125 @@ class MeetingApplication:
                 "participants": sum(len(m.mix.members) for m in self.meetings.values()),
                 "talking": sum(member.talking for m in self.meetings.values() for member in m.mix.members)}
 
+    # -- the control API ----------------------------------------------------------------------
+
+    @property
+    def control_paths(self) -> tuple[str, ...]:
+        return CONTROL_PATHS
+
+    def control(self, request: ControlRequest, now: float) -> ControlReply:
+        """GET meetings[/DOMAIN/ROOM]; POST meetings/DOMAIN/ROOM/{lock,recording,end} and
+        meetings/DOMAIN/ROOM/participants/N/{mute,kick}; a flag's value in the body
+        ({"locked": false}), true when left out."""
+        path = request.path[1:]
+        if request.method == "GET" and not path:
+            return ControlReply(200, {"meetings": [self._describe(m) for m in self.meetings.values()]})
+        if len(path) < 2:
+            return ControlReply.error(404, "name a meeting: /api/meetings/DOMAIN/ROOM")
+        meeting = self.meetings.get((path[0], path[1]))
+        if meeting is None:
+            return ControlReply.error(404, f"no meeting in room {path[1]}@{path[0]} on this server")
+        action = path[2:]
+        if request.method == "GET":
+            return ControlReply(200, {"meeting": self._describe(meeting)}) if not action else \
+                ControlReply.error(404, "no such resource")
+        try:
+            if action == ("lock",):
+                meeting.locked = _flag(request.body, "locked")
+            elif action == ("recording",):
+                problem = self._set_recording(meeting, _flag(request.body, "recording"), now)
+                if problem is not None:
+                    return ControlReply.error(500, problem)
+            elif action == ("end",):
+                log.info("room %s: ended through the control API", meeting.settings.number)
+                self._end_meeting(meeting, now)
+            elif len(action) == 3 and action[0] == "participants" and action[2] in ("mute", "kick"):
+                guest = next((g for g in meeting.guests if str(g.number) == action[1]), None)
+                if guest is None or guest.phase is Phase.LEAVING:
+                    return ControlReply.error(
+                        404, f"no participant {action[1]} in room {meeting.settings.number}")
+                if action[2] == "kick":
+                    log.info("room %s: participant %d (%s) removed through the control API",
+                             meeting.settings.number, guest.number, guest.call.caller)
+                    self._leave_with(guest, [self._say(sounds.REMOVED)], now)
+                elif guest.member is None:
+                    return ControlReply.error(409, f"participant {guest.number} is not in the meeting yet "
+                                                   f"({guest.phase.value})")
+                else:
+                    guest.member.muted = _flag(request.body, "muted")
+                    guest.call.play([self._say(sounds.MUTED if guest.member.muted else sounds.UNMUTED)], now)
+            else:
+                return ControlReply.error(404, "no such action: " + "/".join(action))
+        except ValueError as exc:
+            return ControlReply.error(400, str(exc))
+        return ControlReply(200, {"meeting": self._describe(meeting)})
+
+    def _set_recording(self, meeting: Meeting, on: bool, now: float) -> str | None:
+        """Start or stop recording the mix (each start a new file); what went wrong, if anything."""
+        if on == (meeting.recording is not None):
+            return None
+        if on and not self._start_recording(meeting, self._recording_path(meeting.settings, now)):
+            return f"cannot record to {self._recording_dir} (the log says why)"
+        if not on:
+            self._stop_recording(meeting)
+        log.info("room %s: recording %s through the control API", meeting.settings.number,
+                 f"to {meeting.recording}" if on else "stopped")
+        said = self._say(sounds.RECORDING_STARTED if on else sounds.RECORDING_STOPPED)
+        for guest in meeting.guests:
+            if guest.phase is Phase.IN:
+                guest.call.play([said], now)
+        return None
+
+    @staticmethod
+    def _describe(meeting: Meeting) -> dict[str, object]:
+        settings = meeting.settings
+        return {"domain": settings.tenant_domain, "room": settings.number,
+                "started_at": meeting.started_at.isoformat(), "locked": meeting.locked,
+                "recording": str(meeting.recording) if meeting.recording is not None else None,
+                "participants": [
+                    {"number": guest.number, "caller": guest.call.caller, "state": guest.phase.value,
+                     "moderator": guest.moderator,
+                     "muted": guest.member.muted if guest.member is not None else None,
+                     "talking": guest.member.talking if guest.member is not None else False,
+                     "joined_at": guest.joined_at.isoformat() if guest.joined_at is not None else None}
+                    for guest in meeting.guests]}
+
     # -- joining --------------------------------------------------------------------------------
 
     def _start_meeting(self, settings: MeetingRoomInfo, now: float) -> Meeting:
-        started = datetime.fromtimestamp(now + self._wall_offset, UTC)
-        meeting = Meeting(settings=settings, started_at=started)
+        meeting = Meeting(settings=settings, started_at=self._wall(now))
         if settings.record:
-            meeting.recording = self._next_recordings.pop((settings.tenant_domain, settings.number), None) \
-                or self._recording_path(settings, now)
-            try:
-                self._recording_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-                meeting.mix.recorder = WavWriter(meeting.recording, 8000)
-            except OSError as exc:
-                log.error("room %s: cannot record to %s: %s", settings.number, meeting.recording, exc)
-                meeting.recording = None
+            named = self._next_recordings.pop((settings.tenant_domain, settings.number), None)
+            self._start_recording(meeting, named or self._recording_path(settings, now))
         self.meetings[(settings.tenant_domain, settings.number)] = meeting
         self.counters["meetings"] += 1
         log.info("meeting in room %s@%s started", settings.number, settings.tenant_domain)
         return meeting
 
+    def _wall(self, now: float) -> datetime:
+        return datetime.fromtimestamp(now + self._wall_offset, UTC)
+
     def _recording_path(self, settings: MeetingRoomInfo, now: float) -> Path:
-        started = datetime.fromtimestamp(now + self._wall_offset, UTC)
-        name = f"meeting-{settings.number}@{settings.tenant_domain}-{started:%Y%m%dT%H%M%S}.wav"
-        return self._recording_dir / name
+        stem = f"meeting-{settings.number}@{settings.tenant_domain}-{self._wall(now):%Y%m%dT%H%M%S}"
+        path, copy = self._recording_dir / f"{stem}.wav", 1
+        while path.exists():  # recording stopped and started again within the second
+            copy += 1
+            path = self._recording_dir / f"{stem}-{copy}.wav"
+        return path
+
+    def _start_recording(self, meeting: Meeting, path: Path) -> bool:
+        try:
+            self._recording_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            meeting.mix.recorder = WavWriter(path, 8000)
+        except OSError as exc:
+            log.error("room %s: cannot record to %s: %s", meeting.settings.number, path, exc)
+            return False
+        meeting.recording = path
+        return True
+
+    def _stop_recording(self, meeting: Meeting) -> None:
+        meeting.mix.close()
+        meeting.recording = None
 
     def _close_meeting(self, meeting: Meeting) -> None:
         meeting.mix.close()
@@ -277,6 +399,7 @@ class MeetingApplication:
             self._leave_with(guest, [self._say(sounds.ROOM_FULL)], now)
             return
         guest.moderator = moderator
+        guest.joined_at = self._wall(now)
         self.counters["joins"] += 1
         if settings.wait_for_moderator and not moderator and meeting.moderators == 0:
             guest.phase = Phase.WAITING
@@ -293,7 +416,8 @@ class MeetingApplication:
         assert meeting is not None
         settings = meeting.settings
         muted = not guest.moderator and (settings.mute_on_entry or meeting.others_muted)
-        guest.member = Member(name=guest.call.caller, audio=guest.call.audio, muted=muted)
+        guest.member = Member(name=guest.call.caller, audio=guest.call.audio, muted=muted,
+                              number=guest.number)
         guest.phase = Phase.IN
         meeting.mix.add(guest.member)
         if settings.entry_tones:
@@ -354,3 +478,10 @@ class MeetingApplication:
         if guest.timer is not None:
             guest.timer.cancel()
             guest.timer = None
+
+
+def _flag(body: dict[str, object], key: str) -> bool:
+    value = body.get(key, True)
+    if not isinstance(value, bool):
+        raise ValueError(f"{key!r} must be true or false, not {value!r:.40}")
+    return value

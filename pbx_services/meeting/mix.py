@@ -56,6 +56,8 @@ class Member:
     name: str
     audio: CallAudio
     muted: bool = False
+    number: int = 0
+    """Its participant's number in the meeting."""
     gain: float = 1.0
     hangover: int = 0
     loud_run: int = 0

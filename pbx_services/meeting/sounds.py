@@ -40,6 +40,9 @@ ALL_UNMUTED = "Everyone else is unmuted."
 ENDED = "The conference has ended. Goodbye."
 RECORDED = "This conference is being recorded."
 ONLY_YOU = "You are the only participant."
+REMOVED = "You have been removed from the conference. Goodbye."
+RECORDING_STARTED = "Recording has started."
+RECORDING_STOPPED = "Recording has stopped."
 
 
 def participants(count: int) -> str:

@@ -22,9 +22,10 @@ import uvloop
 from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector
 
-from ..cluster.config import HttpConfig
+from ..cluster.config import AuthConfig, HttpConfig
 from ..transport.http import HttpEndpoint
 from ..transport.ports import PortInUseError
+from .control import ControlReply, ControlRequest, control_token, dispatch
 from .file_modes import check_private
 
 log = logging.getLogger(__name__)
@@ -62,20 +63,23 @@ def configure_logging(role: str, level: str) -> None:
     logging.basicConfig(level=level, format=f"%(asctime)s {role} %(levelname)s %(name)s: %(message)s")
 
 
-def run(*, role: str, log_level: str, http: HttpConfig, components: Callable[[], list[Component]],
-        private_paths: Sequence[Path]) -> int:
+def run(*, role: str, log_level: str, http: HttpConfig, auth: AuthConfig | None,
+        components: Callable[[], list[Component]], private_paths: Sequence[Path]) -> int:
     """Run the components in the foreground until SIGINT/SIGTERM; the exit status.
 
     `components` is called inside the event loop, so that what they build can use it.
+    `auth`: its secret gives the control API's token (`runtime.control`); without it the API is off.
     `private_paths`: where the role keeps data (database, recordings), checked at start-up.
     """
     configure_logging(role, log_level)
     for warning in check_private(private_paths):
         log.warning("%s", warning)
-    return uvloop.run(_serve(role=role, http=http, components=components))
+    token = control_token(auth.secret.get_secret_value()) if auth is not None else None
+    return uvloop.run(_serve(role=role, http=http, control_token=token, components=components))
 
 
-async def _serve(*, role: str, http: HttpConfig, components: Callable[[], list[Component]]) -> int:
+async def _serve(*, role: str, http: HttpConfig, control_token: str | None,
+                 components: Callable[[], list[Component]]) -> int:
     parts = components()
     started: list[Component] = []
     endpoint: HttpEndpoint | None = None
@@ -87,7 +91,9 @@ async def _serve(*, role: str, http: HttpConfig, components: Callable[[], list[C
             registry = _registry(parts)
             endpoint = HttpEndpoint(registry=registry, health=lambda: merged_health(role, parts),
                                     max_connections=http.max_connections,
-                                    max_per_source=http.max_connections_per_source)
+                                    max_per_source=http.max_connections_per_source,
+                                    control=lambda request: _control(parts, request),
+                                    control_token=control_token)
             registry.register(endpoint.collector())
             await endpoint.start(http.host, http.port)
     except (StartError, PortInUseError) as exc:
@@ -121,6 +127,10 @@ def freeze_startup_objects() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, 50, 100)
+
+
+async def _control(parts: Sequence[Component], request: ControlRequest) -> ControlReply:
+    return await dispatch(parts, request)
 
 
 def merged_health(role: str, parts: Sequence[Component]) -> dict[str, object]:

@@ -5,7 +5,8 @@ running one `WorkerComponent` made by a module-level factory `(config, index)`. 
 "ready" (or why it could not start) over a pipe, then sends its `report()` every
 `REPORT_INTERVAL` seconds; the supervisor keeps the latest one for /health and /metrics,
 and a worker that has not reported for `WORKER_STALE_AFTER` seconds is down. A worker that
-dies is restarted, after a growing delay when it keeps dying young.
+dies is restarted, after a growing delay when it keeps dying young. The supervisor also asks
+the workers control requests (`ask`) over the same channel, each answered with its id.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import uvloop
 
 from ..cluster.config import PbxConfig
 from ..transport.ports import PortInUseError
+from .control import NOT_FOUND, ControlledComponent, ControlReply, ControlRequest
 from .daemon import Component, StartError, configure_logging, freeze_startup_objects
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,8 @@ RESTART_DELAY_MAX = 30.0
 QUICK_DEATH = 5.0
 """A worker that dies sooner than this after its start is restarted after a growing delay."""
 STOP_TIMEOUT = 10.0
+ASK_TIMEOUT = 2.0
+"""Seconds a worker has to answer a control request."""
 
 
 class WorkerComponent(Component, Protocol):
@@ -75,6 +79,31 @@ class WorkerSupervisor:
         self.workers = [WorkerProcess(index) for index in range(count)]
         self._context = multiprocessing.get_context("spawn")
         self._stopping = False
+        self._asked = 0
+        self._answers: dict[int, asyncio.Future[ControlReply]] = {}
+
+    async def ask(self, request: ControlRequest, timeout: float = ASK_TIMEOUT) -> list[ControlReply]:
+        """Every live worker's reply to `request`; a 504 for each that did not answer in time."""
+        loop = asyncio.get_running_loop()
+        asked: dict[int, tuple[int, asyncio.Future[ControlReply]]] = {}
+        for worker in self.workers:
+            if worker.channel is None or not self.up(worker):
+                continue
+            self._asked += 1
+            future = self._answers[self._asked] = loop.create_future()
+            asked[self._asked] = (worker.index, future)
+            try:
+                worker.channel.send(("control", (self._asked, request)))
+            except OSError:
+                future.set_result(ControlReply.error(503, f"{self.role} worker {worker.index} is gone"))
+        if asked:
+            await asyncio.wait([future for _, future in asked.values()], timeout=timeout)
+        replies = []
+        for ident, (index, future) in asked.items():
+            self._answers.pop(ident, None)
+            replies.append(future.result() if future.done() else ControlReply.error(
+                504, f"{self.role} worker {index} did not answer within {timeout:.0f} s"))
+        return replies
 
     async def start(self) -> None:
         """Start every worker and wait until each is ready; StartError says why one is not."""
@@ -147,6 +176,11 @@ class WorkerSupervisor:
                     worker.reported_at = asyncio.get_running_loop().time()
                     if worker.ready is not None and not worker.ready.done():
                         worker.ready.set_result(payload)
+                elif kind == "reply":
+                    ident, reply = payload
+                    answer = self._answers.pop(ident, None)
+                    if answer is not None and not answer.done():
+                        answer.set_result(reply)
                 elif kind == "error" and worker.ready is not None and not worker.ready.done():
                     worker.ready.set_exception(StartError(payload))
                 elif kind == "error":
@@ -203,7 +237,9 @@ async def _serve_worker(factory: WorkerFactory, config: PbxConfig, index: int,
     channel.send(("ready", worker.listening_on()))
     freeze_startup_objects()
     stopping = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    loop.add_reader(channel.fileno(), _on_supervisor_request, worker, channel)
     while not stopping.is_set() and os.getppid() == supervisor_pid:
         try:
             channel.send(("report", worker.report()))
@@ -213,8 +249,28 @@ async def _serve_worker(factory: WorkerFactory, config: PbxConfig, index: int,
             await asyncio.wait_for(stopping.wait(), REPORT_INTERVAL)
         except TimeoutError:
             pass
+    loop.remove_reader(channel.fileno())
     await worker.stop()
     return 0
+
+
+def _on_supervisor_request(worker: WorkerComponent, channel: multiprocessing.connection.Connection) -> None:
+    try:
+        while channel.poll():
+            kind, (ident, request) = channel.recv()
+            if kind == "control":
+                asyncio.ensure_future(_answer(worker, channel, ident, request))
+    except (EOFError, OSError):
+        asyncio.get_running_loop().remove_reader(channel.fileno())  # the supervisor is gone
+
+
+async def _answer(worker: WorkerComponent, channel: multiprocessing.connection.Connection, ident: int,
+                  request: ControlRequest) -> None:
+    reply = await worker.control(request) if isinstance(worker, ControlledComponent) else NOT_FOUND
+    try:
+        channel.send(("reply", (ident, reply)))
+    except OSError:
+        pass  # the supervisor is gone
 
 
 def worker_count(configured: int) -> int:

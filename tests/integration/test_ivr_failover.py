@@ -35,7 +35,9 @@ CALLS = 20
 class AppServerDaemon:
     """`pbx ROLE --config` (an IVR or meeting server) with one worker, on the PBX's database."""
 
-    def __init__(self, name: str, data_dir: Path, config: Path, role: str = "ivr") -> None:
+    def __init__(self, name: str, data_dir: Path, config: Path, role: str = "ivr",
+                 extra: dict[str, object] | None = None) -> None:
+        """`extra`: more config sections (the state store, the cluster's auth secret)."""
         self.name = name
         self.role = role
         self.sip_port = free_port()
@@ -47,6 +49,7 @@ class AppServerDaemon:
                    "port_max": port_max, "recording_dir": str(config.parent / f"{name}-recordings")},
             "http": {"host": "127.0.0.1", "port": self.http_port},
             "log": {"level": "INFO"},
+            **(extra or {}),
         }))
         self.config = config
         self.log = config.with_suffix(".log")

@@ -1,11 +1,14 @@
 """Meetings in the all-in-one's meeting server, with pjsua2 phones dialling rooms through the
 Call Manager: who hears whom (each phone sends its own tone; the frequencies each receives
-say whom it hears), PINs, mute, the recording, a G.722 phone with a PCMU one, and the
-announcements of a full, a locked and an unknown room (issue 12)."""
+say whom it hears), PINs, mute, the recording, a G.722 phone with a PCMU one, the
+announcements of a full, a locked and an unknown room, and a meeting controlled from
+`pbx meeting participants|mute|record|lock|kick` (issue 12)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,13 +16,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from pbx_services.cluster.config import sqlite_url_for
+from pbx_services.cluster.control_client import control_request
 from pbx_services.cluster.database import create_engine_for
 from pbx_services.cluster.models import MeetingRoom, Tenant
 from pbx_services.rtp.wav import read_wav, write_wav
+from pbx_services.runtime.control import ControlReply
 from tests.integration.conftest import PbxServer, free_port, pbx, running_pbx
 from tests.integration.peers.pjsua2_phone import Pjsua2Phone
 from tests.integration.test_ivr_calls import RATE, level_at, received, tone
@@ -232,3 +238,66 @@ def test_a_room_that_is_gone_is_announced_not_silent(meeting_pbx: PbxServer, tmp
         caller.close()
     assert np.abs(received(tmp_path / "heard-1001.wav")).mean() > 200
     assert 1.0 < gone_after < 10
+
+
+def meeting_command(server: PbxServer, *args: str) -> subprocess.CompletedProcess[str]:
+    return pbx("meeting", *args, "--data-dir", str(server.data_dir), check=False)
+
+
+def test_the_cli_lists_mutes_records_locks_and_removes_participants(meeting_pbx: PbxServer,
+                                                                     tmp_path: Path) -> None:
+    with phones(meeting_pbx, tmp_path, ["1001", "1002", "1003", "1004"]) as (first, second, third, late):
+        for device in (first, second, third):
+            join(device, meeting_pbx.address, "850")
+        time.sleep(2)
+        listing = meeting_command(meeting_pbx, "participants", "850", "--json")
+        assert listing.returncode == 0, listing.stderr
+        meeting = json.loads(listing.stdout)
+        people = {person["caller"]: person for person in meeting["participants"]}
+        print(f"participants: {people}")
+        assert meeting["server"] == "allinone-meeting" and sorted(people) == ["1001", "1002", "1003"]
+        assert all(p["state"] == "in" and p["talking"] and p["muted"] is False for p in people.values())
+        table = meeting_command(meeting_pbx, "participants", "850").stdout.splitlines()
+        assert table[0].startswith("room 850 of pbx.local on meeting server allinone-meeting: started ")
+        assert table[1].split() == ["#", "CALLER", "STATE", "MODERATOR", "MUTED", "TALKING"]
+
+        muted = meeting_command(meeting_pbx, "mute", "850", str(people["1001"]["number"]))
+        assert muted.returncode == 0, muted.stderr
+        assert [line.split() for line in muted.stdout.splitlines() if " 1001 " in f" {line} "] == [
+            [str(people["1001"]["number"]), "1001", "in", "no", "yes", "yes"]]
+        recording = meeting_command(meeting_pbx, "record", "850")
+        assert recording.returncode == 0 and "recording to " in recording.stdout, recording
+        time.sleep(3)
+        assert meeting_command(meeting_pbx, "record", "850", "--stop").returncode == 0
+        assert meeting_command(meeting_pbx, "lock", "850").stdout.splitlines()[0].endswith(", locked")
+        join(late, meeting_pbx.address, "850")
+        locked_out_after = disconnected(late)
+
+        kicked = meeting_command(meeting_pbx, "kick", "850", str(people["1003"]["number"]))
+        assert kicked.returncode == 0, kicked.stderr
+        kicked_after = disconnected(third)
+        secret = yaml.safe_load((meeting_pbx.data_dir / "pbx.yml").read_text())["auth"]["secret"]
+        bad = control_request("127.0.0.1", meeting_pbx.http_port, secret, "POST",
+                              ["meetings", "pbx.local", "850", "participants", str(people["1002"]["number"]),
+                               "mute"], {"muted": "yes"})
+        assert bad == ControlReply(400, {"error": "'muted' must be true or false, not 'yes'"})
+        unknown = meeting_command(meeting_pbx, "mute", "850", "99")
+        assert (unknown.returncode, unknown.stderr) == (
+            1, "pbx: meeting server allinone-meeting: no participant 99 in room 850\n")
+        idle = meeting_command(meeting_pbx, "participants", "851")
+        assert (idle.returncode, idle.stderr) == (1, "pbx: no meeting in progress in room 851 of pbx.local\n")
+        time.sleep(1)
+        for device in (first, second):
+            device.send("hangup")
+            disconnected(device)
+    print(f"locked out after {locked_out_after:.1f} s, removed after {kicked_after:.1f} s")
+    assert 1.0 < locked_out_after < 10 and 1.0 < kicked_after < 10
+    assert np.abs(received(tmp_path / "heard-1003.wav")[-3 * RATE:]).mean() > 200  # "you have been removed"
+    assert heard_lately(tmp_path, "1002")["1001"] < SILENT  # muted by the CLI
+    assert seconds_heard(tmp_path, "1002", "1001") > 1.0  # and heard before
+    [recorded] = (meeting_pbx.data_dir / "recordings").glob("meeting-850@pbx.local-*.wav")
+    mix = read_wav(recorded).samples.astype(np.float64)
+    levels = {user: level_at(mix, TONES[user]) for user in ("1001", "1002", "1003")}
+    print(f"recording {recorded.name}: {len(mix) / RATE:.1f} s, tones {levels}")
+    assert 2.0 < len(mix) / RATE < 5.0
+    assert levels["1002"] > HEARD and levels["1003"] > HEARD and levels["1001"] < SILENT, levels

@@ -42,6 +42,8 @@ class Server(Base):
     weight: Mapped[int] = mapped_column(SmallInteger, default=1)
     """Share of new calls relative to the other servers of the role (least calls per weight wins)."""
     enabled: Mapped[bool] = mapped_column(default=True, server_default=true())
+    http_port: Mapped[int | None] = mapped_column(default=None)
+    """Where its /health, /metrics and control API answer, on `host`; None: not known."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
     def __repr__(self) -> str:

@@ -140,7 +140,7 @@ def test_a_daemon_starting_on_an_open_data_directory_logs_one_warning(
     data_dir.chmod(0o755)
 
     with caplog.at_level(logging.WARNING):
-        daemon.run(role="test", log_level="INFO", http=HttpConfig(port=0),
+        daemon.run(role="test", log_level="INFO", http=HttpConfig(port=0), auth=None,
                    components=lambda: [_FailsToStart()], private_paths=[data_dir, *database_paths(f"sqlite:///{data_dir}/pbx.sqlite3")])
 
     assert [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING] == [
