@@ -54,10 +54,10 @@ class CallHolding:
                 self._store.mark_gone(owner)
             return
         if not self.holder:
-            self._b2bua.restore_calls(now)
+            self._b2bua.records.restore_calls(now)
             log.info("this Call Manager holds the SIP address: it serves the calls")
             self.holder = True
         self._store.mark_alive(owner, ttl=HOLDER_TTL, now=wall)
         others = [o for o in self._store.owners() if self._place.adopts(o)]
         for gone in sorted(set(others) - self._store.alive(others, wall)):
-            self._b2bua.take_over_from(gone, now)
+            self._b2bua.records.take_over_from(gone, now)

@@ -81,8 +81,8 @@ class CallManager:
         self.media: MediaPool | None = None
         if media_pool is not None:
             self.media = MediaPool(
-                timers=self.timers, on_lost=lambda endpoint, t: self.b2bua.rehome(endpoint, t),
-                on_timeout_notice=lambda call_id, t: self.b2bua.media_timed_out(call_id, t),
+                timers=self.timers, on_lost=lambda endpoint, t: self.b2bua.anchoring.rehome(endpoint, t),
+                on_timeout_notice=lambda call_id, t: self.b2bua.anchoring.media_timed_out(call_id, t),
                 settings=media_pool)
         self.app_servers = AppServerPool(stack=self.stack, timers=self.timers,
                                          on_server_state=on_server_state or _ignore_server_state,
@@ -106,13 +106,13 @@ class CallManager:
         another worker's that cannot take it): handled here whatever its tags say."""
         for event in self.stack.receive(data, source, transport, now, forwarded=forwarded):
             self._dispatch(event, now)
-        self.b2bua.save_changed(now)
+        self.b2bua.records.save_changed(now)
 
     def take_releases(self) -> list[tuple[int, str]]:
         """(worker, call key): calls this worker took over from a sibling on this node, which
         must forget them if it is running."""
         releases = []
-        for owner, key in self.b2bua.take_takeovers():
+        for owner, key in self.b2bua.records.take_takeovers():
             place = place_of(owner)
             if place is not None and place[0] == self.place.node and place[1] != self.place.index:
                 releases.append((place[1], key))
@@ -126,7 +126,7 @@ class CallManager:
         for event in self.stack.handle_timer(now):
             self._dispatch(event, now)
         self.timers.run_due(now)
-        self.b2bua.save_changed(now)
+        self.b2bua.records.save_changed(now)
 
     def housekeeping(self, now: float) -> None:
         """Once a second: forget expired bindings, nonces and failures, refresh the directory.
@@ -135,7 +135,7 @@ class CallManager:
         """
         wall = now + self._wall_offset
         self.directory.tick(now)
-        self.b2bua.refresh_records(now)
+        self.b2bua.records.refresh_records(now)
         self._nonces.counts.handle_timer(wall)
         self.limiter.purge(wall)
         self.location.purge(wall)
@@ -150,7 +150,7 @@ class CallManager:
     def receive_media_control(self, data: bytes, source: tuple[str, int], now: float) -> None:
         assert self.media is not None
         self.media.receive(data, source, now)
-        self.b2bua.save_changed(now)
+        self.b2bua.records.save_changed(now)
 
     def take_media_control_transmits(self) -> list[tuple[bytes, tuple[str, int]]]:
         return self.media.take_transmits() if self.media is not None else []

@@ -42,7 +42,8 @@ from ..sip.uri import SipUri
 from .anchoring import SdpOrigin
 
 if TYPE_CHECKING:
-    from .b2bua import B2bua, Branch, Call, Leg, Target
+    from .b2bua import B2bua
+    from .call import Branch, Call, Leg, Target
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +81,8 @@ class CallTransfers:
     def handle_refer(self, call: Call, leg: Leg, request: SipRequest, tx: ServerTransaction,
                      now: float) -> None:
         b = self.b2bua
-        from .b2bua import Phase
-
         far = call.other(leg)
-        if call.phase is not Phase.ANSWERED or far is None or far.dialog is None:
+        if not call.answered or far is None or far.dialog is None:
             b._stack.respond(tx, 481, now=now)
             return
         if call.transfer is not None or call.reinvite_pending or leg.moving or far.moving \
@@ -92,7 +91,7 @@ class CallTransfers:
             return
         media = call.media
         place, other = call.leg_name(leg), call.leg_name(far)
-        if b._media is None or media is None or other not in media.sdp_from:
+        if b.anchoring.pool is None or media is None or other not in media.sdp_from:
             b._stack.respond(tx, 501, "Transfer Needs Anchored Media", now=now)
             return
         number = _refer_target(request)
@@ -109,15 +108,14 @@ class CallTransfers:
         """The application server holding the call (its b leg) is gone: send the call to the
         number's home among the others of its role, as a transfer with no transferor."""
         b = self.b2bua
-        from .b2bua import Phase
-
         lost = call.b
         media = call.media
-        if call.phase is not Phase.ANSWERED or lost is None:
+        if not call.answered or lost is None:
             return
         if lost.dialog is not None:
             b._dialogs.pop(lost.dialog.id, None)
-        if call.transfer is not None or b._media is None or media is None or "a" not in media.sdp_from:
+        if call.transfer is not None or b.anchoring.pool is None or media is None \
+                or "a" not in media.sdp_from:
             log.info("call %s lost its application server and cannot be moved: hanging up", call.call_id)
             b._hang_up(call, now, hangup_by=HangupBy.SYSTEM, skip=lost, reason=EndReason.APP_SERVER_LOST)
             return
@@ -150,7 +148,7 @@ class CallTransfers:
                 self._start_transfer_branch(call, transfer, target, body, t)
 
         transfer.offered = True
-        b._media_step(call, "offer", other, media.sdp_from[other], now, offered)
+        b.anchoring.step(call, "offer", other, media.sdp_from[other], now, offered)
         transfer.timer = b._timers.schedule(
             now + b._no_answer_timeout,
             lambda t: self._transfer_failed(call, transfer, 480, "No Answer", t))
@@ -211,7 +209,7 @@ class CallTransfers:
         if code < 200:
             if code == 180 and call.transfer is transfer and not transfer.ringback:
                 transfer.ringback = True
-                b._media_request(call, "play_tone", now, leg=_other(transfer.place), tone="ringback")
+                b.anchoring.request(call, "play_tone", now, leg=_other(transfer.place), tone="ringback")
                 if transfer.referrer is not None:
                     self._notify(transfer.referrer, 180, "Ringing", now, final=False)
             return
@@ -228,8 +226,6 @@ class CallTransfers:
     def _on_transfer_answer(self, call: Call, transfer: Transfer, branch: Branch,
                             response: SipResponse, now: float) -> None:
         b = self.b2bua
-        from .b2bua import Phase
-
         leg = branch.leg
         if leg.dialog is not None:  # a retransmission: our ACK was lost
             ack = leg.acks_sent.get(response.cseq.seq)
@@ -243,7 +239,7 @@ class CallTransfers:
             response = patched
         leg.dialog = Dialog.from_uac(branch.invite, response)
         b._send_ack(leg, branch.invite.cseq.seq, b"", None, now)
-        if call.transfer is not transfer or transfer.answered or call.phase is not Phase.ANSWERED:
+        if call.transfer is not transfer or transfer.answered or not call.answered:
             b._send_bye(leg, now)  # answered too late
             return
         branch.final = response.status_code
@@ -257,10 +253,10 @@ class CallTransfers:
         shown = media.origins[transferee].last_sent
         if transfer.ringback:
             transfer.ringback = False
-            b._media_request(call, "stop_playback", now, leg=transferee)
+            b.anchoring.request(call, "stop_playback", now, leg=transferee)
 
         def answered(body: bytes | None, t: float) -> None:
-            if call.transfer is not transfer or call.phase is not Phase.ANSWERED:
+            if call.transfer is not transfer or not call.answered:
                 if leg.dialog is not None:
                     b._send_bye(leg, t)
                 return
@@ -275,7 +271,7 @@ class CallTransfers:
                 if held is not None:
                     b._reinvite(call, held, body, t)
 
-        b._media_step(call, "answer", transfer.place, response.body, now, answered)
+        b.anchoring.step(call, "answer", transfer.place, response.body, now, answered)
 
     def _complete_transfer(self, call: Call, transfer: Transfer, branch: Branch, now: float) -> None:
         b = self.b2bua
@@ -293,7 +289,7 @@ class CallTransfers:
             call.b = leg
         b._register_dialog(call, leg)
         b._hold_app_endpoint(call, branch.app_endpoint)
-        b._changed.add(call)
+        b.records.mark_changed(call)
         log.info("call %s transferred to %s", call.call_id, transfer.number)
 
     def _transfer_failed(self, call: Call, transfer: Transfer, code: int, reason: str,
@@ -310,12 +306,12 @@ class CallTransfers:
         transferee = _other(transfer.place)
         if media is not None:
             if transfer.ringback:
-                b._media_request(call, "stop_playback", now, leg=transferee)
+                b.anchoring.request(call, "stop_playback", now, leg=transferee)
             if transfer.saved_origin is not None:
                 media.origins[transfer.place] = transfer.saved_origin
             if transfer.offered and transfer.place in media.sdp_from:
                 # Give the transferor its place back on the media server.
-                b._media_step(call, "answer", transfer.place, media.sdp_from[transfer.place], now,
+                b.anchoring.step(call, "answer", transfer.place, media.sdp_from[transfer.place], now,
                                  _ignore_body)
         if transfer.referrer is not None:
             self._notify(transfer.referrer, code, reason, now, final=True)

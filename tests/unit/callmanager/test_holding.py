@@ -85,8 +85,8 @@ def test_a_holder_taken_over_forgets_the_call_at_its_next_write(pbx: Pbx, alice:
     assert bob.pop_request("INFO") and len(pbx.core.b2bua.calls) == 1
     [held] = first.b2bua.calls
 
-    first.b2bua._changed.add(held)  # cm1 has something to write (a re-INVITE it relayed, say)
-    first.b2bua.save_changed(pbx.now)
+    first.b2bua.records.mark_changed(held)  # cm1 has something to write (a re-INVITE it relayed, say)
+    first.b2bua.records.save_changed(pbx.now)
 
     assert first.b2bua.calls == set() and first.take_transmits() == []
     assert [r.owner for r in pbx.state.dialogs.owned_by("cm2/0")] == ["cm2/0"]

@@ -34,7 +34,7 @@ def test_a_restarted_worker_takes_back_its_calls_and_a_bye_ends_them_whole(
     pbx.advance(30)
 
     pbx.restart()
-    assert pbx.core.b2bua.restore_calls(pbx.now) == 1
+    assert pbx.core.b2bua.records.restore_calls(pbx.now) == 1
     assert call.b_dialog is not None
     bob.send(call.b_dialog.request(bob, "BYE"))
 
@@ -172,7 +172,7 @@ def test_a_call_taken_over_whose_media_was_freed_meanwhile_is_hung_up(pbx: Pbx, 
     node.core._free(node.core.calls[held.call_id])  # it timed out while no worker held the call
 
     pbx.restart()
-    pbx.core.b2bua.restore_calls(pbx.now)
+    pbx.core.b2bua.records.restore_calls(pbx.now)
     pbx.deliver()
 
     for phone in (alice, bob):
@@ -198,8 +198,8 @@ def test_a_bye_of_a_call_held_elsewhere_waits_for_the_store_and_its_retransmissi
         pbx: Pbx, alice: Phone, bob: Phone) -> None:
     call = connected(alice, bob)
     pbx.restart(WorkerPlace(node="cm2", index=0))
-    away = _AwayDialogs(pbx.core.b2bua._store)
-    pbx.core.b2bua._store = away  # type: ignore[assignment]
+    away = _AwayDialogs(pbx.core.b2bua.records._store)
+    pbx.core.b2bua.records._store = away  # type: ignore[assignment]
     assert call.a_dialog is not None
     bye = call.a_dialog.request(alice, "BYE")
 

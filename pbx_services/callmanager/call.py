@@ -1,0 +1,235 @@
+"""What the B2BUA keeps about one call: its two legs, the branches that try to reach the
+callee, and the phases the call goes through.
+
+Rules:
+- A call's phase moves only through `TRANSITIONS` below, by `Call.transition`; any other
+  move is a bug here and raises. A call starts Routing (or Connected, when taken over from
+  the state store, which keeps answered calls only) and ends Ended, whatever ended it.
+- A branch's state moves only through `BRANCH_TRANSITIONS`, by `Branch.transition`. A branch
+  to be cancelled before any provisional answer waits for one before its CANCEL goes
+  (RFC 3261 9.1); its final status is kept apart (`Branch.final`).
+- What runs alongside a phase stays in fields of its own: the 2xx of ours a leg has not
+  ACKed yet (`Leg.unacked`, also for re-INVITEs), our own re-INVITE on a leg (`Leg.moving`)
+  and a re-INVITE relayed from one phone to the other (`Call.reinvite_pending`) can overlap,
+  and each may start or finish in the Connecting or the Connected phase.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from ..cluster.events import HangupBy
+from ..runtime.timers import Timer
+from ..sip.dialog import Dialog
+from ..sip.message import SipRequest, SipResponse
+from ..sip.transaction import ClientTransaction, ServerTransaction
+from .appservers import AppEndpoint
+
+if TYPE_CHECKING:
+    from .anchoring import MediaAnchor
+    from .transfer import Transfer
+
+
+class CallPhase(Enum):
+    ROUTING = "INVITE sent to the callee's contacts (or an application server), no answer yet"
+    CONNECTING = ("a branch answered: the caller's 2xx waits for the media server's answer, then is "
+                  "sent again until the caller ACKs it")
+    CONNECTED = "the caller ACKed our 2xx: the call is up"
+    ENDED = "refused, cancelled, failed or hung up: nothing more is sent for it"
+
+
+ROUTING, CONNECTING, CONNECTED, ENDED = CallPhase
+
+ANSWERED_PHASES = frozenset({CONNECTING, CONNECTED})
+"""The callee answered: the call has both its dialogs."""
+
+
+class CallInput(Enum):
+    ANSWERED = "the first 2xx of a branch to the INVITE"
+    ACKED = "the caller's ACK to our 2xx"
+    ENDED = "a final failure to the caller, a BYE, or the call given up (no ACK, media lost, ...)"
+
+
+TRANSITIONS: dict[tuple[CallPhase, CallInput], CallPhase] = {
+    (ROUTING, CallInput.ANSWERED): CONNECTING,
+    (ROUTING, CallInput.ENDED): ENDED,
+    (CONNECTING, CallInput.ACKED): CONNECTED,
+    (CONNECTING, CallInput.ENDED): ENDED,
+    (CONNECTED, CallInput.ENDED): ENDED,
+}
+"""(phase, input) -> next phase; no other pair is allowed. Ended is final."""
+
+
+class BranchState(Enum):
+    CALLING = "INVITE sent, no provisional answer (100 Trying aside)"
+    RINGING = "a provisional answer came"
+    CANCEL_WAITING = "to be cancelled: its CANCEL waits for a provisional answer"
+    CANCELLED = "CANCEL sent"
+
+
+CALLING, RINGING, CANCEL_WAITING, CANCELLED = BranchState
+
+
+class BranchInput(Enum):
+    PROVISIONAL = "a 1xx other than 100"
+    CANCEL = "we want the branch to stop ringing"
+
+
+BRANCH_TRANSITIONS: dict[tuple[BranchState, BranchInput], BranchState] = {
+    (CALLING, BranchInput.PROVISIONAL): RINGING,
+    (CALLING, BranchInput.CANCEL): CANCEL_WAITING,
+    (RINGING, BranchInput.PROVISIONAL): RINGING,
+    (RINGING, BranchInput.CANCEL): CANCELLED,
+    (CANCEL_WAITING, BranchInput.PROVISIONAL): CANCELLED,
+    (CANCELLED, BranchInput.PROVISIONAL): CANCELLED,
+}
+"""(state, input) -> next state; no other pair is allowed (a branch is cancelled once)."""
+
+
+@dataclass(eq=False)
+class Unacked:
+    """A 2xx to an INVITE that we sent and retransmit until the ACK arrives."""
+
+    response: SipResponse
+    cseq: int
+    timer: Timer | None
+    on_ack: Callable[[SipRequest, float], None]
+
+
+@dataclass(eq=False)
+class Leg:
+    """Our side of a dialog with one phone."""
+
+    side: HangupBy
+    """Who this phone is in the call, for the CDR's hangup_by."""
+    peer: tuple[str, int]
+    """Where this phone's requests come from and where ours go (works behind NAT)."""
+    transport: str
+    dialog: Dialog | None = None
+    unacked: Unacked | None = None
+    acks_sent: dict[int, SipRequest] = field(default_factory=dict)
+    """ACKs we sent for the phone's 2xx answers, by CSeq, re-sent on its retransmissions."""
+    relayed_2xx: set[int] = field(default_factory=set)
+    """CSeqs of the phone's re-INVITE 2xx answers being relayed (or relayed) to the other phone."""
+    moving: bool = False
+    """Our own re-INVITE (the media moved) is in progress on this leg."""
+
+
+@dataclass(eq=False)
+class Branch:
+    """One attempt to reach one registered contact of the callee."""
+
+    leg: Leg
+    invite: SipRequest
+    tx: ClientTransaction | None = None
+    state: BranchState = CALLING
+    final: int | None = None
+    app_endpoint: AppEndpoint | None = None
+    """The application server this branch goes to (IVR, queue, meeting), None for a phone."""
+    answer_timer: Timer | None = None
+    """Until the application server answers anything: silent past it, the next one is tried."""
+
+    @property
+    def cancelled(self) -> bool:
+        """We want this branch to stop ringing (its CANCEL sent or waiting)."""
+        return self.state in (CANCEL_WAITING, CANCELLED)
+
+    def transition(self, branch_input: BranchInput) -> bool:
+        """Move on `branch_input`; whether the CANCEL is to be sent now (the branch just became
+        Cancelled). RuntimeError if the table has no such move."""
+        before = self.state
+        after = BRANCH_TRANSITIONS.get((before, branch_input))
+        if after is None:
+            raise RuntimeError(f"branch to {self.invite.uri}: no move from {before.name} on "
+                               f"{branch_input.name}")
+        self.state = after
+        return after is CANCELLED and before is not CANCELLED
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where one branch of a call goes: a registered contact, or an application server."""
+
+    contact: str
+    """The Request-URI."""
+    source: tuple[str, int]
+    """Where the INVITE is sent."""
+    transport: str
+    app_endpoint: AppEndpoint | None = None
+
+
+@dataclass(eq=False)
+class Call:
+    a: Leg
+    call_id: str
+    """The caller's Call-ID: the CDR's, and the media server's name of the call."""
+    a_tx: ServerTransaction | None
+    """The caller's INVITE transaction; None for a call taken over from the state store."""
+    a_invite: SipRequest | None
+    a_tag: str
+    b_call_id: str
+    b_tag: str
+    caller: str
+    callee: str
+    tenant_id: int | None
+    started_at: float
+    branches: list[Branch] = field(default_factory=list)
+    b: Leg | None = None
+    phase: CallPhase = ROUTING
+    """Changed only by `transition`."""
+    answered_at: float | None = None
+    ring_timer: Timer | None = None
+    reinvite_pending: bool = False
+    """A re-INVITE from one phone is being relayed to the other (until the far end's final answer)."""
+    media: MediaAnchor | None = None
+    b_offer: bytes = b""
+    """The body of the INVITE sent to the callee's devices."""
+    saved_at: float | None = None
+    """When its record was last written to the state store; None: not yet (or not since a change)."""
+    recorded: bool = False
+    """Its record in the store names us: later writes go only over a record still naming us."""
+    realm: str = ""
+    """The tenant's domain: where the dialled number (and a transfer's target) is looked up."""
+    app_endpoint: AppEndpoint | None = None
+    """The application server that answered the call and holds it now."""
+    transfer: Transfer | None = None
+    """A REFER being carried out."""
+    app_recording: str | None = None
+    """Where the application server that answered records the call (a meeting's mix), for the CDR."""
+
+    def transition(self, call_input: CallInput) -> None:
+        """Move to the phase `TRANSITIONS` gives; RuntimeError if it has none (a bug here)."""
+        after = TRANSITIONS.get((self.phase, call_input))
+        if after is None:
+            raise RuntimeError(f"call {self.call_id}: no move from {self.phase.name} on {call_input.name}")
+        self.phase = after
+
+    @property
+    def answered(self) -> bool:
+        """The callee answered and the call has not ended (Connecting or Connected)."""
+        return self.phase in ANSWERED_PHASES
+
+    @property
+    def invite_tx(self) -> ServerTransaction:
+        """The caller's INVITE transaction, which only a call set up here has (not one taken over,
+        which is answered already)."""
+        assert self.a_tx is not None, "a call taken over has no INVITE transaction"
+        return self.a_tx
+
+    @property
+    def invite(self) -> SipRequest:
+        assert self.a_invite is not None, "a call taken over has no INVITE"
+        return self.a_invite
+
+    @property
+    def record_key(self) -> str:
+        return f"{self.call_id}/{self.a_tag}"
+
+    def other(self, leg: Leg) -> Leg | None:
+        return self.b if leg is self.a else self.a
+
+    def leg_name(self, leg: Leg) -> str:
+        return "a" if leg is self.a else "b"
