@@ -1,0 +1,1 @@
+"""Queue servers (ACD): call queues, agents and their states, strategies."""
