@@ -8,10 +8,11 @@ answer as a UAS on the A leg, so we retransmit our own 2xx until the caller ACKs
 (RFC 3261 13.3.1.4), and ACK the callee's 2xx ourselves.
 
 A call's phases (Routing, Connecting, Connected, Ended) and its legs and branches are in
-`call.py`. Every answered call is kept in the state store (`call_records.py`), so that
-another worker or Call Manager can go on with it. With a media pool, every call's media is
-anchored on a media server (`anchoring.py`) and the SIP flow waits for the server's reply
-wherever an SDP passes; a call is refused with 503 when no media server can take it.
+`call.py`, where a dialled number goes in `routing.py`. Every answered call is kept in the
+state store (`call_records.py`), so that another worker or Call Manager can go on with it.
+With a media pool, every call's media is anchored on a media server (`anchoring.py`) and the
+SIP flow waits for the server's reply wherever an SDP passes; a call is refused with 503
+when no media server can take it.
 
 Sans-IO: driven by `SipStack` events with the time passed in.
 """
@@ -19,7 +20,7 @@ Sans-IO: driven by `SipStack` events with the time passed in.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from ..cluster.events import CallEnded, Disposition, EndReason, HangupBy
@@ -36,7 +37,7 @@ from ..sip.stack import SERVER_NAME, SipStack
 from ..sip.transaction import T1, T2, ClientTransaction, ServerTransaction, make_cancel, make_tag
 from ..sip.uri import SipUri, parse_uri
 from .anchoring import MediaAnchoring
-from .appservers import PLACED_BY_NUMBER, AppEndpoint, AppServerPool
+from .appservers import AppEndpoint, AppServerPool
 from .auth import Authenticator
 from .call import (
     CONNECTING,
@@ -48,11 +49,11 @@ from .call import (
     Call,
     CallInput,
     Leg,
-    Target,
     Unacked,
 )
 from .call_records import CallRecords
 from .mediapool import MediaPool
+from .routing import CallRouter, Target, best_final_status, disposition_for, server_failed
 from .transfer import CallTransfers
 
 log = logging.getLogger(__name__)
@@ -77,17 +78,15 @@ class B2bua:
                  service_role: Callable[[str, str], ServerRole | None] | None = None,
                  app_answer_timeout: float = 1.0) -> None:
         self._stack = stack
-        self._app_servers = app_servers
-        self._service_role = service_role or _no_service
+        self.router = CallRouter(location=location, extension_exists=extension_exists,
+                                 service_role=service_role, app_servers=app_servers, wall_offset=wall_offset)
         self._app_answer_timeout = app_answer_timeout
         self.transfers = CallTransfers(self)
         self._make_tag = make_tag
         """Tags and Call-IDs we make name our worker (workers.py), so the call's messages find it."""
-        self._location = location
         self._auth = authenticator
         self._timers = timers
         self._realm_for = realm_for
-        self._extension_exists = extension_exists
         self._on_call_ended = on_call_ended
         self._no_answer_timeout = no_answer_timeout
         self._wall_offset = wall_offset
@@ -129,7 +128,7 @@ class B2bua:
             self._stack.respond(tx, 416, now=now)
             return
         dialed = target.user_unescaped or ""
-        targets = self.route(realm, dialed, now)
+        targets = self.router.route(realm, dialed, now)
         if isinstance(targets, tuple):
             code, reason = targets
             self._stack.respond(tx, code, reason, now=now, to_tag=self._make_tag())
@@ -162,46 +161,12 @@ class B2bua:
 
         self.anchoring.anchor(call, "a", request.body, now, route)
 
-    def route(self, realm: str, dialed: str, now: float) -> list[Target] | tuple[int, str]:
-        """Where a call to `dialed` in tenant `realm` goes: its branches' targets, or the status
-        (code, reason) that refuses it."""
-        if not dialed:
-            return 404, "Not Found"
-        if self._extension_exists(realm, dialed):
-            bindings = self._location.lookup(f"sip:{dialed}@{realm}", now + self._wall_offset)
-            if not bindings:
-                return 480, "Temporarily Unavailable"
-            return [Target(b.contact, b.source, b.transport) for b in bindings]
-        role = self._service_role(realm, dialed)
-        if role is None:
-            return 404, "Not Found"
-        endpoint = self._pick_app_endpoint(role, dialed, realm)
-        if endpoint is None:
-            log.warning("no %s server available for %s@%s", role, dialed, realm)
-            return 503, f"No {role.value.upper() if role is ServerRole.IVR else role.value} Server Available"
-        return [self._app_target(endpoint, dialed)]
-
-    def _pick_app_endpoint(self, role: ServerRole, number: str, realm: str, *,
-                           exclude: Iterable[AppEndpoint] = ()) -> AppEndpoint | None:
-        """The endpoint a call to `number` goes to: the number's home for the roles whose calls
-        meet on one worker (a meeting room), else the least loaded."""
-        if self._app_servers is None:
-            return None
-        if role in PLACED_BY_NUMBER:
-            return self._app_servers.home_for(role, number, realm, exclude=exclude)
-        return self._app_servers.pick(role, exclude=exclude)
-
     def app_endpoint_lost(self, endpoint: AppEndpoint, now: float) -> None:
         """An application server worker went down: each answered call it held is moved to
         another of its role (the caller hears the menu again, or is back in the room)."""
         for call in list(endpoint.calls):
             if call.app_endpoint is endpoint and call.answered:
                 self.transfers.move(call, now)
-
-    @staticmethod
-    def _app_target(endpoint: AppEndpoint, dialed: str) -> Target:
-        host, port = endpoint.address
-        return Target(f"sip:{dialed}@{host}:{port}", endpoint.address, "UDP", endpoint)
 
     def _start_branch(self, call: Call, target: Target, now: float) -> None:
         a_invite = call.invite
@@ -262,21 +227,21 @@ class B2bua:
     def _replace_app_branch(self, branch: Branch, code: int, now: float, branches: list[Branch],
                             start: Callable[[Target, float], None]) -> bool:
         endpoint = branch.app_endpoint
-        assert endpoint is not None and self._app_servers is not None
+        assert endpoint is not None
         if branch.final is None:
             branch.final = code
             if branch.tx is not None:
                 self._stack.layer.abandon(branch.tx)
-        self._app_servers.suspect(endpoint, now,
-                                  f"answered {code}" if code != 408 else "did not answer a call")
-        tried = [b.app_endpoint for b in branches if b.app_endpoint is not None]
         to = branch.invite.to.uri
-        other = self._pick_app_endpoint(endpoint.role, to.user_unescaped or "",  # type: ignore[union-attr]
-                                        to.host, exclude=tried)  # type: ignore[union-attr]
-        if other is None:
+        target = self.router.replacement(
+            endpoint, code, now, number=to.user_unescaped or "", realm=to.host,  # type: ignore[union-attr]
+            dialed=branch.invite.uri.user_unescaped or "",  # type: ignore[union-attr]
+            tried=[b.app_endpoint for b in branches if b.app_endpoint is not None])
+        if target is None:
             return False
-        log.info("call to %s: %s failed (%d), trying %s", branch.invite.uri, endpoint, code, other)
-        start(self._app_target(other, branch.invite.uri.user_unescaped or ""), now)  # type: ignore[union-attr]
+        log.info("call to %s: %s failed (%d), trying %s", branch.invite.uri, endpoint, code,
+                 target.app_endpoint)
+        start(target, now)
         return True
 
     # -- answers from the callee ------------------------------------------------------
@@ -872,38 +837,6 @@ class B2bua:
         self.calls.discard(call)
         self.records.let_go(call)
         log.info("call %s is held elsewhere now: forgotten here", call.call_id)
-
-
-def _no_service(realm: str, number: str) -> ServerRole | None:
-    return None
-
-
-def server_failed(code: int) -> bool:
-    """A final status that blames the server that sent it (5xx) or its silence (408): another
-    application server of the role may do better. A 6xx is the callee's answer everywhere."""
-    return 500 <= code < 600 or code == 408
-
-
-def best_final_status(codes: list[int]) -> int:
-    """The one final answer to give the caller when every branch failed (after RFC 3261 16.7)."""
-    if any(600 <= c < 700 for c in codes):
-        return min(c for c in codes if 600 <= c < 700)
-    for preferred in (486, 487, 404, 403):
-        if preferred in codes:
-            return preferred
-    # Unreachable devices (timeouts, server errors) mean the callee is not available now.
-    client_errors = [c for c in codes if 400 <= c < 500 and c != 408]
-    return min(client_errors) if client_errors else 480
-
-
-def disposition_for(status: int) -> Disposition:
-    if status in (486, 600):
-        return Disposition.BUSY
-    if status in (480, 408):
-        return Disposition.NO_ANSWER
-    if status == 487:
-        return Disposition.CANCELLED
-    return Disposition.FAILED
 
 
 def timeout_response(transaction: ClientTransaction) -> SipResponse:

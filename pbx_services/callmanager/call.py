@@ -149,18 +149,6 @@ class Branch:
         return after is CANCELLED and before is not CANCELLED
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Where one branch of a call goes: a registered contact, or an application server."""
-
-    contact: str
-    """The Request-URI."""
-    source: tuple[str, int]
-    """Where the INVITE is sent."""
-    transport: str
-    app_endpoint: AppEndpoint | None = None
-
-
 @dataclass(eq=False)
 class Call:
     a: Leg

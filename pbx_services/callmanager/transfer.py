@@ -40,10 +40,12 @@ from ..sip.message import SipRequest, SipResponse
 from ..sip.transaction import ServerTransaction, make_tag
 from ..sip.uri import SipUri
 from .anchoring import SdpOrigin
+from .routing import best_final_status, server_failed
 
 if TYPE_CHECKING:
     from .b2bua import B2bua
-    from .call import Branch, Call, Leg, Target
+    from .call import Branch, Call, Leg
+    from .routing import Target
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +133,7 @@ class CallTransfers:
         media = call.media
         assert media is not None
         place, other, number = transfer.place, _other(transfer.place), transfer.number
-        targets = b.route(call.realm, number, now)
+        targets = b.router.route(call.realm, number, now)
         if isinstance(targets, tuple):
             self._transfer_failed(call, transfer, targets[0], targets[1], now)
             return
@@ -201,8 +203,6 @@ class CallTransfers:
     def _on_transfer_response(self, call: Call, transfer: Transfer, branch: Branch,
                               response: SipResponse, now: float) -> None:
         b = self.b2bua
-        from .b2bua import best_final_status, server_failed
-
         code = response.status_code
         if b.branch_responded(branch, code, now):
             return
