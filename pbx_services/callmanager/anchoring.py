@@ -97,7 +97,7 @@ SdpCallback = Callable[[bytes | None, float], None]
 
 class MediaAnchoring:
     """The calls' media on the media pool's endpoints. Without a pool (`pool` None: unit tests
-    of signalling alone) the B2BUA passes SDP through unchanged and nothing here is used."""
+    of signalling alone) no call is anchored and `translate` passes SDP through unchanged."""
 
     def __init__(self, *, pool: MediaPool | None, timers: TimerQueue, record_calls: bool,
                  changed: Callable[[Call], None], reinvite: Callable[[Call, Leg, bytes, float], None],
