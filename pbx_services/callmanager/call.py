@@ -38,7 +38,7 @@ class CallPhase(Enum):
     CONNECTING = ("a branch answered: the caller's 2xx waits for the media server's answer, then is "
                   "sent again until the caller ACKs it")
     CONNECTED = "the caller ACKed our 2xx: the call is up"
-    ENDED = "refused, cancelled, failed or hung up: nothing more is sent for it"
+    ENDED = "refused, cancelled, failed or hung up, its CDR written; a branch answering late is hung up"
 
 
 ROUTING, CONNECTING, CONNECTED, ENDED = CallPhase
