@@ -48,7 +48,19 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.exc import OperationalError
 
-from pbx_services.cli import cdrs, daemons, database, events, inventory, ivr, meeting, prompts, servers, users
+from pbx_services.cli import (
+    cdrs,
+    daemons,
+    database,
+    events,
+    inventory,
+    ivr,
+    meeting,
+    prompts,
+    queue,
+    servers,
+    users,
+)
 from pbx_services.cli.common import EXIT_FAILURE, EXIT_USAGE, CommandError, Parser, Subparsers
 from pbx_services.cluster.config import ConfigError
 from pbx_services.cluster.dao import AlreadyExists, NotFound
@@ -62,6 +74,7 @@ COMMAND_GROUPS: tuple[Callable[[Subparsers], None], ...] = (
     prompts.add_commands,
     ivr.add_commands,
     meeting.add_commands,
+    queue.add_commands,
     servers.add_commands,
     cdrs.add_commands,
     daemons.add_commands,

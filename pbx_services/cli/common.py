@@ -7,13 +7,15 @@ checkout it runs from (where `scripts/setup.sh` puts it), and says so on stderr.
 """
 
 import argparse
+import dataclasses
+import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -107,11 +109,25 @@ def _given_data_dir(args: argparse.Namespace) -> Path | None:
     return Path(from_env) if from_env else None
 
 
+ServiceT = TypeVar("ServiceT")
+
+
 @dataclass(frozen=True)
 class OpenedDataDir:
     data_dir: Path
     config: PbxConfig
     sessions: sessionmaker[Session]
+
+    def service(self, factory: Callable[..., ServiceT]) -> ServiceT:
+        """A tenants' service (users, IVR menus, rooms, queues) on this data dir, whose tenant is the
+        default one when a command names none."""
+        return factory(sessions=self.sessions, default_domain=self.config.callmanager.default_domain)
+
+
+def print_json(rows: Sequence[Any]) -> None:
+    """`--json` of a listing: a list of objects, one per dataclass row."""
+    json.dump([dataclasses.asdict(row) for row in rows], sys.stdout, indent=2)
+    print()
 
 
 @contextmanager

@@ -7,7 +7,6 @@ from datetime import date
 from pbx_services.cli.common import (
     EXIT_OK,
     CommandError,
-    OpenedDataDir,
     Subparsers,
     data_dir_option,
     open_data_dir,
@@ -96,14 +95,11 @@ def _add_schedule_commands(subparsers: Subparsers) -> None:
     delete.set_defaults(run=_schedule_del)
 
 
-def _ivr_service(opened: OpenedDataDir) -> IvrService:
-    return IvrService(sessions=opened.sessions, default_domain=opened.config.callmanager.default_domain)
-
 
 def _ivr_add(args: argparse.Namespace) -> int:
     options = _options(args.options)
     with open_data_dir(args) as opened:
-        menu = _ivr_service(opened).add_menu(
+        menu = opened.service(IvrService).add_menu(
             args.number, greeting=args.greeting, options=options, timeout=args.timeout,
             inter_digit_timeout=args.inter_digit_timeout, retries=args.retries,
             invalid_prompt=args.invalid_prompt, timeout_prompt=args.timeout_prompt,
@@ -135,7 +131,7 @@ def _describe_options(menu: IvrMenuInfo) -> str:
 
 def _ivr_list(args: argparse.Namespace) -> int:
     with open_data_dir(args) as opened:
-        menus = _ivr_service(opened).list_menus(args.tenant)
+        menus = opened.service(IvrService).list_menus(args.tenant)
     if not menus:
         print("no IVR menus")
         return EXIT_OK
@@ -153,7 +149,7 @@ def _ivr_list(args: argparse.Namespace) -> int:
 
 def _ivr_del(args: argparse.Namespace) -> int:
     with open_data_dir(args) as opened:
-        _ivr_service(opened).delete_menu(args.number, args.tenant)
+        opened.service(IvrService).delete_menu(args.number, args.tenant)
     print(f"deleted IVR menu {args.number}")
     return EXIT_OK
 
@@ -165,21 +161,18 @@ def _iso_date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-12-25") from None
 
 
-def _schedule_service(opened: OpenedDataDir) -> ScheduleService:
-    return ScheduleService(sessions=opened.sessions, default_domain=opened.config.callmanager.default_domain)
-
 
 def _schedule_add(args: argparse.Namespace) -> int:
     with open_data_dir(args) as opened:
-        schedule = _schedule_service(opened).add_schedule(args.name, args.hours, args.timezone, args.holidays,
-                                                          tenant_domain=args.tenant)
+        schedule = opened.service(ScheduleService).add_schedule(
+            args.name, args.hours, args.timezone, args.holidays, tenant_domain=args.tenant)
     print(f"added schedule {schedule.name}")
     return EXIT_OK
 
 
 def _schedule_list(args: argparse.Namespace) -> int:
     with open_data_dir(args) as opened:
-        schedules = _schedule_service(opened).list(args.tenant)
+        schedules = opened.service(ScheduleService).list(args.tenant)
     if not schedules:
         print("no schedules")
         return EXIT_OK
@@ -193,6 +186,6 @@ def _schedule_list(args: argparse.Namespace) -> int:
 
 def _schedule_del(args: argparse.Namespace) -> int:
     with open_data_dir(args) as opened:
-        _schedule_service(opened).delete(args.name, args.tenant)
+        opened.service(ScheduleService).delete(args.name, args.tenant)
     print(f"deleted schedule {args.name}")
     return EXIT_OK

@@ -11,7 +11,6 @@ that has it, through the control API (`runtime.control`, the token from `auth.se
 """
 
 import argparse
-import dataclasses
 import json
 import sys
 from typing import Any
@@ -19,10 +18,10 @@ from typing import Any
 from pbx_services.cli.common import (
     EXIT_OK,
     CommandError,
-    OpenedDataDir,
     Subparsers,
     data_dir_option,
     open_data_dir,
+    print_json,
     print_table,
     yes_no,
 )
@@ -101,13 +100,10 @@ def add_commands(subparsers: Subparsers) -> None:
         command.set_defaults(run=_meeting_control, action=name)
 
 
-def _service(opened: OpenedDataDir) -> MeetingService:
-    return MeetingService(sessions=opened.sessions, default_domain=opened.config.callmanager.default_domain)
-
 
 def _meeting_add(args: argparse.Namespace) -> int:
     with open_data_dir(args) as opened:
-        room = _service(opened).add_room(
+        room = opened.service(MeetingService).add_room(
             args.number, pin=args.pin, moderator_pin=args.moderator_pin,
             max_participants=args.max_participants, pin_tries=args.pin_tries,
             wait_for_moderator=args.wait_for_moderator, end_with_moderator=args.end_with_moderator,
@@ -135,10 +131,9 @@ def describe(room: MeetingRoomInfo) -> str:
 
 def _meeting_list(args: argparse.Namespace) -> int:
     with open_data_dir(args) as opened:
-        rooms = _service(opened).list_rooms(args.tenant)
+        rooms = opened.service(MeetingService).list_rooms(args.tenant)
     if args.json:
-        json.dump([dataclasses.asdict(room) for room in rooms], sys.stdout, indent=2)
-        print()
+        print_json(rooms)
         return EXIT_OK
     if not rooms:
         print("no meeting rooms")
@@ -154,7 +149,7 @@ def _meeting_list(args: argparse.Namespace) -> int:
 
 def _meeting_del(args: argparse.Namespace) -> int:
     with open_data_dir(args) as opened:
-        _service(opened).delete_room(args.number, args.tenant)
+        opened.service(MeetingService).delete_room(args.number, args.tenant)
     print(f"deleted meeting room {args.number}")
     return EXIT_OK
 
@@ -166,7 +161,7 @@ _ACTIONS = {"mute": ("mute", "muted"), "kick": ("kick", None), "lock": ("lock", 
 
 def _meeting_control(args: argparse.Namespace) -> int:
     with open_data_dir(args) as opened:
-        room = _service(opened).room(args.number, args.tenant)
+        room = opened.service(MeetingService).room(args.number, args.tenant)
         servers = ServerService(sessions=opened.sessions).list_servers(role=ServerRole.MEETING)
         assert opened.config.auth is not None
         secret = opened.config.auth.secret.get_secret_value()

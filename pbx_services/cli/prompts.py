@@ -5,7 +5,6 @@ from pathlib import Path
 
 from pbx_services.cli.common import (
     EXIT_OK,
-    OpenedDataDir,
     Parser,
     Subparsers,
     data_dir_option,
@@ -61,13 +60,10 @@ def add_commands(subparsers: Subparsers) -> None:
     delete.set_defaults(run=_prompt_del)
 
 
-def _prompt_service(opened: OpenedDataDir) -> PromptService:
-    return PromptService(sessions=opened.sessions, default_domain=opened.config.callmanager.default_domain)
-
 
 def _prompt_say(args: argparse.Namespace) -> int:
     with open_data_dir(args) as opened:
-        prompt = _prompt_service(opened).say(args.text, args.name, tenant_domain=args.tenant,
+        prompt = opened.service(PromptService).say(args.text, args.name, tenant_domain=args.tenant,
                                              voice=args.voice, replace=args.replace)
     _print_added(prompt)
     return EXIT_OK
@@ -75,7 +71,7 @@ def _prompt_say(args: argparse.Namespace) -> int:
 
 def _prompt_add(args: argparse.Namespace) -> int:
     with open_data_dir(args) as opened:
-        prompt = _prompt_service(opened).add_file(args.name, args.file, tenant_domain=args.tenant,
+        prompt = opened.service(PromptService).add_file(args.name, args.file, tenant_domain=args.tenant,
                                                   replace=args.replace)
     _print_added(prompt)
     return EXIT_OK
@@ -87,7 +83,7 @@ def _print_added(prompt: PromptInfo) -> None:
 
 def _prompt_list(args: argparse.Namespace) -> int:
     with open_data_dir(args) as opened:
-        prompts = _prompt_service(opened).list(args.tenant)
+        prompts = opened.service(PromptService).list(args.tenant)
     if not prompts:
         print("no prompts")
         return EXIT_OK
@@ -102,6 +98,6 @@ def _shortened(text: str) -> str:
 
 def _prompt_del(args: argparse.Namespace) -> int:
     with open_data_dir(args) as opened:
-        _prompt_service(opened).delete(args.name, args.tenant)
+        opened.service(PromptService).delete(args.name, args.tenant)
     print(f"deleted prompt {args.name}")
     return EXIT_OK

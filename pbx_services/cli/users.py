@@ -5,7 +5,6 @@ from pathlib import Path
 
 from pbx_services.cli.common import (
     EXIT_OK,
-    OpenedDataDir,
     Parser,
     Subparsers,
     data_dir_option,
@@ -56,13 +55,10 @@ def add_commands(subparsers: Subparsers) -> None:
     load.set_defaults(run=_user_import)
 
 
-def _user_service(opened: OpenedDataDir) -> UserService:
-    return UserService(sessions=opened.sessions, default_domain=opened.config.callmanager.default_domain)
-
 
 def _user_add(args: argparse.Namespace) -> int:
     with open_data_dir(args) as opened:
-        user = _user_service(opened).add_user(
+        user = opened.service(UserService).add_user(
             args.extension, args.password, name=args.name, email=args.email, tenant=args.tenant
         )
         print(f"added user {user.extension}@{user.tenant.domain}")
@@ -71,7 +67,7 @@ def _user_add(args: argparse.Namespace) -> int:
 
 def _user_list(args: argparse.Namespace) -> int:
     with open_data_dir(args) as opened:
-        users = _user_service(opened).list_users(tenant=args.tenant)
+        users = opened.service(UserService).list_users(tenant=args.tenant)
     if not users:
         print("no users")
         return EXIT_OK
@@ -93,14 +89,14 @@ def _user_list(args: argparse.Namespace) -> int:
 
 def _user_del(args: argparse.Namespace) -> int:
     with open_data_dir(args) as opened:
-        _user_service(opened).delete_user(args.extension, tenant=args.tenant)
+        opened.service(UserService).delete_user(args.extension, tenant=args.tenant)
         print(f"deleted user {args.extension}@{args.tenant or opened.config.callmanager.default_domain}")
     return EXIT_OK
 
 
 def _user_import(args: argparse.Namespace) -> int:
     with open_data_dir(args) as opened:
-        result = _user_service(opened).import_csv(args.file)
+        result = opened.service(UserService).import_csv(args.file)
     print(f"imported {result.imported:,} user{'s' if result.imported != 1 else ''}")
     existing = result.existing_summary()
     if existing is not None:

@@ -1,4 +1,4 @@
-"""Where a call can be sent: the destinations IVR options (and later routes) name.
+"""Where a call can be sent: the destinations IVR options, queue overflows (and later routes) name.
 
     201            an extension (or any number of the tenant's dial plan)
     queue:700      a call queue
@@ -9,7 +9,7 @@
     hangup         a clean hang-up
 
 `parse_destination` checks the form only; whether the number exists is the business of
-the service that saves it (`ivr.IvrService`), which names a missing one.
+the service that saves it, with `numbering.check_destination`, which names a missing one.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from pbx_services.cluster.validation import EXTENSION_MAX_LENGTH, InvalidValue
 
+DESTINATION_MAX_LENGTH = 80
 _NUMBER = re.compile(rf"[0-9A-Za-z*#+._-]{{1,{EXTENSION_MAX_LENGTH}}}")
 
 
@@ -74,3 +75,16 @@ def parse_destination(text: str) -> Destination:
         raise InvalidValue(f"destination {text[:90]!r}: not an extension number, queue:N, meeting:N, "
                            "ivr:N, dial, repeat or hangup")
     return Destination(DestinationKind.EXTENSION, value)
+
+
+def parse_destination_for(role: str, text: str, *, repeat_allowed: bool = True) -> Destination:
+    """`parse_destination` of what `role` ("option 1", "overflow") names; InvalidValue naming it."""
+    if len(text) > DESTINATION_MAX_LENGTH:
+        raise InvalidValue(f"{role}: destination is longer than {DESTINATION_MAX_LENGTH} characters")
+    try:
+        destination = parse_destination(text)
+    except InvalidValue as exc:
+        raise InvalidValue(f"{role}: {exc}") from None
+    if destination.kind is DestinationKind.REPEAT and not repeat_allowed:
+        raise InvalidValue(f"{role}: 'repeat' would never let the call leave the menu")
+    return destination

@@ -7,7 +7,7 @@ never sends a call to a number that reaches nothing.
 """
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -17,11 +17,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, selectinload, sessionmaker
 
 from pbx_services.cluster.dao import AlreadyExists, Dao, NotFound
-from pbx_services.cluster.destinations import Destination, DestinationKind, parse_destination
-from pbx_services.cluster.meetings import meeting_room_exists
+from pbx_services.cluster.destinations import Destination, DestinationKind, parse_destination_for
 from pbx_services.cluster.models import Holiday, IvrMenu, IvrOption, Schedule, Tenant
-from pbx_services.cluster.models.ivr import DESTINATION_MAX_LENGTH
-from pbx_services.cluster.numbering import check_unrouted, find_to_replace, number_owner
+from pbx_services.cluster.numbering import check_destination, check_unrouted, find_to_replace
 from pbx_services.cluster.prompts import PromptDao, validate_name
 from pbx_services.cluster.schedules import parse_hours, validate_timezone
 from pbx_services.cluster.users import tenant_by_domain
@@ -113,28 +111,6 @@ class ScheduleDao(Dao[Schedule]):
         return super()._select(criteria).options(selectinload(Schedule.holidays))
 
 
-def _extension_exists(session: Session, tenant_id: int, number: str) -> bool:
-    # Any number of the tenant's dial plan: a user, another menu, ...
-    return number_owner(session, tenant_id, number) is not None
-
-
-def _ivr_menu_exists(session: Session, tenant_id: int, number: str) -> bool:
-    return IvrMenuDao(session=session).find_by(tenant_id=tenant_id, number=number) is not None
-
-
-def _queue_exists(session: Session, tenant_id: int, number: str) -> bool:
-    return False  # there are no queues yet: their table will be looked up here
-
-
-_DESTINATION_EXISTS: dict[DestinationKind, tuple[str, Callable[[Session, int, str], bool]]] = {
-    DestinationKind.EXTENSION: ("extension", _extension_exists),
-    DestinationKind.IVR: ("IVR menu", _ivr_menu_exists),
-    DestinationKind.QUEUE: ("queue", _queue_exists),
-    DestinationKind.MEETING: ("meeting room", meeting_room_exists),
-}
-"""What a destination of each numbered kind is called, and whether the tenant has it."""
-
-
 class IvrService:
     """IVR menus of every tenant; `default_domain` names the tenant used when none is given."""
 
@@ -183,10 +159,10 @@ class IvrService:
                                    "and * (# ends the input)")
         if (schedule is None) != (closed_destination is None):
             raise InvalidValue("a schedule and a closed destination go together: give both or neither")
-        parsed_options = {digits: _parse(f"option {digits}", text)
+        parsed_options = {digits: parse_destination_for(f"option {digits}", text)
                           for digits, text in sorted(options.items())}
-        final = _parse("final destination", final_destination, repeat_allowed=False)
-        closed = (_parse("closed destination", closed_destination, repeat_allowed=False)
+        final = parse_destination_for("final destination", final_destination, repeat_allowed=False)
+        closed = (parse_destination_for("closed destination", closed_destination, repeat_allowed=False)
                   if closed_destination is not None else None)
         with self._sessions.begin() as session:
             tenant = tenant_by_domain(session, tenant_domain, default_domain=self._default_domain)
@@ -310,31 +286,14 @@ class ScheduleService:
             schedules.delete(schedule)
 
 
-def _parse(role: str, text: str, *, repeat_allowed: bool = True) -> Destination:
-    if len(text) > DESTINATION_MAX_LENGTH:
-        raise InvalidValue(f"{role}: destination is longer than {DESTINATION_MAX_LENGTH} characters")
-    try:
-        destination = parse_destination(text)
-    except InvalidValue as exc:
-        raise InvalidValue(f"{role}: {exc}") from None
-    if destination.kind is DestinationKind.REPEAT and not repeat_allowed:
-        raise InvalidValue(f"{role}: 'repeat' would never let the call leave the menu")
-    return destination
-
-
 def _check_exists(session: Session, tenant: Tenant, role: str, destination: Destination, *,
                   menu_number: str) -> None:
-    """InvalidValue naming `role` and the destination if it reaches nothing in the tenant;
-    the menu being saved (`menu_number`) may send calls to itself (as `ivr:N` or plain N,
-    not as a queue or a room: no queue or room can have its number)."""
-    if destination.number is None:
-        return
+    """`check_destination`, except that the menu being saved (`menu_number`) may send calls to
+    itself (as `ivr:N` or plain N, not as a queue or a room: none can have its number)."""
     if destination.number == menu_number and destination.kind in (DestinationKind.EXTENSION,
                                                                    DestinationKind.IVR):
         return
-    label, exists = _DESTINATION_EXISTS[destination.kind]
-    if not exists(session, tenant.id, destination.number):
-        raise InvalidValue(f"{role}: {label} {destination.number} does not exist in {tenant.domain}")
+    check_destination(session, tenant, role, destination)
 
 
 def _prompt_id(prompts: PromptDao, tenant: Tenant, role: str, name: str | None) -> int | None:

@@ -1,10 +1,11 @@
 """Who owns a number of a tenant's dial plan (a user's extension, an IVR menu, a meeting
-room, ...), and what sends calls to it.
+room, a queue), and what sends calls to it.
 
 One number of a tenant reaches one thing, so every service that gives out numbers asks
-here first (`number_owner`, `find_to_replace`), and one that takes a number away asks
-what would then send calls nowhere (`routes_to`, `check_unrouted`). A new kind of numbered
-thing (queues) adds its table's columns to `_NUMBER_OWNERS`.
+here first (`number_owner`, `find_to_replace`); one that saves a destination checks that it
+reaches something (`check_destination`); and one that takes a number away asks what would
+then send calls nowhere (`routes_to`, `check_unrouted`). A new kind of numbered thing adds
+its table's columns to `_NUMBER_OWNERS`.
 """
 
 from collections.abc import Iterable
@@ -15,15 +16,22 @@ from sqlalchemy.orm import Session
 
 from pbx_services.cluster.dao import AlreadyExists, Dao, ModelT, chunked
 from pbx_services.cluster.destinations import Destination, DestinationKind
-from pbx_services.cluster.models import IvrMenu, IvrOption, MeetingRoom, Tenant, User
+from pbx_services.cluster.models import CallQueue, IvrMenu, IvrOption, MeetingRoom, Tenant, User
 from pbx_services.cluster.validation import InvalidValue
 
 _NUMBER_OWNERS: tuple[tuple[str, Any, Any], ...] = (
     ("extension", User.tenant_id, User.extension),
     ("IVR menu", IvrMenu.tenant_id, IvrMenu.number),
     ("meeting room", MeetingRoom.tenant_id, MeetingRoom.number),
+    ("queue", CallQueue.tenant_id, CallQueue.number),
 )
 """(what it is, its tenant column, its number column) of each kind of numbered thing."""
+_KINDS: dict[DestinationKind, tuple[str, Any, Any]] = {
+    DestinationKind.IVR: ("IVR menu", IvrMenu.tenant_id, IvrMenu.number),
+    DestinationKind.QUEUE: ("queue", CallQueue.tenant_id, CallQueue.number),
+    DestinationKind.MEETING: ("meeting room", MeetingRoom.tenant_id, MeetingRoom.number),
+}
+"""What a destination of each prefixed kind (`queue:700`) is called, and its table's columns."""
 _CHUNK_SIZE = 500
 
 
@@ -60,6 +68,21 @@ def find_to_replace(dao: Dao[ModelT], tenant: Tenant, number: str, *, what: str,
     return found
 
 
+def check_destination(session: Session, tenant: Tenant, role: str, destination: Destination) -> None:
+    """InvalidValue naming `role` and the destination if it reaches nothing in the tenant: a
+    plain number must be anything of the dial plan, `queue:N` a queue, and so on."""
+    if destination.number is None:
+        return
+    if destination.kind is DestinationKind.EXTENSION:
+        label, exists = "extension", number_owner(session, tenant.id, destination.number) is not None
+    else:
+        label, tenant_column, number_column = _KINDS[destination.kind]
+        exists = session.execute(select(number_column).where(
+            tenant_column == tenant.id, number_column == destination.number)).first() is not None
+    if not exists:
+        raise InvalidValue(f"{role}: {label} {destination.number} does not exist in {tenant.domain}")
+
+
 def check_unrouted(session: Session, tenant: Tenant, number: str, *, kind: DestinationKind,
                    what: str) -> None:
     """InvalidValue naming what sends calls to the tenant's `what` ("IVR menu") of `number`
@@ -90,4 +113,9 @@ def routes_to(session: Session, tenant_id: int, number: str, *,
     for menu, final, closed in menus:
         routes += [f"IVR menu {menu} {what}" for what, destination in
                    (("final destination", final), ("closed destination", closed)) if destination in targets]
+    other_queues = [CallQueue.number != number] if kind is DestinationKind.QUEUE else []
+    overflows = session.execute(
+        select(CallQueue.number).where(CallQueue.tenant_id == tenant_id, CallQueue.overflow.in_(targets),
+                                       *other_queues).order_by(CallQueue.number))
+    routes += [f"queue {queue} overflow" for queue in overflows.scalars()]
     return routes

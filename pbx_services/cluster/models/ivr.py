@@ -5,11 +5,11 @@ from datetime import date, datetime
 from sqlalchemy import Date, ForeignKey, LargeBinary, SmallInteger, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from pbx_services.cluster.destinations import DESTINATION_MAX_LENGTH
 from pbx_services.cluster.models.base import Base, UtcDateTime, utcnow
 from pbx_services.cluster.validation import EXTENSION_MAX_LENGTH
 
 PROMPT_NAME_MAX_LENGTH = 64
-DESTINATION_MAX_LENGTH = 80
 """An extension number or `queue:N`, `meeting:N`, `ivr:N`, `dial`, `repeat`, `hangup`."""
 
 

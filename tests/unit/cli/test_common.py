@@ -165,7 +165,7 @@ def test_outdated_schema_is_reported(initialized: Path, capsys: pytest.CaptureFi
 
     assert status == 1
     assert err == (
-        f"pbx: the database schema is at revision none, this pbx needs 0006: "
+        f"pbx: the database schema is at revision none, this pbx needs 0007: "
         f"run 'pbx init --data-dir {initialized}' to upgrade it\n"
     )
     assert run(capsys, "init", "--data-dir", str(initialized))[0] == 0

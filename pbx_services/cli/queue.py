@@ -1,0 +1,176 @@
+"""`pbx queue add|list|del`: the call queues; `pbx agent login|logout|pause|unpause|skills`: their agents.
+
+A member is `EXT[:PENALTY]`: `--member` for a static agent (always logged in), `--dynamic-member`
+for one who logs in and out (`pbx agent login`). Logins, pauses and skills are kept in the
+database, so that no restart of any server loses them.
+"""
+
+import argparse
+
+from pbx_services.cli.common import (
+    EXIT_OK,
+    Subparsers,
+    data_dir_option,
+    open_data_dir,
+    print_json,
+    print_table,
+    yes_no,
+)
+from pbx_services.cli.prompts import tenant_option
+from pbx_services.cluster.queues import QueueInfo, QueueService, format_skills
+
+
+def add_commands(subparsers: Subparsers) -> None:
+    common = [data_dir_option(), tenant_option()]
+    parser = subparsers.add_parser("queue", help="add, list and delete call queues",
+                                   description="Call queues: callers wait with music for the next agent.")
+    commands = parser.add_subparsers(dest="queue_command", required=True, metavar="COMMAND")
+
+    add = commands.add_parser(
+        "add", parents=common, help="add a call queue",
+        description="Add the queue reached by dialling NUMBER. Its strategy picks whom to ring among the "
+        "available agents of the lowest penalty: ring-all, round-robin, round-robin-ordered, longest-idle, "
+        "fewest-calls, least-talk-time, random, weighted-random, linear (Asterisk's and FreeSWITCH's names "
+        "are understood too).")
+    add.add_argument("number", metavar="NUMBER")
+    add.add_argument("--strategy", default="ring-all", help="how agents are picked (default ring-all)")
+    add.add_argument("--member", action="append", default=[], metavar="EXT[:PENALTY]", type=_member,
+                     help="a static agent, always logged in; repeat for each (penalty 0-99, default 0)")
+    add.add_argument("--dynamic-member", action="append", default=[], metavar="EXT[:PENALTY]", type=_member,
+                     help="an agent who logs in and out (pbx agent login, or a feature code)")
+    add.add_argument("--skills", default="", metavar="SKILL[:LEVEL],...",
+                     help="what the queue's calls need of an agent, e.g. fr:3,billing (level 1-10, "
+                     "default 1)")
+    add.add_argument("--max-wait", type=int, default=0, metavar="S",
+                     help="seconds a caller waits at most before the overflow (0: no limit)")
+    add.add_argument("--max-length", type=int, default=0, metavar="N",
+                     help="callers waiting at most; the next goes to the overflow (0: no limit)")
+    add.add_argument("--overflow", metavar="DEST",
+                     help="where callers go past the limits or when nobody can answer: an extension, "
+                     "queue:N, ivr:N, meeting:N (default: an announcement and a hang-up)")
+    add.add_argument("--join-empty", action="store_true",
+                     help="callers may wait while no agent is logged in (default: they go to the overflow)")
+    add.add_argument("--no-leave-empty", action="store_false", dest="leave_empty",
+                     help="waiting callers stay when the last agent logs out")
+    add.add_argument("--wrap-up", type=int, default=10, metavar="S", help="seconds after a call before the "
+                     "agent's next (0-3600, default 10)")
+    add.add_argument("--ring-timeout", type=int, default=15, metavar="S",
+                     help="seconds an agent rings before the next is tried (5-300, default 15)")
+    add.add_argument("--service-level", type=int, default=20, metavar="S",
+                     help="answered within S seconds counts towards the service level (default 20)")
+    add.add_argument("--position-interval", type=int, default=30, metavar="S",
+                     help="seconds between announcements of the caller's position and wait (0: none)")
+    add.add_argument("--max-misses", type=int, default=3, metavar="N",
+                     help="rings in a row an agent may miss before being paused (0: never; default 3)")
+    add.add_argument("--callback", action="store_true",
+                     help="callers may press 1 to be called back when their turn comes, keeping their place")
+    add.add_argument("--music", metavar="PROMPT", help="a prompt played in a loop while waiting "
+                     "(default: the built-in music)")
+    add.add_argument("--name", metavar="TEXT", help="what the queue is for")
+    add.add_argument("--replace", action="store_true", help="replace the queue of that number")
+    add.set_defaults(run=_queue_add)
+
+    listing = commands.add_parser("list", parents=common, help="list the call queues and their members")
+    listing.add_argument("--json", action="store_true", help="a JSON list of objects, one per queue")
+    listing.set_defaults(run=_queue_list)
+
+    delete = commands.add_parser("del", parents=common, help="delete a call queue")
+    delete.add_argument("number", metavar="NUMBER")
+    delete.set_defaults(run=_queue_del)
+
+    agent = subparsers.add_parser("agent", help="log queue agents in and out, pause them, give them skills")
+    agents = agent.add_subparsers(dest="agent_command", required=True, metavar="COMMAND")
+    for name, help_text in (("login", "log a dynamic agent in to its queues (or one)"),
+                            ("logout", "log a dynamic agent out of its queues (or one)"),
+                            ("pause", "pause an agent: no queue calls until unpaused"),
+                            ("unpause", "let a paused agent take queue calls again")):
+        command = agents.add_parser(name, parents=common, help=help_text)
+        command.add_argument("extension", metavar="EXT")
+        command.add_argument("--queue", metavar="NUMBER", help="only this queue (default: all its queues)")
+        if name == "pause":
+            command.add_argument("--reason", metavar="TEXT", help="why (a break, training...)")
+        command.set_defaults(run=_agent_state, action=name)
+    skills = agents.add_parser("skills", parents=common, help="set an agent's skills")
+    skills.add_argument("extension", metavar="EXT")
+    skills.add_argument("skills", metavar="SKILL[:LEVEL],...", help="all its skills, e.g. fr:5,billing:2 "
+                        "('' for none)")
+    skills.set_defaults(run=_agent_skills)
+
+
+def _member(text: str) -> tuple[str, int]:
+    extension, colon, penalty = text.partition(":")
+    if not colon:
+        return extension, 0
+    try:
+        return extension, int(penalty)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the penalty after ':' must be a number") from None
+
+
+
+def _queue_add(args: argparse.Namespace) -> int:
+    with open_data_dir(args) as opened:
+        queue = opened.service(QueueService).add_queue(
+            args.number, strategy=args.strategy, members=args.member, dynamic_members=args.dynamic_member,
+            skills=args.skills, max_wait=args.max_wait, max_length=args.max_length, overflow=args.overflow,
+            join_empty=args.join_empty, leave_empty=args.leave_empty, wrap_up=args.wrap_up,
+            ring_timeout=args.ring_timeout, service_level=args.service_level,
+            position_interval=args.position_interval, max_misses=args.max_misses, callback=args.callback,
+            music_prompt=args.music, name=args.name, tenant_domain=args.tenant, replace=args.replace)
+    print(f"added queue {queue.number} of {queue.tenant_domain}: {queue.strategy}, "
+          f"{len(queue.members)} member{'s' if len(queue.members) != 1 else ''}"
+          + (f", overflow to {queue.overflow}" if queue.overflow else ""))
+    return EXIT_OK
+
+
+def _members(queue: QueueInfo) -> str:
+    return " ".join(f"{m.extension}{f':{m.penalty}' if m.penalty else ''}{'*' if m.dynamic else ''}"
+                    for m in queue.members)
+
+
+def _queue_list(args: argparse.Namespace) -> int:
+    with open_data_dir(args) as opened:
+        queues = opened.service(QueueService).list_queues(args.tenant)
+    if args.json:
+        print_json(queues)
+        return EXIT_OK
+    if not queues:
+        print("no queues")
+        return EXIT_OK
+    print_table(("NUMBER", "NAME", "STRATEGY", "MEMBERS", "SKILLS", "MAX WAIT", "OVERFLOW", "WRAP-UP",
+                 "CALLBACK"),
+                [(q.number, q.name or "", q.strategy, _members(q), format_skills(q.skills),
+                  str(q.max_wait or "-"), q.overflow or "-", str(q.wrap_up), yes_no(q.callback))
+                 for q in queues])
+    print("(* a dynamic member, logged in and out; :N its penalty)")
+    return EXIT_OK
+
+
+def _queue_del(args: argparse.Namespace) -> int:
+    with open_data_dir(args) as opened:
+        opened.service(QueueService).delete_queue(args.number, args.tenant)
+    print(f"deleted queue {args.number}")
+    return EXIT_OK
+
+
+def _agent_state(args: argparse.Namespace) -> int:
+    with open_data_dir(args) as opened:
+        service = opened.service(QueueService)
+        if args.action in ("login", "logout"):
+            queues = service.log_in(args.extension, queue=args.queue, logged_in=args.action == "login",
+                                    tenant_domain=args.tenant)
+            done = "logged in to" if args.action == "login" else "logged out of"
+        else:
+            queues = service.pause(args.extension, queue=args.queue, paused=args.action == "pause",
+                                   reason=getattr(args, "reason", None), tenant_domain=args.tenant)
+            done = "paused in" if args.action == "pause" else "unpaused in"
+    print(f"{args.extension} {done} queue{'s' if len(queues) > 1 else ''} {', '.join(queues)}")
+    return EXIT_OK
+
+
+def _agent_skills(args: argparse.Namespace) -> int:
+    with open_data_dir(args) as opened:
+        skills = opened.service(QueueService).set_skills(args.extension, args.skills,
+                                                         tenant_domain=args.tenant)
+    print(f"{args.extension} has " + (f"skills {format_skills(skills)}" if skills else "no skills"))
+    return EXIT_OK
