@@ -2,7 +2,8 @@
 
 Location (`location.LocationStore`), digest nonce-counts (`sip.digest.NonceCounts`), failed
 authentications and blocks (`auth_failures.AuthFailureStore`), the calls in progress
-(`dialogs.DialogStore`) and the homes of meeting rooms (`homes.HomeStore`), each with two
+(`dialogs.DialogStore`), the homes of meeting rooms (`homes.HomeStore`) and what queue agents
+are doing (`agents.AgentStore`), each with two
 implementations: in this process (the all-in-one's embedded default: nothing to install) and
 in Redis (`redis`), shared by every worker and every Call Manager of a cluster.
 `open_state_store(url)` picks by `state.url`. No role reaches Redis except through these.
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ...sip.digest import InMemoryNonceCounts, NonceCounts
+from .agents import AgentStore, InMemoryAgents
 from .auth_failures import AuthFailureStore, InMemoryAuthFailures
 from .dialogs import DialogStore, InMemoryDialogs
 from .errors import StateStoreUnavailable
@@ -31,6 +33,8 @@ class StateStore:
     dialogs: DialogStore
     homes: HomeStore
     """Which application server worker holds each meeting room (later each queue)."""
+    agents: AgentStore
+    """What each queue agent is doing (ringing, on a call...): one queue call at a time."""
     description: str
     """Where it is, for the log (a Redis URL without its password)."""
     closer: Callable[[], None] | None = None
@@ -49,7 +53,8 @@ def open_state_store(url: str | None, *, nonce_ttl: float, timeout: float = 0.5)
     if url is None:
         return StateStore(location=InMemoryLocation(), nonce_counts=InMemoryNonceCounts(nonce_ttl),
                           auth_failures=InMemoryAuthFailures(), dialogs=InMemoryDialogs(),
-                          homes=InMemoryHomes(), description="in-process")
+                          homes=InMemoryHomes(), agents=InMemoryAgents(),
+                          description="in-process")
     from .redis import open_redis_state
 
     return open_redis_state(url, nonce_ttl=nonce_ttl, timeout=timeout)

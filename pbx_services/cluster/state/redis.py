@@ -35,6 +35,7 @@ from redis.sentinel import Sentinel
 from ...sip.digest import NonceStatus
 from ..redis_bus import RedisStreamBus
 from . import StateStore
+from .agents import AgentRecord, Transition
 from .dialogs import CallRecord
 from .errors import StateStoreUnavailable
 from .location import Binding, by_preference
@@ -464,6 +465,41 @@ class RedisHomes:
         return value.decode() if isinstance(value, bytes) else str(value)
 
 
+class RedisAgents:
+    """Agent records as JSON strings, changed in WATCH/MULTI transactions (retried on a race)."""
+
+    RETENTION = 30 * 86400
+    """Seconds an agent's record (its counts for the strategies) outlives its last change."""
+
+    def __init__(self, connection: RedisConnection) -> None:
+        self._redis = connection
+
+    @staticmethod
+    def _key(key: str) -> str:
+        return f"{PREFIX}agent:{key}"
+
+    def records(self, keys: Sequence[str]) -> dict[str, AgentRecord]:
+        if not keys:
+            return {}
+        values: list[Any] = self._redis.call(lambda r: r.mget([self._key(key) for key in keys]))
+        return {key: AgentRecord.from_json(key, value) if value is not None else AgentRecord()
+                for key, value in zip(keys, values, strict=True)}
+
+    def change(self, key: str, transition: Transition) -> AgentRecord | None:
+        name = self._key(key)
+        changed: list[AgentRecord | None] = []
+
+        def attempt(pipe: Any) -> None:
+            raw = pipe.get(name)
+            changed[:] = [transition(AgentRecord.from_json(key, raw) if raw is not None else AgentRecord())]
+            if changed[0] is not None:
+                pipe.multi()
+                pipe.set(name, changed[0].to_json(), ex=self.RETENTION)
+
+        self._redis.call(lambda r: r.transaction(attempt, name))
+        return changed[0]
+
+
 def open_redis_state(url: str, *, nonce_ttl: float, timeout: float) -> StateStore:
     try:
         client, description = redis_client(url, timeout=timeout)
@@ -484,5 +520,6 @@ def open_redis_state(url: str, *, nonce_ttl: float, timeout: float) -> StateStor
     return StateStore(location=RedisLocation(connection),
                       nonce_counts=RedisNonceCounts(connection, nonce_ttl),
                       auth_failures=RedisAuthFailures(connection), dialogs=RedisDialogs(connection),
-                      homes=RedisHomes(connection), description=description, closer=connection.close,
+                      homes=RedisHomes(connection), agents=RedisAgents(connection), description=description,
+                      closer=connection.close,
                       publish_event=publish_event)
