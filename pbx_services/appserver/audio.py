@@ -33,7 +33,7 @@ from ..rtp.g711 import alaw_encode, ulaw_encode
 from ..rtp.packet import RtpPacket
 from ..rtp.wav import WavWriter
 from ..sip.errors import RemoteProtocolError
-from ..sip.sdp import Connection, MediaDescription, Origin, SessionDescription
+from ..sip.sdp import STATIC_PAYLOAD_TYPES, Connection, MediaDescription, Origin, SessionDescription
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,28 @@ def answer_sdp(negotiated: Negotiated, offered: MediaDescription, *, address: st
         media=[MediaDescription(media="audio", port=port, proto=offered.proto, formats=formats,
                                 attributes=attributes)])
     return answer.serialize()
+
+
+OFFER_EVENT_PAYLOAD_TYPE = 101
+
+
+def offer_sdp(*, address: str, port: int, origin: Origin) -> bytes:
+    """Our offer for a call we make: our codecs cheapest first (static payload types) and
+    telephone-event."""
+    codecs = [pt for pt, rtpmap in STATIC_PAYLOAD_TYPES.items()
+              if rtpmap.encoding in PREFERENCE and rtpmap.encoding in available_codecs()]
+    codecs.sort(key=lambda pt: PREFERENCE.index(STATIC_PAYLOAD_TYPES[pt].encoding))
+    attributes: list[tuple[str, str | None]] = [
+        ("rtpmap", f"{pt} {STATIC_PAYLOAD_TYPES[pt].encoding}/{STATIC_PAYLOAD_TYPES[pt].clock_rate}")
+        for pt in codecs]
+    attributes += [("rtpmap", f"{OFFER_EVENT_PAYLOAD_TYPE} telephone-event/8000"),
+                   ("fmtp", f"{OFFER_EVENT_PAYLOAD_TYPE} 0-16"), ("ptime", "20"), ("sendrecv", None)]
+    offer = SessionDescription(
+        origin=origin, session_name="pbx", connection=Connection.for_address(address),
+        media=[MediaDescription(media="audio", port=port, proto="RTP/AVP",
+                                formats=[*map(str, codecs), str(OFFER_EVENT_PAYLOAD_TYPE)],
+                                attributes=attributes)])
+    return offer.serialize()
 
 
 class EncodedPrompts:

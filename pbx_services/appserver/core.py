@@ -8,6 +8,13 @@ caller on: a REFER to the Call Manager (RFC 3515, blind transfer), whose NOTIFYs
 the transfer went (a message/sipfrag status line). On success the Call Manager hangs up our
 leg; on failure the call stays with the application, which hears why.
 
+An application may also make a call (`originate`: a queue ringing an agent): an INVITE with
+our offer to the Call Manager, which routes it like any call; the caller's side hears nothing
+but the call's outcome (`on_answered` with the new `AppCall`, or `on_failed` with the status),
+and `cancel` stops the ringing. Two of our calls can then be joined by the Call Manager:
+`transfer` with `replaces` sends a REFER whose Refer-To carries Replaces (RFC 3891) naming
+the other call, so the caller and the other call's far party talk, without us in between.
+
 In-dialog requests: re-INVITE (the Call Manager moved the call's media) renegotiates, BYE
 ends the call, INFO carries DTMF from phones that send it that way (application/dtmf-relay),
 NOTIFY reports the transfer. OPTIONS outside a dialog is the Call Manager's probe.
@@ -24,6 +31,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import quote
 
 import numpy as np
 import numpy.typing as npt
@@ -34,12 +42,22 @@ from ..sip.dialog import Dialog
 from ..sip.errors import RemoteProtocolError
 from ..sip.events import RequestReceived, ResponseReceived, TransactionTimedOut, Transmit
 from ..sip.headers import KNOWN_METHODS
+from ..sip.headers import Address as SipAddress
 from ..sip.message import SipRequest, SipResponse, make_response
 from ..sip.sdp import Origin
 from ..sip.stack import SipStack
-from ..sip.transaction import T1, T2, ServerTransaction, make_tag
+from ..sip.transaction import T1, T2, ClientTransaction, ServerTransaction, make_cancel, make_tag
 from ..sip.uri import SipUri
-from .audio import Address, CallAudio, EncodedPrompts, NegotiationFailed, answer_sdp, negotiate
+from .audio import (
+    Address,
+    CallAudio,
+    EncodedPrompts,
+    Negotiated,
+    NegotiationFailed,
+    answer_sdp,
+    negotiate,
+    offer_sdp,
+)
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +133,28 @@ class Mixing(Protocol):
 
 
 @dataclass(eq=False)
+class Dialing:
+    """A call we make, from our INVITE to its final response."""
+
+    invite: SipRequest
+    audio: CallAudio
+    origin: Origin
+    local_sdp: bytes
+    number: str
+    domain: str
+    caller: str
+    peer: tuple[str, int]
+    transport: str
+    on_answered: Callable[[AppCall, float], None]
+    on_failed: Callable[[int, float], None]
+    tx: ClientTransaction | None = None
+    ringing: bool = False
+    cancelled: bool = False
+    done: bool = False
+    app_data: Any = None
+
+
+@dataclass(eq=False)
 class AppCall:
     """One call at the application server, as the application sees and drives it."""
 
@@ -137,6 +177,8 @@ class AppCall:
     """Our 2xx to the (re-)INVITE with that CSeq, retransmitted until its ACK."""
     retransmit: Timer | None = None
     transfer_timer: Timer | None = None
+    ack: SipRequest | None = None
+    """Our ACK to the 2xx of a call we made, sent again on the 2xx's retransmissions."""
     app_data: Any = None
     """The application's own state of the call."""
     _core: AppServerCore | None = field(default=None, repr=False)
@@ -152,10 +194,11 @@ class AppCall:
     def stop_playback(self) -> None:
         self.audio.stop()
 
-    def transfer(self, number: str, now: float) -> None:
-        """Send the caller to `number` of the same tenant (REFER to the Call Manager)."""
+    def transfer(self, number: str, now: float, *, replaces: AppCall | None = None) -> None:
+        """Send the caller to `number` of the same tenant (REFER to the Call Manager); with
+        `replaces` (a call we made to `number`), to the far party of that call, answered already."""
         assert self._core is not None
-        self._core.transfer(self, number, now)
+        self._core.transfer(self, number, now, replaces=replaces)
 
     def hang_up(self, now: float) -> None:
         assert self._core is not None
@@ -198,6 +241,8 @@ class AppServerCore:
         self.counters: dict[str, int] = {"calls_answered": 0, "calls_refused": 0, "transfers": 0,
                                          "transfers_failed": 0, "rtp_timeouts": 0, "digits": 0}
         self._origin_ids = 0
+        self.dialing: dict[str, Dialing] = {}
+        """Calls we make that have no final answer yet, by Call-ID."""
         self.timers.schedule(now + HOUSEKEEPING_INTERVAL, self._housekeep)
 
     # -- the worker's interface ----------------------------------------------------------
@@ -286,7 +331,9 @@ class AppServerCore:
             else:
                 self._on_request(event.request, event.transaction, event.source, event.transport, now)
         elif isinstance(event, ResponseReceived):
-            if event.transaction is not None and callable(event.transaction.user_data):
+            if event.transaction is None:
+                self._on_stray_2xx(event.response)
+            elif callable(event.transaction.user_data):
                 event.transaction.user_data(event.response, now)
         elif isinstance(event, TransactionTimedOut):
             if callable(event.transaction.user_data):
@@ -350,9 +397,7 @@ class AppServerCore:
             self._release_port(port)
             self._refuse(tx, 503, "RTP Port Unavailable", now)
             return
-        self._origin_ids += 1
-        origin = Origin("pbx", str(self._origin_ids), "1", "IN", "IP6" if ":" in self._sdp_address else "IP4",
-                        self._sdp_address)
+        origin = self._new_origin()
         call = AppCall(call_id=request.call_id, number=target.user_unescaped or "", domain=target.host,
                        caller=_user_of(request), audio=audio,
                        dialog=dialog,
@@ -363,6 +408,11 @@ class AppServerCore:
         self._by_port[port] = call
         self.counters["calls_answered"] += 1
         self._send_2xx(call, tx, now, self.application.answer_headers(call, now))
+
+    def _new_origin(self) -> Origin:
+        self._origin_ids += 1
+        return Origin("pbx", str(self._origin_ids), "1", "IN", "IP6" if ":" in self._sdp_address else "IP4",
+                      self._sdp_address)
 
     def _refuse(self, tx: ServerTransaction, code: int, reason: str, now: float) -> None:
         self.counters["calls_refused"] += 1
@@ -480,14 +530,20 @@ class AppServerCore:
 
     # -- what the application asked for -------------------------------------------------------
 
-    def transfer(self, call: AppCall, number: str, now: float) -> None:
+    def transfer(self, call: AppCall, number: str, now: float, *, replaces: AppCall | None = None) -> None:
         if call.state is not CallState.CONFIRMED:
             return
         call.state = CallState.TRANSFERRING
         self.counters["transfers"] += 1
+        target = f"sip:{number}@{call.domain}"
+        if replaces is not None:
+            # The dialog as the Call Manager knows it: its tag is the To tag (RFC 3891 section 3).
+            dialog = replaces.dialog
+            replaced = f"{dialog.call_id};to-tag={dialog.remote_tag};from-tag={dialog.local_tag}"
+            target += "?Replaces=" + quote(replaced, safe="")
         refer = call.dialog.create_request(
             "REFER", via_host=self.stack.host, via_port=self.stack.port, transport=call.transport,
-            extra_headers=[("Refer-To", f"<sip:{number}@{call.domain}>"),
+            extra_headers=[("Refer-To", f"<{target}>"),
                            ("Referred-By", f"<sip:{call.number}@{call.domain}>")])
         tx = self.stack.send_request(refer, call.peer, call.transport, now)
 
@@ -507,6 +563,112 @@ class AppServerCore:
         self.counters["transfers_failed"] += 1
         call.state = CallState.CONFIRMED
         self.application.transfer_failed(call, status, now)
+
+    # -- calls we make ----------------------------------------------------------------------------
+
+    def originate(self, *, number: str, domain: str, caller: str, peer: tuple[str, int], transport: str,
+                  on_answered: Callable[[AppCall, float], None], on_failed: Callable[[int, float], None],
+                  now: float, headers: list[tuple[str, str]] | None = None) -> Dialing | None:
+        """Call `number` of tenant `domain` as `caller` (a queue's number) through the Call Manager
+        at `peer`; None when no RTP port is free. `on_answered` gets the call, `on_failed` the
+        final status (487 after `cancel`)."""
+        port = self._allocate_port()
+        if port is None:
+            log.warning("no RTP port free: no call to %s", number)
+            return None
+        audio = CallAudio(port=port, prompts=self.prompts, now=now)
+        if not self._open_rtp(audio):
+            self._release_port(port)
+            return None
+        origin = self._new_origin()
+        local_sdp = offer_sdp(address=self._sdp_address, port=port, origin=origin)
+        call_id = f"{self._make_tag()}{self._make_tag()}@{self.stack.host}"
+        invite = SipRequest("INVITE", SipUri(host=domain, user=number), [
+            ("Via", self.stack.via(transport)),
+            ("Max-Forwards", "70"),
+            ("From", str(SipAddress(uri=SipUri(host=domain, user=caller), params={"tag": self._make_tag()}))),
+            ("To", str(SipAddress(uri=SipUri(host=domain, user=number)))),
+            ("Call-ID", call_id),
+            ("CSeq", "1 INVITE"),
+            ("Contact", str(self.stack.contact(transport))),
+            ("Allow", ALLOW),
+            *(headers or ()),
+            ("Content-Type", SDP),
+        ], local_sdp)
+        dialing = Dialing(invite=invite, audio=audio, origin=origin, local_sdp=local_sdp, number=number,
+                          domain=domain, caller=caller, peer=peer, transport=transport,
+                          on_answered=on_answered, on_failed=on_failed)
+        dialing.tx = self.stack.send_request(invite, peer, transport, now)
+        dialing.tx.user_data = lambda response, t: self._on_dialing_response(dialing, response, t)
+        self.dialing[call_id] = dialing
+        return dialing
+
+    def cancel(self, dialing: Dialing, now: float) -> None:
+        """Stop ringing: CANCEL (once a provisional response came, RFC 3261 9.1); `on_failed(487)`."""
+        if dialing.done or dialing.cancelled:
+            return
+        dialing.cancelled = True
+        if dialing.ringing:
+            self._send_cancel(dialing, now)
+
+    def _send_cancel(self, dialing: Dialing, now: float) -> None:
+        tx = self.stack.send_request(make_cancel(dialing.invite), dialing.peer, dialing.transport, now)
+        tx.user_data = _ignore_response
+
+    def _on_dialing_response(self, dialing: Dialing, response: SipResponse, now: float) -> None:
+        code = response.status_code
+        if dialing.done:
+            if 200 <= code < 300:
+                self._on_stray_2xx(response)  # a retransmission: our ACK was lost
+            return
+        if code < 200:
+            if not dialing.ringing:
+                dialing.ringing = True
+                if dialing.cancelled:
+                    self._send_cancel(dialing, now)
+            return
+        dialing.done = True
+        self.dialing.pop(dialing.invite.call_id, None)
+        if code >= 300:
+            self._close_audio(dialing.audio)
+            dialing.on_failed(code, now)
+            return
+        try:
+            dialog = Dialog.from_uac(dialing.invite, response)
+        except RemoteProtocolError as exc:
+            log.info("call to %s: unusable 2xx (%s)", dialing.number, exc)
+            self._close_audio(dialing.audio)
+            dialing.on_failed(502, now)
+            return
+        ack = dialog.create_ack(dialing.invite.cseq.seq, via_host=self.stack.host, via_port=self.stack.port,
+                                transport=dialing.transport)
+        self.stack.send_stateless(ack, dialing.peer, dialing.transport)
+        negotiated = _negotiated_answer(response)
+        if dialing.cancelled or negotiated is None:
+            # Answered as we gave up, or with no audio we take: over all the same.
+            if negotiated is None:
+                log.info("call to %s: its answer has no audio we take: hanging up", dialing.number)
+            bye = dialog.create_request("BYE", via_host=self.stack.host, via_port=self.stack.port,
+                                        transport=dialing.transport)
+            self.stack.send_request(bye, dialing.peer, dialing.transport, now).user_data = _ignore_response
+            self._close_audio(dialing.audio)
+            dialing.on_failed(487 if dialing.cancelled else 488, now)
+            return
+        dialing.audio.use(negotiated)
+        call = AppCall(call_id=dialing.invite.call_id, number=dialing.number, domain=dialing.domain,
+                       caller=dialing.caller, audio=dialing.audio, dialog=dialog, peer=dialing.peer,
+                       transport=dialing.transport, origin=dialing.origin, local_sdp=dialing.local_sdp,
+                       state=CallState.CONFIRMED, started_at=now, ack=ack, app_data=dialing.app_data,
+                       _core=self)
+        self.calls[dialog.id] = call
+        self._by_port[dialing.audio.port] = call
+        dialing.on_answered(call, now)
+
+    def _on_stray_2xx(self, response: SipResponse) -> None:
+        """A 2xx to our INVITE answered already: our ACK again (RFC 6026)."""
+        call = self.calls.get((response.call_id, response.from_.tag or "", response.to.tag or ""))
+        if call is not None and call.ack is not None:
+            self.stack.send_stateless(call.ack, call.peer, call.transport)
 
     def hang_up(self, call: AppCall, now: float) -> None:
         if call.state is CallState.ENDED:
@@ -529,11 +691,14 @@ class AppServerCore:
         self.calls.pop(call.dialog.id, None)
         self._playing.discard(call)
         self._by_port.pop(call.audio.port, None)
-        call.audio.close()
-        self._close_rtp(call.audio)
-        self._release_port(call.audio.port)
+        self._close_audio(call.audio)
         if was_active:
             self.application.call_ended(call, now)
+
+    def _close_audio(self, audio: CallAudio) -> None:
+        audio.close()
+        self._close_rtp(audio)
+        self._release_port(audio.port)
 
     # -- housekeeping ---------------------------------------------------------------------------
 
@@ -568,6 +733,16 @@ def _info_digit(request: SipRequest) -> str | None:
         value = text.strip()
         return value.upper() if len(value) == 1 and value in "0123456789*#ABCDabcd" else None
     return None
+
+
+def _negotiated_answer(response: SipResponse) -> Negotiated | None:
+    """What the answer to our offer chose; None when it has no audio of ours."""
+    if response.content_type != SDP or not response.body:
+        return None
+    try:
+        return negotiate(response.body)[0]
+    except (NegotiationFailed, RemoteProtocolError):
+        return None
 
 
 def _open(tx: ServerTransaction) -> bool:

@@ -781,3 +781,152 @@ def test_stopping_hangs_up_every_call(h: Harness) -> None:
     assert sorted(bye.call_id for bye in byes) == ["one", "two"]
     assert h.app.take() == [("call_ended", "one", START)]
     assert h.core.calls == {}
+
+
+# -- calls we make --------------------------------------------------------------------------------
+
+AGENT_ANSWER = OFFER.replace(b"m=audio 30000 RTP/AVP 0 8 9 101", b"m=audio 30002 RTP/AVP 8 101")
+
+
+def answer_to(invite_request: SipRequest, status: int, reason: str, *, tag: str | None = "cm-b-tag",
+              body: bytes = b"") -> bytes:
+    """The Call Manager's response to our INVITE (its To tag and Contact once past 100)."""
+    to = invite_request.headers.get("To") or ""
+    vias = [f"Via: {via}" for via in invite_request.headers.get_lines("Via")]
+    lines = [f"SIP/2.0 {status} {reason}", *vias,
+             f"From: {invite_request.headers.get('From')}", f"To: {to}" + (f";tag={tag}" if tag else ""),
+             f"Call-ID: {invite_request.call_id}", f"CSeq: {invite_request.headers.get('CSeq')}",
+             *(["Contact: <sip:192.0.2.10:5060>"] if status < 300 and tag else []),
+             *(["Content-Type: application/sdp"] if body else []), f"Content-Length: {len(body)}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+class Outcome:
+    def __init__(self) -> None:
+        self.answered: list[AppCall] = []
+        self.failed: list[int] = []
+
+    def on_answered(self, call: AppCall, now: float) -> None:
+        self.answered.append(call)
+
+    def on_failed(self, status: int, now: float) -> None:
+        self.failed.append(status)
+
+
+def dialing(h: Harness) -> tuple[Outcome, SipRequest]:
+    """A queue (700) calling agent 201 through the Call Manager: our INVITE."""
+    outcome = Outcome()
+    made = h.core.originate(number="201", domain="pbx.local", caller="700", peer=CM, transport="UDP",
+                            on_answered=outcome.on_answered, on_failed=outcome.on_failed, now=h.now)
+    assert made is not None
+    return outcome, h.only_request("INVITE")
+
+
+def test_a_call_we_make_is_an_invite_with_our_offer_to_the_call_manager(h: Harness) -> None:
+    _, request = dialing(h)
+
+    text = redact(request.serialize())
+    assert text.startswith(
+        "INVITE sip:201@pbx.local SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 192.0.2.80:5070;branch=z9hG4bK<branch>;rport\r\n"
+        "Max-Forwards: 70\r\n"
+        "From: <sip:700@pbx.local>;tag=<tag>\r\n"
+        "To: <sip:201@pbx.local>\r\n")
+    assert "\r\nContact: <sip:192.0.2.80:5070>\r\nAllow: " in text and "Content-Type: application/sdp" in text
+    offer = SessionDescription.parse(request.body)
+    assert offer.media[0].port == PORTS[0] and offer.media[0].formats[:2] == ["0", "8"]
+    assert offer.media[0].formats[-1] == "101"
+
+
+def test_an_answered_call_is_acked_given_to_the_application_and_acked_again_on_a_retransmission(
+        h: Harness) -> None:
+    outcome, request = dialing(h)
+    h.send(answer_to(request, 180, "Ringing"))
+    assert h.sent() == [] and outcome.answered == []
+
+    ok = answer_to(request, 200, "OK", body=AGENT_ANSWER)
+    h.send(ok)
+
+    ack = h.only_request("ACK")
+    assert ack.call_id == request.call_id and ack.to.tag == "cm-b-tag" and ack.cseq.seq == 1
+    [call] = outcome.answered
+    assert call.state is CallState.CONFIRMED and call.active and (call.number, call.caller) == ("201", "700")
+    assert call.audio.negotiated is not None and call.audio.negotiated.codec == "PCMA"
+    assert call.audio.negotiated.remote == ("192.0.2.50", 30002)
+    h.advance(0.5)
+    h.send(ok)  # our ACK was lost
+    assert h.only_request("ACK").serialize() == ack.serialize()
+    h.send(crlf(f"""BYE sip:192.0.2.80:5070 SIP/2.0
+Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKcm-b-bye
+Max-Forwards: 70
+From: <sip:201@pbx.local>;tag=cm-b-tag
+To: <sip:700@pbx.local>;tag={request.from_.tag}
+Call-ID: {request.call_id}
+CSeq: 2 BYE
+Content-Length: 0
+
+"""))
+    assert h.responses() == [(200, "OK")]
+    assert h.app.take() == [("call_ended", request.call_id, h.now)]
+    assert PORTS[0] in h.free
+
+
+def test_a_refused_call_fails_with_its_status_and_gives_its_port_back(h: Harness) -> None:
+    outcome, request = dialing(h)
+    h.send(answer_to(request, 486, "Busy Here"))
+    assert outcome.failed == [486] and outcome.answered == []
+    assert h.only_request("ACK").top_via.branch == request.top_via.branch  # the transaction's own ACK
+    assert h.free == [PORTS[1], PORTS[0]] and h.core.dialing == {}
+
+
+def test_cancel_waits_for_a_provisional_response_then_ends_with_487(h: Harness) -> None:
+    outcome, request = dialing(h)
+    dialing_call = h.core.dialing[request.call_id]
+    h.core.cancel(dialing_call, h.now)
+    assert h.sent() == []  # nothing to cancel before a provisional response (RFC 3261 9.1)
+    h.send(answer_to(request, 180, "Ringing"))
+    cancel = h.only_request("CANCEL")
+    assert (cancel.call_id, cancel.top_via.branch) == (request.call_id, request.top_via.branch)
+    h.send(answer_to(request, 487, "Request Terminated"))
+    assert outcome.failed == [487]
+
+
+def test_an_answer_crossing_our_cancel_is_acked_and_hung_up(h: Harness) -> None:
+    outcome, request = dialing(h)
+    h.send(answer_to(request, 180, "Ringing"))
+    h.core.cancel(h.core.dialing[request.call_id], h.now)
+    h.only_request("CANCEL")
+    h.send(answer_to(request, 200, "OK", body=AGENT_ANSWER))
+    assert [m.method for m in h.sent() if isinstance(m, SipRequest)] == ["ACK", "BYE"]
+    assert outcome.failed == [487] and outcome.answered == [] and PORTS[0] in h.free
+
+
+def test_an_answer_with_no_audio_of_ours_is_hung_up_as_488(h: Harness) -> None:
+    outcome, request = dialing(h)
+    h.send(answer_to(request, 200, "OK", body=OFFER.replace(b"RTP/AVP 0 8 9 101", b"RTP/AVP 18")))
+    assert [m.method for m in h.sent() if isinstance(m, SipRequest)] == ["ACK", "BYE"]
+    assert outcome.failed == [488]
+
+
+def test_no_port_free_makes_no_call() -> None:
+    h = Harness(ports=())
+    outcome = Outcome()
+    assert h.core.originate(number="201", domain="pbx.local", caller="700", peer=CM, transport="UDP",
+                            on_answered=outcome.on_answered, on_failed=outcome.on_failed, now=h.now) is None
+    assert h.sent() == []
+
+
+def test_a_transfer_replacing_our_call_to_an_agent_names_that_dialog_as_the_call_manager_knows_it(
+        h: Harness) -> None:
+    dialog, caller_call = h.confirmed()
+    outcome, request = dialing(h)
+    h.send(answer_to(request, 200, "OK", body=AGENT_ANSWER))
+    h.only_request("ACK")
+    [agent_call] = outcome.answered
+
+    caller_call.transfer("201", h.now, replaces=agent_call)
+
+    refer = h.only_request("REFER")
+    assert refer.headers.get("Refer-To") == (
+        f"<sip:201@pbx.local?Replaces={request.call_id.replace('@', '%40')}%3Bto-tag%3Dcm-b-tag"
+        f"%3Bfrom-tag%3D{request.from_.tag}>")
