@@ -11,7 +11,7 @@ in wrap-up) is the queue servers' business, in the state store.
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -51,6 +51,8 @@ class MemberInfo:
     logged_in: bool
     paused: bool
     pause_reason: str | None
+    skills: Mapping[str, int] = field(default_factory=dict)
+    """The agent's skills (skill -> level), what the queue's `skills` are matched against."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +80,8 @@ class QueueInfo:
     members: tuple[MemberInfo, ...]
 
     @classmethod
-    def of(cls, queue: CallQueue, tenant: Tenant) -> "QueueInfo":
+    def of(cls, queue: CallQueue, tenant: Tenant, skills: Mapping[int, dict[str, int]]) -> "QueueInfo":
+        """`skills`: each member's by user id."""
         return cls(
             tenant_domain=tenant.domain, number=queue.number, name=queue.name, strategy=queue.strategy,
             skills=parse_skills(queue.skills), max_wait=queue.max_wait, max_length=queue.max_length,
@@ -88,7 +91,8 @@ class QueueInfo:
             music_prompt=queue.music_prompt,
             members=tuple(MemberInfo(extension=member.user.extension, penalty=member.penalty,
                                      dynamic=member.dynamic, logged_in=member.logged_in, paused=member.paused,
-                                     pause_reason=member.pause_reason) for member in queue.members),
+                                     pause_reason=member.pause_reason, skills=skills.get(member.user_id, {}))
+                          for member in queue.members),
         )
 
 
@@ -300,28 +304,14 @@ class QueueService:
                             for name, level in wanted.items())
             return wanted
 
-    def skills_of(self, extensions: Sequence[str],
-                  tenant_domain: str | None = None) -> dict[str, dict[str, int]]:
-        """The skills of each of `extensions` (those with none are left out)."""
-        with self._sessions() as session:
-            tenant = tenant_by_domain(session, tenant_domain, default_domain=self._default_domain)
-            rows = session.execute(select(User.extension, AgentSkill.skill, AgentSkill.level).join(AgentSkill)
-                                   .where(User.tenant_id == tenant.id, User.extension.in_(list(extensions))))
-            skills: dict[str, dict[str, int]] = {}
-            for extension, skill, level in rows:
-                skills.setdefault(extension, {})[skill] = level
-            return skills
-
     # -- helpers --------------------------------------------------------------------------------
 
     @staticmethod
     def _info(session: Session, tenant: Tenant, number: str) -> QueueInfo:
-        queue = session.scalars(
-            select(CallQueue).where(CallQueue.tenant_id == tenant.id, CallQueue.number == number)
-            .options(selectinload(CallQueue.members).selectinload(QueueMember.user))).one_or_none()
-        if queue is None:
+        info = load_queue(session, tenant, number)
+        if info is None:
             raise NotFound("CallQueue", {"number": number, "tenant": tenant.domain})
-        return QueueInfo.of(queue, tenant)
+        return info
 
     def _memberships(self, session: Session, extension: str, queue: str | None,
                      tenant_domain: str | None) -> list[QueueMember]:
@@ -349,6 +339,23 @@ class QueueService:
             raise InvalidValue(f"{extension} is a static member of {where}: always logged in "
                                "(add it with --dynamic-member to let it log in and out)")
         return members
+
+
+def load_queue(session: Session, tenant: Tenant, number: str) -> QueueInfo | None:
+    """The tenant's queue `number` with its members and their skills (two queries); None if none."""
+    queue = session.scalars(
+        select(CallQueue).where(CallQueue.tenant_id == tenant.id, CallQueue.number == number)
+        .options(selectinload(CallQueue.members).selectinload(QueueMember.user))).one_or_none()
+    if queue is None:
+        return None
+    skills: dict[int, dict[str, int]] = {}
+    user_ids = [member.user_id for member in queue.members]
+    if user_ids:
+        for user_id, skill, level in session.execute(
+                select(AgentSkill.user_id, AgentSkill.skill, AgentSkill.level).where(
+                    AgentSkill.user_id.in_(user_ids))):
+            skills.setdefault(user_id, {})[skill] = level
+    return QueueInfo.of(queue, tenant, skills)
 
 
 def _users(session: Session, tenant: Tenant, extensions: Sequence[str]) -> dict[str, User]:

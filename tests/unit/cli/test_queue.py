@@ -36,7 +36,7 @@ def test_add_list_del(directory: str, capsys: pytest.CaptureFixture[str]) -> Non
                                            "billing:1,fr:3", "120", "204", "10", "yes"]
     [first, _] = json.loads(pbx(capsys, directory, "queue", "list", "--json")[1])
     assert first["members"][2] == {"extension": "203", "penalty": 1, "dynamic": True, "logged_in": False,
-                                   "paused": False, "pause_reason": None}
+                                   "paused": False, "pause_reason": None, "skills": {}}
 
     # What sends calls to a queue keeps it; then it goes.
     assert pbx(capsys, directory, "queue", "del", "700") == (
@@ -57,7 +57,7 @@ def test_agents_log_in_pause_and_keep_it_when_the_queue_is_replaced(
     pbx(capsys, directory, "queue", "add", "710", "--dynamic-member", "202:1", "--replace")
     [_, replaced] = json.loads(pbx(capsys, directory, "queue", "list", "--json")[1])
     assert replaced["members"] == [{"extension": "202", "penalty": 1, "dynamic": True, "logged_in": True,
-                                    "paused": True, "pause_reason": "lunch"}]
+                                    "paused": True, "pause_reason": "lunch", "skills": {}}]
     assert pbx(capsys, directory, "agent", "unpause", "202") == (0, "202 unpaused in queues 700, 710\n", "")
     assert pbx(capsys, directory, "agent", "logout", "202", "--queue", "700") == (
         0, "202 logged out of queue 700\n", "")
@@ -66,6 +66,8 @@ def test_agents_log_in_pause_and_keep_it_when_the_queue_is_replaced(
                "let it log in and out)\n")
     assert pbx(capsys, directory, "agent", "skills", "201", "fr:5,billing:2") == (
         0, "201 has skills billing:2,fr:5\n", "")
+    [with_skills, _] = json.loads(pbx(capsys, directory, "queue", "list", "--json")[1])
+    assert with_skills["members"][0]["skills"] == {"billing": 2, "fr": 5}
     assert pbx(capsys, directory, "agent", "skills", "201", "") == (0, "201 has no skills\n", "")
 
 
