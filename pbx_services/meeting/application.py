@@ -35,6 +35,7 @@ import numpy.typing as npt
 
 from ..appserver.audio import CallAudio
 from ..appserver.core import AppCall
+from ..appserver.sounds import HOLD_MUSIC, Announcements
 from ..cluster.events import MeetingTalker
 from ..cluster.meetings import MeetingRoomInfo
 from ..rtp.wav import WavWriter
@@ -101,7 +102,7 @@ class Meeting:
 
 
 class MeetingApplication:
-    def __init__(self, *, catalog: RoomCatalog, announcements: sounds.Announcements, recording_dir: Path,
+    def __init__(self, *, catalog: RoomCatalog, announcements: Announcements, recording_dir: Path,
                  wall_offset: float, publish: Callable[[object], None] | None = None,
                  server_name: str = "") -> None:
         self._catalog = catalog
@@ -166,7 +167,7 @@ class MeetingApplication:
         if guest.phase is Phase.LEAVING:
             call.hang_up(now)
         elif guest.phase is Phase.WAITING:
-            call.play([sounds.HOLD_MUSIC], now)
+            call.play([HOLD_MUSIC], now)
         elif guest.phase is Phase.PIN:
             self._cancel_timer(guest)
             guest.timer = call.schedule(now + PIN_TIMEOUT, lambda t: self._wrong_pin(guest, t))
@@ -403,7 +404,7 @@ class MeetingApplication:
         self.counters["joins"] += 1
         if settings.wait_for_moderator and not moderator and meeting.moderators == 0:
             guest.phase = Phase.WAITING
-            guest.call.play([self._say(sounds.WAIT_FOR_MODERATOR), sounds.HOLD_MUSIC], now)
+            guest.call.play([self._say(sounds.WAIT_FOR_MODERATOR), HOLD_MUSIC], now)
             return
         self._join_mix(guest, now)
         if moderator:

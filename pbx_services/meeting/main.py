@@ -13,12 +13,12 @@ import time
 from ..appserver import daemon
 from ..appserver.core import Application
 from ..appserver.event_outbox import EventOutbox
+from ..appserver.sounds import Announcements
 from ..appserver.worker import AppServerWorker
 from ..cluster.config import PbxConfig
 from ..cluster.database import create_engine_for
 from .application import CONTROL_PATHS, MeetingApplication
 from .catalog import RoomCatalog
-from .sounds import Announcements
 
 ROLE = "meeting"
 NAME = "meeting server"
