@@ -1,9 +1,9 @@
 """`pbx allinone`: every role in one daemon, for a laptop, a demo or a test.
 
-A composition of the roles' components on the daemon runtime: a media worker, an IVR worker
-and a meeting worker in the same event loop (each unless its `embedded` is off), then the
-Call Manager. It runs on the embedded defaults (SQLite, in-process state) with no other
-service to start.
+A composition of the roles' components on the daemon runtime: a media worker, an IVR worker,
+a meeting worker and a queue worker in the same event loop (each unless its `embedded` is off),
+then the Call Manager, whose in-process state store the queue worker shares (without Redis).
+It runs on the embedded defaults (SQLite, in-process state) with no other service to start.
 """
 
 from __future__ import annotations
@@ -14,12 +14,16 @@ import sys
 from sqlalchemy.orm import Session, sessionmaker
 
 from .callmanager import main as callmanager
+from .callmanager.controller import CallManagerController
 from .cluster.config import PbxConfig
 from .cluster.models import ServerRole
 from .cluster.servers import ServerService
+from .cluster.state import StateStore
+from .cluster.state.agents import DeferredAgents
 from .ivr import main as ivr
 from .media.worker import MediaWorker
 from .meeting import main as meeting
+from .queue import main as queue
 from .runtime import daemon
 from .runtime.daemon import Component
 from .runtime.descriptors import DATABASE_NEED, DescriptorNeed, rtp_ports_need
@@ -30,6 +34,7 @@ EMBEDDED_MEDIA_SERVER = "allinone-media"
 """Name of the all-in-one's in-process media server in the servers table."""
 EMBEDDED_IVR_SERVER = "allinone-ivr"
 EMBEDDED_MEETING_SERVER = "allinone-meeting"
+EMBEDDED_QUEUE_SERVER = "allinone-queue"
 
 
 def run(config: PbxConfig) -> int:
@@ -42,6 +47,7 @@ def run(config: PbxConfig) -> int:
                       components=lambda: components(config),
                       private_paths=[*database_paths(config.database.url), config.media.recording_dir,
                                      config.ivr.recording_dir, config.meeting.recording_dir,
+                                     config.queue.recording_dir,
                                      config.callmanager.cdr_journal_dir])
 
 
@@ -53,8 +59,20 @@ def components(config: PbxConfig) -> list[Component]:
         parts.append(ivr.ivr_worker(config))
     if config.meeting.embedded:
         parts.append(meeting.meeting_worker(config))
-    parts += callmanager.components(config, colocated=embedded_descriptors(config))
-    return parts
+    managers = callmanager.components(config, colocated=embedded_descriptors(config))
+    if config.queue.embedded:
+        manager = managers[0]
+        # Without Redis the agents' states live in the Call Manager's own store, which it changes
+        # when a queue call it joined ends; in a cluster both reach them in Redis.
+        shared = DeferredAgents(lambda: _started_state(manager).agents) \
+            if config.state.url is None and isinstance(manager, CallManagerController) else None
+        parts.append(queue.queue_worker(config, agents=shared))
+    return parts + managers
+
+
+def _started_state(manager: CallManagerController) -> StateStore:
+    assert manager.state is not None, "the Call Manager's store is used once it has started"
+    return manager.state
 
 
 def embedded_descriptors(config: PbxConfig) -> list[DescriptorNeed]:
@@ -69,6 +87,9 @@ def embedded_descriptors(config: PbxConfig) -> list[DescriptorNeed]:
     if config.meeting.embedded:
         needs += [rtp_ports_need("meeting", (config.meeting.port_min, config.meeting.port_max)),
                   dataclasses.replace(DATABASE_NEED, what="the meeting server's database pool")]
+    if config.queue.embedded:
+        needs += [rtp_ports_need("queue", (config.queue.port_min, config.queue.port_max)),
+                  dataclasses.replace(DATABASE_NEED, what="the queue server's database pool")]
     return needs
 
 
@@ -83,6 +104,8 @@ def list_embedded_servers(sessions: sessionmaker[Session], config: PbxConfig) ->
         (EMBEDDED_IVR_SERVER, ServerRole.IVR, config.ivr.embedded, config.ivr.sip_host, config.ivr.sip_port),
         (EMBEDDED_MEETING_SERVER, ServerRole.MEETING, config.meeting.embedded, config.meeting.sip_host,
          config.meeting.sip_port),
+        (EMBEDDED_QUEUE_SERVER, ServerRole.QUEUE, config.queue.embedded, config.queue.sip_host,
+         config.queue.sip_port),
     )
     for name, role, runs, host, port in embedded:
         if runs:

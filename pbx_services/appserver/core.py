@@ -121,6 +121,14 @@ class Controlled(Protocol):
 
 
 @runtime_checkable
+class Originating(Protocol):
+    """An application that makes calls of its own (a queue ringing its agents): it is given the
+    core, whose `originate`, `cancel` and `timers` it uses."""
+
+    def attach(self, core: AppServerCore, now: float) -> None: ...
+
+
+@runtime_checkable
 class Mixing(Protocol):
     """An application that sends audio of its own making every 20 ms (a conference mixer)."""
 
@@ -179,6 +187,8 @@ class AppCall:
     transfer_timer: Timer | None = None
     ack: SipRequest | None = None
     """Our ACK to the 2xx of a call we made, sent again on the 2xx's retransmissions."""
+    transferred: bool = False
+    """Our transfer of it succeeded: the Call Manager took it away (its BYE follows)."""
     app_data: Any = None
     """The application's own state of the call."""
     _core: AppServerCore | None = field(default=None, repr=False)
@@ -194,11 +204,13 @@ class AppCall:
     def stop_playback(self) -> None:
         self.audio.stop()
 
-    def transfer(self, number: str, now: float, *, replaces: AppCall | None = None) -> None:
+    def transfer(self, number: str, now: float, *, replaces: AppCall | None = None,
+                 headers: list[tuple[str, str]] | None = None) -> None:
         """Send the caller to `number` of the same tenant (REFER to the Call Manager); with
-        `replaces` (a call we made to `number`), to the far party of that call, answered already."""
+        `replaces` (a call we made to `number`), to the far party of that call, answered already.
+        `headers`: more header fields of the REFER, for the Call Manager."""
         assert self._core is not None
-        self._core.transfer(self, number, now, replaces=replaces)
+        self._core.transfer(self, number, now, replaces=replaces, headers=headers)
 
     def hang_up(self, now: float) -> None:
         assert self._core is not None
@@ -244,6 +256,8 @@ class AppServerCore:
         self.dialing: dict[str, Dialing] = {}
         """Calls we make that have no final answer yet, by Call-ID."""
         self.timers.schedule(now + HOUSEKEEPING_INTERVAL, self._housekeep)
+        if isinstance(application, Originating):
+            application.attach(self, now)
 
     # -- the worker's interface ----------------------------------------------------------
 
@@ -523,6 +537,7 @@ class AppServerCore:
         if status < 300:
             log.info("call %s transferred", call.call_id)
             call.state = CallState.TRANSFERRED
+            call.transferred = True
             call.audio.stop()
             self._playing.discard(call)
             return
@@ -530,7 +545,8 @@ class AppServerCore:
 
     # -- what the application asked for -------------------------------------------------------
 
-    def transfer(self, call: AppCall, number: str, now: float, *, replaces: AppCall | None = None) -> None:
+    def transfer(self, call: AppCall, number: str, now: float, *, replaces: AppCall | None = None,
+                 headers: list[tuple[str, str]] | None = None) -> None:
         if call.state is not CallState.CONFIRMED:
             return
         call.state = CallState.TRANSFERRING
@@ -544,7 +560,7 @@ class AppServerCore:
         refer = call.dialog.create_request(
             "REFER", via_host=self.stack.host, via_port=self.stack.port, transport=call.transport,
             extra_headers=[("Refer-To", f"<{target}>"),
-                           ("Referred-By", f"<sip:{call.number}@{call.domain}>")])
+                           ("Referred-By", f"<sip:{call.number}@{call.domain}>"), *(headers or ())])
         tx = self.stack.send_request(refer, call.peer, call.transport, now)
 
         def on_response(response: SipResponse, t: float) -> None:

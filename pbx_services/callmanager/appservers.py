@@ -10,7 +10,8 @@ is up: each change is reported (`on_server_state`), which becomes an event on th
 
 New calls of a role go to the enabled, up endpoint with the fewest calls per unit of
 weight (weighted least sessions), except for the roles whose calls must meet on one worker
-(`PLACED_BY_NUMBER`: every participant of a meeting room on the worker mixing it). Those go
+(`PLACED_BY_NUMBER`: every participant of a meeting room on the worker mixing it, every caller
+of a queue on the worker distributing it). Those go
 to the number's home (`home_for`): the worker the state store names, while it is available;
 else the available worker that rendezvous hashing of the number ranks first, recorded as the
 new home by compare-and-set, so every Call Manager process sends the room's callers to the
@@ -41,8 +42,8 @@ from .endpoint import Endpoint
 log = logging.getLogger(__name__)
 
 EndpointAddress = tuple[str, int]
-PLACED_BY_NUMBER = frozenset({ServerRole.MEETING})
-"""Roles whose calls to one number must all reach the same worker."""
+PLACED_BY_NUMBER = frozenset({ServerRole.MEETING, ServerRole.QUEUE})
+"""Roles whose calls to one number must all reach the same worker (a room's mix, a queue's line)."""
 
 
 @dataclass(frozen=True)

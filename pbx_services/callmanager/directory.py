@@ -11,7 +11,7 @@ from collections import OrderedDict
 
 from sqlalchemy import Engine, bindparam, select
 
-from ..cluster.models import IvrMenu, MeetingRoom, ServerRole, Tenant, User
+from ..cluster.models import CallQueue, IvrMenu, MeetingRoom, ServerRole, Tenant, User
 from .auth import UserCredentials
 
 # Built once: a lookup per REGISTER must not pay for building and compiling a statement.
@@ -27,6 +27,8 @@ _SERVICE_NUMBERS = (
     (ServerRole.IVR, select(Tenant.domain, IvrMenu.number).join(Tenant, Tenant.id == IvrMenu.tenant_id)),
     (ServerRole.MEETING,
      select(Tenant.domain, MeetingRoom.number).join(Tenant, Tenant.id == MeetingRoom.tenant_id)),
+    (ServerRole.QUEUE,
+     select(Tenant.domain, CallQueue.number).join(Tenant, Tenant.id == CallQueue.tenant_id)),
 )
 
 

@@ -1,4 +1,5 @@
-"""`pbx queue add|list|del`: the call queues; `pbx agent login|logout|pause|unpause|skills`: their agents.
+"""`pbx queue add|list|del`: the call queues; `pbx queue --config FILE` runs the queue server;
+`pbx agent login|logout|pause|unpause|skills`: the queues' agents.
 
 A member is `EXT[:PENALTY]`: `--member` for a static agent (always logged in), `--dynamic-member`
 for one who logs in and out (`pbx agent login`). Logins, pauses and skills are kept in the
@@ -16,15 +17,16 @@ from pbx_services.cli.common import (
     print_table,
     yes_no,
 )
+from pbx_services.cli.daemons import add_application_server_commands
 from pbx_services.cli.prompts import tenant_option
 from pbx_services.cluster.queues import QueueInfo, QueueService, format_skills
 
 
 def add_commands(subparsers: Subparsers) -> None:
     common = [data_dir_option(), tenant_option()]
-    parser = subparsers.add_parser("queue", help="add, list and delete call queues",
-                                   description="Call queues: callers wait with music for the next agent.")
-    commands = parser.add_subparsers(dest="queue_command", required=True, metavar="COMMAND")
+    commands = add_application_server_commands(subparsers, role="queue", server="queue server",
+                                               things="call queues", what_they_are="callers wait with music "
+                                               "for the next agent")
 
     add = commands.add_parser(
         "add", parents=common, help="add a call queue",

@@ -286,6 +286,12 @@ class MeetingConfig(AppServerConfig):
     port_max: int = Field(default=33999, ge=1025, le=65535)
 
 
+class QueueConfig(AppServerConfig):
+    sip_port: int = Field(default=5110, ge=1, le=65535)
+    port_min: int = Field(default=34000, ge=1024, le=65534)
+    port_max: int = Field(default=35999, ge=1025, le=65535)
+
+
 class RegistrarConfig(_Section):
     min_expires: int = Field(default=60, ge=1)
     """Shorter registrations are answered 423 Interval Too Brief."""
@@ -374,6 +380,7 @@ class PbxConfig(_Section):
     media: MediaConfig = MediaConfig()
     ivr: IvrConfig = IvrConfig()
     meeting: MeetingConfig = MeetingConfig()
+    queue: QueueConfig = QueueConfig()
     registrar: RegistrarConfig = RegistrarConfig()
     auth: AuthConfig | None = None
     """Required by the Call Manager (`build_config(needs_auth=True)`); a media node has no use for it."""
@@ -393,7 +400,7 @@ class PbxConfig(_Section):
         rtp: list[tuple[str, int, int]] = [("media", self.media.port_min, self.media.port_max)] \
             if self.media.embedded else []
         sip: list[tuple[str, int]] = [("sip", self.sip.port)]
-        for name, section in (("ivr", self.ivr), ("meeting", self.meeting)):
+        for name, section in (("ivr", self.ivr), ("meeting", self.meeting), ("queue", self.queue)):
             if not section.embedded:
                 continue
             for other, low, high in rtp:
@@ -443,6 +450,7 @@ def build_config(
         layered["media"]["recording_dir"] = str(data_dir / "recordings")
         layered["ivr"]["recording_dir"] = str(data_dir / "recordings")
         layered["meeting"]["recording_dir"] = str(data_dir / "recordings")
+        layered["queue"]["recording_dir"] = str(data_dir / "recordings")
         layered["callmanager"]["cdr_journal_dir"] = str(data_dir / "cdr-journal")
     _merge(layered, document)
     env_overrides, env_sources, problems = _read_env(env)

@@ -23,6 +23,10 @@ from .uri import FAST_URI_NO_USER, FAST_URI_WITH_USER, SipUri, Uri, fast_sip_uri
 PBX_RECORDING = "Pbx-Recording"
 """Our own header field: in an application server's 200, where it records the call (a
 meeting's mix), which the Call Manager, trusting only its own servers, puts in the CDR."""
+PBX_QUEUE_AGENT = "Pbx-Queue-Agent"
+"""Our own header field: in a queue server's REFER joining a caller to an agent,
+`DOMAIN/EXT;claim=ID;wrap-up=S`: the agent's record in the state store, which the Call
+Manager (trusting only its own servers) moves to wrap-up when the joined call ends."""
 
 COMPACT_FORMS = {
     "a": "Accept-Contact", "b": "Referred-By", "c": "Content-Type", "d": "Request-Disposition",

@@ -162,14 +162,14 @@ def stop(process: subprocess.Popen[str]) -> int:
 
 
 def allinone_ports_env(http_port: int, port: Callable[[], int] = lambda: free_port()) -> dict[str, str]:
-    """Ports of its own for every part of an all-in-one (its embedded media, IVR and meeting
+    """Ports of its own for every part of an all-in-one (its embedded media, IVR, meeting and queue
     servers'), so that several run at once and none takes a phone's ephemeral port; `port`
     gives the single ports (`stable_port` for a PBX started again on the same ones)."""
     env = {"PBX_HTTP__PORT": str(http_port), "PBX_MEDIA__CONTROL_PORT": str(port())}
-    for section in ("MEDIA", "IVR", "MEETING"):
+    for section in ("MEDIA", "IVR", "MEETING", "QUEUE"):
         port_min, port_max = media_ports()
         env |= {f"PBX_{section}__PORT_MIN": str(port_min), f"PBX_{section}__PORT_MAX": str(port_max)}
-    for section in ("IVR", "MEETING"):
+    for section in ("IVR", "MEETING", "QUEUE"):
         env[f"PBX_{section}__SIP_PORT"] = str(port())
     return env
 

@@ -146,3 +146,17 @@ class InMemoryAgents:
 
 def agent_key(domain: str, extension: str) -> str:
     return f"{domain}/{extension}"
+
+
+class DeferredAgents:
+    """The agent store of a part started later in the same process (the all-in-one's Call Manager,
+    whose in-process store its queue server shares), looked up at each use."""
+
+    def __init__(self, store: Callable[[], AgentStore]) -> None:
+        self._store = store
+
+    def records(self, keys: Sequence[str]) -> dict[str, AgentRecord]:
+        return self._store().records(keys)
+
+    def change(self, key: str, transition: Transition) -> AgentRecord | None:
+        return self._store().change(key, transition)

@@ -1,0 +1,529 @@
+"""Call queues on the application-server frame: callers wait with music for the next agent the
+queue's strategy picks, and are joined to the agent who answers.
+
+A call to a queue's number is answered and, when the queue takes it (agents logged in, or
+`join_empty`; fewer than `max_length` waiting), waits in line hearing music, its position
+and the estimated wait every `position_interval` seconds. Whenever an agent may be free
+(a caller joins, a ring ends, every second) each waiting caller in turn gets the agents the
+strategy picks among the available ones (`strategies.pick`: logged in, not paused, free in
+the shared state store). Each agent is first claimed in the state store (`agents.claim`:
+never two queue calls at once, across queues and servers) and then called through the Call
+Manager (`AppServerCore.originate`). The first to answer is joined to the caller by the Call
+Manager (a REFER with Replaces on the caller's call naming the agent's call, and our
+`Pbx-Queue-Agent` header so that the Call Manager puts the agent in wrap-up when that call
+ends); the other rings are cancelled. An agent who lets `ring_timeout` pass is marked as
+missing the call, and after `max_misses` in a row is paused. A caller past `max_wait`, or
+arriving at a full or unattended queue, is sent to the overflow destination, or hears that
+nobody can answer and is hung up.
+
+With `callback`, a caller may press 1, key in a number (or # for their own), hang up and
+keep their place; when their turn comes an agent is rung first and, once the agent answers,
+the caller is called back and joined to the agent.
+
+Sans-IO like the frame: times in, SIP and RTP out through the core.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from ..appserver.core import AppCall, AppServerCore, Dialing
+from ..appserver.sounds import HOLD_MUSIC, Announcements
+from ..cluster.queues import QueueInfo
+from ..cluster.state.agents import AgentStore, agent_key, answered, claim, missed, released
+from ..runtime.timers import Timer
+from ..sip.headers import PBX_QUEUE_AGENT
+from . import sounds
+from .catalog import QueueCatalog
+from .stats import QueueStats
+from .strategies import AgentView, CallNeeds, QueueMemory, Strategy, pick
+
+log = logging.getLogger(__name__)
+
+DISTRIBUTE_INTERVAL = 1.0
+"""Seconds between two looks for free agents while callers wait (logins, ends of wrap-up)."""
+RETRY_DELAY = 5.0
+"""Seconds a caller waits after every agent it was offered to let it ring, before another round."""
+MAX_CALLBACK_DIGITS = 20
+ANSWER_BOUND = 4 * 3600.0
+"""Seconds an agent on a queue call stays busy at most when the end of the call is never told."""
+
+
+class Phase(enum.Enum):
+    WAITING = "waiting"
+    """In line, hearing music."""
+    JOINING = "joining"
+    """An agent answered; the Call Manager is joining the caller to them."""
+    CALLBACK_NUMBER = "callback_number"
+    """Keying in the number to be called back at."""
+    CALLBACK = "callback"
+    """Hung up, keeping the place: called back when an agent answers."""
+    LEAVING = "leaving"
+
+
+@dataclass(eq=False)
+class Ring:
+    """One agent rung for one caller."""
+
+    waiter: Waiter
+    agent: str
+    claim: str
+    dialing: Dialing | None = None
+    timer: Timer | None = None
+    timed_out: bool = False
+    call: AppCall | None = None
+    """The agent's call once answered."""
+
+
+@dataclass(eq=False)
+class Waiter:
+    ident: int
+    queue: LiveQueue
+    caller: str
+    cm: tuple[str, int]
+    """The Call Manager the caller came through: where our calls to agents go."""
+    transport: str
+    joined_at: float
+    call: AppCall | None
+    phase: Phase = Phase.WAITING
+    rings: dict[str, Ring] = field(default_factory=dict)
+    tried: set[str] = field(default_factory=set)
+    next_round_at: float = 0.0
+    timers: list[Timer] = field(default_factory=list)
+    digits: str = ""
+    callback_number: str | None = None
+    callback: Dialing | None = None
+    agent_ring: Ring | None = None
+    """The ring an agent answered, while the caller is joined (or called back)."""
+
+
+@dataclass(eq=False)
+class LiveQueue:
+    info: QueueInfo
+    waiters: list[Waiter] = field(default_factory=list)
+    memory: QueueMemory = field(default_factory=QueueMemory)
+    stats: QueueStats = field(default_factory=QueueStats)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.info.tenant_domain, self.info.number)
+
+    @property
+    def logged_in(self) -> int:
+        return sum(1 for member in self.info.members if member.logged_in)
+
+
+class QueueApplication:
+    def __init__(self, *, catalog: QueueCatalog, agents: AgentStore, announcements: Announcements,
+                 wall_offset: float, server_name: str,
+                 pause_agent: Callable[[str, str, str, str], None], rng: random.Random | None = None) -> None:
+        """`pause_agent(domain, extension, queue, reason)` pauses an agent in the system of record."""
+        self._catalog = catalog
+        self._agents = agents
+        self._say = announcements.say
+        self._wall_offset = wall_offset
+        self._server_name = server_name
+        self._pause_agent = pause_agent
+        self._rng = rng or random.Random()
+        self._core: AppServerCore | None = None
+        self._idents = itertools.count(1)
+        self.queues: dict[tuple[str, str], LiveQueue] = {}
+        self.counters = {"joined": 0, "answered": 0, "abandoned": 0, "overflowed": 0, "refused": 0,
+                         "rings": 0, "rings_missed": 0, "auto_paused": 0, "callbacks": 0, "unknown_queues": 0}
+
+    def attach(self, core: AppServerCore, now: float) -> None:
+        self._core = core
+        core.timers.schedule(now + DISTRIBUTE_INTERVAL, self._every_second)
+
+    # -- the frame's events -----------------------------------------------------------------
+
+    def refusal(self, number: str, domain: str, now: float) -> tuple[int, str] | None:
+        return None  # an unknown queue is answered and announced
+
+    def answer_headers(self, call: AppCall, now: float) -> list[tuple[str, str]]:
+        return []
+
+    def call_started(self, call: AppCall, now: float) -> None:
+        info = self._catalog.queue(call.domain, call.number, now)
+        if info is None:
+            self.counters["unknown_queues"] += 1
+            self._leave(call, [self._say(sounds.UNKNOWN_QUEUE)], now)
+            return
+        queue = self.queues.get((info.tenant_domain, info.number))
+        if queue is None:
+            queue = self.queues[(info.tenant_domain, info.number)] = LiveQueue(info)
+        queue.info = info
+        waiter = Waiter(ident=next(self._idents), queue=queue, caller=call.caller, cm=call.peer,
+                        transport=call.transport, joined_at=now, call=call)
+        call.app_data = waiter
+        self.counters["joined"] += 1
+        queue.stats.offered += 1
+        if queue.logged_in == 0 and not info.join_empty:
+            self._overflow(waiter, now, why="no agent is logged in")
+            return
+        if info.max_length and len(queue.waiters) >= info.max_length:
+            self._overflow(waiter, now, why=f"{len(queue.waiters)} callers wait already")
+            return
+        queue.waiters.append(waiter)
+        welcome = [self._say(sounds.WELCOME)] + ([self._say(sounds.CALLBACK_OFFER)] if info.callback else [])
+        call.play([*welcome, HOLD_MUSIC], now)
+        if info.max_wait:
+            waiter.timers.append(call.schedule(now + info.max_wait,
+                                               lambda t: self._waited_too_long(waiter, t)))
+        if info.position_interval:
+            self._schedule_position(waiter, now)
+        self._distribute(queue, now)
+
+    def digits(self, call: AppCall, digits: list[str], now: float) -> None:
+        waiter = call.app_data
+        if not isinstance(waiter, Waiter):
+            return
+        for digit in digits:
+            if waiter.phase is Phase.WAITING and digit == "1" and waiter.queue.info.callback:
+                waiter.phase = Phase.CALLBACK_NUMBER
+                waiter.digits = ""
+                call.play([self._say(sounds.CALLBACK_NUMBER)], now)
+            elif waiter.phase is Phase.CALLBACK_NUMBER:
+                self._callback_digit(waiter, call, digit, now)
+
+    def playback_finished(self, call: AppCall, now: float) -> None:
+        waiter = call.app_data
+        if isinstance(waiter, Waiter) and waiter.phase is Phase.WAITING:
+            call.play([HOLD_MUSIC], now)
+        elif not isinstance(waiter, Waiter) or waiter.phase is Phase.LEAVING:
+            call.hang_up(now)
+
+    def transfer_failed(self, call: AppCall, status: int, now: float) -> None:
+        waiter = call.app_data
+        if not isinstance(waiter, Waiter):
+            return
+        if waiter.phase is Phase.LEAVING:  # the overflow destination would not take it
+            self._leave(call, [self._say(sounds.NOBODY)], now)
+            return
+        ring = waiter.agent_ring
+        log.warning("queue %s: joining caller %s to agent %s failed (%d): back in line",
+                    waiter.queue.info.number, waiter.caller, ring.agent if ring else "?", status)
+        waiter.agent_ring = None
+        if ring is not None and ring.call is not None:
+            ring.call.hang_up(now)
+            self._agents.change(self._agent(waiter.queue, ring.agent), released(ring.claim))
+        waiter.phase = Phase.WAITING
+        call.play([HOLD_MUSIC], now)
+        self._distribute(waiter.queue, now)
+
+    def call_ended(self, call: AppCall, now: float) -> None:
+        data = call.app_data
+        if isinstance(data, Ring):
+            self._agent_call_ended(data, call, now)
+            return
+        if not isinstance(data, Waiter):
+            return
+        waiter = data
+        if waiter.phase is Phase.CALLBACK:
+            return  # hung up on purpose: keeps the place
+        if waiter.phase is Phase.JOINING and waiter.call is call and call.transferred:
+            self._joined(waiter, now)
+            return
+        if waiter.phase in (Phase.WAITING, Phase.CALLBACK_NUMBER, Phase.JOINING):
+            waiter.queue.stats.abandon(now - waiter.joined_at, waiter.queue.info.service_level)
+            self.counters["abandoned"] += 1
+            log.info("queue %s: caller %s hung up after %.0f s", waiter.queue.info.number, waiter.caller,
+                     now - waiter.joined_at)
+        self._forget(waiter, now)
+
+    # -- distribution --------------------------------------------------------------------------
+
+    def _every_second(self, now: float) -> None:
+        assert self._core is not None
+        for queue in list(self.queues.values()):
+            if queue.waiters:
+                info = self._catalog.queue(*queue.key, now)
+                if info is not None:
+                    queue.info = info
+                    if queue.logged_in == 0 and not info.join_empty and info.leave_empty:
+                        for waiter in [w for w in queue.waiters if w.phase is Phase.WAITING and not w.rings]:
+                            self._overflow(waiter, now, why="the last agent logged out")
+                self._distribute(queue, now)
+        self._core.timers.schedule(now + DISTRIBUTE_INTERVAL, self._every_second)
+
+    def _agent(self, queue: LiveQueue, extension: str) -> str:
+        return agent_key(queue.info.tenant_domain, extension)
+
+    def _distribute(self, queue: LiveQueue, now: float) -> None:
+        """Offer each waiting caller, in order, to the agents the strategy picks among those free."""
+        info = queue.info
+        members = [m for m in info.members if m.logged_in and not m.paused]
+        if not members:
+            return
+        wall = now + self._wall_offset
+        records = self._agents.records([self._agent(queue, m.extension) for m in members])
+        ringing_here = {ring.agent for waiter in queue.waiters for ring in waiter.rings.values()}
+        free = {m.extension for m in members if m.extension not in ringing_here
+                and records[self._agent(queue, m.extension)].free(wall)}
+        strategy = Strategy(info.strategy)
+        for waiter in queue.waiters:
+            if not free:
+                return
+            if waiter.phase not in (Phase.WAITING, Phase.CALLBACK) or waiter.rings \
+                    or now < waiter.next_round_at:
+                continue
+            untried = free - waiter.tried
+            if not untried:
+                waiter.tried.clear()
+                untried = set(free)
+            views = [AgentView(extension=m.extension, order=order, penalty=m.penalty, skills=m.skills,
+                               calls_taken=records[self._agent(queue, m.extension)].calls_taken,
+                               talk_seconds=records[self._agent(queue, m.extension)].talk_seconds,
+                               idle_since=records[self._agent(queue, m.extension)].idle_since,
+                               available=m.extension in untried)
+                     for order, m in enumerate(info.members) if m in members]
+            selection = pick(strategy, views, CallNeeds(skills=info.skills), queue.memory, self._rng)
+            for extension in selection.ring:
+                if self._ring(waiter, extension, now):
+                    free.discard(extension)
+
+    def _ring(self, waiter: Waiter, extension: str, now: float) -> bool:
+        """Claim the agent and call it for `waiter`; whether it rings."""
+        assert self._core is not None
+        queue = waiter.queue
+        ring = Ring(waiter=waiter, agent=extension,
+                    claim=f"{self._server_name}/{waiter.ident}/{extension}/{now:.3f}")
+        wall = now + self._wall_offset
+        taken = claim(ring.claim, wall, queue.info.ring_timeout + 5)
+        if self._agents.change(self._agent(queue, extension), taken) is None:
+            return False  # taken meanwhile by another queue or server
+        dialing = self._core.originate(
+            number=extension, domain=queue.info.tenant_domain, caller=queue.info.number, peer=waiter.cm,
+            transport=waiter.transport, now=now,
+            on_answered=lambda call, t: self._agent_answered(ring, call, t),
+            on_failed=lambda status, t: self._agent_failed(ring, status, t))
+        if dialing is None:
+            self._agents.change(self._agent(queue, extension), released(ring.claim))
+            return False
+        dialing.app_data = ring
+        ring.dialing = dialing
+        ring.timer = self._core.timers.schedule(now + queue.info.ring_timeout,
+                                                lambda t: self._ring_timed_out(ring, t))
+        waiter.rings[extension] = ring
+        waiter.tried.add(extension)
+        self.counters["rings"] += 1
+        log.info("queue %s: ringing agent %s for caller %s", queue.info.number, extension, waiter.caller)
+        return True
+
+    def _ring_timed_out(self, ring: Ring, now: float) -> None:
+        assert self._core is not None
+        if ring.dialing is not None and not ring.dialing.done:
+            ring.timed_out = True
+            self._core.cancel(ring.dialing, now)
+
+    def _agent_failed(self, ring: Ring, status: int, now: float) -> None:
+        waiter, queue = ring.waiter, ring.waiter.queue
+        if ring.timer is not None:
+            ring.timer.cancel()
+        waiter.rings.pop(ring.agent, None)
+        key = self._agent(queue, ring.agent)
+        if status == 487 and not ring.timed_out:
+            self._agents.change(key, released(ring.claim))  # another agent answered first, or the caller left
+        else:
+            self.counters["rings_missed"] += 1
+            record = self._agents.change(key, missed(ring.claim))
+            log.info("queue %s: agent %s did not take caller %s (%d)", queue.info.number, ring.agent,
+                     waiter.caller, status)
+            if record is not None and queue.info.max_misses and record.misses >= queue.info.max_misses:
+                self.counters["auto_paused"] += 1
+                reason = f"missed {record.misses} queue calls"
+                log.warning("queue %s: agent %s paused: %s", queue.info.number, ring.agent, reason)
+                self._pause_agent(queue.info.tenant_domain, ring.agent, queue.info.number, reason)
+        if not waiter.rings and waiter.agent_ring is None and waiter.phase in (Phase.WAITING, Phase.CALLBACK):
+            if waiter.tried >= {m.extension for m in queue.info.members if m.logged_in and not m.paused}:
+                waiter.next_round_at = now + RETRY_DELAY
+            self._distribute(queue, now)
+
+    def _agent_answered(self, ring: Ring, call: AppCall, now: float) -> None:
+        waiter, queue = ring.waiter, ring.waiter.queue
+        call.app_data = ring
+        ring.call = call
+        if ring.timer is not None:
+            ring.timer.cancel()
+        waiter.rings.pop(ring.agent, None)
+        key = self._agent(queue, ring.agent)
+        if waiter.phase not in (Phase.WAITING, Phase.CALLBACK) or waiter.agent_ring is not None:
+            self._agents.change(key, released(ring.claim))  # too late: the caller left or is joined
+            call.hang_up(now)
+            return
+        self._agents.change(key, answered(ring.claim, now + self._wall_offset, ANSWER_BOUND))
+        waiter.agent_ring = ring
+        assert self._core is not None
+        for other in list(waiter.rings.values()):
+            if other.dialing is not None:
+                self._core.cancel(other.dialing, now)
+        if waiter.phase is Phase.CALLBACK:
+            self._call_back(waiter, ring, now)
+            return
+        assert waiter.call is not None
+        waiter.phase = Phase.JOINING
+        waiter.call.stop_playback()
+        self._join(waiter.call, ring, now)
+
+    def _join(self, customer: AppCall, ring: Ring, now: float) -> None:
+        """Have the Call Manager join `customer` to the agent's answered call."""
+        assert ring.call is not None
+        info = ring.waiter.queue.info
+        log.info("queue %s: joining caller %s to agent %s", info.number, ring.waiter.caller, ring.agent)
+        customer.transfer(ring.agent, now, replaces=ring.call, headers=[
+            (PBX_QUEUE_AGENT, f"{self._agent(ring.waiter.queue, ring.agent)};claim={ring.claim};"
+                              f"wrap-up={info.wrap_up}")])
+
+    def _joined(self, waiter: Waiter, now: float) -> None:
+        """The Call Manager joined the caller to the agent: the caller leaves the line, answered."""
+        queue = waiter.queue
+        waited = now - waiter.joined_at
+        queue.stats.answer(waited, queue.info.service_level)
+        self.counters["answered"] += 1
+        log.info("queue %s: caller %s answered by %s after %.0f s", queue.info.number, waiter.caller,
+                 waiter.agent_ring.agent if waiter.agent_ring else "?", waited)
+        self._forget(waiter, now)
+
+    def _agent_call_ended(self, ring: Ring, call: AppCall, now: float) -> None:
+        """Our leg to an agent ended: joined away (the Call Manager replaces it), or the agent hung
+        up before the join; then a REFER under way fails (`transfer_failed`) and puts the caller
+        back in line, and a caller being called back is let go and keeps their place."""
+        waiter = ring.waiter
+        if waiter.agent_ring is not ring or (waiter.phase is Phase.JOINING and waiter.call is not None):
+            return
+        self._agents.change(self._agent(waiter.queue, ring.agent), released(ring.claim))
+        waiter.agent_ring = None
+        if waiter.callback is not None and self._core is not None:
+            callback, waiter.callback = waiter.callback, None
+            waiter.phase = Phase.CALLBACK
+            self._core.cancel(callback, now)
+
+    # -- callbacks -----------------------------------------------------------------------------
+
+    def _callback_digit(self, waiter: Waiter, call: AppCall, digit: str, now: float) -> None:
+        call.stop_playback()
+        if digit != "#":
+            if digit.isdigit() and len(waiter.digits) < MAX_CALLBACK_DIGITS:
+                waiter.digits += digit
+            return
+        waiter.callback_number = waiter.digits or waiter.caller
+        waiter.phase = Phase.CALLBACK
+        waiter.call = None
+        call.app_data = None
+        self.counters["callbacks"] += 1
+        log.info("queue %s: caller %s will be called back at %s", waiter.queue.info.number, waiter.caller,
+                 waiter.callback_number)
+        for timer in waiter.timers:
+            timer.cancel()
+        waiter.timers.clear()
+        self._leave(call, [self._say(sounds.CALLBACK_KEPT)], now)
+
+    def _call_back(self, waiter: Waiter, ring: Ring, now: float) -> None:
+        """An agent answered for a caller who hung up: call the caller, then join them."""
+        assert self._core is not None and waiter.callback_number is not None
+        waiter.phase = Phase.JOINING
+        info = waiter.queue.info
+
+        def answered_back(customer: AppCall, t: float) -> None:
+            customer.app_data = waiter
+            waiter.call = customer
+            if waiter.agent_ring is not ring or ring.call is None:
+                customer.hang_up(t)
+                return
+            self._join(customer, ring, t)
+
+        def not_answered(status: int, t: float) -> None:
+            if waiter.callback is None:
+                return  # the agent hung up first: back to waiting for one
+            log.info("queue %s: calling %s back failed (%d)", info.number, waiter.callback_number, status)
+            if ring.call is not None:
+                ring.call.hang_up(t)
+            self._agents.change(self._agent(waiter.queue, ring.agent), released(ring.claim))
+            waiter.queue.stats.abandon(t - waiter.joined_at, info.service_level)
+            self.counters["abandoned"] += 1
+            self._forget(waiter, t)
+
+        waiter.callback = self._core.originate(
+            number=waiter.callback_number, domain=info.tenant_domain, caller=info.number, peer=waiter.cm,
+            transport=waiter.transport, now=now, on_answered=answered_back, on_failed=not_answered)
+        if waiter.callback is None:
+            not_answered(503, now)
+
+    # -- leaving -------------------------------------------------------------------------------
+
+    def _waited_too_long(self, waiter: Waiter, now: float) -> None:
+        if waiter.phase is Phase.WAITING and not waiter.rings and waiter.agent_ring is None:
+            self._overflow(waiter, now, why=f"waited {waiter.queue.info.max_wait} s")
+
+    def _overflow(self, waiter: Waiter, now: float, *, why: str) -> None:
+        queue, call = waiter.queue, waiter.call
+        if waiter in queue.waiters:
+            queue.waiters.remove(waiter)
+        overflow = queue.info.overflow
+        log.info("queue %s: caller %s %s: %s", queue.info.number, waiter.caller,
+                 f"to {overflow}" if overflow else "refused", why)
+        waiter.phase = Phase.LEAVING
+        for timer in waiter.timers:
+            timer.cancel()
+        if call is None:
+            return
+        if overflow is None:
+            self.counters["refused"] += 1
+            queue.stats.refused += 1
+            self._leave(call, [self._say(sounds.NOBODY)], now)
+            return
+        self.counters["overflowed"] += 1
+        queue.stats.overflowed += 1
+        call.stop_playback()
+        call.transfer(overflow.partition(":")[2] or overflow, now)
+
+    def _leave(self, call: AppCall, prompts: list[npt.NDArray[np.int16]], now: float) -> None:
+        """A last announcement, then the hang-up (`playback_finished`)."""
+        waiter = call.app_data
+        if isinstance(waiter, Waiter):
+            waiter.phase = Phase.LEAVING
+        call.play(prompts, now)
+
+    def _forget(self, waiter: Waiter, now: float) -> None:
+        queue = waiter.queue
+        if waiter in queue.waiters:
+            queue.waiters.remove(waiter)
+        for timer in waiter.timers:
+            timer.cancel()
+        if self._core is not None:
+            for ring in list(waiter.rings.values()):
+                if ring.dialing is not None:
+                    self._core.cancel(ring.dialing, now)
+        if waiter.phase is not Phase.JOINING:
+            waiter.phase = Phase.LEAVING
+
+    def _schedule_position(self, waiter: Waiter, now: float) -> None:
+        call, interval = waiter.call, waiter.queue.info.position_interval
+        if call is None:
+            return
+
+        def announce(t: float) -> None:
+            if waiter.phase is not Phase.WAITING or waiter.call is not call:
+                return
+            place = waiter.queue.waiters.index(waiter) + 1
+            estimate = waiter.queue.stats.expected_wait()
+            minutes = None if estimate is None else int(estimate * place // 60)
+            call.play([self._say(sounds.position(place, minutes)), HOLD_MUSIC], t)
+            waiter.timers.append(call.schedule(t + interval, announce))
+
+        waiter.timers.append(call.schedule(now + interval, announce))
+
+    # -- reports ---------------------------------------------------------------------------------
+
+    @property
+    def gauges(self) -> dict[str, int]:
+        return {"queues": len(self.queues), "waiting": sum(len(q.waiters) for q in self.queues.values()),
+                "ringing": sum(len(w.rings) for q in self.queues.values() for w in q.waiters)}

@@ -1,0 +1,78 @@
+"""`pbx queue`: the queue server's workers on the application-server frame.
+
+Queues come from the database (`QueueCatalog`); what agents are doing is in the state store
+(`state.url`: Redis, shared with the Call Managers and the other queue servers); each worker
+runs a `QueueApplication` for the calls the Call Managers send it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import sys
+import time
+
+from ..appserver import daemon
+from ..appserver.core import Application
+from ..appserver.sounds import Announcements
+from ..appserver.worker import AppServerWorker
+from ..cluster.config import PbxConfig
+from ..cluster.database import create_engine_for, session_factory
+from ..cluster.queues import QueueService
+from ..cluster.state import StateStore, StateStoreUnavailable, open_state_store
+from ..cluster.state.agents import AgentStore
+from ..runtime.daemon import StartError
+from .application import QueueApplication
+from .catalog import QueueCatalog
+
+ROLE = "queue"
+NAME = "queue server"
+
+
+def run(config: PbxConfig) -> int:
+    """Run the queue server in the foreground until SIGINT/SIGTERM; the exit status."""
+    if config.state.url is None:
+        print("pbx queue: config error: state.url: a queue server shares its agents' states with the Call "
+              "Managers and the other queue servers through Redis (redis://HOST:PORT/DB)", file=sys.stderr)
+        return 1
+    return daemon.run(role=ROLE, name=NAME, config=config, section=config.queue, factory=make_worker)
+
+
+def make_worker(config: PbxConfig, index: int) -> AppServerWorker:
+    """Worker `index` of `pbx queue`: its SIP port and its share of the RTP ports."""
+    return queue_worker(config, index=index, port_range=daemon.worker_port_range(config.queue, index))
+
+
+def queue_worker(config: PbxConfig, *, index: int = 0, port_range: tuple[int, int] | None = None,
+                 agents: AgentStore | None = None) -> AppServerWorker:
+    """A queue worker (also the all-in-one's, in its own loop, given the Call Manager's `agents`)."""
+    engine = create_engine_for(config.database.url)
+    catalog = QueueCatalog(engine)
+    service = QueueService(sessions=session_factory(engine), default_domain="")
+    announcements = Announcements()
+    opened: list[StateStore] = []
+
+    def pause_agent(domain: str, extension: str, queue: str, reason: str) -> None:
+        service.pause(extension, queue=queue, reason=reason, tenant_domain=domain)
+
+    def application() -> Application:
+        wall_offset = time.time() - asyncio.get_running_loop().time()
+        store = agents
+        if store is None:
+            try:
+                opened.append(open_state_store(config.state.url, nonce_ttl=300.0,
+                                               timeout=config.state.timeout))
+            except StateStoreUnavailable as exc:
+                raise StartError(f"state.url: {exc}") from None
+            store = opened[0].agents
+        return QueueApplication(catalog=catalog, agents=store, announcements=announcements,
+                                wall_offset=wall_offset, server_name=f"{platform.node()}/{index}",
+                                pause_agent=pause_agent)
+
+    def stopped() -> None:
+        engine.dispose()
+        for state in opened:
+            state.close()
+
+    return AppServerWorker(name=NAME, config=config.queue, application=application, index=index,
+                           port_range=port_range, on_stop=stopped)
