@@ -7,6 +7,7 @@ the first could have failed.
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import free_port, pbx, start_allinone, stop
+from tests.integration.conftest import allinone_ports_env, free_port, pbx, start_allinone, stop
 
 pytestmark = [
     pytest.mark.integration,
@@ -25,14 +26,16 @@ PASSWORD = "Correct-Horse-42"
 
 
 def _run_until(command: list[str], seconds: float) -> str:
-    """Run a SIPVicious tool for at most `seconds`, then interrupt it as a user would."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    """Run a SIPVicious tool for at most `seconds`, then interrupt it as a user would. Unbuffered:
+    what it printed before the interruption is kept even if it must be killed."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         output, _ = process.communicate(timeout=seconds)
     except subprocess.TimeoutExpired:
         process.send_signal(signal.SIGINT)
-        try:
-            output, _ = process.communicate(timeout=10)
+        try:  # svcrack, blocked, waits for answers before it reports (about 8 s here, more under load)
+            output, _ = process.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
             output, _ = process.communicate()
@@ -47,8 +50,8 @@ def _pbx(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], in
             "--data-dir", str(data_dir))
     port = free_port()
     # svcrack only knows MD5 and reads the first challenge: offer MD5 first so it can really try.
-    process = start_allinone(data_dir, port, env={"PBX_AUTH__ALGORITHMS": "MD5,SHA-256",
-                                                  "PBX_HTTP__PORT": "0", **env})
+    process = start_allinone(data_dir, port, env={**allinone_ports_env(free_port()),
+                                                  "PBX_AUTH__ALGORITHMS": "MD5,SHA-256", **env})
     return process, port
 
 
