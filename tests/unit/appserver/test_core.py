@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pytest
@@ -171,7 +172,8 @@ def response_to(request: SipRequest, status: int, reason: str) -> bytes:
 class Harness:
     """An AppServerCore with the clock, the fake application and the RTP ports of one test."""
 
-    def __init__(self, *, ports: tuple[int, ...] = PORTS, open_rtp: bool = True) -> None:
+    def __init__(self, *, ports: tuple[int, ...] = PORTS, open_rtp: bool = True,
+                 application: Any = None) -> None:
         self.now = START
         self.app = FakeApplication()
         self.free = list(ports)
@@ -181,9 +183,10 @@ class Harness:
         tags = (f"as-tag-{n}" for n in itertools.count(1))
         self.core = AppServerCore(
             stack=SipStack(host=AS_HOST, port=AS_PORT, max_message_size=65535, layer=TransactionLayer()),
-            application=self.app, sdp_address=AS_HOST, allocate_port=self._allocate, open_rtp=self._open,
-            close_rtp=self.closed.append, release_port=self.free.append, rtp_timeout=RTP_TIMEOUT,
-            max_call_seconds=MAX_CALL_SECONDS, now=self.now, make_tag=lambda: next(tags))
+            application=application or self.app, sdp_address=AS_HOST, allocate_port=self._allocate,
+            open_rtp=self._open, close_rtp=self.closed.append, release_port=self.free.append,
+            rtp_timeout=RTP_TIMEOUT, max_call_seconds=MAX_CALL_SECONDS, now=self.now,
+            make_tag=lambda: next(tags))
 
     def _allocate(self) -> int | None:
         return self.free.pop(0) if self.free else None

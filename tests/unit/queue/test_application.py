@@ -1,0 +1,186 @@
+"""The queue application on the frame, driven with the Call Manager's messages as bytes: whom it
+rings, what it cancels, the REFER that joins the caller to the agent who answered, misses and
+auto-pause, overflow and the announcements of an unattended queue, callers who hang up."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pbx_services.appserver.sounds import Announcements
+from pbx_services.cluster.queues import MemberInfo, QueueInfo
+from pbx_services.cluster.state.agents import AgentActivity, InMemoryAgents, agent_key, claim
+from pbx_services.queue.application import QueueApplication
+from pbx_services.sip.message import SipRequest, SipResponse
+from tests.unit.appserver.test_core import (
+    AGENT_ANSWER,
+    START,
+    CmDialog,
+    Harness,
+    answer_to,
+    invite,
+)
+
+WALL = 1_800_000_000.0 - START
+
+
+def queue(number: str = "700", *, members: tuple[str, ...] = ("201", "202"), **settings: Any) -> QueueInfo:
+    info = QueueInfo(tenant_domain="pbx.local", number=number, name=None, strategy="ring-all", skills={},
+                     max_wait=0, max_length=0, overflow=None, join_empty=False, leave_empty=True, wrap_up=10,
+                     ring_timeout=15, service_level=20, position_interval=0, max_misses=3, callback=False,
+                     music_prompt=None,
+                     members=tuple(MemberInfo(extension=m, penalty=0, dynamic=False, logged_in=True,
+                                              paused=False, pause_reason=None) for m in members))
+    return replace(info, **settings)
+
+
+class Catalog:
+    def __init__(self, *queues: QueueInfo) -> None:
+        self.queues = {(q.tenant_domain, q.number): q for q in queues}
+
+    def queue(self, domain: str, number: str, now: float) -> QueueInfo | None:
+        return self.queues.get((domain, number))
+
+
+class QueueHarness(Harness):
+    def __init__(self, *queues: QueueInfo) -> None:
+        self.agents = InMemoryAgents()
+        self.paused: list[tuple[str, str, str, str]] = []
+        self.said: list[str] = []
+
+        def speak(text: str) -> np.ndarray:
+            self.said.append(text)
+            return np.zeros(160, np.int16)
+
+        self.queue_app = QueueApplication(
+            catalog=Catalog(*queues), agents=self.agents, announcements=Announcements(speak=speak),  # type: ignore[arg-type]
+            wall_offset=WALL, server_name="q1", pause_agent=lambda *args: self.paused.append(args),
+            rng=random.Random(1))
+        super().__init__(ports=tuple(range(40000, 40020, 2)), application=self.queue_app)
+
+    def caller(self, call_id: str = "cm-call-1", number: str = "700") -> CmDialog:
+        """A caller of the queue, answered and ACKed."""
+        self.send(invite(call_id, branch=f"z9hG4bK{call_id}", number=number))
+        ok = [m for m in self.sent() if isinstance(m, SipResponse) and m.status_code == 200][0]
+        dialog = CmDialog(call_id, ok.to.tag or "")
+        self.send(dialog.ack())
+        return dialog
+
+    def wait(self, seconds: float) -> None:
+        """Let `seconds` pass while every call's RTP keeps coming (no RTP timeout)."""
+        for _ in range(round(seconds / 0.5)):
+            self.advance(0.5)
+            for call in list(self.core.calls.values()):
+                self.rtp_from_media(call.audio, round((self.now - START) / 0.02) & 0xFFFF)
+
+    def invites(self) -> dict[str, SipRequest]:
+        """The INVITEs to agents sent since the last look (retransmissions once), by the agent's number."""
+        return {m.uri.user: m for m in self.sent() if isinstance(m, SipRequest) and m.method == "INVITE"}  # type: ignore[union-attr]
+
+    def cancelled(self) -> set[str]:
+        """The Call-IDs of the CANCELs sent since the last look, each answered 200 (as the Call Manager)."""
+        cancels = [m for m in self.sent() if isinstance(m, SipRequest) and m.method == "CANCEL"]
+        for cancel in cancels:
+            self.send(answer_to(cancel, 200, "OK", tag=None))
+        return {cancel.call_id for cancel in cancels}
+
+    def activity(self, extension: str) -> AgentActivity:
+        key = agent_key("pbx.local", extension)
+        return self.agents.records([key])[key].activity
+
+
+def test_ring_all_rings_every_free_agent_and_joins_the_caller_to_the_first_who_answers() -> None:
+    h = QueueHarness(queue())
+    h.caller()
+    rung = h.invites()
+    assert sorted(rung) == ["201", "202"]
+    assert all(r.from_.uri.user == "700" for r in rung.values())  # type: ignore[union-attr]
+    assert h.activity("201") is AgentActivity.RINGING
+    for request in rung.values():
+        h.send(answer_to(request, 180, "Ringing", tag=f"cm-{request.uri.user}"))  # type: ignore[union-attr]
+
+    h.send(answer_to(rung["202"], 200, "OK", tag="cm-202", body=AGENT_ANSWER))
+
+    sent = [m for m in h.sent() if isinstance(m, SipRequest)]
+    assert [m.method for m in sent] == ["ACK", "CANCEL", "REFER"]
+    cancel, refer = sent[1], sent[2]
+    assert cancel.call_id == rung["201"].call_id
+    assert refer.call_id == "cm-call-1"
+    assert refer.headers.get("Refer-To") == (
+        f"<sip:202@pbx.local?Replaces={rung['202'].call_id.replace('@', '%40')}%3Bto-tag%3Dcm-202"
+        f"%3Bfrom-tag%3D{rung['202'].from_.tag}>")
+    claim_id = refer.headers.get("Pbx-Queue-Agent")
+    assert claim_id is not None and claim_id.startswith("pbx.local/202;claim=q1/")
+    assert claim_id.endswith(";wrap-up=10")
+    assert h.activity("202") is AgentActivity.ON_CALL
+    h.send(answer_to(rung["201"], 487, "Request Terminated", tag="cm-201"))
+    assert h.activity("201") is AgentActivity.AVAILABLE  # released, no miss counted
+    assert h.agents.records([agent_key("pbx.local", "201")])[agent_key("pbx.local", "201")].misses == 0
+
+
+def test_an_agent_who_lets_it_ring_is_cancelled_counted_and_paused_after_its_misses() -> None:
+    h = QueueHarness(queue(members=("201",), max_misses=2))
+    h.caller()
+    for _ in range(2):
+        [request] = h.invites().values()
+        h.send(answer_to(request, 180, "Ringing", tag="cm-201"))
+        h.wait(15)
+        assert h.cancelled() == {request.call_id}
+        h.send(answer_to(request, 487, "Request Terminated", tag="cm-201"))
+        h.wait(6)  # the retry delay (every agent was tried), then the next look
+    assert h.paused == [("pbx.local", "201", "700", "missed 2 queue calls")]
+
+
+def test_an_agent_taken_by_another_server_is_not_rung() -> None:
+    h = QueueHarness(queue())
+    h.agents.change(agent_key("pbx.local", "201"), claim("elsewhere", START + WALL, 60))
+    h.caller()
+    assert sorted(h.invites()) == ["202"]
+
+
+def test_a_caller_who_hangs_up_stops_the_rings_and_is_counted_as_abandoned() -> None:
+    h = QueueHarness(queue())
+    dialog = h.caller()
+    rung = h.invites()
+    for request in rung.values():
+        h.send(answer_to(request, 180, "Ringing", tag=f"cm-{request.uri.user}"))  # type: ignore[union-attr]
+    h.advance(3)
+    h.send(dialog.request("BYE"))
+    assert h.cancelled() == {r.call_id for r in rung.values()}
+    for request in rung.values():
+        h.send(answer_to(request, 487, "Request Terminated", tag=f"cm-{request.uri.user}"))  # type: ignore[union-attr]
+    stats = h.queue_app.queues[("pbx.local", "700")].stats
+    assert (stats.offered, stats.abandoned, stats.answered) == (1, 1, 0)
+    assert h.activity("201") is AgentActivity.AVAILABLE and h.activity("202") is AgentActivity.AVAILABLE
+
+
+def test_an_unattended_queue_without_overflow_announces_and_hangs_up() -> None:
+    h = QueueHarness(queue(members=()))
+    h.caller()
+    assert h.said == ["Sorry, nobody can take your call now. Please call again later. Goodbye."]
+    assert h.invites() == {}
+    h.frames(0.1)
+    assert [m.method for m in h.sent() if isinstance(m, SipRequest)] == ["BYE"]
+
+
+def test_a_caller_past_the_maximum_wait_goes_to_the_overflow() -> None:
+    h = QueueHarness(queue(members=("201",), max_wait=30, overflow="queue:701", join_empty=True))
+    h.agents.change(agent_key("pbx.local", "201"), claim("elsewhere", START + WALL, 3600))  # busy all along
+    h.caller()
+    h.wait(29.5)
+    assert [m for m in h.sent() if isinstance(m, SipRequest)] == []
+    h.wait(0.5)
+    refer = h.only_request("REFER")
+    assert refer.headers.get("Refer-To") == "<sip:701@pbx.local>"
+    assert h.queue_app.queues[("pbx.local", "700")].stats.overflowed == 1
+
+
+@pytest.mark.parametrize("strategy", ["linear", "round-robin-ordered"])
+def test_one_at_a_time_strategies_ring_one_agent(strategy: str) -> None:
+    h = QueueHarness(queue(strategy=strategy))
+    h.caller()
+    assert sorted(h.invites()) == ["201"]
