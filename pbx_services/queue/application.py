@@ -40,7 +40,7 @@ from ..appserver.sounds import HOLD_MUSIC, Announcements
 from ..cluster.queues import QueueInfo
 from ..cluster.state.agents import AgentStore, agent_key, answered, claim, missed, released
 from ..runtime.timers import Timer
-from ..sip.headers import PBX_QUEUE_AGENT
+from ..sip.headers import PBX_JOIN_TAG, PBX_QUEUE_AGENT
 from . import sounds
 from .catalog import QueueCatalog
 from .stats import QueueStats
@@ -302,7 +302,7 @@ class QueueApplication:
             return False  # taken meanwhile by another queue or server
         dialing = self._core.originate(
             number=extension, domain=queue.info.tenant_domain, caller=queue.info.number, peer=waiter.cm,
-            transport=waiter.transport, now=now,
+            transport=waiter.transport, now=now, headers=_joined_with(waiter.call),
             on_answered=lambda call, t: self._agent_answered(ring, call, t),
             on_failed=lambda status, t: self._agent_failed(ring, status, t))
         if dialing is None:
@@ -453,7 +453,8 @@ class QueueApplication:
 
         waiter.callback = self._core.originate(
             number=waiter.callback_number, domain=info.tenant_domain, caller=info.number, peer=waiter.cm,
-            transport=waiter.transport, now=now, on_answered=answered_back, on_failed=not_answered)
+            transport=waiter.transport, now=now, headers=_joined_with(ring.call), on_answered=answered_back,
+            on_failed=not_answered)
         if waiter.callback is None:
             not_answered(503, now)
 
@@ -527,3 +528,9 @@ class QueueApplication:
     def gauges(self) -> dict[str, int]:
         return {"queues": len(self.queues), "waiting": sum(len(q.waiters) for q in self.queues.values()),
                 "ringing": sum(len(w.rings) for q in self.queues.values() for w in q.waiters)}
+
+
+def _joined_with(call: AppCall | None) -> list[tuple[str, str]]:
+    """The header naming the call ours will be joined with, so that one Call Manager worker holds both."""
+    tag = call.dialog.remote_tag if call is not None else None
+    return [(PBX_JOIN_TAG, tag)] if tag else []

@@ -23,6 +23,10 @@ from .uri import FAST_URI_NO_USER, FAST_URI_WITH_USER, SipUri, Uri, fast_sip_uri
 PBX_RECORDING = "Pbx-Recording"
 """Our own header field: in an application server's 200, where it records the call (a
 meeting's mix), which the Call Manager, trusting only its own servers, puts in the CDR."""
+PBX_JOIN_TAG = "Pbx-Join-Tag"
+"""Our own header field: in an INVITE an application server makes to be joined later with one of
+its calls (a queue ringing an agent), the Call Manager's tag of that call's dialog, so that the
+worker holding that call (named in its tag) gets this one too."""
 PBX_QUEUE_AGENT = "Pbx-Queue-Agent"
 """Our own header field: in a queue server's REFER joining a caller to an agent,
 `DOMAIN/EXT;claim=ID;wrap-up=S`: the agent's record in the state store, which the Call
