@@ -1,9 +1,10 @@
-"""What the roles of the SIP application servers (ivr, meeting) leave on a host, checked with
-testinfra on every host of the scenario's application-server group.
+"""What the roles of the SIP application servers (ivr, meeting, queue) leave on a host, checked
+with testinfra on every host of the scenario's application-server group.
 
-The scenarios molecule/ivr and molecule/meeting run this file in their verify step, beside
-their own tests/. A host's role is the application-server group it is in; what its config
-must hold is the scenario inventory's value of the role's variable, else the role's default.
+The scenarios molecule/ivr, molecule/meeting and molecule/queue run this file in their verify
+step, beside their own tests/. A host's role is the application-server group it is in; what
+its config must hold is the scenario inventory's value of the role's variable, else the
+role's default.
 """
 
 import json
@@ -15,7 +16,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 VIP_PROBE = REPO / "scripts" / "lab" / "vip_probe.py"
 VENV_PYTHON = "/opt/pbx/venv/bin/python"
-APPLICATION_SERVER_ROLES = ("ivr", "meeting")
+APPLICATION_SERVER_ROLES = ("ivr", "meeting", "queue")
+STATE_STORE_ROLES = ("meeting", "queue")
+"""The roles whose config names the cluster's Redis (`state`) when the site has one."""
 
 
 def role_of(host):
@@ -86,7 +89,10 @@ def test_config_is_valid_private_and_complete(host):
     assert section["port_min"] == expected(host, "port_min")
     assert section["port_max"] == expected(host, "port_max")
     assert section["workers"] >= 1
-    assert "state" not in yaml.safe_load(config.content_string)
+    # `state` only for a role that uses the cluster's Redis, on a site that has one (Sentinels).
+    has_redis = bool(host.ansible.get_variables()["groups"].get("redis_sentinel"))
+    has_state = "state" in yaml.safe_load(config.content_string)
+    assert has_state == (role_of(host) in STATE_STORE_ROLES and has_redis)
 
 
 def test_recordings_directory_is_the_daemons(host):
@@ -127,6 +133,7 @@ def test_server_listed_with_its_role(host):
     [row] = [row for row in rows if row[:1] == [hostname]]
     workers = rendered_section(host)["workers"]
     assert row[1:4] == [role_of(host), f"{address(host)}:{expected(host, 'sip_port')}", str(workers)]
+    assert row[6] == str(expected(host, "http_port"))  # the HTTP column: its control API
 
 
 def test_sysctls_applied(host):

@@ -43,10 +43,10 @@ lab = _load("lab")
 smoke = _load("smoke_call")
 
 
-def health(address: str) -> dict[str, Any]:
-    """A daemon's /health (whatever its status code), asked from the lab's controller; {} if it
-    does not answer."""
-    url = f"http://{address}:9060/health"
+def health(address: str, port: int = 9060) -> dict[str, Any]:
+    """A daemon's /health on `port` (the Call Managers' by default; whatever its status code),
+    asked from the lab's controller; {} if it does not answer."""
+    url = f"http://{address}:{port}/health"
     body = subprocess.run(["ip", "netns", "exec", lab.Lab(lab.DEFAULT_LAB).controller_ns, "python3", "-c",
                            "import urllib.request,urllib.error\n"
                            f"try: print(urllib.request.urlopen('{url}', timeout=3).read().decode())\n"

@@ -1,4 +1,4 @@
-"""The lab end to end: build it, deploy it twice, verify it, ask the IVR and meeting servers,
+"""The lab end to end: build it, deploy it twice, verify it, ask the IVR, meeting and queue servers,
 call an IVR menu, a meeting room and a phone through the VIP, grow it under a call, tear it
 down. Slow (about 15 minutes) and root-only: `pytest -m lab tests/lab`.
 
@@ -30,7 +30,11 @@ NEW_MEDIA_HOST, NEW_MEDIA_ADDRESS = "media2", "198.18.0.32"
 EXPANSION_HOLD = 150.0
 IVR_SERVERS = {"ivr1": "198.18.0.41", "ivr2": "198.18.0.42"}
 MEETING_SERVERS = {"meeting1": "198.18.0.61", "meeting2": "198.18.0.62"}
-APPLICATION_SERVERS = {"ivr": (IVR_SERVERS, 5090), "meeting": (MEETING_SERVERS, 5100)}
+QUEUE_SERVERS = {"ivr1-queue": "198.18.0.41", "ivr2-queue": "198.18.0.42"}
+"""The queue servers run on the IVR hosts, under names of their own (inventory/lab/group_vars/queue)."""
+QUEUE_HTTP_PORT = 9065
+APPLICATION_SERVERS = {"ivr": (IVR_SERVERS, 5090), "meeting": (MEETING_SERVERS, 5100),
+                       "queue": (QUEUE_SERVERS, 5110)}
 """Each role's servers in the lab inventory and the SIP port of their first worker."""
 LAB_MENU = "800"
 LAB_ROOM = "850"
@@ -124,6 +128,19 @@ def test_application_servers_listed_and_every_worker_answers_options(booted: Pat
             status = lab.in_ns(the_lab.controller_ns, "python3", str(LAB_DIR / "vip_probe.py"),
                                f"{address}:{port}", "--status", "--timeout", "2", capture=True).stdout.strip()
             assert status == "SIP/2.0 200 OK", f"{name} ({address}:{port}) answered {status!r}"
+
+
+def test_queue_servers_run_and_answer_health_with_the_state_store(booted: Path) -> None:
+    """pbx-queue on each IVR host: active (it does not start without the cluster's Redis) and
+    /health ok with every worker up. Listed with role queue, each worker answering OPTIONS: the
+    application servers' test above."""
+    the_lab = lab.Lab(lab.DEFAULT_LAB)
+    for name, address in QUEUE_SERVERS.items():
+        active = lab.in_ns(the_lab.controller_ns, *lab.ssh_argv(address), "systemctl", "is-active",
+                           "pbx-queue.service", check=False, capture=True).stdout.strip()
+        assert active == "active", f"{name}: pbx-queue.service is {active!r}"
+        reported = health(address, QUEUE_HTTP_PORT)
+        assert reported.get("status") == "ok" and all(w["up"] for w in reported["workers"]), (name, reported)
 
 
 def lab_phone(the_lab: lab.Lab, passwords: dict[str, str], user: str, port: int,
