@@ -121,6 +121,15 @@ class Controlled(Protocol):
 
 
 @runtime_checkable
+class Labelled(Protocol):
+    """An application with metrics per thing it serves (a queue): for /metrics."""
+
+    def labelled(self, now: float) -> tuple[str, dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+        """The label's name ("queue"), then gauges and counters: name -> label value -> value."""
+        ...
+
+
+@runtime_checkable
 class Originating(Protocol):
     """An application that makes calls of its own (a queue ringing its agents): it is given the
     core, whose `originate`, `cancel` and `timers` it uses."""

@@ -101,4 +101,22 @@ class _AppServerCollector(Collector):
                 role_counters.setdefault(name, CounterMetricFamily(f"{prefix}_{name}", name.replace("_", " "),
                                                                    labels=labels)).add_metric(label, value)
         yield from (up, restarts, calls, ports, *counters.values(), messages, *role_gauges.values(),
-                    *role_counters.values())
+                    *role_counters.values(), *self._labelled(prefix))
+
+    def _labelled(self, prefix: str) -> Iterator[Metric]:
+        """The application's metrics per thing (`pbx_queue_waiting{worker="0",queue="pbx.local/700"}`)."""
+        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+        for worker in self._workers.workers:
+            labelled = (worker.report or {}).get("labelled")
+            if not labelled:
+                continue
+            label_name, gauges, counters = labelled
+            for kind, values in ((GaugeMetricFamily, gauges), (CounterMetricFamily, counters)):
+                for name, by_label in values.items():
+                    family = families.get(name)
+                    if family is None:
+                        family = families[name] = kind(f"{prefix}_{name}", name.replace("_", " "),
+                                                       labels=["worker", label_name])
+                    for label, value in by_label.items():
+                        family.add_metric([str(worker.index), label], value)
+        yield from families.values()

@@ -26,7 +26,7 @@ from ..sip.transaction import TransactionLayer
 from ..transport.rtp import RtpPorts
 from ..transport.sip import SipTransports
 from .audio import FRAME_SECONDS, Address, CallAudio
-from .core import Application, AppServerCore, Controlled
+from .core import Application, AppServerCore, Controlled, Labelled
 
 MAX_MESSAGE_SIZE = 65535
 
@@ -105,6 +105,9 @@ class AppServerWorker:
                 # The role's own numbers (the meeting server's rooms, participants, joins, ...).
                 "gauges": getattr(application, "gauges", {}),
                 "role_counters": getattr(application, "counters", {}),
+                # Per queue (or other thing of the role): (label name, gauges, counters).
+                "labelled": application.labelled(self._driver.now()) if isinstance(application, Labelled)
+                and self._driver is not None else None,
                 "ports_free": self._ports.free, "late_ticks": self.late_ticks, **self.core.counters,
                 "messages": dict(self.core.stack.counters), "time": time.time()}
 

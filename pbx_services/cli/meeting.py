@@ -27,7 +27,7 @@ from pbx_services.cli.common import (
 )
 from pbx_services.cli.daemons import add_application_server_commands
 from pbx_services.cli.prompts import tenant_option
-from pbx_services.cluster.control_client import ControlUnreachable, control_request
+from pbx_services.cluster.control_client import ControlUnreachable, NotOnAnyServer, control_request, locate
 from pbx_services.cluster.meetings import MeetingRoomInfo, MeetingService
 from pbx_services.cluster.models import ServerRole
 from pbx_services.cluster.servers import ServerEntry, ServerService
@@ -191,23 +191,12 @@ def _meeting_control(args: argparse.Namespace) -> int:
 
 def _find_meeting(servers: list[ServerEntry], secret: str, room: MeetingRoomInfo) -> tuple[ServerEntry, Any]:
     """The meeting server holding the room's meeting, and the meeting; CommandError when none has it."""
-    unreachable = []
-    for server in servers:
-        if server.http_port is None:
-            unreachable.append(f"{server.name} has no HTTP port (pbx server add --http-port)")
-            continue
-        try:
-            reply = control_request(server.host, server.http_port, secret, "GET",
-                                    ["meetings", room.tenant_domain, room.number])
-        except ControlUnreachable as exc:
-            unreachable.append(f"{server.name}: {exc}")
-            continue
-        if reply.status == 200:
-            return server, reply.body["meeting"]
-        if reply.status != 404:
-            unreachable.append(f"{server.name}: {reply.body.get('error', reply.status)}")
-    found = f"no meeting in progress in room {room.number} of {room.tenant_domain}"
-    raise CommandError(found + (f" (not asked: {'; '.join(unreachable)})" if unreachable else ""))
+    try:
+        server, reply = locate(servers, secret, ["meetings", room.tenant_domain, room.number])
+    except NotOnAnyServer as exc:
+        found = f"no meeting in progress in room {room.number} of {room.tenant_domain}"
+        raise CommandError(found + (f" (not asked: {exc})" if str(exc) else "")) from None
+    return server, reply.body["meeting"]
 
 
 def _print_meeting(server: ServerEntry, meeting: dict[str, Any]) -> None:

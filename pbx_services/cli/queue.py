@@ -7,6 +7,8 @@ database, so that no restart of any server loses them.
 """
 
 import argparse
+import json
+import sys
 
 from pbx_services.cli.common import (
     EXIT_OK,
@@ -19,7 +21,10 @@ from pbx_services.cli.common import (
 )
 from pbx_services.cli.daemons import add_application_server_commands
 from pbx_services.cli.prompts import tenant_option
+from pbx_services.cluster.control_client import NotOnAnyServer, locate
+from pbx_services.cluster.models import ServerRole
 from pbx_services.cluster.queues import QueueInfo, QueueService, format_skills
+from pbx_services.cluster.servers import ServerService
 
 
 def add_commands(subparsers: Subparsers) -> None:
@@ -79,6 +84,14 @@ def add_commands(subparsers: Subparsers) -> None:
     delete = commands.add_parser("del", parents=common, help="delete a call queue")
     delete.add_argument("number", metavar="NUMBER")
     delete.set_defaults(run=_queue_del)
+
+    status = commands.add_parser(
+        "status", parents=common, help="who waits in a queue now, and its numbers",
+        description="The callers waiting in queue NUMBER (how long, whom they ring) and its numbers since "
+        "its queue server started: offered, answered, abandoned, overflowed, service level, average wait.")
+    status.add_argument("number", metavar="NUMBER")
+    status.add_argument("--json", action="store_true", help="the queue as a JSON object")
+    status.set_defaults(run=_queue_status)
 
     agent = subparsers.add_parser("agent", help="log queue agents in and out, pause them, give them skills")
     agents = agent.add_subparsers(dest="agent_command", required=True, metavar="COMMAND")
@@ -175,4 +188,35 @@ def _agent_skills(args: argparse.Namespace) -> int:
         skills = opened.service(QueueService).set_skills(args.extension, args.skills,
                                                          tenant_domain=args.tenant)
     print(f"{args.extension} has " + (f"skills {format_skills(skills)}" if skills else "no skills"))
+    return EXIT_OK
+
+
+def _queue_status(args: argparse.Namespace) -> int:
+    with open_data_dir(args) as opened:
+        queue = opened.service(QueueService).queue(args.number, args.tenant)
+        servers = ServerService(sessions=opened.sessions).list_servers(role=ServerRole.QUEUE)
+        assert opened.config.auth is not None
+        secret = opened.config.auth.secret.get_secret_value()
+    try:
+        server, reply = locate(servers, secret, ["queues", queue.tenant_domain, queue.number])
+    except NotOnAnyServer as exc:
+        print(f"queue {queue.number} of {queue.tenant_domain}: nobody waiting, no queue server has had a "
+              f"caller of it since it started" + (f" (not asked: {exc})" if str(exc) else ""))
+        return EXIT_OK
+    live = reply.body["queue"]
+    if args.json:
+        json.dump({"server": server.name, **live}, sys.stdout, indent=2)
+        print()
+        return EXIT_OK
+    level = live["service_level"]
+    print(f"queue {queue.number} of {queue.tenant_domain} on queue server {server.name}: "
+          f"offered {live['offered']}, answered {live['answered']}, abandoned {live['abandoned']}, "
+          f"overflowed {live['overflowed']}, "
+          f"service level {'-' if level is None else f'{level:.0%}'}")
+    if live["waiting"]:
+        print_table(("CALLER", "WAITED", "STATE", "RINGING"),
+                    [(w["caller"], f"{w['waited']:.0f} s", w["state"], " ".join(w["ringing"]) or "-")
+                     for w in live["waiting"]])
+    else:
+        print("nobody waiting")
     return EXIT_OK

@@ -13,12 +13,17 @@ from typing import Any
 from urllib.parse import quote
 
 from ..runtime.control import API_PREFIX, ControlReply, control_token
+from .servers import ServerEntry
 
 TIMEOUT = 3.0
 
 
 class ControlUnreachable(Exception):
     """The server's HTTP endpoint did not answer, or not as a control API does."""
+
+
+class NotOnAnyServer(Exception):
+    """No server has what was asked for; the message says which could not be asked, and why."""
 
 
 def control_request(host: str, port: int, secret: str, method: str, path: Sequence[str],
@@ -43,3 +48,24 @@ def control_request(host: str, port: int, secret: str, method: str, path: Sequen
     if not isinstance(reply, dict):
         raise ControlUnreachable(f"{host}:{port} answered {response.status} with {raw[:80]!r}")
     return ControlReply(response.status, reply)
+
+
+def locate(servers: Sequence[ServerEntry], secret: str,
+           path: Sequence[str]) -> tuple[ServerEntry, ControlReply]:
+    """The server (of `servers`, at their HTTP ports) that answers GET `path` with 200, and its reply:
+    a meeting or a queue lives on one server. NotOnAnyServer when none does."""
+    unreachable = []
+    for server in servers:
+        if server.http_port is None:
+            unreachable.append(f"{server.name} has no HTTP port (pbx server add --http-port)")
+            continue
+        try:
+            reply = control_request(server.host, server.http_port, secret, "GET", path)
+        except ControlUnreachable as exc:
+            unreachable.append(f"{server.name}: {exc}")
+            continue
+        if reply.status == 200:
+            return server, reply
+        if reply.status != 404:
+            unreachable.append(f"{server.name}: {reply.body.get('error', reply.status)}")
+    raise NotOnAnyServer("; ".join(unreachable))

@@ -39,6 +39,7 @@ from ..appserver.core import AppCall, AppServerCore, Dialing
 from ..appserver.sounds import HOLD_MUSIC, Announcements
 from ..cluster.queues import QueueInfo
 from ..cluster.state.agents import AgentStore, agent_key, answered, claim, missed, released
+from ..runtime.control import ControlReply, ControlRequest
 from ..runtime.timers import Timer
 from ..sip.headers import PBX_JOIN_TAG, PBX_QUEUE_AGENT
 from . import sounds
@@ -53,6 +54,9 @@ DISTRIBUTE_INTERVAL = 1.0
 RETRY_DELAY = 5.0
 """Seconds a caller waits after every agent it was offered to let it ring, before another round."""
 MAX_CALLBACK_DIGITS = 20
+_COUNTED = ("offered", "answered", "answered_within", "abandoned", "abandoned_within", "overflowed",
+            "refused")
+"""The `QueueStats` counters exported per queue."""
 ANSWER_BOUND = 4 * 3600.0
 """Seconds an agent on a queue call stays busy at most when the end of the call is never told."""
 
@@ -528,6 +532,52 @@ class QueueApplication:
     def gauges(self) -> dict[str, int]:
         return {"queues": len(self.queues), "waiting": sum(len(q.waiters) for q in self.queues.values()),
                 "ringing": sum(len(w.rings) for q in self.queues.values() for w in q.waiters)}
+
+    def labelled(self, now: float) -> tuple[str, dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+        """Per-queue metrics: the label's name, then gauges and counters by name and queue."""
+        gauges: dict[str, dict[str, float]] = {"waiting": {}, "longest_wait_seconds": {}, "service_level": {}}
+        counters: dict[str, dict[str, float]] = {name: {} for name in _COUNTED}
+        for queue in self.queues.values():
+            label = "/".join(queue.key)
+            gauges["waiting"][label] = len(queue.waiters)
+            gauges["longest_wait_seconds"][label] = max((now - w.joined_at for w in queue.waiters),
+                                                        default=0.0)
+            if queue.stats.service_level is not None:
+                gauges["service_level"][label] = queue.stats.service_level
+            for name in _COUNTED:
+                counters[name][label] = getattr(queue.stats, name)
+        return "queue", gauges, counters
+
+    # -- the control API -----------------------------------------------------------------------
+
+    @property
+    def control_paths(self) -> tuple[str, ...]:
+        return ("queues",)
+
+    def control(self, request: ControlRequest, now: float) -> ControlReply:
+        """GET queues[/DOMAIN/NUMBER]: the queues this worker distributes, their line and numbers."""
+        path = request.path[1:]
+        if request.method != "GET":
+            return ControlReply.error(405, "GET only")
+        if not path:
+            return ControlReply(200, {"queues": [self._describe(q, now) for q in self.queues.values()]})
+        queue = self.queues.get((path[0], path[1])) if len(path) == 2 else None
+        if queue is None:
+            return ControlReply.error(404, f"queue {'/'.join(path)} has no caller on this server")
+        return ControlReply(200, {"queue": self._describe(queue, now)})
+
+    @staticmethod
+    def _describe(queue: LiveQueue, now: float) -> dict[str, object]:
+        stats = queue.stats
+        return {"domain": queue.info.tenant_domain, "number": queue.info.number,
+                "strategy": queue.info.strategy,
+                "waiting": [{"caller": w.caller, "waited": round(now - w.joined_at, 1),
+                             "state": w.phase.value, "ringing": sorted(w.rings),
+                             "callback": w.callback_number} for w in queue.waiters],
+                "offered": stats.offered, "answered": stats.answered, "abandoned": stats.abandoned,
+                "overflowed": stats.overflowed, "refused": stats.refused,
+                "service_level": stats.service_level, "service_level_all": stats.service_level_all,
+                "average_wait": stats.average_wait}
 
 
 def _joined_with(call: AppCall | None) -> list[tuple[str, str]]:

@@ -35,7 +35,8 @@ def run(config: PbxConfig) -> int:
         print("pbx queue: config error: state.url: a queue server shares its agents' states with the Call "
               "Managers and the other queue servers through Redis (redis://HOST:PORT/DB)", file=sys.stderr)
         return 1
-    return daemon.run(role=ROLE, name=NAME, config=config, section=config.queue, factory=make_worker)
+    return daemon.run(role=ROLE, name=NAME, config=config, section=config.queue, factory=make_worker,
+                      control_paths=("queues",))
 
 
 def make_worker(config: PbxConfig, index: int) -> AppServerWorker:

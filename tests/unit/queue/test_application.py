@@ -15,6 +15,7 @@ from pbx_services.appserver.sounds import Announcements
 from pbx_services.cluster.queues import MemberInfo, QueueInfo
 from pbx_services.cluster.state.agents import AgentActivity, InMemoryAgents, agent_key, claim
 from pbx_services.queue.application import QueueApplication
+from pbx_services.runtime.control import ControlRequest
 from pbx_services.sip.message import SipRequest, SipResponse
 from tests.unit.appserver.test_core import (
     AGENT_ANSWER,
@@ -184,3 +185,20 @@ def test_one_at_a_time_strategies_ring_one_agent(strategy: str) -> None:
     h = QueueHarness(queue(strategy=strategy))
     h.caller()
     assert sorted(h.invites()) == ["201"]
+
+
+def test_the_line_and_the_numbers_are_in_the_api_and_the_metrics() -> None:
+    h = QueueHarness(queue())
+    h.caller()
+    h.wait(2)
+    reply = h.queue_app.control(ControlRequest("GET", ("queues", "pbx.local", "700")), h.now)
+    assert reply.status == 200
+    live = reply.body["queue"]
+    assert live["waiting"] == [{"caller": "100", "waited": 2.0, "state": "waiting", "ringing": ["201", "202"],
+                                "callback": None}]
+    assert (live["offered"], live["answered"], live["service_level"]) == (1, 0, None)
+    assert h.queue_app.control(ControlRequest("GET", ("queues", "pbx.local", "799")), h.now).status == 404
+    label, gauges, counters = h.queue_app.labelled(h.now)
+    assert (label, gauges["waiting"], gauges["longest_wait_seconds"]) == (
+        "queue", {"pbx.local/700": 1}, {"pbx.local/700": 2.0})
+    assert counters["offered"] == {"pbx.local/700": 1} and counters["abandoned"] == {"pbx.local/700": 0}
