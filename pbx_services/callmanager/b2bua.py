@@ -2,17 +2,21 @@
 
 The caller's INVITE is authenticated and routed to every registered contact of the dialed
 extension at once (parallel forking); the first 2xx wins and the other branches are
-cancelled. Provisional answers, the answer, CANCEL, BYE from either side and in-dialog
-requests (re-INVITE for hold/resume, INFO, UPDATE) are relayed between the legs. We
-answer as a UAS on the A leg, so we retransmit our own 2xx until the caller ACKs it
-(RFC 3261 13.3.1.4), and ACK the callee's 2xx ourselves.
+cancelled. An INVITE from one of our application servers' endpoints (a queue ringing an
+agent: the servers table's IVR, queue and meeting workers, known by source host:port) is not
+challenged: it is routed like a call of the From's tenant, as the From's user. Provisional
+answers, the answer, CANCEL, BYE from either side and in-dialog requests (re-INVITE for
+hold/resume, INFO, UPDATE) are relayed between the legs. We answer as a UAS on the A leg, so
+we retransmit our own 2xx until the caller ACKs it (RFC 3261 13.3.1.4), and ACK the callee's
+2xx ourselves.
 
-A call's phases (Routing, Connecting, Connected, Ended) and its legs and branches are in
-`call.py`, where a dialled number goes in `routing.py`. Every answered call is kept in the
-state store (`call_records.py`), so that another worker or Call Manager can go on with it.
-With a media pool, every call's media is anchored on a media server (`anchoring.py`) and the
-SIP flow waits for the server's reply wherever an SDP passes; a call is refused with 503
-when no media server can take it.
+A call's phases (Routing, Connecting, Connected, Joining, Handing over, Ended) and its legs
+and branches are in `call.py`, where a dialled number goes in `routing.py`; a REFER is a blind
+transfer (`transfer.py`) or, with Replaces, joins two calls (`joins.py`, attended transfer).
+Every answered call is kept in the state store (`call_records.py`), so that another worker or
+Call Manager can go on with it. With a media pool, every call's media is anchored on a media
+server (`anchoring.py`) and the SIP flow waits for the server's reply wherever an SDP passes;
+a call is refused with 503 when no media server can take it.
 
 Sans-IO: driven by `SipStack` events with the time passed in.
 """
@@ -25,6 +29,7 @@ from datetime import UTC, datetime
 
 from ..cluster.events import CallEnded, Disposition, EndReason, HangupBy
 from ..cluster.models import ServerRole
+from ..cluster.state.agents import AgentStore
 from ..cluster.state.dialogs import DialogStore, InMemoryDialogs
 from ..cluster.state.errors import StateStoreUnavailable
 from ..cluster.state.location import LocationStore
@@ -52,6 +57,7 @@ from .call import (
     Unacked,
 )
 from .call_records import CallRecords
+from .joins import CallJoins
 from .mediapool import MediaPool
 from .routing import CallRouter, Target, best_final_status, disposition_for, server_failed
 from .transfer import CallTransfers
@@ -76,12 +82,19 @@ class B2bua:
                  dialogs: DialogStore | None = None, owner: str = "local",
                  app_servers: AppServerPool | None = None,
                  service_role: Callable[[str, str], ServerRole | None] | None = None,
-                 app_answer_timeout: float = 1.0) -> None:
+                 app_answer_timeout: float = 1.0, tenant_id_for: Callable[[str], int | None] | None = None,
+                 agents: AgentStore | None = None) -> None:
+        """`tenant_id_for(domain)` is the tenant of a call an application server makes (it has no
+        user to authenticate); `agents` the queue agents' records, moved to wrap-up when a call a
+        queue server joined ends."""
         self._stack = stack
+        self._app_servers = app_servers
+        self._tenant_id_for = tenant_id_for or _no_tenant
         self.router = CallRouter(location=location, extension_exists=extension_exists,
                                  service_role=service_role, app_servers=app_servers, wall_offset=wall_offset)
         self._app_answer_timeout = app_answer_timeout
         self.transfers = CallTransfers(self)
+        self.joins = CallJoins(self, agents)
         self._make_tag = make_tag
         """Tags and Call-IDs we make name our worker (workers.py), so the call's messages find it."""
         self._auth = authenticator
@@ -117,12 +130,17 @@ class B2bua:
             return
         from_uri = request.from_.sip_uri
         realm = self._realm_for(from_uri.host)
-        result = self._auth.authenticate(request, realm=realm, source_ip=source[0], now=now, proxy=True)
-        if result.user is None:
-            assert result.status_code is not None
-            self._stack.respond(tx, result.status_code, now=now, to_tag=self._make_tag(),
-                                headers=result.headers)
-            return
+        if self.is_app_endpoint(source):
+            # One of our application servers calling (a queue ringing an agent): no user, no digest.
+            caller, tenant_id = from_uri.user_unescaped or "", self._tenant_id_for(realm)
+        else:
+            result = self._auth.authenticate(request, realm=realm, source_ip=source[0], now=now, proxy=True)
+            if result.user is None:
+                assert result.status_code is not None
+                self._stack.respond(tx, result.status_code, now=now, to_tag=self._make_tag(),
+                                    headers=result.headers)
+                return
+            caller, tenant_id = result.user.extension, result.user.tenant_id
         target = request.uri
         if not isinstance(target, SipUri):
             self._stack.respond(tx, 416, now=now)
@@ -136,7 +154,7 @@ class B2bua:
         call = Call(a=Leg(HangupBy.CALLER, source, transport), call_id=request.call_id, a_tx=tx,
                     a_invite=request,
                     a_tag=self._make_tag(), b_call_id=make_tag() + make_tag(), b_tag=self._make_tag(),
-                    caller=result.user.extension, callee=dialed, tenant_id=result.user.tenant_id,
+                    caller=caller, callee=dialed, tenant_id=tenant_id,
                     started_at=now, realm=realm)
         tx.user_data = call
         self.calls.add(call)
@@ -160,6 +178,14 @@ class B2bua:
                 self._start_branch(call, branch_target, t)
 
         self.anchoring.anchor(call, "a", request.body, now, route)
+
+    def is_app_endpoint(self, address: tuple[str, int]) -> bool:
+        """Whether `address` is one of our application servers' endpoints (trusted, unlike phones)."""
+        return self._app_servers is not None and address in self._app_servers.endpoints
+
+    @property
+    def wall_offset(self) -> float:
+        return self._wall_offset
 
     def app_endpoint_lost(self, endpoint: AppEndpoint, now: float) -> None:
         """An application server worker went down: each answered call it held is moved to
@@ -444,9 +470,14 @@ class B2bua:
         """The call and leg a request inside a dialog belongs to: one of ours, or one the state
         store knows (another worker's or Call Manager's), which we then take over. Raises
         StateStoreUnavailable when it is not ours and the store is away."""
-        key = (request.call_id, request.to.tag or "", request.from_.tag or "")
+        return self.dialog_by_id(request.call_id, request.to.tag or "", request.from_.tag or "", now)
+
+    def dialog_by_id(self, call_id: str, local_tag: str, remote_tag: str,
+                     now: float) -> tuple[Call, Leg] | None:
+        """The call and leg of the dialog (Call-ID, our tag, the peer's tag), as `find_dialog`."""
+        key = (call_id, local_tag, remote_tag)
         found = self._dialogs.get(key)
-        if found is None and request.to.tag and self.records.adopt(request.call_id, request.to.tag, now):
+        if found is None and local_tag and self.records.adopt(call_id, local_tag, now):
             found = self._dialogs.get(key)
         return found
 
@@ -480,6 +511,8 @@ class B2bua:
             return
         if call.transfer is not None and self.transfers.transfer_request(call, leg, request, tx, now):
             return
+        if call.join is not None and self.joins.join_request(call, leg, request, tx, now):
+            return
         if request.method == "BYE":
             self._stack.respond(tx, 200, now=now)
             self._hang_up(call, now, hangup_by=leg.side, skip=leg)
@@ -511,7 +544,7 @@ class B2bua:
             return
         is_invite = request.method == "INVITE"
         if is_invite and (call.reinvite_pending or leg.unacked is not None or far.unacked is not None
-                          or leg.moving or far.moving or call.transfer is not None):
+                          or leg.moving or far.moving or call.transfer is not None or call.join is not None):
             self._stack.respond(tx, 491, now=now)
             return
         headers = [(name, value) for name in RELAYED_HEADERS
@@ -661,6 +694,10 @@ class B2bua:
         self._hold_app_endpoint(call, None)
         if call.transfer is not None:
             self.transfers.abort(call, now)
+        if call.join is not None:
+            self.joins.abort(call, now)
+        if call.queue_agent is not None:
+            self.joins.agent_left(call, None, now)
         if call.media is not None:
             self.anchoring.release(call, now)
         for leg in (call.a, call.b):
@@ -825,6 +862,8 @@ class B2bua:
         self._hold_app_endpoint(call, None)
         if call.transfer is not None:
             self.transfers.drop(call)
+        if call.join is not None:
+            self.joins.drop(call)
         for leg in (call.a, call.b):
             if leg is None:
                 continue
@@ -842,6 +881,10 @@ class B2bua:
 def timeout_response(transaction: ClientTransaction) -> SipResponse:
     """The 408 a client transaction's timeout stands for (RFC 3261 8.1.3.1)."""
     return make_response(transaction.request, 408)
+
+
+def _no_tenant(domain: str) -> int | None:
+    return None
 
 
 def _has_final(tx: ServerTransaction) -> bool:

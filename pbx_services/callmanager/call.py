@@ -12,6 +12,10 @@ Rules:
   ACKed yet (`Leg.unacked`, also for re-INVITEs), our own re-INVITE on a leg (`Leg.moving`)
   and a re-INVITE relayed from one phone to the other (`Call.reinvite_pending`) can overlap,
   and each may start or finish in the Connecting or the Connected phase.
+- A join (attended transfer: a REFER with Replaces, `joins.py`) moves two Connected calls at
+  once: the one the REFER came in becomes Joining (it gets the other call's far party), the one
+  its Replaces names Handing over (it gives that party away). Both go back to Connected when
+  the join fails; on success the first is Connected again and the second Ended.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from .appservers import AppEndpoint
 
 if TYPE_CHECKING:
     from .anchoring import MediaAnchor
+    from .joins import Join, QueueAgent
     from .transfer import Transfer
 
 
@@ -38,18 +43,25 @@ class CallPhase(Enum):
     CONNECTING = ("a branch answered: the caller's 2xx waits for the media server's answer, then is "
                   "sent again until the caller ACKs it")
     CONNECTED = "the caller ACKed our 2xx: the call is up"
+    JOINING = ("a party REFERred it with Replaces naming its dialog of another call: that call's far "
+               "party is re-INVITEd onto this call's media, to take the referrer's place here")
+    HANDING_OVER = "its far party is being moved into the call whose REFER named this call's dialog"
     ENDED = "refused, cancelled, failed or hung up, its CDR written; a branch answering late is hung up"
 
 
-ROUTING, CONNECTING, CONNECTED, ENDED = CallPhase
+ROUTING, CONNECTING, CONNECTED, JOINING, HANDING_OVER, ENDED = CallPhase
 
-ANSWERED_PHASES = frozenset({CONNECTING, CONNECTED})
+ANSWERED_PHASES = frozenset({CONNECTING, CONNECTED, JOINING, HANDING_OVER})
 """The callee answered: the call has both its dialogs."""
 
 
 class CallInput(Enum):
     ANSWERED = "the first 2xx of a branch to the INVITE"
     ACKED = "the caller's ACK to our 2xx"
+    JOIN = "a REFER in this call with Replaces naming a dialog of another call"
+    HAND_OVER = "a REFER in another call with Replaces naming a dialog of this one"
+    JOINED = "the far party of the other call took the referrer's place in this one"
+    JOIN_FAILED = "that party refused the move, or a call of the join ended first"
     ENDED = "a final failure to the caller, a BYE, or the call given up (no ACK, media lost, ...)"
 
 
@@ -59,6 +71,13 @@ TRANSITIONS: dict[tuple[CallPhase, CallInput], CallPhase] = {
     (CONNECTING, CallInput.ACKED): CONNECTED,
     (CONNECTING, CallInput.ENDED): ENDED,
     (CONNECTED, CallInput.ENDED): ENDED,
+    (CONNECTED, CallInput.JOIN): JOINING,
+    (CONNECTED, CallInput.HAND_OVER): HANDING_OVER,
+    (JOINING, CallInput.JOINED): CONNECTED,
+    (JOINING, CallInput.JOIN_FAILED): CONNECTED,
+    (JOINING, CallInput.ENDED): ENDED,
+    (HANDING_OVER, CallInput.JOIN_FAILED): CONNECTED,
+    (HANDING_OVER, CallInput.ENDED): ENDED,
 }
 """(phase, input) -> next phase; no other pair is allowed. Ended is final."""
 
@@ -185,6 +204,10 @@ class Call:
     """The application server that answered the call and holds it now."""
     transfer: Transfer | None = None
     """A REFER being carried out."""
+    join: Join | None = None
+    """The join this call takes part in (Joining or Handing over)."""
+    queue_agent: QueueAgent | None = None
+    """The queue agent talking in this call since a queue server joined it: put in wrap-up when it ends."""
     app_recording: str | None = None
     """Where the application server that answered records the call (a meeting's mix), for the CDR."""
 

@@ -145,7 +145,8 @@ class CallManagerController:
             app_probes=ProbeSettings(probe_interval=config.callmanager.app_probe_interval,
                                      down_after=config.callmanager.app_down_after,
                                      up_after=config.callmanager.app_up_after),
-            app_answer_timeout=config.callmanager.app_answer_timeout, on_server_state=self._on_server_state)
+            app_answer_timeout=config.callmanager.app_answer_timeout, on_server_state=self._on_server_state,
+            agents=state.agents)
         self._driver = CoreDriver(core=self.core, flush=self._flush)
         self._servers = ServerService(sessions=sessions)
         self._media_control = ControlSocket(on_datagram=self._on_media_control)

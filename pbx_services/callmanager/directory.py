@@ -63,6 +63,10 @@ class Directory:
         """
         return host if host in self._domains else self.default_domain
 
+    def tenant_id(self, domain: str) -> int | None:
+        """The id of the tenant whose SIP domain is `domain`, None if no tenant's."""
+        return self._domains.get(domain)
+
     def credentials(self, domain: str, extension: str) -> UserCredentials | None:
         key = (domain, extension)
         cached = self._users.get(key)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from ..cluster.events import CallEnded
 from ..cluster.models import ServerRole
+from ..cluster.state.agents import AgentStore
 from ..cluster.state.dialogs import DialogStore, InMemoryDialogs
 from ..cluster.state.errors import StateStoreUnavailable
 from ..cluster.state.homes import HomeStore
@@ -60,7 +61,8 @@ class CallManager:
                  location: LocationStore | None = None, dialogs: DialogStore | None = None,
                  homes: HomeStore | None = None, place: WorkerPlace | None = None,
                  app_probes: ProbeSettings | None = None,
-                 app_answer_timeout: float = 1.0, on_server_state: ServerStateCallback | None = None) -> None:
+                 app_answer_timeout: float = 1.0, on_server_state: ServerStateCallback | None = None,
+                 agents: AgentStore | None = None) -> None:
         self.place = place or WorkerPlace(node="local")
         self.stack = SipStack(host=host, port=port, max_message_size=max_message_size,
                               layer=TransactionLayer(),
@@ -94,7 +96,8 @@ class CallManager:
                            no_answer_timeout=no_answer_timeout, wall_offset=wall_offset, media=self.media,
                            record_calls=record_calls, make_tag=self.place.tag, dialogs=self.dialogs,
                            owner=self.place.owner, app_servers=self.app_servers,
-                           service_role=directory.service_role, app_answer_timeout=app_answer_timeout)
+                           service_role=directory.service_role, app_answer_timeout=app_answer_timeout,
+                           tenant_id_for=directory.tenant_id, agents=agents)
         self.holding = CallHolding(b2bua=self.b2bua, store=self.dialogs, place=self.place,
                                    wall_offset=wall_offset)
 

@@ -23,6 +23,9 @@ fails too, the caller is hung up with the reason app_server_lost.
 
 A transfer in progress is not written to the state store: after a failover the call goes
 on with the transferor (whose REFER then times out).
+
+A REFER whose Refer-To carries Replaces (RFC 3891) is an attended transfer: it joins the
+transferee with the far party of the transferor's other call, which `joins.py` carries out.
 """
 
 from __future__ import annotations
@@ -30,12 +33,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+from urllib.parse import unquote
 
 from ..cluster.events import EndReason, HangupBy
 from ..runtime.timers import Timer
 from ..sip.dialog import Dialog
 from ..sip.errors import RemoteProtocolError
-from ..sip.headers import Address
+from ..sip.headers import Address, Replaces
 from ..sip.message import SipRequest, SipResponse
 from ..sip.transaction import ServerTransaction, make_tag
 from ..sip.uri import SipUri
@@ -87,8 +91,8 @@ class CallTransfers:
         if not call.answered or far is None or far.dialog is None:
             b._stack.respond(tx, 481, now=now)
             return
-        if call.transfer is not None or call.reinvite_pending or leg.moving or far.moving \
-                or leg.unacked is not None or far.unacked is not None:
+        if call.transfer is not None or call.join is not None or call.reinvite_pending or leg.moving \
+                or far.moving or leg.unacked is not None or far.unacked is not None:
             b._stack.respond(tx, 491, now=now)
             return
         media = call.media
@@ -96,14 +100,18 @@ class CallTransfers:
         if b.anchoring.pool is None or media is None or other not in media.sdp_from:
             b._stack.respond(tx, 501, "Transfer Needs Anchored Media", now=now)
             return
-        number = _refer_target(request)
-        if isinstance(number, tuple):
-            b._stack.respond(tx, number[0], number[1], now=now)
+        target = _refer_target(request)
+        if isinstance(target, tuple):
+            b._stack.respond(tx, target[0], target[1], now=now)
+            return
+        number, replaces = target.number, target.replaces
+        if replaces is not None:
+            b.joins.handle_refer(call, leg, replaces, request, tx, now)
             return
         b._stack.respond(tx, 202, now=now)
         transfer = call.transfer = Transfer(referrer=leg, place=place, side=leg.side, number=number)
         log.info("call %s: %s transfers it to %s", call.call_id, place, number)
-        self._notify(leg, 100, "Trying", now, final=False)
+        self.notify(leg, 100, "Trying", now, final=False)
         self._start(call, transfer, now)
 
     def move(self, call: Call, now: float) -> None:
@@ -211,7 +219,7 @@ class CallTransfers:
                 transfer.ringback = True
                 b.anchoring.request(call, "play_tone", now, leg=_other(transfer.place), tone="ringback")
                 if transfer.referrer is not None:
-                    self._notify(transfer.referrer, 180, "Ringing", now, final=False)
+                    self.notify(transfer.referrer, 180, "Ringing", now, final=False)
             return
         if code < 300:
             self._on_transfer_answer(call, transfer, branch, response, now)
@@ -278,8 +286,9 @@ class CallTransfers:
         call.transfer = None
         b._cancel_timer(transfer.timer)
         referrer = transfer.referrer
+        b.joins.agent_left(call, call.a if transfer.place == "a" else call.b, now)
         if referrer is not None and referrer.dialog is not None:
-            self._notify(referrer, 200, "OK", now, final=True)
+            self.notify(referrer, 200, "OK", now, final=True)
             b._send_bye(referrer, now)
             b._dialogs.pop(referrer.dialog.id, None)
         leg = branch.leg
@@ -314,7 +323,7 @@ class CallTransfers:
                 b.anchoring.step(call, "answer", transfer.place, media.sdp_from[transfer.place], now,
                                  _ignore_body)
         if transfer.referrer is not None:
-            self._notify(transfer.referrer, code, reason, now, final=True)
+            self.notify(transfer.referrer, code, reason, now, final=True)
             return
         held = call.a if transferee == "a" else call.b
         gone = call.b if transferee == "a" else call.a
@@ -341,7 +350,7 @@ class CallTransfers:
         call.transfer = None
         b._cancel_timer(transfer.timer)
 
-    def _notify(self, leg: Leg, code: int, reason: str, now: float, *, final: bool) -> None:
+    def notify(self, leg: Leg, code: int, reason: str, now: float, *, final: bool) -> None:
         """A NOTIFY of the refer subscription to the transferor: `code` as a sipfrag."""
         b = self.b2bua
         if leg.dialog is None:
@@ -359,8 +368,16 @@ class CallTransfers:
         tx.user_data = _ignore_response
 
 
-def _refer_target(request: SipRequest) -> str | tuple[int, str]:
-    """The number a REFER sends the call to, or the status refusing it."""
+@dataclass(frozen=True, slots=True)
+class ReferTarget:
+    number: str
+    replaces: Replaces | None
+    """The dialog the Refer-To's Replaces names (an attended transfer), if any."""
+
+
+def _refer_target(request: SipRequest) -> ReferTarget | tuple[int, str]:
+    """The number a REFER sends the call to and the dialog it replaces (an attended transfer), or
+    the status refusing it."""
     values = request.headers.get_all("Refer-To")
     if len(values) != 1:
         return 400, "One Refer-To Needed"
@@ -371,9 +388,13 @@ def _refer_target(request: SipRequest) -> str | tuple[int, str]:
     uri = address.uri
     if not isinstance(uri, SipUri) or not uri.user_unescaped:
         return 416, "Refer-To Must Be A SIP URI With A Number"
-    if any(name.lower() == "replaces" for name in uri.headers):
-        return 501, "Attended Transfer Not Supported"
-    return uri.user_unescaped
+    replaces = [value for name, value in uri.headers.items() if name.lower() == "replaces"]
+    if not replaces:
+        return ReferTarget(uri.user_unescaped, None)
+    try:
+        return ReferTarget(uri.user_unescaped, Replaces.parse(unquote(replaces[0])))
+    except RemoteProtocolError as exc:
+        return 400, exc.reason
 
 
 def _other(place: str) -> str:

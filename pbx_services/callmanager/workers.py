@@ -10,6 +10,11 @@ where it came from; the owner handles it as if it had arrived there. When the ow
 there (killed, restarting) the receiving worker handles it itself, taking the call over from
 the state store.
 
+An application server's INVITE outside any dialog that will be joined later with one of its
+calls (a queue ringing an agent for a waiting caller) names the Call Manager's tag of that call
+in our `Pbx-Join-Tag` header, and so does its CANCEL: it goes to the worker named there, so
+that one worker holds both calls when the REFER with Replaces joins them.
+
 A TCP connection is held by the worker that accepted it: a message for a phone on another
 worker's connection goes to that worker as a `Forward` with `send=True`, to be written on it.
 A worker that took over a call of a sibling that is back tells it to forget the call
@@ -23,6 +28,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from ..sip.headers import PBX_JOIN_TAG
 from ..sip.message import SipMessage, SipRequest
 from ..sip.transaction import make_tag
 
@@ -57,7 +63,9 @@ class WorkerPlace:
         if self.count <= 1:
             return None
         if isinstance(message, SipRequest):
-            tag = message.to.tag
+            # Outside a dialog, an application server's INVITE (and its CANCEL) may name the
+            # call it will be joined with, which the worker holding that call must hold too.
+            tag = message.to.tag or message.headers.get(PBX_JOIN_TAG)
         else:
             tag = message.from_.tag
         index = worker_of_tag(tag)

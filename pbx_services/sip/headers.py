@@ -32,6 +32,37 @@ PBX_QUEUE_AGENT = "Pbx-Queue-Agent"
 `DOMAIN/EXT;claim=ID;wrap-up=S`: the agent's record in the state store, which the Call
 Manager (trusting only its own servers) moves to wrap-up when the joined call ends."""
 
+@dataclass(frozen=True, slots=True)
+class Replaces:
+    """A Replaces value (RFC 3891 section 6.1): the dialog an INVITE, or the INVITE a REFER asks
+    for, is to replace, named as the UA holding it knows it: `to_tag` is that UA's own tag,
+    `from_tag` its peer's."""
+
+    call_id: str
+    to_tag: str
+    from_tag: str
+    early_only: bool = False
+    """Only an early dialog may be replaced (a confirmed one is refused with 486)."""
+
+    @classmethod
+    def parse(cls, text: str) -> Replaces:
+        call_id, *items = [item.strip() for item in text.split(";")]
+        params: dict[str, str | None] = {}
+        for item in items:
+            name, eq, value = item.partition("=")
+            params[name.strip().lower()] = value.strip() if eq else None
+        to_tag, from_tag = params.get("to-tag"), params.get("from-tag")
+        if not call_id or any(c.isspace() for c in call_id):
+            raise RemoteProtocolError("Replaces has no Call-ID")
+        if not to_tag or not from_tag:
+            raise RemoteProtocolError("Replaces needs a to-tag and a from-tag")
+        return cls(call_id=call_id, to_tag=to_tag, from_tag=from_tag, early_only="early-only" in params)
+
+    def __str__(self) -> str:
+        return f"{self.call_id};to-tag={self.to_tag};from-tag={self.from_tag}" + (
+            ";early-only" if self.early_only else "")
+
+
 COMPACT_FORMS = {
     "a": "Accept-Contact", "b": "Referred-By", "c": "Content-Type", "d": "Request-Disposition",
     "e": "Content-Encoding", "f": "From", "i": "Call-ID", "j": "Reject-Contact", "k": "Supported",

@@ -40,7 +40,7 @@ from .events import (
     TransactionTimedOut,
     Transmit,
 )
-from .headers import BRANCH_MAGIC_COOKIE, Via, split_list
+from .headers import BRANCH_MAGIC_COOKIE, PBX_JOIN_TAG, Via, split_list
 from .message import MAX_FORWARDS_DEFAULT, SipRequest, SipResponse, make_response, parse_message
 from .uri import SipUri
 
@@ -222,9 +222,14 @@ def make_tag() -> str:
 
 
 def make_cancel(invite: SipRequest) -> SipRequest:
-    """The CANCEL for `invite` (RFC 3261 9.1): same Request-URI, top Via, Route, From, To, Call-ID."""
+    """The CANCEL for `invite` (RFC 3261 9.1): same Request-URI, top Via, Route, From, To, Call-ID;
+    and our Pbx-Join-Tag, which leads it to the Call Manager worker holding the INVITE."""
     uri = invite.uri.copy() if isinstance(invite.uri, SipUri) else invite.uri
-    return SipRequest("CANCEL", uri, _hop_headers(invite, invite.headers.get("To") or "", "CANCEL"))
+    headers = _hop_headers(invite, invite.headers.get("To") or "", "CANCEL")
+    join_tag = invite.headers.get(PBX_JOIN_TAG)
+    if join_tag is not None:
+        headers.append((PBX_JOIN_TAG, join_tag))
+    return SipRequest("CANCEL", uri, headers)
 
 
 def _make_ack(invite: SipRequest, response: SipResponse) -> SipRequest:

@@ -208,7 +208,7 @@ class Pbx:
             algorithms=settings.algorithms, on_call_ended=self.cdrs.append,
             no_answer_timeout=settings.no_answer_timeout, wall_offset=WALL_OFFSET,
             media_pool=PoolSettings() if settings.media_servers else None, record_calls=settings.record_calls,
-            location=self.state.location, dialogs=self.state.dialogs, place=place)
+            location=self.state.location, dialogs=self.state.dialogs, place=place, agents=self.state.agents)
         if core.media is not None:
             core.media.update_servers([node.entry for node in self.media], self.now)
         return core

@@ -68,7 +68,7 @@ def test_a_call_goes_routing_connecting_connected_ended() -> None:
         assert call.phase is phase
 
 
-@pytest.mark.parametrize("phase", [CallPhase.ROUTING, CallPhase.CONNECTING, CallPhase.CONNECTED])
+@pytest.mark.parametrize("phase", [phase for phase in CallPhase if phase is not CallPhase.ENDED])
 def test_a_call_can_end_in_every_phase_but_ended(phase: CallPhase) -> None:
     call = a_call(phase)
 
@@ -89,10 +89,28 @@ def test_an_illegal_move_of_a_call_raises_and_leaves_its_phase(phase: CallPhase,
     assert call.phase is phase
 
 
-def test_ended_is_final_and_only_connecting_and_connected_are_answered() -> None:
+def test_ended_is_final_and_only_phases_with_both_dialogs_are_answered() -> None:
     assert not [move for move in TRANSITIONS if move[0] is CallPhase.ENDED]
-    assert [phase for phase in CallPhase if a_call(phase).answered] == [CallPhase.CONNECTING,
-                                                                        CallPhase.CONNECTED]
+    assert [phase for phase in CallPhase if a_call(phase).answered] == [
+        CallPhase.CONNECTING, CallPhase.CONNECTED, CallPhase.JOINING, CallPhase.HANDING_OVER]
+
+
+@pytest.mark.parametrize(("start", "call_input"), [(CallInput.JOIN, CallPhase.JOINING),
+                                                   (CallInput.HAND_OVER, CallPhase.HANDING_OVER)])
+def test_a_join_moves_connected_calls_and_brings_them_back(start: CallInput, call_input: CallPhase) -> None:
+    call = a_call(CallPhase.CONNECTED)
+
+    call.transition(start)
+    assert call.phase is call_input and call.answered
+    call.transition(CallInput.JOIN_FAILED)
+
+    assert call.phase is CallPhase.CONNECTED
+
+
+def test_only_the_joining_call_is_joined_the_other_ends() -> None:
+    assert TRANSITIONS[(CallPhase.JOINING, CallInput.JOINED)] is CallPhase.CONNECTED
+    assert (CallPhase.HANDING_OVER, CallInput.JOINED) not in TRANSITIONS
+    assert TRANSITIONS[(CallPhase.HANDING_OVER, CallInput.ENDED)] is CallPhase.ENDED
 
 
 def test_a_branch_cancelled_before_a_provisional_sends_its_cancel_on_the_first_one() -> None:

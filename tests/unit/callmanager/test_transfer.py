@@ -409,8 +409,8 @@ def test_a_busy_target_is_notified_and_the_call_stays_with_the_ivr(pbx: Pbx, ali
 @pytest.mark.parametrize(("headers", "status"), [
     ((), (400, "One Refer-To Needed")),
     (("Refer-To: <sip:200@pbx.local>", "Refer-To: <sip:300@pbx.local>"), (400, "One Refer-To Needed")),
-    (("Refer-To: <sip:200@pbx.local?Replaces=abc%40host%3Bto-tag%3D1%3Bfrom-tag%3D2>",),
-     (501, "Attended Transfer Not Supported")),
+    (("Refer-To: <sip:200@pbx.local?Replaces=abc%40host%3Bfrom-tag%3D2>",),
+     (400, "Replaces needs a to-tag and a from-tag")),
     (("Refer-To: <tel:+15551234>",), (416, "Refer-To Must Be A SIP URI With A Number")),
     (("Refer-To: <sip:pbx.local>",), (416, "Refer-To Must Be A SIP URI With A Number")),
 ], ids=["missing", "two", "replaces", "tel", "no-number"])
