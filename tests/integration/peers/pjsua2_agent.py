@@ -9,6 +9,9 @@ process and aborts at exit if a Call object outlives it. Commands:
     {"cmd": "answer", "code": 200}             (answers the ringing incoming call)
     {"cmd": "hold"} / {"cmd": "unhold"}        (re-INVITE with sendonly / sendrecv)
     {"cmd": "hangup"}
+    {"cmd": "xfer_replaces", "call": 0, "dest": 1}
+                                               (attended transfer: REFER on call 0 whose Refer-To
+                                                replaces call 1, -> {"event": "xfer_status", ...})
     {"cmd": "stats"}                           -> {"event": "stats", "rx_packets": N, "tx_packets": N}
     {"cmd": "dtmf", "digits": "123#"}          (RFC 4733 telephone-events)
     {"cmd": "inband", "digits": "2"}           (DTMF as tones in the audio: pjmedia's tone generator)
@@ -18,7 +21,9 @@ process and aborts at exit if a Call object outlives it. Commands:
     {"cmd": "reset_gap"}
     {"cmd": "quit"}
 
-Incoming calls are reported as {"event": "incoming", "from": ...} and rung with 180
+Calls are numbered in the order they are made or arrive (`index` in their events; the last
+one is what `answer`, `hangup`, `hold`, `dtmf`... act on), and every one is kept until the
+phone quits. Incoming calls are reported as {"event": "incoming", "from": ...} and rung with 180
 unless "auto_answer" is set in the start-up arguments. Received digits are reported as
 {"event": "dtmf", "digit": "1"}. `ready` lists the codecs the phone offers.
 
@@ -105,6 +110,8 @@ class Phone:
         account_config.mediaConfig.transportConfig.boundAddress = args.bind
         self.account.create(account_config)
         self.call: Call | None = None
+        self.calls: list[Call] = []
+        """Every call of the phone, by index."""
         self.tones: pj.ToneGenerator | None = None
         self.running = True
 
@@ -117,6 +124,10 @@ class Phone:
         elif name == "call":
             self.call = Call(self, self.account)
             self.call.makeCall(str(command["uri"]), pj.CallOpParam(True))
+        elif name == "xfer_replaces":
+            transferred = self.calls[int(str(command["call"]))]
+            replaced = self.calls[int(str(command["dest"]))]
+            transferred.xferReplaces(replaced, pj.CallOpParam(True))
         elif name == "answer":
             assert self.call is not None
             param = pj.CallOpParam()
@@ -222,6 +233,7 @@ class Phone:
         # recorder is what completes its WAV header.
         self.tones = None
         self.call = None
+        self.calls = []
         self.player = None
         self.recorder = None
         self.account.shutdown()
@@ -270,7 +282,7 @@ class Account(pj.Account):
         call = Call(self.phone, self, prm.callId)
         self.phone.call = call
         info = call.getInfo()
-        emit(event="incoming", remote_uri=info.remoteUri, call_id=info.callIdString)
+        emit(event="incoming", remote_uri=info.remoteUri, call_id=info.callIdString, index=call.index)
         param = pj.CallOpParam()
         param.statusCode = 200 if self.phone.args.auto_answer else 180
         call.answer(param)
@@ -280,6 +292,8 @@ class Call(pj.Call):
     def __init__(self, phone: Phone, account: pj.Account, call_id: int = pj.PJSUA_INVALID_ID) -> None:
         super().__init__(account, call_id)
         self.phone = phone
+        self.index = len(phone.calls)
+        phone.calls.append(self)
 
     def onCallState(self, prm: pj.OnCallStateParam) -> None:
         info = self.getInfo()
@@ -288,7 +302,11 @@ class Call(pj.Call):
         elif info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
             self.phone.gap.running = False
         emit(event="call_state", state=info.stateText, code=info.lastStatusCode, reason=info.lastReason,
-             remote_uri=info.remoteUri, call_id=info.callIdString)
+             remote_uri=info.remoteUri, call_id=info.callIdString, index=self.index)
+
+    def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:
+        emit(event="xfer_status", code=prm.statusCode, reason=prm.reason, final=prm.finalNotify,
+             index=self.index)
 
     def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:
         emit(event="dtmf", digit=prm.digit, method=prm.method)
