@@ -6,7 +6,10 @@ A call to a queue's number is answered and, when the queue takes it (agents logg
 and the estimated wait every `position_interval` seconds. Whenever an agent may be free
 (a caller joins, a ring ends, every second) each waiting caller in turn gets the agents the
 strategy picks among the available ones (`strategies.pick`: logged in, not paused, free in
-the shared state store). Each agent is first claimed in the state store (`agents.claim`:
+the shared state store), provided this server holds the queue's lease in the state store: the
+Call Managers send a queue's callers to one worker, and the lease keeps a second one (after a
+move, or while the Call Managers' views differ) from distributing it at the same time. Each
+agent is first claimed in the state store (`agents.claim`:
 never two queue calls at once, across queues and servers) and then called through the Call
 Manager (`AppServerCore.originate`). The first to answer is joined to the caller by the Call
 Manager (a REFER with Replaces on the caller's call naming the agent's call, and our
@@ -39,6 +42,8 @@ from ..appserver.core import AppCall, AppServerCore, Dialing
 from ..appserver.sounds import HOLD_MUSIC, Announcements
 from ..cluster.queues import QueueInfo
 from ..cluster.state.agents import AgentStore, agent_key, answered, claim, missed, released
+from ..cluster.state.errors import StateStoreUnavailable
+from ..cluster.state.leases import LeaseStore
 from ..runtime.control import ControlReply, ControlRequest
 from ..runtime.timers import Timer
 from ..sip.headers import PBX_JOIN_TAG, PBX_QUEUE_AGENT
@@ -57,6 +62,8 @@ MAX_CALLBACK_DIGITS = 20
 _COUNTED = ("offered", "answered", "answered_within", "abandoned", "abandoned_within", "overflowed",
             "refused")
 """The `QueueStats` counters exported per queue."""
+LEASE_SECONDS = 3.0
+"""A queue's lease lapses this long after its server last renewed it (every second while callers wait)."""
 ANSWER_BOUND = 4 * 3600.0
 """Seconds an agent on a queue call stays busy at most when the end of the call is never told."""
 
@@ -126,12 +133,15 @@ class LiveQueue:
 
 
 class QueueApplication:
-    def __init__(self, *, catalog: QueueCatalog, agents: AgentStore, announcements: Announcements,
-                 wall_offset: float, server_name: str,
+    def __init__(self, *, catalog: QueueCatalog, agents: AgentStore, leases: LeaseStore,
+                 announcements: Announcements, wall_offset: float, server_name: str,
                  pause_agent: Callable[[str, str, str, str], None], rng: random.Random | None = None) -> None:
         """`pause_agent(domain, extension, queue, reason)` pauses an agent in the system of record."""
         self._catalog = catalog
         self._agents = agents
+        self._leases = leases
+        self._not_holding: set[tuple[str, str]] = set()
+        """Queues whose lease another server holds (said once in the log)."""
         self._say = announcements.say
         self._wall_offset = wall_offset
         self._server_name = server_name
@@ -265,7 +275,7 @@ class QueueApplication:
         """Offer each waiting caller, in order, to the agents the strategy picks among those free."""
         info = queue.info
         members = [m for m in info.members if m.logged_in and not m.paused]
-        if not members:
+        if not members or not self._holds(queue, now):
             return
         wall = now + self._wall_offset
         records = self._agents.records([self._agent(queue, m.extension) for m in members])
@@ -293,6 +303,20 @@ class QueueApplication:
             for extension in selection.ring:
                 if self._ring(waiter, extension, now):
                     free.discard(extension)
+
+    def _holds(self, queue: LiveQueue, now: float) -> bool:
+        """Whether this server may distribute the queue now: it holds (takes, renews) its lease."""
+        try:
+            held = self._leases.hold(f"queue:{'/'.join(queue.key)}", self._server_name, LEASE_SECONDS, now)
+        except StateStoreUnavailable:
+            held = False
+        if not held and queue.key not in self._not_holding:
+            log.warning("queue %s: another queue server distributes it (or the state store is away): "
+                        "its callers here wait", queue.info.number)
+            self._not_holding.add(queue.key)
+        elif held:
+            self._not_holding.discard(queue.key)
+        return held
 
     def _ring(self, waiter: Waiter, extension: str, now: float) -> bool:
         """Claim the agent and call it for `waiter`; whether it rings."""

@@ -21,6 +21,7 @@ from ..cluster.database import create_engine_for, session_factory
 from ..cluster.queues import QueueService
 from ..cluster.state import StateStore, StateStoreUnavailable, open_state_store
 from ..cluster.state.agents import AgentStore
+from ..cluster.state.leases import InMemoryLeases, LeaseStore
 from ..runtime.daemon import StartError
 from .application import QueueApplication
 from .catalog import QueueCatalog
@@ -46,7 +47,8 @@ def make_worker(config: PbxConfig, index: int) -> AppServerWorker:
 
 def queue_worker(config: PbxConfig, *, index: int = 0, port_range: tuple[int, int] | None = None,
                  agents: AgentStore | None = None) -> AppServerWorker:
-    """A queue worker (also the all-in-one's, in its own loop, given the Call Manager's `agents`)."""
+    """A queue worker (also the all-in-one's, in its own loop, given the Call Manager's `agents`:
+    the only queue worker there, it holds its queues' leases in its own memory)."""
     engine = create_engine_for(config.database.url)
     catalog = QueueCatalog(engine)
     service = QueueService(sessions=session_factory(engine), default_domain="")
@@ -59,14 +61,15 @@ def queue_worker(config: PbxConfig, *, index: int = 0, port_range: tuple[int, in
     def application() -> Application:
         wall_offset = time.time() - asyncio.get_running_loop().time()
         store = agents
+        leases: LeaseStore = InMemoryLeases()
         if store is None:
             try:
                 opened.append(open_state_store(config.state.url, nonce_ttl=300.0,
                                                timeout=config.state.timeout))
             except StateStoreUnavailable as exc:
                 raise StartError(f"state.url: {exc}") from None
-            store = opened[0].agents
-        return QueueApplication(catalog=catalog, agents=store, announcements=announcements,
+            store, leases = opened[0].agents, opened[0].leases
+        return QueueApplication(catalog=catalog, agents=store, leases=leases, announcements=announcements,
                                 wall_offset=wall_offset, server_name=f"{platform.node()}/{index}",
                                 pause_agent=pause_agent)
 

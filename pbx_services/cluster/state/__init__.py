@@ -2,8 +2,8 @@
 
 Location (`location.LocationStore`), digest nonce-counts (`sip.digest.NonceCounts`), failed
 authentications and blocks (`auth_failures.AuthFailureStore`), the calls in progress
-(`dialogs.DialogStore`), the homes of meeting rooms (`homes.HomeStore`) and what queue agents
-are doing (`agents.AgentStore`), each with two
+(`dialogs.DialogStore`), the homes of meeting rooms (`homes.HomeStore`), what queue agents
+are doing (`agents.AgentStore`) and leases (`leases.LeaseStore`), each with two
 implementations: in this process (the all-in-one's embedded default: nothing to install) and
 in Redis (`redis`), shared by every worker and every Call Manager of a cluster.
 `open_state_store(url)` picks by `state.url`. No role reaches Redis except through these.
@@ -20,6 +20,7 @@ from .auth_failures import AuthFailureStore, InMemoryAuthFailures
 from .dialogs import DialogStore, InMemoryDialogs
 from .errors import StateStoreUnavailable
 from .homes import HomeStore, InMemoryHomes
+from .leases import InMemoryLeases, LeaseStore
 from .location import InMemoryLocation, LocationStore
 
 __all__ = ["StateStore", "StateStoreUnavailable", "open_state_store"]
@@ -35,6 +36,8 @@ class StateStore:
     """Which application server worker holds each meeting room (later each queue)."""
     agents: AgentStore
     """What each queue agent is doing (ringing, on a call...): one queue call at a time."""
+    leases: LeaseStore
+    """Who does what only one process may do at a time (distribute a queue)."""
     description: str
     """Where it is, for the log (a Redis URL without its password)."""
     closer: Callable[[], None] | None = None
@@ -53,7 +56,7 @@ def open_state_store(url: str | None, *, nonce_ttl: float, timeout: float = 0.5)
     if url is None:
         return StateStore(location=InMemoryLocation(), nonce_counts=InMemoryNonceCounts(nonce_ttl),
                           auth_failures=InMemoryAuthFailures(), dialogs=InMemoryDialogs(),
-                          homes=InMemoryHomes(), agents=InMemoryAgents(),
+                          homes=InMemoryHomes(), agents=InMemoryAgents(), leases=InMemoryLeases(),
                           description="in-process")
     from .redis import open_redis_state
 

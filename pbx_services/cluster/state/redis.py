@@ -500,6 +500,29 @@ class RedisAgents:
         return changed[0]
 
 
+_HOLD_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+    return 1
+end
+return 0
+"""
+
+
+class RedisLeases:
+    """Leases as keys holding their owner, expiring with Redis's clock (PX), taken or renewed by a script."""
+
+    def __init__(self, connection: RedisConnection) -> None:
+        self._redis = connection
+        self._hold = connection.client.register_script(_HOLD_LEASE)
+
+    def hold(self, key: str, owner: str, ttl: float, now: float) -> bool:
+        held = self._redis.call(lambda r: self._hold(keys=[f"{PREFIX}lease:{key}"],
+                                                      args=[owner, max(1, round(ttl * 1000))], client=r))
+        return bool(held)
+
+
 def open_redis_state(url: str, *, nonce_ttl: float, timeout: float) -> StateStore:
     try:
         client, description = redis_client(url, timeout=timeout)
@@ -520,6 +543,7 @@ def open_redis_state(url: str, *, nonce_ttl: float, timeout: float) -> StateStor
     return StateStore(location=RedisLocation(connection),
                       nonce_counts=RedisNonceCounts(connection, nonce_ttl),
                       auth_failures=RedisAuthFailures(connection), dialogs=RedisDialogs(connection),
-                      homes=RedisHomes(connection), agents=RedisAgents(connection), description=description,
+                      homes=RedisHomes(connection), agents=RedisAgents(connection),
+                      leases=RedisLeases(connection), description=description,
                       closer=connection.close,
                       publish_event=publish_event)

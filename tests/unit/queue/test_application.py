@@ -14,6 +14,7 @@ import pytest
 from pbx_services.appserver.sounds import Announcements
 from pbx_services.cluster.queues import MemberInfo, QueueInfo
 from pbx_services.cluster.state.agents import AgentActivity, InMemoryAgents, agent_key, claim
+from pbx_services.cluster.state.leases import InMemoryLeases
 from pbx_services.queue.application import QueueApplication
 from pbx_services.runtime.control import ControlRequest
 from pbx_services.sip.message import SipRequest, SipResponse
@@ -50,6 +51,7 @@ class Catalog:
 class QueueHarness(Harness):
     def __init__(self, *queues: QueueInfo) -> None:
         self.agents = InMemoryAgents()
+        self.leases = InMemoryLeases()
         self.paused: list[tuple[str, str, str, str]] = []
         self.said: list[str] = []
 
@@ -58,7 +60,8 @@ class QueueHarness(Harness):
             return np.zeros(160, np.int16)
 
         self.queue_app = QueueApplication(
-            catalog=Catalog(*queues), agents=self.agents, announcements=Announcements(speak=speak),  # type: ignore[arg-type]
+            catalog=Catalog(*queues), agents=self.agents, leases=self.leases,  # type: ignore[arg-type]
+            announcements=Announcements(speak=speak),
             wall_offset=WALL, server_name="q1", pause_agent=lambda *args: self.paused.append(args),
             rng=random.Random(1))
         super().__init__(ports=tuple(range(40000, 40020, 2)), application=self.queue_app)
@@ -202,3 +205,12 @@ def test_the_line_and_the_numbers_are_in_the_api_and_the_metrics() -> None:
     assert (label, gauges["waiting"], gauges["longest_wait_seconds"]) == (
         "queue", {"pbx.local/700": 1}, {"pbx.local/700": 2.0})
     assert counters["offered"] == {"pbx.local/700": 1} and counters["abandoned"] == {"pbx.local/700": 0}
+
+
+def test_a_queue_whose_lease_another_server_holds_is_not_distributed_here_until_it_lapses() -> None:
+    h = QueueHarness(queue())
+    assert h.leases.hold("queue:pbx.local/700", "q2", 3.0, h.now)  # the other server, just before
+    h.caller()
+    assert h.invites() == {}
+    h.wait(3)  # it stops renewing (it died): the lease lapses, the next look takes it
+    assert sorted(h.invites()) == ["201", "202"]

@@ -1,9 +1,10 @@
-"""What queue agents are doing: one claim wins, the transitions of a queue call, the bounds on a
+"""What queue agents are doing, and leases: one claim wins, the transitions of a queue call, the bounds on a
 ring or a call whose server died (both stores), and claims racing from many threads (Redis)."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 from pbx_services.cluster.state import StateStore, open_state_store
 from pbx_services.cluster.state.agents import (
@@ -98,3 +99,13 @@ def test_of_many_servers_claiming_one_agent_at_once_exactly_one_wins(redis_serve
     for state in stores:
         state.close()
     assert sorted(int(call.split("-")[1]) for call in winners) == list(range(20))  # one winner per agent
+
+
+def test_a_lease_is_held_by_one_owner_renewed_by_it_and_taken_once_it_lapses(store: StateStore) -> None:
+    assert store.leases.hold("queue:pbx.local/700", "q1", 0.3, T0)
+    assert not store.leases.hold("queue:pbx.local/700", "q2", 0.3, T0 + 0.1)
+    assert store.leases.hold("queue:pbx.local/700", "q1", 0.3, T0 + 0.2)  # renewed
+    assert store.leases.hold("queue:pbx.local/701", "q2", 0.3, T0 + 0.2)  # another key
+    time.sleep(0.35)  # Redis's clock: the in-process store goes by `now`
+    assert store.leases.hold("queue:pbx.local/700", "q2", 0.3, T0 + 0.6)
+    assert not store.leases.hold("queue:pbx.local/700", "q1", 0.3, T0 + 0.6)
