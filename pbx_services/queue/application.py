@@ -251,6 +251,11 @@ class QueueApplication:
             self.counters["abandoned"] += 1
             log.info("queue %s: caller %s hung up after %.0f s", waiter.queue.info.number, waiter.caller,
                      now - waiter.joined_at)
+            ring, waiter.agent_ring = waiter.agent_ring, None
+            if ring is not None:  # an agent answered for a caller now gone: let the agent go
+                if ring.call is not None:
+                    ring.call.hang_up(now)
+                self._agents.change(self._agent(waiter.queue, ring.agent), released(ring.claim))
         self._forget(waiter, now)
 
     # -- distribution --------------------------------------------------------------------------

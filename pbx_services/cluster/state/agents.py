@@ -99,10 +99,11 @@ def missed(call: str) -> Transition:
 
 
 def released(call: str) -> Transition:
-    """The ring for `call` stopped before the agent answered (the caller hung up, another agent
-    answered first): no miss counted."""
+    """The agent is let go of `call` before talking to its caller: the ring stopped (the caller
+    hung up, another agent answered first) or the caller was gone, or could not be joined, once
+    the agent answered. No miss and no call counted."""
     def step(record: AgentRecord) -> AgentRecord | None:
-        if record.activity is not AgentActivity.RINGING or record.call != call:
+        if record.activity not in (AgentActivity.RINGING, AgentActivity.ON_CALL) or record.call != call:
             return None
         return replace(record, activity=AgentActivity.AVAILABLE, call=None, until=0.0)
     return step

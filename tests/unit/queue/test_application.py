@@ -214,3 +214,34 @@ def test_a_queue_whose_lease_another_server_holds_is_not_distributed_here_until_
     assert h.invites() == {}
     h.wait(3)  # it stops renewing (it died): the lease lapses, the next look takes it
     assert sorted(h.invites()) == ["201", "202"]
+
+
+def answered_agent(h: QueueHarness) -> tuple[CmDialog, SipRequest, SipRequest]:
+    """A caller of a one-agent queue whose agent 201 answered: the caller's dialog, the agent's
+    INVITE and the REFER joining them."""
+    dialog = h.caller()
+    [request] = h.invites().values()
+    h.send(answer_to(request, 200, "OK", tag="cm-201", body=AGENT_ANSWER))
+    refer = [m for m in h.sent() if isinstance(m, SipRequest) and m.method == "REFER"][0]
+    return dialog, request, refer
+
+
+def test_a_caller_gone_before_the_join_lets_the_agent_go() -> None:
+    h = QueueHarness(queue(members=("201",)))
+    dialog, request, _ = answered_agent(h)
+    assert h.activity("201") is AgentActivity.ON_CALL
+    h.send(dialog.request("BYE"))
+    bye = [m for m in h.sent() if isinstance(m, SipRequest) and m.method == "BYE"]
+    assert [m.call_id for m in bye] == [request.call_id]  # our leg to the agent
+    assert h.activity("201") is AgentActivity.AVAILABLE
+
+
+def test_a_join_the_call_manager_refuses_puts_the_caller_back_in_line_and_frees_the_agent() -> None:
+    h = QueueHarness(queue(members=("201",)))
+    _, request, refer = answered_agent(h)
+    h.send(answer_to(refer, 501, "Not Implemented", tag=None))
+    sent = [m for m in h.sent() if isinstance(m, SipRequest)]
+    assert [m.method for m in sent] == ["BYE", "INVITE"]  # the agent let go, then offered the caller again
+    assert sent[0].call_id == request.call_id and sent[1].call_id != request.call_id
+    record = h.agents.records([agent_key("pbx.local", "201")])[agent_key("pbx.local", "201")]
+    assert record.activity is AgentActivity.RINGING and record.calls_taken == 0
