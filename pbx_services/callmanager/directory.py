@@ -12,6 +12,7 @@ from collections import OrderedDict
 from sqlalchemy import Engine, bindparam, select
 
 from ..cluster.models import CallQueue, IvrMenu, MeetingRoom, ServerRole, Tenant, User
+from ..cluster.queues import AGENT_FEATURE_CODES
 from .auth import UserCredentials
 
 # Built once: a lookup per REGISTER must not pay for building and compiling a statement.
@@ -53,6 +54,9 @@ class Directory:
                 self._domains = {domain: tenant_id for tenant_id, domain in connection.execute(_DOMAINS)}
                 self._services = {(domain, number): role for role, query in _SERVICE_NUMBERS
                                   for domain, number in connection.execute(query)}
+            # The agents' feature codes (*45 log in...) reach a queue server in every tenant.
+            self._services |= {(domain, code): ServerRole.QUEUE for domain in self._domains
+                               for code in AGENT_FEATURE_CODES}
             self._domains_loaded_at = now
 
     def realm_for(self, host: str) -> str:

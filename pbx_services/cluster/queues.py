@@ -27,6 +27,9 @@ from pbx_services.cluster.users import tenant_by_domain
 from pbx_services.cluster.validation import InvalidValue, check_range, validate_extension
 from pbx_services.queue.strategies import parse_strategy
 
+AGENT_FEATURE_CODES = {"*45": "login", "*46": "logout", "*47": "pause", "*48": "unpause"}
+"""What an agent dials to log in to (out of) its dynamic queues, or to pause (unpause) in all of
+them: numbers of every tenant's dial plan that the Call Managers send to a queue server."""
 QUEUE_NAME_MAX_LENGTH = 64
 MAX_MEMBERS = 1000
 WAIT_RANGE = range(0, 86401)

@@ -32,18 +32,19 @@ import enum
 import itertools
 import logging
 import random
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from ..appserver.core import AppCall, AppServerCore, Dialing
 from ..appserver.sounds import HOLD_MUSIC, Announcements
-from ..cluster.queues import QueueInfo
+from ..cluster.queues import AGENT_FEATURE_CODES, QueueInfo
 from ..cluster.state.agents import AgentStore, agent_key, answered, claim, missed, released
 from ..cluster.state.errors import StateStoreUnavailable
 from ..cluster.state.leases import LeaseStore
+from ..cluster.validation import InvalidValue
 from ..runtime.control import ControlReply, ControlRequest
 from ..runtime.timers import Timer
 from ..sip.headers import PBX_JOIN_TAG, PBX_QUEUE_AGENT
@@ -66,6 +67,19 @@ LEASE_SECONDS = 3.0
 """A queue's lease lapses this long after its server last renewed it (every second while callers wait)."""
 ANSWER_BOUND = 4 * 3600.0
 """Seconds an agent on a queue call stays busy at most when the end of the call is never told."""
+
+
+class AgentAdmin(Protocol):
+    """Agents' logins and pauses in the system of record (`cluster.queues.QueueService`)."""
+
+    def log_in(self, domain: str, extension: str, logged_in: bool) -> list[str]:
+        """Log the agent in to (out of) all its dynamic queues; their numbers. InvalidValue when none."""
+        ...
+
+    def pause(self, domain: str, extension: str, queue: str | None, paused: bool,
+              reason: str | None) -> list[str]:
+        """Pause (unpause) the agent in one queue or all; their numbers. InvalidValue when none."""
+        ...
 
 
 class Phase(enum.Enum):
@@ -134,9 +148,9 @@ class LiveQueue:
 
 class QueueApplication:
     def __init__(self, *, catalog: QueueCatalog, agents: AgentStore, leases: LeaseStore,
-                 announcements: Announcements, wall_offset: float, server_name: str,
-                 pause_agent: Callable[[str, str, str, str], None], rng: random.Random | None = None) -> None:
-        """`pause_agent(domain, extension, queue, reason)` pauses an agent in the system of record."""
+                 announcements: Announcements, wall_offset: float, server_name: str, admin: AgentAdmin,
+                 rng: random.Random | None = None) -> None:
+        """`admin` logs agents in and out and pauses them in the system of record."""
         self._catalog = catalog
         self._agents = agents
         self._leases = leases
@@ -145,7 +159,7 @@ class QueueApplication:
         self._say = announcements.say
         self._wall_offset = wall_offset
         self._server_name = server_name
-        self._pause_agent = pause_agent
+        self._admin = admin
         self._rng = rng or random.Random()
         self._core: AppServerCore | None = None
         self._idents = itertools.count(1)
@@ -166,6 +180,9 @@ class QueueApplication:
         return []
 
     def call_started(self, call: AppCall, now: float) -> None:
+        if call.number in AGENT_FEATURE_CODES:
+            self._feature_code(call, AGENT_FEATURE_CODES[call.number], now)
+            return
         info = self._catalog.queue(call.domain, call.number, now)
         if info is None:
             self.counters["unknown_queues"] += 1
@@ -257,6 +274,24 @@ class QueueApplication:
                     ring.call.hang_up(now)
                 self._agents.change(self._agent(waiter.queue, ring.agent), released(ring.claim))
         self._forget(waiter, now)
+
+    def _feature_code(self, call: AppCall, action: str, now: float) -> None:
+        """An agent dialled *45 (log in), *46 (log out), *47 (pause) or *48 (unpause): done for
+        all its queues, said, then hung up."""
+        try:
+            if action in ("login", "logout"):
+                queues = self._admin.log_in(call.domain, call.caller, action == "login")
+            else:
+                queues = self._admin.pause(call.domain, call.caller, None, action == "pause",
+                                           "paused from the phone" if action == "pause" else None)
+        except InvalidValue as exc:
+            log.info("agent feature code %s from %s: %s", call.number, call.caller, exc)
+            self._leave(call, [self._say(sounds.NOT_AN_AGENT)], now)
+            return
+        log.info("agent %s@%s: %s in queues %s", call.caller, call.domain, action, ", ".join(queues))
+        said = {"login": sounds.LOGGED_IN, "logout": sounds.LOGGED_OUT, "pause": sounds.PAUSED,
+                "unpause": sounds.UNPAUSED}[action]
+        self._leave(call, [self._say(said)], now)
 
     # -- distribution --------------------------------------------------------------------------
 
@@ -374,7 +409,7 @@ class QueueApplication:
                 self.counters["auto_paused"] += 1
                 reason = f"missed {record.misses} queue calls"
                 log.warning("queue %s: agent %s paused: %s", queue.info.number, ring.agent, reason)
-                self._pause_agent(queue.info.tenant_domain, ring.agent, queue.info.number, reason)
+                self._admin.pause(queue.info.tenant_domain, ring.agent, queue.info.number, True, reason)
         if not waiter.rings and waiter.agent_ring is None and waiter.phase in (Phase.WAITING, Phase.CALLBACK):
             if waiter.tried >= {m.extension for m in queue.info.members if m.logged_in and not m.paused}:
                 waiter.next_round_at = now + RETRY_DELAY

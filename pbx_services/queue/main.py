@@ -55,8 +55,6 @@ def queue_worker(config: PbxConfig, *, index: int = 0, port_range: tuple[int, in
     announcements = Announcements()
     opened: list[StateStore] = []
 
-    def pause_agent(domain: str, extension: str, queue: str, reason: str) -> None:
-        service.pause(extension, queue=queue, reason=reason, tenant_domain=domain)
 
     def application() -> Application:
         wall_offset = time.time() - asyncio.get_running_loop().time()
@@ -71,7 +69,7 @@ def queue_worker(config: PbxConfig, *, index: int = 0, port_range: tuple[int, in
             store, leases = opened[0].agents, opened[0].leases
         return QueueApplication(catalog=catalog, agents=store, leases=leases, announcements=announcements,
                                 wall_offset=wall_offset, server_name=f"{platform.node()}/{index}",
-                                pause_agent=pause_agent)
+                                admin=ServiceAdmin(service))
 
     def stopped() -> None:
         engine.dispose()
@@ -80,3 +78,17 @@ def queue_worker(config: PbxConfig, *, index: int = 0, port_range: tuple[int, in
 
     return AppServerWorker(name=NAME, config=config.queue, application=application, index=index,
                            port_range=port_range, on_stop=stopped)
+
+
+class ServiceAdmin:
+    """`application.AgentAdmin` on the system of record (a write per feature code or auto-pause)."""
+
+    def __init__(self, service: QueueService) -> None:
+        self._service = service
+
+    def log_in(self, domain: str, extension: str, logged_in: bool) -> list[str]:
+        return self._service.log_in(extension, logged_in=logged_in, tenant_domain=domain)
+
+    def pause(self, domain: str, extension: str, queue: str | None, paused: bool,
+              reason: str | None) -> list[str]:
+        return self._service.pause(extension, queue=queue, paused=paused, reason=reason, tenant_domain=domain)

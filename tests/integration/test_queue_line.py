@@ -1,10 +1,11 @@
 """Callers of a queue in the all-in-one, with pjsua2 phones: an unattended queue announces and
-hangs up (the issue's bad input: no agent, no overflow), and a caller past the maximum wait
-goes to the overflow extension, with which it then talks (issue 11). The agents' side (rings,
-the join) is tests/integration/test_queue_calls.py."""
+hangs up (the issue's bad input: no agent, no overflow); a caller past the maximum wait goes
+to the overflow extension, with which it then talks; an agent logs in with *45 (issue 11).
+The agents' side (rings, the join) is tests/integration/test_queue_calls.py."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,3 +72,13 @@ def test_a_caller_past_the_maximum_wait_talks_to_the_overflow_extension(queue_pb
     assert heard_lately(tmp_path, "1001")["1001"] < SILENT
     music = received(tmp_path / "heard-1001.wav")[RATE:3 * RATE]  # while waiting
     assert np.abs(music).mean() > 200
+
+
+def test_an_agent_logs_in_from_the_phone_with_a_feature_code(queue_pbx: PbxServer, tmp_path: Path) -> None:
+    with phones(queue_pbx, tmp_path, ["1003"]) as [agent]:
+        join(agent, queue_pbx.address, "*45")
+        hung_up_after = disconnected(agent)
+    assert np.abs(received(tmp_path / "heard-1003.wav")).mean() > 200  # "you are logged in"
+    assert hung_up_after < 10
+    listing = json.loads(pbx("queue", "list", "--json", "--data-dir", str(queue_pbx.data_dir)).stdout)
+    assert [member["logged_in"] for queue in listing for member in queue["members"]] == [True, True]

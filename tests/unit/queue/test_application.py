@@ -15,6 +15,7 @@ from pbx_services.appserver.sounds import Announcements
 from pbx_services.cluster.queues import MemberInfo, QueueInfo
 from pbx_services.cluster.state.agents import AgentActivity, InMemoryAgents, agent_key, claim
 from pbx_services.cluster.state.leases import InMemoryLeases
+from pbx_services.cluster.validation import InvalidValue
 from pbx_services.queue.application import QueueApplication
 from pbx_services.runtime.control import ControlRequest
 from pbx_services.sip.message import SipRequest, SipResponse
@@ -52,7 +53,8 @@ class QueueHarness(Harness):
     def __init__(self, *queues: QueueInfo) -> None:
         self.agents = InMemoryAgents()
         self.leases = InMemoryLeases()
-        self.paused: list[tuple[str, str, str, str]] = []
+        self.paused: list[tuple[str, str, str | None, str | None]] = []
+        self.logins: list[tuple[str, str, bool]] = []
         self.said: list[str] = []
 
         def speak(text: str) -> np.ndarray:
@@ -62,9 +64,22 @@ class QueueHarness(Harness):
         self.queue_app = QueueApplication(
             catalog=Catalog(*queues), agents=self.agents, leases=self.leases,  # type: ignore[arg-type]
             announcements=Announcements(speak=speak),
-            wall_offset=WALL, server_name="q1", pause_agent=lambda *args: self.paused.append(args),
+            wall_offset=WALL, server_name="q1", admin=self,
             rng=random.Random(1))
         super().__init__(ports=tuple(range(40000, 40020, 2)), application=self.queue_app)
+
+    # -- the system of record's agents (application.AgentAdmin) --
+
+    def log_in(self, domain: str, extension: str, logged_in: bool) -> list[str]:
+        if extension != "100":
+            raise InvalidValue(f"{extension} is not a member of any queue of {domain}")
+        self.logins.append((domain, extension, logged_in))
+        return ["700"]
+
+    def pause(self, domain: str, extension: str, queue: str | None, paused: bool,
+              reason: str | None) -> list[str]:
+        self.paused.append((domain, extension, queue, reason))
+        return [queue or "700"]
 
     def caller(self, call_id: str = "cm-call-1", number: str = "700") -> CmDialog:
         """A caller of the queue, answered and ACKed."""
@@ -245,3 +260,28 @@ def test_a_join_the_call_manager_refuses_puts_the_caller_back_in_line_and_frees_
     assert sent[0].call_id == request.call_id and sent[1].call_id != request.call_id
     record = h.agents.records([agent_key("pbx.local", "201")])[agent_key("pbx.local", "201")]
     assert record.activity is AgentActivity.RINGING and record.calls_taken == 0
+
+
+@pytest.mark.parametrize(("code", "said", "done"), [
+    ("*45", "You are logged in.", ("pbx.local", "100", True)),
+    ("*46", "You are logged out.", ("pbx.local", "100", False)),
+    ("*47", "You are paused.", ("pbx.local", "100", None, "paused from the phone")),
+    ("*48", "You are unpaused.", ("pbx.local", "100", None, None)),
+])
+def test_an_agent_logs_in_out_and_pauses_by_feature_code_and_hears_it(code: str, said: str,
+                                                                       done: tuple[object, ...]) -> None:
+    h = QueueHarness(queue())
+    h.caller(number=code)
+    assert h.said == [said]
+    assert [*h.logins, *h.paused] == [done]
+    h.frames(0.1)
+    assert [m.method for m in h.sent() if isinstance(m, SipRequest)] == ["BYE"]
+
+
+def test_a_feature_code_from_someone_who_is_no_agent_is_said_so() -> None:
+    h = QueueHarness(queue())
+    h.send(invite("cm-call-9", branch="z9hG4bKcm-call-9", number="*45").replace(
+        b"sip:100@pbx.local", b"sip:555@pbx.local"))
+    dialog = CmDialog("cm-call-9", [m for m in h.sent() if isinstance(m, SipResponse)][-1].to.tag or "")
+    h.send(dialog.ack())
+    assert h.said == ["You are not an agent of any queue."] and h.logins == []
