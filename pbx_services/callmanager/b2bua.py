@@ -158,8 +158,12 @@ class B2bua:
                     started_at=now, realm=realm)
         tx.user_data = call
         self.calls.add(call)
-        call.ring_timer = self._timers.schedule(now + self._no_answer_timeout,
-                                                lambda t: self._no_answer(call, t))
+        # An INVITE's Expires bounds its ringing (RFC 3261 13.3.1): a queue server's ring of an
+        # agent stops at its ring timeout even when the queue server is gone.
+        expires = _invite_expires(request)
+        ring_for = self._no_answer_timeout if expires is None else min(self._no_answer_timeout, expires)
+        call.ring_timer = self._timers.schedule(
+            now + ring_for, lambda t: self._no_answer(call, t, expired=ring_for != self._no_answer_timeout))
         if self.anchoring.pool is None or not request.body:
             # Without an offer the media is anchored on the callee's answer (late offer).
             call.b_offer = request.body
@@ -647,13 +651,16 @@ class B2bua:
 
     # -- ending ----------------------------------------------------------------------
 
-    def _no_answer(self, call: Call, now: float) -> None:
+    def _no_answer(self, call: Call, now: float, *, expired: bool = False) -> None:
+        """Nobody answered within `callmanager.no_answer_timeout` (480), or the INVITE's own
+        Expires (487, RFC 3261 13.3.1.1)."""
         if call.phase is not ROUTING:
             return
         for branch in call.branches:
             self._cancel_branch(branch, now)
-        self._stack.respond(call.invite_tx, 480, "No Answer", now=now, to_tag=call.a_tag)
-        self._end(call, now, Disposition.NO_ANSWER, 480, None)
+        code, reason = (487, "Request Terminated") if expired else (480, "No Answer")
+        self._stack.respond(call.invite_tx, code, reason, now=now, to_tag=call.a_tag)
+        self._end(call, now, Disposition.NO_ANSWER, code, None)
 
     def _refuse(self, call: Call, code: int, reason: str, now: float, *,
                 end_reason: EndReason | None = None) -> None:
@@ -901,3 +908,11 @@ def _ignore_ack(ack: SipRequest, now: float) -> None:
 
 def _ignore_body(body: bytes | None, now: float) -> None:
     return None
+
+
+def _invite_expires(request: SipRequest) -> float | None:
+    """The seconds an INVITE's Expires gives it to be answered; None without a usable one."""
+    value = request.headers.get("Expires")
+    if value is None or not value.strip().isdigit():
+        return None
+    return float(value.strip())

@@ -370,7 +370,9 @@ class QueueApplication:
             return False  # taken meanwhile by another queue or server
         dialing = self._core.originate(
             number=extension, domain=queue.info.tenant_domain, caller=queue.info.number, peer=waiter.cm,
-            transport=waiter.transport, now=now, headers=_joined_with(waiter.call),
+            transport=waiter.transport, now=now,
+            # Expires: the Call Manager stops the ring itself if we are gone by then.
+            headers=[*_joined_with(waiter.call), ("Expires", str(queue.info.ring_timeout))],
             on_answered=lambda call, t: self._agent_answered(ring, call, t),
             on_failed=lambda status, t: self._agent_failed(ring, status, t))
         if dialing is None:

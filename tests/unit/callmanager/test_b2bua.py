@@ -553,6 +553,27 @@ def test_no_answer_timeout_cancels_the_callee_and_answers_480(make_pbx: Callable
     assert cdr.end_time == wall(START + 20)
 
 
+def test_an_invites_expires_bounds_its_ringing_with_487(make_pbx: Callable[..., Pbx]) -> None:
+    """RFC 3261 13.3.1.1: a queue server rings an agent for its ring timeout only."""
+    pbx = make_pbx(no_answer_timeout=20)
+    alice = pbx.phone("100", "10.0.0.1", 5062)
+    alice.register()
+    bob = pbx.phone("200", *BOB_NAT)
+    bob.register()
+    outgoing = alice.call("200", extra=("Expires: 5",))
+    assert alice.pop_response(100).status_code == 100
+    call = Call(outgoing, bob.pop_request("INVITE"))
+    ring(alice, bob, call)
+
+    pbx.advance(5)
+
+    cancel = bob.pop()
+    assert isinstance(cancel.message, SipRequest) and cancel.message.method == "CANCEL"
+    assert cancel.time == START + 5
+    assert redact(alice.pop().data).splitlines()[0] == "SIP/2.0 487 Request Terminated"
+    assert only_cdr(pbx).sip_code == 487
+
+
 def test_a_callee_that_never_answers_at_all_means_480(pbx: Pbx, alice: Phone, bob: Phone) -> None:
     """No provisional, no final: Timer B ends the branch (RFC 3261 17.1.1.2)."""
     start_call(alice, bob)

@@ -118,6 +118,7 @@ def test_ring_all_rings_every_free_agent_and_joins_the_caller_to_the_first_who_a
     rung = h.invites()
     assert sorted(rung) == ["201", "202"]
     assert all(r.from_.uri.user == "700" for r in rung.values())  # type: ignore[union-attr]
+    assert {r.headers.get("Expires") for r in rung.values()} == {"15"}  # the ring timeout
     assert h.activity("201") is AgentActivity.RINGING
     for request in rung.values():
         h.send(answer_to(request, 180, "Ringing", tag=f"cm-{request.uri.user}"))  # type: ignore[union-attr]
