@@ -11,7 +11,9 @@ wrap-up is over.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +23,9 @@ import pytest
 from pbx_services.rtp.wav import write_wav
 from tests.integration.conftest import PbxServer, free_port, pbx, running_pbx
 from tests.integration.peers.pjsua2_phone import Pjsua2Phone
+from tests.integration.test_callmanager_workers import port_on_worker, worker_metric, workers_env
 from tests.integration.test_ivr_calls import RATE, level_at, received, tone
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.integration
 
@@ -33,36 +37,50 @@ WRAP_UP = 5.0
 RING_TIMEOUT = 5
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[PbxServer]:
-    data_dir = tmp_path / "data"
+@contextlib.contextmanager
+def queue_pbx(data_dir: Path, env: dict[str, str] | None = None) -> Iterator[PbxServer]:
+    """An all-in-one with the users of `TONES` and queue 700."""
     pbx("init", "--data-dir", str(data_dir))
     passwords = {extension: secrets.token_urlsafe(12) for extension in TONES}
     for extension, password in passwords.items():
         pbx("user", "add", extension, f"--password={password}", "--data-dir", str(data_dir))
     pbx("queue", "add", "700", "--strategy", "ring-all", "--member", "1002", "--member", "1003",
         "--wrap-up", str(int(WRAP_UP)), "--ring-timeout", str(RING_TIMEOUT), "--data-dir", str(data_dir))
-    with running_pbx(data_dir) as server:
+    with running_pbx(data_dir, env) as server:
         server.passwords.update(passwords)
         yield server
 
 
-@pytest.fixture
-def phones(server: PbxServer, tmp_path: Path) -> Iterator[dict[str, Pjsua2Phone]]:
-    """Registered phones, each sending its tone and recording what it hears (complete once closed)."""
+@contextlib.contextmanager
+def tone_phones(server: PbxServer, tmp_path: Path,
+                ports: dict[str, int] | None = None) -> Iterator[dict[str, Pjsua2Phone]]:
+    """Registered phones, each sending its tone and recording what it hears (complete once
+    closed); `ports`: the SIP ports of some of them."""
     made: dict[str, Pjsua2Phone] = {}
     try:
         for user, frequency in TONES.items():
             sent = tmp_path / f"tone-{user}.wav"
             write_wav(sent, RATE, tone(frequency, 5.0, level=6000))
             made[user] = Pjsua2Phone(user=user, password=server.passwords[user], server=server.address,
-                                     port=free_port(), domain=server.domain, play=sent,
-                                     record=tmp_path / f"heard-{user}.wav")
+                                     port=(ports or {}).get(user) or free_port(), domain=server.domain,
+                                     play=sent, record=tmp_path / f"heard-{user}.wav")
             assert made[user].register()["code"] == 200
         yield made
     finally:
         for phone in made.values():
             phone.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[PbxServer]:
+    with queue_pbx(tmp_path / "data") as server:
+        yield server
+
+
+@pytest.fixture
+def phones(server: PbxServer, tmp_path: Path) -> Iterator[dict[str, Pjsua2Phone]]:
+    with tone_phones(server, tmp_path) as made:
+        yield made
 
 
 def loudest(tmp_path: Path, user: str) -> dict[str, float]:
@@ -118,3 +136,39 @@ def test_a_caller_is_joined_to_the_agent_who_answers_who_then_has_its_wrap_up(
     assert caller_heard["1002"] > HEARD and caller_heard["1003"] < SILENT, caller_heard
     assert agent_heard["1001"] > HEARD, agent_heard
     assert other_heard["1001"] < SILENT, other_heard
+
+
+def joined(caller: Pjsua2Phone, agent: Pjsua2Phone, server: PbxServer, index: int) -> None:
+    """`caller` dials the queue and `agent` answers the ring: they talk for 2 s, then the caller
+    hangs up."""
+    caller.send("call", uri=f"sip:700@{server.address}")
+    assert state(caller, 0, "CONFIRMED", "DISCONNECTED")["state"] == "CONFIRMED"
+    agent.wait_for("incoming", lambda e: e["index"] == index, timeout=10)
+    agent.send("answer")
+    assert state(agent, index, "CONFIRMED", "DISCONNECTED")["state"] == "CONFIRMED"
+    time.sleep(2.0)
+    caller.send("hangup")
+    state(agent, index, "DISCONNECTED")
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+def test_queue_calls_are_joined_whichever_call_manager_worker_the_caller_reached(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    """Two Call Manager workers on Redis: the queue server's calls to the agents name the caller's
+    call (Pbx-Join-Tag) and go to the worker holding it, whichever worker the kernel gives the
+    queue server's datagrams to; the agents' wrap-up is in Redis."""
+    with queue_pbx(tmp_path / "data", workers_env(redis_server)) as server:
+        ports = {"1001": port_on_worker(server, 0), "1004": port_on_worker(server, 1)}
+        with tone_phones(server, tmp_path, ports) as phones:
+            joined(phones["1001"], phones["1002"], server, 0)
+            # 1002 is in wrap-up: 1003 takes the caller reaching the other worker.
+            joined(phones["1004"], phones["1003"], server, 1)
+            for phone in phones.values():
+                phone.close()
+        metrics = server.metrics()
+    heard = {user: loudest(tmp_path, user) for user in TONES}
+    print(f"heard: {heard}")
+    for caller, agent in (("1001", "1002"), ("1004", "1003")):
+        assert heard[caller][agent] > HEARD and heard[agent][caller] > HEARD, (caller, agent, heard)
+    assert sum(worker_metric(metrics, "pbx_callmanager_forwarded_total", worker, direction="in")
+               for worker in (0, 1)) > 0
