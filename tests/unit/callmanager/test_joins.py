@@ -272,6 +272,23 @@ def test_a_replaces_naming_the_wrong_tags_is_481(pbx: Pbx, bob: Phone, carol: Ph
     carol.assert_silent()
 
 
+def test_a_replaces_naming_an_unconfirmed_dialog_is_481(pbx: Pbx, alice: Phone, bob: Phone,
+                                                         carol: Phone) -> None:
+    call1 = talk(alice, bob, "200")
+    outgoing = bob.call("300")
+    bob.pop_response(100)
+    invite = carol.pop_request("INVITE")
+    carol.send(carol.respond(invite, 200, to_tag="carol", body=CAROL_SDP))
+    carol.pop_request("ACK")
+    unacked = bob.dialog_from_answer(outgoing, bob.pop_response(200))  # Bob has not ACKed it yet
+
+    refer(bob, call1.callee, f"sip:300@pbx.local?{replaces(unacked)}")
+
+    notified(bob, call1.callee)
+    assert notified(bob, call1.callee)[0] == "SIP/2.0 481 Call/Transaction Does Not Exist"
+    carol.assert_silent()
+
+
 def test_a_replaces_naming_the_referring_call_itself_is_481(pbx: Pbx, bob: Phone,
                                                             two_calls: tuple[Talk, Talk]) -> None:
     call1, _ = two_calls
@@ -569,3 +586,23 @@ def test_wrap_up_without_the_state_store_is_logged_once_and_the_calls_go_on(
     assert bob.pop_request("BYE")
     assert caplog.text.count("its wrap-up is not recorded, the state store is away") == 1
     assert pbx.cdrs[-1].disposition is Disposition.ANSWERED and pbx.cdrs[-1].end_reason is None
+
+
+def test_the_agent_transferring_the_caller_on_goes_to_wrap_up_at_once(
+        pbx: Pbx, alice: Phone, bob: Phone, carol: Phone, queue: Phone) -> None:
+    join = queue_reaches_agent(pbx, alice, bob, queue)
+    refer(queue, join.caller_call.callee, f"sip:200@pbx.local?{replaces(join.agent_dialog)}",
+          f"Pbx-Queue-Agent: {AGENT_KEY};claim=claim-1;wrap-up=5")
+    bob.send(bob.respond(bob.pop_request("INVITE"), 200, body=SDP_ANSWER))
+    bob.pop_request("ACK")
+    pbx.advance(10)
+    requests(bob)
+
+    assert refer(bob, join.agent_leg, "sip:300@pbx.local").status_code == 202
+    invite = carol.pop_request("INVITE")
+    carol.send(carol.respond(invite, 200, to_tag="carol", body=CAROL_SDP))
+    carol.pop_request("ACK")
+
+    record = pbx.state.agents.records([AGENT_KEY])[AGENT_KEY]
+    assert (record.activity, record.talk_seconds) == (AgentActivity.WRAP_UP, pytest.approx(10))
+    assert any(r.method == "BYE" for r in requests(bob))
