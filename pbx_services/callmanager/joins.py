@@ -250,8 +250,8 @@ class CallJoins:
                     if code in (408, 481) and join.other.answered:  # C has forgotten the call
                         b._hang_up(join.other, t, hangup_by=HangupBy.SYSTEM, skip=target,
                                    reason=EndReason.PHONE_GONE)
-                elif join.other.media is not None:
-                    join.other.media.origins[join.target_place] = join.target_origin
+                else:
+                    self._send_back(join, t, accepted=False)
                 return
             if seq in target.acks_sent:  # a retransmission: our ACK was lost
                 b._stack.send_stateless(target.acks_sent[seq], target.peer, target.transport)
@@ -261,21 +261,21 @@ class CallJoins:
                 target.dialog.receive_response(response)
             b._send_ack(target, seq, b"", None, t)
             if join.call.join is not join:
-                self._send_back(join, t)
+                self._send_back(join, t, accepted=True)
                 return
             if response.content_type != SDP or not response.body:
                 self._failed(join, 488, "Not Acceptable Here", t, accepted=True)
-                self._send_back(join, t)
+                self._send_back(join, t, accepted=True)
                 return
             shown = join.call.media.origins[_other(join.place)].last_sent if join.call.media else None
 
             def answered(for_transferee: bytes | None, t2: float) -> None:
                 if join.call.join is not join:
-                    self._send_back(join, t2)
+                    self._send_back(join, t2, accepted=True)
                     return
                 if for_transferee is None:
                     self._failed(join, 503, "Media Unavailable", t2, accepted=True)
-                    self._send_back(join, t2)
+                    self._send_back(join, t2, accepted=True)
                     return
                 self._complete(join, for_transferee, shown, t2)
 
@@ -365,9 +365,9 @@ class CallJoins:
         else:
             answer(None, now)
 
-    def _send_back(self, join: Join, now: float) -> None:
-        """C accepted call 1's media but the join did not happen: offer it call 2's again, or, when
-        call 2 has ended (or lost X) meanwhile, hang it up."""
+    def _send_back(self, join: Join, now: float, *, accepted: bool) -> None:
+        """C's re-INVITE was answered after the join ended without it: call 2 goes on, C offered
+        call 2's media again if it `accepted` call 1's; or, when X left call 2, C is hung up."""
         b = self.b2bua
         other, target = join.other, join.target
         media = other.media
@@ -376,6 +376,9 @@ class CallJoins:
         if join.replaced is None:
             b._hang_up(other, now, hangup_by=HangupBy.SYSTEM, skip=other.other(target),
                        reason=EndReason.TRANSFER_FAILED)
+            return
+        if not accepted:
+            media.origins[join.target_place] = join.target_origin
             return
         x_place = _other(join.target_place)
 
@@ -415,9 +418,8 @@ class CallJoins:
             call.join = other.join = None
             if other.phase is HANDING_OVER:
                 other.transition(CallInput.JOIN_FAILED)
-            if join.replaced is None and other.answered and not join.target.moving:
-                self.b2bua._hang_up(other, now, hangup_by=HangupBy.SYSTEM, skip=other.other(join.target),
-                                    reason=EndReason.TRANSFER_FAILED)
+            if not join.target.moving:  # C was not offered call 1's media: nothing to undo there
+                self._send_back(join, now, accepted=False)
             return
         self._failed(join, 487, "Request Terminated", now)
 
