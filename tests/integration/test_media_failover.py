@@ -162,9 +162,9 @@ class Calls:
         return [phone.gap()["rx_packets"] for phone in self.phones]
 
     def disconnected(self) -> list[str]:
-        """The phones that saw their call end (their events so far, as `gap()` etc. read them)."""
+        """The phones that saw their call end (every event they reported so far)."""
         return [phone.user for phone in self.phones
-                if any(e["event"] == "call_state" and e["state"] == "DISCONNECTED" for e in phone.history)]
+                if any(e["event"] == "call_state" and e["state"] == "DISCONNECTED" for e in phone.seen())]
 
 
 @contextlib.contextmanager

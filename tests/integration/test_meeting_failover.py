@@ -53,10 +53,12 @@ def participants(daemon: AppServerDaemon) -> int:
     return sum(int(worker.get("participants", 0)) for worker in health.get("workers", []))  # type: ignore[union-attr]
 
 
-def registered_phone(stack: ExitStack, server: PbxServer, user: str, hz: float,
-                     tmp_path: Path) -> Pjsua2Phone:
-    """A new user's phone sending a tone of `hz` and recording what it hears, closed with `stack`."""
-    server.add_user(user)
+def registered_phone(stack: ExitStack, server: PbxServer, user: str, hz: float, tmp_path: Path, *,
+                     add: bool = True) -> Pjsua2Phone:
+    """A phone of `user` (added first, unless `add` is false) sending a tone of `hz` and
+    recording what it hears, closed with `stack`."""
+    if add:
+        server.add_user(user)
     wav = tmp_path / f"tone-{user}.wav"
     write_wav(wav, RATE, tone(hz, 5.0, level=6000))
     phone = Pjsua2Phone(user=user, password=server.passwords[user], server=server.address, port=free_port(),
@@ -121,7 +123,7 @@ def test_a_killed_meeting_servers_rooms_move_to_the_other(meeting_cluster: Clust
         time.sleep(3)
         assert participants(survivor) == count + 1
         dropped = [p.user for p in phones if any(e["event"] == "call_state" and e["state"] == "DISCONNECTED"
-                                                 for e in p.history)]
+                                                 for e in p.seen())]
         assert dropped == [], f"calls dropped: {dropped}"
         for phone in phones:
             phone.send("hangup")

@@ -86,6 +86,14 @@ class Pjsua2Phone:
             if item.get("event") == event and predicate(item):
                 return item
 
+    def seen(self) -> list[dict[str, Any]]:
+        """Every event the phone reported so far, those no `wait_for` has looked at included."""
+        while True:
+            try:
+                self.history.append(self.events.get_nowait())
+            except queue.Empty:
+                return self.history
+
     def register(self, timeout: float = 10.0) -> dict[str, Any]:
         self.send("register")
         return self.wait_for("reg", timeout=timeout)
