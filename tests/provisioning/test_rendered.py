@@ -102,10 +102,14 @@ def test_callmanager_listens_and_controls_media_on_its_own_address(rendered: Pat
     assert config["callmanager"]["media_control_host"] == "198.18.0.11"
 
 
+STATE = {"url": "redis+sentinel://:p%40ss%20word%2F0123456@198.18.0.11:26379,198.18.0.12:26379,"
+                "198.18.0.13:26379/pbx/0"}
+"""The cluster's Redis, behind the render inventory's Sentinels."""
+
+
 def test_callmanager_workers_share_redis_behind_the_sentinels(rendered: Path) -> None:
     config = yaml.safe_load((rendered / "callmanager.yml").read_text())
-    assert config["state"] == {"url": "redis+sentinel://:p%40ss%20word%2F0123456@198.18.0.11:26379,"
-                                      "198.18.0.12:26379,198.18.0.13:26379/pbx/0"}
+    assert config["state"] == STATE
     assert config["callmanager"]["workers"] == 0
 
 
@@ -117,15 +121,19 @@ def test_validate_config_reports_the_bad_key(tmp_path: Path, capsys: pytest.Capt
 
 
 
-@pytest.mark.parametrize(("name", "title", "sip_port", "ports", "http_port"), [
-    ("ivr", "IVR server", 5090, (30000, 31999), 9062),
-    ("meeting", "Meeting server", 5100, (32000, 33999), 9064),
+@pytest.mark.parametrize(("name", "title", "sip_port", "ports", "http_port", "state"), [
+    ("ivr", "IVR server", 5090, (30000, 31999), 9062, None),
+    ("meeting", "Meeting server", 5100, (32000, 33999), 9064, STATE),
+    ("queue", "Queue server", 5110, (34000, 35999), 9065, STATE),
 ])
 def test_application_server_renders_its_roles_values(rendered: Path, name: str, title: str, sip_port: int,
-                                                     ports: tuple[int, int], http_port: int) -> None:
-    """The ivr and meeting roles share pbx_service's appserver part, each with its own variables."""
+                                                     ports: tuple[int, int], http_port: int,
+                                                     state: dict[str, str] | None) -> None:
+    """The ivr, meeting and queue roles share pbx_service's appserver part, each with its own
+    variables; the meeting (talker events) and queue (agents) servers reach the cluster's Redis."""
     config = yaml.safe_load((rendered / f"{name}.yml").read_text())
-    assert set(config) == {"database", name, "auth", "http", "log"}
+    assert set(config) == {"database", name, "auth", "http", "log", *(["state"] if state else [])}
+    assert config.get("state") == state
     assert config[name] == {"sip_host": "198.18.0.11", "sip_port": sip_port, "rtp_host": "198.18.0.11",
                             "port_min": ports[0], "port_max": ports[1], "workers": 1, "rtp_timeout": 60,
                             "max_call_seconds": 3600, "recording_dir": f"/var/lib/pbx/{name}/recordings"}
