@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from pbx_services.rtp.wav import write_wav
-from tests.integration.conftest import PbxServer, free_port, running_pbx
+from tests.integration.conftest import PbxServer, running_pbx
 from tests.integration.peers.pjsua2_phone import Pjsua2Phone
-from tests.integration.test_ivr_calls import RATE, level_at, received, tone
+from tests.integration.test_ivr_calls import RATE, level_at, received
+from tests.integration.test_queue_calls import tone_phones
 
 pytestmark = pytest.mark.integration
 
@@ -38,20 +38,8 @@ def server(tmp_path: Path) -> Iterator[PbxServer]:
 
 @pytest.fixture
 def phones(server: PbxServer, tmp_path: Path) -> Iterator[dict[str, Pjsua2Phone]]:
-    """Registered phones, each sending its tone and recording what it hears (complete once closed)."""
-    made: dict[str, Pjsua2Phone] = {}
-    try:
-        for user, frequency in TONES.items():
-            sent = tmp_path / f"tone-{user}.wav"
-            write_wav(sent, RATE, tone(frequency, 5.0, level=6000))
-            made[user] = Pjsua2Phone(user=user, password=server.passwords[user], server=server.address,
-                                     port=free_port(), domain=server.domain, play=sent,
-                                     record=tmp_path / f"heard-{user}.wav")
-            assert made[user].register()["code"] == 200
+    with tone_phones(server, tmp_path, TONES) as made:
         yield made
-    finally:
-        for phone in made.values():
-            phone.close()
 
 
 def heard(tmp_path: Path, user: str, start: float, end: float) -> dict[str, float]:

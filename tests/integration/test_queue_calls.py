@@ -52,13 +52,13 @@ def queue_pbx(data_dir: Path, env: dict[str, str] | None = None) -> Iterator[Pbx
 
 
 @contextlib.contextmanager
-def tone_phones(server: PbxServer, tmp_path: Path,
+def tone_phones(server: PbxServer, tmp_path: Path, tones: dict[str, float],
                 ports: dict[str, int] | None = None) -> Iterator[dict[str, Pjsua2Phone]]:
-    """Registered phones, each sending its tone and recording what it hears (complete once
-    closed); `ports`: the SIP ports of some of them."""
+    """Registered phones of the users of `tones`, each sending its tone and recording what it hears
+    (complete once closed); `ports`: the SIP ports of some of them."""
     made: dict[str, Pjsua2Phone] = {}
     try:
-        for user, frequency in TONES.items():
+        for user, frequency in tones.items():
             sent = tmp_path / f"tone-{user}.wav"
             write_wav(sent, RATE, tone(frequency, 5.0, level=6000))
             made[user] = Pjsua2Phone(user=user, password=server.passwords[user], server=server.address,
@@ -79,7 +79,7 @@ def server(tmp_path: Path) -> Iterator[PbxServer]:
 
 @pytest.fixture
 def phones(server: PbxServer, tmp_path: Path) -> Iterator[dict[str, Pjsua2Phone]]:
-    with tone_phones(server, tmp_path) as made:
+    with tone_phones(server, tmp_path, TONES) as made:
         yield made
 
 
@@ -159,7 +159,7 @@ def test_queue_calls_are_joined_whichever_call_manager_worker_the_caller_reached
     queue server's datagrams to; the agents' wrap-up is in Redis."""
     with queue_pbx(tmp_path / "data", workers_env(redis_server)) as server:
         ports = {"1001": port_on_worker(server, 0), "1004": port_on_worker(server, 1)}
-        with tone_phones(server, tmp_path, ports) as phones:
+        with tone_phones(server, tmp_path, TONES, ports) as phones:
             joined(phones["1001"], phones["1002"], server, 0)
             # 1002 is in wrap-up: 1003 takes the caller reaching the other worker.
             joined(phones["1004"], phones["1003"], server, 1)
