@@ -60,6 +60,8 @@ DISTRIBUTE_INTERVAL = 1.0
 RETRY_DELAY = 5.0
 """Seconds a caller waits after every agent it was offered to let it ring, before another round."""
 MAX_CALLBACK_DIGITS = 20
+CALLBACK_NUMBER_TIMEOUT = 15.0
+"""Seconds to key in a callback number (then #) after the prompt, before the caller is back in line."""
 _COUNTED = ("offered", "answered", "answered_within", "abandoned", "abandoned_within", "overflowed",
             "refused")
 """The `QueueStats` counters exported per queue."""
@@ -229,8 +231,18 @@ class QueueApplication:
         waiter = call.app_data
         if isinstance(waiter, Waiter) and waiter.phase is Phase.WAITING:
             call.play([HOLD_MUSIC], now)
+        elif isinstance(waiter, Waiter) and waiter.phase is Phase.CALLBACK_NUMBER:
+            waiter.timers.append(call.schedule(now + CALLBACK_NUMBER_TIMEOUT,
+                                               lambda t: self._no_callback_number(waiter, call, t)))
         elif not isinstance(waiter, Waiter) or waiter.phase is Phase.LEAVING:
             call.hang_up(now)
+
+    def _no_callback_number(self, waiter: Waiter, call: AppCall, now: float) -> None:
+        """A caller who pressed 1 and then keyed nothing to the end: back in line, with music."""
+        if waiter.phase is Phase.CALLBACK_NUMBER and waiter.call is call:
+            waiter.phase = Phase.WAITING
+            call.play([HOLD_MUSIC], now)
+            self._distribute(waiter.queue, now)
 
     def transfer_failed(self, call: AppCall, status: int, now: float) -> None:
         waiter = call.app_data

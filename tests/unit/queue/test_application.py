@@ -286,3 +286,43 @@ def test_a_feature_code_from_someone_who_is_no_agent_is_said_so() -> None:
     dialog = CmDialog("cm-call-9", [m for m in h.sent() if isinstance(m, SipResponse)][-1].to.tag or "")
     h.send(dialog.ack())
     assert h.said == ["You are not an agent of any queue."] and h.logins == []
+
+
+def key(h: QueueHarness, dialog: CmDialog, digits: str) -> None:
+    """The caller presses `digits` (SIP INFO, as some phones send them)."""
+    for digit in digits:
+        h.send(dialog.request("INFO", body=f"Signal={digit}\r\nDuration=160\r\n".encode(),
+                              content_type="application/dtmf-relay"))
+
+
+def test_a_caller_called_back_keeps_the_place_and_is_joined_to_the_agent_who_answered() -> None:
+    h = QueueHarness(queue(members=("201",), callback=True))
+    h.agents.change(agent_key("pbx.local", "201"), claim("elsewhere", START + WALL, 20))  # busy for now
+    dialog = h.caller()
+    key(h, dialog, "1")
+    key(h, dialog, "5551234#")
+    assert h.said[-1] == "Thank you. We will call you back when an agent is free. Goodbye."
+    h.frames(0.1)
+    assert [m.method for m in h.sent() if isinstance(m, SipRequest)] == ["BYE"]  # the caller hangs up...
+    assert len(h.queue_app.queues[("pbx.local", "700")].waiters) == 1  # ...keeping the place
+    h.wait(20)  # the agent is free again
+    [agent_invite] = h.invites().values()
+    h.send(answer_to(agent_invite, 200, "OK", tag="cm-201", body=AGENT_ANSWER))
+    back = [m for m in h.sent() if isinstance(m, SipRequest) and m.method == "INVITE"]
+    assert [m.uri.user for m in back] == ["5551234"]  # type: ignore[union-attr]
+    assert back[0].headers.get("Pbx-Join-Tag") == "cm-201"
+    h.send(answer_to(back[0], 200, "OK", tag="cm-back", body=AGENT_ANSWER))
+    refer = [m for m in h.sent() if isinstance(m, SipRequest) and m.method == "REFER"][0]
+    assert refer.call_id == back[0].call_id  # on the call to the customer, replacing the agent's
+    assert f"Replaces={agent_invite.call_id.replace('@', '%40')}" in (refer.headers.get("Refer-To") or "")
+
+
+def test_a_caller_who_keys_no_callback_number_is_back_in_line() -> None:
+    h = QueueHarness(queue(members=("201",), callback=True))
+    h.agents.change(agent_key("pbx.local", "201"), claim("elsewhere", START + WALL, 60))
+    dialog = h.caller()
+    key(h, dialog, "1")
+    h.frames(0.1)  # the prompt (a frame long here) ends
+    h.wait(15)
+    waiter = h.queue_app.queues[("pbx.local", "700")].waiters[0]
+    assert waiter.phase.value == "waiting" and waiter.call is not None
