@@ -30,6 +30,7 @@ from pbx_services.cluster.database import create_engine_for, head_revision, sess
 from pbx_services.cluster.ivr import IvrService
 from pbx_services.cluster.meetings import MeetingService
 from pbx_services.cluster.prompts import PromptService, SynthesizerMissing
+from pbx_services.cluster.queues import QueueService
 from pbx_services.cluster.tenants import TenantService
 from pbx_services.cluster.users import UserService
 from pbx_services.cluster.validation import InvalidValue, validate_domain
@@ -46,6 +47,8 @@ DEMO_PROMPTS = {
 }
 """Name -> text of the prompts of the demo IVR menu, spoken by espeak-ng."""
 DEMO_ROOM_NUMBER, DEMO_ROOM_PIN, DEMO_ROOM_MODERATOR_PIN = "850", "1234", "4321"
+DEMO_QUEUE_NUMBER = "700"
+DEMO_QUEUE_AGENTS = DEMO_EXTENSIONS[2:]
 AUTH_SECRET_BYTES = 32
 
 
@@ -68,7 +71,8 @@ def add_commands(subparsers: Subparsers) -> None:
         action="store_true",
         help=f"add demo users {', '.join(DEMO_EXTENSIONS)} with random passwords, IVR menu "
         f"{DEMO_IVR_NUMBER} calling the first two of them (its prompts spoken by espeak-ng), and meeting "
-        f"room {DEMO_ROOM_NUMBER} (PIN {DEMO_ROOM_PIN}, moderator PIN {DEMO_ROOM_MODERATOR_PIN})",
+        f"room {DEMO_ROOM_NUMBER} (PIN {DEMO_ROOM_PIN}, moderator PIN {DEMO_ROOM_MODERATOR_PIN}), and call "
+        f"queue {DEMO_QUEUE_NUMBER} ringing {' and '.join(DEMO_QUEUE_AGENTS)}",
     )
     init.set_defaults(run=_init)
 
@@ -111,6 +115,7 @@ def _init(args: argparse.Namespace) -> int:
             _add_demo_ivr(PromptService(sessions=sessions, default_domain=domain),
                           IvrService(sessions=sessions, default_domain=domain), domain)
             _add_demo_room(MeetingService(sessions=sessions, default_domain=domain), domain)
+            _add_demo_queue(QueueService(sessions=sessions, default_domain=domain), domain)
             # Last: the passwords are what the administrator needs next.
             print(f"demo users of {domain}:")
             print_table(("EXTENSION", "PASSWORD"), passwords)
@@ -194,6 +199,20 @@ def _add_demo_room(rooms: MeetingService, domain: str) -> None:
         print(f"demo meeting room {DEMO_ROOM_NUMBER} skipped: {exc}")
         return
     print(f"demo meeting room {DEMO_ROOM_NUMBER} of {domain}: created ({meeting.describe(room)})")
+
+
+def _add_demo_queue(queues: QueueService, domain: str) -> None:
+    """The demo call queue, left unchanged if it exists."""
+    if any(queue.number == DEMO_QUEUE_NUMBER for queue in queues.list_queues()):
+        print(f"demo queue {DEMO_QUEUE_NUMBER} of {domain}: exists")
+        return
+    try:
+        queues.add_queue(DEMO_QUEUE_NUMBER, strategy="ring-all",
+                         members=[(agent, 0) for agent in DEMO_QUEUE_AGENTS], name="Demo queue")
+    except InvalidValue as exc:  # the administrator gave the number to something else
+        print(f"demo queue {DEMO_QUEUE_NUMBER} skipped: {exc}")
+        return
+    print(f"demo queue {DEMO_QUEUE_NUMBER} of {domain}: created (ring-all: {', '.join(DEMO_QUEUE_AGENTS)})")
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:

@@ -127,10 +127,13 @@ def test_init_demo_is_idempotent(data_dir: Path, capsys: pytest.CaptureFixture[s
     assert all(len(password) >= 16 for password in passwords.values())
     assert len(set(passwords.values())) == 4
 
+    assert "demo queue 700 of pbx.local: created (ring-all: 1003, 1004)" in out.splitlines()
+
     status, out, _ = run(capsys, "init", "--data-dir", str(data_dir), "--demo")
 
     assert status == 0
     assert out.count("(exists already: left unchanged)") == 4
+    assert "demo queue 700 of pbx.local: exists" in out.splitlines()
     assert not any(password in out for password in passwords.values())
 
 
