@@ -25,7 +25,7 @@ from prometheus_client.registry import Collector
 from ..cluster.config import AuthConfig, HttpConfig
 from ..transport.http import HttpEndpoint
 from ..transport.ports import PortInUseError
-from .control import ControlReply, ControlRequest, control_token, dispatch
+from .control import control_token, dispatch
 from .file_modes import check_private
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ async def _serve(*, role: str, http: HttpConfig, control_token: str | None,
             endpoint = HttpEndpoint(registry=registry, health=lambda: merged_health(role, parts),
                                     max_connections=http.max_connections,
                                     max_per_source=http.max_connections_per_source,
-                                    control=lambda request: _control(parts, request),
+                                    control=lambda request: dispatch(parts, request),
                                     control_token=control_token)
             registry.register(endpoint.collector())
             await endpoint.start(http.host, http.port)
@@ -127,10 +127,6 @@ def freeze_startup_objects() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, 50, 100)
-
-
-async def _control(parts: Sequence[Component], request: ControlRequest) -> ControlReply:
-    return await dispatch(parts, request)
 
 
 def merged_health(role: str, parts: Sequence[Component]) -> dict[str, object]:
