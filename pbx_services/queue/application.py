@@ -166,8 +166,8 @@ class QueueApplication:
         self._core: AppServerCore | None = None
         self._idents = itertools.count(1)
         self.queues: dict[tuple[str, str], LiveQueue] = {}
-        self.counters = {"joined": 0, "answered": 0, "abandoned": 0, "overflowed": 0, "refused": 0,
-                         "rings": 0, "rings_missed": 0, "auto_paused": 0, "callbacks": 0, "unknown_queues": 0}
+        # The worker's own counters; those of each queue (offered, answered...) are `labelled`'s.
+        self.counters = {"rings": 0, "rings_missed": 0, "auto_paused": 0, "callbacks": 0, "unknown_queues": 0}
 
     def attach(self, core: AppServerCore, now: float) -> None:
         self._core = core
@@ -197,7 +197,6 @@ class QueueApplication:
         waiter = Waiter(ident=next(self._idents), queue=queue, caller=call.caller, cm=call.peer,
                         transport=call.transport, joined_at=now, call=call)
         call.app_data = waiter
-        self.counters["joined"] += 1
         queue.stats.offered += 1
         if queue.logged_in == 0 and not info.join_empty:
             self._overflow(waiter, now, why="no agent is logged in")
@@ -277,7 +276,6 @@ class QueueApplication:
             return
         if waiter.phase in (Phase.WAITING, Phase.CALLBACK_NUMBER, Phase.JOINING):
             waiter.queue.stats.abandon(now - waiter.joined_at, waiter.queue.info.service_level)
-            self.counters["abandoned"] += 1
             log.info("queue %s: caller %s hung up after %.0f s", waiter.queue.info.number, waiter.caller,
                      now - waiter.joined_at)
             ring, waiter.agent_ring = waiter.agent_ring, None
@@ -469,7 +467,6 @@ class QueueApplication:
         queue = waiter.queue
         waited = now - waiter.joined_at
         queue.stats.answer(waited, queue.info.service_level)
-        self.counters["answered"] += 1
         log.info("queue %s: caller %s answered by %s after %.0f s", queue.info.number, waiter.caller,
                  waiter.agent_ring.agent if waiter.agent_ring else "?", waited)
         self._forget(waiter, now)
@@ -530,7 +527,6 @@ class QueueApplication:
                 ring.call.hang_up(t)
             self._agents.change(self._agent(waiter.queue, ring.agent), released(ring.claim))
             waiter.queue.stats.abandon(t - waiter.joined_at, info.service_level)
-            self.counters["abandoned"] += 1
             self._forget(waiter, t)
 
         waiter.callback = self._core.originate(
@@ -559,11 +555,9 @@ class QueueApplication:
         if call is None:
             return
         if overflow is None:
-            self.counters["refused"] += 1
             queue.stats.refused += 1
             self._leave(call, [self._say(sounds.NOBODY)], now)
             return
-        self.counters["overflowed"] += 1
         queue.stats.overflowed += 1
         call.stop_playback()
         call.transfer(overflow.partition(":")[2] or overflow, now)
@@ -608,8 +602,10 @@ class QueueApplication:
 
     @property
     def gauges(self) -> dict[str, int]:
-        return {"queues": len(self.queues), "waiting": sum(len(q.waiters) for q in self.queues.values()),
-                "ringing": sum(len(w.rings) for q in self.queues.values() for w in q.waiters)}
+        # Named apart from `labelled`'s per-queue ones: one metric name, one set of labels.
+        return {"queues": len(self.queues),
+                "callers_waiting": sum(len(q.waiters) for q in self.queues.values()),
+                "agents_ringing": sum(len(w.rings) for q in self.queues.values() for w in q.waiters)}
 
     def labelled(self, now: float) -> tuple[str, dict[str, dict[str, float]], dict[str, dict[str, float]]]:
         """Per-queue metrics: the label's name, then gauges and counters by name and queue."""

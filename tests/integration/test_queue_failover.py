@@ -40,7 +40,7 @@ Cluster = tuple[PbxServer, list[AppServerDaemon]]
 
 def waiting(daemon: AppServerDaemon) -> int:
     health = daemon.health()
-    return sum(int(worker.get("waiting", 0)) for worker in health.get("workers", []))  # type: ignore[union-attr]
+    return sum(int(worker.get("callers_waiting", 0)) for worker in health.get("workers", []))  # type: ignore[union-attr]
 
 
 def most_rings_at_once(phone: Pjsua2Phone) -> int:

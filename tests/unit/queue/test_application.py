@@ -326,3 +326,32 @@ def test_a_caller_who_keys_no_callback_number_is_back_in_line() -> None:
     h.wait(15)
     waiter = h.queue_app.queues[("pbx.local", "700")].waiters[0]
     assert waiter.phase.value == "waiting" and waiter.call is not None
+
+
+def test_the_queue_servers_metrics_have_one_name_per_family() -> None:
+    """The worker's own gauges and counters and the per-queue ones, as /metrics exports them."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from pbx_services.appserver.supervisor import _AppServerCollector
+
+    h = QueueHarness(queue())
+    h.caller()
+    app = h.queue_app
+
+    class Worker:
+        index, restarts = 0, 0
+        report = {"calls": 1, "gauges": app.gauges, "role_counters": app.counters,
+                  "labelled": app.labelled(h.now)}
+
+    class Workers:
+        workers = [Worker()]
+
+        def up(self, worker: object) -> bool:
+            return True
+
+    registry = CollectorRegistry()
+    registry.register(_AppServerCollector("queue", Workers()))  # type: ignore[arg-type]
+    names = [family.name for family in text_string_to_metric_families(generate_latest(registry).decode())]
+    assert len(names) == len(set(names)), sorted(names)
+    assert {"pbx_queue_waiting", "pbx_queue_callers_waiting", "pbx_queue_answered"} <= set(names)
