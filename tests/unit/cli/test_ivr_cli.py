@@ -228,7 +228,7 @@ def test_init_demo_creates_ivr_menu_800(data_dir: Path, capsys: pytest.CaptureFi
 
     assert status == 0
     assert "demo IVR menu 800 of pbx.local: exists" in out.splitlines()
-    assert out.count("demo prompt demo-") == out.count(": exists") - 4 == 3  # and the tenant, menu, room, queue
+    assert out.count("demo prompt demo-") == out.count(": exists") - 4 == 3  # tenant, menu, room, queue
 
 
 def test_init_demo_without_espeak_ng_skips_the_menu(data_dir: Path, tmp_path: Path,
