@@ -128,7 +128,7 @@ class IvrApplication:
     def _prompts(self, call: AppCall, names: tuple[str, ...], now: float) -> list[npt.NDArray[np.int16]]:
         found = []
         for name in names:
-            samples = self._catalog.prompt(call.domain, name, now)
+            samples = self._catalog.prompts.prompt(call.domain, name, now)
             if samples is None:
                 log.warning("menu of %s@%s: prompt %s is gone; skipped", call.number, call.domain, name)
                 continue

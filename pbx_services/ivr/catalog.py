@@ -1,9 +1,9 @@
 """What the IVR server's menus are made of, read from the system of record and kept a while.
 
-Menus (with their options, prompt names and schedule), prompts' audio and the tenants'
-extensions are each loaded in one query and kept for `ttl` seconds, so a call costs no
-database round trip while a change in the database takes effect within `ttl` seconds.
-Every cache is bounded: least recently used entries go first. Callers pass `now`
+Menus (with their options, prompt names and schedule), prompts' audio (`prompts`, a
+PromptCatalog) and the tenants' extensions are each loaded in one query and kept for `ttl`
+seconds, so a call costs no database round trip while a change in the database takes
+effect within `ttl` seconds. Every cache is bounded: least recently used entries go first. Callers pass `now`
 (monotonic seconds) for expiry; the catalog reads no clock.
 
 Rows that the services would have refused (a destination, hours or time zone edited by hand)
@@ -18,12 +18,11 @@ import logging
 from dataclasses import dataclass
 from types import MappingProxyType
 
-import numpy as np
-import numpy.typing as npt
 from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
 from pbx_services.appserver.cache import ExpiringLru
+from pbx_services.appserver.prompt_catalog import DEFAULT_MAX_PROMPT_BYTES, PromptCatalog
 from pbx_services.cluster.destinations import Destination, DestinationKind, parse_destination
 from pbx_services.cluster.models import IvrMenu, Prompt, Schedule, Tenant, User
 from pbx_services.cluster.schedules import BusinessHours, parse_hours, validate_timezone
@@ -33,9 +32,7 @@ from pbx_services.ivr.menu import Menu
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_MENUS = 4096
-DEFAULT_MAX_PROMPT_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_TENANTS = 1024
-PROMPT_SAMPLE_BYTES = 2
 HANGUP = Destination(DestinationKind.HANGUP)
 
 # Built once. The menu with its options, prompt names (not their audio) and schedule with
@@ -51,11 +48,6 @@ _MENU = (
         joinedload(IvrMenu.timeout_prompt).load_only(Prompt.name),
         joinedload(IvrMenu.schedule).joinedload(Schedule.holidays),
     )
-)
-_PROMPT_AUDIO = (
-    select(Prompt.audio)
-    .join(Tenant, Tenant.id == Prompt.tenant_id)
-    .where(Tenant.domain == bindparam("domain"), Prompt.name == bindparam("name"))
 )
 _EXTENSIONS = (
     select(User.extension)
@@ -84,8 +76,7 @@ class MenuCatalog:
                  max_tenants: int = DEFAULT_MAX_TENANTS) -> None:
         self._engine = engine
         self._menus: ExpiringLru[tuple[str, str], Menu | None] = ExpiringLru(ttl=ttl, max_weight=max_menus)
-        self._prompts: ExpiringLru[tuple[str, str], npt.NDArray[np.int16] | None] = ExpiringLru(
-            ttl=ttl, max_weight=max_prompt_bytes)
+        self.prompts = PromptCatalog(engine, ttl, max_prompt_bytes=max_prompt_bytes)
         self._extensions: ExpiringLru[str, _Extensions] = ExpiringLru(ttl=ttl, max_weight=max_tenants)
 
     def menu(self, domain: str, number: str, now: float) -> Menu | None:
@@ -99,27 +90,6 @@ class MenuCatalog:
             menu = None if row is None else _menu_of(row, domain)
         logger.debug("catalog: menu %s of %s loaded (%s)", number, domain, "found" if menu else "none")
         return self._menus.store(key, menu, now)
-
-    def prompt(self, domain: str, name: str, now: float) -> npt.NDArray[np.int16] | None:
-        """The prompt's samples (mono, 8000 Hz, read-only: shared by every call); None if none."""
-        key = (domain, name)
-        previous = self._prompts.peek(key)
-        entry = self._prompts.lookup(key, now)
-        if entry is not None:
-            return entry.value
-        with self._engine.connect() as connection:
-            audio = connection.execute(_PROMPT_AUDIO, {"domain": domain, "name": name}).scalar()
-        if audio is None:
-            logger.debug("catalog: no prompt %s of %s", name, domain)
-            return self._prompts.store(key, None, now)
-        usable = len(audio) - len(audio) % PROMPT_SAMPLE_BYTES
-        samples = np.frombuffer(audio, dtype="<i2", count=usable // PROMPT_SAMPLE_BYTES).astype(
-            np.int16, copy=False)
-        if previous is not None and previous.value is not None and np.array_equal(previous.value, samples):
-            # The same audio again: the same array, whose encodings the worker keeps (EncodedPrompts).
-            samples = previous.value
-        logger.debug("catalog: prompt %s of %s loaded (%d samples)", name, domain, len(samples))
-        return self._prompts.store(key, samples, now, weight=max(samples.nbytes, 1))
 
     def extension_exists(self, domain: str, number: str, now: float) -> bool:
         """An enabled user of the tenant has extension `number`."""

@@ -206,7 +206,7 @@ class QueueApplication:
             return
         queue.waiters.append(waiter)
         welcome = [self._say(sounds.WELCOME)] + ([self._say(sounds.CALLBACK_OFFER)] if info.callback else [])
-        call.play([*welcome, HOLD_MUSIC], now)
+        call.play([*welcome, self._music(queue, now)], now)
         if info.max_wait:
             waiter.timers.append(call.schedule(now + info.max_wait,
                                                lambda t: self._waited_too_long(waiter, t)))
@@ -229,7 +229,7 @@ class QueueApplication:
     def playback_finished(self, call: AppCall, now: float) -> None:
         waiter = call.app_data
         if isinstance(waiter, Waiter) and waiter.phase is Phase.WAITING:
-            call.play([HOLD_MUSIC], now)
+            call.play([self._music(waiter.queue, now)], now)
         elif isinstance(waiter, Waiter) and waiter.phase is Phase.CALLBACK_NUMBER:
             waiter.timers.append(call.schedule(now + CALLBACK_NUMBER_TIMEOUT,
                                                lambda t: self._no_callback_number(waiter, call, t)))
@@ -240,7 +240,7 @@ class QueueApplication:
         """A caller who pressed 1 and then keyed nothing to the end: back in line, with music."""
         if waiter.phase is Phase.CALLBACK_NUMBER and waiter.call is call:
             waiter.phase = Phase.WAITING
-            call.play([HOLD_MUSIC], now)
+            call.play([self._music(waiter.queue, now)], now)
             self._distribute(waiter.queue, now)
 
     def transfer_failed(self, call: AppCall, status: int, now: float) -> None:
@@ -258,7 +258,7 @@ class QueueApplication:
             ring.call.hang_up(now)
             self._agents.change(self._agent(waiter.queue, ring.agent), released(ring.claim))
         waiter.phase = Phase.WAITING
-        call.play([HOLD_MUSIC], now)
+        call.play([self._music(waiter.queue, now)], now)
         self._distribute(waiter.queue, now)
 
     def call_ended(self, call: AppCall, now: float) -> None:
@@ -419,7 +419,7 @@ class QueueApplication:
                      waiter.caller, status)
             if record is not None and queue.info.max_misses and record.misses >= queue.info.max_misses:
                 self.counters["auto_paused"] += 1
-                reason = f"missed {record.misses} queue calls"
+                reason = f"missed {record.misses} queue call{'s' if record.misses > 1 else ''}"
                 log.warning("queue %s: agent %s paused: %s", queue.info.number, ring.agent, reason)
                 self._admin.pause(queue.info.tenant_domain, ring.agent, queue.info.number, True, reason)
         if not waiter.rings and waiter.agent_ring is None and waiter.phase in (Phase.WAITING, Phase.CALLBACK):
@@ -562,6 +562,12 @@ class QueueApplication:
         call.stop_playback()
         call.transfer(overflow.partition(":")[2] or overflow, now)
 
+    def _music(self, queue: LiveQueue, now: float) -> npt.NDArray[np.int16]:
+        """The queue's music prompt; the built-in music when it has none or it is gone."""
+        name = queue.info.music_prompt
+        music = self._catalog.prompts.prompt(queue.info.tenant_domain, name, now) if name else None
+        return HOLD_MUSIC if music is None else music
+
     def _leave(self, call: AppCall, prompts: list[npt.NDArray[np.int16]], now: float) -> None:
         """A last announcement, then the hang-up (`playback_finished`)."""
         waiter = call.app_data
@@ -593,7 +599,7 @@ class QueueApplication:
             place = waiter.queue.waiters.index(waiter) + 1
             estimate = waiter.queue.stats.expected_wait()
             minutes = None if estimate is None else int(estimate * place // 60)
-            call.play([self._say(sounds.position(place, minutes)), HOLD_MUSIC], t)
+            call.play([self._say(sounds.position(place, minutes)), self._music(waiter.queue, t)], t)
             waiter.timers.append(call.schedule(t + interval, announce))
 
         waiter.timers.append(call.schedule(now + interval, announce))

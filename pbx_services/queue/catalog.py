@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from pbx_services.appserver.cache import ExpiringLru
+from pbx_services.appserver.prompt_catalog import PromptCatalog
 from pbx_services.cluster.dao import NotFound
 from pbx_services.cluster.queues import QueueInfo, load_queue
 from pbx_services.cluster.users import tenant_by_domain
@@ -24,6 +25,8 @@ class QueueCatalog:
         self._engine = engine
         self._queues: ExpiringLru[tuple[str, str], QueueInfo | None] = ExpiringLru(ttl=ttl,
                                                                                    max_weight=max_queues)
+        self.prompts = PromptCatalog(engine)
+        """The queues' music."""
 
     def queue(self, domain: str, number: str, now: float) -> QueueInfo | None:
         """Queue `number` of the tenant whose SIP domain is `domain`; None when there is none."""

@@ -216,7 +216,7 @@ def test_unknown_timezone_leaves_the_schedule_out(engine: Engine, tenant_ids: di
 
 def test_prompt_is_decoded_little_endian(engine: Engine, tenant_ids: dict[str, int]) -> None:
     add_prompt(engine, tenant_ids[DOMAIN], "hello", b"\x01\x00\xff\xff\x00\x80\xff\x7f")
-    audio = MenuCatalog(engine).prompt(DOMAIN, "hello", 0.0)
+    audio = MenuCatalog(engine).prompts.prompt(DOMAIN, "hello", 0.0)
     assert audio is not None
     assert audio.dtype == np.int16
     np.testing.assert_array_equal(audio, samples(1, -1, -32768, 32767))
@@ -225,7 +225,7 @@ def test_prompt_is_decoded_little_endian(engine: Engine, tenant_ids: dict[str, i
 
 def test_prompt_with_an_odd_byte_drops_it(engine: Engine, tenant_ids: dict[str, int]) -> None:
     add_prompt(engine, tenant_ids[DOMAIN], "odd", b"\x02\x00\x03")
-    audio = MenuCatalog(engine).prompt(DOMAIN, "odd", 0.0)
+    audio = MenuCatalog(engine).prompts.prompt(DOMAIN, "odd", 0.0)
     assert audio is not None
     np.testing.assert_array_equal(audio, samples(2))
 
@@ -233,23 +233,23 @@ def test_prompt_with_an_odd_byte_drops_it(engine: Engine, tenant_ids: dict[str, 
 def test_prompt_is_the_tenants(engine: Engine, tenant_ids: dict[str, int]) -> None:
     add_prompt(engine, tenant_ids[OTHER_DOMAIN], "hello")
     catalog = MenuCatalog(engine)
-    assert catalog.prompt(DOMAIN, "hello", 0.0) is None
-    assert catalog.prompt(OTHER_DOMAIN, "hello", 0.0) is not None
+    assert catalog.prompts.prompt(DOMAIN, "hello", 0.0) is None
+    assert catalog.prompts.prompt(OTHER_DOMAIN, "hello", 0.0) is not None
 
 
 def test_prompt_is_kept_for_the_ttl(
         engine: Engine, tenant_ids: dict[str, int], statements: Statements) -> None:
     add_prompt(engine, tenant_ids[DOMAIN], "hello", b"\x01\x00")
     catalog = MenuCatalog(engine, ttl=TTL)
-    first = catalog.prompt(DOMAIN, "hello", 0.0)
+    first = catalog.prompts.prompt(DOMAIN, "hello", 0.0)
     with engine.begin() as connection:
         connection.execute(update(Prompt).values(audio=b"\x02\x00"))
     before = statements.count
-    assert catalog.prompt(DOMAIN, "hello", TTL - 0.1) is first
-    assert catalog.prompt(DOMAIN, "missing", 0.0) is None
-    assert catalog.prompt(DOMAIN, "missing", 1.0) is None
+    assert catalog.prompts.prompt(DOMAIN, "hello", TTL - 0.1) is first
+    assert catalog.prompts.prompt(DOMAIN, "missing", 0.0) is None
+    assert catalog.prompts.prompt(DOMAIN, "missing", 1.0) is None
     assert statements.count == before + 1
-    np.testing.assert_array_equal(catalog.prompt(DOMAIN, "hello", TTL), samples(2))
+    np.testing.assert_array_equal(catalog.prompts.prompt(DOMAIN, "hello", TTL), samples(2))
 
 
 def test_an_unchanged_prompt_is_the_same_array_after_the_ttl(engine: Engine,
@@ -257,9 +257,9 @@ def test_an_unchanged_prompt_is_the_same_array_after_the_ttl(engine: Engine,
     """The same audio read again is the array the worker already encoded (appserver.audio)."""
     add_prompt(engine, tenant_ids[DOMAIN], "hello", b"\x01\x00")
     catalog = MenuCatalog(engine, ttl=TTL)
-    first = catalog.prompt(DOMAIN, "hello", 0.0)
+    first = catalog.prompts.prompt(DOMAIN, "hello", 0.0)
 
-    assert catalog.prompt(DOMAIN, "hello", TTL) is first
+    assert catalog.prompts.prompt(DOMAIN, "hello", TTL) is first
 
 
 def test_prompt_cache_is_bounded_by_bytes(
@@ -267,11 +267,11 @@ def test_prompt_cache_is_bounded_by_bytes(
     for name in ("a", "b", "c"):
         add_prompt(engine, tenant_ids[DOMAIN], name, bytes(1000))
     catalog = MenuCatalog(engine, max_prompt_bytes=2500)
-    assert statements.during(*(partial(catalog.prompt, DOMAIN, name, 0.0)
+    assert statements.during(*(partial(catalog.prompts.prompt, DOMAIN, name, 0.0)
                                for name in ("a", "b", "a", "c"))) == 3
-    assert statements.during(partial(catalog.prompt, DOMAIN, "a", 1.0),
-                             partial(catalog.prompt, DOMAIN, "c", 1.0)) == 0
-    assert statements.during(partial(catalog.prompt, DOMAIN, "b", 1.0)) == 1
+    assert statements.during(partial(catalog.prompts.prompt, DOMAIN, "a", 1.0),
+                             partial(catalog.prompts.prompt, DOMAIN, "c", 1.0)) == 0
+    assert statements.during(partial(catalog.prompts.prompt, DOMAIN, "b", 1.0)) == 1
 
 
 # Extensions
