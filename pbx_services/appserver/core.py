@@ -120,12 +120,17 @@ class Controlled(Protocol):
         """The reply to `request`; 404 when what it names is not on this worker."""
 
 
+LabelledMetrics = tuple[str, dict[str, dict[str, float]], dict[str, dict[str, float]]]
+"""Metrics of one kind of thing: the label's name ("queue"), then gauges and counters: name -> label
+value -> value."""
+
+
 @runtime_checkable
 class Labelled(Protocol):
-    """An application with metrics per thing it serves (a queue): for /metrics."""
+    """An application with metrics per thing it serves (a queue, an agent): for /metrics."""
 
-    def labelled(self, now: float) -> tuple[str, dict[str, dict[str, float]], dict[str, dict[str, float]]]:
-        """The label's name ("queue"), then gauges and counters: name -> label value -> value."""
+    def labelled(self, now: float) -> list[LabelledMetrics]:
+        """The metrics of each kind of thing it serves; a metric's name belongs to one kind."""
         ...
 
 

@@ -110,13 +110,13 @@ class _AppServerCollector(Collector):
             labelled = (worker.report or {}).get("labelled")
             if not labelled:
                 continue
-            label_name, gauges, counters = labelled
-            for kind, values in ((GaugeMetricFamily, gauges), (CounterMetricFamily, counters)):
-                for name, by_label in values.items():
-                    family = families.get(name)
-                    if family is None:
-                        family = families[name] = kind(f"{prefix}_{name}", name.replace("_", " "),
-                                                       labels=["worker", label_name])
-                    for label, value in by_label.items():
-                        family.add_metric([str(worker.index), label], value)
+            for label_name, gauges, counters in labelled:
+                for kind, values in ((GaugeMetricFamily, gauges), (CounterMetricFamily, counters)):
+                    for name, by_label in values.items():
+                        family = families.get(name)
+                        if family is None:
+                            family = families[name] = kind(f"{prefix}_{name}", name.replace("_", " "),
+                                                           labels=["worker", label_name])
+                        for label, value in by_label.items():
+                            family.add_metric([str(worker.index), label], value)
         yield from families.values()

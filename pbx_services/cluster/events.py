@@ -165,3 +165,88 @@ class MeetingTalker:
     server: str
     """The meeting server's host name."""
     time: datetime
+
+
+class QueueOutcome(StrEnum):
+    """How a caller left a queue's line (each caller offered to a queue leaves it once)."""
+
+    ANSWERED = "answered"
+    """Joined to an agent (directly, or once called back)."""
+    ABANDONED = "abandoned"
+    """Hung up while waiting, or was not there when called back."""
+    OVERFLOWED = "overflowed"
+    """Sent to the queue's overflow destination: full, unattended, or past its maximum wait."""
+    REFUSED = "refused"
+    """Told that nobody can answer and hung up: overflow was due and the queue has none."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueCallerJoined:
+    """A caller joined a queue's line (a caller overflowed or refused on arrival never joins)."""
+
+    domain: str
+    """The queue's tenant domain."""
+    queue: str
+    """The queue's number."""
+    caller: str
+    """The caller's user part."""
+    position: int
+    """The caller's place in the line, from 1."""
+    server: str
+    """The queue worker holding the caller (`host/worker`)."""
+    time: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueCallerLeft:
+    """A caller offered to a queue left it: once per caller, whether it joined the line or not."""
+
+    domain: str
+    """The queue's tenant domain."""
+    queue: str
+    """The queue's number."""
+    caller: str
+    """The caller's user part."""
+    outcome: QueueOutcome
+    waited: float
+    """Seconds from the caller's arrival to leaving (0 for a caller overflowed or refused on arrival)."""
+    agent: str | None
+    """The agent's extension when answered, else None."""
+    callback: str | None
+    """The number the caller was called back at, when they hung up keeping their place; else None."""
+    server: str
+    """The queue worker holding the caller (`host/worker`)."""
+    time: datetime
+
+
+class AgentState(StrEnum):
+    """What a queue agent is doing, as the queue servers see it."""
+
+    AVAILABLE = "available"
+    """Logged in, not paused, free for a call (after a ring, a wrap-up, a login or an unpause)."""
+    RINGING = "ringing"
+    ON_CALL = "on_call"
+    WRAP_UP = "wrap_up"
+    PAUSED = "paused"
+    LOGGED_OUT = "logged_out"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentStateChanged:
+    """A queue agent's state changed, told by the queue server that changed it (or that saw the Call
+    Manager end the call it had joined)."""
+
+    domain: str
+    """The agent's tenant domain."""
+    extension: str
+    """The agent's extension."""
+    state: AgentState
+    """Its new state."""
+    queue: str | None
+    """The queue concerned (the call's, or the one logged in or paused); None: all the agent's queues."""
+    reason: str
+    """Why, in words ("caller 1001", "no answer (408)", "missed 3 queue calls", "*47", ...); may be empty."""
+    server: str
+    """The queue worker that changed it (`host/worker`)."""
+    time: datetime
+    """When it changed, UTC (a wrap-up's start is the end of the call, as the Call Manager recorded it)."""

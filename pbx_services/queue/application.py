@@ -23,6 +23,10 @@ With `callback`, a caller may press 1, key in a number (or # for their own), han
 keep their place; when their turn comes an agent is rung first and, once the agent answers,
 the caller is called back and joined to the agent.
 
+Callers joining and leaving the line and the agents' changes of state are published as events
+(`QueueCallerJoined`, `QueueCallerLeft`, `AgentStateChanged`), and each member's calls, talk time
+and occupancy are sampled every second (`stats.AgentStats`).
+
 Sans-IO like the frame: times in, SIP and RTP out through the core.
 """
 
@@ -32,16 +36,28 @@ import enum
 import itertools
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from ..appserver.core import AppCall, AppServerCore, Dialing
+from ..appserver.core import AppCall, AppServerCore, Dialing, LabelledMetrics
 from ..appserver.sounds import HOLD_MUSIC, Announcements
-from ..cluster.queues import AGENT_FEATURE_CODES, QueueInfo
-from ..cluster.state.agents import AgentStore, agent_key, answered, claim, missed, released
+from ..cluster.events import AgentState, AgentStateChanged, QueueCallerJoined, QueueCallerLeft, QueueOutcome
+from ..cluster.queues import AGENT_FEATURE_CODES, MemberInfo, QueueInfo
+from ..cluster.state.agents import (
+    AgentActivity,
+    AgentRecord,
+    AgentStore,
+    agent_key,
+    answered,
+    claim,
+    missed,
+    released,
+)
 from ..cluster.state.errors import StateStoreUnavailable
 from ..cluster.state.leases import LeaseStore
 from ..cluster.validation import InvalidValue
@@ -50,7 +66,7 @@ from ..runtime.timers import Timer
 from ..sip.headers import PBX_JOIN_TAG, PBX_QUEUE_AGENT
 from . import sounds
 from .catalog import QueueCatalog
-from .stats import QueueStats
+from .stats import AgentStats, QueueStats
 from .strategies import AgentView, CallNeeds, QueueMemory, Strategy, pick
 
 log = logging.getLogger(__name__)
@@ -69,6 +85,8 @@ LEASE_SECONDS = 3.0
 """A queue's lease lapses this long after its server last renewed it (every second while callers wait)."""
 ANSWER_BOUND = 4 * 3600.0
 """Seconds an agent on a queue call stays busy at most when the end of the call is never told."""
+HANDLING = (AgentActivity.ON_CALL, AgentActivity.WRAP_UP)
+"""An agent's activities that count as handling a call in its occupancy."""
 
 
 class AgentAdmin(Protocol):
@@ -132,6 +150,20 @@ class Waiter:
     """The ring an agent answered, while the caller is joined (or called back)."""
 
 
+@dataclass(frozen=True, slots=True)
+class JoinedAgent:
+    """An agent joined to a caller by this worker: the Call Manager ends the call and starts the
+    wrap-up in the agent's record, which `_sample_agents` watches to tell it."""
+
+    domain: str
+    extension: str
+    queue: str
+    claim: str
+    wrap_up: float
+    joined_at: float
+    """Wall-clock time of the join."""
+
+
 @dataclass(eq=False)
 class LiveQueue:
     info: QueueInfo
@@ -151,8 +183,9 @@ class LiveQueue:
 class QueueApplication:
     def __init__(self, *, catalog: QueueCatalog, agents: AgentStore, leases: LeaseStore,
                  announcements: Announcements, wall_offset: float, server_name: str, admin: AgentAdmin,
-                 rng: random.Random | None = None) -> None:
-        """`admin` logs agents in and out and pauses them in the system of record."""
+                 rng: random.Random | None = None, publish: Callable[[object], None] | None = None) -> None:
+        """`admin` logs agents in and out and pauses them in the system of record; `publish` puts
+        the callers' and agents' events on the cluster's bus (None: not published)."""
         self._catalog = catalog
         self._agents = agents
         self._leases = leases
@@ -168,6 +201,12 @@ class QueueApplication:
         self.queues: dict[tuple[str, str], LiveQueue] = {}
         # The worker's own counters; those of each queue (offered, answered...) are `labelled`'s.
         self.counters = {"rings": 0, "rings_missed": 0, "auto_paused": 0, "callbacks": 0, "unknown_queues": 0}
+        self._publish = publish
+        self.agent_stats: dict[str, AgentStats] = {}
+        """Each agent's numbers (`agent_key`), sampled every second (`_sample_agents`)."""
+        self._sampled_at: float | None = None
+        self._joined_agents: dict[str, JoinedAgent] = {}
+        """Agents this worker joined to a caller, watched until the Call Manager records their call's end."""
 
     def attach(self, core: AppServerCore, now: float) -> None:
         self._core = core
@@ -205,6 +244,10 @@ class QueueApplication:
             self._overflow(waiter, now, why=f"{len(queue.waiters)} callers wait already")
             return
         queue.waiters.append(waiter)
+        if self._publish is not None:
+            self._publish(QueueCallerJoined(domain=info.tenant_domain, queue=info.number,
+                                            caller=waiter.caller, position=len(queue.waiters),
+                                            server=self._server_name, time=self._wall(now)))
         welcome = [self._say(sounds.WELCOME)] + ([self._say(sounds.CALLBACK_OFFER)] if info.callback else [])
         call.play([*welcome, self._music(queue, now)], now)
         if info.max_wait:
@@ -257,6 +300,8 @@ class QueueApplication:
         if ring is not None and ring.call is not None:
             ring.call.hang_up(now)
             self._agents.change(self._agent(waiter.queue, ring.agent), released(ring.claim))
+            self._agent_event(waiter.queue, ring.agent, AgentState.AVAILABLE, f"join failed ({status})",
+                              now)
         waiter.phase = Phase.WAITING
         call.play([self._music(waiter.queue, now)], now)
         self._distribute(waiter.queue, now)
@@ -276,6 +321,7 @@ class QueueApplication:
             return
         if waiter.phase in (Phase.WAITING, Phase.CALLBACK_NUMBER, Phase.JOINING):
             waiter.queue.stats.abandon(now - waiter.joined_at, waiter.queue.info.service_level)
+            self._caller_left(waiter, QueueOutcome.ABANDONED, now)
             log.info("queue %s: caller %s hung up after %.0f s", waiter.queue.info.number, waiter.caller,
                      now - waiter.joined_at)
             ring, waiter.agent_ring = waiter.agent_ring, None
@@ -283,6 +329,7 @@ class QueueApplication:
                 if ring.call is not None:
                     ring.call.hang_up(now)
                 self._agents.change(self._agent(waiter.queue, ring.agent), released(ring.claim))
+                self._agent_event(waiter.queue, ring.agent, AgentState.AVAILABLE, "the caller hung up", now)
         self._forget(waiter, now)
 
     def _feature_code(self, call: AppCall, action: str, now: float) -> None:
@@ -299,6 +346,10 @@ class QueueApplication:
             self._leave(call, [self._say(sounds.NOT_AN_AGENT)], now)
             return
         log.info("agent %s@%s: %s in queues %s", call.caller, call.domain, action, ", ".join(queues))
+        state = {"login": AgentState.AVAILABLE, "logout": AgentState.LOGGED_OUT, "pause": AgentState.PAUSED,
+                 "unpause": AgentState.AVAILABLE}[action]
+        for number in queues:
+            self._publish_agent(call.domain, call.caller, state, number, f"{action} ({call.number})", now)
         said = {"login": sounds.LOGGED_IN, "logout": sounds.LOGGED_OUT, "pause": sounds.PAUSED,
                 "unpause": sounds.UNPAUSED}[action]
         self._leave(call, [self._say(said)], now)
@@ -307,6 +358,7 @@ class QueueApplication:
 
     def _every_second(self, now: float) -> None:
         assert self._core is not None
+        self._sample_agents(now)
         for queue in list(self.queues.values()):
             if queue.waiters:
                 info = self._catalog.queue(*queue.key, now)
@@ -396,6 +448,7 @@ class QueueApplication:
         waiter.tried.add(extension)
         self.counters["rings"] += 1
         log.info("queue %s: ringing agent %s for caller %s", queue.info.number, extension, waiter.caller)
+        self._agent_event(queue, extension, AgentState.RINGING, f"caller {waiter.caller}", now)
         return True
 
     def _ring_timed_out(self, ring: Ring, now: float) -> None:
@@ -412,16 +465,20 @@ class QueueApplication:
         key = self._agent(queue, ring.agent)
         if status == 487 and not ring.timed_out:
             self._agents.change(key, released(ring.claim))  # another agent answered first, or the caller left
+            self._agent_event(queue, ring.agent, AgentState.AVAILABLE, "the ring stopped", now)
         else:
             self.counters["rings_missed"] += 1
             record = self._agents.change(key, missed(ring.claim))
             log.info("queue %s: agent %s did not take caller %s (%d)", queue.info.number, ring.agent,
                      waiter.caller, status)
+            why = f"no answer in {queue.info.ring_timeout} s" if ring.timed_out else f"refused ({status})"
+            self._agent_event(queue, ring.agent, AgentState.AVAILABLE, why, now)
             if record is not None and queue.info.max_misses and record.misses >= queue.info.max_misses:
                 self.counters["auto_paused"] += 1
                 reason = f"missed {record.misses} queue call{'s' if record.misses > 1 else ''}"
                 log.warning("queue %s: agent %s paused: %s", queue.info.number, ring.agent, reason)
                 self._admin.pause(queue.info.tenant_domain, ring.agent, queue.info.number, True, reason)
+                self._agent_event(queue, ring.agent, AgentState.PAUSED, reason, now)
         if not waiter.rings and waiter.agent_ring is None and waiter.phase in (Phase.WAITING, Phase.CALLBACK):
             if waiter.tried >= {m.extension for m in queue.info.members if m.logged_in and not m.paused}:
                 waiter.next_round_at = now + RETRY_DELAY
@@ -437,9 +494,11 @@ class QueueApplication:
         key = self._agent(queue, ring.agent)
         if waiter.phase not in (Phase.WAITING, Phase.CALLBACK) or waiter.agent_ring is not None:
             self._agents.change(key, released(ring.claim))  # too late: the caller left or is joined
+            self._agent_event(queue, ring.agent, AgentState.AVAILABLE, "answered too late", now)
             call.hang_up(now)
             return
         self._agents.change(key, answered(ring.claim, now + self._wall_offset, ANSWER_BOUND))
+        self._agent_event(queue, ring.agent, AgentState.ON_CALL, f"caller {waiter.caller}", now)
         waiter.agent_ring = ring
         assert self._core is not None
         for other in list(waiter.rings.values()):
@@ -467,8 +526,14 @@ class QueueApplication:
         queue = waiter.queue
         waited = now - waiter.joined_at
         queue.stats.answer(waited, queue.info.service_level)
+        ring = waiter.agent_ring
         log.info("queue %s: caller %s answered by %s after %.0f s", queue.info.number, waiter.caller,
-                 waiter.agent_ring.agent if waiter.agent_ring else "?", waited)
+                 ring.agent if ring else "?", waited)
+        self._caller_left(waiter, QueueOutcome.ANSWERED, now, agent=ring.agent if ring else None)
+        if ring is not None:
+            self._joined_agents[self._agent(queue, ring.agent)] = JoinedAgent(
+                domain=queue.info.tenant_domain, extension=ring.agent, queue=queue.info.number,
+                claim=ring.claim, wrap_up=queue.info.wrap_up, joined_at=now + self._wall_offset)
         self._forget(waiter, now)
 
     def _agent_call_ended(self, ring: Ring, call: AppCall, now: float) -> None:
@@ -479,6 +544,7 @@ class QueueApplication:
         if waiter.agent_ring is not ring or (waiter.phase is Phase.JOINING and waiter.call is not None):
             return
         self._agents.change(self._agent(waiter.queue, ring.agent), released(ring.claim))
+        self._agent_event(waiter.queue, ring.agent, AgentState.AVAILABLE, "hung up before the join", now)
         waiter.agent_ring = None
         if waiter.callback is not None and self._core is not None:
             callback, waiter.callback = waiter.callback, None
@@ -526,7 +592,9 @@ class QueueApplication:
             if ring.call is not None:
                 ring.call.hang_up(t)
             self._agents.change(self._agent(waiter.queue, ring.agent), released(ring.claim))
+            self._agent_event(waiter.queue, ring.agent, AgentState.AVAILABLE, "the call back failed", t)
             waiter.queue.stats.abandon(t - waiter.joined_at, info.service_level)
+            self._caller_left(waiter, QueueOutcome.ABANDONED, t)
             self._forget(waiter, t)
 
         waiter.callback = self._core.originate(
@@ -556,9 +624,11 @@ class QueueApplication:
             return
         if overflow is None:
             queue.stats.refused += 1
+            self._caller_left(waiter, QueueOutcome.REFUSED, now)
             self._leave(call, [self._say(sounds.NOBODY)], now)
             return
         queue.stats.overflowed += 1
+        self._caller_left(waiter, QueueOutcome.OVERFLOWED, now)
         call.stop_playback()
         call.transfer(overflow.partition(":")[2] or overflow, now)
 
@@ -604,6 +674,84 @@ class QueueApplication:
 
         waiter.timers.append(call.schedule(now + interval, announce))
 
+    # -- events and the agents' numbers ----------------------------------------------------------
+
+    def _wall(self, now: float) -> datetime:
+        return datetime.fromtimestamp(now + self._wall_offset, UTC)
+
+    def _caller_left(self, waiter: Waiter, outcome: QueueOutcome, now: float, *,
+                     agent: str | None = None) -> None:
+        if self._publish is not None:
+            info = waiter.queue.info
+            self._publish(QueueCallerLeft(domain=info.tenant_domain, queue=info.number, caller=waiter.caller,
+                                          outcome=outcome, waited=round(now - waiter.joined_at, 3),
+                                          agent=agent, callback=waiter.callback_number,
+                                          server=self._server_name, time=self._wall(now)))
+
+    def _agent_event(self, queue: LiveQueue, extension: str, state: AgentState, reason: str,
+                     now: float) -> None:
+        self._publish_agent(queue.info.tenant_domain, extension, state, queue.info.number, reason, now)
+
+    def _publish_agent(self, domain: str, extension: str, state: AgentState, queue: str | None, reason: str,
+                       now: float, *, wall: float | None = None) -> None:
+        """`wall`: when it changed, if not `now` (a wall-clock time from the agent's record)."""
+        if self._publish is not None:
+            self._publish(AgentStateChanged(
+                domain=domain, extension=extension, state=state, queue=queue, reason=reason,
+                server=self._server_name,
+                time=self._wall(now) if wall is None else datetime.fromtimestamp(wall, UTC)))
+
+    def _sample_agents(self, now: float) -> None:
+        """Count the seconds each member of this worker's queues was staffed and handling a call and
+        the calls its record counted (`AgentStats`); tell the end of the calls this worker joined,
+        which the Call Manager records. A read of the queues (cached) and one of the records."""
+        seconds = 0.0 if self._sampled_at is None else now - self._sampled_at
+        self._sampled_at = now
+        staffed: dict[str, bool] = {}
+        for queue in self.queues.values():
+            info = self._catalog.queue(*queue.key, now) or queue.info
+            for member in info.members:
+                key = self._agent(queue, member.extension)
+                staffed[key] = staffed.get(key, False) or (member.logged_in and not member.paused)
+        try:
+            records = self._agents.records(list(staffed.keys() | self._joined_agents.keys()))
+        except StateStoreUnavailable:
+            return  # a second not counted
+        wall = now + self._wall_offset
+        for key, logged_in in staffed.items():
+            record = records[key]
+            handling = record.activity in HANDLING and not record.free(wall)
+            self.agent_stats.setdefault(key, AgentStats()).sample(
+                seconds, staffed=logged_in, handling=handling, calls_taken=record.calls_taken,
+                talk_seconds=record.talk_seconds)
+        for key, joined in list(self._joined_agents.items()):
+            self._watch_joined(key, joined, records[key], now)
+
+    def _watch_joined(self, key: str, joined: JoinedAgent, record: AgentRecord, now: float) -> None:
+        """Tell the wrap-up and the availability of an agent whose call the Call Manager ended."""
+        wall = now + self._wall_offset
+        if record.activity is AgentActivity.ON_CALL and record.call == joined.claim and not record.free(wall):
+            return
+        del self._joined_agents[key]
+        if record.idle_since < joined.joined_at:  # the Call Manager could not record the end
+            self._publish_agent(joined.domain, joined.extension, AgentState.AVAILABLE, joined.queue,
+                                "the end of the call was not recorded", now)
+            return
+        # The Call Manager's `agents.ended` sets idle_since to the end of the call plus the wrap-up.
+        if joined.wrap_up > 0:
+            self._publish_agent(joined.domain, joined.extension, AgentState.WRAP_UP, joined.queue,
+                                "the call ended", now, wall=record.idle_since - joined.wrap_up)
+
+        def free(t: float) -> None:
+            self._publish_agent(joined.domain, joined.extension, AgentState.AVAILABLE, joined.queue,
+                                "wrap-up over" if joined.wrap_up > 0 else "the call ended", t,
+                                wall=record.idle_since)
+
+        if record.idle_since <= wall or self._core is None:
+            free(now)
+        else:
+            self._core.timers.schedule(record.idle_since - self._wall_offset, free)
+
     # -- reports ---------------------------------------------------------------------------------
 
     @property
@@ -613,8 +761,9 @@ class QueueApplication:
                 "callers_waiting": sum(len(q.waiters) for q in self.queues.values()),
                 "agents_ringing": sum(len(w.rings) for q in self.queues.values() for w in q.waiters)}
 
-    def labelled(self, now: float) -> tuple[str, dict[str, dict[str, float]], dict[str, dict[str, float]]]:
-        """Per-queue metrics: the label's name, then gauges and counters by name and queue."""
+    def labelled(self, now: float) -> list[LabelledMetrics]:
+        """Per-queue and per-agent metrics: for each, the label's name, then gauges and counters by
+        name and queue (agent)."""
         gauges: dict[str, dict[str, float]] = {"waiting": {}, "longest_wait_seconds": {}, "service_level": {}}
         counters: dict[str, dict[str, float]] = {name: {} for name in _COUNTED}
         for queue in self.queues.values():
@@ -626,7 +775,16 @@ class QueueApplication:
                 gauges["service_level"][label] = queue.stats.service_level
             for name in _COUNTED:
                 counters[name][label] = getattr(queue.stats, name)
-        return "queue", gauges, counters
+        agent_gauges: dict[str, dict[str, float]] = {"agent_occupancy": {}}
+        agent_counters: dict[str, dict[str, float]] = {
+            name: {} for name in ("agent_calls", "agent_talk_seconds", "agent_staffed_seconds",
+                                  "agent_handling_seconds")}
+        for key, agent in self.agent_stats.items():
+            if agent.occupancy is not None:
+                agent_gauges["agent_occupancy"][key] = agent.occupancy
+            for name in agent_counters:
+                agent_counters[name][key] = getattr(agent, name.removeprefix("agent_"))
+        return [("queue", gauges, counters), ("agent", agent_gauges, agent_counters)]
 
     # -- the control API -----------------------------------------------------------------------
 
@@ -646,8 +804,7 @@ class QueueApplication:
             return ControlReply.error(404, f"queue {'/'.join(path)} has no caller on this server")
         return ControlReply(200, {"queue": self._describe(queue, now)})
 
-    @staticmethod
-    def _describe(queue: LiveQueue, now: float) -> dict[str, object]:
+    def _describe(self, queue: LiveQueue, now: float) -> dict[str, object]:
         stats = queue.stats
         return {"domain": queue.info.tenant_domain, "number": queue.info.number,
                 "strategy": queue.info.strategy,
@@ -657,7 +814,14 @@ class QueueApplication:
                 "offered": stats.offered, "answered": stats.answered, "abandoned": stats.abandoned,
                 "overflowed": stats.overflowed, "refused": stats.refused,
                 "service_level": stats.service_level, "service_level_all": stats.service_level_all,
-                "average_wait": stats.average_wait}
+                "average_wait": stats.average_wait,
+                "members": [self._describe_member(queue, member) for member in queue.info.members]}
+
+    def _describe_member(self, queue: LiveQueue, member: MemberInfo) -> dict[str, object]:
+        agent = self.agent_stats.get(self._agent(queue, member.extension), AgentStats())
+        return {"extension": member.extension, "logged_in": member.logged_in, "paused": member.paused,
+                "calls": agent.calls, "talk_seconds": round(agent.talk_seconds, 1),
+                "staffed_seconds": round(agent.staffed_seconds), "occupancy": agent.occupancy}
 
 
 def _joined_with(call: AppCall | None) -> list[tuple[str, str]]:

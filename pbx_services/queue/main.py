@@ -2,7 +2,8 @@
 
 Queues come from the database (`QueueCatalog`); what agents are doing is in the state store
 (`state.url`: Redis, shared with the Call Managers and the other queue servers); each worker
-runs a `QueueApplication` for the calls the Call Managers send it.
+runs a `QueueApplication` for the calls the Call Managers send it, and puts its callers' and
+agents' events on the cluster's bus (the same Redis) through an `EventOutbox`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 
 from ..appserver import daemon
 from ..appserver.core import Application
+from ..appserver.event_outbox import EventOutbox
 from ..appserver.sounds import Announcements
 from ..appserver.worker import AppServerWorker
 from ..cluster.config import PbxConfig
@@ -48,13 +50,14 @@ def make_worker(config: PbxConfig, index: int) -> AppServerWorker:
 def queue_worker(config: PbxConfig, *, index: int = 0, port_range: tuple[int, int] | None = None,
                  agents: AgentStore | None = None) -> AppServerWorker:
     """A queue worker (also the all-in-one's, in its own loop, given the Call Manager's `agents`:
-    the only queue worker there, it holds its queues' leases in its own memory)."""
+    the only queue worker there, it holds its queues' leases in its own memory); with a state
+    store its events go to the cluster's bus."""
     engine = create_engine_for(config.database.url)
     catalog = QueueCatalog(engine)
     service = QueueService(sessions=session_factory(engine), default_domain="")
     announcements = Announcements()
     opened: list[StateStore] = []
-
+    events = EventOutbox(config.state.url, timeout=config.state.timeout) if config.state.url else None
 
     def application() -> Application:
         wall_offset = time.time() - asyncio.get_running_loop().time()
@@ -69,12 +72,15 @@ def queue_worker(config: PbxConfig, *, index: int = 0, port_range: tuple[int, in
             store, leases = opened[0].agents, opened[0].leases
         return QueueApplication(catalog=catalog, agents=store, leases=leases, announcements=announcements,
                                 wall_offset=wall_offset, server_name=f"{platform.node()}/{index}",
-                                admin=ServiceAdmin(service))
+                                admin=ServiceAdmin(service),
+                                publish=events.publish if events is not None else None)
 
     def stopped() -> None:
         engine.dispose()
         for state in opened:
             state.close()
+        if events is not None:
+            events.close()
 
     return AppServerWorker(name=NAME, config=config.queue, application=application, index=index,
                            port_range=port_range, on_stop=stopped)

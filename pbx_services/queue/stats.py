@@ -5,6 +5,13 @@ the service level in Asterisk's two definitions, and the wait to expect.
 queue's threshold. `service_level_all` (servicelevelperf2): the same over answered and
 abandoned calls, so that callers who gave up count against it. The expected wait is an
 exponentially weighted average of the waits of answered calls (Asterisk's holdtime).
+
+`AgentStats` are an agent's numbers as one queue worker sees them, sampled every second from the
+state store's record of the agent (whichever queue or server gave it its calls) and from the
+queues of this worker it is a member of. Occupancy is the industry's: the time an agent handles
+calls (talking, then in wrap-up) over its staffed time, where staffed is logged in and not
+paused in at least one of those queues, or handling a call. Pauses and logged-out time count
+neither way, so an agent paused for lunch is not shown as idle.
 """
 
 from __future__ import annotations
@@ -54,3 +61,36 @@ class QueueStats:
     def service_level_all(self) -> float | None:
         handled = self.answered + self.abandoned
         return self.answered_within / handled if handled else None
+
+
+@dataclass
+class AgentStats:
+    """An agent's numbers since this worker first sampled it (see the module's doc)."""
+
+    calls: int = 0
+    """Queue calls it took and ended (the Call Manager counts them in its record at the call's end)."""
+    talk_seconds: float = 0.0
+    """Seconds it talked on those calls."""
+    staffed_seconds: float = 0.0
+    """Seconds it was logged in and not paused, or handling a call."""
+    handling_seconds: float = 0.0
+    """Of those, seconds it was on a queue call or in wrap-up."""
+    _counted: tuple[int, float] | None = None
+    """The record's calls taken and talk seconds at the last sample."""
+
+    def sample(self, seconds: float, *, staffed: bool, handling: bool, calls_taken: int,
+               talk_seconds: float) -> None:
+        """Count the `seconds` since the last sample, and the calls the record counted meanwhile."""
+        if self._counted is not None and calls_taken >= self._counted[0]:
+            self.calls += calls_taken - self._counted[0]
+            self.talk_seconds += max(talk_seconds - self._counted[1], 0.0)
+        self._counted = (calls_taken, talk_seconds)  # a record that expired and started again: anew
+        if staffed or handling:
+            self.staffed_seconds += seconds
+        if handling:
+            self.handling_seconds += seconds
+
+    @property
+    def occupancy(self) -> float | None:
+        """Handling over staffed seconds; None before it was staffed."""
+        return self.handling_seconds / self.staffed_seconds if self.staffed_seconds else None

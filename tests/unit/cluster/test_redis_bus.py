@@ -11,9 +11,14 @@ import pytest
 import redis
 
 from pbx_services.cluster.events import (
+    AgentState,
+    AgentStateChanged,
     CallEnded,
     Disposition,
     HangupBy,
+    QueueCallerJoined,
+    QueueCallerLeft,
+    QueueOutcome,
     ServerState,
     ServerStateChanged,
 )
@@ -118,3 +123,32 @@ def test_every_event_of_events_py_can_be_read() -> None:
 def test_only_dataclass_instances_are_events(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="not an event"):
         encode_event(tmp_path)
+
+
+@pytest.mark.parametrize("event", [
+    QueueCallerJoined(domain="pbx.local", queue="700", caller="1001", position=2, server="q1/0", time=NOW),
+    QueueCallerLeft(domain="pbx.local", queue="700", caller="1001", outcome=QueueOutcome.ANSWERED,
+                    waited=12.5, agent="1003", callback=None, server="q1/0", time=NOW),
+    QueueCallerLeft(domain="pbx.local", queue="700", caller="1001", outcome=QueueOutcome.ABANDONED,
+                    waited=0.0, agent=None, callback="5551234", server="q1/0", time=NOW),
+    AgentStateChanged(domain="pbx.local", extension="1003", state=AgentState.WRAP_UP, queue="700",
+                      reason="the call ended", server="q1/0", time=NOW),
+    AgentStateChanged(domain="pbx.local", extension="1003", state=AgentState.LOGGED_OUT, queue=None,
+                      reason="", server="q1/0", time=NOW),
+], ids=lambda event: type(event).__name__)
+def test_queue_and_agent_events_come_back_as_they_went(event: object) -> None:
+    fields = encode_event(event)
+
+    assert decode_event(fields) == event
+    assert fields["type"] == type(event).__name__
+
+
+def test_a_queue_callers_outcome_and_an_agents_state_are_their_values_on_the_stream() -> None:
+    left = QueueCallerLeft(domain="pbx.local", queue="700", caller="1001", outcome=QueueOutcome.OVERFLOWED,
+                           waited=30.0, agent=None, callback=None, server="q1/0", time=NOW)
+
+    assert encode_event(left)["data"] == (
+        '{"domain":"pbx.local","queue":"700","caller":"1001","outcome":"overflowed","waited":30.0,'
+        '"agent":null,"callback":null,"server":"q1/0","time":"2026-01-01T12:30:00+00:00"}')
+    decoded = decode_event(encode_event(left))
+    assert isinstance(decoded, QueueCallerLeft) and decoded.outcome is QueueOutcome.OVERFLOWED

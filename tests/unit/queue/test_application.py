@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pytest
 
 from pbx_services.appserver.sounds import Announcements
+from pbx_services.cluster.events import AgentStateChanged, QueueCallerJoined, QueueCallerLeft
 from pbx_services.cluster.queues import MemberInfo, QueueInfo
-from pbx_services.cluster.state.agents import AgentActivity, InMemoryAgents, agent_key, claim
+from pbx_services.cluster.state.agents import AgentActivity, InMemoryAgents, agent_key, claim, ended
 from pbx_services.cluster.state.leases import InMemoryLeases
 from pbx_services.cluster.validation import InvalidValue
 from pbx_services.queue.application import QueueApplication
@@ -56,6 +58,7 @@ class QueueHarness(Harness):
         self.paused: list[tuple[str, str, str | None, str | None]] = []
         self.logins: list[tuple[str, str, bool]] = []
         self.said: list[str] = []
+        self.events: list[object] = []
 
         def speak(text: str) -> np.ndarray:
             self.said.append(text)
@@ -65,7 +68,7 @@ class QueueHarness(Harness):
             catalog=Catalog(*queues), agents=self.agents, leases=self.leases,  # type: ignore[arg-type]
             announcements=Announcements(speak=speak),
             wall_offset=WALL, server_name="q1", admin=self,
-            rng=random.Random(1))
+            rng=random.Random(1), publish=self.events.append)
         super().__init__(ports=tuple(range(40000, 40020, 2)), application=self.queue_app)
 
     # -- the system of record's agents (application.AgentAdmin) --
@@ -217,7 +220,7 @@ def test_the_line_and_the_numbers_are_in_the_api_and_the_metrics() -> None:
                                 "callback": None}]
     assert (live["offered"], live["answered"], live["service_level"]) == (1, 0, None)
     assert h.queue_app.control(ControlRequest("GET", ("queues", "pbx.local", "799")), h.now).status == 404
-    label, gauges, counters = h.queue_app.labelled(h.now)
+    [(label, gauges, counters), _] = h.queue_app.labelled(h.now)
     assert (label, gauges["waiting"], gauges["longest_wait_seconds"]) == (
         "queue", {"pbx.local/700": 1}, {"pbx.local/700": 2.0})
     assert counters["offered"] == {"pbx.local/700": 1} and counters["abandoned"] == {"pbx.local/700": 0}
@@ -337,6 +340,7 @@ def test_the_queue_servers_metrics_have_one_name_per_family() -> None:
 
     h = QueueHarness(queue())
     h.caller()
+    h.wait(1)  # the agents' first sample
     app = h.queue_app
 
     class Worker:
@@ -354,4 +358,163 @@ def test_the_queue_servers_metrics_have_one_name_per_family() -> None:
     registry.register(_AppServerCollector("queue", Workers()))  # type: ignore[arg-type]
     names = [family.name for family in text_string_to_metric_families(generate_latest(registry).decode())]
     assert len(names) == len(set(names)), sorted(names)
-    assert {"pbx_queue_waiting", "pbx_queue_callers_waiting", "pbx_queue_answered"} <= set(names)
+    per_agent = {"pbx_queue_agent_occupancy", "pbx_queue_agent_calls", "pbx_queue_agent_talk_seconds"}
+    assert {"pbx_queue_waiting", "pbx_queue_callers_waiting", "pbx_queue_answered", *per_agent} <= set(names)
+
+
+# -- events on the bus and the agents' numbers ------------------------------------------------------
+
+
+def told(h: QueueHarness) -> list[tuple[object, ...]]:
+    """The events published since the last look, each as its kind and what matters of it."""
+    seen = []
+    for event in h.events:
+        if isinstance(event, QueueCallerJoined):
+            seen.append(("joined", event.queue, event.caller, event.position))
+        elif isinstance(event, QueueCallerLeft):
+            seen.append(("left", event.queue, event.caller, event.outcome.value, event.waited, event.agent))
+        elif isinstance(event, AgentStateChanged):
+            seen.append((event.extension, event.state.value, event.queue, event.reason))
+        assert event.server == "q1" and event.time.tzinfo is not None  # type: ignore[attr-defined]
+    h.events.clear()
+    return seen
+
+
+def at(h: QueueHarness) -> datetime:
+    """The harness's time now, as the events' wall-clock time."""
+    return datetime.fromtimestamp(h.now + WALL, UTC)
+
+
+def joined_by_call_manager(h: QueueHarness, dialog: CmDialog, refer: SipRequest) -> str:
+    """The Call Manager takes the REFER, joins the caller to the agent and hangs up the caller's leg
+    to the queue; the agent's claim (as the Call Manager reads it from Pbx-Queue-Agent)."""
+    h.send(answer_to(refer, 202, "Accepted", tag=None))
+    h.send(dialog.notify("200 OK", "terminated;reason=noresource"))
+    h.send(dialog.request("BYE"))
+    header = refer.headers.get("Pbx-Queue-Agent") or ""
+    return header.split(";claim=")[1].split(";")[0]
+
+
+def test_a_caller_answered_and_its_agents_states_are_published() -> None:
+    h = QueueHarness(queue())
+    dialog = h.caller()
+    rung = h.invites()
+    assert told(h) == [("joined", "700", "100", 1), ("201", "ringing", "700", "caller 100"),
+                       ("202", "ringing", "700", "caller 100")]
+    h.wait(4)
+    h.send(answer_to(rung["202"], 200, "OK", tag="cm-202", body=AGENT_ANSWER))
+    refer = [m for m in h.sent() if isinstance(m, SipRequest) and m.method == "REFER"][0]
+    h.send(answer_to(rung["201"], 487, "Request Terminated", tag="cm-201"))
+    assert told(h) == [("202", "on_call", "700", "caller 100"),
+                       ("201", "available", "700", "the ring stopped")]
+
+    claim_id = joined_by_call_manager(h, dialog, refer)
+    assert told(h) == [("left", "700", "100", "answered", 4.0, "202")]
+
+    h.wait(30)  # talking: the Call Manager ends the call and starts the wrap-up in the record
+    ended_at = h.now + WALL
+    h.agents.change(agent_key("pbx.local", "202"), ended(claim_id, ended_at, 30.0, 10))
+    h.wait(1)  # the next look at the records
+    [wrap_up] = h.events
+    assert told(h) == [("202", "wrap_up", "700", "the call ended")]
+    assert wrap_up.time == datetime.fromtimestamp(ended_at, UTC)  # type: ignore[attr-defined]
+    h.wait(9)
+    [available] = h.events
+    assert told(h) == [("202", "available", "700", "wrap-up over")]
+    assert available.time == datetime.fromtimestamp(ended_at + 10, UTC)  # type: ignore[attr-defined]
+
+
+def test_a_caller_who_hangs_up_is_published_as_abandoned_after_the_wait() -> None:
+    h = QueueHarness(queue(members=("201",)))
+    dialog = h.caller()
+    [request] = h.invites().values()
+    h.wait(3)
+    h.send(dialog.request("BYE"))
+    h.cancelled()
+    h.send(answer_to(request, 487, "Request Terminated", tag="cm-201"))
+    assert told(h) == [("joined", "700", "100", 1), ("201", "ringing", "700", "caller 100"),
+                       ("left", "700", "100", "abandoned", 3.0, None),
+                       ("201", "available", "700", "the ring stopped")]
+
+
+def test_a_caller_gone_once_the_agent_answered_lets_the_agent_go_on_the_bus() -> None:
+    h = QueueHarness(queue(members=("201",)))
+    dialog, _, _ = answered_agent(h)
+    h.send(dialog.request("BYE"))
+    assert told(h)[-3:] == [("201", "on_call", "700", "caller 100"),
+                            ("left", "700", "100", "abandoned", 0.0, None),
+                            ("201", "available", "700", "the caller hung up")]
+
+
+def test_overflowed_and_refused_callers_are_published_once_each() -> None:
+    h = QueueHarness(queue(members=("201",), max_wait=30, overflow="queue:701", join_empty=True),
+                     queue("702", members=()))
+    h.agents.change(agent_key("pbx.local", "201"), claim("elsewhere", START + WALL, 3600))
+    h.caller()
+    h.wait(30)
+    assert told(h) == [("joined", "700", "100", 1), ("left", "700", "100", "overflowed", 30.0, None)]
+    h.caller("cm-call-2", number="702")  # nobody logged in, no overflow: refused on arrival
+    assert told(h) == [("left", "702", "100", "refused", 0.0, None)]
+
+
+def test_missed_rings_and_the_auto_pause_are_published() -> None:
+    h = QueueHarness(queue(members=("201",), max_misses=2))
+    h.caller()
+    for _ in range(2):
+        [request] = h.invites().values()
+        h.wait(15)
+        h.cancelled()
+        h.send(answer_to(request, 487, "Request Terminated", tag="cm-201"))
+        h.wait(6)
+    missed = [("201", "ringing", "700", "caller 100"), ("201", "available", "700", "no answer in 15 s")]
+    assert told(h)[1:6] == [*missed, *missed, ("201", "paused", "700", "missed 2 queue calls")]
+
+
+@pytest.mark.parametrize(("code", "state", "reason"), [
+    ("*45", "available", "login (*45)"), ("*46", "logged_out", "logout (*46)"),
+    ("*47", "paused", "pause (*47)"), ("*48", "available", "unpause (*48)")])
+def test_feature_codes_publish_the_agents_state_in_each_of_its_queues(code: str, state: str,
+                                                                      reason: str) -> None:
+    h = QueueHarness(queue())
+    h.caller(number=code)
+    assert told(h) == [("100", state, "700", reason)]
+
+
+def test_an_agents_calls_talk_time_and_occupancy_are_in_the_api_and_the_metrics() -> None:
+    h = QueueHarness(queue(members=("201", "202")))
+    dialog = h.caller()
+    rung = h.invites()
+    h.wait(4)
+    h.send(answer_to(rung["201"], 200, "OK", tag="cm-201", body=AGENT_ANSWER))
+    refer = [m for m in h.sent() if isinstance(m, SipRequest) and m.method == "REFER"][0]
+    h.send(answer_to(rung["202"], 487, "Request Terminated", tag="cm-202"))
+    claim_id = joined_by_call_manager(h, dialog, refer)
+    h.wait(30)
+    h.agents.change(agent_key("pbx.local", "201"), ended(claim_id, h.now + WALL, 30.0, 10))
+    h.wait(26)  # 10 s of wrap-up, then 16 idle
+    reply = h.queue_app.control(ControlRequest("GET", ("queues", "pbx.local", "700")), h.now)
+    first, second = reply.body["queue"]["members"]
+    # Sampled every second: 30 s talking and 10 s of wrap-up over the minute both were staffed.
+    assert (first["extension"], first["calls"], first["talk_seconds"]) == ("201", 1, 30.0)
+    assert first["staffed_seconds"] == pytest.approx(60, abs=1)
+    assert first["occupancy"] == pytest.approx(40 / 60, abs=0.03)
+    assert (second["extension"], second["calls"], second["occupancy"]) == ("202", 0, 0.0)
+    [_, (label, gauges, counters)] = h.queue_app.labelled(h.now)
+    assert label == "agent"
+    assert gauges["agent_occupancy"]["pbx.local/201"] == first["occupancy"]
+    assert (counters["agent_calls"], counters["agent_talk_seconds"]) == (
+        {"pbx.local/201": 1, "pbx.local/202": 0}, {"pbx.local/201": 30.0, "pbx.local/202": 0.0})
+
+
+def test_an_agents_paused_time_counts_neither_as_staffed_nor_as_handling() -> None:
+    h = QueueHarness(queue(members=("201",), join_empty=True))
+    h.agents.change(agent_key("pbx.local", "201"), claim("elsewhere", START + WALL, 3600))  # rung elsewhere
+    h.caller()
+    h.wait(10)
+    info = queue(members=("201",), join_empty=True)
+    paused = replace(info, members=(replace(info.members[0], paused=True),))
+    h.queue_app._catalog.queues[("pbx.local", "700")] = paused  # type: ignore[attr-defined]
+    h.wait(10)
+    stats = h.queue_app.agent_stats[agent_key("pbx.local", "201")]
+    assert stats.staffed_seconds == pytest.approx(10, abs=1)
+    assert stats.handling_seconds == 0 and stats.occupancy == 0.0
