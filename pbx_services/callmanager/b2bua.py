@@ -61,6 +61,8 @@ from .joins import CallJoins
 from .mediapool import MediaPool
 from .routing import CallRouter, Target, best_final_status, disposition_for, server_failed
 from .transfer import CallTransfers
+from .trunk_calls import TrunkBranches
+from .trunks import TrunkCatalog, TrunkEntry
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +85,17 @@ class B2bua:
                  app_servers: AppServerPool | None = None,
                  service_role: Callable[[str, str], ServerRole | None] | None = None,
                  app_answer_timeout: float = 1.0, tenant_id_for: Callable[[str], int | None] | None = None,
-                 agents: AgentStore | None = None) -> None:
+                 agents: AgentStore | None = None, trunks: TrunkCatalog | None = None) -> None:
         """`tenant_id_for(domain)` is the tenant of a call an application server makes (it has no
         user to authenticate); `agents` the queue agents' records, moved to wrap-up when a call a
-        queue server joined ends."""
+        queue server joined ends; `trunks` the trunks, outbound routes and DIDs."""
         self._stack = stack
         self._app_servers = app_servers
         self._tenant_id_for = tenant_id_for or _no_tenant
+        self.trunk_branches = TrunkBranches(self)
         self.router = CallRouter(location=location, extension_exists=extension_exists,
-                                 service_role=service_role, app_servers=app_servers, wall_offset=wall_offset)
+                                 service_role=service_role, app_servers=app_servers, wall_offset=wall_offset,
+                                 trunks=trunks, trunk_calls=self.trunk_branches.calls_on)
         self._app_answer_timeout = app_answer_timeout
         self.transfers = CallTransfers(self)
         self.joins = CallJoins(self, agents)
@@ -129,6 +133,10 @@ class B2bua:
             self._stack.respond(tx, 415, now=now, headers=[("Accept", "application/sdp")])
             return
         from_uri = request.from_.sip_uri
+        trunk = None if self.is_app_endpoint(source) else self.router.trunk_at(source[0])
+        if trunk is not None:
+            self._invite_from_trunk(request, tx, trunk, source, transport, now)
+            return
         realm = self._realm_for(from_uri.host)
         if self.is_app_endpoint(source):
             # One of our application servers calling (a queue ringing an agent): no user, no digest.
@@ -145,8 +153,27 @@ class B2bua:
         if not isinstance(target, SipUri):
             self._stack.respond(tx, 416, now=now)
             return
-        dialed = target.user_unescaped or ""
-        targets = self.router.route(realm, dialed, now)
+        self._start_call(request, tx, source, transport, now, realm=realm, caller=caller, tenant_id=tenant_id,
+                         dialed=target.user_unescaped or "")
+
+    def _invite_from_trunk(self, request: SipRequest, tx: ServerTransaction, trunk: TrunkEntry,
+                           source: tuple[str, int], transport: str, now: float) -> None:
+        """A provider's call (from a trunk's host: IP authentication, no digest) to one of the
+        tenant's DIDs goes to the DID's destination, and never out through a trunk again."""
+        users = [uri.user_unescaped for uri in (request.uri, request.to.uri) if isinstance(uri, SipUri)]
+        found = self.router.did(trunk, [user for user in users if user])
+        if isinstance(found, tuple):
+            self._stack.respond(tx, *found, now=now, to_tag=self._make_tag())
+            return
+        self._start_call(request, tx, source, transport, now, realm=trunk.tenant_domain,
+                         caller=request.from_.sip_uri.user_unescaped or "", tenant_id=trunk.tenant_id,
+                         dialed=found, outbound=False)
+
+    def _start_call(self, request: SipRequest, tx: ServerTransaction, source: tuple[str, int], transport: str,
+                    now: float, *, realm: str, caller: str, tenant_id: int | None, dialed: str,
+                    outbound: bool = True) -> None:
+        """Route a new call of `caller` in tenant `realm` to `dialed` and ring its targets."""
+        targets = self.router.route(realm, dialed, now, outbound=outbound)
         if isinstance(targets, tuple):
             code, reason = targets
             self._stack.respond(tx, code, reason, now=now, to_tag=self._make_tag())
@@ -207,6 +234,7 @@ class B2bua:
             max_forwards=a_invite.max_forwards - 1, body=call.b_offer, content_type=content_type, now=now,
             on_response=lambda branch, response, t: self._on_branch_response(call, branch, response, t),
             on_silent=lambda branch, t: self._retry_app_branch(call, branch, 408, t))
+        branch.trunk = target.trunk
         call.branches.append(branch)
 
     def _send_invite(self, target: Target, *, call_id: str, from_tag: str, caller: str, callee: str,
@@ -216,12 +244,17 @@ class B2bua:
                      on_silent: Callable[[Branch, float], object]) -> Branch:
         """An INVITE to `target` as one branch; an application server that answers nothing within
         `app_answer_timeout` is given up (`on_silent`)."""
+        if target.trunk is None:
+            from_ = Address(uri=SipUri(host=realm, user=caller), display_name=display_name,
+                            params={"tag": from_tag})
+            to = Address(uri=SipUri(host=realm, user=callee))
+        else:  # the provider sees the trunk's presented number and the number as the route rewrote it
+            from_, to = target.trunk.from_address(caller, display_name, from_tag), target.trunk.to_address()
         headers = [
             ("Via", self._stack.via(target.transport)),
             ("Max-Forwards", str(max_forwards)),
-            ("From", str(Address(uri=SipUri(host=realm, user=caller), display_name=display_name,
-                                 params={"tag": from_tag}))),
-            ("To", str(Address(uri=SipUri(host=realm, user=callee)))),
+            ("From", str(from_)),
+            ("To", str(to)),
             ("Call-ID", call_id),
             ("CSeq", "1 INVITE"),
             ("Contact", str(self._stack.contact(target.transport))),
@@ -301,6 +334,8 @@ class B2bua:
             return
         if code < 300:
             self._on_branch_answer(call, branch, response, now)
+            return
+        if branch.trunk is not None and self.trunk_branches.failed(call, branch, response, now):
             return
         if server_failed(code) and self._retry_app_branch(call, branch, code, now):
             return

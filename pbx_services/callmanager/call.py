@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .anchoring import MediaAnchor
     from .joins import Join, QueueAgent
     from .transfer import Transfer
+    from .trunks import TrunkCall
 
 
 class CallPhase(Enum):
@@ -150,6 +151,8 @@ class Branch:
     """The application server this branch goes to (IVR, queue, meeting), None for a phone."""
     answer_timer: Timer | None = None
     """Until the application server answers anything: silent past it, the next one is tried."""
+    trunk: TrunkCall | None = None
+    """The trunk this branch goes out through (and the route's trunks left), None otherwise."""
 
     @property
     def cancelled(self) -> bool:

@@ -29,6 +29,7 @@ from ..cluster.events import CallEnded, ServerState, ServerStateChanged
 from ..cluster.models import ServerRole
 from ..cluster.servers import ServerService
 from ..cluster.state import StateStore, StateStoreUnavailable, open_state_store
+from ..runtime.control import NOT_FOUND, ControlReply, ControlRequest
 from ..runtime.daemon import StartError
 from ..runtime.descriptors import DescriptorLimitError, DescriptorNeed
 from ..runtime.driver import CoreDriver
@@ -46,6 +47,8 @@ from .metrics import TCP_MAX, TCP_OPEN, CallManagerCollector, SipTcpCollector
 from .policy import AuthFailureLimiter
 from .registrar import RegistrarSettings
 from .service import CallManager
+from .trunk_registration import FAILED, RegistrationStatus
+from .trunks import TrunkCatalog, TrunkEntry, trunk_statuses
 from .workers import Forward, ForwardError, Release, WorkerPlace, parse_frame
 
 log = logging.getLogger(__name__)
@@ -146,7 +149,8 @@ class CallManagerController:
                                      down_after=config.callmanager.app_down_after,
                                      up_after=config.callmanager.app_up_after),
             app_answer_timeout=config.callmanager.app_answer_timeout, on_server_state=self._on_server_state,
-            agents=state.agents)
+            agents=state.agents, trunks=TrunkCatalog(engine=engine), leases=state.leases,
+            on_trunk_state=self._on_trunk_state)
         self._driver = CoreDriver(core=self.core, flush=self._flush)
         self._servers = ServerService(sessions=sessions)
         self._media_control = ControlSocket(on_datagram=self._on_media_control)
@@ -300,9 +304,33 @@ class CallManagerController:
         event = ServerStateChanged(server=server, role=role.value,
                                    state=ServerState.UP if up else ServerState.DOWN, reason=why,
                                    time=datetime.now(UTC))
+        self._publish(event)
+
+    def _on_trunk_state(self, trunk: TrunkEntry, status: RegistrationStatus, now: float) -> None:
+        """A trunk's registration changed: its failure is an alert on the cluster's bus (only
+        the worker holding the trunk's lease registers it, so one event per change)."""
+        event = ServerStateChanged(server=f"trunk {trunk.key}", role="trunk",
+                                   state=ServerState.DOWN if status.phase is FAILED else ServerState.UP,
+                                   reason=f"registration: {status.code} {status.reason}",
+                                   time=datetime.now(UTC))
+        self._publish(event)
+
+    def _publish(self, event: ServerStateChanged) -> None:
+        """On this daemon's bus and, in a cluster, the cluster's."""
         self.bus.publish(event)
         if self.state is not None and self.state.publish_event is not None:
             self.state.publish_event(event)
+
+    @property
+    def control_paths(self) -> tuple[str, ...]:
+        return ("trunks",)
+
+    async def control(self, request: ControlRequest) -> ControlReply:
+        """GET /api/trunks: the registrations this worker holds, by trunk."""
+        if request.method != "GET" or request.path != ("trunks",) or self.core is None:
+            return NOT_FOUND
+        now = self._driver.now() if self._driver is not None else 0.0
+        return ControlReply(200, {"trunks": trunk_statuses(self.core.trunk_registrations, now)})
 
     def report(self) -> dict[str, Any]:
         """What the supervisor of several workers shows of this one."""

@@ -3,7 +3,8 @@
 A dialled number is a user's extension, whose every registered contact rings at once
 (parallel forking), or a number an application server serves (an IVR menu, a queue, a
 meeting room): the number's home worker for the roles whose calls meet on one worker (a
-meeting room), else the least loaded worker of the role. An application server that fails
+meeting room), else the least loaded worker of the role; a number none of these has leaves
+through the tenant's outbound routes and trunks (`trunks.py`). An application server that fails
 a call (5xx, or silence) is suspected and another of its role is tried. When every branch
 failed, the caller gets the one final answer that says most (after RFC 3261 16.7).
 
@@ -20,13 +21,14 @@ from ..cluster.events import Disposition
 from ..cluster.models import ServerRole
 from ..cluster.state.location import LocationStore
 from .appservers import PLACED_BY_NUMBER, AppEndpoint, AppServerPool
+from .trunks import TrunkCall, TrunkCatalog, TrunkEntry, next_trunk
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where one branch of a call goes: a registered contact, or an application server."""
+    """Where one branch of a call goes: a registered contact, an application server, or a trunk."""
 
     contact: str
     """The Request-URI."""
@@ -34,23 +36,30 @@ class Target:
     """Where the INVITE is sent."""
     transport: str
     app_endpoint: AppEndpoint | None = None
+    trunk: TrunkCall | None = None
 
 
 class CallRouter:
     def __init__(self, *, location: LocationStore, extension_exists: Callable[[str, str], bool],
                  service_role: Callable[[str, str], ServerRole | None] | None,
-                 app_servers: AppServerPool | None, wall_offset: float) -> None:
+                 app_servers: AppServerPool | None, wall_offset: float, trunks: TrunkCatalog | None = None,
+                 trunk_calls: Callable[[TrunkEntry], int] = lambda trunk: 0) -> None:
         """`extension_exists(realm, number)` says whether a user has that extension,
-        `service_role(realm, number)` which role of application server serves the number."""
+        `service_role(realm, number)` which role of application server serves the number,
+        `trunk_calls(trunk)` how many calls go through a trunk now."""
         self._location = location
         self._extension_exists = extension_exists
         self._service_role = service_role or _no_service
         self._app_servers = app_servers
         self._wall_offset = wall_offset
+        self._trunks = trunks
+        self._trunk_calls = trunk_calls
 
-    def route(self, realm: str, dialed: str, now: float) -> list[Target] | tuple[int, str]:
+    def route(self, realm: str, dialed: str, now: float, *, outbound: bool = True
+              ) -> list[Target] | tuple[int, str]:
         """Where a call to `dialed` in tenant `realm` goes: its branches' targets, or the status
-        (code, reason) that refuses it."""
+        (code, reason) that refuses it. Not `outbound`: never through a trunk (a call that came
+        in through one)."""
         if not dialed:
             return 404, "Not Found"
         if self._extension_exists(realm, dialed):
@@ -60,7 +69,7 @@ class CallRouter:
             return [Target(b.contact, b.source, b.transport) for b in bindings]
         role = self._service_role(realm, dialed)
         if role is None:
-            return 404, "Not Found"
+            return self._outbound(realm, dialed) if outbound else (404, "Not Found")
         endpoint = self._pick_app_endpoint(role, dialed, realm)
         if endpoint is None:
             log.warning("no %s server available for %s@%s", role, dialed, realm)
@@ -78,6 +87,44 @@ class CallRouter:
         other = self._pick_app_endpoint(endpoint.role, number, realm, exclude=tried)
         return None if other is None else _app_target(other, dialed)
 
+    def _outbound(self, realm: str, dialed: str) -> list[Target] | tuple[int, str]:
+        found = None if self._trunks is None else self._trunks.plan.outbound(realm, dialed, self._trunk_calls)
+        if found is None:
+            log.info("call to %s in %s: no extension, service or outbound route has the number", dialed,
+                     realm)
+            return 404, "Not Found"
+        return found if isinstance(found, tuple) else [_trunk_target(found)]
+
+    def next_trunk(self, failed: TrunkCall, code: int) -> Target | None:
+        """A trunk failed a call (`code`; 408: it was silent): the target on the route's next
+        trunk with room, None when none is left."""
+        following = next_trunk(failed, self._trunk_calls)
+        if following is None:
+            log.warning("call to %s: trunk %s answered %d and route %s has no other trunk left",
+                        failed.number, failed.trunk.name, code, failed.route)
+            return None
+        log.info("call to %s: trunk %s answered %d, route %s tries trunk %s", failed.number,
+                 failed.trunk.name, code, failed.route, following.trunk.name)
+        return _trunk_target(following)
+
+    def trunk_at(self, address: str) -> TrunkEntry | None:
+        """The trunk whose host is at `address`: a call from there is a provider's (IP authentication)."""
+        return None if self._trunks is None else self._trunks.plan.trunk_at(address)
+
+    def did(self, trunk: TrunkEntry, numbers: list[str]) -> str | tuple[int, str]:
+        """The number of the dial plan a call from `trunk` to `numbers` (its Request-URI and To
+        users) goes to, or the status refusing it: 404 for a number that is no DID."""
+        assert self._trunks is not None
+        found = self._trunks.plan.did_destination(trunk, numbers)
+        if found is None:
+            log.info("call from trunk %s to %s: no such DID in %s", trunk.key, " / ".join(numbers),
+                     trunk.tenant_domain)
+            return 404, "Unknown DID"
+        did, destination = found
+        log.info("call from trunk %s to DID %s: goes to %s", trunk.key, did, destination)
+        assert destination.number is not None
+        return destination.number
+
     def _pick_app_endpoint(self, role: ServerRole, number: str, realm: str, *,
                            exclude: Iterable[AppEndpoint] = ()) -> AppEndpoint | None:
         """The endpoint a call to `number` goes to: the number's home for the roles whose calls
@@ -92,6 +139,10 @@ class CallRouter:
 def _app_target(endpoint: AppEndpoint, dialed: str) -> Target:
     host, port = endpoint.address
     return Target(f"sip:{dialed}@{host}:{port}", endpoint.address, "UDP", endpoint)
+
+
+def _trunk_target(call: TrunkCall) -> Target:
+    return Target(call.request_uri, call.trunk.destination, call.trunk.transport, trunk=call)
 
 
 def _no_service(realm: str, number: str) -> ServerRole | None:

@@ -16,6 +16,7 @@ from ..cluster.state.agents import AgentStore
 from ..cluster.state.dialogs import DialogStore, InMemoryDialogs
 from ..cluster.state.errors import StateStoreUnavailable
 from ..cluster.state.homes import HomeStore
+from ..cluster.state.leases import LeaseStore
 from ..cluster.state.location import InMemoryLocation, LocationStore
 from ..runtime.timers import TimerQueue
 from ..sip.digest import DigestAlgorithm, NonceManager
@@ -40,6 +41,8 @@ from .holding import CallHolding
 from .mediapool import MediaPool, PoolSettings
 from .policy import AuthFailureLimiter
 from .registrar import Registrar, RegistrarSettings
+from .trunk_registration import RegistrationStatus
+from .trunks import TrunkCatalog, TrunkEntry, TrunkRegistrations, TrunkStateCallback
 from .workers import WorkerPlace, place_of
 
 log = logging.getLogger(__name__)
@@ -62,7 +65,10 @@ class CallManager:
                  homes: HomeStore | None = None, place: WorkerPlace | None = None,
                  app_probes: ProbeSettings | None = None,
                  app_answer_timeout: float = 1.0, on_server_state: ServerStateCallback | None = None,
-                 agents: AgentStore | None = None) -> None:
+                 agents: AgentStore | None = None, trunks: TrunkCatalog | None = None,
+                 leases: LeaseStore | None = None, on_trunk_state: TrunkStateCallback | None = None) -> None:
+        """`trunks`: the trunks, outbound routes and DIDs; the trunks that want a registration
+        are registered by the holder of their lease in `leases` (each change: `on_trunk_state`)."""
         self.place = place or WorkerPlace(node="local")
         self.stack = SipStack(host=host, port=port, max_message_size=max_message_size,
                               layer=TransactionLayer(),
@@ -97,7 +103,11 @@ class CallManager:
                            record_calls=record_calls, make_tag=self.place.tag, dialogs=self.dialogs,
                            owner=self.place.owner, app_servers=self.app_servers,
                            service_role=directory.service_role, app_answer_timeout=app_answer_timeout,
-                           tenant_id_for=directory.tenant_id, agents=agents)
+                           tenant_id_for=directory.tenant_id, agents=agents, trunks=trunks)
+        self.trunks = trunks
+        self.trunk_registrations = TrunkRegistrations(
+            stack=self.stack, timers=self.timers, leases=leases, owner=self.place.owner,
+            make_tag=self.place.tag, on_state=on_trunk_state or _ignore_trunk_state)
         self.holding = CallHolding(b2bua=self.b2bua, store=self.dialogs, place=self.place,
                                    wall_offset=wall_offset)
 
@@ -142,6 +152,9 @@ class CallManager:
         self._nonces.counts.handle_timer(wall)
         self.limiter.purge(wall)
         self.location.purge(wall)
+        if self.trunks is not None:
+            self.trunks.tick(now)
+            self.trunk_registrations.update(self.trunks.plan.trunks, now)
 
     def next_timer(self) -> float | None:
         deadlines = [d for d in (self.stack.next_timer(), self.timers.next_deadline()) if d is not None]
@@ -243,6 +256,10 @@ class CallManager:
 
 
 def _ignore_server_state(server: str, role: ServerRole, up: bool, why: str, now: float) -> None:
+    return None
+
+
+def _ignore_trunk_state(trunk: TrunkEntry, status: RegistrationStatus, now: float) -> None:
     return None
 
 

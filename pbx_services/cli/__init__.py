@@ -59,6 +59,7 @@ from pbx_services.cli import (
     prompts,
     queue,
     servers,
+    trunks,
     users,
 )
 from pbx_services.cli.common import EXIT_FAILURE, EXIT_USAGE, CommandError, Parser, Subparsers
@@ -75,6 +76,7 @@ COMMAND_GROUPS: tuple[Callable[[Subparsers], None], ...] = (
     ivr.add_commands,
     meeting.add_commands,
     queue.add_commands,
+    trunks.add_commands,
     servers.add_commands,
     cdrs.add_commands,
     daemons.add_commands,

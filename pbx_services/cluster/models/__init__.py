@@ -2,12 +2,16 @@
 
 from pbx_services.cluster.models.base import Base
 from pbx_services.cluster.models.cdr import Cdr
+from pbx_services.cluster.models.did import Did
 from pbx_services.cluster.models.ivr import Holiday, IvrMenu, IvrOption, Prompt, Schedule
 from pbx_services.cluster.models.meeting import MeetingRoom
+from pbx_services.cluster.models.outbound_route import OutboundRoute, OutboundRouteTrunk, PermissionClass
 from pbx_services.cluster.models.queue import AgentSkill, CallQueue, QueueMember
 from pbx_services.cluster.models.server import Server, ServerRole
 from pbx_services.cluster.models.tenant import Tenant
+from pbx_services.cluster.models.trunk import Trunk, TrunkTransport
 from pbx_services.cluster.models.user import User
 
-__all__ = ["AgentSkill", "Base", "CallQueue", "Cdr", "Holiday", "IvrMenu", "IvrOption", "MeetingRoom",
-           "Prompt", "QueueMember", "Schedule", "Server", "ServerRole", "Tenant", "User"]
+__all__ = ["AgentSkill", "Base", "CallQueue", "Cdr", "Did", "Holiday", "IvrMenu", "IvrOption", "MeetingRoom",
+           "OutboundRoute", "OutboundRouteTrunk", "PermissionClass", "Prompt", "QueueMember", "Schedule",
+           "Server", "ServerRole", "Tenant", "Trunk", "TrunkTransport", "User"]

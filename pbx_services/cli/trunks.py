@@ -1,0 +1,259 @@
+"""`pbx trunk|route|did`: the PBX's ways to the outside world.
+
+    pbx trunk add NAME --host H [--port P] [--transport udp|tcp] [--username U --password PW
+                  [--register]] [--max-calls N] [--caller-id NUM]
+    pbx trunk list | del NAME
+    pbx route add NAME --pattern P --trunk T [--trunk T2] [--strip N] [--prepend D] [--permission CLASS]
+    pbx route list | del NAME
+    pbx did add NUMBER --destination DEST
+    pbx did list | del NUMBER
+
+`pbx trunk list` shows each registration's state as the Call Manager that holds it reports
+it, through the control API (`GET /api/trunks` on its HTTP port, the token from `auth.secret`).
+Changes take effect within seconds, without a restart. See docs/trunks.md.
+"""
+
+import argparse
+import dataclasses
+import json
+import sys
+from typing import Any
+
+from pbx_services.cli.common import (
+    EXIT_OK,
+    Subparsers,
+    data_dir_option,
+    open_data_dir,
+    print_json,
+    print_table,
+    yes_no,
+)
+from pbx_services.cli.prompts import tenant_option
+from pbx_services.cluster.config import PbxConfig
+from pbx_services.cluster.control_client import ControlUnreachable, control_request
+from pbx_services.cluster.dids import DidService
+from pbx_services.cluster.models import PermissionClass, TrunkTransport
+from pbx_services.cluster.outbound_routes import RouteService
+from pbx_services.cluster.trunks import TrunkService
+
+
+def add_commands(subparsers: Subparsers) -> None:
+    common = [data_dir_option(), tenant_option()]
+    _trunk_commands(subparsers, common)
+    _route_commands(subparsers, common)
+    _did_commands(subparsers, common)
+
+
+def _group(subparsers: Subparsers, name: str, help_text: str, description: str) -> Any:
+    parser = subparsers.add_parser(name, help=help_text, description=description)
+    return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
+
+
+def _trunk_commands(subparsers: Subparsers, common: list[argparse.ArgumentParser]) -> None:
+    commands = _group(subparsers, "trunk", "add, list and delete SIP trunks to providers",
+                      "SIP trunks: where calls leave for a provider and come in from it.")
+    add = commands.add_parser(
+        "add", parents=common, help="add a trunk",
+        description="Add the trunk NAME to a provider's SIP server. Calls from its host are accepted "
+        "without digest (IP authentication) when they are to a DID; with --register the Call Manager "
+        "registers the username there and keeps it registered.")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--host", required=True, help="the provider's SIP server (address or DNS name)")
+    add.add_argument("--port", type=int, default=5060, help="its port (default 5060)")
+    add.add_argument("--transport", default=TrunkTransport.UDP.value,
+                     help="udp or tcp (default udp)")
+    add.add_argument("--username", help="the account at the provider (answers its challenges)")
+    add.add_argument("--password", help="its password (kept in the database: a digest answer needs it)")
+    add.add_argument("--register", action="store_true", help="register the account at the provider")
+    add.add_argument("--max-calls", type=int, default=0, metavar="N",
+                     help="calls through it at once at most (default 0: no limit)")
+    add.add_argument("--caller-id", metavar="NUMBER", help="the number presented to the provider (From)")
+    add.add_argument("--disabled", action="store_true", help="add it, but carry no calls through it")
+    add.add_argument("--replace", action="store_true", help="replace the trunk of that name")
+    add.set_defaults(run=_trunk_add)
+
+    listing = commands.add_parser("list", parents=common, help="list the trunks and their registrations")
+    listing.add_argument("--json", action="store_true", help="a JSON list of objects, one per trunk")
+    listing.set_defaults(run=_trunk_list)
+
+    delete = commands.add_parser("del", parents=common, help="delete a trunk no route uses")
+    delete.add_argument("name", metavar="NAME")
+    delete.set_defaults(run=_trunk_del)
+
+
+def _route_commands(subparsers: Subparsers, common: list[argparse.ArgumentParser]) -> None:
+    commands = _group(subparsers, "route", "add, list and delete outbound routes",
+                      "Outbound routes: a dialled number that no extension or service has goes out "
+                      "through the first route whose pattern matches it.")
+    add = commands.add_parser(
+        "add", parents=common, help="add an outbound route",
+        description="Add the route NAME. PATTERN is Asterisk-style (_9NXXNXXXXXX: X any digit, Z 1-9, "
+        "N 2-9, [1-5] a set, . one or more, ! zero or more), a regular expression after re:, or a "
+        "plain number. The trunks are tried in the order given.")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--pattern", required=True)
+    add.add_argument("--trunk", action="append", required=True, dest="trunks", metavar="TRUNK",
+                     help="a trunk to send the calls to (repeat for the next ones to try)")
+    add.add_argument("--strip", type=int, default=0, metavar="N", help="leading characters to remove")
+    add.add_argument("--prepend", default="", metavar="DIGITS", help="what to put in front after stripping")
+    add.add_argument("--permission", default=PermissionClass.NATIONAL.value, metavar="CLASS",
+                     help=f"the kind of call: {', '.join(p.value for p in PermissionClass)} "
+                     "(default national)")
+    add.add_argument("--priority", type=int, default=100, help="routes are tried by priority, lowest first")
+    add.add_argument("--replace", action="store_true", help="replace the route of that name")
+    add.set_defaults(run=_route_add)
+
+    listing = commands.add_parser("list", parents=common, help="list the routes in the order they are tried")
+    listing.add_argument("--json", action="store_true", help="a JSON list of objects, one per route")
+    listing.set_defaults(run=_route_list)
+
+    delete = commands.add_parser("del", parents=common, help="delete a route")
+    delete.add_argument("name", metavar="NAME")
+    delete.set_defaults(run=_route_del)
+
+
+def _did_commands(subparsers: Subparsers, common: list[argparse.ArgumentParser]) -> None:
+    commands = _group(subparsers, "did", "add, list and delete inbound numbers (DIDs)",
+                      "DIDs: the provider's numbers, each sent to a destination of the tenant.")
+    add = commands.add_parser("add", parents=common, help="add a DID")
+    add.add_argument("number", metavar="NUMBER")
+    add.add_argument("--destination", required=True, metavar="DEST",
+                     help="an extension, queue:N, meeting:N or ivr:N")
+    add.add_argument("--replace", action="store_true", help="change the DID's destination")
+    add.set_defaults(run=_did_add)
+
+    listing = commands.add_parser("list", parents=common, help="list the DIDs")
+    listing.add_argument("--json", action="store_true", help="a JSON list of objects, one per DID")
+    listing.set_defaults(run=_did_list)
+
+    delete = commands.add_parser("del", parents=common, help="delete a DID")
+    delete.add_argument("number", metavar="NUMBER")
+    delete.set_defaults(run=_did_del)
+
+
+def _trunk_add(args: argparse.Namespace) -> int:
+    with open_data_dir(args) as opened:
+        trunk = opened.service(TrunkService).add_trunk(
+            args.name, host=args.host, port=args.port, transport=args.transport, username=args.username,
+            password=args.password, register=args.register, max_calls=args.max_calls,
+            caller_id=args.caller_id, enabled=not args.disabled, tenant_domain=args.tenant,
+            replace=args.replace)
+    print(f"added trunk {trunk.name} of {trunk.tenant_domain}: {trunk.transport} {trunk.host}:{trunk.port}"
+          f"{', registers ' + str(trunk.username) if trunk.register else ''}")
+    return EXIT_OK
+
+
+def _trunk_list(args: argparse.Namespace) -> int:
+    with open_data_dir(args) as opened:
+        trunks = opened.service(TrunkService).list_trunks(args.tenant)
+        registrations = _registrations(opened.config) if any(t.register for t in trunks) else {}
+    rows = []
+    for trunk in trunks:
+        registration = registrations.get((trunk.tenant_domain, trunk.name))
+        rows.append((trunk, _registration_text(trunk.register, registration)))
+    if args.json:
+        json.dump([dataclasses.asdict(t) | {"registration": text} for t, text in rows], sys.stdout, indent=2)
+        print()
+        return EXIT_OK
+    if not trunks:
+        print("no trunks")
+        return EXIT_OK
+    print_table(("NAME", "HOST", "PORT", "TRANSPORT", "USERNAME", "MAX CALLS", "CALLER ID", "ENABLED",
+                 "REGISTRATION"),
+                [(t.name, t.host, str(t.port), t.transport, t.username or "", str(t.max_calls or "-"),
+                  t.caller_id or "", yes_no(t.enabled), text) for t, text in rows])
+    return EXIT_OK
+
+
+def _registrations(config: PbxConfig) -> dict[tuple[str, str], dict[str, Any]]:
+    """The registrations the Call Manager reports, by (tenant, trunk); {} when it does not answer."""
+    assert config.auth is not None
+    try:
+        reply = control_request(str(config.http.host), config.http.port,
+                                config.auth.secret.get_secret_value(), "GET", ["trunks"])
+    except ControlUnreachable as exc:
+        print(f"pbx: the Call Manager's registrations are unknown: {exc}", file=sys.stderr)
+        return {}
+    if reply.status != 200:
+        return {}
+    return {(entry["tenant"], entry["name"]): entry for entry in reply.body.get("trunks", [])}
+
+
+def _registration_text(register: bool, registration: dict[str, Any] | None) -> str:
+    if not register:
+        return "-"
+    if registration is None:
+        return "unknown (no Call Manager reports it)"
+    state = registration["state"]
+    if state == "registered":
+        return f"registered ({registration['code']}, expires in {registration['expires_in']} s)"
+    if state == "failed":
+        return f"failed: {registration['code']} {registration['reason']}"
+    return str(state)
+
+
+def _trunk_del(args: argparse.Namespace) -> int:
+    with open_data_dir(args) as opened:
+        opened.service(TrunkService).delete_trunk(args.name, args.tenant)
+    print(f"deleted trunk {args.name}")
+    return EXIT_OK
+
+
+def _route_add(args: argparse.Namespace) -> int:
+    with open_data_dir(args) as opened:
+        route = opened.service(RouteService).add_route(
+            args.name, pattern=args.pattern, trunks=args.trunks, strip=args.strip, prepend=args.prepend,
+            permission=args.permission, priority=args.priority, tenant_domain=args.tenant,
+            replace=args.replace)
+    print(f"added route {route.name} of {route.tenant_domain}: {route.pattern} -> {', '.join(route.trunks)}")
+    return EXIT_OK
+
+
+def _route_list(args: argparse.Namespace) -> int:
+    with open_data_dir(args) as opened:
+        routes = opened.service(RouteService).list_routes(args.tenant)
+    if args.json:
+        print_json(routes)
+        return EXIT_OK
+    if not routes:
+        print("no outbound routes")
+        return EXIT_OK
+    print_table(("NAME", "PATTERN", "STRIP", "PREPEND", "TRUNKS", "PERMISSION", "PRIORITY"),
+                [(r.name, r.pattern, str(r.strip), r.prepend, ", ".join(r.trunks), r.permission,
+                  str(r.priority)) for r in routes])
+    return EXIT_OK
+
+
+def _route_del(args: argparse.Namespace) -> int:
+    with open_data_dir(args) as opened:
+        opened.service(RouteService).delete_route(args.name, args.tenant)
+    print(f"deleted route {args.name}")
+    return EXIT_OK
+
+
+def _did_add(args: argparse.Namespace) -> int:
+    with open_data_dir(args) as opened:
+        did = opened.service(DidService).add_did(args.number, destination=args.destination,
+                                                 tenant_domain=args.tenant, replace=args.replace)
+    print(f"added DID {did.number} of {did.tenant_domain}: goes to {did.destination}")
+    return EXIT_OK
+
+
+def _did_list(args: argparse.Namespace) -> int:
+    with open_data_dir(args) as opened:
+        dids = opened.service(DidService).list_dids(args.tenant)
+    if args.json:
+        print_json(dids)
+        return EXIT_OK
+    if not dids:
+        print("no DIDs")
+        return EXIT_OK
+    print_table(("NUMBER", "DESTINATION"), [(d.number, d.destination) for d in dids])
+    return EXIT_OK
+
+
+def _did_del(args: argparse.Namespace) -> int:
+    with open_data_dir(args) as opened:
+        opened.service(DidService).delete_did(args.number, args.tenant)
+    print(f"deleted DID {args.number}")
+    return EXIT_OK
