@@ -133,7 +133,7 @@ class B2bua:
             self._stack.respond(tx, 415, now=now, headers=[("Accept", "application/sdp")])
             return
         from_uri = request.from_.sip_uri
-        trunk = None if self.is_app_endpoint(source) else self.router.trunk_at(source[0])
+        trunk = None if self.is_app_endpoint(source) else self.router.trunk_at(source)
         if trunk is not None:
             self._invite_from_trunk(request, tx, trunk, source, transport, now)
             return

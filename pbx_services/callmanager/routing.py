@@ -107,9 +107,9 @@ class CallRouter:
                  failed.trunk.name, code, failed.route, following.trunk.name)
         return _trunk_target(following)
 
-    def trunk_at(self, address: str) -> TrunkEntry | None:
-        """The trunk whose host is at `address`: a call from there is a provider's (IP authentication)."""
-        return None if self._trunks is None else self._trunks.plan.trunk_at(address)
+    def trunk_at(self, source: tuple[str, int]) -> TrunkEntry | None:
+        """The trunk whose host:port is `source`: a call from there is a provider's (IP authentication)."""
+        return None if self._trunks is None else self._trunks.plan.trunk_at(source)
 
     def did(self, trunk: TrunkEntry, numbers: list[str]) -> str | tuple[int, str]:
         """The number of the dial plan a call from `trunk` to `numbers` (its Request-URI and To

@@ -9,9 +9,10 @@ without I/O); `TrunkCatalog` reads it from the system of record every few second
   rewrites it (strip, prepend) and sends it to its first trunk with room (`max_calls`); a
   trunk that fails (5xx, 408 or silence) hands the call to the route's next one. Every
   decision is logged with why.
-- In: an INVITE whose source address is a trunk's host (IP authentication) is a provider's
-  call: its Request-URI user, else its To user, must be one of the tenant's DIDs, whose
-  destination it goes to without digest; an unknown DID is refused with 404.
+- In: an INVITE whose source is a trunk's host and port (IP authentication; the port too, so
+  that phones on the provider's address are not taken for it) is a provider's call: its
+  Request-URI user, else its To user, must be one of the tenant's DIDs, whose destination it
+  goes to without digest; an unknown DID is refused with 404.
 - Registration: only the holder of a trunk's lease (one worker of one Call Manager)
   registers it (`TrunkRegistrations`, with `trunk_registration.RegistrationClient`); each
   change of its state is reported, a failure as an alert.
@@ -56,7 +57,8 @@ class TrunkEntry:
     transport: str
     """"UDP" or "TCP", as the SIP stack names it."""
     address: str
-    """The host's IP address: where requests go, and the source that authenticates a call in."""
+    """The host's IP address: where requests go, and (with the port) the source that
+    authenticates a call in."""
     username: str | None = None
     password: str | None = None
     register: bool = False
@@ -143,9 +145,9 @@ class TrunkPlan:
             return TrunkCall(first, number, route.name, tuple(available[1:]))
         return None
 
-    def trunk_at(self, address: str) -> TrunkEntry | None:
-        """The trunk whose host is at `address` (a provider's server calling us), if any."""
-        return next((trunk for trunk in self.trunks if trunk.address == address), None)
+    def trunk_at(self, source: tuple[str, int]) -> TrunkEntry | None:
+        """The trunk whose host and port are `source` (a provider's server calling us), if any."""
+        return next((trunk for trunk in self.trunks if trunk.destination == source), None)
 
     def did_destination(self, trunk: TrunkEntry, numbers: Iterable[str]) -> tuple[str, Destination] | None:
         """The first of `numbers` (the Request-URI user, the To user) that is a DID of the

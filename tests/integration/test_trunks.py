@@ -1,0 +1,185 @@
+"""SIP trunks with sipp as the provider: calls out through routes (normalised number, caller ID,
+failover to the next trunk), calls in to DIDs, the PBX's registration at the provider."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pbx_services.callmanager.trunks import CATALOG_TTL
+from tests.integration.conftest import PBX, PbxServer, free_port, pbx
+from tests.integration.peers import sipp
+from tests.integration.peers.pjsua2_phone import Pjsua2Phone
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp is not installed"),
+]
+
+CATALOG_WAIT = CATALOG_TTL + 2.0
+"""Seconds until the Call Manager has read trunks, routes and DIDs added while it runs."""
+
+
+def _state(name: str):  # noqa: ANN202 - a predicate for wait_for
+    return lambda event: event["state"] == name
+
+
+def _cli(pbx_server: PbxServer, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """`pbx ARGS` on the server's data dir, with its HTTP port (where the control API answers)."""
+    return subprocess.run([*PBX, *args, "--data-dir", str(pbx_server.data_dir)], capture_output=True,
+                          text=True, check=check, timeout=60,
+                          env={**os.environ, "PBX_HTTP__PORT": str(pbx_server.http_port)})
+
+
+def _messages(work_dir: Path, scenario: str) -> str:
+    """What sipp received and sent (its -trace_msg log) for `scenario`."""
+    return "".join(path.read_text(errors="replace") for path in work_dir.glob(f"{scenario}_*_messages.log"))
+
+
+@pytest.fixture
+def phone(pbx_server: PbxServer) -> Iterator[Pjsua2Phone]:
+    password = pbx_server.add_user("1001")
+    started = Pjsua2Phone(user="1001", password=password, server=pbx_server.address, port=free_port())
+    try:
+        assert started.register()["code"] == 200
+        yield started
+    finally:
+        started.close()
+
+
+def _call_out(phone: Pjsua2Phone, pbx_server: PbxServer, number: str) -> None:
+    phone.send("call", uri=f"sip:{number}@{pbx_server.address}")
+    assert phone.wait_for("call_state", _state("CONFIRMED"), timeout=15)["code"] == 200
+    time.sleep(0.5)
+    phone.send("hangup")
+    phone.wait_for("call_state", _state("DISCONNECTED"), timeout=10)
+
+
+def test_an_outbound_call_leaves_on_the_routes_trunk_with_the_normalised_number_and_caller_id(
+        pbx_server: PbxServer, phone: Pjsua2Phone, tmp_path: Path) -> None:
+    provider_port = free_port()
+    _cli(pbx_server, "trunk", "add", "provider", "--host", "127.0.0.1", "--port", str(provider_port),
+         "--caller-id", "+3312345678")
+    _cli(pbx_server, "route", "add", "national", "--pattern", "_90[1-9]XXXXXXXX", "--strip", "2",
+         "--prepend", "+33", "--trunk", "provider")
+    uas, stat = sipp.start("uas_answer", tmp_path, "-m", "1", "-trace_msg", port=provider_port)
+    time.sleep(CATALOG_WAIT)
+
+    _call_out(phone, pbx_server, "90612345678")
+
+    result = sipp.finish(uas, stat, timeout=30)
+    assert result.successful == 1, result.output
+    seen = _messages(tmp_path, "uas_answer")
+    assert f"INVITE sip:+33612345678@127.0.0.1:{provider_port} SIP/2.0" in seen
+    assert "From: <sip:+3312345678@127.0.0.1>;tag=" in seen
+    assert "To: <sip:+33612345678@127.0.0.1>" in seen
+
+
+def test_the_first_trunk_answering_503_moves_the_call_to_the_second(
+        pbx_server: PbxServer, phone: Pjsua2Phone, tmp_path: Path) -> None:
+    down_port, up_port = free_port(), free_port()
+    _cli(pbx_server, "trunk", "add", "down", "--host", "127.0.0.1", "--port", str(down_port))
+    _cli(pbx_server, "trunk", "add", "up", "--host", "127.0.0.1", "--port", str(up_port))
+    _cli(pbx_server, "route", "add", "all", "--pattern", "re:^0[0-9]{9}$", "--trunk", "down", "--trunk", "up")
+    failing, failing_stat = sipp.start("trunk_uas_503", tmp_path, "-m", "1", "-trace_msg", port=down_port)
+    answering, answering_stat = sipp.start("uas_answer", tmp_path, "-m", "1", "-trace_msg", port=up_port)
+    time.sleep(CATALOG_WAIT)
+
+    _call_out(phone, pbx_server, "0612345678")
+
+    assert sipp.finish(answering, answering_stat, timeout=30).successful == 1
+    sipp.finish(failing, failing_stat, timeout=30)
+    assert f"INVITE sip:0612345678@127.0.0.1:{down_port} SIP/2.0" in _messages(tmp_path, "trunk_uas_503")
+    assert f"INVITE sip:0612345678@127.0.0.1:{up_port} SIP/2.0" in _messages(tmp_path, "uas_answer")
+
+
+def test_an_inbound_call_from_the_trunk_to_a_did_rings_its_extension(
+        pbx_server: PbxServer, phone: Pjsua2Phone, tmp_path: Path) -> None:
+    provider_port = free_port()
+    _cli(pbx_server, "trunk", "add", "provider", "--host", "127.0.0.1", "--port", str(provider_port))
+    _cli(pbx_server, "did", "add", "0140000000", "--destination", "1001")
+    time.sleep(CATALOG_WAIT)
+
+    # sipp's built-in UAC, from the trunk's address and port: no digest is asked of it.
+    caller = subprocess.Popen(
+        ["sipp", pbx_server.address, "-sn", "uac", "-s", "0140000000", "-m", "1", "-p", str(provider_port),
+         *sipp.COMMON, "-trace_msg", "-d", "1000"], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    try:
+        incoming = phone.wait_for("incoming", timeout=15)
+        assert "sipp@" in incoming["remote_uri"]
+        phone.send("answer", code=200)
+        phone.wait_for("call_state", _state("CONFIRMED"), timeout=10)
+        output, _ = caller.communicate(timeout=30)
+    finally:
+        if caller.poll() is None:
+            caller.kill()
+    assert caller.returncode == 0, output[-2000:]
+    assert "407" not in _messages(tmp_path, "uac").split("SIP/2.0 200", 1)[0]
+
+
+def test_a_call_from_the_trunk_to_an_unknown_did_is_refused_with_404(
+        pbx_server: PbxServer, tmp_path: Path) -> None:
+    provider_port = free_port()
+    _cli(pbx_server, "trunk", "add", "provider", "--host", "127.0.0.1", "--port", str(provider_port))
+    time.sleep(CATALOG_WAIT)
+    caller = subprocess.run(
+        ["sipp", pbx_server.address, "-sn", "uac", "-s", "0149999999", "-m", "1", "-p", str(provider_port),
+         *sipp.COMMON, "-trace_msg"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert caller.returncode != 0
+    assert "SIP/2.0 404 Unknown DID" in _messages(tmp_path, "uac")
+
+
+def test_the_pbx_registers_at_a_provider_that_challenges(pbx_server: PbxServer, tmp_path: Path) -> None:
+    provider_port = free_port()
+    registrar, stat = sipp.start("trunk_registrar", tmp_path, "-m", "1", "-trace_msg", port=provider_port)
+    _cli(pbx_server, "trunk", "add", "provider", "--host", "127.0.0.1", "--port", str(provider_port),
+         "--username", "acme", "--password", "s3cret-trunk", "--register")
+
+    result = sipp.finish(registrar, stat, timeout=30)
+
+    assert result.successful == 1, result.output
+    seen = _messages(tmp_path, "trunk_registrar")
+    assert 'Authorization: Digest username="acme", realm="provider.example"' in seen
+    listing = _wait_for_listing(pbx_server, "registered (200")
+    assert "provider" in listing
+
+
+def test_a_registration_the_provider_refuses_shows_its_answer_in_trunk_list(
+        pbx_server: PbxServer, tmp_path: Path) -> None:
+    provider_port = free_port()
+    registrar, stat = sipp.start("trunk_registrar_403", tmp_path, "-m", "1", port=provider_port)
+    _cli(pbx_server, "trunk", "add", "provider", "--host", "127.0.0.1", "--port", str(provider_port),
+         "--username", "acme", "--password", "wrong-one", "--register")
+    sipp.finish(registrar, stat, timeout=30)
+    assert "failed: 403 Forbidden" in _wait_for_listing(pbx_server, "failed: 403")
+
+
+def _wait_for_listing(pbx_server: PbxServer, expected: str, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        listing = _cli(pbx_server, "trunk", "list").stdout
+        if expected in listing or time.monotonic() > deadline:
+            return listing
+        time.sleep(0.5)
+
+
+def test_a_dial_pattern_that_does_not_compile_is_refused_naming_it(tmp_path: Path) -> None:
+    data_dir = str(tmp_path / "data")
+    pbx("init", "--data-dir", data_dir)
+    pbx("trunk", "add", "provider", "--host", "127.0.0.1", "--data-dir", data_dir)
+    for pattern in ("_9[2-", "re:^(0"):
+        refused = pbx("route", "add", "bad", "--pattern", pattern, "--trunk", "provider",
+                      "--data-dir", data_dir, check=False)
+        assert refused.returncode != 0
+        assert f"dial pattern '{pattern}' does not compile" in refused.stderr
+    assert "no outbound routes" in pbx("route", "list", "--data-dir", data_dir).stdout
+    unknown = pbx("route", "add", "r", "--pattern", "_0.", "--trunk", "nowhere", "--data-dir", data_dir,
+                  check=False)
+    assert "trunk 'nowhere' does not exist" in unknown.stderr
