@@ -1,0 +1,113 @@
+"""Dial patterns, strip/prepend, route selection and DIDs of `callmanager.trunks` (no I/O)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pbx_services.callmanager.trunks import RouteEntry, TrunkEntry, TrunkPlan, next_trunk
+from pbx_services.cluster.destinations import parse_destination
+from pbx_services.cluster.dial_patterns import compile_pattern, normalise
+from pbx_services.cluster.validation import InvalidValue
+
+DOMAIN = "pbx.example"
+
+
+@pytest.mark.parametrize(("pattern", "matching", "not_matching"), [
+    ("_9NXXNXXXXXX", ["92125551234"], ["91125551234", "9212555123", "921255512345"]),
+    ("_0[1-5]XXXXXXXX", ["0145678901", "0512345678"], ["0612345678", "014567890"]),
+    ("_00Z.", ["0033612", "0019"], ["00", "0003", "001"]),
+    ("_112!", ["112", "1120"], ["11"]),
+    ("_x[137]", ["01", "97"], ["02", "1"]),
+    ("re:^00[1-9][0-9]+$", ["0044207", "0012"], ["0044a", "001"]),
+    ("112", ["112"], ["1120", "11"]),
+])
+def test_a_pattern_matches_whole_numbers_only(pattern: str, matching: list[str],
+                                              not_matching: list[str]) -> None:
+    compiled = compile_pattern(pattern)
+    assert all(compiled.matches(number) for number in matching)
+    assert not any(compiled.matches(number) for number in not_matching)
+
+
+@pytest.mark.parametrize(("pattern", "error"), [
+    ("_9[2-", "dial pattern '_9[2-' does not compile: '[' at 2 is never closed"),
+    ("_9[a]", "dial pattern '_9[a]' does not compile: [a] is not a set of digits"),
+    ("_9?", "dial pattern '_9?' does not compile: '?' at 2 is none of"),
+    ("re:^(0", "dial pattern 're:^(0' does not compile: missing ), unterminated subpattern"),
+    ("_", "dial pattern '_': nothing after the _"),
+    ("9 1", "dial pattern '9 1': a plain number has digits"),
+    ("", "dial pattern is empty"),
+])
+def test_a_pattern_that_does_not_compile_is_refused_naming_it(pattern: str, error: str) -> None:
+    with pytest.raises(InvalidValue) as refused:
+        compile_pattern(pattern)
+    assert str(refused.value).startswith(error)
+
+
+@pytest.mark.parametrize(("number", "strip", "prepend", "sent"), [
+    ("90612345678", 2, "+33", "+33612345678"),
+    ("90612345678", 1, "", "0612345678"),
+    ("0612345678", 0, "", "0612345678"),
+    ("112", 0, "", "112"),
+])
+def test_strip_then_prepend(number: str, strip: int, prepend: str, sent: str) -> None:
+    assert normalise(number, strip=strip, prepend=prepend) == sent
+
+
+def _trunk(name: str, port: int, max_calls: int = 0) -> TrunkEntry:
+    return TrunkEntry(tenant_id=1, tenant_domain=DOMAIN, name=name, host="provider.example", port=port,
+                      transport="UDP", address="192.0.2.10", max_calls=max_calls, caller_id="+3312345678")
+
+
+FIRST, SECOND = _trunk("first", 5060, max_calls=2), _trunk("second", 5070)
+
+
+def _plan() -> TrunkPlan:
+    routes = (
+        RouteEntry("emergency", compile_pattern("112"), 0, "", "emergency", (SECOND,)),
+        RouteEntry("national", compile_pattern("_90[1-9]XXXXXXXX"), 2, "+33", "national", (FIRST, SECOND)),
+    )
+    return TrunkPlan(trunks=(FIRST, SECOND), routes={DOMAIN: routes},
+                     dids={(DOMAIN, "0140000000"): parse_destination("1001"),
+                           (DOMAIN, "0140000001"): parse_destination("queue:700")})
+
+
+def test_the_first_matching_route_gives_its_first_trunk_and_the_rewritten_number() -> None:
+    call = _plan().outbound(DOMAIN, "90612345678", lambda trunk: 0)
+    assert not isinstance(call, tuple) and call is not None
+    assert (call.trunk, call.number, call.route) == (FIRST, "+33612345678", "national")
+    assert call.remaining == (SECOND,)
+    assert call.request_uri == "sip:+33612345678@provider.example:5060"
+    assert str(call.from_address("1001", None, "t1")) == "<sip:+3312345678@provider.example>;tag=t1"
+    assert str(call.to_address()) == "<sip:+33612345678@provider.example>"
+
+
+def test_no_route_of_the_tenant_matching_means_none() -> None:
+    plan = _plan()
+    assert plan.outbound(DOMAIN, "4444", lambda trunk: 0) is None
+    assert plan.outbound("other.example", "90612345678", lambda trunk: 0) is None
+
+
+def test_a_trunk_at_its_limit_is_skipped_and_all_full_is_503() -> None:
+    plan = _plan()
+    call = plan.outbound(DOMAIN, "90612345678", lambda trunk: 2 if trunk is FIRST else 0)
+    assert not isinstance(call, tuple) and call is not None and call.trunk is SECOND
+    assert plan.outbound(DOMAIN, "112", lambda trunk: 1) is not None  # no limit on the second trunk
+    full = TrunkPlan(routes={DOMAIN: (RouteEntry("r", compile_pattern("_0."), 0, "", "national", (FIRST,)),)})
+    assert full.outbound(DOMAIN, "0123", lambda trunk: 2) == (503, "All Trunks Busy")
+
+
+def test_a_failed_trunk_hands_the_call_to_the_next_with_room() -> None:
+    call = _plan().outbound(DOMAIN, "90612345678", lambda trunk: 0)
+    assert not isinstance(call, tuple) and call is not None
+    following = next_trunk(call, lambda trunk: 0)
+    assert following is not None and following.trunk is SECOND and following.number == "+33612345678"
+    assert next_trunk(following, lambda trunk: 0) is None
+
+
+def test_a_providers_call_is_known_by_host_and_port_and_its_did_by_request_uri_then_to() -> None:
+    plan = _plan()
+    assert plan.trunk_at(("192.0.2.10", 5070)) is SECOND
+    assert plan.trunk_at(("192.0.2.10", 40000)) is None
+    found = plan.did_destination(FIRST, ["acme", "0140000001"])
+    assert found is not None and found[0] == "0140000001" and str(found[1]) == "queue:700"
+    assert plan.did_destination(FIRST, ["0149999999"]) is None
