@@ -77,7 +77,7 @@ RELAYED_HEADERS = ("Content-Type", "Content-Disposition", "Event", "Subscription
 
 class B2bua:
     def __init__(self, *, stack: SipStack, location: LocationStore, authenticator: Authenticator,
-                 timers: TimerQueue, realm_for: Callable[[str], str],
+                 timers: TimerQueue, realm_for: Callable[[str], str | None],
                  extension_exists: Callable[[str, str], bool], on_call_ended: Callable[[CallEnded], None],
                  no_answer_timeout: float = 60.0, wall_offset: float = 0.0, media: MediaPool | None = None,
                  record_calls: bool = False, make_tag: Callable[[], str] = make_tag,
@@ -116,7 +116,8 @@ class B2bua:
             refuse=lambda call, t, reason: self._refuse(call, 503, "Media Unavailable", t, end_reason=reason))
         self.records = CallRecords(store=dialogs or InMemoryDialogs(), owner=owner, wall_offset=wall_offset,
                                    calls=self.calls, anchoring=self.anchoring,
-                                   default_realm=lambda: realm_for(""), hold=self._hold, forget=self._forget)
+                                   default_realm=lambda: realm_for("") or "", hold=self._hold,
+                                   forget=self._forget)
 
     # -- new calls -------------------------------------------------------------------
 
@@ -138,6 +139,9 @@ class B2bua:
             self._invite_from_trunk(request, tx, trunk, source, transport, now)
             return
         realm = self._realm_for(from_uri.host)
+        if realm is None:
+            self._stack.respond(tx, 403, "Unknown Domain", now=now, to_tag=self._make_tag())
+            return
         if self.is_app_endpoint(source):
             # One of our application servers calling (a queue ringing an agent): no user, no digest.
             caller, tenant_id = from_uri.user_unescaped or "", self._tenant_id_for(realm)
@@ -152,6 +156,12 @@ class B2bua:
         target = request.uri
         if not isinstance(target, SipUri):
             self._stack.respond(tx, 416, now=now)
+            return
+        if target.host != realm and self._tenant_id_for(target.host) is not None:
+            # A call never crosses tenants: another tenant's domain is not reached by naming it.
+            log.info("call %s from %s@%s to %s refused: another tenant's domain", request.call_id, caller,
+                     realm, target)
+            self._stack.respond(tx, 403, "Callee In Another Tenant", now=now, to_tag=self._make_tag())
             return
         self._start_call(request, tx, source, transport, now, realm=realm, caller=caller, tenant_id=tenant_id,
                          dialed=target.user_unescaped or "")

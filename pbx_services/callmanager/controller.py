@@ -109,7 +109,8 @@ class CallManagerController:
         log.info("state store: %s", state.description)
         engine = self._engine = create_engine_for(config.database.url)
         sessions = session_factory(engine)
-        directory = Directory(engine=engine, default_domain=config.callmanager.default_domain)
+        directory = Directory(engine=engine, default_domain=config.callmanager.default_domain,
+                              local_names=config.callmanager.local_names)
         directory.tick(loop.time())
         journal_dir = config.callmanager.cdr_journal_dir
         try:

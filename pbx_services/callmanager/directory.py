@@ -7,7 +7,9 @@ effect within `ttl` seconds.
 
 from __future__ import annotations
 
+import ipaddress
 from collections import OrderedDict
+from collections.abc import Iterable
 
 from sqlalchemy import Engine, bindparam, select
 
@@ -34,10 +36,12 @@ _SERVICE_NUMBERS = (
 
 
 class Directory:
-    def __init__(self, *, engine: Engine, default_domain: str, ttl: float = 10.0,
-                 max_cached: int = 200_000) -> None:
+    def __init__(self, *, engine: Engine, default_domain: str, local_names: Iterable[str] = (),
+                 ttl: float = 10.0, max_cached: int = 200_000) -> None:
+        """`local_names`: other names of the default tenant's domain (see `realm_for`)."""
         self._engine = engine
         self.default_domain = default_domain
+        self._default_names = frozenset({default_domain, "localhost", *local_names})
         self._ttl = ttl
         self._max_cached = max_cached
         self._users: OrderedDict[tuple[str, str], tuple[float, UserCredentials | None]] = OrderedDict()
@@ -59,13 +63,18 @@ class Directory:
                                for code in AGENT_FEATURE_CODES}
             self._domains_loaded_at = now
 
-    def realm_for(self, host: str) -> str:
-        """The tenant domain (digest realm) a request for `host` belongs to.
+    def realm_for(self, host: str) -> str | None:
+        """The tenant domain (digest realm) a request for `host` belongs to; None: none of ours.
 
-        A host that is no tenant's domain (the PBX's IP address, a DNS name of the
-        server) means the default tenant.
+        A tenant's domain is that tenant's. An IP address (the PBX's, as phones set up by
+        address use), the default domain and its other names (`local_names`), and an empty
+        host mean the default tenant. Any other name is no tenant's: the request is refused.
         """
-        return host if host in self._domains else self.default_domain
+        if host in self._domains:
+            return host
+        if not host or host in self._default_names or _is_ip_address(host):
+            return self.default_domain
+        return None
 
     def tenant_id(self, domain: str) -> int | None:
         """The id of the tenant whose SIP domain is `domain`, None if no tenant's."""
@@ -92,3 +101,12 @@ class Directory:
     def service_role(self, domain: str, number: str) -> ServerRole | None:
         """Which application servers answer `number` of the tenant (an IVR menu's), if any."""
         return self._services.get((domain, number))
+
+
+def _is_ip_address(host: str) -> bool:
+    """`host` (as a SIP URI has it: IPv6 in brackets) is an IP address, not a name."""
+    try:
+        ipaddress.ip_address(host[1:-1] if host.startswith("[") else host)
+    except ValueError:
+        return False
+    return True

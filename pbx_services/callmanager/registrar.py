@@ -33,7 +33,7 @@ class RegistrarSettings:
 
 class Registrar:
     def __init__(self, *, stack: SipStack, location: LocationStore, authenticator: Authenticator,
-                 realm_for: Callable[[str], str], settings: RegistrarSettings,
+                 realm_for: Callable[[str], str | None], settings: RegistrarSettings,
                  wall_offset: float = 0.0) -> None:
         self._stack = stack
         self._location = location
@@ -49,6 +49,9 @@ class Registrar:
             return
         to_uri = request.to.uri
         realm = self._realm_for(to_uri.host)
+        if realm is None:
+            self._stack.respond(tx, 403, "Unknown Domain", now=now, to_tag=_tag(tx))
+            return
         result = self._auth.authenticate(request, realm=realm, source_ip=source[0], now=now, proxy=False)
         if result.user is None:
             assert result.status_code is not None

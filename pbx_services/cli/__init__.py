@@ -2,6 +2,8 @@
 
     pbx init --data-dir DIR [--domain DOMAIN] [--demo]
     pbx db upgrade --config FILE
+    pbx tenant add DOMAIN [--name TEXT]
+    pbx tenant list [--json] | del DOMAIN [--everything]
     pbx user add EXT --password PW [--name NAME] [--email E] [--tenant DOMAIN]
     pbx user list [--tenant DOMAIN]
     pbx user del EXT [--tenant DOMAIN]
@@ -59,6 +61,7 @@ from pbx_services.cli import (
     prompts,
     queue,
     servers,
+    tenants,
     trunks,
     users,
 )
@@ -71,6 +74,7 @@ from pbx_services.runtime.file_modes import private_umask
 
 COMMAND_GROUPS: tuple[Callable[[Subparsers], None], ...] = (
     database.add_commands,
+    tenants.add_commands,
     users.add_commands,
     prompts.add_commands,
     ivr.add_commands,

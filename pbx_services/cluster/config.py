@@ -152,6 +152,10 @@ class SipConfig(_Section):
 class CallManagerConfig(_Section):
     default_domain: Domain = DEFAULT_DOMAIN
     """SIP domain of the default tenant: users added without a tenant belong to it."""
+    local_names: tuple[Domain, ...] = ()
+    """Other names phones may use as the SIP domain of the default tenant (the DNS name of the
+    VIP...). An IP address always means the default tenant; a name that is neither one of these
+    nor a tenant's domain is refused (403 Unknown Domain)."""
     no_answer_timeout: int = Field(default=60, ge=1, le=3600)
     """Seconds a call may ring before it ends with NO_ANSWER."""
     media_ping_interval: float = Field(default=1.0, gt=0, le=60)

@@ -480,13 +480,15 @@ class Phone:
         lines += extra
         return _with_body(lines, SDP_OFFER if body is None else body)
 
-    def call(self, callee: str, *, body: bytes | None = None, extra: Sequence[str] = ()) -> OutgoingCall:
-        """INVITE `callee`, answer the 407, and send the INVITE with credentials.
+    def call(self, callee: str, *, body: bytes | None = None, extra: Sequence[str] = (),
+             host: str | None = None) -> OutgoingCall:
+        """INVITE `callee` (at `host`, default the phone's domain), answer the 407, and send the
+        INVITE with credentials.
 
         Leaves the 100 Trying (and what follows) in the inbox.
         """
-        call = OutgoingCall(request_uri=f"sip:{callee}@{self.domain}", call_id=unique("call-") + "@phone",
-                            tag=unique("ctag"))
+        call = OutgoingCall(request_uri=f"sip:{callee}@{host or self.domain}",
+                            call_id=unique("call-") + "@phone", tag=unique("ctag"))
         first_branch = unique("z9hG4bKinv")
         self.send(self.invite_request(call, cseq=1, body=body, extra=extra, branch=first_branch))
         challenge = self.pop_response(407)

@@ -507,6 +507,39 @@ def test_an_extension_of_another_tenant_is_not_found(pbx: Pbx, alice: Phone) -> 
     other.assert_silent()
 
 
+def test_a_call_naming_another_tenants_domain_is_refused(pbx: Pbx, alice: Phone) -> None:
+    other = pbx.phone("500", "10.0.0.9", 5062, password="other-pw-500", domain="other.example")
+    assert other.register().status_code == 200
+
+    alice.call("500", host="other.example")
+
+    alice.pop_response(100)
+    refused = alice.pop_response()
+    assert (refused.status_code, refused.reason) == (403, "Callee In Another Tenant")
+    other.assert_silent()
+
+
+def test_a_call_to_the_pbx_address_stays_in_the_callers_tenant(pbx: Pbx, alice: Phone) -> None:
+    other = pbx.phone("100", "10.0.0.9", 5062, password="other-pw-100", domain="other.example")
+    assert other.register().status_code == 200
+
+    other.call("100", host="192.0.2.10")  # other.example's 100 calls itself, not pbx.local's 100
+
+    other.pop_response(100)
+    assert other.pop_request("INVITE").uri is not None
+    alice.assert_silent()
+
+
+def test_a_call_from_an_unknown_domain_is_refused_unchallenged(pbx: Pbx) -> None:
+    stranger = pbx.phone("100", "10.0.0.7", 5062, domain="nowhere.example")
+    call = OutgoingCall(request_uri="sip:200@nowhere.example", call_id="stranger-1@phone", tag="stag")
+
+    stranger.send(stranger.invite_request(call, cseq=1))
+
+    refused = stranger.pop_response()
+    assert (refused.status_code, refused.reason) == (403, "Unknown Domain")
+
+
 def test_an_extension_with_no_binding_gets_480(pbx: Pbx, alice: Phone) -> None:
     alice.call("300")
 

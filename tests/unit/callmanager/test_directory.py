@@ -44,3 +44,21 @@ def test_service_role_of_menus_and_rooms(tmp_path: Path) -> None:
     directory.tick(10.0)
     assert directory.service_role(DOMAIN, "852") is ServerRole.MEETING
     engine.dispose()
+
+
+def test_the_realm_of_a_host(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'pbx.sqlite3'}"
+    upgrade(url)
+    engine = create_engine_for(url)
+    for domain in (DOMAIN, OTHER):
+        TenantService(sessions=session_factory(engine)).ensure_tenant(domain)
+    directory = Directory(engine=engine, default_domain=DOMAIN, local_names=["pbx.corp.example"])
+    directory.tick(0.0)
+
+    assert directory.realm_for(OTHER) == OTHER
+    assert directory.realm_for(DOMAIN) == DOMAIN
+    for default in ("198.51.100.7", "[2001:db8::1]", "pbx.corp.example", "localhost", ""):
+        assert directory.realm_for(default) == DOMAIN, default
+    assert directory.realm_for("nowhere.example") is None
+    assert directory.realm_for("2001:db8::zz") is None
+    engine.dispose()

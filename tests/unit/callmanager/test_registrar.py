@@ -577,6 +577,16 @@ def test_a_register_for_the_pbx_address_means_the_default_tenant(pbx: Pbx) -> No
     assert len(pbx.core.location.lookup("sip:100@pbx.local", pbx.wall)) == 1
 
 
+def test_a_register_for_an_unknown_domain_is_refused_unchallenged(pbx: Pbx) -> None:
+    stranger = pbx.phone("100", "10.0.0.1", 5062, domain="nowhere.example")
+    stranger.send(stranger.register_request(call_id="reg-1@10.0.0.1", cseq=1))
+
+    refused = stranger.pop_response()
+
+    assert (refused.status_code, refused.reason) == (403, "Unknown Domain")
+    assert pbx.core.location.lookup("sip:100@pbx.local", pbx.wall) == []
+
+
 def test_a_register_over_tcp_binds_the_connection(pbx: Pbx) -> None:
     alice = pbx.phone("100", "10.0.0.1", 40001, transport="TCP")
 

@@ -7,7 +7,7 @@ from alembic import command
 
 from pbx_services.cli import common, daemons, main
 from pbx_services.cluster.config import PbxConfig
-from pbx_services.cluster.database import alembic_config
+from pbx_services.cluster.database import alembic_config, head_revision
 
 from .conftest import run
 
@@ -165,7 +165,7 @@ def test_outdated_schema_is_reported(initialized: Path, capsys: pytest.CaptureFi
 
     assert status == 1
     assert err == (
-        f"pbx: the database schema is at revision none, this pbx needs 0007: "
+        f"pbx: the database schema is at revision none, this pbx needs {head_revision()}: "
         f"run 'pbx init --data-dir {initialized}' to upgrade it\n"
     )
     assert run(capsys, "init", "--data-dir", str(initialized))[0] == 0

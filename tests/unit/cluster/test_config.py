@@ -223,6 +223,8 @@ def test_every_problem_is_reported_at_once() -> None:
             "callmanager.no_answer_timeout: Input should be greater than or equal to 1",
         ),
         ({"callmanager": {"default_domain": "-bad-"}}, "callmanager.default_domain: domain '-bad-' is not"),
+        ({"callmanager": {"local_names": ["ok.example", "no way"]}},
+         "callmanager.local_names.1: domain 'no way' is not"),
         ({"auth": {"algorithms": ["SHA-512"]}}, "auth.algorithms.0: Input should be 'SHA-256' or 'MD5'"),
         (
             {"policy": {"trusted_networks": ["10.0.0.1/8"]}},

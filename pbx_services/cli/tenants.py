@@ -1,0 +1,69 @@
+"""`pbx tenant add|list|del`: the tenants, each an organization with its own SIP domain."""
+
+import argparse
+
+from pbx_services.cli.common import (
+    EXIT_OK,
+    Subparsers,
+    data_dir_option,
+    open_data_dir,
+    print_json,
+    print_table,
+    yes_no,
+)
+from pbx_services.cluster.tenants import TenantService
+
+
+def add_commands(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser("tenant", help="add, list and delete tenants (each with its SIP domain)")
+    commands = parser.add_subparsers(dest="tenant_command", required=True, metavar="COMMAND")
+    data_dir = data_dir_option()
+
+    add = commands.add_parser(
+        "add", parents=[data_dir], help="add a tenant",
+        description="Add a tenant whose phones register to SIP domain DOMAIN. Its users, menus, queues "
+                    "and rooms are its own (the same extensions may exist in other tenants), and its "
+                    "calls never reach another tenant's.")
+    add.add_argument("domain", metavar="DOMAIN")
+    add.add_argument("--name", help="the organization's name (default: the domain)")
+    add.set_defaults(run=_tenant_add)
+
+    listing = commands.add_parser("list", parents=[data_dir], help="list the tenants and what they hold")
+    listing.add_argument("--json", action="store_true", help="a JSON list of objects")
+    listing.set_defaults(run=_tenant_list)
+
+    delete = commands.add_parser(
+        "del", parents=[data_dir], help="delete a tenant",
+        description="Delete the tenant of DOMAIN. A tenant that still has users, menus, queues, rooms "
+                    "or prompts is refused unless --everything is given. The default tenant cannot be "
+                    "deleted.")
+    delete.add_argument("domain", metavar="DOMAIN")
+    delete.add_argument("--everything", action="store_true",
+                        help="delete its users, menus, queues, rooms and prompts with it (CDRs stay)")
+    delete.set_defaults(run=_tenant_del)
+
+
+def _tenant_add(args: argparse.Namespace) -> int:
+    with open_data_dir(args) as opened:
+        tenant = opened.service(TenantService).add_tenant(args.domain, name=args.name)
+    print(f"added tenant {tenant.domain}")
+    return EXIT_OK
+
+
+def _tenant_list(args: argparse.Namespace) -> int:
+    with open_data_dir(args) as opened:
+        tenants = opened.service(TenantService).describe_tenants()
+    if args.json:
+        print_json(tenants)
+        return EXIT_OK
+    print_table(("DOMAIN", "NAME", "DEFAULT", "USERS", "MENUS", "QUEUES", "ROOMS", "PROMPTS"),
+                [(t.domain, t.name, yes_no(t.default), str(t.users), str(t.ivr_menus), str(t.queues),
+                  str(t.meeting_rooms), str(t.prompts)) for t in tenants])
+    return EXIT_OK
+
+
+def _tenant_del(args: argparse.Namespace) -> int:
+    with open_data_dir(args) as opened:
+        opened.service(TenantService).delete_tenant(args.domain, everything=args.everything)
+    print(f"deleted tenant {args.domain}")
+    return EXIT_OK
