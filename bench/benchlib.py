@@ -1,7 +1,10 @@
-"""What the benchmarks in bench/ share: logging, their errors, the child processes they
-start and stop by pid, the signals that stop a run, the CPU and UDP sockets read from
-/proc, free ports, sipp's statistics and error files, the PBX's /metrics, and the
-reference servers they start (rtpengine with its NG protocol, Redis).
+"""What the benchmarks in bench/ share: logging, their errors, their common options and the
+end of a run, the child processes they start and stop by pid, the signals that stop a run,
+the CPU and UDP sockets read from /proc, free ports, sipp's statistics and error files, the
+PBX's /metrics and /health, the PBX's application servers (IVR, meeting, queue) started with
+one worker, the reference servers they start (rtpengine with its NG protocol, Redis), and
+the steps of calls whose media sipp echoes back (counted over a window, with rtpengine
+playing a file to as many calls as the reference), ramped server after server.
 
 The benchmarks are run as `python3 bench/NAME.py`, so this directory is on sys.path
 and they import it as `benchlib`. Python 3.11 stdlib only.
@@ -9,19 +12,26 @@ and they import it as `benchlib`. Python 3.11 stdlib only.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
+import math
 import os
+import random
 import re
 import shlex
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
 import urllib.request
 import uuid
+import wave
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -71,13 +81,19 @@ def run_pbx(pbx_cmd: str, *words: str) -> str:
     return result.stdout
 
 
-def worker_health(http_port: int, host: str = "127.0.0.1") -> dict[str, Any] | None:
-    """Worker 0 of an application server (IVR, meeting) in its /health, None when it does not answer."""
+def http_json(http_port: int, path: str, host: str = "127.0.0.1") -> dict[str, Any] | None:
+    """GET http://host:http_port/path as a JSON object; None when it does not answer one."""
     try:
-        with urllib.request.urlopen(f"http://{host}:{http_port}/health", timeout=5) as response:
-            workers = json.loads(response.read()).get("workers") or []
+        with urllib.request.urlopen(f"http://{host}:{http_port}{path}", timeout=5) as response:
+            data = json.loads(response.read())
     except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None
+
+
+def worker_health(http_port: int, host: str = "127.0.0.1") -> dict[str, Any] | None:
+    """Worker 0 of an application server (IVR, meeting) in its /health, None when it does not answer."""
+    workers = (http_json(http_port, "/health", host) or {}).get("workers") or []
     return workers[0] if workers else None
 
 
@@ -93,6 +109,124 @@ def wait_for_worker(proc: subprocess.Popen[bytes], http_port: int, timeout: floa
         if proc.poll() is not None or time.monotonic() > deadline:
             raise BenchError(f"{what} did not come up:\n{tail(log_path)}")
         time.sleep(0.2)
+
+
+@dataclass
+class AppServer:
+    """A PBX application server (IVR, meeting, queue) with one worker, as start_app_server left it."""
+
+    proc: subprocess.Popen[bytes]
+    sip_port: int
+    http_port: int
+    worker_pid: int
+    """Worker 0's pid (the one measured); changed when the supervisor restarts it."""
+    log_path: Path
+    info: dict[str, Any] = field(default_factory=dict)
+    """Its command line, configuration and worker's pid, for the report."""
+
+
+def start_app_server(
+    procs: Processes,
+    *,
+    role: str,
+    what: str,
+    command: Callable[[Path], list[str]],
+    data: Path,
+    ports: tuple[int, int],
+    workdir: Path,
+    timeout: float,
+    settings: dict[str, str | int] | None = None,
+    sections: str = "",
+    log_level: str = "WARNING",
+    host: str = "127.0.0.1",
+) -> AppServer:
+    """Start the application server of `role` ("ivr", "meeting", "queue"; `what` names it in the
+    log) with one worker on free SIP and HTTP ports of `host`, the database of `data` (a `pbx
+    init` directory), the RTP ports `ports`, `settings` more in its section and `sections` (YAML)
+    besides, its configuration in workdir/ROLE.yml and its log in workdir/ROLE.log; `command`
+    gives its command line for that configuration. Returns once its worker 0 is up."""
+    sip_port, http_port = free_udp_port(host), free_tcp_port(host)
+    section = {"sip_host": host, "sip_port": sip_port, "rtp_host": host, "port_min": ports[0],
+               "port_max": ports[1], "workers": 1, **(settings or {})}
+    config = workdir / f"{role}.yml"
+    config.write_text(
+        f'database: {{url: "sqlite:///{data / "pbx.sqlite3"}"}}\n'
+        f"{role}:\n" + "".join(f"  {key}: {value}\n" for key, value in section.items())
+        + sections
+        + f"http: {{host: {host}, port: {http_port}}}\nlog: {{level: {log_level}}}\n"
+    )
+    cmd = command(config)
+    log_path = workdir / f"{role}.log"
+    log(f"starting our {what} server: {shlex.join(cmd)}")
+    proc = procs.start(f"pbx {role}", cmd, log_path=log_path, env=pbx_env())
+    worker = wait_for_worker(proc, http_port, timeout, f"the {what} server's worker on {host}:{sip_port}",
+                             log_path)
+    log(f"our {what} worker (pid {worker['pid']}) answers on {host}:{sip_port}, /health on port {http_port}")
+    return AppServer(proc, sip_port, http_port, int(worker["pid"]), log_path,
+                     {"cmd": cmd, "config": config.read_text(), "worker_pid": worker["pid"]})
+
+
+def add_run_options(p: argparse.ArgumentParser, *, output: str, tools: dict[str, str]) -> None:
+    """The options every benchmark of the PBX's servers has: waiting for a quiet machine, how to
+    run `pbx` and each of `tools` (--NAME-bin, default the binary), where the JSON goes (default
+    `output`), whether to keep the working directory."""
+    p.add_argument(
+        "--quiet-below",
+        type=float,
+        default=25.0,
+        help="before a step, wait until other work uses less than this %% of a core (default: 25)",
+    )
+    p.add_argument(
+        "--quiet-wait", type=float, default=15.0, help="but at most this many seconds (default: 15)"
+    )
+    p.add_argument(
+        "--pbx-cmd",
+        default="pbx",
+        help="how to run the pbx command line, e.g. '.venv/bin/python -m pbx_services.cli' (default: pbx)",
+    )
+    p.add_argument("--start-timeout", type=float, default=60.0, help="seconds for a server to come up")
+    for name, binary in tools.items():
+        p.add_argument(f"--{name}-bin", default=binary)
+    p.add_argument("--output", type=Path, default=Path(output), help="JSON results file")
+    p.add_argument(
+        "--keep-workdir", action="store_true", help="keep the temporary directory (server logs, sipp's files)"
+    )
+
+
+def run_guarded(body: Callable[[], int | None], *, procs: Processes, notes: list[str]) -> int:
+    """Run a benchmark's body; its exit status: what the body returns (0 for None), 2 when it
+    ends on a BenchError, 130 when interrupted (Ctrl-C, SIGTERM, SIGHUP), said in the log and in
+    `notes`. Whatever happens, further stop signals are then ignored and every process in `procs`
+    is stopped (the caller writes its results after it, in a `finally`)."""
+    try:
+        return body() or 0
+    except BenchError as exc:
+        log(f"error: {exc}")
+        notes.append(f"error: {exc}")
+        return 2
+    except (KeyboardInterrupt, Terminated) as exc:
+        log(f"interrupted ({type(exc).__name__} {exc}): stopping everything")
+        notes.append("interrupted")
+        return 130
+    finally:
+        ignore_stop_signals()
+        procs.stop_all()
+
+
+def end_run(report: dict[str, Any], *, output: Path, print_results: Callable[[], None] | None,
+            notes: list[str], workdir: Path, keep: bool) -> None:
+    """The end of a run: the report written to `output` as JSON, the results (when there are
+    any) and the notes printed, the working directory removed unless `keep`."""
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    if print_results is not None:
+        print_results()
+    for note in notes:
+        print(note)
+    log(f"results written to {output}")
+    if keep:
+        log(f"logs kept in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- signals
@@ -558,3 +692,409 @@ def pbx_metrics(host: str, http_port: int | None) -> dict[str, float]:
             except ValueError:
                 pass
     return out
+
+
+# ---------------------------------------------------------------- media to sipp callers, echoed back
+
+# All the benchmarks' traffic is on the loopback interface.
+LOOPBACK = "127.0.0.1"
+PACKETS_PER_SECOND = 50  # 20 ms frames
+SAMPLE_RATE = 8000
+# A window of calls starts this long after the last call was placed (its ACK, its first
+# frames) and ends this long before the first call hangs up.
+SETTLE_SECONDS = 2.0
+END_MARGIN_SECONDS = 0.5
+# A step is inconclusive rather than unclean when the machine was this full (the server,
+# sipp and other work, of all the cores) and the server itself was not saturated.
+MACHINE_FULL_FRACTION = 0.9
+CPU_SATURATED_PCT = 95.0
+
+
+def write_looped_wav(path: Path, samples: list[int], seconds: int) -> None:
+    """`samples` (16-bit, 8 kHz) repeated into a mono WAV file of `seconds` seconds."""
+    frames = struct.pack(f"<{len(samples)}h", *samples)
+    repeats = math.ceil(seconds * SAMPLE_RATE / len(samples))
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes((frames * repeats)[: seconds * SAMPLE_RATE * 2])
+SIPP_BUFF_SIZE = "4194304"
+# sipp's media port (and +2, which it binds too): above the kernel's ephemeral ports.
+SIPP_MEDIA_PORTS = (61000, 64990)
+
+
+def free_sipp_media_port() -> int:
+    """An even port M of LOOPBACK with M and M + 2 free: sipp's media port (it binds both)."""
+    low, high = SIPP_MEDIA_PORTS
+    for port in random.sample(range(low, high, 2), 200):
+        try:
+            with (
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a,
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b,
+            ):
+                a.bind((LOOPBACK, port))
+                b.bind((LOOPBACK, port + 2))
+        except OSError:
+            continue
+        return port
+    raise BenchError(f"no free UDP port pair between {low} and {high}")
+
+
+def thread_label(key: str) -> str:
+    """thread_ticks' "pid/tid name" as "name (tid)"."""
+    pid_tid, name = key.split(" ", 1)
+    return f"{name} ({pid_tid.split('/')[-1]})"
+
+
+class CpuWindow:
+    """CPU used over a window (% of one core): the server's processes, sipp's, those of each of
+    the `helpers` groups (reported as NAME_pct), and other work on the machine (everything else
+    but this script)."""
+
+    def __init__(self, server_pids: list[int], sipp_pids: list[int],
+                 helpers: dict[str, list[int]] | None = None) -> None:
+        self.groups = {"server": server_pids, "sipp": sipp_pids, **(helpers or {})}
+        self.server_pids = server_pids
+        self.threads = thread_ticks(server_pids)
+        self.start = self._read()
+
+    def _read(self) -> tuple[float, dict[str, int], int, int]:
+        return (
+            time.monotonic(),
+            {name: cpu_ticks(pids) for name, pids in self.groups.items()},
+            cpu_ticks([os.getpid()]),
+            machine_busy_ticks(),
+        )
+
+    def end(self) -> dict[str, Any]:
+        t0, groups0, me0, busy0 = self.start
+        t1, groups1, me1, busy1 = self._read()
+        seconds = t1 - t0
+
+        def pct(ticks: int) -> float:
+            return round(100.0 * ticks / CLK_TCK / seconds, 1)
+
+        used = {name: groups1[name] - groups0[name] for name in self.groups}
+        me, busy = me1 - me0, busy1 - busy0
+        threads = {
+            thread_label(key): pct(ticks - self.threads.get(key, 0))
+            for key, ticks in thread_ticks(self.server_pids).items()
+        }
+        return {
+            "seconds": round(seconds, 3),
+            **{f"{name}_pct": pct(ticks) for name, ticks in used.items()},
+            "server_cpu_s": used["server"] / CLK_TCK,
+            "other_pct": pct(max(0, busy - sum(used.values()) - me)),
+            "machine_pct": pct(busy),
+            # The server's busiest threads.
+            "threads": dict(sorted(threads.items(), key=lambda item: -item[1])[:3]),
+        }
+
+
+def idle_pct(pids: list[int], seconds: float = 3.0) -> float:
+    """The server's CPU with no call (% of one core): its timers, its housekeeping."""
+    window = CpuWindow(pids, [])
+    time.sleep(seconds)
+    return float(window.end()["server_pct"])
+
+
+# In sipp's scenario screen, when -rtp_echo is on; its screens go to -screen_file (with
+# -trace_screen) each time it gets SIGUSR2. They are left out of the screens it writes as it
+# exits, so the counts are taken while it runs.
+ECHOED = re.compile(r"(\d+) Total echo RTP pckts 1st stream")
+
+
+def echoed_counts(path: Path) -> list[int]:
+    try:
+        return [int(n) for n in ECHOED.findall(path.read_text(errors="replace"))]
+    except OSError:
+        return []
+
+
+def echoed_now(proc: subprocess.Popen[bytes], path: Path, timeout: float = 3.0) -> tuple[int, float]:
+    """The RTP packets sipp has received on its media port and echoed so far (all that the
+    server sent it), and when it was asked: SIGUSR2 makes it append its screens to its
+    -screen_file (at once: its main loop checks every few ms). The file is
+    written through a stdio buffer, but a dump is several kB and the count is near its top,
+    so it is on disk once the dump is written."""
+    seen = len(echoed_counts(path))
+    asked = time.monotonic()
+    os.kill(proc.pid, signal.SIGUSR2)
+    while time.monotonic() < asked + timeout:
+        counts = echoed_counts(path)
+        if len(counts) > seen:
+            return counts[-1], asked
+        if proc.poll() is not None:
+            break
+        time.sleep(0.01)
+    raise BenchError(f"sipp (pid {proc.pid}) wrote no echo count to {path} on SIGUSR2")
+
+
+def finish_sipp(proc: subprocess.Popen[bytes], media_port: int, timeout: float) -> int:
+    """Wait (at most `timeout`) for sipp to exit; the datagrams its media socket dropped (read
+    while it is open: the kernel's receive buffer was full, sipp's echo did not keep up)."""
+    deadline = time.monotonic() + timeout
+    drops = 0
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            raise BenchError(f"sipp (pid {proc.pid}) did not finish within {timeout:.0f} s")
+        sockets = udp_sockets(LOOPBACK, media_port, media_port)
+        if sockets.sockets:
+            drops = sockets.drops
+        time.sleep(0.1)
+    return drops
+
+
+def sipp_echo_options(stepdir: Path, media_port: int, limit: float) -> list[str]:
+    """sipp's options for calls whose media comes back (-rtp_echo from `media_port`), its
+    screens to stepdir/screen.log (for echoed_now), stopped after `limit` seconds."""
+    return [
+        "-i",
+        LOOPBACK,
+        "-p",
+        str(free_udp_port(LOOPBACK)),
+        "-mi",
+        LOOPBACK,
+        "-mp",
+        str(media_port),
+        "-rtp_echo",
+        "-buff_size",
+        SIPP_BUFF_SIZE,
+        "-nostdin",
+        "-trace_screen",
+        "-screen_file",
+        str(stepdir / "screen.log"),
+        "-timeout",
+        f"{math.ceil(limit)}s",
+    ]
+
+
+def sipp_trace_options(stepdir: Path, name: str = "") -> list[str]:
+    """sipp's options for a run whose counters go to stepdir/NAMEstat.csv (read_sipp_stat) and
+    errors to stepdir/NAMEerrors.log (read_sipp_errors), going on after an unexpected message."""
+    return [
+        "-default_behaviors",
+        "all,-abortunexp",
+        "-trace_stat",
+        "-stf",
+        str(stepdir / f"{name}stat.csv"),
+        "-fd",
+        "1",
+        "-trace_err",
+        "-error_file",
+        str(stepdir / f"{name}errors.log"),
+    ]
+
+
+def wait_bound(port: int, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    """Until sipp's media socket is bound (it echoes from then on)."""
+    deadline = time.monotonic() + 10
+    while udp_sockets(LOOPBACK, port, port).sockets == 0:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise BenchError(f"sipp did not bind its media port {port}:\n{tail(log_path)}")
+        time.sleep(0.02)
+
+
+def sleep_until(deadline: float, proc: subprocess.Popen[bytes], what: str, log_path: Path) -> None:
+    """Sleep until `deadline` (monotonic); BenchError if `proc` exits meanwhile."""
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"{what} exited with {proc.returncode} during the step:\n{tail(log_path)}")
+        time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+
+def echo_packets(received: int, expected: float, calls: int, drops: int) -> dict[str, Any]:
+    """What came back of the packets due in the window. Each call's packet of a 20 ms period
+    may fall either side of each end of the window (sipp counts when its main loop gets the
+    signal): up to one packet per call is not a loss."""
+    lost = max(0.0, expected - received - calls)
+    return {
+        "expected": round(expected),
+        "received": received,
+        "lost": round(lost),
+        "loss_pct": round(100.0 * lost / expected, 3) if expected else 0.0,
+        "dropped_at_sipp": drops,
+    }
+
+
+def echo_step_problems(step: dict[str, Any], calls: int, loss_limit: float) -> list[str]:
+    """What makes any step of calls with echoed media unclean: calls not all up in the window,
+    more than loss_limit % of the packets lost, (rtpengine's) calls that could not be set up."""
+    problems = []
+    if step["calls_up"] != calls:
+        problems.append(f"{step['calls_up']} of {calls} calls up in the window")
+    if step["packets"]["loss_pct"] > loss_limit:
+        problems.append(f"{step['packets']['loss_pct']}% of the packets due did not arrive")
+    if step.get("setup_failures"):
+        problems.append(f"call set-up failed: {step['setup_failures'][0]}")
+    return problems
+
+
+def give_verdict(step: dict[str, Any], calls: int, problems: list[str]) -> dict[str, Any]:
+    """The step with its verdict: clean (no problem), the problems, inconclusive (unclean while
+    the machine was full and the server not saturated: the machine was the limit) and the
+    server's CPU ms per call-second."""
+    cpu = step["cpu"]
+    full = cpu["machine_pct"] >= MACHINE_FULL_FRACTION * 100 * (os.cpu_count() or 1)
+    step["clean"] = not problems
+    step["problems"] = problems
+    step["inconclusive"] = bool(problems) and full and cpu["server_pct"] < CPU_SATURATED_PCT
+    step["cpu_ms_per_call_second"] = round(1000 * cpu["server_cpu_s"] / cpu["seconds"] / calls, 4)
+    return step
+
+
+def alternating_ramp(
+    steps: list[dict[str, Any]],
+    notes: list[str],
+    *,
+    counts: list[int],
+    servers: list[str],
+    what: str,
+    run_step: Callable[[str, int, Path], dict[str, Any]],
+    estimate: Callable[[int], float],
+    describe: Callable[[dict[str, Any]], str],
+    deadline: float,
+    retries: int,
+    workdir: Path,
+    quiet_below: float,
+    quiet_wait: float,
+) -> None:
+    """For each count of `counts` (of `what`: "calls"), a step of each server in turn, so that
+    other work on the machine falls on all alike: run_step(server, count, stepdir), run again
+    up to `retries` times while it is unclean and the server did not use a whole core, after
+    waiting for the machine to be quiet. A server's ramp stops at its first step that stays
+    unclean; a step that would end past `deadline` (`estimate(count)` seconds) is skipped. The
+    steps go to `steps` as they end (each with its earlier attempts), the reasons to `notes`."""
+    stopped: set[str] = set()
+    for count in counts:
+        for server in servers:
+            if server in stopped:
+                continue
+            attempts: list[dict[str, Any]] = []
+            while len(attempts) <= retries and not (
+                attempts and (attempts[-1]["clean"] or attempts[-1]["cpu"]["server_pct"] >= CPU_SATURATED_PCT)
+            ):
+                if time.monotonic() + estimate(count) > deadline:
+                    notes.append(f"{server} {count} {what}: skipped, past --max-seconds")
+                    log(notes[-1])
+                    break
+                stepdir = workdir / f"{server}-{count}-{len(attempts) + 1}"
+                stepdir.mkdir()
+                other = wait_quiet(
+                    below_pct=quiet_below, wait_seconds=quiet_wait, exclude=process_tree(os.getpid())
+                )
+                log(f"{server}: {count} {what} (other work {other}% of a core)")
+                step = run_step(server, count, stepdir)
+                step["other_before_pct"] = other
+                attempts.append(step)
+                log(describe(step))
+            if not attempts:
+                stopped.add(server)
+                continue
+            step = attempts[-1]
+            step["earlier_attempts"] = attempts[:-1]
+            steps.append(step)
+            if not step["clean"]:
+                stopped.add(server)
+                notes.append(f"{server}: ramp stopped at {count} {what}: {'; '.join(step['problems'])}")
+
+
+def rtpengine_sdp(port: int, session: int) -> str:
+    return (
+        f"v=0\r\no=- {session} 1 IN IP4 {LOOPBACK}\r\ns=-\r\nc=IN IP4 {LOOPBACK}\r\nt=0 0\r\n"
+        f"m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+        "a=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
+    )
+
+
+def ng(rtpengine: RtpengineServer, command: dict[str, Any]) -> str | None:
+    """One NG request (retried twice when no reply comes); None when it succeeded, else why not."""
+    for _ in range(3):
+        reply = ng_request(LOOPBACK, rtpengine.ng_port, command, timeout=1.0)
+        if reply is not None:
+            if reply.get("result") == "ok":
+                return None
+            return str(reply.get("error-reason") or reply)
+    return "no reply"
+
+
+def rtpengine_playback(
+    procs: Processes,
+    rtpengine: RtpengineServer,
+    *,
+    sipp_bin: str,
+    calls: int,
+    call_rate: float,
+    settle: float,
+    window: float,
+    limit: float,
+    stepdir: Path,
+    media_file: Path,
+) -> dict[str, Any]:
+    """rtpengine playing `media_file` to `calls` calls set up over NG at `call_rate`: offer
+    (party A at the media port of a sipp that only echoes, -rtp_echo), answer (party B at a
+    socket of this script that is never read), `block media` of A (what A sends is received and
+    dropped, as an application server consumes the caller's audio) and `play media` to A. Over
+    a window of `window` seconds from `settle` seconds after the last call, rtpengine's CPU and
+    the packets that came back to sipp (of calls x 50/s due); then the calls are deleted. The
+    step's figures, not judged: calls_up, setup_failures, packets, cpu."""
+    media_port = free_sipp_media_port()
+    cmd = [sipp_bin, "-sn", "uas", *sipp_echo_options(stepdir, media_port, limit)]
+    log_path = stepdir / "sipp.out"
+    sipp = procs.start("sipp (echo)", cmd, log_path=log_path, cwd=stepdir)
+    wait_bound(media_port, sipp, log_path)
+    failures: list[str] = []
+    calls_up: list[str] = []
+    prefix = uuid.uuid4().hex[:8]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:  # party B's address: never read
+        sink.bind((LOOPBACK, 0))
+        started = time.monotonic()
+        for i in range(calls):
+            sleep_until(started + i / call_rate, sipp, "sipp", log_path)
+            call_id = f"{prefix}-{i}"
+            for command in (
+                {
+                    "command": "offer",
+                    "call-id": call_id,
+                    "from-tag": "a",
+                    "sdp": rtpengine_sdp(media_port, i),
+                    "replace": ["origin", "session-connection"],
+                },
+                {
+                    "command": "answer",
+                    "call-id": call_id,
+                    "from-tag": "a",
+                    "to-tag": "b",
+                    "sdp": rtpengine_sdp(sink.getsockname()[1], i),
+                    "replace": ["origin", "session-connection"],
+                },
+                {"command": "block media", "call-id": call_id, "from-tag": "a"},
+                {"command": "play media", "call-id": call_id, "from-tag": "a", "file": str(media_file)},
+            ):
+                error = ng(rtpengine, command)
+                if error is not None:
+                    failures.append(f"{command['command']} {call_id}: {error}")
+                    break
+            else:
+                calls_up.append(call_id)
+        sleep_until(max(started + calls / call_rate, time.monotonic()) + settle, sipp, "sipp", log_path)
+        screen = stepdir / "screen.log"
+        echoed0 = echoed_now(sipp, screen)
+        cpu = CpuWindow(process_tree(rtpengine.proc.pid), process_tree(sipp.pid))
+        sleep_until(cpu.start[0] + window, sipp, "sipp", log_path)
+        echoed1 = echoed_now(sipp, screen)
+        usage = cpu.end()
+        drops = udp_sockets(LOOPBACK, media_port, media_port).drops
+        for call_id in calls_up:
+            ng(rtpengine, {"command": "delete", "call-id": call_id})
+    procs.stop(sipp)
+    expected = calls * PACKETS_PER_SECOND * (echoed1[1] - echoed0[1])
+    return {
+        "server": "rtpengine",
+        "calls": calls,
+        "calls_up": len(calls_up),
+        "setup_failures": failures[:5] + ([f"... {len(failures)} in all"] if len(failures) > 5 else []),
+        "packets": echo_packets(echoed1[0] - echoed0[0], expected, calls, drops),
+        "cpu": usage,
+    }

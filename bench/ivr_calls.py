@@ -37,56 +37,59 @@ on a raw socket). See bench/README.md.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
-import random
-import re
-import secrets
 import shlex
 import shutil
-import signal
 import socket
 import struct
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-import wave
-from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from benchlib import (
-    CLK_TCK,
+    END_MARGIN_SECONDS,
+    PACKETS_PER_SECOND,
+    SAMPLE_RATE,
+    SETTLE_SECONDS,
+    AppServer,
     BenchError,
+    CpuWindow,
     Processes,
     RtpengineServer,
-    Terminated,
-    cpu_ticks,
-    free_tcp_port,
+    add_run_options,
+    alternating_ramp,
+    echo_packets,
+    echo_step_problems,
+    echoed_now,
+    end_run,
+    finish_sipp,
+    free_sipp_media_port,
     free_udp_port,
-    ignore_stop_signals,
+    give_verdict,
+    idle_pct,
     log,
-    machine_busy_ticks,
-    ng_request,
-    pbx_env,
     pbx_metrics,
     process_tree,
     raise_on_stop_signals,
     read_sipp_errors,
     read_sipp_stat,
     require_tools,
+    rtpengine_playback,
+    run_guarded,
     run_pbx,
+    sipp_echo_options,
+    sipp_trace_options,
+    sleep_until,
+    start_app_server,
     start_rtpengine,
-    tail,
-    thread_ticks,
-    udp_sockets,
-    wait_for_worker,
-    wait_quiet,
     worker_health,
+    write_looped_wav,
 )
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -97,8 +100,6 @@ SERVERS = ("ours", "rtpengine")
 MENU = "800"  # of the tenant `pbx init` creates, pbx.local (bench/ivr_caller.xml names it)
 GREETING = "greeting"
 GREETING_SECONDS = 60
-SAMPLE_RATE = 8000
-PACKETS_PER_SECOND = 50  # 20 ms frames
 # The digits each call sends, in this order, one pcap file each (bench/ivr_caller.xml names
 # them digit1.pcap ...); every one is an option of the menu that plays the greeting again.
 DIGITS = ("1", "2", "3")
@@ -106,22 +107,11 @@ EVENT_PAYLOAD_TYPE = 101
 
 DEFAULT_STEPS = "50,100,150,200,300,400"
 # RTP ports: ours 2 per call (RTP, RTCP), rtpengine 4 (two parties); both below the
-# kernel's ephemeral ports and apart from the integration tests' (20000-31999). sipp's
-# media port (and +2, which it binds too) is above the ephemeral ports.
+# kernel's ephemeral ports and apart from the integration tests' (20000-31999).
 OURS_PORTS = (4000, 11999)
 RTPENGINE_PORTS = (12000, 19999)
 MAX_CALLS = 2000
-MEDIA_PORT_MIN, MEDIA_PORT_MAX = 61000, 64990
-SIPP_BUFF_SIZE = "4194304"
-# The window starts this long after the last call was placed (its ACK, its first frames)
-# and ends this long before the first call hangs up.
-SETTLE_SECONDS = 2.0
-END_MARGIN_SECONDS = 0.5
 MIN_WINDOW_SECONDS = 5.0
-# A step is inconclusive rather than unclean when the machine was this full (the server,
-# sipp and other work, of all the cores) and the server itself was not saturated.
-MACHINE_FULL_FRACTION = 0.9
-CPU_SATURATED_PCT = 95.0
 
 
 # ---------------------------------------------------------------- audio and digits
@@ -151,13 +141,7 @@ def write_greeting(path: Path, seconds: int) -> None:
             phrase.append(int(3500 * level * math.sin(math.pi * position) * voiced))
         if index % 3 == 2:
             phrase.extend([0] * int(0.12 * SAMPLE_RATE))
-    frames = struct.pack(f"<{len(phrase)}h", *phrase)
-    repeats = math.ceil(seconds * SAMPLE_RATE / len(phrase))
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(SAMPLE_RATE)
-        out.writeframes((frames * repeats)[: seconds * SAMPLE_RATE * 2])
+    write_looped_wav(path, phrase, seconds)
 
 
 def _ip_checksum(header: bytes) -> int:
@@ -212,189 +196,10 @@ def write_digit_pcap(path: Path, digit: str, index: int) -> None:
 # ---------------------------------------------------------------- ports and processes
 
 
-def free_media_port() -> int:
-    """An even port M of HOST with M and M + 2 free: sipp's media port (it binds both)."""
-    for port in random.sample(range(MEDIA_PORT_MIN, MEDIA_PORT_MAX, 2), 200):
-        try:
-            with (
-                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a,
-                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b,
-            ):
-                a.bind((HOST, port))
-                b.bind((HOST, port + 2))
-        except OSError:
-            continue
-        return port
-    raise BenchError(f"no free UDP port pair between {MEDIA_PORT_MIN} and {MEDIA_PORT_MAX}")
-
-
-
-
-def thread_label(key: str) -> str:
-    """thread_ticks' "pid/tid name" as "name (tid)"."""
-    pid_tid, name = key.split(" ", 1)
-    return f"{name} ({pid_tid.split('/')[-1]})"
-
-
-class CpuWindow:
-    """CPU used over a window (% of one core): the server's processes, sipp's, and other work
-    on the machine (everything else but this script)."""
-
-    def __init__(self, server_pids: list[int], sipp_pids: list[int]) -> None:
-        self.server_pids, self.sipp_pids = server_pids, sipp_pids
-        self.threads = thread_ticks(server_pids)
-        self.start = self._read()
-
-    def _read(self) -> tuple[float, int, int, int, int]:
-        return (
-            time.monotonic(),
-            cpu_ticks(self.server_pids),
-            cpu_ticks(self.sipp_pids),
-            cpu_ticks([os.getpid()]),
-            machine_busy_ticks(),
-        )
-
-    def end(self) -> dict[str, Any]:
-        t0, server0, sipp0, me0, busy0 = self.start
-        t1, server1, sipp1, me1, busy1 = self._read()
-        seconds = t1 - t0
-
-        def pct(ticks: int) -> float:
-            return round(100.0 * ticks / CLK_TCK / seconds, 1)
-
-        server, sipp, me, busy = server1 - server0, sipp1 - sipp0, me1 - me0, busy1 - busy0
-        threads = {
-            thread_label(key): pct(ticks - self.threads.get(key, 0))
-            for key, ticks in thread_ticks(self.server_pids).items()
-        }
-        return {
-            "seconds": round(seconds, 3),
-            "server_pct": pct(server),
-            "server_cpu_s": server / CLK_TCK,
-            "sipp_pct": pct(sipp),
-            "other_pct": pct(max(0, busy - server - sipp - me)),
-            "machine_pct": pct(busy),
-            # The server's busiest threads.
-            "threads": dict(sorted(threads.items(), key=lambda item: -item[1])[:3]),
-        }
-
-
-# ---------------------------------------------------------------- sipp's screen
-
-
-# In sipp's scenario screen, when -rtp_echo is on; its screens go to -screen_file (with
-# -trace_screen) each time it gets SIGUSR2. They are left out of the screens it writes as it
-# exits, so the counts are taken while it runs.
-ECHOED = re.compile(r"(\d+) Total echo RTP pckts 1st stream")
-
-
-def echoed_counts(path: Path) -> list[int]:
-    try:
-        return [int(n) for n in ECHOED.findall(path.read_text(errors="replace"))]
-    except OSError:
-        return []
-
-
-def echoed_now(proc: subprocess.Popen[bytes], path: Path, timeout: float = 3.0) -> tuple[int, float]:
-    """The RTP packets sipp has received on its media port and echoed so far (all that the
-    server sent it), and when it was asked: SIGUSR2 makes it append its screens to its
-    -screen_file (at once: its main loop checks every few ms). The file is
-    written through a stdio buffer, but a dump is several kB and the count is near its top,
-    so it is on disk once the dump is written."""
-    seen = len(echoed_counts(path))
-    asked = time.monotonic()
-    os.kill(proc.pid, signal.SIGUSR2)
-    while time.monotonic() < asked + timeout:
-        counts = echoed_counts(path)
-        if len(counts) > seen:
-            return counts[-1], asked
-        if proc.poll() is not None:
-            break
-        time.sleep(0.01)
-    raise BenchError(f"sipp (pid {proc.pid}) wrote no echo count to {path} on SIGUSR2")
-
-
-def finish_sipp(proc: subprocess.Popen[bytes], media_port: int, timeout: float) -> int:
-    """Wait (at most `timeout`) for sipp to exit; the datagrams its media socket dropped (read
-    while it is open: the kernel's receive buffer was full, sipp's echo did not keep up)."""
-    deadline = time.monotonic() + timeout
-    drops = 0
-    while proc.poll() is None:
-        if time.monotonic() > deadline:
-            raise BenchError(f"sipp (pid {proc.pid}) did not finish within {timeout:.0f} s")
-        sockets = udp_sockets(HOST, media_port, media_port)
-        if sockets.sockets:
-            drops = sockets.drops
-        time.sleep(0.1)
-    return drops
-
-
-def sipp_common(args: argparse.Namespace, stepdir: Path, media_port: int, limit: float) -> list[str]:
-    return [
-        "-i",
-        HOST,
-        "-p",
-        str(free_udp_port(HOST)),
-        "-mi",
-        HOST,
-        "-mp",
-        str(media_port),
-        "-rtp_echo",
-        "-buff_size",
-        SIPP_BUFF_SIZE,
-        "-nostdin",
-        "-trace_screen",
-        "-screen_file",
-        str(stepdir / "screen.log"),
-        "-timeout",
-        f"{math.ceil(limit)}s",
-    ]
-
-
-def wait_bound(port: int, proc: subprocess.Popen[bytes], log_path: Path) -> None:
-    """Until sipp's media socket is bound (it echoes from then on)."""
-    deadline = time.monotonic() + 10
-    while udp_sockets(HOST, port, port).sockets == 0:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise BenchError(f"sipp did not bind its media port {port}:\n{tail(log_path)}")
-        time.sleep(0.02)
-
-
 # ---------------------------------------------------------------- our IVR server
 
 
-IVR_CONFIG = """\
-database: {{url: "sqlite:///{database}"}}
-ivr:
-  sip_host: {host}
-  sip_port: {sip_port}
-  rtp_host: {host}
-  port_min: {port_min}
-  port_max: {port_max}
-  workers: 1
-http: {{host: {host}, port: {http_port}}}
-log: {{level: WARNING}}
-"""
-
-
-@dataclass
-class Ivr:
-    proc: subprocess.Popen[bytes]
-    sip_port: int
-    http_port: int
-    worker_pid: int
-    log_path: Path
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-def http_json(port: int, path: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://{HOST}:{port}{path}", timeout=5) as response:
-        data = json.loads(response.read())
-    return data if isinstance(data, dict) else {}
-
-
-
-def start_ivr(procs: Processes, args: argparse.Namespace, workdir: Path, greeting: Path) -> Ivr:
+def start_ivr(procs: Processes, args: argparse.Namespace, workdir: Path, greeting: Path) -> AppServer:
     data = workdir / "ivr-data"
     run_pbx(args.pbx_cmd, "init", "--data-dir", str(data))
     run_pbx(args.pbx_cmd, "prompt", "add", "--data-dir", str(data), GREETING, str(greeting))
@@ -417,39 +222,22 @@ def start_ivr(procs: Processes, args: argparse.Namespace, workdir: Path, greetin
         "--name",
         "benchmark",
     )
-    sip_port, http_port = free_udp_port(HOST), free_tcp_port(HOST)
-    config = workdir / "ivr.yml"
-    config.write_text(
-        IVR_CONFIG.format(
-            database=data / "pbx.sqlite3",
-            host=HOST,
-            sip_port=sip_port,
-            port_min=OURS_PORTS[0],
-            port_max=OURS_PORTS[1],
-            http_port=http_port,
-        )
-    )
-    cmd = [*shlex.split(args.pbx_cmd), "ivr", "--config", str(config)]
-    log_path = workdir / "ivr.log"
-    log(f"starting our IVR server: {shlex.join(cmd)}")
-    proc = procs.start("pbx ivr", cmd, log_path=log_path, env=pbx_env())
-    worker = wait_for_worker(proc, http_port, args.start_timeout,
-                             f"the IVR server's worker on {HOST}:{sip_port}", log_path)
-    log(f"our IVR worker (pid {worker['pid']}) answers on {HOST}:{sip_port}, /health on port {http_port}")
-    return Ivr(
-        proc,
-        sip_port,
-        http_port,
-        int(worker["pid"]),
-        log_path,
-        {"cmd": cmd, "config": config.read_text(), "worker_pid": worker["pid"]},
+    return start_app_server(
+        procs,
+        role="ivr",
+        what="IVR",
+        command=lambda config: [*shlex.split(args.pbx_cmd), "ivr", "--config", str(config)],
+        data=data,
+        ports=OURS_PORTS,
+        workdir=workdir,
+        timeout=args.start_timeout,
     )
 
 
 IVR_COUNTERS = ("calls_answered", "calls_refused", "rtp_timeouts", "digits", "late_ticks")
 
 
-def ivr_counters(ivr: Ivr) -> dict[str, float]:
+def ivr_counters(ivr: AppServer) -> dict[str, float]:
     """The worker's counters from /metrics (pbx_ivr_<name>_total{worker="0"})."""
     metrics = pbx_metrics(HOST, ivr.http_port)
     if not metrics:
@@ -463,7 +251,7 @@ def ivr_counters(ivr: Ivr) -> dict[str, float]:
     return out
 
 
-def settled_counters(ivr: Ivr) -> dict[str, float]:
+def settled_counters(ivr: AppServer) -> dict[str, float]:
     """The counters once the worker has reported what it did (it reports every second)."""
     time.sleep(1.5)
     return ivr_counters(ivr)
@@ -481,33 +269,12 @@ def step_estimate(calls: int, args: argparse.Namespace) -> float:
     return calls / args.call_rate + args.hold + 8.0
 
 
-def sleep_until(deadline: float, proc: subprocess.Popen[bytes], what: str, log_path: Path) -> None:
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"{what} exited with {proc.returncode} during the step:\n{tail(log_path)}")
-        time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-
-
-def packets(received: int, expected: float, calls: int, drops: int) -> dict[str, Any]:
-    """What came back of the packets due in the window. Each call's packet of a 20 ms period
-    may fall either side of each end of the window (sipp counts when its main loop gets the
-    signal): up to one packet per call is not a loss."""
-    lost = max(0.0, expected - received - calls)
-    return {
-        "expected": round(expected),
-        "received": received,
-        "lost": round(lost),
-        "loss_pct": round(100.0 * lost / expected, 3) if expected else 0.0,
-        "dropped_at_sipp": drops,
-    }
-
-
 def ivr_step(
-    procs: Processes, ivr: Ivr, calls: int, args: argparse.Namespace, stepdir: Path
+    procs: Processes, ivr: AppServer, calls: int, args: argparse.Namespace, stepdir: Path
 ) -> dict[str, Any]:
     before = ivr_counters(ivr)
     restarts = (worker_health(ivr.http_port) or {}).get("restarts")
-    media_port = free_media_port()
+    media_port = free_sipp_media_port()
     pause_ms = round(args.hold * 1000 / (len(DIGITS) + 1))
     limit = calls / args.call_rate + args.hold + 30
     cmd = [
@@ -517,7 +284,7 @@ def ivr_step(
         str(SCENARIO),
         "-s",
         MENU,
-        *sipp_common(args, stepdir, media_port, limit),
+        *sipp_echo_options(stepdir, media_port, limit),
         "-m",
         str(calls),
         "-l",
@@ -528,16 +295,7 @@ def ivr_step(
         "1000",
         "-d",
         str(pause_ms),
-        "-default_behaviors",
-        "all,-abortunexp",
-        "-trace_stat",
-        "-stf",
-        str(stepdir / "stat.csv"),
-        "-fd",
-        "1",
-        "-trace_err",
-        "-error_file",
-        str(stepdir / "errors.log"),
+        *sipp_trace_options(stepdir),
     ]
     log_path = stepdir / "sipp.out"
     started = time.monotonic()
@@ -580,32 +338,13 @@ def ivr_step(
             "errors": errors,
             "seconds": round(ended - started, 1),
         },
-        "packets": packets(received, expected, calls, drops),
+        "packets": echo_packets(received, expected, calls, drops),
         # A call succeeds once sipp has carried out all of its scenario, the digits included.
         "digits": {"sent": successful * len(DIGITS), "detected": counted["digits"]},
         "worker": counted,
         "cpu": usage,
     }
     return judge(step, calls, args)
-
-
-def rtpengine_sdp(port: int, session: int) -> str:
-    return (
-        f"v=0\r\no=- {session} 1 IN IP4 {HOST}\r\ns=-\r\nc=IN IP4 {HOST}\r\nt=0 0\r\n"
-        f"m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
-        "a=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
-    )
-
-
-def ng(rtpengine: RtpengineServer, command: dict[str, Any]) -> str | None:
-    """One NG request (retried twice when no reply comes); None when it succeeded, else why not."""
-    for _ in range(3):
-        reply = ng_request(HOST, rtpengine.ng_port, command, timeout=1.0)
-        if reply is not None:
-            if reply.get("result") == "ok":
-                return None
-            return str(reply.get("error-reason") or reply)
-    return "no reply"
 
 
 def rtpengine_step(
@@ -616,87 +355,25 @@ def rtpengine_step(
     stepdir: Path,
     greeting: Path,
 ) -> dict[str, Any]:
-    media_port = free_media_port()
-    limit = calls / args.call_rate + args.hold + 30
-    cmd = [args.sipp_bin, "-sn", "uas", *sipp_common(args, stepdir, media_port, limit)]
-    log_path = stepdir / "sipp.out"
-    sipp = procs.start("sipp (echo)", cmd, log_path=log_path, cwd=stepdir)
-    wait_bound(media_port, sipp, log_path)
-    failures: list[str] = []
-    calls_up: list[str] = []
-    prefix = secrets.token_hex(4)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:  # party B's address: never read
-        sink.bind((HOST, 0))
-        started = time.monotonic()
-        for i in range(calls):
-            sleep_until(started + i / args.call_rate, sipp, "sipp", log_path)
-            call_id = f"{prefix}-{i}"
-            for command in (
-                {
-                    "command": "offer",
-                    "call-id": call_id,
-                    "from-tag": "a",
-                    "sdp": rtpengine_sdp(media_port, i),
-                    "replace": ["origin", "session-connection"],
-                },
-                {
-                    "command": "answer",
-                    "call-id": call_id,
-                    "from-tag": "a",
-                    "to-tag": "b",
-                    "sdp": rtpengine_sdp(sink.getsockname()[1], i),
-                    "replace": ["origin", "session-connection"],
-                },
-                {"command": "block media", "call-id": call_id, "from-tag": "a"},
-                {"command": "play media", "call-id": call_id, "from-tag": "a", "file": str(greeting)},
-            ):
-                error = ng(rtpengine, command)
-                if error is not None:
-                    failures.append(f"{command['command']} {call_id}: {error}")
-                    break
-            else:
-                calls_up.append(call_id)
-        sleep_until(
-            max(started + calls / args.call_rate, time.monotonic()) + SETTLE_SECONDS, sipp, "sipp", log_path
-        )
-        screen = stepdir / "screen.log"
-        echoed0 = echoed_now(sipp, screen)
-        cpu = CpuWindow(process_tree(rtpengine.proc.pid), process_tree(sipp.pid))
-        sleep_until(cpu.start[0] + window_seconds(calls, args), sipp, "sipp", log_path)
-        echoed1 = echoed_now(sipp, screen)
-        usage = cpu.end()
-        drops = udp_sockets(HOST, media_port, media_port).drops
-        for call_id in calls_up:
-            ng(rtpengine, {"command": "delete", "call-id": call_id})
-    procs.stop(sipp)
-    expected = calls * PACKETS_PER_SECOND * (echoed1[1] - echoed0[1])
-    received = echoed1[0] - echoed0[0]
-    step = {
-        "server": "rtpengine",
-        "calls": calls,
-        "calls_up": len(calls_up),
-        "setup_failures": failures[:5] + ([f"... {len(failures)} in all"] if len(failures) > 5 else []),
-        "packets": packets(received, expected, calls, drops),
-        "cpu": usage,
-    }
+    step = rtpengine_playback(
+        procs,
+        rtpengine,
+        sipp_bin=args.sipp_bin,
+        calls=calls,
+        call_rate=args.call_rate,
+        settle=SETTLE_SECONDS,
+        window=window_seconds(calls, args),
+        limit=calls / args.call_rate + args.hold + 30,
+        stepdir=stepdir,
+        media_file=greeting,
+    )
     return judge(step, calls, args)
-
-
-def idle_pct(pids: list[int], seconds: float = 3.0) -> float:
-    """The server's CPU with no call (% of one core): its timers, its housekeeping."""
-    window = CpuWindow(pids, [])
-    time.sleep(seconds)
-    return window.end()["server_pct"]
 
 
 def judge(step: dict[str, Any], calls: int, args: argparse.Namespace) -> dict[str, Any]:
     """Whether the step is clean, and if not why (and whether the machine, not the server, was
     the limit)."""
-    problems = []
-    if step["calls_up"] != calls:
-        problems.append(f"{step['calls_up']} of {calls} calls up in the window")
-    if step["packets"]["loss_pct"] > args.loss_limit:
-        problems.append(f"{step['packets']['loss_pct']}% of the packets due did not arrive")
+    problems = echo_step_problems(step, calls, args.loss_limit)
     if step["server"] == "ours":
         sipp, worker, digits = step["sipp"], step["worker"], step["digits"]
         if sipp["successful"] != calls or sipp["failed"]:
@@ -709,20 +386,7 @@ def judge(step: dict[str, Any], calls: int, args: argparse.Namespace) -> dict[st
             problems.append(f"{digits['detected']} digits detected of {digits['sent']} sent")
         if worker["calls_refused"] or worker["rtp_timeouts"]:
             problems.append(f"{worker['calls_refused']} calls refused, {worker['rtp_timeouts']} RTP timeouts")
-    elif step["setup_failures"]:
-        problems.append(f"call set-up failed: {step['setup_failures'][0]}")
-    cpu = step["cpu"]
-    full = cpu["machine_pct"] >= MACHINE_FULL_FRACTION * 100 * (os.cpu_count() or 1)
-    step["clean"] = not problems
-    step["problems"] = problems
-    step["inconclusive"] = bool(problems) and full and cpu["server_pct"] < CPU_SATURATED_PCT
-    step["cpu_ms_per_call_second"] = round(1000 * cpu["server_cpu_s"] / cpu["seconds"] / calls, 4)
-    return step
-
-
-def settled(step: dict[str, Any]) -> bool:
-    """No need to run the step again: it was clean, or the server used a whole core."""
-    return bool(step["clean"]) or step["cpu"]["server_pct"] >= CPU_SATURATED_PCT
+    return give_verdict(step, calls, problems)
 
 
 def add_idle(step: dict[str, Any], idle: float) -> dict[str, Any]:
@@ -891,27 +555,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=290.0,
         help="time budget of the run; steps that do not fit are skipped (default: 290)",
     )
-    p.add_argument(
-        "--quiet-below",
-        type=float,
-        default=25.0,
-        help="before a step, wait until other work uses less than this %% of a core (default: 25)",
-    )
-    p.add_argument(
-        "--quiet-wait", type=float, default=15.0, help="but at most this many seconds (default: 15)"
-    )
-    p.add_argument(
-        "--pbx-cmd",
-        default="pbx",
-        help="how to run the pbx command line, e.g. '.venv/bin/python -m pbx_services.cli' (default: pbx)",
-    )
-    p.add_argument("--start-timeout", type=float, default=60.0, help="seconds for the IVR worker to come up")
-    p.add_argument("--sipp-bin", default="sipp")
-    p.add_argument("--rtpengine-bin", default="rtpengine")
-    p.add_argument("--output", type=Path, default=Path("ivr_calls.json"), help="JSON results file")
-    p.add_argument(
-        "--keep-workdir", action="store_true", help="keep the temporary directory (server logs, sipp's files)"
-    )
+    add_run_options(p, output="ivr_calls.json", tools={"sipp": "sipp", "rtpengine": "rtpengine"})
     args = p.parse_args(argv)
     if args.call_rate <= 0 or args.hold <= 0:
         p.error("--call-rate and --hold must be positive")
@@ -951,8 +595,8 @@ def main(argv: list[str] | None = None) -> int:
     steps: list[dict[str, Any]] = []
     servers_info: dict[str, Any] = {}
     notes: list[str] = []
-    exit_code = 0
-    try:
+
+    def body() -> None:
         check_prerequisites(args)
         greeting = workdir / "greeting.wav"
         write_greeting(greeting, GREETING_SECONDS)
@@ -980,55 +624,37 @@ def main(argv: list[str] | None = None) -> int:
                 "idle_pct": idle_pct(process_tree(rtpengine.proc.pid)),
             }
             log(f"rtpengine answers ping ({rtpengine.version})")
-        stopped: set[str] = set()
-        for calls in args.steps:
-            for server in wanted:
-                if server in stopped:
-                    continue
-                attempts: list[dict[str, Any]] = []
-                while len(attempts) <= args.retries and not (attempts and settled(attempts[-1])):
-                    if time.monotonic() + step_estimate(calls, args) > deadline:
-                        notes.append(f"{server} {calls} calls: skipped, past --max-seconds")
-                        log(notes[-1])
-                        break
-                    stepdir = workdir / f"{server}-{calls}-{len(attempts) + 1}"
-                    stepdir.mkdir()
-                    other = wait_quiet(
-                        below_pct=args.quiet_below,
-                        wait_seconds=args.quiet_wait,
-                        exclude=process_tree(os.getpid()),
-                    )
-                    log(f"{server}: {calls} calls, held {args.hold:g} s (other work {other}% of a core)")
-                    if server == "ours":
-                        assert ivr is not None
-                        for index, digit in enumerate(DIGITS):
-                            write_digit_pcap(stepdir / f"digit{index + 1}.pcap", digit, index)
-                        step = ivr_step(procs, ivr, calls, args, stepdir)
-                    else:
-                        assert rtpengine is not None
-                        step = rtpengine_step(procs, rtpengine, calls, args, stepdir, greeting)
-                    attempts.append(add_idle(step, servers_info[server]["idle_pct"]))
-                    log(describe(step))
-                if not attempts:
-                    stopped.add(server)
-                    continue
-                step = attempts[-1]
-                step["earlier_attempts"] = attempts[:-1]
-                steps.append(step)
-                if not step["clean"]:
-                    stopped.add(server)
-                    notes.append(f"{server}: ramp stopped at {calls} calls: {'; '.join(step['problems'])}")
-    except BenchError as exc:
-        log(f"error: {exc}")
-        notes.append(f"error: {exc}")
-        exit_code = 2
-    except (KeyboardInterrupt, Terminated) as exc:
-        log(f"interrupted ({type(exc).__name__} {exc}): stopping everything")
-        notes.append("interrupted")
-        exit_code = 130
+
+        def run_step(server: str, calls: int, stepdir: Path) -> dict[str, Any]:
+            if server == "ours":
+                assert ivr is not None
+                for index, digit in enumerate(DIGITS):
+                    write_digit_pcap(stepdir / f"digit{index + 1}.pcap", digit, index)
+                step = ivr_step(procs, ivr, calls, args, stepdir)
+            else:
+                assert rtpengine is not None
+                step = rtpengine_step(procs, rtpengine, calls, args, stepdir, greeting)
+            return add_idle(step, servers_info[server]["idle_pct"])
+
+        alternating_ramp(
+            steps,
+            notes,
+            counts=args.steps,
+            servers=wanted,
+            what="calls",
+            run_step=run_step,
+            estimate=lambda calls: step_estimate(calls, args),
+            describe=describe,
+            deadline=deadline,
+            retries=args.retries,
+            workdir=workdir,
+            quiet_below=args.quiet_below,
+            quiet_wait=args.quiet_wait,
+        )
+
+    try:
+        exit_code = run_guarded(body, procs=procs, notes=notes)
     finally:
-        ignore_stop_signals()
-        procs.stop_all()
         summary = summarize(steps)
         report = {
             "benchmark": "ivr_calls",
@@ -1041,16 +667,14 @@ def main(argv: list[str] | None = None) -> int:
             "notes": notes,
             "workdir": str(workdir) if args.keep_workdir else None,
         }
-        args.output.write_text(json.dumps(report, indent=2) + "\n")
-        if steps:
-            print_table(steps, summary)
-        for note in notes:
-            print(note)
-        log(f"results written to {args.output}")
-        if args.keep_workdir:
-            log(f"logs and sipp's files kept in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        end_run(
+            report,
+            output=args.output,
+            print_results=partial(print_table, steps, summary) if steps else None,
+            notes=notes,
+            workdir=workdir,
+            keep=args.keep_workdir,
+        )
     return exit_code
 
 

@@ -84,41 +84,39 @@ import resource
 import secrets
 import select
 import shlex
-import shutil
 import socket
 import sqlite3
 import struct
-import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from benchlib import (
     CLK_TCK,
+    AppServer,
     BenchError,
     Processes,
     RtpengineServer,
-    Terminated,
+    add_run_options,
     cpu_ticks,
-    free_tcp_port,
+    end_run,
     free_udp_port,
-    ignore_stop_signals,
     log,
     machine_busy_ticks,
     ng_request,
-    pbx_env,
     pbx_metrics,
     process_tree,
     raise_on_stop_signals,
     require_tools,
+    run_guarded,
     run_pbx,
+    start_app_server,
     start_rtpengine,
     tail,
-    wait_for_worker,
     wait_quiet,
     worker_health,
 )
@@ -726,68 +724,24 @@ def add_rooms(database: Path) -> None:
     # sqlite3's context manager commits; the connection is closed by garbage collection.
 
 
-MEETING_CONFIG = """\
-database: {{url: "sqlite:///{database}"}}
-meeting:
-  sip_host: {host}
-  sip_port: {sip_port}
-  rtp_host: {host}
-  port_min: {port_min}
-  port_max: {port_max}
-  workers: 1
-  rtp_timeout: 30
-  recording_dir: {recordings}
-http: {{host: {host}, port: {http_port}}}
-log: {{level: WARNING}}
-"""
-
-
-@dataclass
-class Meeting:
-    proc: subprocess.Popen[bytes]
-    sip_port: int
-    http_port: int
-    worker_pid: int
-    log_path: Path
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-
-def start_meeting(procs: Processes, args: argparse.Namespace, workdir: Path) -> Meeting:
+def start_meeting(procs: Processes, args: argparse.Namespace, workdir: Path) -> AppServer:
     data = workdir / "meeting-data"
     run_pbx(args.pbx_cmd, "init", "--data-dir", str(data))
     add_rooms(data / "pbx.sqlite3")
-    sip_port, http_port = free_udp_port(HOST), free_tcp_port(HOST)
-    config = workdir / "meeting.yml"
-    config.write_text(
-        MEETING_CONFIG.format(
-            database=data / "pbx.sqlite3",
-            host=HOST,
-            sip_port=sip_port,
-            port_min=OURS_PORTS[0],
-            port_max=OURS_PORTS[1],
-            recordings=workdir / "recordings",
-            http_port=http_port,
-        )
-    )
-    cmd = shlex.split(args.meeting_cmd.format(config=shlex.quote(str(config))))
-    log_path = workdir / "meeting.log"
-    log(f"starting our meeting server: {shlex.join(cmd)}")
-    proc = procs.start("pbx meeting", cmd, log_path=log_path, env=pbx_env())
-    worker = wait_for_worker(proc, http_port, args.start_timeout,
-                             f"the meeting server's worker on {HOST}:{sip_port}", log_path)
-    log(f"our meeting worker (pid {worker['pid']}) answers on {HOST}:{sip_port}, /health on port {http_port}")
-    return Meeting(
-        proc,
-        sip_port,
-        http_port,
-        int(worker["pid"]),
-        log_path,
-        {"cmd": cmd, "config": config.read_text(), "worker_pid": worker["pid"]},
+    return start_app_server(
+        procs,
+        role="meeting",
+        what="meeting",
+        command=lambda config: shlex.split(args.meeting_cmd.format(config=shlex.quote(str(config)))),
+        data=data,
+        ports=OURS_PORTS,
+        workdir=workdir,
+        timeout=args.start_timeout,
+        settings={"rtp_timeout": 30, "recording_dir": str(workdir / "recordings")},
     )
 
 
-def late_ticks(meeting: Meeting) -> float:
+def late_ticks(meeting: AppServer) -> float:
     metrics = pbx_metrics(HOST, meeting.http_port)
     if not metrics:
         raise BenchError(f"the meeting server's /metrics (port {meeting.http_port}) did not answer")
@@ -869,7 +823,7 @@ def run_step(
     args: argparse.Namespace,
     workdir: Path,
     *,
-    meeting: Meeting | None = None,
+    meeting: AppServer | None = None,
     rtpengine: RtpengineServer | None = None,
 ) -> dict[str, Any]:
     participants = sum(r[1] for r in rooms)
@@ -1010,7 +964,7 @@ def run_step(
     return step
 
 
-def wait_calls_gone(meeting: Meeting, timeout: float = 15.0) -> None:
+def wait_calls_gone(meeting: AppServer, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if ((worker_health(meeting.http_port) or {}).get("calls") or 0) == 0:
@@ -1104,7 +1058,7 @@ def disturbed(step: dict[str, Any], args: argparse.Namespace) -> bool:
 
 def search_size(
     procs: Processes,
-    meeting: Meeting,
+    meeting: AppServer,
     size: int,
     args: argparse.Namespace,
     workdir: Path,
@@ -1186,7 +1140,7 @@ def search_size(
 
 def run_mixed(
     procs: Processes,
-    meeting: Meeting,
+    meeting: AppServer,
     total: int,
     args: argparse.Namespace,
     workdir: Path,
@@ -1366,26 +1320,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--call-rate", type=float, default=400.0, help="calls placed per second (default: 400)")
     p.add_argument("--generators", type=int, default=1, help="generator processes (default: 1)")
     p.add_argument("--max-seconds", type=float, default=600.0, help="time budget (default: 600)")
-    p.add_argument(
-        "--quiet-below",
-        type=float,
-        default=25.0,
-        help="before a step, wait until other work uses less than this %% of a core (default: 25)",
-    )
-    p.add_argument(
-        "--quiet-wait", type=float, default=15.0, help="but at most this many seconds (default: 15)"
-    )
-    p.add_argument("--pbx-cmd", default="pbx", help="how to run the pbx command line (default: pbx)")
+    add_run_options(p, output="meeting_mix.json", tools={"rtpengine": "rtpengine"})
     p.add_argument(
         "--meeting-cmd",
         default="pbx meeting --config {config}",
         help="how to run the meeting server; {config} is its config file "
         "(default: 'pbx meeting --config {config}')",
     )
-    p.add_argument("--start-timeout", type=float, default=60.0)
-    p.add_argument("--rtpengine-bin", default="rtpengine")
-    p.add_argument("--output", type=Path, default=Path("meeting_mix.json"), help="JSON results file")
-    p.add_argument("--keep-workdir", action="store_true", help="keep the temporary directory (logs)")
     args = p.parse_args(argv)
     args.sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     if any(s < 2 or s > 50 for s in args.sizes):
@@ -1416,8 +1357,9 @@ def main(argv: list[str] | None = None) -> int:
     idle: dict[str, float] = {}
     info: dict[str, Any] = {}
     notes: list[str] = []
-    exit_code = 0
-    try:
+
+    def body() -> None:
+        nonlocal mixed
         if not args.no_reference and not args.at:
             require_tools([args.rtpengine_bin])
         meeting = start_meeting(procs, args, workdir)
@@ -1443,11 +1385,11 @@ def main(argv: list[str] | None = None) -> int:
                 share = (budget.left() - reserve) / (len(args.sizes) - index)
                 search = search_size(procs, meeting, size, args, workdir, Budget(share), idle["ours"], notes)
                 searches.append(search)
-                all_steps += search["steps"]
+                all_steps.extend(search["steps"])
             bests = [s["best"]["participants"] for s in searches if s["best"] is not None]
             if bests:
                 mixed, mixed_steps = run_mixed(procs, meeting, min(bests), args, workdir, budget, notes)
-                all_steps += mixed_steps
+                all_steps.extend(mixed_steps)
             procs.stop(meeting.proc)
             if not args.no_reference:
                 rtpengine = start_rtpengine(
@@ -1482,17 +1424,10 @@ def main(argv: list[str] | None = None) -> int:
                         if n + n % 2 == streams:
                             references[n] = ref
                     all_steps.append(ref)
-    except BenchError as exc:
-        log(f"error: {exc}")
-        notes.append(f"error: {exc}")
-        exit_code = 2
-    except (KeyboardInterrupt, Terminated) as exc:
-        log(f"interrupted ({type(exc).__name__} {exc}): stopping everything")
-        notes.append("interrupted")
-        exit_code = 130
+
+    try:
+        exit_code = run_guarded(body, procs=procs, notes=notes)
     finally:
-        ignore_stop_signals()
-        procs.stop_all()
         rows = summarize(searches, mixed, references) if searches else []
         report = {
             "benchmark": "meeting_mix",
@@ -1505,16 +1440,14 @@ def main(argv: list[str] | None = None) -> int:
             "steps": all_steps,
             "notes": notes,
         }
-        args.output.write_text(json.dumps(report, indent=2) + "\n")
-        if all_steps:
-            print_table(rows, all_steps, idle)
-        for note in notes:
-            print(note)
-        log(f"results written to {args.output}")
-        if args.keep_workdir:
-            log(f"logs kept in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        end_run(
+            report,
+            output=args.output,
+            print_results=partial(print_table, rows, all_steps, idle) if all_steps else None,
+            notes=notes,
+            workdir=workdir,
+            keep=args.keep_workdir,
+        )
     return exit_code
 
 
