@@ -36,6 +36,12 @@ class UserCredentials:
     extension: str
     ha1_md5: str
     ha1_sha256: str
+    permission: str = "national"
+    """The widest class of outbound route the user may dial (`models.user.permits`)."""
+    max_calls: int = 0
+    """How many calls the user may have at once; 0: no limit."""
+    tenant_max_calls: int = 0
+    """How many calls the user's tenant may have at once; 0: no limit."""
 
     def ha1(self, algorithm: DigestAlgorithm) -> str:
         return self.ha1_sha256 if algorithm is DigestAlgorithm.SHA256 else self.ha1_md5

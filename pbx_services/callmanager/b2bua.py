@@ -59,6 +59,7 @@ from .call import (
 from .call_records import CallRecords
 from .joins import CallJoins
 from .mediapool import MediaPool
+from .permissions import Caller
 from .routing import CallRouter, Target, best_final_status, disposition_for, server_failed
 from .transfer import CallTransfers
 from .trunk_calls import TrunkBranches
@@ -95,7 +96,8 @@ class B2bua:
         self.trunk_branches = TrunkBranches(self)
         self.router = CallRouter(location=location, extension_exists=extension_exists,
                                  service_role=service_role, app_servers=app_servers, wall_offset=wall_offset,
-                                 trunks=trunks, trunk_calls=self.trunk_branches.calls_on)
+                                 trunks=trunks, trunk_calls=self.trunk_branches.calls_on,
+                                 calls=lambda: self.calls)
         self._app_answer_timeout = app_answer_timeout
         self.transfers = CallTransfers(self)
         self.joins = CallJoins(self, agents)
@@ -145,6 +147,7 @@ class B2bua:
         if self.is_app_endpoint(source):
             # One of our application servers calling (a queue ringing an agent): no user, no digest.
             caller, tenant_id = from_uri.user_unescaped or "", self._tenant_id_for(realm)
+            limited = None
         else:
             result = self._auth.authenticate(request, realm=realm, source_ip=source[0], now=now, proxy=True)
             if result.user is None:
@@ -153,6 +156,9 @@ class B2bua:
                                     headers=result.headers)
                 return
             caller, tenant_id = result.user.extension, result.user.tenant_id
+            user = result.user
+            limited = Caller(extension=caller, tenant_id=tenant_id, permission=user.permission,
+                             max_calls=user.max_calls, tenant_max_calls=user.tenant_max_calls)
         target = request.uri
         if not isinstance(target, SipUri):
             self._stack.respond(tx, 416, now=now)
@@ -164,7 +170,7 @@ class B2bua:
             self._stack.respond(tx, 403, "Callee In Another Tenant", now=now, to_tag=self._make_tag())
             return
         self._start_call(request, tx, source, transport, now, realm=realm, caller=caller, tenant_id=tenant_id,
-                         dialed=target.user_unescaped or "")
+                         dialed=target.user_unescaped or "", limited=limited)
 
     def _invite_from_trunk(self, request: SipRequest, tx: ServerTransaction, trunk: TrunkEntry,
                            source: tuple[str, int], transport: str, now: float) -> None:
@@ -181,9 +187,10 @@ class B2bua:
 
     def _start_call(self, request: SipRequest, tx: ServerTransaction, source: tuple[str, int], transport: str,
                     now: float, *, realm: str, caller: str, tenant_id: int | None, dialed: str,
-                    outbound: bool = True) -> None:
-        """Route a new call of `caller` in tenant `realm` to `dialed` and ring its targets."""
-        targets = self.router.route(realm, dialed, now, outbound=outbound)
+                    outbound: bool = True, limited: Caller | None = None) -> None:
+        """Route a new call of `caller` in tenant `realm` to `dialed` and ring its targets;
+        `limited`: the caller is a user, held to its permission and limits."""
+        targets = self.router.route(realm, dialed, now, outbound=outbound, caller=limited)
         if isinstance(targets, tuple):
             code, reason = targets
             self._stack.respond(tx, code, reason, now=now, to_tag=self._make_tag())

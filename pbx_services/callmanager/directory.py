@@ -19,7 +19,8 @@ from .auth import UserCredentials
 
 # Built once: a lookup per REGISTER must not pay for building and compiling a statement.
 _CREDENTIALS = (
-    select(User.tenant_id, User.ha1_md5, User.ha1_sha256)
+    select(User.tenant_id, User.ha1_md5, User.ha1_sha256, User.permission, User.max_calls,
+           Tenant.max_calls.label("tenant_max_calls"))
     .join(Tenant, Tenant.id == User.tenant_id)
     .where(Tenant.domain == bindparam("domain"), User.extension == bindparam("extension"),
            User.enabled.is_(True))
@@ -88,7 +89,9 @@ class Directory:
         with self._engine.connect() as connection:
             row = connection.execute(_CREDENTIALS, {"domain": domain, "extension": extension}).first()
         found = (UserCredentials(tenant_id=row.tenant_id, domain=domain, extension=extension,
-                                 ha1_md5=row.ha1_md5, ha1_sha256=row.ha1_sha256) if row else None)
+                                 ha1_md5=row.ha1_md5, ha1_sha256=row.ha1_sha256,
+                                 permission=str(row.permission), max_calls=row.max_calls,
+                                 tenant_max_calls=row.tenant_max_calls) if row else None)
         self._users[key] = (self._now, found)
         self._users.move_to_end(key)
         if len(self._users) > self._max_cached:

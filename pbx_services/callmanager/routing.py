@@ -14,13 +14,15 @@ A new call and a transfer's target are routed alike, in the call's tenant.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 from ..cluster.events import Disposition
 from ..cluster.models import ServerRole
 from ..cluster.state.location import LocationStore
 from .appservers import PLACED_BY_NUMBER, AppEndpoint, AppServerPool
+from .call import Call
+from .permissions import Caller, limit_refusal, permission_refusal
 from .trunks import TrunkCall, TrunkCatalog, TrunkEntry, next_trunk
 
 log = logging.getLogger(__name__)
@@ -43,10 +45,12 @@ class CallRouter:
     def __init__(self, *, location: LocationStore, extension_exists: Callable[[str, str], bool],
                  service_role: Callable[[str, str], ServerRole | None] | None,
                  app_servers: AppServerPool | None, wall_offset: float, trunks: TrunkCatalog | None = None,
-                 trunk_calls: Callable[[TrunkEntry], int] = lambda trunk: 0) -> None:
+                 trunk_calls: Callable[[TrunkEntry], int] = lambda trunk: 0,
+                 calls: Callable[[], Collection[Call]] = lambda: ()) -> None:
         """`extension_exists(realm, number)` says whether a user has that extension,
         `service_role(realm, number)` which role of application server serves the number,
-        `trunk_calls(trunk)` how many calls go through a trunk now."""
+        `trunk_calls(trunk)` how many calls go through a trunk now, `calls()` the calls in
+        progress here (for the callers' limits)."""
         self._location = location
         self._extension_exists = extension_exists
         self._service_role = service_role or _no_service
@@ -54,12 +58,22 @@ class CallRouter:
         self._wall_offset = wall_offset
         self._trunks = trunks
         self._trunk_calls = trunk_calls
+        self._calls = calls
 
-    def route(self, realm: str, dialed: str, now: float, *, outbound: bool = True
-              ) -> list[Target] | tuple[int, str]:
+    def route(self, realm: str, dialed: str, now: float, *, outbound: bool = True,
+              caller: Caller | None = None) -> list[Target] | tuple[int, str]:
         """Where a call to `dialed` in tenant `realm` goes: its branches' targets, or the status
         (code, reason) that refuses it. Not `outbound`: never through a trunk (a call that came
-        in through one)."""
+        in through one). A `caller` (a user) is held to its permission and limits (`permissions`)."""
+        targets = self._targets(realm, dialed, now, outbound=outbound, caller=caller)
+        if caller is None or isinstance(targets, tuple):
+            return targets
+        trunk = targets[0].trunk
+        route_class = None if trunk is None else self._route_class(realm, trunk.route)
+        return limit_refusal(caller, dialed, route_class, self._calls()) or targets
+
+    def _targets(self, realm: str, dialed: str, now: float, *, outbound: bool, caller: Caller | None
+                 ) -> list[Target] | tuple[int, str]:
         if not dialed:
             return 404, "Not Found"
         if self._extension_exists(realm, dialed):
@@ -69,7 +83,7 @@ class CallRouter:
             return [Target(b.contact, b.source, b.transport) for b in bindings]
         role = self._service_role(realm, dialed)
         if role is None:
-            return self._outbound(realm, dialed) if outbound else (404, "Not Found")
+            return self._outbound(realm, dialed, caller) if outbound else (404, "Not Found")
         endpoint = self._pick_app_endpoint(role, dialed, realm)
         if endpoint is None:
             log.warning("no %s server available for %s@%s", role, dialed, realm)
@@ -87,13 +101,25 @@ class CallRouter:
         other = self._pick_app_endpoint(endpoint.role, number, realm, exclude=tried)
         return None if other is None else _app_target(other, dialed)
 
-    def _outbound(self, realm: str, dialed: str) -> list[Target] | tuple[int, str]:
+    def _outbound(self, realm: str, dialed: str, caller: Caller | None) -> list[Target] | tuple[int, str]:
         found = None if self._trunks is None else self._trunks.plan.outbound(realm, dialed, self._trunk_calls)
         if found is None:
             log.info("call to %s in %s: no extension, service or outbound route has the number", dialed,
                      realm)
             return 404, "Not Found"
-        return found if isinstance(found, tuple) else [_trunk_target(found)]
+        if isinstance(found, tuple):
+            return found
+        if caller is not None:
+            refused = permission_refusal(caller, dialed, found.route, self._route_class(realm, found.route))
+            if refused is not None:
+                return refused
+        return [_trunk_target(found)]
+
+    def _route_class(self, realm: str, route: str) -> str:
+        """The permission class of the tenant's outbound route named `route`."""
+        assert self._trunks is not None
+        routes = self._trunks.plan.routes.get(realm, ())
+        return next(entry.permission for entry in routes if entry.name == route)
 
     def next_trunk(self, failed: TrunkCall, code: int) -> Target | None:
         """A trunk failed a call (`code`; 408: it was silent): the target on the route's next

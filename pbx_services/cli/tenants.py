@@ -1,4 +1,4 @@
-"""`pbx tenant add|list|del`: the tenants, each an organization with its own SIP domain."""
+"""`pbx tenant add|set|list|del`: the tenants, each an organization with its own SIP domain."""
 
 import argparse
 
@@ -13,6 +13,9 @@ from pbx_services.cli.common import (
 )
 from pbx_services.cluster.tenants import TenantService
 
+_MAX_CALLS_HELP = ("how many calls the tenant's users may have at once (0: no limit; emergency calls "
+                   "always go out)")
+
 
 def add_commands(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser("tenant", help="add, list and delete tenants (each with its SIP domain)")
@@ -26,7 +29,14 @@ def add_commands(subparsers: Subparsers) -> None:
                     "calls never reach another tenant's.")
     add.add_argument("domain", metavar="DOMAIN")
     add.add_argument("--name", help="the organization's name (default: the domain)")
+    add.add_argument("--max-calls", type=int, default=0, metavar="N", help=_MAX_CALLS_HELP)
     add.set_defaults(run=_tenant_add)
+
+    change = commands.add_parser("set", parents=[data_dir], help="change a tenant's name or call limit")
+    change.add_argument("domain", metavar="DOMAIN")
+    change.add_argument("--name", help="the organization's name")
+    change.add_argument("--max-calls", type=int, metavar="N", help=_MAX_CALLS_HELP)
+    change.set_defaults(run=_tenant_set)
 
     listing = commands.add_parser("list", parents=[data_dir], help="list the tenants and what they hold")
     listing.add_argument("--json", action="store_true", help="a JSON list of objects")
@@ -45,8 +55,19 @@ def add_commands(subparsers: Subparsers) -> None:
 
 def _tenant_add(args: argparse.Namespace) -> int:
     with open_data_dir(args) as opened:
-        tenant = opened.service(TenantService).add_tenant(args.domain, name=args.name)
+        tenant = opened.service(TenantService).add_tenant(args.domain, name=args.name,
+                                                          max_calls=args.max_calls)
     print(f"added tenant {tenant.domain}")
+    return EXIT_OK
+
+
+def _tenant_set(args: argparse.Namespace) -> int:
+    if args.name is None and args.max_calls is None:
+        raise SystemExit("pbx tenant set: nothing to change (--name NAME, --max-calls N)")
+    with open_data_dir(args) as opened:
+        tenant = opened.service(TenantService).set_tenant(args.domain, name=args.name,
+                                                          max_calls=args.max_calls)
+    print(f"tenant {tenant.domain}: name {tenant.name}, max calls {tenant.max_calls or 'no limit'}")
     return EXIT_OK
 
 
@@ -56,9 +77,9 @@ def _tenant_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json(tenants)
         return EXIT_OK
-    print_table(("DOMAIN", "NAME", "DEFAULT", "USERS", "MENUS", "QUEUES", "ROOMS", "PROMPTS"),
-                [(t.domain, t.name, yes_no(t.default), str(t.users), str(t.ivr_menus), str(t.queues),
-                  str(t.meeting_rooms), str(t.prompts)) for t in tenants])
+    print_table(("DOMAIN", "NAME", "DEFAULT", "MAX CALLS", "USERS", "MENUS", "QUEUES", "ROOMS", "PROMPTS"),
+                [(t.domain, t.name, yes_no(t.default), str(t.max_calls or "-"), str(t.users),
+                  str(t.ivr_menus), str(t.queues), str(t.meeting_rooms), str(t.prompts)) for t in tenants])
     return EXIT_OK
 
 

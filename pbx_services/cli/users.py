@@ -1,4 +1,4 @@
-"""`pbx user add|list|del|import`: the SIP users of the tenants."""
+"""`pbx user add|set|list|del|import`: the SIP users of the tenants."""
 
 import argparse
 from pathlib import Path
@@ -12,11 +12,16 @@ from pbx_services.cli.common import (
     print_table,
     yes_no,
 )
+from pbx_services.cluster.models.user import DEFAULT_PERMISSION, USER_PERMISSIONS
 from pbx_services.cluster.users import UserService
+
+_PERMISSION_HELP = (f"the widest class of outbound route the user may dial: "
+                    f"{' < '.join(p.value for p in USER_PERMISSIONS)} (emergency numbers are always allowed)")
+_MAX_CALLS_HELP = "how many calls the user may have at once (0: no limit; emergency calls always go out)"
 
 
 def add_commands(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser("user", help="add, list, delete and import users")
+    parser = subparsers.add_parser("user", help="add, change, list, delete and import users")
     commands = parser.add_subparsers(dest="user_command", required=True, metavar="COMMAND")
     data_dir = data_dir_option()
     tenant = Parser(add_help=False)
@@ -29,7 +34,17 @@ def add_commands(subparsers: Subparsers) -> None:
     add.add_argument("--password", required=True, metavar="PW")
     add.add_argument("--name", help="display name")
     add.add_argument("--email")
+    add.add_argument("--permission", default=DEFAULT_PERMISSION.value, metavar="CLASS",
+                     help=f"{_PERMISSION_HELP} (default: {DEFAULT_PERMISSION.value})")
+    add.add_argument("--max-calls", type=int, default=0, metavar="N", help=_MAX_CALLS_HELP)
     add.set_defaults(run=_user_add)
+
+    change = commands.add_parser("set", parents=[data_dir, tenant],
+                                 help="change a user's outbound permission and call limit")
+    change.add_argument("extension", metavar="EXT")
+    change.add_argument("--permission", metavar="CLASS", help=_PERMISSION_HELP)
+    change.add_argument("--max-calls", type=int, metavar="N", help=_MAX_CALLS_HELP)
+    change.set_defaults(run=_user_set)
 
     listing = commands.add_parser("list", parents=[data_dir], help="list users")
     listing.add_argument(
@@ -59,9 +74,21 @@ def add_commands(subparsers: Subparsers) -> None:
 def _user_add(args: argparse.Namespace) -> int:
     with open_data_dir(args) as opened:
         user = opened.service(UserService).add_user(
-            args.extension, args.password, name=args.name, email=args.email, tenant=args.tenant
+            args.extension, args.password, name=args.name, email=args.email, tenant=args.tenant,
+            permission=args.permission, max_calls=args.max_calls,
         )
         print(f"added user {user.extension}@{user.tenant.domain}")
+    return EXIT_OK
+
+
+def _user_set(args: argparse.Namespace) -> int:
+    if args.permission is None and args.max_calls is None:
+        raise SystemExit("pbx user set: nothing to change (--permission CLASS, --max-calls N)")
+    with open_data_dir(args) as opened:
+        user = opened.service(UserService).set_user(args.extension, tenant=args.tenant,
+                                                    permission=args.permission, max_calls=args.max_calls)
+        print(f"user {user.extension}@{user.tenant.domain}: permission {user.permission.value}, "
+              f"max calls {user.max_calls or 'no limit'}")
     return EXIT_OK
 
 
@@ -72,7 +99,7 @@ def _user_list(args: argparse.Namespace) -> int:
         print("no users")
         return EXIT_OK
     print_table(
-        ("EXTENSION", "DOMAIN", "NAME", "EMAIL", "ENABLED"),
+        ("EXTENSION", "DOMAIN", "NAME", "EMAIL", "ENABLED", "PERMISSION", "MAX CALLS"),
         [
             (
                 user.extension,
@@ -80,6 +107,8 @@ def _user_list(args: argparse.Namespace) -> int:
                 user.display_name or "",
                 user.email or "",
                 yes_no(user.enabled),
+                user.permission.value,
+                str(user.max_calls or "-"),
             )
             for user in users
         ],

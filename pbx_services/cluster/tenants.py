@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pbx_services.cluster.dao import AlreadyExists, TenantDao
 from pbx_services.cluster.models import CallQueue, IvrMenu, MeetingRoom, Prompt, Tenant, User
+from pbx_services.cluster.users import check_max_calls, set_given
 from pbx_services.cluster.validation import InvalidValue, validate_display_name, validate_domain
 
 _CONTENTS = (("users", User), ("IVR menus", IvrMenu), ("queues", CallQueue), ("meeting rooms", MeetingRoom),
@@ -26,6 +27,8 @@ class TenantInfo:
     name: str
     default: bool
     """The default tenant: users added without a tenant belong to it."""
+    max_calls: int
+    """How many calls its users may have at once (0: no limit)."""
     users: int
     ivr_menus: int
     queues: int
@@ -50,14 +53,32 @@ class TenantService:
                 return existing, False
             return tenants.create(Tenant(name=name or domain, domain=domain)), True
 
-    def add_tenant(self, domain: str, *, name: str | None = None) -> Tenant:
-        """A new tenant of SIP domain `domain`; AlreadyExists if it has one."""
+    def add_tenant(self, domain: str, *, name: str | None = None, max_calls: int = 0) -> Tenant:
+        """A new tenant of SIP domain `domain`; AlreadyExists if it has one. `max_calls`: how
+        many calls its users may have at once (0: no limit)."""
         if name is not None:
             validate_display_name(name)
+        check_max_calls(f"tenant {domain}", max_calls)
         tenant, created = self.ensure_tenant(domain, name=name)
         if not created:
             raise AlreadyExists(f"tenant {tenant.domain} exists already")
+        if max_calls:
+            tenant = self.set_tenant(tenant.domain, max_calls=max_calls)
         return tenant
+
+    def set_tenant(self, domain: str, *, name: str | None = None, max_calls: int | None = None) -> Tenant:
+        """Change the tenant's name and concurrent-call limit (those given); NotFound if none has
+        `domain`."""
+        domain = validate_domain(domain)
+        if name is not None:
+            validate_display_name(name)
+        if max_calls is not None:
+            check_max_calls(f"tenant {domain}", max_calls)
+        with self._sessions.begin() as session:
+            tenant = TenantDao(session=session).get_by(domain=domain)
+            set_given(tenant, name=name, max_calls=max_calls)
+            session.flush()
+            return tenant
 
     def list_tenants(self) -> list[Tenant]:
         with self._sessions() as session:
@@ -71,6 +92,7 @@ class TenantService:
                 for label, model in _CONTENTS}
             tenants = session.scalars(select(Tenant).order_by(Tenant.domain)).all()
             return [TenantInfo(domain=t.domain, name=t.name, default=t.domain == self._default_domain,
+                               max_calls=t.max_calls,
                                **{label.replace(" ", "_").replace("IVR", "ivr"): counts[label].get(t.id, 0)
                                   for label, _ in _CONTENTS})
                     for t in tenants]

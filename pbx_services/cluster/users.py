@@ -16,11 +16,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pbx_services.cluster.dao import AlreadyExists, NotFound, TenantDao, UserDao
-from pbx_services.cluster.models import Tenant, User
+from pbx_services.cluster.models import PermissionClass, Tenant, User
 from pbx_services.cluster.models.base import utcnow
+from pbx_services.cluster.models.user import DEFAULT_PERMISSION, USER_PERMISSIONS
 from pbx_services.cluster.numbering import number_owner, number_owners, routes_to
 from pbx_services.cluster.validation import (
     InvalidValue,
+    check_range,
     validate_display_name,
     validate_domain,
     validate_email,
@@ -32,6 +34,33 @@ CSV_REQUIRED_COLUMNS = ("extension", "password")
 CSV_OPTIONAL_COLUMNS = ("name", "email", "tenant")
 EXISTING_USERS_SHOWN = 5
 """Users named in the line that says how many of an import file already exist."""
+MAX_CALLS_RANGE = range(0, 100_001)
+"""A user's or tenant's concurrent-call limit (0: no limit)."""
+
+
+def parse_user_permission(text: str) -> PermissionClass:
+    """The outbound permission `text` names; InvalidValue naming it and the valid ones."""
+    try:
+        permission = PermissionClass(text.lower())
+    except ValueError:
+        permission = None
+    if permission not in USER_PERMISSIONS:
+        raise InvalidValue(f"permission {text[:20]!r}: one of {', '.join(p.value for p in USER_PERMISSIONS)} "
+                           "(emergency numbers are allowed to everyone)")
+    assert permission is not None
+    return permission
+
+
+def check_max_calls(what: str, max_calls: int) -> int:
+    check_range(f"{what}: max calls", max_calls, MAX_CALLS_RANGE, "(0: no limit)")
+    return max_calls
+
+
+def set_given(row: object, **values: object) -> None:
+    """Set the columns of `row` whose value is given (not None): a `set` command's options."""
+    for column, value in values.items():
+        if value is not None:
+            setattr(row, column, value)
 
 
 def _ha1(hash_constructor: Callable[[bytes], Any], username: str, realm: str, password: str) -> str:
@@ -115,9 +144,15 @@ class UserService:
         name: str | None = None,
         email: str | None = None,
         tenant: str | None = None,
+        permission: str = DEFAULT_PERMISSION.value,
+        max_calls: int = 0,
     ) -> User:
+        """A new user; `permission` is the widest class of outbound route it may dial,
+        `max_calls` how many calls it may have at once (0: no limit)."""
         extension = validate_extension(extension)
         validate_password(password)
+        kind = parse_user_permission(permission)
+        check_max_calls(f"user {extension}", max_calls)
         display_name = validate_display_name(name) if name else None
         email = validate_email(email) if email else None
         with self._sessions.begin() as session:
@@ -133,12 +168,30 @@ class UserService:
                 extension=extension,
                 display_name=display_name,
                 email=email,
+                permission=kind,
+                max_calls=max_calls,
                 **_credentials(extension, owner.domain, password),
             )
             try:
                 return users.create(user)
             except IntegrityError:  # added by someone else since the check above
                 raise AlreadyExists(f"user {extension}@{owner.domain} already exists") from None
+
+    def set_user(self, extension: str, *, tenant: str | None = None, permission: str | None = None,
+                 max_calls: int | None = None) -> User:
+        """Change the user's outbound permission and concurrent-call limit (those given);
+        NotFound if the tenant or the user does not exist."""
+        kind = parse_user_permission(permission) if permission is not None else None
+        if max_calls is not None:
+            check_max_calls(f"user {extension}", max_calls)
+        with self._sessions.begin() as session:
+            owner = self._tenant(session, tenant)
+            user = UserDao(session=session).find_by(tenant_id=owner.id, extension=extension)
+            if user is None:
+                raise NotFound("User", {"extension": extension, "tenant": owner.domain})
+            set_given(user, permission=kind, max_calls=max_calls)
+            session.flush()
+            return user
 
     def delete_user(self, extension: str, *, tenant: str | None = None) -> None:
         """Delete the user; raises NotFound if the tenant or the user does not exist,

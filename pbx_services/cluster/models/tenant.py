@@ -17,6 +17,9 @@ class Tenant(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(128))
     domain: Mapped[str] = mapped_column(String(DOMAIN_MAX_LENGTH), unique=True)
+    max_calls: Mapped[int] = mapped_column(default=0, server_default="0")
+    """How many calls the tenant's users may have at once (0: no limit; emergency calls are
+    never refused for it)."""
 
     def __repr__(self) -> str:
         return f"Tenant(id={self.id!r}, domain={self.domain!r})"

@@ -27,9 +27,9 @@ def test_user_add_list_del(initialized: Path, capsys: pytest.CaptureFixture[str]
     status, out, _ = run(capsys, "user", "list", "--data-dir", directory)
     assert status == 0
     assert out.splitlines() == [
-        "EXTENSION  DOMAIN     NAME         EMAIL              ENABLED",
-        "1001       pbx.local  Alice Smith  alice@example.org  yes",
-        "1002       pbx.local                                  yes",
+        "EXTENSION  DOMAIN     NAME         EMAIL              ENABLED  PERMISSION  MAX CALLS",
+        "1001       pbx.local  Alice Smith  alice@example.org  yes      national    -",
+        "1002       pbx.local                                  yes      national    -",
     ]
 
     assert run(capsys, "user", "del", "1001", "--data-dir", directory) == (
@@ -149,3 +149,42 @@ def test_user_import_missing_file(
         "",
         f"pbx: {missing}: No such file or directory\n",
     )
+
+
+def test_user_permission_and_call_limit_are_set_and_listed(initialized: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    directory = str(initialized)
+    assert run(capsys, "user", "add", "1001", "--password", "s3cret!", "--permission", "local",
+               "--data-dir", directory)[0] == 0
+    assert run(capsys, "user", "set", "1001", "--permission", "International", "--max-calls", "2",
+               "--data-dir", directory) == (
+        0, "user 1001@pbx.local: permission international, max calls 2\n", "")
+    assert run(capsys, "user", "list", "--data-dir", directory)[1].splitlines()[1].split()[-2:] == [
+        "international", "2"]
+
+
+@pytest.mark.parametrize("command", [("add", "1001", "--password", "s3cret!"), ("set", "1001")])
+def test_a_bad_permission_is_refused_naming_it_and_the_valid_ones(
+        initialized: Path, capsys: pytest.CaptureFixture[str], command: tuple[str, ...]) -> None:
+    directory = str(initialized)
+    if command[0] == "set":
+        run(capsys, "user", "add", "1001", "--password", "s3cret!", "--data-dir", directory)
+    status, _, err = run(capsys, "user", *command, "--permission", "worldwide", "--data-dir", directory)
+    assert status != 0
+    assert "permission 'worldwide': one of internal, local, national, international, premium" in err
+    status, _, err = run(capsys, "user", *command, "--permission", "emergency", "--data-dir", directory)
+    assert status != 0
+    assert "permission 'emergency'" in err
+
+
+def test_tenant_call_limit_is_set_and_listed(initialized: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    directory = str(initialized)
+    assert run(capsys, "tenant", "add", "b.example", "--max-calls", "5", "--data-dir", directory)[0] == 0
+    assert run(capsys, "tenant", "set", "pbx.local", "--max-calls", "3", "--data-dir", directory) == (
+        0, "tenant pbx.local: name pbx.local, max calls 3\n", "")
+    lines = run(capsys, "tenant", "list", "--data-dir", directory)[1].splitlines()
+    assert lines[0].split()[:5] == ["DOMAIN", "NAME", "DEFAULT", "MAX", "CALLS"]
+    assert [line.split()[3] for line in lines[1:]] == ["5", "3"]
+    status, _, err = run(capsys, "tenant", "set", "pbx.local", "--max-calls", "-1", "--data-dir", directory)
+    assert status != 0
+    assert "tenant pbx.local: max calls -1 is out of range" in err
