@@ -127,7 +127,9 @@ class CallTransfers:
         if call.transfer is not None or b.anchoring.pool is None or media is None \
                 or "a" not in media.sdp_from:
             log.info("call %s lost its application server and cannot be moved: hanging up", call.call_id)
-            b._hang_up(call, now, hangup_by=HangupBy.SYSTEM, skip=lost, reason=EndReason.APP_SERVER_LOST)
+            # The BYE goes to the lost server too: one only slow to answer probes learns that its
+            # caller is gone (a dead one never answers it).
+            b._hang_up(call, now, hangup_by=HangupBy.SYSTEM, reason=EndReason.APP_SERVER_LOST)
             return
         log.info("call %s lost its application server: moving it to another", call.call_id)
         transfer = call.transfer = Transfer(referrer=None, place="b", side=HangupBy.CALLEE,
@@ -326,7 +328,8 @@ class CallTransfers:
             self.notify(transfer.referrer, code, reason, now, final=True)
             return
         held = call.a if transferee == "a" else call.b
-        gone = call.b if transferee == "a" else call.a
+        # Only a move has no referrer: its lost server gets the BYE too (see `move`).
+        gone = None if transfer.referrer is None else call.b if transferee == "a" else call.a
         if held is not None:
             b._hang_up(call, now, hangup_by=HangupBy.SYSTEM, skip=gone, reason=transfer.failure)
 

@@ -293,6 +293,14 @@ class QueueApplication:
         if waiter.phase is Phase.LEAVING:  # the overflow destination would not take it
             self._leave(call, [self._say(sounds.NOBODY)], now)
             return
+        if status == 481:
+            # The Call Manager has no such call any more (it ended or lost it): the caller is
+            # gone, not back in line to be offered to agent after agent. Our end of it goes too,
+            # and `call_ended` counts it abandoned and lets the agent go.
+            log.warning("queue %s: caller %s is gone from the Call Manager (481 to the join)",
+                        waiter.queue.info.number, waiter.caller)
+            call.hang_up(now)
+            return
         ring = waiter.agent_ring
         log.warning("queue %s: joining caller %s to agent %s failed (%d): back in line",
                     waiter.queue.info.number, waiter.caller, ring.agent if ring else "?", status)

@@ -266,6 +266,22 @@ def test_a_join_the_call_manager_refuses_puts_the_caller_back_in_line_and_frees_
     assert record.activity is AgentActivity.RINGING and record.calls_taken == 0
 
 
+def test_a_join_refused_481_ends_the_callers_call_it_is_not_offered_again() -> None:
+    """481: the Call Manager has no such call (it hung the caller up): offering the caller to
+    agent after agent would ring each for nobody."""
+    h = QueueHarness(queue(members=("201", "202"), strategy="linear"))
+    dialog, request, refer = answered_agent(h)
+    h.send(answer_to(refer, 481, "Call/Transaction Does Not Exist", tag=None))
+    sent = [m for m in h.sent() if isinstance(m, SipRequest)]
+    assert sorted((m.method, m.call_id) for m in sent) == sorted(
+        [("BYE", dialog.call_id), ("BYE", request.call_id)])  # the caller's leg and the agent's
+    h.wait(5.0)
+    assert h.invites() == {}  # nobody rung again
+    assert h.activity("201") is AgentActivity.AVAILABLE
+    [live] = h.queue_app.queues.values()
+    assert (live.waiters, live.stats.abandoned) == ([], 1)
+
+
 @pytest.mark.parametrize(("code", "said", "done"), [
     ("*45", "You are logged in.", ("pbx.local", "100", True)),
     ("*46", "You are logged out.", ("pbx.local", "100", False)),
