@@ -328,8 +328,9 @@ class CallTransfers:
             self.notify(transfer.referrer, code, reason, now, final=True)
             return
         held = call.a if transferee == "a" else call.b
-        # Only a move has no referrer: its lost server gets the BYE too (see `move`).
-        gone = None if transfer.referrer is None else call.b if transferee == "a" else call.a
+        gone = call.b if transferee == "a" else call.a
+        if transfer.failure is EndReason.APP_SERVER_LOST:
+            gone = None  # a move: its lost server gets the BYE too (see `move`)
         if held is not None:
             b._hang_up(call, now, hangup_by=HangupBy.SYSTEM, skip=gone, reason=transfer.failure)
 
