@@ -82,6 +82,8 @@ class PbxServer:
     process: subprocess.Popen[str]
     passwords: dict[str, str] = field(default_factory=dict)
     domain: str = "pbx.local"
+    log_lines: list[str] = field(default_factory=list)
+    """The daemon's log so far, a line an item."""
 
     @property
     def address(self) -> str:
@@ -182,7 +184,7 @@ def running_pbx(data_dir: Path, env: dict[str, str] | None = None) -> Iterator[P
     process = start_allinone(data_dir, port, env={**allinone_ports_env(http_port), **(env or {})})
     server = PbxServer(data_dir=data_dir, port=port, http_port=http_port, process=process)
     # Drain the daemon's output so a chatty log never blocks it on a full pipe.
-    log_lines: list[str] = []
+    log_lines = server.log_lines
     assert process.stdout is not None
     reader = threading.Thread(target=lambda: log_lines.extend(iter(process.stdout.readline, "")), daemon=True)
     reader.start()

@@ -183,3 +183,82 @@ def test_a_dial_pattern_that_does_not_compile_is_refused_naming_it(tmp_path: Pat
     unknown = pbx("route", "add", "r", "--pattern", "_0.", "--trunk", "nowhere", "--data-dir", data_dir,
                   check=False)
     assert "trunk 'nowhere' does not exist" in unknown.stderr
+
+
+def _log_line(pbx_server: PbxServer, text: str, timeout: float = 5.0) -> str | None:
+    """The first line of the daemon's log holding `text`, waited for."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = next((line for line in list(pbx_server.log_lines) if text in line), None)
+        if found is not None or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def _limited_phone(pbx_server: PbxServer, *options: str) -> Pjsua2Phone:
+    """1001, added with `options` (its permission and limit) before it registers."""
+    _cli(pbx_server, "user", "add", "1001", "--password=s3cret-phone", *options)
+    started = Pjsua2Phone(user="1001", password="s3cret-phone", server=pbx_server.address, port=free_port())
+    assert started.register()["code"] == 200
+    return started
+
+
+def test_an_international_call_from_a_national_user_is_refused_with_403_and_the_reason_logged(
+        pbx_server: PbxServer, tmp_path: Path) -> None:
+    provider_port = free_port()
+    _cli(pbx_server, "trunk", "add", "provider", "--host", "127.0.0.1", "--port", str(provider_port))
+    _cli(pbx_server, "route", "add", "world", "--pattern", "_00Z.", "--trunk", "provider",
+         "--permission", "international")
+    uas, stat = sipp.start("uas_answer", tmp_path, "-m", "1", "-trace_msg", port=provider_port)
+    phone = _limited_phone(pbx_server, "--permission", "national")
+    try:
+        time.sleep(CATALOG_WAIT)
+        phone.send("call", uri=f"sip:0044207946000@{pbx_server.address}")
+        refused = phone.wait_for("call_state", _state("DISCONNECTED"), timeout=15)
+    finally:
+        phone.close()
+        uas.kill()
+    sipp.finish(uas, stat, timeout=10)
+
+    assert (refused["code"], refused["reason"]) == (403, "Not Allowed To Call This Number")
+    assert _log_line(pbx_server, "call from 1001 to 0044207946000 refused: route world is international, "
+                                 "user's permission is national") is not None
+    assert "INVITE" not in _messages(tmp_path, "uas_answer")
+
+
+def test_past_the_users_call_limit_a_call_is_refused_but_the_emergency_number_goes_out(
+        pbx_server: PbxServer, tmp_path: Path) -> None:
+    provider_port = free_port()
+    _cli(pbx_server, "trunk", "add", "provider", "--host", "127.0.0.1", "--port", str(provider_port))
+    _cli(pbx_server, "route", "add", "emergency", "--pattern", "112", "--trunk", "provider",
+         "--permission", "emergency")
+    _cli(pbx_server, "route", "add", "national", "--pattern", "_0[1-9]XXXXXXXX", "--trunk", "provider")
+    # The provider answers both calls that reach it (the first, then 112) and holds them.
+    uas, stat = sipp.start("uas_answer", tmp_path, "-m", "2", "-trace_msg", port=provider_port)
+    phone = _limited_phone(pbx_server, "--max-calls", "1")
+    try:
+        time.sleep(CATALOG_WAIT)
+        phone.send("call", uri=f"sip:0612345678@{pbx_server.address}")
+        assert phone.wait_for("call_state", _state("CONFIRMED"), timeout=15)["code"] == 200
+
+        phone.send("call", uri=f"sip:0698765432@{pbx_server.address}")
+        refused = phone.wait_for("call_state", lambda e: (e["index"], e["state"]) == (1, "DISCONNECTED"),
+                                 timeout=15)
+        phone.send("call", uri=f"sip:112@{pbx_server.address}")
+        emergency = phone.wait_for("call_state", lambda e: e["index"] == 2 and e["state"] in (
+            "CONFIRMED", "DISCONNECTED"), timeout=15)
+        phone.send("hangup")
+    finally:
+        phone.close()
+    result = sipp.finish(uas, stat, timeout=30)
+
+    assert (refused["code"], refused["reason"]) == (403, "Call Limit Reached")
+    assert (emergency["state"], emergency["code"]) == ("CONFIRMED", 200)
+    seen = _messages(tmp_path, "uas_answer")
+    assert f"INVITE sip:0612345678@127.0.0.1:{provider_port} SIP/2.0" in seen
+    assert f"INVITE sip:112@127.0.0.1:{provider_port} SIP/2.0" in seen
+    assert "0698765432" not in seen
+    assert _log_line(pbx_server, "call from 1001 to 0698765432 refused: user's limit of 1 calls reached") \
+        is not None
+    assert _log_line(pbx_server, "call from 1001 to 112: emergency call put through") is not None
+    assert result.successful == 2, result.output
