@@ -57,6 +57,7 @@ from .call import (
     Unacked,
 )
 from .call_records import CallRecords
+from .forwarding import MAX_FORWARDS, ForwardingTable
 from .joins import CallJoins
 from .mediapool import MediaPool
 from .permissions import Caller
@@ -86,11 +87,14 @@ class B2bua:
                  app_servers: AppServerPool | None = None,
                  service_role: Callable[[str, str], ServerRole | None] | None = None,
                  app_answer_timeout: float = 1.0, tenant_id_for: Callable[[str], int | None] | None = None,
-                 agents: AgentStore | None = None, trunks: TrunkCatalog | None = None) -> None:
+                 agents: AgentStore | None = None, trunks: TrunkCatalog | None = None,
+                 forwarding: ForwardingTable | None = None) -> None:
         """`tenant_id_for(domain)` is the tenant of a call an application server makes (it has no
         user to authenticate); `agents` the queue agents' records, moved to wrap-up when a call a
-        queue server joined ends; `trunks` the trunks, outbound routes and DIDs."""
+        queue server joined ends; `trunks` the trunks, outbound routes and DIDs; `forwarding`
+        the users' call forwarding and do-not-disturb."""
         self._stack = stack
+        self._forwarding = forwarding
         self._app_servers = app_servers
         self._tenant_id_for = tenant_id_for or _no_tenant
         self.trunk_branches = TrunkBranches(self)
@@ -190,7 +194,8 @@ class B2bua:
                     outbound: bool = True, limited: Caller | None = None) -> None:
         """Route a new call of `caller` in tenant `realm` to `dialed` and ring its targets;
         `limited`: the caller is a user, held to its permission and limits."""
-        targets = self.router.route(realm, dialed, now, outbound=outbound, caller=limited)
+        dialed, targets, forwards = self._route_forwarded(realm, dialed, now, outbound=outbound,
+                                                          caller=limited, forwards=0)
         if isinstance(targets, tuple):
             code, reason = targets
             self._stack.respond(tx, code, reason, now=now, to_tag=self._make_tag())
@@ -199,7 +204,7 @@ class B2bua:
                     a_invite=request,
                     a_tag=self._make_tag(), b_call_id=make_tag() + make_tag(), b_tag=self._make_tag(),
                     caller=caller, callee=dialed, tenant_id=tenant_id,
-                    started_at=now, realm=realm)
+                    started_at=now, realm=realm, limits=limited, forwards=forwards)
         tx.user_data = call
         self.calls.add(call)
         # An INVITE's Expires bounds its ringing (RFC 3261 13.3.1): a queue server's ring of an
@@ -211,8 +216,7 @@ class B2bua:
         if self.anchoring.pool is None or not request.body:
             # Without an offer the media is anchored on the callee's answer (late offer).
             call.b_offer = request.body
-            for branch_target in targets:
-                self._start_branch(call, branch_target, now)
+            self._ring(call, targets, now)
             return
 
         def route(body: bytes | None, t: float) -> None:
@@ -222,8 +226,7 @@ class B2bua:
                 self._refuse(call, 503, "Media Unavailable", t)
                 return
             call.b_offer = body
-            for branch_target in targets:
-                self._start_branch(call, branch_target, t)
+            self._ring(call, targets, t)
 
         self.anchoring.anchor(call, "a", request.body, now, route)
 
@@ -324,6 +327,84 @@ class B2bua:
         start(target, now)
         return True
 
+    # -- forwarding ---------------------------------------------------------------------
+
+    def _ring(self, call: Call, targets: list[Target], now: float) -> None:
+        """Start a branch to each target; the callee's no-answer forward, if any, starts counting."""
+        for target in targets:
+            self._start_branch(call, target, now)
+        forwarding = self._forwarding.of(call.realm, call.callee, now) if self._forwarding else None
+        if forwarding is None or not forwarding.no_answer:
+            return
+        destination = forwarding.no_answer
+
+        def unanswered(t: float) -> None:
+            call.forward_timer = None
+            if call.phase is ROUTING:
+                log.info("call %s to %s: no answer in %d s, forwarded to %s", call.call_id, call.callee,
+                         forwarding.no_answer_seconds, destination)
+                self._forward(call, destination, t)
+
+        self._cancel_timer(call.forward_timer)
+        call.forward_timer = self._timers.schedule(now + forwarding.no_answer_seconds, unanswered)
+
+    def _route_forwarded(self, realm: str, dialed: str, now: float, *, outbound: bool,
+                         caller: Caller | None, forwards: int
+                         ) -> tuple[str, list[Target] | tuple[int, str], int]:
+        """Route a call to `dialed` after the users' forward-always, do-not-disturb and
+        unreachable forwarding (`callmanager.forwarding`): the number finally rung, its targets
+        or the refusal, and the forwards counted so far."""
+        while forwards <= MAX_FORWARDS:
+            forwarding = self._forwarding.of(realm, dialed, now) if self._forwarding else None
+            if forwarding is not None and (forwarding.always or forwarding.dnd):
+                if not forwarding.always and not forwarding.busy:
+                    log.info("call to %s@%s: do not disturb, busy", dialed, realm)
+                    return dialed, (486, "Busy Here"), forwards
+                destination = forwarding.always or forwarding.busy
+                log.info("call to %s@%s forwarded to %s (%s)", dialed, realm, destination,
+                         "always" if forwarding.always else "do not disturb")
+                dialed, forwards = str(destination), forwards + 1
+                continue
+            targets = self.router.route(realm, dialed, now, outbound=outbound, caller=caller)
+            if isinstance(targets, tuple) and targets[0] == 480 and forwarding is not None \
+                    and forwarding.unreachable:
+                log.info("call to %s@%s forwarded to %s (no device registered)", dialed, realm,
+                         forwarding.unreachable)
+                dialed, forwards = forwarding.unreachable, forwards + 1
+                continue
+            return dialed, targets, forwards
+        log.warning("call to %s@%s: forwarded %d times, a loop: refused", dialed, realm, forwards)
+        return dialed, (482, "Loop Detected"), forwards
+
+    def _forward_on_failure(self, call: Call, code: int, now: float) -> bool:
+        """Every device of the callee failed the call with `code`: its busy or unreachable forward,
+        if it has one, takes the call (True)."""
+        forwarding = self._forwarding.of(call.realm, call.callee, now) if self._forwarding else None
+        destination = forwarding.on_failure(code) if forwarding is not None else None
+        if destination is None:
+            return False
+        log.info("call %s to %s: %d, forwarded to %s", call.call_id, call.callee, code, destination)
+        self._forward(call, destination, now)
+        return True
+
+    def _forward(self, call: Call, destination: str, now: float) -> None:
+        """Ring `destination` instead, for a call still routing whose devices were all given up
+        (cancelled, or failed): they are left out of the answer the caller gets."""
+        self._cancel_timer(call.forward_timer)
+        for branch in call.branches:
+            self._cancel_branch(branch, now)
+        call.branches = []
+        dialed, targets, call.forwards = self._route_forwarded(
+            call.realm, destination, now, outbound=True, caller=call.limits, forwards=call.forwards + 1)
+        if isinstance(targets, tuple):
+            code, reason = targets
+            self._stack.respond(call.invite_tx, code, reason, now=now, to_tag=call.a_tag)
+            self._end(call, now, disposition_for(code), code, None)
+            return
+        call.callee = dialed
+        self.records.mark_changed(call)
+        self._ring(call, targets, now)
+
     # -- answers from the callee ------------------------------------------------------
 
     def branch_responded(self, branch: Branch, code: int, now: float) -> bool:
@@ -361,11 +442,15 @@ class B2bua:
             # A global failure: the callee declines everywhere, so stop the other devices (16.7).
             for other in call.branches:
                 self._cancel_branch(other, now)
+            if self._forward_on_failure(call, code, now):
+                return
             self._stack.respond(call.invite_tx, code, response.reason, now=now, to_tag=call.a_tag)
             self._end(call, now, disposition_for(code), code, None)
             return
         if call.phase is ROUTING and all(b.final is not None for b in call.branches):
             status = best_final_status([b.final for b in call.branches if b.final is not None])
+            if self._forward_on_failure(call, status, now):
+                return
             self._stack.respond(call.invite_tx, status, now=now, to_tag=call.a_tag)
             self._end(call, now, disposition_for(status), status, None)
 
@@ -439,6 +524,7 @@ class B2bua:
         if branch.app_endpoint is not None:  # trusted: one of our servers, not a phone
             call.app_recording = response.headers.get(PBX_RECORDING)
         self._cancel_timer(call.ring_timer)
+        self._cancel_timer(call.forward_timer)
         self.records.mark_changed(call)
         self._register_dialog(call, leg)
         for other in call.branches:
@@ -750,6 +836,7 @@ class B2bua:
             disposition, sip_code = Disposition.ANSWERED, 200
         call.transition(CallInput.ENDED)
         self._cancel_timer(call.ring_timer)
+        self._cancel_timer(call.forward_timer)
         self._hold_app_endpoint(call, None)
         if call.transfer is not None:
             self.transfers.abort(call, now)
@@ -918,6 +1005,7 @@ class B2bua:
     def _forget(self, call: Call) -> None:
         """Drop every trace of `call` here (timers, dialogs, media bookkeeping), nothing sent."""
         self._cancel_timer(call.ring_timer)
+        self._cancel_timer(call.forward_timer)
         self._hold_app_endpoint(call, None)
         if call.transfer is not None:
             self.transfers.drop(call)

@@ -35,6 +35,7 @@ from .appservers import AppEndpoint
 if TYPE_CHECKING:
     from .anchoring import MediaAnchor
     from .joins import Join, QueueAgent
+    from .permissions import Caller
     from .transfer import Transfer
     from .trunks import TrunkCall
 
@@ -213,6 +214,12 @@ class Call:
     """The queue agent talking in this call since a queue server joined it: put in wrap-up when it ends."""
     app_recording: str | None = None
     """Where the application server that answered records the call (a meeting's mix), for the CDR."""
+    limits: Caller | None = None
+    """The calling user's permission and limits, which a forward's destination is dialled under too."""
+    forwards: int = 0
+    """Times the call was forwarded (`callmanager.forwarding`), bounded against loops."""
+    forward_timer: Timer | None = None
+    """Forwards the call when nobody answers within the callee's no-answer seconds."""
 
     def transition(self, call_input: CallInput) -> None:
         """Move to the phase `TRANSITIONS` gives; RuntimeError if it has none (a bug here)."""

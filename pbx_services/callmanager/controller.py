@@ -42,6 +42,7 @@ from ..transport.workers import WorkerChannel
 from .appservers import ProbeSettings
 from .descriptors import tcp_connection_table
 from .directory import Directory
+from .forwarding import ForwardingTable
 from .mediapool import PoolSettings
 from .metrics import TCP_MAX, TCP_OPEN, CallManagerCollector, SipTcpCollector
 from .policy import AuthFailureLimiter
@@ -150,7 +151,8 @@ class CallManagerController:
                                      down_after=config.callmanager.app_down_after,
                                      up_after=config.callmanager.app_up_after),
             app_answer_timeout=config.callmanager.app_answer_timeout, on_server_state=self._on_server_state,
-            agents=state.agents, trunks=TrunkCatalog(engine=engine), leases=state.leases,
+            agents=state.agents, trunks=TrunkCatalog(engine=engine), forwarding=ForwardingTable(engine),
+            leases=state.leases,
             on_trunk_state=self._on_trunk_state)
         self._driver = CoreDriver(core=self.core, flush=self._flush)
         self._servers = ServerService(sessions=sessions)

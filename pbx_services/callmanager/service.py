@@ -37,6 +37,7 @@ from .appservers import AppServerPool, ProbeSettings, ServerStateCallback
 from .auth import Authenticator
 from .b2bua import ALLOW, B2bua, timeout_response
 from .directory import Directory
+from .forwarding import ForwardingTable
 from .holding import CallHolding
 from .mediapool import MediaPool, PoolSettings
 from .policy import AuthFailureLimiter
@@ -66,6 +67,7 @@ class CallManager:
                  app_probes: ProbeSettings | None = None,
                  app_answer_timeout: float = 1.0, on_server_state: ServerStateCallback | None = None,
                  agents: AgentStore | None = None, trunks: TrunkCatalog | None = None,
+                 forwarding: ForwardingTable | None = None,
                  leases: LeaseStore | None = None, on_trunk_state: TrunkStateCallback | None = None) -> None:
         """`trunks`: the trunks, outbound routes and DIDs; the trunks that want a registration
         are registered by the holder of their lease in `leases` (each change: `on_trunk_state`)."""
@@ -103,7 +105,8 @@ class CallManager:
                            record_calls=record_calls, make_tag=self.place.tag, dialogs=self.dialogs,
                            owner=self.place.owner, app_servers=self.app_servers,
                            service_role=directory.service_role, app_answer_timeout=app_answer_timeout,
-                           tenant_id_for=directory.tenant_id, agents=agents, trunks=trunks)
+                           tenant_id_for=directory.tenant_id, agents=agents, trunks=trunks,
+                           forwarding=forwarding)
         self.trunks = trunks
         self.trunk_registrations = TrunkRegistrations(
             stack=self.stack, timers=self.timers, leases=leases, owner=self.place.owner,

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from pbx_services.cli.common import (
     EXIT_OK,
+    CommandError,
     Parser,
     Subparsers,
     data_dir_option,
@@ -12,6 +13,7 @@ from pbx_services.cli.common import (
     print_table,
     yes_no,
 )
+from pbx_services.cluster.forwarding import ForwardingService, ForwardKind
 from pbx_services.cluster.models.user import DEFAULT_PERMISSION, USER_PERMISSIONS
 from pbx_services.cluster.users import UserService
 
@@ -45,6 +47,28 @@ def add_commands(subparsers: Subparsers) -> None:
     change.add_argument("--permission", metavar="CLASS", help=_PERMISSION_HELP)
     change.add_argument("--max-calls", type=int, metavar="N", help=_MAX_CALLS_HELP)
     change.set_defaults(run=_user_set)
+
+    forward = commands.add_parser(
+        "forward", parents=[data_dir, tenant], help="forward a user's calls, or stop forwarding them",
+        description="Where EXT's calls go instead of ringing it: --always, when --busy (or on do not "
+                    "disturb), on --no-answer after --after seconds, when --unreachable (no device "
+                    "registered). DEST is a number of the tenant (an extension, menu, queue or room) or "
+                    "one an outbound route takes. Without options: show what is set.")
+    forward.add_argument("extension", metavar="EXT")
+    for kind in ForwardKind:
+        forward.add_argument(f"--{kind.value.replace('_', '-')}", dest=kind.value, metavar="DEST")
+    forward.add_argument("--after", type=int, metavar="S",
+                         help="seconds a call rings before the no-answer forward (5-300, default 20)")
+    forward.add_argument("--off", action="append", default=[], metavar="KIND",
+                         choices=[*(kind.value.replace("_", "-") for kind in ForwardKind), "all"],
+                         help="stop a forward: always, busy, no-answer, unreachable or all (repeatable)")
+    forward.set_defaults(run=_user_forward)
+
+    dnd = commands.add_parser("dnd", parents=[data_dir, tenant],
+                              help="do not disturb: the user's calls are busy (or go to its busy forward)")
+    dnd.add_argument("extension", metavar="EXT")
+    dnd.add_argument("state", choices=("on", "off"))
+    dnd.set_defaults(run=_user_dnd)
 
     listing = commands.add_parser("list", parents=[data_dir], help="list users")
     listing.add_argument(
@@ -130,4 +154,30 @@ def _user_import(args: argparse.Namespace) -> int:
     existing = result.existing_summary()
     if existing is not None:
         print(existing)
+    return EXIT_OK
+
+
+def _user_forward(args: argparse.Namespace) -> int:
+    off = {kind for kind in ForwardKind if kind.value.replace("_", "-") in args.off or "all" in args.off}
+    if args.after is not None and args.no_answer is None:
+        raise CommandError("--after goes with --no-answer DEST")
+    with open_data_dir(args) as opened:
+        service = opened.service(ForwardingService)
+        info = service.get(args.extension, tenant_domain=args.tenant)
+        for kind in ForwardKind:
+            destination = getattr(args, kind.value)
+            if destination is not None and kind in off:
+                raise CommandError(f"--{kind.value.replace('_', '-')} and --off of it together")
+            if destination is not None or kind in off:
+                info = service.forward(args.extension, kind, destination, tenant_domain=args.tenant,
+                                       seconds=args.after if kind is ForwardKind.NO_ANSWER else None)
+    print(info.describe())
+    return EXIT_OK
+
+
+def _user_dnd(args: argparse.Namespace) -> int:
+    with open_data_dir(args) as opened:
+        info = opened.service(ForwardingService).set_dnd(args.extension, args.state == "on",
+                                                         tenant_domain=args.tenant)
+    print(info.describe())
     return EXIT_OK

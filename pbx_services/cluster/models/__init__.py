@@ -3,6 +3,7 @@
 from pbx_services.cluster.models.base import Base
 from pbx_services.cluster.models.cdr import Cdr
 from pbx_services.cluster.models.did import Did
+from pbx_services.cluster.models.forwarding import CallForwarding
 from pbx_services.cluster.models.ivr import Holiday, IvrMenu, IvrOption, Prompt, Schedule
 from pbx_services.cluster.models.meeting import MeetingRoom
 from pbx_services.cluster.models.outbound_route import OutboundRoute, OutboundRouteTrunk, PermissionClass
@@ -12,6 +13,6 @@ from pbx_services.cluster.models.tenant import Tenant
 from pbx_services.cluster.models.trunk import Trunk, TrunkTransport
 from pbx_services.cluster.models.user import User
 
-__all__ = ["AgentSkill", "Base", "CallQueue", "Cdr", "Did", "Holiday", "IvrMenu", "IvrOption", "MeetingRoom",
-           "OutboundRoute", "OutboundRouteTrunk", "PermissionClass", "Prompt", "QueueMember", "Schedule",
-           "Server", "ServerRole", "Tenant", "Trunk", "TrunkTransport", "User"]
+__all__ = ["AgentSkill", "Base", "CallForwarding", "CallQueue", "Cdr", "Did", "Holiday", "IvrMenu",
+           "IvrOption", "MeetingRoom", "OutboundRoute", "OutboundRouteTrunk", "PermissionClass", "Prompt",
+           "QueueMember", "Schedule", "Server", "ServerRole", "Tenant", "Trunk", "TrunkTransport", "User"]

@@ -23,6 +23,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from pbx_services.callmanager.directory import Directory
+from pbx_services.callmanager.forwarding import ForwardingTable
 from pbx_services.callmanager.mediapool import PoolSettings
 from pbx_services.callmanager.policy import AuthFailureLimiter
 from pbx_services.callmanager.registrar import RegistrarSettings
@@ -178,7 +179,8 @@ class Pbx:
     def __init__(self, sessions: sessionmaker[Session], settings: PbxSettings) -> None:
         self.now = START
         self.settings = settings
-        self.directory = Directory(engine=sessions.kw["bind"], default_domain=DOMAIN)
+        self.directory_engine = sessions.kw["bind"]
+        self.directory = Directory(engine=self.directory_engine, default_domain=DOMAIN)
         self.directory.tick(self.now)
         self.cdrs: list[CallEnded] = []
         self.state = open_state_store(None, nonce_ttl=settings.nonce_ttl)
@@ -208,7 +210,8 @@ class Pbx:
             algorithms=settings.algorithms, on_call_ended=self.cdrs.append,
             no_answer_timeout=settings.no_answer_timeout, wall_offset=WALL_OFFSET,
             media_pool=PoolSettings() if settings.media_servers else None, record_calls=settings.record_calls,
-            location=self.state.location, dialogs=self.state.dialogs, place=place, agents=self.state.agents)
+            location=self.state.location, dialogs=self.state.dialogs, place=place, agents=self.state.agents,
+            forwarding=ForwardingTable(self.directory_engine, ttl=0.0))
         if core.media is not None:
             core.media.update_servers([node.entry for node in self.media], self.now)
         return core
