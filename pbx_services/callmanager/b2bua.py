@@ -68,7 +68,7 @@ from .trunks import TrunkCatalog, TrunkEntry
 
 log = logging.getLogger(__name__)
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, REFER, NOTIFY"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, REFER, NOTIFY, SUBSCRIBE"
 SDP = "application/sdp"
 REINVITE_RETRY = 1.0
 """Seconds before a re-INVITE of ours that met another one in progress (or a 491) is tried again."""

@@ -44,6 +44,7 @@ from .descriptors import tcp_connection_table
 from .directory import Directory
 from .forwarding import ForwardingTable
 from .mediapool import PoolSettings
+from .message_summary import MessageSummaryPackage
 from .metrics import TCP_MAX, TCP_OPEN, CallManagerCollector, SipTcpCollector
 from .policy import AuthFailureLimiter
 from .registrar import RegistrarSettings
@@ -153,7 +154,7 @@ class CallManagerController:
             app_answer_timeout=config.callmanager.app_answer_timeout, on_server_state=self._on_server_state,
             agents=state.agents, trunks=TrunkCatalog(engine=engine), forwarding=ForwardingTable(engine),
             leases=state.leases,
-            on_trunk_state=self._on_trunk_state)
+            on_trunk_state=self._on_trunk_state, event_packages=(MessageSummaryPackage(engine),))
         self._driver = CoreDriver(core=self.core, flush=self._flush)
         self._servers = ServerService(sessions=sessions)
         self._media_control = ControlSocket(on_datagram=self._on_media_control)

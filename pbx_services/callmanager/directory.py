@@ -13,8 +13,9 @@ from collections.abc import Iterable
 
 from sqlalchemy import Engine, bindparam, select
 
-from ..cluster.models import CallQueue, IvrMenu, MeetingRoom, ServerRole, Tenant, User
+from ..cluster.models import CallQueue, IvrMenu, Mailbox, MeetingRoom, ServerRole, Tenant, User
 from ..cluster.queues import AGENT_FEATURE_CODES
+from ..cluster.voicemail import DEPOSIT_PREFIX, VOICEMAIL_MENU
 from .auth import UserCredentials
 
 # Built once: a lookup per REGISTER must not pay for building and compiling a statement.
@@ -33,6 +34,9 @@ _SERVICE_NUMBERS = (
      select(Tenant.domain, MeetingRoom.number).join(Tenant, Tenant.id == MeetingRoom.tenant_id)),
     (ServerRole.QUEUE,
      select(Tenant.domain, CallQueue.number).join(Tenant, Tenant.id == CallQueue.tenant_id)),
+    # Voicemail runs on the IVR servers: a mailbox's deposit number, vm*EXT.
+    (ServerRole.IVR, select(Tenant.domain, DEPOSIT_PREFIX + User.extension)
+     .join(Tenant, Tenant.id == User.tenant_id).join(Mailbox, Mailbox.user_id == User.id)),
 )
 
 
@@ -62,6 +66,7 @@ class Directory:
             # The agents' feature codes (*45 log in...) reach a queue server in every tenant.
             self._services |= {(domain, code): ServerRole.QUEUE for domain in self._domains
                                for code in AGENT_FEATURE_CODES}
+            self._services |= {(domain, VOICEMAIL_MENU): ServerRole.IVR for domain in self._domains}
             self._domains_loaded_at = now
 
     def realm_for(self, host: str) -> str | None:

@@ -11,7 +11,8 @@ What happens to a call for a user (`B2bua` asks at each step, in this order):
 - every device failed otherwise (408, 480, 5xx...): the unreachable destination;
 - nobody answered within the no-answer seconds: the ringing devices are cancelled and the
   call goes to the no-answer destination.
-A destination is dialled in the caller's tenant like any number, and may forward again, up to
+A destination is dialled in the caller's tenant like any number (`voicemail`: the user's own
+mailbox, whose number is `vm*EXT`), and may forward again, up to
 `MAX_FORWARDS` times (then 482 Loop Detected): a loop of forwards never rings for ever.
 """
 
@@ -23,6 +24,7 @@ from sqlalchemy import Engine, bindparam, select
 
 from ..appserver.cache import ExpiringLru
 from ..cluster.models import CallForwarding, Tenant, User
+from ..cluster.voicemail import VOICEMAIL_DESTINATION, deposit_number
 
 MAX_FORWARDS = 5
 BUSY_CODES = frozenset({486, 600, 603})
@@ -66,8 +68,17 @@ class ForwardingTable:
             return entry.value
         with self._engine.connect() as connection:
             row = connection.execute(_FORWARDING, {"domain": domain, "extension": extension}).first()
-        found = None if row is None else Forwarding(*row)
+        found = None
+        if row is not None:
+            always, busy, no_answer, seconds, unreachable, dnd = row
+            found = Forwarding(_number(always, extension), _number(busy, extension),
+                               _number(no_answer, extension), seconds, _number(unreachable, extension), dnd)
         if found is not None and not (found.always or found.busy or found.no_answer or found.unreachable
                                       or found.dnd):
             found = None
         return self._cache.store(key, found, now)
+
+
+def _number(destination: str | None, extension: str) -> str | None:
+    """The number a destination of `extension`'s forwarding dials (`voicemail`: its mailbox's)."""
+    return deposit_number(extension) if destination == VOICEMAIL_DESTINATION else destination

@@ -42,6 +42,7 @@ from .holding import CallHolding
 from .mediapool import MediaPool, PoolSettings
 from .policy import AuthFailureLimiter
 from .registrar import Registrar, RegistrarSettings
+from .subscriptions import EventPackage, Subscriptions
 from .trunk_registration import RegistrationStatus
 from .trunks import TrunkCatalog, TrunkEntry, TrunkRegistrations, TrunkStateCallback
 from .workers import WorkerPlace, place_of
@@ -68,9 +69,11 @@ class CallManager:
                  app_answer_timeout: float = 1.0, on_server_state: ServerStateCallback | None = None,
                  agents: AgentStore | None = None, trunks: TrunkCatalog | None = None,
                  forwarding: ForwardingTable | None = None,
-                 leases: LeaseStore | None = None, on_trunk_state: TrunkStateCallback | None = None) -> None:
+                 leases: LeaseStore | None = None, on_trunk_state: TrunkStateCallback | None = None,
+                 event_packages: tuple[EventPackage, ...] = ()) -> None:
         """`trunks`: the trunks, outbound routes and DIDs; the trunks that want a registration
-        are registered by the holder of their lease in `leases` (each change: `on_trunk_state`)."""
+        are registered by the holder of their lease in `leases` (each change: `on_trunk_state`);
+        `event_packages`: what phones may SUBSCRIBE to (`subscriptions`)."""
         self.place = place or WorkerPlace(node="local")
         self.stack = SipStack(host=host, port=port, max_message_size=max_message_size,
                               layer=TransactionLayer(),
@@ -111,6 +114,9 @@ class CallManager:
         self.trunk_registrations = TrunkRegistrations(
             stack=self.stack, timers=self.timers, leases=leases, owner=self.place.owner,
             make_tag=self.place.tag, on_state=on_trunk_state or _ignore_trunk_state)
+        self.subscriptions = Subscriptions(stack=self.stack, timers=self.timers, authenticator=authenticator,
+                                           realm_for=directory.realm_for, packages=event_packages,
+                                           make_tag=self.place.tag, wall_offset=wall_offset)
         self.holding = CallHolding(b2bua=self.b2bua, store=self.dialogs, place=self.place,
                                    wall_offset=wall_offset)
 
@@ -158,6 +164,7 @@ class CallManager:
         if self.trunks is not None:
             self.trunks.tick(now)
             self.trunk_registrations.update(self.trunks.plan.trunks, now)
+        self.subscriptions.poll(now)
 
     def next_timer(self) -> float | None:
         deadlines = [d for d in (self.stack.next_timer(), self.timers.next_deadline()) if d is not None]
@@ -242,12 +249,16 @@ class CallManager:
         if method == "CANCEL":
             self.b2bua.handle_cancel(request, tx, self.stack.layer.find_invite_server_transaction(request),
                                      now)
+        elif request.to.tag is not None and method == "SUBSCRIBE":
+            self.subscriptions.handle_in_dialog(request, tx, now)
         elif request.to.tag is not None:
             self.b2bua.handle_in_dialog(request, tx, now)
         elif method == "REGISTER":
             self.registrar.handle(request, tx, source, transport, now)
         elif method == "INVITE":
             self.b2bua.handle_invite(request, tx, source, transport, now)
+        elif method == "SUBSCRIBE":
+            self.subscriptions.handle_subscribe(request, tx, source, transport, now)
         elif method == "OPTIONS":
             # Our To tag names the worker that answered (workers.py), which tells an operator too.
             self.stack.respond(tx, 200, now=now, to_tag=self.place.tag(),

@@ -25,6 +25,9 @@
     pbx server add NAME --role media|ivr|meeting --host ADDR --port PORT [--workers N] [--weight W]
             [--disabled]
     pbx server list | enable NAME | disable NAME | del NAME
+    pbx voicemail enable EXT --pin P [--email E] [--greeting PROMPT] [--max-messages N] [--max-seconds S]
+            [--tenant DOMAIN]
+    pbx voicemail list [--tenant DOMAIN] | messages EXT | disable EXT [--tenant DOMAIN]
     pbx cdr list [--since T] [--extension E] [--tenant DOMAIN] [--limit N] [--format table|csv|json]
     pbx allinone [--host ADDR] [--sip-port PORT]
     pbx callmanager --config FILE
@@ -64,6 +67,7 @@ from pbx_services.cli import (
     tenants,
     trunks,
     users,
+    voicemail,
 )
 from pbx_services.cli.common import EXIT_FAILURE, EXIT_USAGE, CommandError, Parser, Subparsers
 from pbx_services.cluster.config import ConfigError
@@ -81,6 +85,7 @@ COMMAND_GROUPS: tuple[Callable[[Subparsers], None], ...] = (
     meeting.add_commands,
     queue.add_commands,
     trunks.add_commands,
+    voicemail.add_commands,
     servers.add_commands,
     cdrs.add_commands,
     daemons.add_commands,

@@ -43,7 +43,7 @@ ENV_SEPARATOR = "__"
 AUTH_SECRET_MIN_LENGTH = 32
 
 # Keys whose value is never echoed in an error message (a database URL may hold a password).
-_SECRET_KEYS = {("auth", "secret"), ("database", "url")}
+_SECRET_KEYS = {("auth", "secret"), ("database", "url"), ("smtp", "password")}
 
 
 class ConfigError(Exception):
@@ -296,6 +296,34 @@ class QueueConfig(AppServerConfig):
     port_max: int = Field(default=35999, ge=1025, le=65535)
 
 
+def _check_email_address(value: str) -> str:
+    if value.count("@") != 1 or not all(value.split("@")) or any(c.isspace() for c in value):
+        raise ValueError("not an email address (like pbx@example.com)")
+    return value
+
+
+class SmtpConfig(_Section):
+    """The mail server voicemail (and later alerts) is sent through; no host: no email is sent."""
+
+    host: Host | None = None
+    port: int = Field(default=25, ge=1, le=65535)
+    starttls: bool = False
+    """Upgrade the connection with STARTTLS before authenticating (port 587 usually)."""
+    username: str | None = None
+    password: SecretStr | None = None
+    """With `username`: log in (AUTH) before sending."""
+    from_address: Annotated[str, AfterValidator(_check_email_address)] = "pbx@localhost"
+    """The From of the messages sent."""
+    timeout: float = Field(default=10.0, gt=0, le=300)
+    """Seconds one exchange with the server may take."""
+
+    @model_validator(mode="after")
+    def _login_complete(self) -> "SmtpConfig":
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password: give both to log in, or neither")
+        return self
+
+
 class RegistrarConfig(_Section):
     min_expires: int = Field(default=60, ge=1)
     """Shorter registrations are answered 423 Interval Too Brief."""
@@ -386,6 +414,7 @@ class PbxConfig(_Section):
     meeting: MeetingConfig = MeetingConfig()
     queue: QueueConfig = QueueConfig()
     registrar: RegistrarConfig = RegistrarConfig()
+    smtp: SmtpConfig = SmtpConfig()
     auth: AuthConfig | None = None
     """Required by the Call Manager (`build_config(needs_auth=True)`); a media node has no use for it."""
     policy: PolicyConfig = PolicyConfig()

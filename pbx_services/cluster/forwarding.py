@@ -4,8 +4,9 @@ A user's calls can go elsewhere: always (instead of ringing), when busy (every d
 refused it busy, or do-not-disturb is on), when nobody answers within N seconds, and when no
 device is registered (unreachable). A destination is a number of the user's tenant: an
 extension, an IVR menu, a queue or a meeting room, or a number one of the tenant's outbound
-routes takes (a mobile phone through a trunk). One that reaches nothing is refused when saved,
-naming it. The Call Manager reads these within 10 seconds (`callmanager.forwarding`).
+routes takes (a mobile phone through a trunk), or `voicemail`, the user's own mailbox (which it
+must have: `pbx voicemail enable`). One that reaches nothing is refused when saved, naming it.
+The Call Manager reads these within 10 seconds (`callmanager.forwarding`).
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pbx_services.cluster.dao import UserDao
 from pbx_services.cluster.dial_patterns import compile_pattern
-from pbx_services.cluster.models import CallForwarding, OutboundRoute, Tenant, User
+from pbx_services.cluster.models import CallForwarding, Mailbox, OutboundRoute, Tenant, User
 from pbx_services.cluster.models.forwarding import DEFAULT_NO_ANSWER_SECONDS
 from pbx_services.cluster.numbering import number_owner
 from pbx_services.cluster.users import tenant_by_domain
 from pbx_services.cluster.validation import InvalidValue, check_range, validate_extension
+from pbx_services.cluster.voicemail import VOICEMAIL_DESTINATION
 
 NO_ANSWER_SECONDS = range(5, 301)
 
@@ -70,7 +72,12 @@ class ForwardingService:
             check_range("no answer seconds", seconds, NO_ANSWER_SECONDS, "s")
         with self._sessions.begin() as session:
             tenant, user, forwarding = self._row(session, extension, tenant_domain)
-            if destination is not None:
+            if destination is not None and destination.strip() == VOICEMAIL_DESTINATION:
+                destination = VOICEMAIL_DESTINATION
+                if session.get(Mailbox, user.id) is None:
+                    raise InvalidValue(f"forward of {extension} ({kind.value}) to voicemail: {extension} has "
+                                       f"no mailbox (pbx voicemail enable {extension} --pin PIN)")
+            elif destination is not None:
                 destination = validate_extension(destination.strip())
                 if destination == user.extension:
                     raise InvalidValue(f"forward of {extension}: to itself")

@@ -12,7 +12,9 @@ from pbx_services.cluster.models.server import Server, ServerRole
 from pbx_services.cluster.models.tenant import Tenant
 from pbx_services.cluster.models.trunk import Trunk, TrunkTransport
 from pbx_services.cluster.models.user import User
+from pbx_services.cluster.models.voicemail import Mailbox, MessageStatus, VoicemailMessage
 
 __all__ = ["AgentSkill", "Base", "CallForwarding", "CallQueue", "Cdr", "Did", "Holiday", "IvrMenu",
-           "IvrOption", "MeetingRoom", "OutboundRoute", "OutboundRouteTrunk", "PermissionClass", "Prompt",
-           "QueueMember", "Schedule", "Server", "ServerRole", "Tenant", "Trunk", "TrunkTransport", "User"]
+           "IvrOption", "Mailbox", "MeetingRoom", "MessageStatus", "OutboundRoute", "OutboundRouteTrunk",
+           "PermissionClass", "Prompt", "QueueMember", "Schedule", "Server", "ServerRole", "Tenant", "Trunk",
+           "TrunkTransport", "User", "VoicemailMessage"]

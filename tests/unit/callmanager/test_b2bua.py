@@ -157,7 +157,7 @@ def test_an_authenticated_invite_goes_to_the_callees_binding_with_a_new_call_id(
         "Call-ID: <call-id>\r\n"
         "CSeq: 1 INVITE\r\n"
         "Contact: <sip:192.0.2.10:5060>\r\n"
-        "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, REFER, NOTIFY\r\n"
+        "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, REFER, NOTIFY, SUBSCRIBE\r\n"
         "User-Agent: pbx-services\r\n"
         "Content-Type: application/sdp\r\n"
         f"Content-Length: {len(SDP_OFFER)}\r\n\r\n" + SDP_OFFER.decode()

@@ -220,7 +220,7 @@ def test_options_is_answered_with_what_we_support(pbx: Pbx) -> None:
         "To: <sip:pbx.local>;tag=<tag>\r\n"
         "Call-ID: opt-1@10.0.0.1\r\n"
         "CSeq: 1 OPTIONS\r\n"
-        "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, REFER, NOTIFY\r\n"
+        "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, REFER, NOTIFY, SUBSCRIBE\r\n"
         "Accept: application/sdp\r\n"
         "Server: pbx-services\r\n"
         "Content-Length: 0\r\n\r\n"

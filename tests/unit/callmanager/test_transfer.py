@@ -173,7 +173,7 @@ def test_a_call_to_a_menu_goes_to_an_ivr_worker_with_the_media_servers_offer(
         "Call-ID: <call-id>",
         "CSeq: 1 INVITE",
         "Contact: <sip:192.0.2.10:5060>",
-        "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, REFER, NOTIFY",
+        "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, REFER, NOTIFY, SUBSCRIBE",
         "User-Agent: pbx-services",
         "Content-Type: application/sdp",
         f"Content-Length: {len(invite.body)}",
