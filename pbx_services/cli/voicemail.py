@@ -34,7 +34,8 @@ def add_commands(subparsers: Subparsers) -> None:
                         help="longest message in seconds (5-3600, default 180)")
     enable.set_defaults(run=_enable)
 
-    disable = commands.add_parser("disable", parents=common, help="remove a user's mailbox and its messages")
+    disable = commands.add_parser("disable", parents=common,
+                                  help="remove a user's mailbox, its messages and its forwards to voicemail")
     disable.add_argument("extension", metavar="EXT")
     disable.set_defaults(run=_disable)
 

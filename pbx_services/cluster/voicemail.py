@@ -22,7 +22,7 @@ from sqlalchemy import case, delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pbx_services.cluster.dao import NotFound, UserDao
-from pbx_services.cluster.models import Mailbox, MessageStatus, Tenant, User, VoicemailMessage
+from pbx_services.cluster.models import CallForwarding, Mailbox, MessageStatus, Tenant, User, VoicemailMessage
 from pbx_services.cluster.models.voicemail import DEFAULT_MAX_MESSAGES, DEFAULT_MAX_SECONDS
 from pbx_services.cluster.users import tenant_by_domain
 from pbx_services.cluster.validation import InvalidValue, check_range
@@ -148,7 +148,8 @@ class VoicemailService:
             return self._info(session, mailbox, tenant, user)
 
     def disable(self, extension: str, *, tenant_domain: str | None = None) -> list[str]:
-        """Remove `extension`'s mailbox and its messages; the paths of their WAVs (to delete)."""
+        """Remove `extension`'s mailbox, its messages and its forwards to voicemail; the paths of
+        the messages' WAVs (to delete)."""
         with self._sessions.begin() as session:
             _, user = self._user(session, extension, tenant_domain)
             mailbox = session.get(Mailbox, user.id)
@@ -158,6 +159,10 @@ class VoicemailService:
                 VoicemailMessage.user_id == user.id)))
             session.execute(delete(VoicemailMessage).where(VoicemailMessage.user_id == user.id))
             session.delete(mailbox)
+            forwarding = session.get(CallForwarding, user.id)
+            for kind in ("always", "busy", "no_answer", "unreachable"):
+                if forwarding is not None and getattr(forwarding, kind) == VOICEMAIL_DESTINATION:
+                    setattr(forwarding, kind, None)
             return paths
 
     def list_mailboxes(self, *, tenant_domain: str | None = None) -> list[MailboxInfo]:
