@@ -10,10 +10,10 @@ says whether messages wait and how many voice messages are new and old:
 The voicemail servers change messages in the database (`cluster.voicemail`), where every change
 moves the mailbox's `changed_at`; `poll` reads the mailboxes changed in the last
 `POLL_WINDOW` seconds once a second. The window is wider than the poll interval, so a clock of
-an IVR server a little behind the Call Manager's loses nothing; a state told already is not
-told again (`Subscriptions` compares bodies). Polling needs nothing but the database, which
-every role has (the all-in-one has no bus across its processes, and a cluster's Redis stream
-has no consumer in the Call Manager yet).
+an IVR server a little behind the Call Manager's loses nothing; a state (the new and old
+counts) told already is not told again (`Subscriptions` compares states). Polling needs
+nothing but the database, which every role has (the all-in-one has no bus across its
+processes, and a cluster's Redis stream has no consumer in the Call Manager yet).
 """
 
 from __future__ import annotations
@@ -60,15 +60,18 @@ class MessageSummaryPackage:
     def refusal(self, subscriber: str, realm: str, resource: str) -> tuple[int, str] | None:
         return None if subscriber == resource else (403, "Not Your Mailbox")
 
-    def state(self, realm: str, resource: str, now: float) -> bytes:
-        """A user without a mailbox has no message waiting."""
+    def state(self, realm: str, resource: str, now: float) -> tuple[int, int]:
+        """(new, old) voice messages; a user without a mailbox has none."""
         with self._engine.connect() as connection:
             row = connection.execute(_ONE, {"domain": realm, "extension": resource}).first()
-        return summary_body(f"sip:{resource}@{realm}", *(map(int, row[2:]) if row else (0, 0)))
+        return (int(row[2]), int(row[3])) if row else (0, 0)
 
-    def poll(self, watched: set[tuple[str, str]], now: float) -> list[tuple[str, str, bytes]]:
+    def body(self, realm: str, resource: str, state: tuple[int, int], version: int) -> bytes:
+        return summary_body(f"sip:{resource}@{realm}", *state)
+
+    def poll(self, watched: set[tuple[str, str]], now: float) -> list[tuple[str, str, tuple[int, int]]]:
         since = datetime.fromtimestamp(now, UTC) - timedelta(seconds=POLL_WINDOW)
         with self._engine.connect() as connection:
             rows = connection.execute(_CHANGED, {"since": since}).all()
-        return [(realm, resource, summary_body(f"sip:{resource}@{realm}", int(new), int(old)))
-                for realm, resource, new, old in rows if (realm, resource) in watched]
+        return [(realm, resource, (int(new), int(old))) for realm, resource, new, old in rows
+                if (realm, resource) in watched]

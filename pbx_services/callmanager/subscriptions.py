@@ -11,8 +11,11 @@ expires, and ends it with Expires: 0; either way a NOTIFY follows, the last one 
 
 When a resource's state changes (`changed`, or a package's `poll`), its subscribers are
 NOTIFYed the new state; one NOTIFY per subscription is in flight at a time, and a change
-meanwhile is sent when it completes. A NOTIFY answered with an error (481: the phone forgot
-the subscription) or not at all ends the subscription (RFC 6665 4.1.2.3).
+meanwhile is sent when it completes. A package's state is any value that compares equal when
+nothing changed (message-summary's counts, the dialog package's calls); the package makes each
+NOTIFY's body of it and the subscription's version (0, 1, ...: RFC 4235's `version`). A
+NOTIFY answered with an error (481: the phone forgot the subscription) or not at all ends the
+subscription (RFC 6665 4.1.2.3).
 
 Subscriptions live in the worker whose tag is in their dialog; a Call Manager restart or
 failover loses them, and the phone's next refresh, answered 481, makes it subscribe anew.
@@ -24,7 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..runtime.timers import Timer, TimerQueue
 from ..sip.dialog import Dialog
@@ -59,16 +62,20 @@ class EventPackage(Protocol):
         """The status refusing user `subscriber` of tenant `realm` a subscription to `resource`
         (someone else's mailbox), or None to accept it."""
 
-    def state(self, realm: str, resource: str, now: float) -> bytes:
-        """The NOTIFY body telling the resource's state now."""
+    def state(self, realm: str, resource: str, now: float) -> Any:
+        """The resource's state now (equal to the last one when nothing changed)."""
+
+    def body(self, realm: str, resource: str, state: Any, version: int) -> bytes:
+        """The NOTIFY body telling `state`, the subscription's `version`-th NOTIFY (from 0)."""
 
 
 @runtime_checkable
 class PolledPackage(EventPackage, Protocol):
     """A package whose resources change elsewhere (the database): polled once a second."""
 
-    def poll(self, watched: set[tuple[str, str]], now: float) -> list[tuple[str, str, bytes]]:
-        """(realm, resource, body) of the resources of `watched` that may have changed lately."""
+    def poll(self, watched: set[tuple[str, str]], now: float) -> list[tuple[str, str, Any]]:
+        """(realm, resource, state) of the resources of `watched` that may have changed lately
+        (`now`: wall-clock seconds)."""
 
 
 @dataclass(eq=False)
@@ -81,10 +88,12 @@ class Subscription:
     peer: tuple[str, int]
     transport: str
     expires_at: float
-    body: bytes
+    state: Any
     """The resource's state as last known."""
-    sent: bytes | None = None
-    """The state the last NOTIFY told (None: none sent yet)."""
+    told: bool = False
+    """The last NOTIFY told `state` (none is sent for a state told already)."""
+    version: int = 0
+    """NOTIFYs with a body sent so far."""
     in_flight: bool = False
     """A NOTIFY of ours awaits its final response."""
     terminated: str | None = None
@@ -153,7 +162,7 @@ class Subscriptions:
         subscription = Subscription(package=package, realm=realm, resource=resource,
                                     subscriber=result.user.extension, dialog=dialog, peer=source,
                                     transport=transport, expires_at=now + expires,
-                                    body=package.state(realm, resource, now))
+                                    state=package.state(realm, resource, now))
         self._stack.respond(tx, 200, now=now, to_tag=dialog.local_tag,
                             headers=[("Expires", str(expires)), ("Contact", str(dialog.local_contact))])
         log.info("%s@%s subscribed to %s of %s for %d s", subscription.subscriber, realm, package.name,
@@ -196,7 +205,7 @@ class Subscriptions:
             return
         subscription.expires_at = now + expires
         self._arm(subscription)
-        subscription.sent = None  # a refresh is answered with the state (RFC 6665 4.2.1.2)
+        subscription.told = False  # a refresh is answered with the state (RFC 6665 4.2.1.2)
         self._notify(subscription, now)
 
     def _package(self, request: SipRequest, tx: ServerTransaction, now: float) -> EventPackage | None:
@@ -224,10 +233,11 @@ class Subscriptions:
         """(realm, resource) of the resources of `package` somebody subscribes to here."""
         return {(realm, resource) for name, realm, resource in self._by_resource if name == package}
 
-    def changed(self, package: str, realm: str, resource: str, body: bytes, now: float) -> None:
-        """The resource's state is now `body`: its subscribers whose last NOTIFY told another are told."""
+    def changed(self, package: str, realm: str, resource: str, state: Any, now: float) -> None:
+        """The resource's state is now `state`: its subscribers whose last NOTIFY told another are told."""
         for subscription in list(self._by_resource.get((package, realm, resource), ())):
-            subscription.body = body
+            if subscription.state != state:
+                subscription.state, subscription.told = state, False
             self._notify(subscription, now)
 
     def poll(self, now: float) -> None:
@@ -237,23 +247,25 @@ class Subscriptions:
                 continue
             watched = self.watched(package.name)
             if watched:
-                for realm, resource, body in package.poll(watched, now + self._wall_offset):
-                    self.changed(package.name, realm, resource, body, now)
+                for realm, resource, state in package.poll(watched, now + self._wall_offset):
+                    self.changed(package.name, realm, resource, state, now)
 
     def _notify(self, subscription: Subscription, now: float) -> None:
-        told = subscription.sent == subscription.body and subscription.terminated is None
-        if subscription.in_flight or told:
+        if subscription.in_flight or (subscription.told and subscription.terminated is None):
             return
         if subscription.terminated is not None:
             state = f"terminated;reason={subscription.terminated}"
         else:
             state = f"active;expires={max(0, round(subscription.expires_at - now))}"
         package = subscription.package
+        body = package.body(subscription.realm, subscription.resource, subscription.state,
+                            subscription.version)
         notify = subscription.dialog.create_request(
             "NOTIFY", via_host=self._stack.host, via_port=self._stack.port, transport=subscription.transport,
-            body=subscription.body, content_type=package.content_type,
+            body=body, content_type=package.content_type,
             extra_headers=[("Event", package.name), ("Subscription-State", state)])
-        subscription.sent = subscription.body
+        subscription.told = True
+        subscription.version += 1
         subscription.in_flight = subscription.terminated is None
         tx = self._stack.send_request(notify, subscription.peer, subscription.transport, now)
         tx.user_data = lambda response, t: self._notified(subscription, response, t)

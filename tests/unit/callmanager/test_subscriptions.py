@@ -179,8 +179,7 @@ def test_a_change_while_a_notify_is_in_flight_waits_for_it(notifier: Notifier,
                                                           mailboxes: VoicemailService) -> None:
     notifier.receive(subscribe())
     _, first = notifier.sent()
-    notifier.subscriptions.changed("message-summary", DOMAIN, "200", summary_body("sip:200@pbx.local", 3, 0),
-                                   notifier.now)
+    notifier.subscriptions.changed("message-summary", DOMAIN, "200", (3, 0), notifier.now)
     assert notifier.sent() == []
 
     notifier.receive(ok(first))  # type: ignore[arg-type]
@@ -260,3 +259,33 @@ def test_no_expires_is_the_default_hour(notifier: Notifier, mailboxes: Voicemail
     notifier.receive(subscribe(None))
     response, _ = notifier.sent()
     assert response.headers.get("Expires") == "3600"
+
+
+class Versioned:
+    """A package whose body names the subscription's version, as the dialog package's does."""
+
+    name = "dialog"
+    content_type = "text/plain"
+
+    def refusal(self, subscriber: str, realm: str, resource: str) -> tuple[int, str] | None:
+        return None
+
+    def state(self, realm: str, resource: str, now: float) -> str:
+        return "idle"
+
+    def body(self, realm: str, resource: str, state: str, version: int) -> bytes:
+        return f"{resource} {state} version {version}".encode()
+
+
+def test_a_package_numbers_its_notifies_per_subscription(notifier: Notifier) -> None:
+    notifier.subscriptions.packages["dialog"] = Versioned()
+    notifier.receive(FIXTURE.read_bytes().replace(b"Event: message-summary", b"Event: dialog"))
+    _, first = notifier.sent()
+    assert first.body == b"200 idle version 0"
+    notifier.receive(ok(first))  # type: ignore[arg-type]
+
+    notifier.subscriptions.changed("dialog", DOMAIN, "200", "ringing", notifier.now)
+    notifier.subscriptions.changed("dialog", DOMAIN, "200", "ringing", notifier.now)
+    [second] = notifier.sent()
+    assert second.body == b"200 ringing version 1"
+    assert notifier.subscriptions.watched("dialog") == {(DOMAIN, "200")}
