@@ -9,6 +9,7 @@ import itertools
 import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -289,3 +290,35 @@ def test_a_package_numbers_its_notifies_per_subscription(notifier: Notifier) -> 
     [second] = notifier.sent()
     assert second.body == b"200 ringing version 1"
     assert notifier.subscriptions.watched("dialog") == {(DOMAIN, "200")}
+
+
+def test_the_call_manager_challenges_a_subscribe_then_notifies(make_pbx: Any,
+                                                              sessions: sessionmaker[Session]) -> None:
+    """Through the Call Manager's dispatch: a SUBSCRIBE is challenged (401, as a registrar's),
+    answered with credentials, and a SUBSCRIBE in its dialog goes to the notifier too."""
+    VoicemailService(sessions=sessions, default_domain=DOMAIN).enable("200", pin="4321")
+    pbx = make_pbx()
+    pbx.core.subscriptions.packages["message-summary"] = MessageSummaryPackage(sessions.kw["bind"])
+    bob = pbx.phone("200", "10.0.0.2", 5062)
+
+    def subscribe(authorization: str | None, cseq: int) -> bytes:
+        lines = ["SUBSCRIBE sip:200@pbx.local SIP/2.0", bob.via(), "Max-Forwards: 70",
+                 "From: <sip:200@pbx.local>;tag=bob-mwi", "To: <sip:200@pbx.local>",
+                 "Call-ID: mwi-1@10.0.0.2",
+                 f"CSeq: {cseq} SUBSCRIBE", "Contact: <sip:200@10.0.0.2:5062>", "Event: message-summary",
+                 "Expires: 600", *([f"Authorization: {authorization}"] if authorization else []),
+                 "Content-Length: 0"]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+    bob.send(subscribe(None, 1))
+    challenge = bob.pop_response(401)
+    bob.send(subscribe(bob.credentials(challenge, "SUBSCRIBE", "sip:200@pbx.local"), 2))
+    assert bob.pop_response(200).headers.get("Expires") == "600"
+    notify = bob.pop_request("NOTIFY")
+    assert notify.body.startswith(b"Messages-Waiting: no\r\n")
+    bob.send(ok(notify))
+
+    bob.send(in_dialog(notify, expires=0, cseq=3))
+    assert bob.pop_response(200).status_code == 200
+    assert bob.pop_request("NOTIFY").headers.get("Subscription-State") == "terminated;reason=timeout"
+    assert len(pbx.core.subscriptions) == 0
