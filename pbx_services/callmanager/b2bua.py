@@ -61,6 +61,7 @@ from .forwarding import MAX_FORWARDS, ForwardingTable
 from .joins import CallJoins
 from .mediapool import MediaPool
 from .permissions import Caller
+from .ring_groups import Hunt, RingGroupTable, RingStrategy
 from .routing import CallRouter, Target, best_final_status, disposition_for, server_failed
 from .transfer import CallTransfers
 from .trunk_calls import TrunkBranches
@@ -88,13 +89,15 @@ class B2bua:
                  service_role: Callable[[str, str], ServerRole | None] | None = None,
                  app_answer_timeout: float = 1.0, tenant_id_for: Callable[[str], int | None] | None = None,
                  agents: AgentStore | None = None, trunks: TrunkCatalog | None = None,
-                 forwarding: ForwardingTable | None = None) -> None:
+                 forwarding: ForwardingTable | None = None,
+                 ring_groups: RingGroupTable | None = None) -> None:
         """`tenant_id_for(domain)` is the tenant of a call an application server makes (it has no
         user to authenticate); `agents` the queue agents' records, moved to wrap-up when a call a
         queue server joined ends; `trunks` the trunks, outbound routes and DIDs; `forwarding`
-        the users' call forwarding and do-not-disturb."""
+        the users' call forwarding and do-not-disturb; `ring_groups` the ring groups."""
         self._stack = stack
         self._forwarding = forwarding
+        self._ring_groups = ring_groups
         self._app_servers = app_servers
         self._tenant_id_for = tenant_id_for or _no_tenant
         self.trunk_branches = TrunkBranches(self)
@@ -194,8 +197,8 @@ class B2bua:
                     outbound: bool = True, limited: Caller | None = None) -> None:
         """Route a new call of `caller` in tenant `realm` to `dialed` and ring its targets;
         `limited`: the caller is a user, held to its permission and limits."""
-        dialed, targets, forwards = self._route_forwarded(realm, dialed, now, outbound=outbound,
-                                                          caller=limited, forwards=0)
+        dialed, targets, forwards, hunt = self._route_forwarded(realm, dialed, now, outbound=outbound,
+                                                                caller=limited, forwards=0)
         if isinstance(targets, tuple):
             code, reason = targets
             self._stack.respond(tx, code, reason, now=now, to_tag=self._make_tag())
@@ -204,7 +207,7 @@ class B2bua:
                     a_invite=request,
                     a_tag=self._make_tag(), b_call_id=make_tag() + make_tag(), b_tag=self._make_tag(),
                     caller=caller, callee=dialed, tenant_id=tenant_id,
-                    started_at=now, realm=realm, limits=limited, forwards=forwards)
+                    started_at=now, realm=realm, limits=limited, forwards=forwards, hunt=hunt)
         tx.user_data = call
         self.calls.add(call)
         # An INVITE's Expires bounds its ringing (RFC 3261 13.3.1): a queue server's ring of an
@@ -333,6 +336,11 @@ class B2bua:
         """Start a branch to each target; the callee's no-answer forward, if any, starts counting."""
         for target in targets:
             self._start_branch(call, target, now)
+        if call.hunt is not None:
+            self._cancel_timer(call.forward_timer)
+            call.forward_timer = self._timers.schedule(now + call.hunt.seconds,
+                                                       lambda t: self._hunt_timed_out(call, t))
+            return
         forwarding = self._forwarding.of(call.realm, call.callee, now) if self._forwarding else None
         if forwarding is None or not forwarding.no_answer:
             return
@@ -350,35 +358,98 @@ class B2bua:
 
     def _route_forwarded(self, realm: str, dialed: str, now: float, *, outbound: bool,
                          caller: Caller | None, forwards: int
-                         ) -> tuple[str, list[Target] | tuple[int, str], int]:
+                         ) -> tuple[str, list[Target] | tuple[int, str], int, Hunt | None]:
         """Route a call to `dialed` after the users' forward-always, do-not-disturb and
-        unreachable forwarding (`callmanager.forwarding`): the number finally rung, its targets
-        or the refusal, and the forwards counted so far."""
+        unreachable forwarding (`callmanager.forwarding`), or to a ring group's first members
+        (`callmanager.ring_groups`): the number finally rung, its targets or the refusal, the
+        forwards counted so far, and the ring group's hunt."""
         while forwards <= MAX_FORWARDS:
+            group = self._ring_groups.of(realm, dialed, now) if self._ring_groups else None
+            if group is not None:
+                hunt = Hunt(group=dialed, waiting=list(group.members), seconds=group.ring_seconds,
+                            final=group.final)
+                targets = self._hunt_targets(realm, hunt, now,
+                                             all_at_once=group.strategy is RingStrategy.SIMULTANEOUS)
+                if targets:
+                    return dialed, targets, forwards, hunt
+                if group.final is None:
+                    log.info("ring group %s@%s: no member can ring", dialed, realm)
+                    return dialed, (480, "Temporarily Unavailable"), forwards, None
+                log.info("ring group %s@%s: no member can ring, to %s", dialed, realm, group.final)
+                dialed, forwards = group.final, forwards + 1
+                continue
             forwarding = self._forwarding.of(realm, dialed, now) if self._forwarding else None
             if forwarding is not None and (forwarding.always or forwarding.dnd):
                 if not forwarding.always and not forwarding.busy:
                     log.info("call to %s@%s: do not disturb, busy", dialed, realm)
-                    return dialed, (486, "Busy Here"), forwards
+                    return dialed, (486, "Busy Here"), forwards, None
                 destination = forwarding.always or forwarding.busy
                 log.info("call to %s@%s forwarded to %s (%s)", dialed, realm, destination,
                          "always" if forwarding.always else "do not disturb")
                 dialed, forwards = str(destination), forwards + 1
                 continue
-            targets = self.router.route(realm, dialed, now, outbound=outbound, caller=caller)
-            if isinstance(targets, tuple) and targets[0] == 480 and forwarding is not None \
+            routed = self.router.route(realm, dialed, now, outbound=outbound, caller=caller)
+            if isinstance(routed, tuple) and routed[0] == 480 and forwarding is not None \
                     and forwarding.unreachable:
                 log.info("call to %s@%s forwarded to %s (no device registered)", dialed, realm,
                          forwarding.unreachable)
                 dialed, forwards = forwarding.unreachable, forwards + 1
                 continue
-            return dialed, targets, forwards
+            return dialed, routed, forwards, None
         log.warning("call to %s@%s: forwarded %d times, a loop: refused", dialed, realm, forwards)
-        return dialed, (482, "Loop Detected"), forwards
+        return dialed, (482, "Loop Detected"), forwards, None
+
+    def _hunt_targets(self, realm: str, hunt: Hunt, now: float, *, all_at_once: bool) -> list[Target]:
+        """The devices of the ring group's next member that can ring (of every member left,
+        `all_at_once`); those rung leave `hunt.waiting`. A member on do-not-disturb or without
+        a registered device is passed over."""
+        targets: list[Target] = []
+        while hunt.waiting and (all_at_once or not targets):
+            member = hunt.waiting.pop(0)
+            forwarding = self._forwarding.of(realm, member, now) if self._forwarding else None
+            if forwarding is not None and forwarding.dnd:
+                continue
+            found = self.router.route(realm, member, now, outbound=False, caller=None)
+            if isinstance(found, list):
+                targets.extend(found)
+        return targets
+
+    def _hunt_timed_out(self, call: Call, now: float) -> None:
+        self._next_in_hunt(call, now, timed_out=True)
+
+    def _next_in_hunt(self, call: Call, now: float, *, timed_out: bool) -> bool:
+        """A ring group's members rung so far did not answer in time (`timed_out`) or all refused:
+        ring the next member, else go to the group's final destination; whether it did either,
+        or (timed out) refused the call 480."""
+        hunt = call.hunt
+        if hunt is None or call.phase is not ROUTING:
+            return False
+        call.forward_timer = None
+        for branch in call.branches:
+            self._cancel_branch(branch, now)
+        call.branches = []
+        targets = self._hunt_targets(call.realm, hunt, now, all_at_once=False)
+        if targets:
+            log.info("call %s: ring group %s %s, ringing its next member", call.call_id, hunt.group,
+                     "not answered" if timed_out else "refused")
+            self._ring(call, targets, now)
+            return True
+        call.hunt = None
+        if hunt.final is not None:
+            log.info("call %s: ring group %s not answered, to %s", call.call_id, hunt.group, hunt.final)
+            self._forward(call, hunt.final, now)
+            return True
+        if timed_out:
+            self._stack.respond(call.invite_tx, 480, "No Answer", now=now, to_tag=call.a_tag)
+            self._end(call, now, Disposition.NO_ANSWER, 480, None)
+            return True
+        return False
 
     def _forward_on_failure(self, call: Call, code: int, now: float) -> bool:
-        """Every device of the callee failed the call with `code`: its busy or unreachable forward,
-        if it has one, takes the call (True)."""
+        """Every device of the callee failed the call with `code`: a ring group's next member, or
+        the callee's busy or unreachable forward, if it has one, takes the call (True)."""
+        if call.hunt is not None:
+            return self._next_in_hunt(call, now, timed_out=False)
         forwarding = self._forwarding.of(call.realm, call.callee, now) if self._forwarding else None
         destination = forwarding.on_failure(code) if forwarding is not None else None
         if destination is None:
@@ -394,14 +465,14 @@ class B2bua:
         for branch in call.branches:
             self._cancel_branch(branch, now)
         call.branches = []
-        dialed, targets, call.forwards = self._route_forwarded(
+        dialed, targets, call.forwards, hunt = self._route_forwarded(
             call.realm, destination, now, outbound=True, caller=call.limits, forwards=call.forwards + 1)
         if isinstance(targets, tuple):
             code, reason = targets
             self._stack.respond(call.invite_tx, code, reason, now=now, to_tag=call.a_tag)
             self._end(call, now, disposition_for(code), code, None)
             return
-        call.callee = dialed
+        call.callee, call.hunt = dialed, hunt
         self.records.mark_changed(call)
         self._ring(call, targets, now)
 

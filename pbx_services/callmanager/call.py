@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .anchoring import MediaAnchor
     from .joins import Join, QueueAgent
     from .permissions import Caller
+    from .ring_groups import Hunt
     from .transfer import Transfer
     from .trunks import TrunkCall
 
@@ -219,7 +220,10 @@ class Call:
     forwards: int = 0
     """Times the call was forwarded (`callmanager.forwarding`), bounded against loops."""
     forward_timer: Timer | None = None
-    """Forwards the call when nobody answers within the callee's no-answer seconds."""
+    """Forwards the call when nobody answers within the callee's no-answer seconds (or rings a
+    ring group's next member)."""
+    hunt: Hunt | None = None
+    """The ring group being rung, with its members still to ring."""
 
     def transition(self, call_input: CallInput) -> None:
         """Move to the phase `TRANSITIONS` gives; RuntimeError if it has none (a bug here)."""

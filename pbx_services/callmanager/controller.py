@@ -48,6 +48,7 @@ from .message_summary import MessageSummaryPackage
 from .metrics import TCP_MAX, TCP_OPEN, CallManagerCollector, SipTcpCollector
 from .policy import AuthFailureLimiter
 from .registrar import RegistrarSettings
+from .ring_groups import RingGroupTable
 from .service import CallManager
 from .trunk_registration import FAILED, RegistrationStatus
 from .trunks import TrunkCatalog, TrunkEntry, trunk_statuses
@@ -153,7 +154,7 @@ class CallManagerController:
                                      up_after=config.callmanager.app_up_after),
             app_answer_timeout=config.callmanager.app_answer_timeout, on_server_state=self._on_server_state,
             agents=state.agents, trunks=TrunkCatalog(engine=engine), forwarding=ForwardingTable(engine),
-            leases=state.leases,
+            ring_groups=RingGroupTable(engine), leases=state.leases,
             on_trunk_state=self._on_trunk_state, event_packages=(MessageSummaryPackage(engine),))
         self._driver = CoreDriver(core=self.core, flush=self._flush)
         self._servers = ServerService(sessions=sessions)

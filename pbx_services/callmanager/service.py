@@ -42,6 +42,7 @@ from .holding import CallHolding
 from .mediapool import MediaPool, PoolSettings
 from .policy import AuthFailureLimiter
 from .registrar import Registrar, RegistrarSettings
+from .ring_groups import RingGroupTable
 from .subscriptions import EventPackage, Subscriptions
 from .trunk_registration import RegistrationStatus
 from .trunks import TrunkCatalog, TrunkEntry, TrunkRegistrations, TrunkStateCallback
@@ -68,7 +69,7 @@ class CallManager:
                  app_probes: ProbeSettings | None = None,
                  app_answer_timeout: float = 1.0, on_server_state: ServerStateCallback | None = None,
                  agents: AgentStore | None = None, trunks: TrunkCatalog | None = None,
-                 forwarding: ForwardingTable | None = None,
+                 forwarding: ForwardingTable | None = None, ring_groups: RingGroupTable | None = None,
                  leases: LeaseStore | None = None, on_trunk_state: TrunkStateCallback | None = None,
                  event_packages: tuple[EventPackage, ...] = ()) -> None:
         """`trunks`: the trunks, outbound routes and DIDs; the trunks that want a registration
@@ -109,7 +110,7 @@ class CallManager:
                            owner=self.place.owner, app_servers=self.app_servers,
                            service_role=directory.service_role, app_answer_timeout=app_answer_timeout,
                            tenant_id_for=directory.tenant_id, agents=agents, trunks=trunks,
-                           forwarding=forwarding)
+                           forwarding=forwarding, ring_groups=ring_groups)
         self.trunks = trunks
         self.trunk_registrations = TrunkRegistrations(
             stack=self.stack, timers=self.timers, leases=leases, owner=self.place.owner,

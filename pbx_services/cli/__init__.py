@@ -4,6 +4,9 @@
     pbx db upgrade --config FILE
     pbx tenant add DOMAIN [--name TEXT]
     pbx tenant list [--json] | del DOMAIN [--everything]
+    pbx ring-group add NUMBER --member EXT [--member ...] [--strategy simultaneous|sequential]
+            [--ring-seconds S] [--final DEST] [--name TEXT] [--replace] [--tenant DOMAIN]
+    pbx ring-group list [--json] | del NUMBER [--tenant DOMAIN]
     pbx user add EXT --password PW [--name NAME] [--email E] [--tenant DOMAIN]
     pbx user list [--tenant DOMAIN]
     pbx user del EXT [--tenant DOMAIN]
@@ -63,6 +66,7 @@ from pbx_services.cli import (
     meeting,
     prompts,
     queue,
+    ring_groups,
     servers,
     tenants,
     trunks,
@@ -84,6 +88,7 @@ COMMAND_GROUPS: tuple[Callable[[Subparsers], None], ...] = (
     ivr.add_commands,
     meeting.add_commands,
     queue.add_commands,
+    ring_groups.add_commands,
     trunks.add_commands,
     voicemail.add_commands,
     servers.add_commands,

@@ -16,7 +16,16 @@ from sqlalchemy.orm import Session
 
 from pbx_services.cluster.dao import AlreadyExists, Dao, ModelT, chunked
 from pbx_services.cluster.destinations import Destination, DestinationKind
-from pbx_services.cluster.models import CallQueue, IvrMenu, IvrOption, MeetingRoom, Tenant, User
+from pbx_services.cluster.models import (
+    CallForwarding,
+    CallQueue,
+    IvrMenu,
+    IvrOption,
+    MeetingRoom,
+    RingGroup,
+    Tenant,
+    User,
+)
 from pbx_services.cluster.validation import InvalidValue
 
 _NUMBER_OWNERS: tuple[tuple[str, Any, Any], ...] = (
@@ -24,6 +33,7 @@ _NUMBER_OWNERS: tuple[tuple[str, Any, Any], ...] = (
     ("IVR menu", IvrMenu.tenant_id, IvrMenu.number),
     ("meeting room", MeetingRoom.tenant_id, MeetingRoom.number),
     ("queue", CallQueue.tenant_id, CallQueue.number),
+    ("ring group", RingGroup.tenant_id, RingGroup.number),
 )
 """(what it is, its tenant column, its number column) of each kind of numbered thing."""
 _KINDS: dict[DestinationKind, tuple[str, Any, Any]] = {
@@ -118,4 +128,18 @@ def routes_to(session: Session, tenant_id: int, number: str, *,
         select(CallQueue.number).where(CallQueue.tenant_id == tenant_id, CallQueue.overflow.in_(targets),
                                        *other_queues).order_by(CallQueue.number))
     routes += [f"queue {queue} overflow" for queue in overflows.scalars()]
+    finals = session.execute(
+        select(RingGroup.number).where(RingGroup.tenant_id == tenant_id, RingGroup.number != number,
+                                       RingGroup.final_destination.in_(targets)).order_by(RingGroup.number))
+    routes += [f"ring group {group} final destination" for group in finals.scalars()]
+    if kind is DestinationKind.EXTENSION:  # forwards name plain numbers
+        kinds = ("always", "busy", "no_answer", "unreachable")
+        forwards = session.execute(
+            select(User.extension, *(getattr(CallForwarding, k) for k in kinds))
+            .join(CallForwarding, CallForwarding.user_id == User.id)
+            .where(User.tenant_id == tenant_id,
+                   or_(*(getattr(CallForwarding, k) == number for k in kinds))).order_by(User.extension))
+        for extension, *destinations in forwards:
+            routes += [f"the {k.replace('_', ' ')} forward of {extension}"
+                       for k, destination in zip(kinds, destinations, strict=True) if destination == number]
     return routes

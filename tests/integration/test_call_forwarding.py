@@ -1,8 +1,10 @@
 """User call features with pjsua2 phones in `pbx allinone` (issue 13): a user's two devices
 ring together and the first answer wins (forking); a call refused busy goes to the busy
 forward; a call nobody answers goes to the no-answer forward after its seconds; do-not-disturb
-answers busy. Forwarding is set with `pbx user forward` and `pbx user dnd` as an administrator
-would, before the PBX starts (the Call Manager reads a change within 10 s)."""
+answers busy; a sequential ring group passes over its member on do-not-disturb, rings the next
+for its seconds, then the one after, who answers. Forwarding is set with `pbx user forward`
+and `pbx user dnd`, the group with `pbx ring-group add`, as an administrator would, before the
+PBX starts (the Call Manager reads a change within 10 s)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from tests.integration.peers.pjsua2_phone import Pjsua2Phone
 pytestmark = pytest.mark.integration
 
 NO_ANSWER_SECONDS = 6
+GROUP_SECONDS = 5
 USERS = ("1001", "1002", "1003", "1004", "1005")
 
 
@@ -34,6 +37,8 @@ def server(tmp_path: Path) -> Iterator[PbxServer]:
                 str(NO_ANSWER_SECONDS), *directory).stdout
     assert shown.strip() == f"1002@pbx.local: busy -> 1003, no answer -> 1004 after {NO_ANSWER_SECONDS} s"
     pbx("user", "dnd", "1005", "on", *directory)
+    pbx("ring-group", "add", "600", "--member", "1005", "--member", "1003", "--member", "1004",
+        "--strategy", "sequential", "--ring-seconds", str(GROUP_SECONDS), *directory)
     with running_pbx(data_dir) as started:
         started.passwords.update(passwords)
         yield started
@@ -97,6 +102,31 @@ def test_forking_busy_and_no_answer_forwards_and_do_not_disturb(server: PbxServe
         refused = final(caller, 3)
         assert (refused["state"], refused["code"]) == ("DISCONNECTED", 486), refused
         assert not [e for e in away.seen() if e.get("event") == "incoming"]
+    finally:
+        for made in phones:
+            made.close()
+
+
+def test_a_sequential_ring_group_rings_its_members_in_turn(server: PbxServer) -> None:
+    phones: list[Pjsua2Phone] = []
+    try:
+        for user in ("1001", "1003", "1004", "1005"):
+            phones.append(phone(server, user))
+        caller, first, second, away = phones
+
+        caller.send("call", uri=f"sip:600@{server.address}")
+        first.wait_for("incoming", timeout=10)  # 1005 is on do-not-disturb: passed over
+        rang_at = time.monotonic()
+        second.wait_for("incoming", timeout=GROUP_SECONDS + 10)
+        next_after = time.monotonic() - rang_at
+        first.wait_for("call_state", lambda e: e["state"] == "DISCONNECTED", timeout=5)
+        second.send("answer")
+        assert final(caller, 0)["state"] == "CONFIRMED"
+        print(f"the group's next member rang {next_after:.1f} s after the first")
+        assert GROUP_SECONDS - 0.5 < next_after < GROUP_SECONDS + 2
+        assert not [e for e in away.seen() if e.get("event") == "incoming"]
+        caller.send("hangup")
+        second.wait_for("call_state", lambda e: e["state"] == "DISCONNECTED", timeout=10)
     finally:
         for made in phones:
             made.close()

@@ -8,6 +8,7 @@ from pbx_services.cluster.models.ivr import Holiday, IvrMenu, IvrOption, Prompt,
 from pbx_services.cluster.models.meeting import MeetingRoom
 from pbx_services.cluster.models.outbound_route import OutboundRoute, OutboundRouteTrunk, PermissionClass
 from pbx_services.cluster.models.queue import AgentSkill, CallQueue, QueueMember
+from pbx_services.cluster.models.ring_group import RingGroup
 from pbx_services.cluster.models.server import Server, ServerRole
 from pbx_services.cluster.models.tenant import Tenant
 from pbx_services.cluster.models.trunk import Trunk, TrunkTransport
@@ -16,5 +17,5 @@ from pbx_services.cluster.models.voicemail import Mailbox, MessageStatus, Voicem
 
 __all__ = ["AgentSkill", "Base", "CallForwarding", "CallQueue", "Cdr", "Did", "Holiday", "IvrMenu",
            "IvrOption", "Mailbox", "MeetingRoom", "MessageStatus", "OutboundRoute", "OutboundRouteTrunk",
-           "PermissionClass", "Prompt", "QueueMember", "Schedule", "Server", "ServerRole", "Tenant", "Trunk",
-           "TrunkTransport", "User", "VoicemailMessage"]
+           "PermissionClass", "Prompt", "QueueMember", "RingGroup", "Schedule", "Server", "ServerRole",
+           "Tenant", "Trunk", "TrunkTransport", "User", "VoicemailMessage"]

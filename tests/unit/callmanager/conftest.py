@@ -27,6 +27,7 @@ from pbx_services.callmanager.forwarding import ForwardingTable
 from pbx_services.callmanager.mediapool import PoolSettings
 from pbx_services.callmanager.policy import AuthFailureLimiter
 from pbx_services.callmanager.registrar import RegistrarSettings
+from pbx_services.callmanager.ring_groups import RingGroupTable
 from pbx_services.callmanager.service import CallManager
 from pbx_services.callmanager.workers import WorkerPlace
 from pbx_services.cluster.database import create_engine_for, session_factory, upgrade
@@ -211,7 +212,8 @@ class Pbx:
             no_answer_timeout=settings.no_answer_timeout, wall_offset=WALL_OFFSET,
             media_pool=PoolSettings() if settings.media_servers else None, record_calls=settings.record_calls,
             location=self.state.location, dialogs=self.state.dialogs, place=place, agents=self.state.agents,
-            forwarding=ForwardingTable(self.directory_engine, ttl=0.0))
+            forwarding=ForwardingTable(self.directory_engine, ttl=0.0),
+            ring_groups=RingGroupTable(self.directory_engine, ttl=0.0))
         if core.media is not None:
             core.media.update_servers([node.entry for node in self.media], self.now)
         return core
