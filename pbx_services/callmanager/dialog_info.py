@@ -10,7 +10,7 @@ legs), seen from the user: `initiator` when the user called, `recipient` when it
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
@@ -55,3 +55,38 @@ def dialog_info(entity: str, version: int, dialogs: Iterable[DialogView], realm:
                   "</dialog>"]
     lines.append("</dialog-info>")
     return ("\r\n".join(lines) + "\r\n").encode()
+
+
+class DialogPackage:
+    """The dialog event package (RFC 4235) for `subscriptions.Subscriptions`: any user of a
+    tenant may watch a colleague's line (BLF). Polled once a second: one pass over the calls
+    of this worker gives the state of every watched line, and only a line whose dialogs
+    changed is NOTIFYed."""
+
+    name = "dialog"
+    content_type = CONTENT_TYPE
+
+    def __init__(self, *, calls: Callable[[], Iterable[Call]],
+                 extension_exists: Callable[[str, str], bool]) -> None:
+        self._calls = calls
+        self._extension_exists = extension_exists
+
+    def refusal(self, subscriber: str, realm: str, resource: str) -> tuple[int, str] | None:
+        return None if self._extension_exists(realm, resource) else (404, "Not Found")
+
+    def state(self, realm: str, resource: str, now: float) -> tuple[DialogView, ...]:
+        return tuple(dialogs_of(self._calls(), realm, resource))
+
+    def body(self, realm: str, resource: str, state: tuple[DialogView, ...], version: int) -> bytes:
+        return dialog_info(f"sip:{resource}@{realm}", version, state, realm)
+
+    def poll(self, watched: set[tuple[str, str]],
+             now: float) -> list[tuple[str, str, tuple[DialogView, ...]]]:
+        lines: dict[tuple[str, str], list[Call]] = {line: [] for line in watched}
+        for call in self._calls():
+            for extension in {call.caller, call.callee}:
+                found = lines.get((call.realm, extension))
+                if found is not None:
+                    found.append(call)
+        return [(realm, resource, tuple(dialogs_of(calls, realm, resource)))
+                for (realm, resource), calls in lines.items()]

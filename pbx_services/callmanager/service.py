@@ -36,6 +36,7 @@ from ..sip.uri import SipUri
 from .appservers import AppServerPool, ProbeSettings, ServerStateCallback
 from .auth import Authenticator
 from .b2bua import ALLOW, B2bua, timeout_response
+from .dialog_info import DialogPackage
 from .directory import Directory
 from .forwarding import ForwardingTable
 from .holding import CallHolding
@@ -116,7 +117,10 @@ class CallManager:
             stack=self.stack, timers=self.timers, leases=leases, owner=self.place.owner,
             make_tag=self.place.tag, on_state=on_trunk_state or _ignore_trunk_state)
         self.subscriptions = Subscriptions(stack=self.stack, timers=self.timers, authenticator=authenticator,
-                                           realm_for=directory.realm_for, packages=event_packages,
+                                           realm_for=directory.realm_for,
+                                           packages=[*event_packages, DialogPackage(
+                                               calls=lambda: self.b2bua.calls,
+                                               extension_exists=directory.extension_exists)],
                                            make_tag=self.place.tag, wall_offset=wall_offset)
         self.holding = CallHolding(b2bua=self.b2bua, store=self.dialogs, place=self.place,
                                    wall_offset=wall_offset)

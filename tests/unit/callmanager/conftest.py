@@ -261,6 +261,7 @@ class Pbx:
 
     def housekeeping(self) -> None:
         self.core.housekeeping(self.now)
+        self.deliver()
 
     def deliver(self) -> None:
         """Hand what the core sent to the phones, and run its media control exchanges to the end."""

@@ -1,0 +1,76 @@
+"""BLF through the Call Manager (issue 13): a phone subscribed to a colleague's dialog events
+(RFC 4235) is NOTIFYed when the colleague's phone rings, answers and hangs up; a line that
+is nobody's is refused 404. The dialog states are read once a second (`housekeeping`)."""
+
+from __future__ import annotations
+
+from xml.etree import ElementTree
+
+from tests.unit.sip.wire import crlf
+
+from .conftest import SDP_OFFER, Pbx, Phone, registered
+from .test_b2bua import answer, ring, start_call
+
+NS = "{urn:ietf:params:xml:ns:dialog-info}"
+
+
+def subscribe(watcher: Phone, line: str, *, cseq: int, authorization: str | None = None) -> bytes:
+    return crlf("\n".join([
+        f"SUBSCRIBE sip:{line}@{watcher.domain} SIP/2.0",
+        watcher.via(),
+        "Max-Forwards: 70",
+        f"From: <sip:{watcher.extension}@{watcher.domain}>;tag=blf-{watcher.extension}",
+        f"To: <sip:{line}@{watcher.domain}>",
+        f"Call-ID: blf-{line}@{watcher.address[0]}",
+        f"CSeq: {cseq} SUBSCRIBE",
+        f"Contact: <{watcher.contact_uri}>",
+        "Event: dialog",
+        "Accept: application/dialog-info+xml",
+        "Expires: 600",
+        *([f"Authorization: {authorization}"] if authorization else []),
+        "Content-Length: 0", "", ""]))
+
+
+def subscribed(watcher: Phone, line: str) -> int:
+    """The status of `watcher`'s SUBSCRIBE to `line`'s dialogs, digest answered."""
+    watcher.send(subscribe(watcher, line, cseq=1))
+    challenge = watcher.pop_response(401)
+    authorization = watcher.credentials(challenge, "SUBSCRIBE", f"sip:{line}@{watcher.domain}")
+    watcher.send(subscribe(watcher, line, cseq=2, authorization=authorization))
+    return watcher.pop_response().status_code
+
+
+def states(watcher: Phone) -> list[str]:
+    """The states of the dialogs in the next NOTIFY (answered 200)."""
+    notify = watcher.pop_request("NOTIFY")
+    watcher.send(watcher.respond(notify, 200))
+    assert notify.headers.get("Event") == "dialog"
+    assert notify.headers.get("Content-Type") == "application/dialog-info+xml"
+    document = ElementTree.fromstring(notify.body)
+    return [f"{d.get('direction')}:{d.findtext(NS + 'state')}" for d in document.findall(NS + "dialog")]
+
+
+def test_a_colleagues_line_rings_talks_and_goes_idle(pbx: Pbx, alice: Phone, bob: Phone) -> None:
+    carol = registered(pbx, "300", "10.0.0.3")
+    assert subscribed(carol, "200") == 200
+    assert states(carol) == []  # idle
+
+    call = start_call(alice, bob, body=SDP_OFFER)
+    ring(alice, bob, call)
+    pbx.housekeeping()
+    assert states(carol) == ["recipient:early"]
+
+    answer(alice, bob, call)
+    pbx.housekeeping()
+    assert states(carol) == ["recipient:confirmed"]
+
+    assert call.a_dialog is not None
+    alice.send(call.a_dialog.request(alice, "BYE"))
+    pbx.housekeeping()
+    assert states(carol) == []
+    pbx.housekeeping()
+    carol.assert_silent()  # nothing changed: nothing sent
+
+
+def test_a_line_that_is_nobodys_is_refused(pbx: Pbx, alice: Phone) -> None:
+    assert subscribed(alice, "999") == 404
