@@ -399,6 +399,16 @@ class B2bua:
         log.warning("call to %s@%s: forwarded %d times, a loop: refused", dialed, realm, forwards)
         return dialed, (482, "Loop Detected"), forwards, None
 
+    def transfer_targets(self, realm: str, number: str, now: float) -> list[Target] | tuple[int, str]:
+        """Where a transfer to `number` rings: the number after its user's forward-always,
+        do-not-disturb and unreachable forwarding, or every member of a ring group at once (a
+        transfer does not hunt); or the refusal."""
+        _, targets, _, hunt = self._route_forwarded(realm, number, now, outbound=True, caller=None,
+                                                    forwards=0)
+        if hunt is not None and isinstance(targets, list):
+            targets = [*targets, *self._hunt_targets(realm, hunt, now, all_at_once=True)]
+        return targets
+
     def _hunt_targets(self, realm: str, hunt: Hunt, now: float, *, all_at_once: bool) -> list[Target]:
         """The devices of the ring group's next member that can ring (of every member left,
         `all_at_once`); those rung leave `hunt.waiting`. A member on do-not-disturb or without

@@ -13,10 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
 from pbx_services.callmanager.directory import Directory
 from pbx_services.cluster.events import Disposition, EndReason, HangupBy
 from pbx_services.cluster.models import ServerRole
+from pbx_services.cluster.ring_groups import RingGroupService
 from pbx_services.cluster.servers import ServerEntry
 from pbx_services.sip.message import SipRequest, SipResponse
 
@@ -644,3 +646,16 @@ def test_a_call_no_other_worker_takes_ends_with_app_server_lost(make_ivr_pbx: Ca
     assert bye.call_id == call.outgoing.call_id
     [cdr] = pbx.cdrs
     assert (cdr.hangup_by, cdr.end_reason) == (HangupBy.SYSTEM, EndReason.APP_SERVER_LOST)
+
+
+def test_a_transfer_to_a_ring_group_rings_every_member_at_once(
+        pbx: Pbx, sessions: sessionmaker[Session], menu_call: IvrCall, bob: Phone, carol: Phone) -> None:
+    """An IVR option sending callers to a ring group: a transfer does not hunt, the members
+    ring together (sequential groups too)."""
+    RingGroupService(sessions=sessions, default_domain="pbx.local").add_group(
+        "600", members=["200", "300"], strategy="sequential")
+
+    assert refer(menu_call, "Refer-To: <sip:600@pbx.local>").status_code == 202
+
+    assert bob.pop_request("INVITE").uri.user == "200"  # type: ignore[union-attr]
+    assert carol.pop_request("INVITE").uri.user == "300"  # type: ignore[union-attr]
