@@ -6,6 +6,7 @@ has. Tenants are made with `pbx tenant add` as an administrator would."""
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,11 +60,10 @@ def rang(phone: Pjsua2Phone) -> int:
 
 
 def test_each_tenants_1001_reaches_its_own_1002_and_never_the_others(server: PbxServer) -> None:
-    listing = pbx("tenant", "list", "--data-dir", str(server.data_dir)).stdout
-    print(listing)
-    assert [line.split()[:4] for line in listing.splitlines()[1:]] == [
-        ["a.example", "a.example", "no", "2"], ["b.example", "b.example", "no", "2"],
-        ["pbx.local", "pbx.local", "yes", "0"]]
+    print(pbx("tenant", "list", "--data-dir", str(server.data_dir)).stdout)
+    listing = json.loads(pbx("tenant", "list", "--json", "--data-dir", str(server.data_dir)).stdout)
+    assert [(t["domain"], t["default"], t["users"]) for t in listing] == [
+        ("a.example", False, 2), ("b.example", False, 2), ("pbx.local", True, 0)]
 
     with tenant_phones(server) as phones:
         for tenant, other in (TENANTS, TENANTS[::-1]):
