@@ -27,6 +27,10 @@ phone quits. Incoming calls are reported as {"event": "incoming", "from": ...} a
 unless "auto_answer" is set in the start-up arguments. Received digits are reported as
 {"event": "dtmf", "digit": "1"}. `ready` lists the codecs the phone offers.
 
+With `--mwi` the account subscribes to its message summary (RFC 3842) once registered; each
+NOTIFY is reported as {"event": "mwi", "state": 4, "body": "Messages-Waiting: yes..."} (the
+state a pjsip_evsub_state: 4 active, 5 terminated).
+
 Audio: the call hears the null capture device, or `--play FILE` (an 8 kHz mono 16-bit WAV,
 looped); `--record FILE` writes what the phone receives from the call to a WAV, complete
 once the phone has quit.
@@ -108,6 +112,7 @@ class Phone:
         account_config.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", args.user, 0, args.password))
         account_config.natConfig.sipOutboundUse = 0
         account_config.mediaConfig.transportConfig.boundAddress = args.bind
+        account_config.mwiConfig.enabled = args.mwi
         self.account.create(account_config)
         self.call: Call | None = None
         self.calls: list[Call] = []
@@ -278,6 +283,9 @@ class Account(pj.Account):
         info = self.getInfo()
         emit(event="reg", code=prm.code, reason=prm.reason, expires=info.regExpiresSec)
 
+    def onMwiInfo(self, prm: pj.OnMwiInfoParam) -> None:
+        emit(event="mwi", state=int(prm.state), body=prm.rdata.wholeMsg.partition("\r\n\r\n")[2])
+
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:
         call = Call(self.phone, self, prm.callId)
         self.phone.call = call
@@ -341,6 +349,7 @@ def main() -> None:
     parser.add_argument("--codecs", help="the codecs to offer, by name (PCMU,PCMA); without, pjsua2's own")
     parser.add_argument("--expires", type=int, default=300)
     parser.add_argument("--auto-answer", action="store_true")
+    parser.add_argument("--mwi", action="store_true", help="subscribe to the account's message summary")
     parser.add_argument("--log-level", type=int, default=1)
     parser.add_argument("--play", help="an 8 kHz mono 16-bit WAV sent, looped, into every call")
     parser.add_argument("--record", help="a WAV file to write what the phone receives from its calls")

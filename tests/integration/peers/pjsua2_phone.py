@@ -21,12 +21,12 @@ class Pjsua2Phone:
     def __init__(self, *, user: str, password: str, server: str, port: int, domain: str | None = None,
                  transport: str = "udp", codecs: str | None = "PCMU,PCMA", auto_answer: bool = False,
                  play: Path | None = None, record: Path | None = None, bind: str = "127.0.0.1",
-                 launcher: tuple[str, ...] = ()) -> None:
+                 launcher: tuple[str, ...] = (), mwi: bool = False) -> None:
         """`codecs`: the codecs offered, by name ("G722"); None keeps pjsua2's default list and
         priorities (a phone out of the box). `play`: an 8 kHz mono 16-bit WAV sent, looped, into
         the call; `record`: a WAV of what the phone receives, complete once `close()` has returned.
         `bind`: the phone's address; `launcher`: what the agent runs under (the lab's
-        `ip netns exec NS`)."""
+        `ip netns exec NS`); `mwi`: subscribe to its message summary (`mwi` events)."""
         self.user = user
         self.port = port
         command = [*launcher, sys.executable, str(AGENT), "--user", user, f"--password={password}",
@@ -40,6 +40,8 @@ class Pjsua2Phone:
             command += ["--play", str(play)]
         if record is not None:
             command += ["--record", str(record)]
+        if mwi:
+            command.append("--mwi")
         self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=subprocess.PIPE, text=True)
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
