@@ -1,10 +1,11 @@
-"""Attended transfer end to end: three pjsua2 phones and `pbx allinone`.
+"""Attended and blind transfer end to end: three pjsua2 phones and `pbx allinone`.
 
 1001 calls 1002, who answers; 1002 calls 1003, who answers; 1002 transfers 1001 to 1003 with
 Replaces (pjsua2's `Call.xferReplaces`: a REFER on its call with 1001 whose Refer-To replaces
 its call with 1003). The Call Manager joins them: 1001 and 1003 then hear each other's tone
 (each phone sends a tone of its own; the frequencies in a recording say whom it heard) and
-1002 is hung up on both calls.
+1002 is hung up on both calls. Blind: 1001 calls 1002, who answers and transfers 1001 to 1003
+with a plain REFER (pjsua2's `Call.xfer`); 1003 rings and answers, and 1001 and 1003 talk.
 """
 
 from __future__ import annotations
@@ -95,3 +96,31 @@ def test_the_transferor_joins_its_two_calls_and_leaves(server: PbxServer, tmp_pa
     assert carol_heard["1001"] > HEARD and carol_heard["1002"] < SILENT, carol_heard
     cdrs = server.wait_for_cdrs(2)
     assert [(row["caller"], row["callee"]) for row in cdrs] == [("1002", "1003"), ("1001", "1002")]
+
+
+def test_a_blind_transfer_rings_the_target_and_joins_it_to_the_transferee(
+        server: PbxServer, tmp_path: Path, phones: dict[str, Pjsua2Phone]) -> None:
+    alice, bob, carol = phones["1001"], phones["1002"], phones["1003"]
+    alice.send("call", uri=f"sip:1002@{server.address}")
+    answer_when_rung(bob)
+    confirmed(alice, 0)
+    time.sleep(1.0)
+
+    bob.send("xfer", call=0, uri=f"sip:1003@{server.address}")
+
+    answer_when_rung(carol)
+    confirmed(carol, 0)
+    final = bob.wait_for("xfer_status", lambda e: e["final"], timeout=15)
+    assert final["code"] == 200, final
+    bob.wait_for("call_state", lambda e: e["state"] == "DISCONNECTED", timeout=10)
+    time.sleep(3.0)
+    alice.send("hangup")
+    carol.wait_for("call_state", lambda e: e["state"] == "DISCONNECTED", timeout=10)
+    for phone in phones.values():
+        phone.close()
+
+    alice_heard, carol_heard = heard(tmp_path, "1001", 3.0, 0.5), heard(tmp_path, "1003", 3.0, 0.5)
+    print(f"after the blind transfer: 1001 heard {alice_heard}, 1003 heard {carol_heard}")
+    print("".join(line for line in server.log_lines if "transfer" in line or "WARNING" in line)[-4000:])
+    assert alice_heard["1003"] > HEARD and alice_heard["1002"] < SILENT, alice_heard
+    assert carol_heard["1001"] > HEARD and carol_heard["1002"] < SILENT, carol_heard

@@ -12,6 +12,8 @@ process and aborts at exit if a Call object outlives it. Commands:
     {"cmd": "xfer_replaces", "call": 0, "dest": 1}
                                                (attended transfer: REFER on call 0 whose Refer-To
                                                 replaces call 1, -> {"event": "xfer_status", ...})
+    {"cmd": "xfer", "call": 0, "uri": "sip:1003@..."}
+                                               (blind transfer: REFER on call 0 to the URI)
     {"cmd": "stats"}                           -> {"event": "stats", "rx_packets": N, "tx_packets": N}
     {"cmd": "dtmf", "digits": "123#"}          (RFC 4733 telephone-events)
     {"cmd": "inband", "digits": "2"}           (DTMF as tones in the audio: pjmedia's tone generator)
@@ -129,6 +131,8 @@ class Phone:
         elif name == "call":
             self.call = Call(self, self.account)
             self.call.makeCall(str(command["uri"]), pj.CallOpParam(True))
+        elif name == "xfer":
+            self.calls[int(str(command["call"]))].xfer(str(command["uri"]), pj.CallOpParam(True))
         elif name == "xfer_replaces":
             transferred = self.calls[int(str(command["call"]))]
             replaced = self.calls[int(str(command["dest"]))]
