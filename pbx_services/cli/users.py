@@ -52,8 +52,9 @@ def add_commands(subparsers: Subparsers) -> None:
         "forward", parents=[data_dir, tenant], help="forward a user's calls, or stop forwarding them",
         description="Where EXT's calls go instead of ringing it: --always, when --busy (or on do not "
                     "disturb), on --no-answer after --after seconds, when --unreachable (no device "
-                    "registered). DEST is a number of the tenant (an extension, menu, queue or room) or "
-                    "one an outbound route takes. Without options: show what is set.")
+                    "registered). DEST is a number of the tenant (an extension, ring group, menu, queue or "
+                    "room), one an outbound route takes, or voicemail (the user's own mailbox: pbx "
+                    "voicemail enable). Without options: show what is set.")
     forward.add_argument("extension", metavar="EXT")
     for kind in ForwardKind:
         forward.add_argument(f"--{kind.value.replace('_', '-')}", dest=kind.value, metavar="DEST")
