@@ -33,6 +33,7 @@ CANONICAL = [
 NORMALIZED = {
     "pjsua2_register_auth.txt": [(b"Content-Length:  0", b"Content-Length: 0")],
     "pjsua2_ack.txt": [(b"Content-Length:  0", b"Content-Length: 0")],
+    "pjsua2_subscribe_message_summary.txt": [(b"Content-Length:  0", b"Content-Length: 0")],
     "pjsua2_invite.txt": [(b"Content-Length:   471", b"Content-Length: 471")],
     "sipp_uac_invite.txt": [(b"Content-Length:   129", b"Content-Length: 129")],
     "sipp_compact_options.txt": [(b"\r\nv: ", b"\r\nVia: "), (b"\r\nf: ", b"\r\nFrom: "),
