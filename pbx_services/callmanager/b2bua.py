@@ -11,7 +11,8 @@ we retransmit our own 2xx until the caller ACKs it (RFC 3261 13.3.1.4), and ACK 
 2xx ourselves.
 
 A call's phases (Routing, Connecting, Connected, Joining, Handing over, Ended) and its legs
-and branches are in `call.py`, where a dialled number goes in `routing.py`; a REFER is a blind
+and branches are in `call.py`, where a dialled number goes in `routing.py`, where the callee's
+forwarding and ring groups send it instead in `redirection.py`; a REFER is a blind
 transfer (`transfer.py`) or, with Replaces, joins two calls (`joins.py`, attended transfer).
 Every answered call is kept in the state store (`call_records.py`), so that another worker or
 Call Manager can go on with it. With a media pool, every call's media is anchored on a media
@@ -57,11 +58,12 @@ from .call import (
     Unacked,
 )
 from .call_records import CallRecords
-from .forwarding import MAX_FORWARDS, ForwardingTable
+from .forwarding import ForwardingTable
 from .joins import CallJoins
 from .mediapool import MediaPool
 from .permissions import Caller
-from .ring_groups import Hunt, RingGroupTable, RingStrategy
+from .redirection import CallRedirection
+from .ring_groups import RingGroupTable
 from .routing import CallRouter, Target, best_final_status, disposition_for, server_failed
 from .transfer import CallTransfers
 from .trunk_calls import TrunkBranches
@@ -96,11 +98,10 @@ class B2bua:
         queue server joined ends; `trunks` the trunks, outbound routes and DIDs; `forwarding`
         the users' call forwarding and do-not-disturb; `ring_groups` the ring groups."""
         self._stack = stack
-        self._forwarding = forwarding
-        self._ring_groups = ring_groups
         self._app_servers = app_servers
         self._tenant_id_for = tenant_id_for or _no_tenant
         self.trunk_branches = TrunkBranches(self)
+        self.redirection = CallRedirection(self, forwarding=forwarding, ring_groups=ring_groups)
         self.router = CallRouter(location=location, extension_exists=extension_exists,
                                  service_role=service_role, app_servers=app_servers, wall_offset=wall_offset,
                                  trunks=trunks, trunk_calls=self.trunk_branches.calls_on,
@@ -197,8 +198,8 @@ class B2bua:
                     outbound: bool = True, limited: Caller | None = None) -> None:
         """Route a new call of `caller` in tenant `realm` to `dialed` and ring its targets;
         `limited`: the caller is a user, held to its permission and limits."""
-        dialed, targets, forwards, hunt = self._route_forwarded(realm, dialed, now, outbound=outbound,
-                                                                caller=limited, forwards=0)
+        dialed, targets, forwards, hunt = self.redirection.route(realm, dialed, now, outbound=outbound,
+                                                                 caller=limited, forwards=0)
         if isinstance(targets, tuple):
             code, reason = targets
             self._stack.respond(tx, code, reason, now=now, to_tag=self._make_tag())
@@ -219,7 +220,7 @@ class B2bua:
         if self.anchoring.pool is None or not request.body:
             # Without an offer the media is anchored on the callee's answer (late offer).
             call.b_offer = request.body
-            self._ring(call, targets, now)
+            self.redirection.ring(call, targets, now)
             return
 
         def route(body: bytes | None, t: float) -> None:
@@ -229,7 +230,7 @@ class B2bua:
                 self._refuse(call, 503, "Media Unavailable", t)
                 return
             call.b_offer = body
-            self._ring(call, targets, t)
+            self.redirection.ring(call, targets, t)
 
         self.anchoring.anchor(call, "a", request.body, now, route)
 
@@ -330,162 +331,6 @@ class B2bua:
         start(target, now)
         return True
 
-    # -- forwarding ---------------------------------------------------------------------
-
-    def _ring(self, call: Call, targets: list[Target], now: float) -> None:
-        """Start a branch to each target; the callee's no-answer forward, if any, starts counting."""
-        for target in targets:
-            self._start_branch(call, target, now)
-        if call.hunt is not None:
-            self._cancel_timer(call.forward_timer)
-            call.forward_timer = self._timers.schedule(now + call.hunt.seconds,
-                                                       lambda t: self._hunt_timed_out(call, t))
-            return
-        forwarding = self._forwarding.of(call.realm, call.callee, now) if self._forwarding else None
-        if forwarding is None or not forwarding.no_answer:
-            return
-        destination = forwarding.no_answer
-
-        def unanswered(t: float) -> None:
-            call.forward_timer = None
-            if call.phase is ROUTING:
-                log.info("call %s to %s: no answer in %d s, forwarded to %s", call.call_id, call.callee,
-                         forwarding.no_answer_seconds, destination)
-                self._forward(call, destination, t)
-
-        self._cancel_timer(call.forward_timer)
-        call.forward_timer = self._timers.schedule(now + forwarding.no_answer_seconds, unanswered)
-
-    def _route_forwarded(self, realm: str, dialed: str, now: float, *, outbound: bool,
-                         caller: Caller | None, forwards: int
-                         ) -> tuple[str, list[Target] | tuple[int, str], int, Hunt | None]:
-        """Route a call to `dialed` after the users' forward-always, do-not-disturb and
-        unreachable forwarding (`callmanager.forwarding`), or to a ring group's first members
-        (`callmanager.ring_groups`): the number finally rung, its targets or the refusal, the
-        forwards counted so far, and the ring group's hunt."""
-        while forwards <= MAX_FORWARDS:
-            group = self._ring_groups.of(realm, dialed, now) if self._ring_groups else None
-            if group is not None:
-                hunt = Hunt(group=dialed, waiting=list(group.members), seconds=group.ring_seconds,
-                            final=group.final)
-                targets = self._hunt_targets(realm, hunt, now,
-                                             all_at_once=group.strategy is RingStrategy.SIMULTANEOUS)
-                if targets:
-                    return dialed, targets, forwards, hunt
-                if group.final is None:
-                    log.info("ring group %s@%s: no member can ring", dialed, realm)
-                    return dialed, (480, "Temporarily Unavailable"), forwards, None
-                log.info("ring group %s@%s: no member can ring, to %s", dialed, realm, group.final)
-                dialed, forwards = group.final, forwards + 1
-                continue
-            forwarding = self._forwarding.of(realm, dialed, now) if self._forwarding else None
-            if forwarding is not None and (forwarding.always or forwarding.dnd):
-                if not forwarding.always and not forwarding.busy:
-                    log.info("call to %s@%s: do not disturb, busy", dialed, realm)
-                    return dialed, (486, "Busy Here"), forwards, None
-                destination = forwarding.always or forwarding.busy
-                log.info("call to %s@%s forwarded to %s (%s)", dialed, realm, destination,
-                         "always" if forwarding.always else "do not disturb")
-                dialed, forwards = str(destination), forwards + 1
-                continue
-            routed = self.router.route(realm, dialed, now, outbound=outbound, caller=caller)
-            if isinstance(routed, tuple) and routed[0] == 480 and forwarding is not None \
-                    and forwarding.unreachable:
-                log.info("call to %s@%s forwarded to %s (no device registered)", dialed, realm,
-                         forwarding.unreachable)
-                dialed, forwards = forwarding.unreachable, forwards + 1
-                continue
-            return dialed, routed, forwards, None
-        log.warning("call to %s@%s: forwarded %d times, a loop: refused", dialed, realm, forwards)
-        return dialed, (482, "Loop Detected"), forwards, None
-
-    def transfer_targets(self, realm: str, number: str, now: float) -> list[Target] | tuple[int, str]:
-        """Where a transfer to `number` rings: the number after its user's forward-always,
-        do-not-disturb and unreachable forwarding, or every member of a ring group at once (a
-        transfer does not hunt); or the refusal."""
-        _, targets, _, hunt = self._route_forwarded(realm, number, now, outbound=True, caller=None,
-                                                    forwards=0)
-        if hunt is not None and isinstance(targets, list):
-            targets = [*targets, *self._hunt_targets(realm, hunt, now, all_at_once=True)]
-        return targets
-
-    def _hunt_targets(self, realm: str, hunt: Hunt, now: float, *, all_at_once: bool) -> list[Target]:
-        """The devices of the ring group's next member that can ring (of every member left,
-        `all_at_once`); those rung leave `hunt.waiting`. A member on do-not-disturb or without
-        a registered device is passed over."""
-        targets: list[Target] = []
-        while hunt.waiting and (all_at_once or not targets):
-            member = hunt.waiting.pop(0)
-            forwarding = self._forwarding.of(realm, member, now) if self._forwarding else None
-            if forwarding is not None and forwarding.dnd:
-                continue
-            found = self.router.route(realm, member, now, outbound=False, caller=None)
-            if isinstance(found, list):
-                targets.extend(found)
-        return targets
-
-    def _hunt_timed_out(self, call: Call, now: float) -> None:
-        self._next_in_hunt(call, now, timed_out=True)
-
-    def _next_in_hunt(self, call: Call, now: float, *, timed_out: bool) -> bool:
-        """A ring group's members rung so far did not answer in time (`timed_out`) or all refused:
-        ring the next member, else go to the group's final destination; whether it did either,
-        or (timed out) refused the call 480."""
-        hunt = call.hunt
-        if hunt is None or call.phase is not ROUTING:
-            return False
-        call.forward_timer = None
-        for branch in call.branches:
-            self._cancel_branch(branch, now)
-        call.branches = []
-        targets = self._hunt_targets(call.realm, hunt, now, all_at_once=False)
-        if targets:
-            log.info("call %s: ring group %s %s, ringing its next member", call.call_id, hunt.group,
-                     "not answered" if timed_out else "refused")
-            self._ring(call, targets, now)
-            return True
-        call.hunt = None
-        if hunt.final is not None:
-            log.info("call %s: ring group %s not answered, to %s", call.call_id, hunt.group, hunt.final)
-            self._forward(call, hunt.final, now)
-            return True
-        if timed_out:
-            self._stack.respond(call.invite_tx, 480, "No Answer", now=now, to_tag=call.a_tag)
-            self._end(call, now, Disposition.NO_ANSWER, 480, None)
-            return True
-        return False
-
-    def _forward_on_failure(self, call: Call, code: int, now: float) -> bool:
-        """Every device of the callee failed the call with `code`: a ring group's next member, or
-        the callee's busy or unreachable forward, if it has one, takes the call (True)."""
-        if call.hunt is not None:
-            return self._next_in_hunt(call, now, timed_out=False)
-        forwarding = self._forwarding.of(call.realm, call.callee, now) if self._forwarding else None
-        destination = forwarding.on_failure(code) if forwarding is not None else None
-        if destination is None:
-            return False
-        log.info("call %s to %s: %d, forwarded to %s", call.call_id, call.callee, code, destination)
-        self._forward(call, destination, now)
-        return True
-
-    def _forward(self, call: Call, destination: str, now: float) -> None:
-        """Ring `destination` instead, for a call still routing whose devices were all given up
-        (cancelled, or failed): they are left out of the answer the caller gets."""
-        self._cancel_timer(call.forward_timer)
-        for branch in call.branches:
-            self._cancel_branch(branch, now)
-        call.branches = []
-        dialed, targets, call.forwards, hunt = self._route_forwarded(
-            call.realm, destination, now, outbound=True, caller=call.limits, forwards=call.forwards + 1)
-        if isinstance(targets, tuple):
-            code, reason = targets
-            self._stack.respond(call.invite_tx, code, reason, now=now, to_tag=call.a_tag)
-            self._end(call, now, disposition_for(code), code, None)
-            return
-        call.callee, call.hunt = dialed, hunt
-        self.records.mark_changed(call)
-        self._ring(call, targets, now)
-
     # -- answers from the callee ------------------------------------------------------
 
     def branch_responded(self, branch: Branch, code: int, now: float) -> bool:
@@ -523,14 +368,14 @@ class B2bua:
             # A global failure: the callee declines everywhere, so stop the other devices (16.7).
             for other in call.branches:
                 self._cancel_branch(other, now)
-            if self._forward_on_failure(call, code, now):
+            if self.redirection.on_failure(call, code, now):
                 return
             self._stack.respond(call.invite_tx, code, response.reason, now=now, to_tag=call.a_tag)
             self._end(call, now, disposition_for(code), code, None)
             return
         if call.phase is ROUTING and all(b.final is not None for b in call.branches):
             status = best_final_status([b.final for b in call.branches if b.final is not None])
-            if self._forward_on_failure(call, status, now):
+            if self.redirection.on_failure(call, status, now):
                 return
             self._stack.respond(call.invite_tx, status, now=now, to_tag=call.a_tag)
             self._end(call, now, disposition_for(status), status, None)

@@ -143,7 +143,7 @@ class CallTransfers:
         media = call.media
         assert media is not None
         place, other, number = transfer.place, _other(transfer.place), transfer.number
-        targets = b.transfer_targets(call.realm, number, now)
+        targets = b.redirection.transfer_targets(call.realm, number, now)
         if isinstance(targets, tuple):
             self._transfer_failed(call, transfer, targets[0], targets[1], now)
             return
