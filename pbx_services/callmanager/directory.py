@@ -75,7 +75,9 @@ class Directory:
         A tenant's domain is that tenant's. An IP address (the PBX's, as phones set up by
         address use), the default domain and its other names (`local_names`), and an empty
         host mean the default tenant. Any other name is no tenant's: the request is refused.
+        Names compare without case (RFC 3261 19.1.4); the tenants' domains are kept in lower case.
         """
+        host = host.lower()
         if host in self._domains:
             return host
         if not host or host in self._default_names or _is_ip_address(host):

@@ -56,6 +56,7 @@ def test_the_realm_of_a_host(tmp_path: Path) -> None:
     directory.tick(0.0)
 
     assert directory.realm_for(OTHER) == OTHER
+    assert directory.realm_for(OTHER.upper()) == OTHER
     assert directory.realm_for(DOMAIN) == DOMAIN
     for default in ("198.51.100.7", "[2001:db8::1]", "pbx.corp.example", "localhost", ""):
         assert directory.realm_for(default) == DOMAIN, default
