@@ -24,4 +24,4 @@ ruff check pbx_services tests bench
 echo "== mypy"
 mypy
 echo "== pytest"
-pytest -q -p no:cacheprovider "$@"
+pytest -q -p no:cacheprovider --durations=40 "$@"
