@@ -11,11 +11,11 @@ from pbx_services.cluster.models.queue import AgentSkill, CallQueue, QueueMember
 from pbx_services.cluster.models.ring_group import RingGroup
 from pbx_services.cluster.models.server import Server, ServerRole
 from pbx_services.cluster.models.tenant import Tenant
-from pbx_services.cluster.models.trunk import Trunk, TrunkTransport
+from pbx_services.cluster.models.trunk import NumberFormat, Trunk, TrunkTransport
 from pbx_services.cluster.models.user import User
 from pbx_services.cluster.models.voicemail import Mailbox, MessageStatus, VoicemailMessage
 
 __all__ = ["AgentSkill", "Base", "CallForwarding", "CallQueue", "Cdr", "Did", "Holiday", "IvrMenu",
-           "IvrOption", "Mailbox", "MeetingRoom", "MessageStatus", "OutboundRoute", "OutboundRouteTrunk",
-           "PermissionClass", "Prompt", "QueueMember", "RingGroup", "Schedule", "Server", "ServerRole",
-           "Tenant", "Trunk", "TrunkTransport", "User", "VoicemailMessage"]
+           "IvrOption", "Mailbox", "MeetingRoom", "MessageStatus", "NumberFormat", "OutboundRoute",
+           "OutboundRouteTrunk", "PermissionClass", "Prompt", "QueueMember", "RingGroup", "Schedule",
+           "Server", "ServerRole", "Tenant", "Trunk", "TrunkTransport", "User", "VoicemailMessage"]

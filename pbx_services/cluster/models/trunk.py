@@ -12,11 +12,26 @@ from pbx_services.cluster.validation import DOMAIN_MAX_LENGTH, EXTENSION_MAX_LEN
 
 TRUNK_NAME_MAX_LENGTH = 64
 CREDENTIAL_MAX_LENGTH = 128
+CODECS_MAX_LENGTH = 64
+PREFIX_MAX_LENGTH = 4
+DEFAULT_PROBE_INTERVAL = 30
+DEFAULT_INTERNATIONAL_PREFIX = "00"
 
 
 class TrunkTransport(enum.StrEnum):
     UDP = "udp"
     TCP = "tcp"
+
+
+class NumberFormat(enum.StrEnum):
+    """How numbers are written toward the trunk (`callmanager.numbers`)."""
+
+    E164 = "e164"
+    """+33612345678"""
+    NATIONAL = "national"
+    """0612345678"""
+    AS_DIALLED = "as-dialled"
+    """Left as the route made it."""
 
 
 class Trunk(Base):
@@ -25,7 +40,12 @@ class Trunk(Base):
     because a digest answer needs the password itself. With `register`, the Call Manager
     registers `username` there and keeps the registration fresh. Calls in are accepted
     without digest from the trunk's host (IP authentication). At most `max_calls` calls at
-    once go through it (0: no limit); a disabled trunk carries none."""
+    once go through it (0: no limit); a disabled trunk carries none. Every `probe_interval`
+    seconds (0: never) it is probed with OPTIONS; a trunk down is passed over by its routes.
+    `codecs` (comma-separated, in order of preference; None: any) restricts what is offered to
+    it and accepted from it. Numbers toward it are written in `number_format` with its
+    `country_code`, `national_prefix` and `international_prefix`, and callers from it are
+    shown in E.164 when those are set."""
 
     __tablename__ = "trunks"
     __table_args__ = (UniqueConstraint("tenant_id", "name"),)
@@ -44,6 +64,17 @@ class Trunk(Base):
     max_calls: Mapped[int] = mapped_column(Integer, default=0)
     caller_id: Mapped[str | None] = mapped_column(String(EXTENSION_MAX_LENGTH))
     enabled: Mapped[bool] = mapped_column(default=True, server_default=true())
+    probe_interval: Mapped[int] = mapped_column(Integer, default=DEFAULT_PROBE_INTERVAL,
+                                                server_default=str(DEFAULT_PROBE_INTERVAL))
+    codecs: Mapped[str | None] = mapped_column(String(CODECS_MAX_LENGTH))
+    number_format: Mapped[NumberFormat] = mapped_column(
+        Enum(NumberFormat, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]),
+        default=NumberFormat.AS_DIALLED, server_default=NumberFormat.AS_DIALLED.value)
+    country_code: Mapped[str | None] = mapped_column(String(PREFIX_MAX_LENGTH))
+    national_prefix: Mapped[str | None] = mapped_column(String(PREFIX_MAX_LENGTH))
+    international_prefix: Mapped[str] = mapped_column(String(PREFIX_MAX_LENGTH),
+                                                      default=DEFAULT_INTERNATIONAL_PREFIX,
+                                                      server_default=DEFAULT_INTERNATIONAL_PREFIX)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
     def __repr__(self) -> str:
