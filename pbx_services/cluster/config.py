@@ -43,7 +43,8 @@ ENV_SEPARATOR = "__"
 AUTH_SECRET_MIN_LENGTH = 32
 
 # Keys whose value is never echoed in an error message (a database URL may hold a password).
-_SECRET_KEYS = {("auth", "secret"), ("database", "url"), ("smtp", "password")}
+_SECRET_KEYS = {("auth", "secret"), ("database", "url"), ("smtp", "password"),
+                ("portal", "session_secret")}
 
 
 class ConfigError(Exception):
@@ -309,6 +310,8 @@ class SmtpConfig(_Section):
     port: int = Field(default=25, ge=1, le=65535)
     starttls: bool = False
     """Upgrade the connection with STARTTLS before authenticating (port 587 usually)."""
+    tls: bool = False
+    """Speak TLS from the first byte (implicit TLS, SMTPS: port 465 usually)."""
     username: str | None = None
     password: SecretStr | None = None
     """With `username`: log in (AUTH) before sending."""
@@ -321,6 +324,35 @@ class SmtpConfig(_Section):
     def _login_complete(self) -> "SmtpConfig":
         if (self.username is None) != (self.password is None):
             raise ValueError("username and password: give both to log in, or neither")
+        return self
+
+    @model_validator(mode="after")
+    def _one_kind_of_tls(self) -> "SmtpConfig":
+        if self.starttls and self.tls:
+            raise ValueError("starttls and tls: STARTTLS upgrades a plain connection, tls starts with TLS; "
+                             "choose one")
+        return self
+
+
+class AlertsConfig(_Section):
+    """E-mail alerts on servers going down and coming back (see `cluster/alerts.py` for the rules,
+    which are Prometheus Alertmanager's); sent through the `smtp` section's server."""
+
+    recipients: Annotated[tuple[Annotated[str, AfterValidator(_check_email_address)], ...],
+                          AfterValidator(_unique)] = ()
+    """Who gets the alert e-mails; none: no alert e-mail is sent."""
+    group_wait: float = Field(default=30, ge=0, le=3600)
+    """Seconds a first alert waits for others of its role, to go out in one e-mail."""
+    group_interval: float = Field(default=300, gt=0, le=86400)
+    """Seconds between two e-mails about one role's servers (a change waits for the next)."""
+    repeat_interval: float = Field(default=14400, gt=0, le=7 * 86400)
+    """Seconds after which servers still down are e-mailed about again."""
+
+    @model_validator(mode="after")
+    def _repeat_after_interval(self) -> "AlertsConfig":
+        if self.repeat_interval < self.group_interval:
+            raise ValueError(f"repeat_interval ({self.repeat_interval:g}) is shorter than group_interval "
+                             f"({self.group_interval:g}): a group is looked at only every group_interval")
         return self
 
 
@@ -396,6 +428,47 @@ class HttpConfig(_Section):
     """Connections from one IP address."""
 
 
+PORTAL_SESSION_SECRET_MIN_LENGTH = 32
+
+
+class PortalConfig(_Section):
+    """The web portal and its REST API (`pbx portal`, and the all-in-one's)."""
+
+    host: Host = "127.0.0.1"
+    """Address the portal listens on."""
+    port: int = Field(default=8080, ge=0, le=65535)
+    """Its HTTP(S) port; 0: the all-in-one serves no portal."""
+    workers: int = Field(default=2, ge=1, le=64)
+    """gunicorn worker processes of `pbx portal`."""
+    tls_cert: Path | None = None
+    """PEM certificate (with its chain) to serve HTTPS; give tls_key too."""
+    tls_key: Path | None = None
+    """PEM private key of tls_cert."""
+    session_secret: SecretStr | None = None
+    """Key signing the session cookies, at least 32 characters, the same on every portal host;
+    unless set, derived from auth.secret (the portal refuses to start with neither)."""
+    session_minutes: int = Field(default=480, ge=1, le=43200)
+    """Minutes a login lasts."""
+    lockout_failures: int = Field(default=5, ge=1, le=1000)
+    """Wrong passwords in a row after which an administrator's account is locked."""
+    lockout_minutes: int = Field(default=15, ge=1, le=10080)
+    """Minutes a locked account stays locked."""
+
+    @field_validator("session_secret")
+    @classmethod
+    def _session_secret_is_long(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < PORTAL_SESSION_SECRET_MIN_LENGTH:
+            raise ValueError(f"must be at least {PORTAL_SESSION_SECRET_MIN_LENGTH} characters, "
+                             f"got {len(value.get_secret_value())}")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> "PortalConfig":
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key: give both to serve HTTPS, or neither")
+        return self
+
+
 class LogConfig(_Section):
     level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_upper)] = (
         "INFO"
@@ -415,10 +488,12 @@ class PbxConfig(_Section):
     queue: QueueConfig = QueueConfig()
     registrar: RegistrarConfig = RegistrarConfig()
     smtp: SmtpConfig = SmtpConfig()
+    alerts: AlertsConfig = AlertsConfig()
     auth: AuthConfig | None = None
     """Required by the Call Manager (`build_config(needs_auth=True)`); a media node has no use for it."""
     policy: PolicyConfig = PolicyConfig()
     http: HttpConfig = HttpConfig()
+    portal: PortalConfig = PortalConfig()
     log: LogConfig = LogConfig()
 
     @model_validator(mode="after")
@@ -426,6 +501,12 @@ class PbxConfig(_Section):
         if self.callmanager.workers != 1 and self.state.url is None:
             raise ValueError("callmanager.workers: several Call Manager workers share registrations and "
                              "calls through Redis: set state.url too")
+        return self
+
+    @model_validator(mode="after")
+    def _alerts_have_a_mail_server(self) -> "PbxConfig":
+        if self.alerts.recipients and self.smtp.host is None:
+            raise ValueError("alerts.recipients: alert e-mails are sent through smtp.host: set it too")
         return self
 
     def embedded_ports_clash(self) -> str | None:
