@@ -13,9 +13,11 @@ from pbx_services.cluster.models.server import Server, ServerRole
 from pbx_services.cluster.models.tenant import Tenant
 from pbx_services.cluster.models.trunk import NumberFormat, Trunk, TrunkTransport
 from pbx_services.cluster.models.user import User
+from pbx_services.cluster.models.user_import_job import ImportState, UserImportJob
 from pbx_services.cluster.models.voicemail import Mailbox, MessageStatus, VoicemailMessage
 
-__all__ = ["AgentSkill", "Base", "CallForwarding", "CallQueue", "Cdr", "Did", "Holiday", "IvrMenu",
-           "IvrOption", "Mailbox", "MeetingRoom", "MessageStatus", "NumberFormat", "OutboundRoute",
+__all__ = ["AgentSkill", "Base", "CallForwarding", "CallQueue", "Cdr", "Did", "Holiday", "ImportState",
+           "IvrMenu", "IvrOption", "Mailbox", "MeetingRoom", "MessageStatus", "NumberFormat", "OutboundRoute",
            "OutboundRouteTrunk", "PermissionClass", "Prompt", "QueueMember", "RingGroup", "Schedule",
-           "Server", "ServerRole", "Tenant", "Trunk", "TrunkTransport", "User", "VoicemailMessage"]
+           "Server", "ServerRole", "Tenant", "Trunk", "TrunkTransport", "User", "UserImportJob",
+           "VoicemailMessage"]
