@@ -3,6 +3,7 @@
 from pbx_services.cluster.models.base import Base
 from pbx_services.cluster.models.cdr import Cdr
 from pbx_services.cluster.models.did import Did
+from pbx_services.cluster.models.feature_code import FeatureCode
 from pbx_services.cluster.models.forwarding import CallForwarding
 from pbx_services.cluster.models.ivr import Holiday, IvrMenu, IvrOption, Prompt, Schedule
 from pbx_services.cluster.models.meeting import MeetingRoom
@@ -16,8 +17,8 @@ from pbx_services.cluster.models.user import User
 from pbx_services.cluster.models.user_import_job import ImportState, UserImportJob
 from pbx_services.cluster.models.voicemail import Mailbox, MessageStatus, VoicemailMessage
 
-__all__ = ["AgentSkill", "Base", "CallForwarding", "CallQueue", "Cdr", "Did", "Holiday", "ImportState",
-           "IvrMenu", "IvrOption", "Mailbox", "MeetingRoom", "MessageStatus", "NumberFormat", "OutboundRoute",
-           "OutboundRouteTrunk", "PermissionClass", "Prompt", "QueueMember", "RingGroup", "Schedule",
-           "Server", "ServerRole", "Tenant", "Trunk", "TrunkTransport", "User", "UserImportJob",
+__all__ = ["AgentSkill", "Base", "CallForwarding", "CallQueue", "Cdr", "Did", "FeatureCode", "Holiday",
+           "ImportState", "IvrMenu", "IvrOption", "Mailbox", "MeetingRoom", "MessageStatus", "NumberFormat",
+           "OutboundRoute", "OutboundRouteTrunk", "PermissionClass", "Prompt", "QueueMember", "RingGroup",
+           "Schedule", "Server", "ServerRole", "Tenant", "Trunk", "TrunkTransport", "User", "UserImportJob",
            "VoicemailMessage"]

@@ -13,6 +13,7 @@ USER_PERMISSIONS = (PermissionClass.INTERNAL, PermissionClass.LOCAL, PermissionC
 """The outbound permissions a user may have, from the narrowest: each allows the routes of its
 class and of the classes before it. Emergency routes are allowed to everyone."""
 DEFAULT_PERMISSION = PermissionClass.NATIONAL
+PICKUP_GROUP_MAX_LENGTH = 64
 
 
 def permits(permission: str, route_class: str) -> bool:
@@ -29,7 +30,8 @@ class User(Base):
     Only digest HA1 hashes are stored (hex of H(extension:domain:password) with MD5 and
     SHA-256), never the password itself. `permission` is the widest class of outbound route
     the user may dial (`permits`); `max_calls` how many calls the user may have at once
-    (0: no limit; emergency calls are never refused for it).
+    (0: no limit; emergency calls are never refused for it); `pickup_group` whose ringing
+    calls it may pick up (`callmanager.pickup`).
     """
 
     __tablename__ = "users"
@@ -47,6 +49,9 @@ class User(Base):
         Enum(PermissionClass, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]),
         default=DEFAULT_PERMISSION, server_default=DEFAULT_PERMISSION.value)
     max_calls: Mapped[int] = mapped_column(default=0, server_default="0")
+    pickup_group: Mapped[str | None] = mapped_column(String(PICKUP_GROUP_MAX_LENGTH))
+    """Whose ringing calls the user may pick up with the group pickup code; None: the tenant's
+    default group (every user of the tenant without a group of its own)."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
     tenant: Mapped[Tenant] = relationship()
