@@ -1,5 +1,6 @@
 """The system of record's models, one per module; importing this package registers them all."""
 
+from pbx_services.cluster.models.admin import Administrator, AdminRole, AuditEntry
 from pbx_services.cluster.models.base import Base
 from pbx_services.cluster.models.cdr import Cdr
 from pbx_services.cluster.models.did import Did
@@ -17,8 +18,9 @@ from pbx_services.cluster.models.user import User
 from pbx_services.cluster.models.user_import_job import ImportState, UserImportJob
 from pbx_services.cluster.models.voicemail import Mailbox, MessageStatus, VoicemailMessage
 
-__all__ = ["AgentSkill", "Base", "CallForwarding", "CallQueue", "Cdr", "Did", "FeatureCode", "Holiday",
-           "ImportState", "IvrMenu", "IvrOption", "Mailbox", "MeetingRoom", "MessageStatus", "NumberFormat",
-           "OutboundRoute", "OutboundRouteTrunk", "PermissionClass", "Prompt", "QueueMember", "RingGroup",
-           "Schedule", "Server", "ServerRole", "Tenant", "Trunk", "TrunkTransport", "User", "UserImportJob",
+__all__ = ["AdminRole", "Administrator", "AgentSkill", "AuditEntry",
+           "Base", "CallForwarding", "CallQueue", "Cdr", "Did", "FeatureCode", "Holiday", "ImportState",
+           "IvrMenu", "IvrOption", "Mailbox", "MeetingRoom", "MessageStatus", "NumberFormat", "OutboundRoute",
+           "OutboundRouteTrunk", "PermissionClass", "Prompt", "QueueMember", "RingGroup", "Schedule",
+           "Server", "ServerRole", "Tenant", "Trunk", "TrunkTransport", "User", "UserImportJob",
            "VoicemailMessage"]
