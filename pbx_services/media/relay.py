@@ -64,7 +64,8 @@ class RtpRelay:
         if len(data) < RTP_HEADER_SIZE or data[0] & 0xC0 != RTP_VERSION_BITS:
             self._drop(leg, DROP_MALFORMED_RTP)
             return
-        if leg.source is not None and source != leg.source:
+        if leg.source is not None and source != leg.source or (
+                source == leg.stale_source and now < leg.stale_until):
             self._drop(leg, DROP_WRONG_SOURCE)
             return
         try:
@@ -75,7 +76,7 @@ class RtpRelay:
         call = leg.call
         paths_changed = False
         if leg.source is None:
-            leg.source = source
+            leg.latch(source)
             paths_changed = True
         leg.packets_in += 1
         leg.bytes_in += len(data)
@@ -161,7 +162,7 @@ class RtpRelay:
             leg.dtmf.append(digit)
 
     def receive_rtcp(self, leg: Leg, data: bytes, source: Address) -> None:
-        if leg.rtcp_source is not None and source != leg.rtcp_source:
+        if leg.rtcp_source is not None and source != leg.rtcp_source or source == leg.stale_rtcp_source:
             self._drop(leg, DROP_WRONG_SOURCE)
             return
         try:

@@ -405,7 +405,7 @@ class MediaServer:
                 self._free(call)
             raise CommandError(exc.reason) from None
         info = stream_info(sdp, index)
-        leg.unlatch()
+        leg.unlatch(info, now)
         leg.update_media(info, dict(info.payloads), None)
         if peer.stream is None:  # until it answers, the other phone uses what we offered it
             peer.update_media(None, relayed.media[index].rtpmap(), None)
@@ -427,11 +427,11 @@ class MediaServer:
         if call.offer_leg is None or call.offer_sdp is None:
             raise CommandError("bad field: leg")
         if call.offer_leg == leg_name:
-            return self._answer_to_our_offer(call, call.legs[leg_name], sdp, source)
+            return self._answer_to_our_offer(call, call.legs[leg_name], sdp, source, now)
         answerer = call.legs[leg_name]
         offerer = answerer.peer
         if call.answered_ourselves:
-            return self._answer_after_ours(call, answerer, sdp, source)
+            return self._answer_after_ours(call, answerer, sdp, source, now)
         try:
             outcome = rewrite_answer(
                 sdp,
@@ -444,7 +444,7 @@ class MediaServer:
             raise CommandError(exc.reason) from None
         index = audio_stream_index(call.offer_sdp)
         info = stream_info(sdp, index)
-        answerer.unlatch()
+        answerer.unlatch(info, now)
         answerer.update_media(info, dict(info.payloads), outcome.answerer_payload_type)
         assert offerer.stream is not None
         offerer.update_media(offerer.stream, outcome.sdp.media[index].rtpmap(), outcome.offerer_payload_type)
@@ -454,21 +454,21 @@ class MediaServer:
         return self._with_recording(call, {"sdp": outcome.sdp.serialize().decode("utf-8", "surrogateescape")})
 
     def _answer_to_our_offer(self, call: Call, leg: Leg, sdp: SessionDescription,
-                             source: Address) -> dict[str, Any]:
+                             source: Address, now: float) -> dict[str, Any]:
         """The offering phone answers an SDP we offered it ourselves (the call moved here from a
         media server that died): take its address and codec; the other leg stays as it is."""
         info = _phone_stream(sdp)
         chosen = next(iter(info.audio_payloads), None)
         if chosen is None:
             raise CommandError(ERROR_NO_COMMON_CODEC)
-        leg.unlatch()
+        leg.unlatch(info, now)
         leg.update_media(info, dict(info.payloads), chosen)
         call.controller = source
         call.update_fast_paths()
         return self._with_recording(call, _sdp_reply(call.sdp_for.get(leg.peer.name)))
 
     def _answer_after_ours(self, call: Call, answerer: Leg, sdp: SessionDescription,
-                           source: Address) -> dict[str, Any]:
+                           source: Address, now: float) -> dict[str, Any]:
         """The answering phone's answer after we answered the offerer ourselves: the offerer
         keeps the codec it was given, relayed unchanged when the answer lists it too, else
         transcoded to from the first codec of the answer that the server transcodes."""
@@ -478,7 +478,7 @@ class MediaServer:
             info.payloads, shared={codec_key(given)}, transcodable=self.transcoding.codecs)
         if chosen is None:
             raise CommandError(ERROR_NO_COMMON_CODEC)
-        answerer.unlatch()
+        answerer.unlatch(info, now)
         answerer.update_media(info, dict(info.payloads), chosen)
         call.controller = source
         call.update_fast_paths()

@@ -30,6 +30,8 @@ FRAME_TIMESTAMP_STEP = 160
 _SEQUENCE_TIMESTAMP_SSRC = struct.Struct("!HII")
 LEG_NAMES = ("a", "b")
 NO_FAST_PATH = -1
+STALE_SOURCE_SECONDS = 2.0
+"""How long the source a leg had before its SDP moved may not latch it again."""
 """`Leg.fast_pt` when every packet of the leg goes through the relay."""
 NO_ADDRESS: Address = ("", 0)
 
@@ -99,6 +101,9 @@ class Leg:
         "send_payload_type",
         "payloads",
         "rtcp_source",
+        "stale_source",
+        "stale_rtcp_source",
+        "stale_until",
         "generated",
         "dropped",
         "rtcp_report",
@@ -138,6 +143,11 @@ class Leg:
         self.payloads: dict[int, RtpMap] = {}
         """Payload types the phone may send us and receive from us."""
         self.rtcp_source: Address | None = None
+        self.stale_source: Address | None = None
+        """The source latched before the leg's SDP moved it elsewhere: it latches the leg
+        again only after `stale_until` (see `unlatch`)."""
+        self.stale_rtcp_source: Address | None = None
+        self.stale_until = 0.0
         self.generated = 0
         """Packets of tones and files sent to this phone."""
         self.dropped = 0
@@ -209,10 +219,25 @@ class Leg:
         if playback.sent:
             self.outgoing = OutgoingStream(playback.ssrc, playback.sequence_number, playback.timestamp)
 
-    def unlatch(self) -> None:
-        """Forget the latched sources: a new SDP may mean the phone moved."""
+    def unlatch(self, stream: StreamInfo | None, now: float) -> None:
+        """Forget the latched sources: a new SDP (`stream`) may mean the phone moved.
+
+        When the SDP's address changed, another phone may have taken this leg's place (a
+        transfer's target): the old phone's packets, still in flight until it gets its BYE,
+        would latch the leg and the new phone's be dropped for the rest of the call. So the
+        old source latches it again only after STALE_SOURCE_SECONDS (a phone that only
+        changed its SDP behind the same NAT binding, which is rare, is silent that long)."""
+        old = self.stream.rtp_address if self.stream is not None else None
+        new = stream.rtp_address if stream is not None else None
+        if self.source is not None and old is not None and new is not None and old != new != self.source:
+            self.stale_source, self.stale_rtcp_source = self.source, self.rtcp_source
+            self.stale_until = now + STALE_SOURCE_SECONDS
         self.source = None
         self.rtcp_source = None
+
+    def latch(self, source: Address) -> None:
+        self.source = source
+        self.stale_source = self.stale_rtcp_source = None
 
     def update_media(
         self, stream: StreamInfo | None, payloads: dict[int, RtpMap], send_payload_type: int | None

@@ -16,7 +16,7 @@ import pytest
 
 from pbx_services.media.negotiation import codec_key
 from pbx_services.media.server import MediaServer
-from pbx_services.media.session import NO_FAST_PATH, Leg
+from pbx_services.media.session import NO_FAST_PATH, STALE_SOURCE_SECONDS, Leg
 from pbx_services.rtp.codecs import available_codecs, get_codec
 from pbx_services.rtp.g711 import alaw_decode, ulaw_decode, ulaw_encode
 from pbx_services.rtp.rtcp import RtcpReceiverReport, RtcpReportBlock
@@ -447,6 +447,40 @@ def test_a_new_offer_unlatches_the_leg(driver: Driver) -> None:
     driver.rtp(a, ("198.51.100.7", 40000), rtp(b"\x01" * 160))
     driver.ok("offer", call_id="call-1", leg="a", sdp=phone_sdp(PHONE_A, (PCMU, "PCMU")))
     assert a.source is None and a.destination == PHONE_A
+
+
+def test_a_phone_taking_the_legs_place_is_not_shut_out_by_the_old_phones_last_packets(
+        driver: Driver) -> None:
+    # A transfer: B's place goes to C (a re-INVITE's answer from another address); B sends on
+    # until its BYE reaches it. Its late packets must not latch the leg, or A hears nothing.
+    a, b = driver.call()
+    driver.rtp(b, PHONE_B, rtp(b"\x01" * 160))
+    phone_c = ("10.0.3.3", 8000)
+    driver.ok("offer", call_id="call-1", leg="a", sdp=phone_sdp(PHONE_A, (PCMU, "PCMU")))
+    driver.ok("answer", call_id="call-1", leg="b", sdp=phone_sdp(phone_c, (PCMU, "PCMU")))
+    assert driver.rtp(b, PHONE_B, rtp(b"\x02" * 160)) == []
+    assert driver.server.relay.dropped["wrong_source"] == 1
+    assert driver.rtp(b, phone_c, rtp(b"\x03" * 160)) == [(a.port, rtp(b"\x03" * 160), PHONE_A)]
+    assert b.source == phone_c
+    assert driver.rtp(a, PHONE_A, rtp(b"\x04" * 160)) == [(b.port, rtp(b"\x04" * 160), phone_c)]
+
+
+def test_the_old_source_latches_again_once_the_new_address_stayed_silent(driver: Driver) -> None:
+    a, b = driver.call()
+    driver.rtp(b, PHONE_B, rtp(b"\x01" * 160))
+    driver.ok("offer", call_id="call-1", leg="a", sdp=phone_sdp(PHONE_A, (PCMU, "PCMU")))
+    driver.ok("answer", call_id="call-1", leg="b", sdp=phone_sdp(("10.0.3.3", 8000), (PCMU, "PCMU")))
+    driver.advance(STALE_SOURCE_SECONDS)
+    assert driver.rtp(b, PHONE_B, rtp(b"\x02" * 160)) == [(a.port, rtp(b"\x02" * 160), PHONE_A)]
+
+
+def test_a_natted_phone_re_offering_the_same_address_latches_again_at_once(driver: Driver) -> None:
+    a, _ = driver.call()
+    natted = ("198.51.100.7", 40000)
+    driver.rtp(a, natted, rtp(b"\x01" * 160))
+    driver.ok("offer", call_id="call-1", leg="a", sdp=phone_sdp(PHONE_A, (PCMU, "PCMU")))
+    assert driver.rtp(a, natted, rtp(b"\x02" * 160)) != []
+    assert a.source == natted
 
 
 def test_fast_path_is_set_once_both_legs_use_the_same_payload_type(driver: Driver) -> None:
