@@ -1,6 +1,7 @@
 """The system of record's models, one per module; importing this package registers them all."""
 
 from pbx_services.cluster.models.admin import Administrator, AdminRole, AuditEntry
+from pbx_services.cluster.models.alert import AlertEmail, AlertEngineState, AlertRecord, EmailDelivery
 from pbx_services.cluster.models.base import Base
 from pbx_services.cluster.models.cdr import Cdr
 from pbx_services.cluster.models.did import Did
@@ -18,7 +19,8 @@ from pbx_services.cluster.models.user import User
 from pbx_services.cluster.models.user_import_job import ImportState, UserImportJob
 from pbx_services.cluster.models.voicemail import Mailbox, MessageStatus, VoicemailMessage
 
-__all__ = ["AdminRole", "Administrator", "AgentSkill", "AuditEntry",
+__all__ = ["AdminRole", "Administrator", "AgentSkill", "AlertEmail", "AlertEngineState", "AlertRecord",
+           "AuditEntry", "EmailDelivery",
            "Base", "CallForwarding", "CallQueue", "Cdr", "Did", "FeatureCode", "Holiday", "ImportState",
            "IvrMenu", "IvrOption", "Mailbox", "MeetingRoom", "MessageStatus", "NumberFormat", "OutboundRoute",
            "OutboundRouteTrunk", "PermissionClass", "Prompt", "QueueMember", "RingGroup", "Schedule",
