@@ -40,6 +40,9 @@
     pbx inventory from-terraform FILE [--output FILE]
     pbx event publish-server-state --server NAME --role ROLE --state STATE [--reason TEXT] --config FILE
     pbx event tail [--from ID] [--once] --config FILE
+    pbx admin add NAME --password PW [--role system|operator|tenant] [--tenant DOMAIN] [--temporary]
+    pbx admin list | del NAME | passwd NAME --password PW | unlock NAME
+    pbx portal --config FILE
 
 Every command working on a data directory takes `--data-dir` (see `common`), whose
 `pbx.yml` is the configuration. Each group of commands is a module whose
@@ -57,6 +60,7 @@ from collections.abc import Callable, Sequence
 from sqlalchemy.exc import OperationalError
 
 from pbx_services.cli import (
+    admins,
     cdrs,
     daemons,
     database,
@@ -64,6 +68,7 @@ from pbx_services.cli import (
     inventory,
     ivr,
     meeting,
+    portal,
     prompts,
     queue,
     ring_groups,
@@ -96,6 +101,8 @@ COMMAND_GROUPS: tuple[Callable[[Subparsers], None], ...] = (
     daemons.add_commands,
     inventory.add_commands,
     events.add_commands,
+    admins.add_commands,
+    portal.add_commands,
 )
 """One function per group of commands, each adding its subparsers; add new groups here."""
 
