@@ -67,7 +67,7 @@ from .ring_groups import RingGroupTable
 from .routing import CallRouter, Target, best_final_status, disposition_for, server_failed
 from .transfer import CallTransfers
 from .trunk_calls import TrunkBranches
-from .trunks import TrunkCatalog, TrunkEntry
+from .trunks import TrunkCatalog, TrunkDown, TrunkEntry, never_down
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +92,12 @@ class B2bua:
                  app_answer_timeout: float = 1.0, tenant_id_for: Callable[[str], int | None] | None = None,
                  agents: AgentStore | None = None, trunks: TrunkCatalog | None = None,
                  forwarding: ForwardingTable | None = None,
-                 ring_groups: RingGroupTable | None = None) -> None:
+                 ring_groups: RingGroupTable | None = None, trunk_down: TrunkDown = never_down) -> None:
         """`tenant_id_for(domain)` is the tenant of a call an application server makes (it has no
         user to authenticate); `agents` the queue agents' records, moved to wrap-up when a call a
         queue server joined ends; `trunks` the trunks, outbound routes and DIDs; `forwarding`
-        the users' call forwarding and do-not-disturb; `ring_groups` the ring groups."""
+        the users' call forwarding and do-not-disturb; `ring_groups` the ring groups;
+        `trunk_down(trunk)` why a trunk is down (its OPTIONS probes), None while it is not."""
         self._stack = stack
         self._app_servers = app_servers
         self._tenant_id_for = tenant_id_for or _no_tenant
@@ -105,7 +106,7 @@ class B2bua:
         self.router = CallRouter(location=location, extension_exists=extension_exists,
                                  service_role=service_role, app_servers=app_servers, wall_offset=wall_offset,
                                  trunks=trunks, trunk_calls=self.trunk_branches.calls_on,
-                                 calls=lambda: self.calls)
+                                 trunk_down=trunk_down, calls=lambda: self.calls)
         self._app_answer_timeout = app_answer_timeout
         self.transfers = CallTransfers(self)
         self.joins = CallJoins(self, agents)
@@ -185,13 +186,16 @@ class B2bua:
         """A provider's call (from a trunk's host: IP authentication, no digest) to one of the
         tenant's DIDs goes to the DID's destination, and never out through a trunk again."""
         users = [uri.user_unescaped for uri in (request.uri, request.to.uri) if isinstance(uri, SipUri)]
-        found = self.router.did(trunk, [user for user in users if user])
-        if isinstance(found, tuple):
-            self._stack.respond(tx, *found, now=now, to_tag=self._make_tag())
+        found = self.router.did(trunk, [user for user in users if user], now)
+        offer = trunk.accepted_offer(request.body)
+        if isinstance(found, tuple) or offer is None:
+            self._stack.respond(tx, *(found if isinstance(found, tuple) else (488, "Not Acceptable Here")),
+                                now=now, to_tag=self._make_tag())
             return
+        request.body = offer  # the trunk's codecs only
         self._start_call(request, tx, source, transport, now, realm=trunk.tenant_domain,
-                         caller=request.from_.sip_uri.user_unescaped or "", tenant_id=trunk.tenant_id,
-                         dialed=found, outbound=False)
+                         caller=trunk.caller_from(request.from_.sip_uri.user_unescaped or ""),
+                         tenant_id=trunk.tenant_id, dialed=found, outbound=False)
 
     def _start_call(self, request: SipRequest, tx: ServerTransaction, source: tuple[str, int], transport: str,
                     now: float, *, realm: str, caller: str, tenant_id: int | None, dialed: str,
@@ -252,10 +256,11 @@ class B2bua:
     def _start_branch(self, call: Call, target: Target, now: float) -> None:
         a_invite = call.invite
         content_type = a_invite.headers.get("Content-Type") if call.b_offer else None
+        body = call.b_offer if target.trunk is None else target.trunk.offer(call.b_offer)
         branch = self._send_invite(
             target, call_id=call.b_call_id, from_tag=call.b_tag, caller=call.caller, callee=call.callee,
             realm=call.realm, display_name=a_invite.from_.display_name,
-            max_forwards=a_invite.max_forwards - 1, body=call.b_offer, content_type=content_type, now=now,
+            max_forwards=a_invite.max_forwards - 1, body=body, content_type=content_type, now=now,
             on_response=lambda branch, response, t: self._on_branch_response(call, branch, response, t),
             on_silent=lambda branch, t: self._retry_app_branch(call, branch, 408, t))
         branch.trunk = target.trunk

@@ -50,8 +50,7 @@ from .policy import AuthFailureLimiter
 from .registrar import RegistrarSettings
 from .ring_groups import RingGroupTable
 from .service import CallManager
-from .trunk_registration import FAILED, RegistrationStatus
-from .trunks import TrunkCatalog, TrunkEntry, trunk_statuses
+from .trunks import TrunkCatalog, TrunkEntry, TrunkStateChange, trunk_statuses
 from .workers import Forward, ForwardError, Release, WorkerPlace, parse_frame
 
 log = logging.getLogger(__name__)
@@ -311,13 +310,16 @@ class CallManagerController:
                                    time=datetime.now(UTC))
         self._publish(event)
 
-    def _on_trunk_state(self, trunk: TrunkEntry, status: RegistrationStatus, now: float) -> None:
-        """A trunk's registration changed: its failure is an alert on the cluster's bus (only
-        the worker holding the trunk's lease registers it, so one event per change)."""
+    def _on_trunk_state(self, trunk: TrunkEntry, change: TrunkStateChange, now: float) -> None:
+        """A trunk's registration or probes changed: its failure is an alert on the cluster's bus.
+        One event per change: only the worker holding the trunk's lease registers it, and of the
+        probes every worker runs, the first worker of the VIP holder tells."""
+        assert self.core is not None
+        if change.probed and (not self.core.holding.holder or self.place.index != 0):
+            return
         event = ServerStateChanged(server=f"trunk {trunk.key}", role="trunk",
-                                   state=ServerState.DOWN if status.phase is FAILED else ServerState.UP,
-                                   reason=f"registration: {status.code} {status.reason}",
-                                   time=datetime.now(UTC))
+                                   state=ServerState.UP if change.up else ServerState.DOWN,
+                                   reason=change.reason, time=datetime.now(UTC))
         self._publish(event)
 
     def _publish(self, event: ServerStateChanged) -> None:
@@ -331,11 +333,12 @@ class CallManagerController:
         return ("trunks",)
 
     async def control(self, request: ControlRequest) -> ControlReply:
-        """GET /api/trunks: the registrations this worker holds, by trunk."""
+        """GET /api/trunks: the registrations this worker holds and the trunks' probes, by trunk."""
         if request.method != "GET" or request.path != ("trunks",) or self.core is None:
             return NOT_FOUND
         now = self._driver.now() if self._driver is not None else 0.0
-        return ControlReply(200, {"trunks": trunk_statuses(self.core.trunk_registrations, now)})
+        return ControlReply(200, trunk_statuses(self.core.trunk_registrations,
+                                                self.core.trunk_probes.listing(now), now))
 
     def report(self) -> dict[str, Any]:
         """What the supervisor of several workers shows of this one."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from ..cluster.events import Disposition
 from ..cluster.models import ServerRole
@@ -23,7 +24,7 @@ from ..cluster.state.location import LocationStore
 from .appservers import PLACED_BY_NUMBER, AppEndpoint, AppServerPool
 from .call import Call
 from .permissions import Caller, limit_refusal, permission_refusal
-from .trunks import TrunkCall, TrunkCatalog, TrunkEntry, next_trunk
+from .trunks import TrunkCall, TrunkCatalog, TrunkDown, TrunkEntry, never_down, next_trunk
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,12 @@ class CallRouter:
                  service_role: Callable[[str, str], ServerRole | None] | None,
                  app_servers: AppServerPool | None, wall_offset: float, trunks: TrunkCatalog | None = None,
                  trunk_calls: Callable[[TrunkEntry], int] = lambda trunk: 0,
+                 trunk_down: TrunkDown = never_down,
                  calls: Callable[[], Collection[Call]] = lambda: ()) -> None:
         """`extension_exists(realm, number)` says whether a user has that extension,
         `service_role(realm, number)` which role of application server serves the number,
-        `trunk_calls(trunk)` how many calls go through a trunk now, `calls()` the calls in
-        progress here (for the callers' limits)."""
+        `trunk_calls(trunk)` how many calls go through a trunk now, `trunk_down(trunk)` why it
+        is down (its probes), `calls()` the calls in progress here (for the callers' limits)."""
         self._location = location
         self._extension_exists = extension_exists
         self._service_role = service_role or _no_service
@@ -58,6 +60,7 @@ class CallRouter:
         self._wall_offset = wall_offset
         self._trunks = trunks
         self._trunk_calls = trunk_calls
+        self._trunk_down = trunk_down
         self._calls = calls
 
     def route(self, realm: str, dialed: str, now: float, *, outbound: bool = True,
@@ -102,7 +105,8 @@ class CallRouter:
         return None if other is None else _app_target(other, dialed)
 
     def _outbound(self, realm: str, dialed: str, caller: Caller | None) -> list[Target] | tuple[int, str]:
-        found = None if self._trunks is None else self._trunks.plan.outbound(realm, dialed, self._trunk_calls)
+        found = None if self._trunks is None else self._trunks.plan.outbound(realm, dialed, self._trunk_calls,
+                                                                              self._trunk_down)
         if found is None:
             log.info("call to %s in %s: no extension, service or outbound route has the number", dialed,
                      realm)
@@ -124,7 +128,7 @@ class CallRouter:
     def next_trunk(self, failed: TrunkCall, code: int) -> Target | None:
         """A trunk failed a call (`code`; 408: it was silent): the target on the route's next
         trunk with room, None when none is left."""
-        following = next_trunk(failed, self._trunk_calls)
+        following = next_trunk(failed, self._trunk_calls, self._trunk_down)
         if following is None:
             log.warning("call to %s: trunk %s answered %d and route %s has no other trunk left",
                         failed.number, failed.trunk.name, code, failed.route)
@@ -137,17 +141,20 @@ class CallRouter:
         """The trunk whose host:port is `source`: a call from there is a provider's (IP authentication)."""
         return None if self._trunks is None else self._trunks.plan.trunk_at(source)
 
-    def did(self, trunk: TrunkEntry, numbers: list[str]) -> str | tuple[int, str]:
+    def did(self, trunk: TrunkEntry, numbers: list[str], now: float) -> str | tuple[int, str]:
         """The number of the dial plan a call from `trunk` to `numbers` (its Request-URI and To
-        users) goes to, or the status refusing it: 404 for a number that is no DID."""
+        users) goes to now (the DID's closed destination outside its hours), or the status
+        refusing it: 404 for a number that is no DID."""
         assert self._trunks is not None
-        found = self._trunks.plan.did_destination(trunk, numbers)
+        found = self._trunks.plan.did_route(trunk, numbers)
         if found is None:
             log.info("call from trunk %s to %s: no such DID in %s", trunk.key, " / ".join(numbers),
                      trunk.tenant_domain)
             return 404, "Unknown DID"
-        did, destination = found
-        log.info("call from trunk %s to DID %s: goes to %s", trunk.key, did, destination)
+        did, route = found
+        destination, open_now = route.destination_at(datetime.fromtimestamp(now + self._wall_offset, UTC))
+        log.info("call from trunk %s to DID %s: goes to %s%s", trunk.key, did, destination,
+                 "" if open_now else " (outside its hours: its closed destination)")
         assert destination.number is not None
         return destination.number
 

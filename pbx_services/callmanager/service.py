@@ -45,8 +45,8 @@ from .policy import AuthFailureLimiter
 from .registrar import Registrar, RegistrarSettings
 from .ring_groups import RingGroupTable
 from .subscriptions import EventPackage, Subscriptions
-from .trunk_registration import RegistrationStatus
-from .trunks import TrunkCatalog, TrunkEntry, TrunkRegistrations, TrunkStateCallback
+from .trunk_probes import TrunkProbes
+from .trunks import TrunkCatalog, TrunkEntry, TrunkRegistrations, TrunkStateCallback, TrunkStateChange
 from .workers import WorkerPlace, place_of
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,8 @@ class CallManager:
                  leases: LeaseStore | None = None, on_trunk_state: TrunkStateCallback | None = None,
                  event_packages: tuple[EventPackage, ...] = ()) -> None:
         """`trunks`: the trunks, outbound routes and DIDs; the trunks that want a registration
-        are registered by the holder of their lease in `leases` (each change: `on_trunk_state`);
+        are registered by the holder of their lease in `leases`, and those with a probe interval
+        probed with OPTIONS (each change of either: `on_trunk_state`);
         `event_packages`: what phones may SUBSCRIBE to (`subscriptions`)."""
         self.place = place or WorkerPlace(node="local")
         self.stack = SipStack(host=host, port=port, max_message_size=max_message_size,
@@ -103,6 +104,8 @@ class CallManager:
                                          on_server_state=on_server_state or _ignore_server_state,
                                          settings=app_probes or ProbeSettings(), make_tag=self.place.tag,
                                          homes=homes, on_lost=lambda e, t: self.b2bua.app_endpoint_lost(e, t))
+        self.trunk_probes = TrunkProbes(stack=self.stack, timers=self.timers, make_tag=self.place.tag,
+                                        on_state=on_trunk_state or _ignore_trunk_state)
         self.b2bua = B2bua(stack=self.stack, location=self.location, authenticator=authenticator,
                            timers=self.timers, realm_for=directory.realm_for,
                            extension_exists=directory.extension_exists, on_call_ended=on_call_ended,
@@ -111,7 +114,8 @@ class CallManager:
                            owner=self.place.owner, app_servers=self.app_servers,
                            service_role=directory.service_role, app_answer_timeout=app_answer_timeout,
                            tenant_id_for=directory.tenant_id, agents=agents, trunks=trunks,
-                           forwarding=forwarding, ring_groups=ring_groups)
+                           forwarding=forwarding, ring_groups=ring_groups,
+                           trunk_down=self.trunk_probes.down_reason)
         self.trunks = trunks
         self.trunk_registrations = TrunkRegistrations(
             stack=self.stack, timers=self.timers, leases=leases, owner=self.place.owner,
@@ -169,6 +173,7 @@ class CallManager:
         if self.trunks is not None:
             self.trunks.tick(now)
             self.trunk_registrations.update(self.trunks.plan.trunks, now)
+            self.trunk_probes.update(self.trunks.plan.trunks, now)
         self.subscriptions.poll(now)
 
     def next_timer(self) -> float | None:
@@ -278,7 +283,7 @@ def _ignore_server_state(server: str, role: ServerRole, up: bool, why: str, now:
     return None
 
 
-def _ignore_trunk_state(trunk: TrunkEntry, status: RegistrationStatus, now: float) -> None:
+def _ignore_trunk_state(trunk: TrunkEntry, change: TrunkStateChange, now: float) -> None:
     return None
 
 

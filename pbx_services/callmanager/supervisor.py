@@ -16,12 +16,14 @@ from prometheus_client.registry import Collector
 
 from ..cluster.config import PbxConfig
 from ..cluster.state import StateStore, StateStoreUnavailable, open_state_store
+from ..runtime.control import NOT_FOUND, ControlReply, ControlRequest
 from ..runtime.daemon import StartError
 from ..runtime.descriptors import DescriptorLimitError, DescriptorNeed
 from ..runtime.supervisor import WorkerSupervisor, worker_count
 from .controller import CallManagerController
 from .descriptors import fit_supervisor
 from .metrics import sip_tcp_families
+from .trunks import merge_trunk_statuses
 from .workers import WorkerPlace
 
 
@@ -89,6 +91,21 @@ class CallManagerSupervisor:
 
     def collectors(self) -> Sequence[Collector]:
         return (_WorkersCollector(self),)
+
+    @property
+    def control_paths(self) -> tuple[str, ...]:
+        return ("trunks",)
+
+    async def control(self, request: ControlRequest) -> ControlReply:
+        """GET /api/trunks: every worker's registrations and probes, merged (a registration is
+        held by one worker; every worker probes every trunk)."""
+        if request.method != "GET" or request.path != ("trunks",):
+            return NOT_FOUND
+        replies = await self.workers.ask(request)
+        bodies = [reply.body for reply in replies if reply.status == 200]
+        if not bodies:
+            return replies[0] if replies else ControlReply.error(503, "no Call Manager worker is up")
+        return ControlReply(200, merge_trunk_statuses(bodies))
 
 
 class _WorkersCollector(Collector):

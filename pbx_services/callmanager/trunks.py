@@ -6,13 +6,15 @@ without I/O); `TrunkCatalog` reads it from the system of record every few second
 
 - Out: a dialled number that no extension or service of the caller's tenant has is matched
   against the tenant's routes in order (priority, then name); the first that matches
-  rewrites it (strip, prepend) and sends it to its first trunk with room (`max_calls`); a
-  trunk that fails (5xx, 408 or silence) hands the call to the route's next one. Every
-  decision is logged with why.
+  rewrites it (strip, prepend, then the trunk's number format: `trunk_numbers`) and sends it
+  to its first trunk with room (`max_calls`) that is not down (`trunk_probes`); a trunk that
+  fails (5xx, 408 or silence) hands the call to the route's next one. Every decision is
+  logged with why.
 - In: an INVITE whose source is a trunk's host and port (IP authentication; the port too, so
   that phones on the provider's address are not taken for it) is a provider's call: its
   Request-URI user, else its To user, must be one of the tenant's DIDs, whose destination it
-  goes to without digest; an unknown DID is refused with 404.
+  goes to without digest (outside the DID's hours, to its closed destination); an unknown DID is
+  refused with 404.
 - Registration: only the holder of a trunk's lease (one worker of one Call Manager)
   registers it (`TrunkRegistrations`, with `trunk_registration.RegistrationClient`); each
   change of its state is reported, a failure as an alert.
@@ -24,12 +26,15 @@ import logging
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import Engine, select
 
 from ..cluster.destinations import Destination, parse_destination
 from ..cluster.dial_patterns import DialPattern, compile_pattern, normalise
-from ..cluster.models import Did, OutboundRoute, OutboundRouteTrunk, Tenant, Trunk
+from ..cluster.models import Did, NumberFormat, OutboundRoute, OutboundRouteTrunk, Tenant, Trunk
+from ..cluster.schedules import BusinessHours, parse_hours, validate_timezone
 from ..cluster.state.leases import LeaseStore
 from ..cluster.validation import InvalidValue
 from ..runtime.timers import Timer, TimerQueue
@@ -37,6 +42,8 @@ from ..sip.headers import Address
 from ..sip.message import SipRequest, SipResponse
 from ..sip.stack import SipStack
 from ..sip.uri import SipUri
+from .trunk_codecs import restrict_offer
+from .trunk_numbers import NumberPlan, written_for_trunk
 from .trunk_registration import FAILED, RegistrationClient, RegistrationStatus, TrunkAccount
 
 log = logging.getLogger(__name__)
@@ -64,6 +71,11 @@ class TrunkEntry:
     register: bool = False
     max_calls: int = 0
     caller_id: str | None = None
+    probe_interval: float = 0
+    """Seconds between OPTIONS probes; 0: not probed."""
+    codecs: tuple[str, ...] = ()
+    """The codecs offered to it and accepted from it, in order; (): any."""
+    numbers: NumberPlan = NumberPlan()
 
     @property
     def key(self) -> str:
@@ -79,6 +91,14 @@ class TrunkEntry:
             return None
         return TrunkAccount(host=self.host, port=self.port, transport=self.transport, username=self.username,
                             password=self.password)
+
+    def caller_from(self, number: str) -> str:
+        """The caller's number of a call from the provider, as phones and CDRs show it."""
+        return written_for_trunk(number, self.numbers)
+
+    def accepted_offer(self, body: bytes) -> bytes | None:
+        """The provider's offer with only the trunk's codecs; None when it has none of them."""
+        return restrict_offer(body, self.codecs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,17 +122,56 @@ class TrunkCall:
     remaining: tuple[TrunkEntry, ...] = ()
 
     @property
+    def sent_number(self) -> str:
+        """The number as the trunk gets it: the route's, in the trunk's number format."""
+        return written_for_trunk(self.number, self.trunk.numbers)
+
+    @property
     def request_uri(self) -> str:
-        return str(SipUri(host=self.trunk.host, port=self.trunk.port, user=self.number))
+        return str(SipUri(host=self.trunk.host, port=self.trunk.port, user=self.sent_number))
 
     def from_address(self, caller: str, display_name: str | None, tag: str) -> Address:
-        """The From of the INVITE: the trunk's presented number, else the caller's extension."""
-        user = self.trunk.caller_id or caller
+        """The From of the INVITE: the trunk's presented number, else the caller's extension, in
+        the trunk's number format."""
+        user = written_for_trunk(self.trunk.caller_id or caller, self.trunk.numbers)
         return Address(uri=SipUri(host=self.trunk.host, user=user), display_name=display_name,
                        params={"tag": tag})
 
+    def offer(self, body: bytes) -> bytes:
+        """The call's offer as the trunk gets it: its codecs only, in its order. An offer with
+        none of them goes as it is (logged), for the provider to accept or refuse."""
+        restricted = restrict_offer(body, self.trunk.codecs)
+        if restricted is None:
+            log.warning("call to %s: the offer has none of trunk %s's codecs (%s): sent as it is",
+                        self.number, self.trunk.name, ",".join(self.trunk.codecs))
+            return body
+        return restricted
+
     def to_address(self) -> Address:
-        return Address(uri=SipUri(host=self.trunk.host, user=self.number))
+        return Address(uri=SipUri(host=self.trunk.host, user=self.sent_number))
+
+
+@dataclass(frozen=True, slots=True)
+class DidRoute:
+    """Where a DID's calls go: `destination`, or `closed` outside its `hours`."""
+
+    destination: Destination
+    hours: BusinessHours | None = None
+    closed: Destination | None = None
+
+    def destination_at(self, at: datetime) -> tuple[Destination, bool]:
+        """(where a call at the aware datetime `at` goes, whether the DID is open then)."""
+        if self.hours is None or self.closed is None or self.hours.is_open(at):
+            return self.destination, True
+        return self.closed, False
+
+
+TrunkDown = Callable[[TrunkEntry], str | None]
+"""Why a trunk is down (its probes failed), None while it may carry calls."""
+
+
+def never_down(trunk: TrunkEntry) -> str | None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -122,55 +181,62 @@ class TrunkPlan:
     trunks: tuple[TrunkEntry, ...] = ()
     routes: dict[str, tuple[RouteEntry, ...]] = field(default_factory=dict)
     """By tenant domain."""
-    dids: dict[tuple[str, str], Destination] = field(default_factory=dict)
-    """(tenant domain, number) -> destination."""
+    dids: dict[tuple[str, str], DidRoute] = field(default_factory=dict)
+    """(tenant domain, number) -> where its calls go."""
 
-    def outbound(self, domain: str, dialed: str, calls_on: Callable[[TrunkEntry], int]
-                 ) -> TrunkCall | tuple[int, str] | None:
-        """Where a call of tenant `domain` to `dialed` leaves: its first trunk with room (the
-        rest to try after it), the status refusing it when every trunk of the matching route
-        is full, or None when no route matches. `calls_on(trunk)` counts a trunk's calls."""
+    def outbound(self, domain: str, dialed: str, calls_on: Callable[[TrunkEntry], int],
+                 down: TrunkDown = never_down) -> TrunkCall | tuple[int, str] | None:
+        """Where a call of tenant `domain` to `dialed` leaves: its first trunk with room that is
+        not down (the rest to try after it), the status refusing it when every trunk of the
+        matching route is full or down, or None when no route matches. `calls_on(trunk)`
+        counts a trunk's calls, `down(trunk)` says why it is down."""
         for route in self.routes.get(domain, ()):
             if not route.pattern.matches(dialed):
                 continue
             number = normalise(dialed, strip=route.strip, prepend=route.prepend)
-            available = [trunk for trunk in route.trunks if _has_room(trunk, calls_on, dialed)]
+            available = [trunk for trunk in route.trunks if _usable(trunk, calls_on, down, dialed)]
             if not available:
-                log.warning("call to %s in %s: route %s matches (pattern %s) but every trunk is at its limit",
-                            dialed, domain, route.name, route.pattern.text)
+                log.warning("call to %s in %s: route %s matches (pattern %s) but every trunk is at its limit "
+                            "or down", dialed, domain, route.name, route.pattern.text)
                 return 503, "All Trunks Busy"
             first = available[0]
+            call = TrunkCall(first, number, route.name, tuple(available[1:]))
             log.info("call to %s in %s: route %s (pattern %s) dials %s on trunk %s", dialed, domain,
-                     route.name, route.pattern.text, number, first.name)
-            return TrunkCall(first, number, route.name, tuple(available[1:]))
+                     route.name, route.pattern.text, call.sent_number, first.name)
+            return call
         return None
 
     def trunk_at(self, source: tuple[str, int]) -> TrunkEntry | None:
         """The trunk whose host and port are `source` (a provider's server calling us), if any."""
         return next((trunk for trunk in self.trunks if trunk.destination == source), None)
 
-    def did_destination(self, trunk: TrunkEntry, numbers: Iterable[str]) -> tuple[str, Destination] | None:
+    def did_route(self, trunk: TrunkEntry, numbers: Iterable[str]) -> tuple[str, DidRoute] | None:
         """The first of `numbers` (the Request-URI user, the To user) that is a DID of the
-        trunk's tenant, with its destination."""
+        trunk's tenant, with where its calls go."""
         for number in numbers:
-            destination = self.dids.get((trunk.tenant_domain, number))
-            if destination is not None:
-                return number, destination
+            route = self.dids.get((trunk.tenant_domain, number))
+            if route is not None:
+                return number, route
         return None
 
 
-def next_trunk(call: TrunkCall, calls_on: Callable[[TrunkEntry], int]) -> TrunkCall | None:
-    """The same call on the next trunk of its route with room; None when none is left."""
-    remaining = [trunk for trunk in call.remaining if _has_room(trunk, calls_on, call.number)]
+def next_trunk(call: TrunkCall, calls_on: Callable[[TrunkEntry], int], down: TrunkDown = never_down
+               ) -> TrunkCall | None:
+    """The same call on the next trunk of its route with room and not down; None when none is left."""
+    remaining = [trunk for trunk in call.remaining if _usable(trunk, calls_on, down, call.number)]
     if not remaining:
         return None
     return TrunkCall(remaining[0], call.number, call.route, tuple(remaining[1:]))
 
 
-def _has_room(trunk: TrunkEntry, calls_on: Callable[[TrunkEntry], int], dialed: str) -> bool:
+def _usable(trunk: TrunkEntry, calls_on: Callable[[TrunkEntry], int], down: TrunkDown, dialed: str) -> bool:
     if trunk.max_calls and calls_on(trunk) >= trunk.max_calls:
         log.info("call to %s: trunk %s skipped, at its limit of %d calls", dialed, trunk.name,
                  trunk.max_calls)
+        return False
+    why = down(trunk)
+    if why is not None:
+        log.info("call to %s: trunk %s skipped, %s", dialed, trunk.name, why)
         return False
     return True
 
@@ -189,7 +255,7 @@ _ROUTES = (select(*OutboundRoute.__table__.c, Tenant.domain)
            .order_by(OutboundRoute.priority, OutboundRoute.name))
 _ROUTE_TRUNKS = (select(*OutboundRouteTrunk.__table__.c)
                  .order_by(OutboundRouteTrunk.route_id, OutboundRouteTrunk.position))
-_DIDS = select(Did.number, Did.destination, Tenant.domain).join(Tenant, Tenant.id == Did.tenant_id)
+_DIDS = select(*Did.__table__.c, Tenant.domain).join(Tenant, Tenant.id == Did.tenant_id)
 
 
 class TrunkCatalog:
@@ -228,7 +294,11 @@ class TrunkCatalog:
                 tenant_id=row.tenant_id, tenant_domain=row.domain, name=row.name, host=row.host,
                 port=row.port, transport=str(row.transport).upper(), address=address,
                 username=row.username, password=row.password, register=row.register,
-                max_calls=row.max_calls, caller_id=row.caller_id)
+                max_calls=row.max_calls, caller_id=row.caller_id, probe_interval=float(row.probe_interval),
+                codecs=tuple(row.codecs.split(",")) if row.codecs else (),
+                numbers=NumberPlan(number_format=NumberFormat(row.number_format),
+                                   country_code=row.country_code, national_prefix=row.national_prefix,
+                                   international_prefix=row.international_prefix))
         ordered: dict[int, list[TrunkEntry]] = {}
         for link in route_trunks:
             if link.trunk_id in trunks:
@@ -244,17 +314,39 @@ class TrunkCatalog:
                 name=route.name, pattern=pattern, strip=route.strip, prepend=route.prepend,
                 permission=str(route.permission), trunks=tuple(ordered.get(route.id, ()))))
         dids = {}
-        for number, destination, domain in did_rows:
+        for row in did_rows:
             try:
-                dids[(domain, number)] = parse_destination(destination)
+                dids[(row.domain, row.number)] = did_route(row)
             except InvalidValue as exc:
-                log.error("DID %s of %s left out: %s", number, domain, exc)
+                log.error("DID %s of %s left out: %s", row.number, row.domain, exc)
         return TrunkPlan(trunks=tuple(trunks.values()),
                          routes={domain: tuple(entries) for domain, entries in routes.items()}, dids=dids)
 
 
-TrunkStateCallback = Callable[[TrunkEntry, RegistrationStatus, float], None]
-"""(trunk, its registration's new state, now): a registration changed."""
+def did_route(row: Any) -> DidRoute:
+    """Where the calls of a DID's row go; InvalidValue naming what is wrong with it."""
+    hours = None
+    if row.hours and row.closed_destination:
+        holidays = frozenset(date.fromisoformat(day) for day in (row.holidays or "").split(",") if day)
+        hours = BusinessHours(parse_hours(row.hours), validate_timezone(row.timezone or "UTC"), holidays)
+    return DidRoute(parse_destination(row.destination), hours,
+                    parse_destination(row.closed_destination) if hours is not None else None)
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkStateChange:
+    """A trunk's registration or probes changed: what the event on the bus says of it."""
+
+    up: bool
+    reason: str
+    """Why: "registration: 403 Forbidden", "OPTIONS: no answer (2 probes in a row)"."""
+    probed: bool = False
+    """Seen by the OPTIONS probes, which every worker runs (so one of them tells the bus);
+    else by the registration, which one worker holds."""
+
+
+TrunkStateCallback = Callable[[TrunkEntry, TrunkStateChange, float], None]
+"""(trunk, what changed, now)."""
 
 
 class TrunkRegistrations:
@@ -328,7 +420,9 @@ class TrunkRegistrations:
                 log.warning("trunk %s: registration failed: %s %s", trunk.key, status.code, status.reason)
             else:
                 log.info("trunk %s: registered (%s %s)", trunk.key, status.code, status.reason)
-            self._on_state(trunk, status, now)
+            change = TrunkStateChange(up=status.phase is not FAILED,
+                                      reason=f"registration: {status.code} {status.reason}")
+            self._on_state(trunk, change, now)
         self._arm(trunk, client)
 
     def _arm(self, trunk: TrunkEntry, client: RegistrationClient) -> None:
@@ -348,9 +442,36 @@ class TrunkRegistrations:
         self._timer[trunk.key] = self._timers.schedule(deadline, due)
 
 
-def trunk_statuses(registrations: TrunkRegistrations, now: float) -> list[dict[str, object]]:
-    """The registrations held here as the control API lists them (`pbx trunk list`)."""
-    return [{"tenant": trunk.tenant_domain, "name": trunk.name, "state": status.phase.name.lower(),
-             "code": status.code, "reason": status.reason,
-             "expires_in": None if status.expires_at is None else max(0, round(status.expires_at - now))}
-            for trunk, status in registrations.statuses().values()]
+def trunk_statuses(registrations: TrunkRegistrations, probes: list[dict[str, object]], now: float
+                   ) -> dict[str, list[dict[str, object]]]:
+    """The registrations held here and the probes' states (`TrunkProbes.listing`), as the
+    control API lists them (`pbx trunk list`)."""
+    held: list[dict[str, object]] = [
+        {"tenant": trunk.tenant_domain, "name": trunk.name, "state": status.phase.name.lower(),
+         "code": status.code, "reason": status.reason,
+         "expires_in": None if status.expires_at is None else max(0, round(status.expires_at - now))}
+        for trunk, status in registrations.statuses().values()]
+    return {"trunks": held, "probes": probes}
+
+
+def merge_trunk_statuses(bodies: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, object]]]:
+    """One answer from several workers' `trunk_statuses`: each registration from the worker
+    holding it, each trunk's probes once (down when a worker sees it down, with how many do)."""
+    registrations: dict[tuple[str, str], dict[str, object]] = {}
+    probes: dict[tuple[str, str], dict[str, Any]] = {}
+    for body in bodies:
+        for entry in body.get("trunks", []):
+            key = (entry["tenant"], entry["name"])
+            if key not in registrations or entry["state"] == "registered":
+                registrations[key] = entry
+        for entry in body.get("probes", []):
+            key = (entry["tenant"], entry["name"])
+            merged = probes.get(key)
+            if merged is None:
+                probes[key] = dict(entry)
+                continue
+            down = int(merged["workers_down"]) + int(entry["workers_down"])
+            if entry["state"] == "down" and merged["state"] != "down":
+                merged.update(entry)
+            merged["workers_down"], merged["workers"] = down, int(merged["workers"]) + int(entry["workers"])
+    return {"trunks": list(registrations.values()), "probes": list(probes.values())}

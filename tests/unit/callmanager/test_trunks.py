@@ -1,12 +1,26 @@
-"""Dial patterns, strip/prepend, route selection and DIDs of `callmanager.trunks` (no I/O)."""
+"""Dial patterns, strip/prepend, route selection (trunks full or down), number formats, DIDs
+and their hours, and the merged control API listing of `callmanager.trunks` (no I/O)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from types import SimpleNamespace
+
 import pytest
 
-from pbx_services.callmanager.trunks import RouteEntry, TrunkEntry, TrunkPlan, next_trunk
+from pbx_services.callmanager.trunk_numbers import NumberPlan
+from pbx_services.callmanager.trunks import (
+    DidRoute,
+    RouteEntry,
+    TrunkEntry,
+    TrunkPlan,
+    did_route,
+    merge_trunk_statuses,
+    next_trunk,
+)
 from pbx_services.cluster.destinations import parse_destination
 from pbx_services.cluster.dial_patterns import compile_pattern, normalise
+from pbx_services.cluster.models import NumberFormat
 from pbx_services.cluster.validation import InvalidValue
 
 DOMAIN = "pbx.example"
@@ -67,8 +81,8 @@ def _plan() -> TrunkPlan:
         RouteEntry("national", compile_pattern("_90[1-9]XXXXXXXX"), 2, "+33", "national", (FIRST, SECOND)),
     )
     return TrunkPlan(trunks=(FIRST, SECOND), routes={DOMAIN: routes},
-                     dids={(DOMAIN, "0140000000"): parse_destination("1001"),
-                           (DOMAIN, "0140000001"): parse_destination("queue:700")})
+                     dids={(DOMAIN, "0140000000"): DidRoute(parse_destination("1001")),
+                           (DOMAIN, "0140000001"): DidRoute(parse_destination("queue:700"))})
 
 
 def test_the_first_matching_route_gives_its_first_trunk_and_the_rewritten_number() -> None:
@@ -108,6 +122,82 @@ def test_a_providers_call_is_known_by_host_and_port_and_its_did_by_request_uri_t
     plan = _plan()
     assert plan.trunk_at(("192.0.2.10", 5070)) is SECOND
     assert plan.trunk_at(("192.0.2.10", 40000)) is None
-    found = plan.did_destination(FIRST, ["acme", "0140000001"])
-    assert found is not None and found[0] == "0140000001" and str(found[1]) == "queue:700"
-    assert plan.did_destination(FIRST, ["0149999999"]) is None
+    found = plan.did_route(FIRST, ["acme", "0140000001"])
+    assert found is not None and found[0] == "0140000001" and str(found[1].destination) == "queue:700"
+    assert plan.did_route(FIRST, ["0149999999"]) is None
+
+
+def test_a_trunk_down_is_passed_over_at_once_and_all_down_is_503() -> None:
+    plan = _plan()
+
+    def first_down(trunk: TrunkEntry) -> str | None:
+        return "down since its OPTIONS got no answer" if trunk is FIRST else None
+
+    call = plan.outbound(DOMAIN, "90612345678", lambda trunk: 0, first_down)
+    assert not isinstance(call, tuple) and call is not None
+    assert (call.trunk, call.remaining) == (SECOND, ())
+    assert plan.outbound(DOMAIN, "90612345678", lambda trunk: 0, lambda trunk: "down") == (
+        503, "All Trunks Busy")
+    started = plan.outbound(DOMAIN, "90612345678", lambda trunk: 0)
+    assert started is not None and not isinstance(started, tuple)
+    assert next_trunk(started, lambda trunk: 0, lambda trunk: "down") is None
+
+
+def test_each_trunk_writes_the_number_and_caller_id_in_its_format() -> None:
+    e164 = TrunkEntry(tenant_id=1, tenant_domain=DOMAIN, name="e164", host="provider.example", port=5060,
+                      transport="UDP", address="192.0.2.10",
+                      numbers=NumberPlan(NumberFormat.E164, country_code="33", national_prefix="0"))
+    national = TrunkEntry(tenant_id=1, tenant_domain=DOMAIN, name="national", host="provider.example",
+                          port=5080, transport="UDP", address="192.0.2.10", caller_id="+33140000000",
+                          numbers=NumberPlan(NumberFormat.NATIONAL, country_code="33", national_prefix="0"))
+    route = RouteEntry("national", compile_pattern("_0[1-9]XXXXXXXX"), 0, "", "national", (e164, national))
+    call = TrunkPlan(routes={DOMAIN: (route,)}).outbound(DOMAIN, "0612345678", lambda trunk: 0)
+    assert call is not None and not isinstance(call, tuple)
+    assert call.request_uri == "sip:+33612345678@provider.example:5060"
+    assert str(call.from_address("0140000000", None, "t")) == "<sip:+33140000000@provider.example>;tag=t"
+    assert str(call.from_address("1001", None, "t")) == "<sip:1001@provider.example>;tag=t"
+    following = next_trunk(call, lambda trunk: 0)
+    assert following is not None and following.request_uri == "sip:0612345678@provider.example:5080"
+    assert str(following.from_address("1001", None, "t")) == "<sip:0140000000@provider.example>;tag=t"
+    assert e164.caller_from("0612345678") == "+33612345678"
+    assert national.caller_from("+33612345678") == "0612345678"
+
+
+def _did_row(**columns: object) -> SimpleNamespace:
+    row = {"destination": "1001", "hours": None, "timezone": None, "holidays": None,
+           "closed_destination": None}
+    return SimpleNamespace(**(row | columns))
+
+
+def test_a_did_outside_its_hours_or_on_a_holiday_goes_to_its_closed_destination() -> None:
+    route = did_route(_did_row(hours="mon-fri 09:00-17:00", timezone="Europe/Paris", holidays="2026-12-25",
+                               closed_destination="ivr:801"))
+    # Thursday 3 December 2026, 10:00 in Paris (09:00 UTC): open.
+    assert route.destination_at(datetime(2026, 12, 3, 9, 0, tzinfo=UTC)) == (parse_destination("1001"), True)
+    # The same day at 17:30 in Paris, then Saturday, then Christmas (a Friday): closed.
+    for closed_at in (datetime(2026, 12, 3, 16, 30, tzinfo=UTC), datetime(2026, 12, 5, 10, 0, tzinfo=UTC),
+                      datetime(2026, 12, 25, 10, 0, tzinfo=UTC)):
+        assert route.destination_at(closed_at) == (parse_destination("ivr:801"), False)
+    always = did_route(_did_row())
+    assert always.destination_at(datetime(2026, 12, 5, 3, 0, tzinfo=UTC)) == (parse_destination("1001"), True)
+
+
+def test_a_did_row_whose_hours_no_longer_parse_is_named() -> None:
+    with pytest.raises(InvalidValue, match="hours 'mon-fry 09:00-17:00'"):
+        did_route(_did_row(hours="mon-fry 09:00-17:00", closed_destination="1002"))
+
+
+def test_the_workers_listings_merge_into_one_entry_per_trunk() -> None:
+    def probe(state: str) -> dict[str, object]:
+        return {"tenant": DOMAIN, "name": "first", "state": state, "reason": "x", "for": 3,
+                "workers_down": int(state == "down"), "workers": 1}
+
+    registered = {"tenant": DOMAIN, "name": "first", "state": "registered", "code": 200, "reason": "OK",
+                  "expires_in": 1700}
+    merged = merge_trunk_statuses([{"trunks": [], "probes": [probe("up")]},
+                                   {"trunks": [registered], "probes": [probe("down")]},
+                                   {"trunks": [], "probes": [probe("up")]}])
+    assert merged["trunks"] == [registered]
+    assert len(merged["probes"]) == 1
+    assert {key: merged["probes"][0][key] for key in ("state", "workers_down", "workers")} == {
+        "state": "down", "workers_down": 1, "workers": 3}
