@@ -44,9 +44,9 @@ def free_port() -> int:
 
 
 class SmtpServer:
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, port: int | None = None, **options: Any) -> None:
         self.inbox = Inbox()
-        self.port = free_port()
+        self.port = port or free_port()
         self._controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port, **options)
         self._controller.start()
 
