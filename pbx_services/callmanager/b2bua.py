@@ -62,6 +62,7 @@ from .forwarding import ForwardingTable
 from .joins import CallJoins
 from .mediapool import MediaPool
 from .permissions import Caller
+from .pickup import CallPickup, FeatureDirectory
 from .redirection import CallRedirection
 from .ring_groups import RingGroupTable
 from .routing import CallRouter, Target, best_final_status, disposition_for, server_failed
@@ -92,10 +93,13 @@ class B2bua:
                  app_answer_timeout: float = 1.0, tenant_id_for: Callable[[str], int | None] | None = None,
                  agents: AgentStore | None = None, trunks: TrunkCatalog | None = None,
                  forwarding: ForwardingTable | None = None,
+                 features: FeatureDirectory | None = None, workers: tuple[int, int] = (0, 1),
                  ring_groups: RingGroupTable | None = None, trunk_down: TrunkDown = never_down) -> None:
         """`tenant_id_for(domain)` is the tenant of a call an application server makes (it has no
         user to authenticate); `agents` the queue agents' records, moved to wrap-up when a call a
-        queue server joined ends; `trunks` the trunks, outbound routes and DIDs; `forwarding`
+        queue server joined ends; `features` the tenants' feature codes and users' pickup groups,
+        `workers` (this worker's index, how many) for pickups; `trunks` the trunks, outbound
+        routes and DIDs; `forwarding`
         the users' call forwarding and do-not-disturb; `ring_groups` the ring groups;
         `trunk_down(trunk)` why a trunk is down (its OPTIONS probes), None while it is not."""
         self._stack = stack
@@ -110,6 +114,8 @@ class B2bua:
         self._app_answer_timeout = app_answer_timeout
         self.transfers = CallTransfers(self)
         self.joins = CallJoins(self, agents)
+        self.pickup = CallPickup(self, directory=features, worker=workers[0], workers=workers[1],
+                                 hand_over=stack.hand_over)
         self._make_tag = make_tag
         """Tags and Call-IDs we make name our worker (workers.py), so the call's messages find it."""
         self._auth = authenticator
@@ -158,6 +164,8 @@ class B2bua:
             caller, tenant_id = from_uri.user_unescaped or "", self._tenant_id_for(realm)
             limited = None
         else:
+            if self.pickup.hand_over(request, tx, realm, source, transport):
+                return  # another worker may hold the call to pick up: it authenticates the INVITE
             result = self._auth.authenticate(request, realm=realm, source_ip=source[0], now=now, proxy=True)
             if result.user is None:
                 assert result.status_code is not None
@@ -201,9 +209,20 @@ class B2bua:
                     now: float, *, realm: str, caller: str, tenant_id: int | None, dialed: str,
                     outbound: bool = True, limited: Caller | None = None) -> None:
         """Route a new call of `caller` in tenant `realm` to `dialed` and ring its targets;
-        `limited`: the caller is a user, held to its permission and limits."""
-        dialed, targets, forwards, hunt = self.redirection.route(realm, dialed, now, outbound=outbound,
-                                                                 caller=limited, forwards=0)
+        `limited`: the caller is a user, held to its permission and limits, who may dial the
+        tenant's feature codes (pickup here, the others at their application servers)."""
+        feature = self.pickup.feature(realm, dialed) if limited is not None else None
+        role = feature.feature.role if feature is not None else None
+        if feature is not None and role is None:
+            self.pickup.pick_up(request, tx, source, transport, now, realm=realm, picker=caller,
+                                match=feature)
+            return
+        if feature is not None and role is not None:
+            dialed, forwards, hunt = feature.service_number, 0, None
+            targets = self.router.service_targets(role, realm, dialed)
+        else:
+            dialed, targets, forwards, hunt = self.redirection.route(realm, dialed, now, outbound=outbound,
+                                                                     caller=limited, forwards=0)
         if isinstance(targets, tuple):
             code, reason = targets
             self._stack.respond(tx, code, reason, now=now, to_tag=self._make_tag())
@@ -461,10 +480,7 @@ class B2bua:
         for other in call.branches:
             if other is not branch:
                 self._cancel_branch(other, now)
-        call.a.dialog = Dialog.from_uas(call.invite, local_tag=call.a_tag,
-                                        local_contact=self._stack.contact(call.a.transport))
-        call.a.dialog.confirm()
-        self._register_dialog(call, call.a)
+        self._confirm_caller_dialog(call)
         invite_cseq = branch.invite.cseq.seq
         if call.invite.body:
             self._send_ack(leg, invite_cseq, b"", None, now)
@@ -506,15 +522,23 @@ class B2bua:
             self.anchoring.translate(call, "answer" if call.invite.body else "offer", leg, response.body,
                                      now, answer_caller)
 
+    def _confirm_caller_dialog(self, call: Call) -> None:
+        """The caller's dialog, confirmed as its INVITE is answered."""
+        call.a.dialog = Dialog.from_uas(call.invite, local_tag=call.a_tag,
+                                        local_contact=self._stack.contact(call.a.transport))
+        call.a.dialog.confirm()
+        self._register_dialog(call, call.a)
+
     def _answer(self, call: Call, leg: Leg, tx: ServerTransaction, status_code: int, reason: str,
                 body: bytes, content_type: str | None, on_ack: Callable[[SipRequest, float], None],
-                now: float) -> None:
-        """Send a 2xx on `leg` for the INVITE in `tx`, retransmitted until ACKed (UDP)."""
+                now: float, *, to_tag: str | None = None) -> None:
+        """Send a 2xx on `leg` for the INVITE in `tx`, retransmitted until ACKed (UDP); `to_tag`
+        for a new dialog other than the caller's (a pickup's)."""
         headers: list[tuple[str, str]] = [("Contact", str(self._stack.contact(leg.transport)))]
         if content_type and body:
             headers.append(("Content-Type", content_type))
         response = self._stack.respond(tx, status_code, reason, now=now, to_tag=call.a_tag
-                                       if leg is call.a else None, headers=headers,
+                                       if leg is call.a else to_tag, headers=headers,
                                        body=body if content_type else b"")
         unacked = Unacked(response=response, cseq=tx.request.cseq.seq, timer=None, on_ack=on_ack)
         leg.unacked = unacked
@@ -870,7 +894,10 @@ class B2bua:
         # Without a provisional answer yet, the CANCEL goes when the first one arrives (RFC 3261 9.1).
 
     def _send_cancel(self, branch: Branch, now: float) -> None:
-        tx = self._stack.send_request(make_cancel(branch.invite), branch.leg.peer, branch.leg.transport, now)
+        cancel = make_cancel(branch.invite)
+        if branch.cancel_reason is not None:
+            cancel.headers.add("Reason", branch.cancel_reason)
+        tx = self._stack.send_request(cancel, branch.leg.peer, branch.leg.transport, now)
         tx.user_data = _ignore_response
 
     def _hold_app_endpoint(self, call: Call, endpoint: AppEndpoint | None) -> None:

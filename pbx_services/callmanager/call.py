@@ -155,6 +155,8 @@ class Branch:
     """Until the application server answers anything: silent past it, the next one is tried."""
     trunk: TrunkCall | None = None
     """The trunk this branch goes out through (and the route's trunks left), None otherwise."""
+    cancel_reason: str | None = None
+    """The Reason header of its CANCEL (RFC 3326), if it says why (the call was picked up)."""
 
     @property
     def cancelled(self) -> bool:

@@ -13,9 +13,10 @@ from collections.abc import Iterable
 
 from sqlalchemy import Engine, bindparam, select
 
+from ..appserver.cache import ExpiringLru
+from ..cluster.feature_codes import DEFAULT_SET, FeatureCodeSet, FeatureMatch, load_feature_codes
 from ..cluster.models import CallQueue, IvrMenu, Mailbox, MeetingRoom, ServerRole, Tenant, User
-from ..cluster.queues import AGENT_FEATURE_CODES
-from ..cluster.voicemail import DEPOSIT_PREFIX, VOICEMAIL_MENU
+from ..cluster.voicemail import DEPOSIT_PREFIX
 from .auth import UserCredentials
 
 # Built once: a lookup per REGISTER must not pay for building and compiling a statement.
@@ -27,6 +28,10 @@ _CREDENTIALS = (
            User.enabled.is_(True))
 )
 _DOMAINS = select(Tenant.id, Tenant.domain)
+_PICKUP_GROUP = (
+    select(User.pickup_group).join(Tenant, Tenant.id == User.tenant_id)
+    .where(Tenant.domain == bindparam("domain"), User.extension == bindparam("extension"))
+)
 # The numbers of the dial plan that application servers answer, by role.
 _SERVICE_NUMBERS = (
     (ServerRole.IVR, select(Tenant.domain, IvrMenu.number).join(Tenant, Tenant.id == IvrMenu.tenant_id)),
@@ -52,6 +57,10 @@ class Directory:
         self._users: OrderedDict[tuple[str, str], tuple[float, UserCredentials | None]] = OrderedDict()
         self._domains: dict[str, int] = {}
         self._services: dict[tuple[str, str], ServerRole] = {}
+        self._feature_codes: dict[str, FeatureCodeSet] = {}
+        """The tenants' feature codes that are not all the defaults, by domain."""
+        self._pickup_groups: ExpiringLru[tuple[str, str], str | None] = ExpiringLru(ttl=ttl,
+                                                                                   max_weight=max_cached)
         self._domains_loaded_at = float("-inf")
         self._now = 0.0
 
@@ -63,10 +72,7 @@ class Directory:
                 self._domains = {domain: tenant_id for tenant_id, domain in connection.execute(_DOMAINS)}
                 self._services = {(domain, number): role for role, query in _SERVICE_NUMBERS
                                   for domain, number in connection.execute(query)}
-            # The agents' feature codes (*45 log in...) reach a queue server in every tenant.
-            self._services |= {(domain, code): ServerRole.QUEUE for domain in self._domains
-                               for code in AGENT_FEATURE_CODES}
-            self._services |= {(domain, VOICEMAIL_MENU): ServerRole.IVR for domain in self._domains}
+                self._feature_codes = load_feature_codes(connection)
             self._domains_loaded_at = now
 
     def realm_for(self, host: str) -> str | None:
@@ -111,6 +117,20 @@ class Directory:
     def service_role(self, domain: str, number: str) -> ServerRole | None:
         """Which application servers answer `number` of the tenant (an IVR menu's), if any."""
         return self._services.get((domain, number))
+
+    def feature(self, domain: str, dialed: str) -> FeatureMatch | None:
+        """The feature `dialed` is the code of in the tenant (`cluster.feature_codes`), if any."""
+        return self._feature_codes.get(domain, DEFAULT_SET).match(dialed)
+
+    def pickup_group(self, domain: str, extension: str) -> str | None:
+        """The user's pickup group ("": its tenant's default one); None if no user has `extension`."""
+        key = (domain, extension)
+        entry = self._pickup_groups.lookup(key, self._now)
+        if entry is not None:
+            return entry.value
+        with self._engine.connect() as connection:
+            row = connection.execute(_PICKUP_GROUP, {"domain": domain, "extension": extension}).first()
+        return self._pickup_groups.store(key, None if row is None else row.pickup_group or "", self._now)
 
 
 def _is_ip_address(host: str) -> bool:

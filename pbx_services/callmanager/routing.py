@@ -87,11 +87,16 @@ class CallRouter:
         role = self._service_role(realm, dialed)
         if role is None:
             return self._outbound(realm, dialed, caller) if outbound else (404, "Not Found")
-        endpoint = self._pick_app_endpoint(role, dialed, realm)
+        return self.service_targets(role, realm, dialed)
+
+    def service_targets(self, role: ServerRole, realm: str, number: str) -> list[Target] | tuple[int, str]:
+        """The application server of `role` that a call to `number` goes to (a number the role
+        serves: a menu's, or a feature code's service number), or 503 when none is available."""
+        endpoint = self._pick_app_endpoint(role, number, realm)
         if endpoint is None:
-            log.warning("no %s server available for %s@%s", role, dialed, realm)
+            log.warning("no %s server available for %s@%s", role, number, realm)
             return 503, f"No {role.value.upper() if role is ServerRole.IVR else role.value} Server Available"
-        return [_app_target(endpoint, dialed)]
+        return [_app_target(endpoint, number)]
 
     def replacement(self, endpoint: AppEndpoint, code: int, now: float, *, number: str, realm: str,
                     dialed: str, tried: Iterable[AppEndpoint]) -> Target | None:

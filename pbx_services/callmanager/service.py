@@ -115,6 +115,7 @@ class CallManager:
                            service_role=directory.service_role, app_answer_timeout=app_answer_timeout,
                            tenant_id_for=directory.tenant_id, agents=agents, trunks=trunks,
                            forwarding=forwarding, ring_groups=ring_groups,
+                           features=directory, workers=(self.place.index, self.place.count),
                            trunk_down=self.trunk_probes.down_reason)
         self.trunks = trunks
         self.trunk_registrations = TrunkRegistrations(

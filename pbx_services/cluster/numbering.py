@@ -1,5 +1,5 @@
 """Who owns a number of a tenant's dial plan (a user's extension, an IVR menu, a meeting
-room, a queue), and what sends calls to it.
+room, a queue, a feature code of its own), and what sends calls to it.
 
 One number of a tenant reaches one thing, so every service that gives out numbers asks
 here first (`number_owner`, `find_to_replace`); one that saves a destination checks that it
@@ -20,6 +20,7 @@ from pbx_services.cluster.models import (
     CallForwarding,
     CallQueue,
     Did,
+    FeatureCode,
     IvrMenu,
     IvrOption,
     MeetingRoom,
@@ -35,6 +36,7 @@ _NUMBER_OWNERS: tuple[tuple[str, Any, Any], ...] = (
     ("meeting room", MeetingRoom.tenant_id, MeetingRoom.number),
     ("queue", CallQueue.tenant_id, CallQueue.number),
     ("ring group", RingGroup.tenant_id, RingGroup.number),
+    ("feature code", FeatureCode.tenant_id, FeatureCode.code),
 )
 """(what it is, its tenant column, its number column) of each kind of numbered thing."""
 _KINDS: dict[DestinationKind, tuple[str, Any, Any]] = {

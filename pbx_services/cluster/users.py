@@ -7,6 +7,7 @@ tenant's domain; only the HA1 hashes of the password are stored.
 import csv
 import hashlib
 import io
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pbx_services.cluster.dao import AlreadyExists, NotFound, TenantDao, UserDao
 from pbx_services.cluster.models import PermissionClass, Tenant, User
 from pbx_services.cluster.models.base import utcnow
-from pbx_services.cluster.models.user import DEFAULT_PERMISSION, USER_PERMISSIONS
+from pbx_services.cluster.models.user import DEFAULT_PERMISSION, PICKUP_GROUP_MAX_LENGTH, USER_PERMISSIONS
 from pbx_services.cluster.numbering import number_owner, number_owners, routes_to
 from pbx_services.cluster.validation import (
     InvalidValue,
@@ -36,6 +37,9 @@ EXISTING_USERS_SHOWN = 5
 """Users named in the line that says how many of an import file already exist."""
 MAX_CALLS_RANGE = range(0, 100_001)
 """A user's or tenant's concurrent-call limit (0: no limit)."""
+DEFAULT_PICKUP_GROUP = "default"
+"""The pickup group every user of a tenant is in unless it is given another."""
+_PICKUP_GROUP_RE = re.compile(rf"[A-Za-z0-9._-]{{1,{PICKUP_GROUP_MAX_LENGTH}}}")
 
 
 def parse_user_permission(text: str) -> PermissionClass:
@@ -49,6 +53,17 @@ def parse_user_permission(text: str) -> PermissionClass:
                            "(emergency numbers are allowed to everyone)")
     assert permission is not None
     return permission
+
+
+def parse_pickup_group(text: str) -> str | None:
+    """The pickup group `text` names; None for `default` (the tenant's default group)."""
+    name = text.strip()
+    if name.lower() == DEFAULT_PICKUP_GROUP:
+        return None
+    if not _PICKUP_GROUP_RE.fullmatch(name):
+        raise InvalidValue(f"pickup group {text[:40]!r}: 1 to {PICKUP_GROUP_MAX_LENGTH} letters, digits, "
+                           f"'.', '_' and '-' (or {DEFAULT_PICKUP_GROUP!r}: the tenant's group)")
+    return name
 
 
 def check_max_calls(what: str, max_calls: int) -> int:
@@ -178,18 +193,22 @@ class UserService:
                 raise AlreadyExists(f"user {extension}@{owner.domain} already exists") from None
 
     def set_user(self, extension: str, *, tenant: str | None = None, permission: str | None = None,
-                 max_calls: int | None = None) -> User:
-        """Change the user's outbound permission and concurrent-call limit (those given);
-        NotFound if the tenant or the user does not exist."""
+                 max_calls: int | None = None, pickup_group: str | None = None) -> User:
+        """Change the user's outbound permission, concurrent-call limit and pickup group (those
+        given; pickup group `default`: the tenant's); NotFound if the tenant or the user does not
+        exist."""
         kind = parse_user_permission(permission) if permission is not None else None
         if max_calls is not None:
             check_max_calls(f"user {extension}", max_calls)
+        group = parse_pickup_group(pickup_group) if pickup_group is not None else None
         with self._sessions.begin() as session:
             owner = self._tenant(session, tenant)
             user = UserDao(session=session).find_by(tenant_id=owner.id, extension=extension)
             if user is None:
                 raise NotFound("User", {"extension": extension, "tenant": owner.domain})
             set_given(user, permission=kind, max_calls=max_calls)
+            if pickup_group is not None:
+                user.pickup_group = group
             session.flush()
             return user
 

@@ -138,6 +138,12 @@ class SipStack:
     def take_transmits(self) -> list[Transmit]:
         return self.layer.take_transmits()
 
+    def hand_over(self, owner: int, data: bytes, source: tuple[str, int], transport: str) -> None:
+        """Send a message received here (rewritten, or found to be another worker's only once
+        handled) to worker `owner`, as a `take_forwards` item."""
+        self.counters["forwarded_to_owner"] += 1
+        self._forwards.append((owner, data, source, transport))
+
     def take_forwards(self) -> list[tuple[int, bytes, tuple[str, int], str]]:
         """(worker, data, source, transport) of each received message that is another worker's."""
         forwards, self._forwards = self._forwards, []

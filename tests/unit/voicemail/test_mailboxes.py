@@ -99,6 +99,8 @@ def test_the_call_manager_routes_voicemail_numbers_to_ivr_servers(mailboxes: Voi
     directory = Directory(engine=sessions.kw["bind"], default_domain=DOMAIN)
     directory.tick(0.0)
 
-    assert directory.service_role(DOMAIN, "*97") is ServerRole.IVR
+    voicemail_menu = directory.feature(DOMAIN, "*97")  # a feature code (cluster.feature_codes)
+    assert voicemail_menu is not None and voicemail_menu.feature.role is ServerRole.IVR
+    assert voicemail_menu.service_number == "*97"
     assert directory.service_role(DOMAIN, "vm*1002") is ServerRole.IVR
     assert directory.service_role(DOMAIN, "vm*1001") is None  # no mailbox
