@@ -8,6 +8,7 @@ before it. Timings are printed (`-s`) for the README's integrator section.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -36,6 +37,9 @@ QUEUE_HTTP_PORT = 9065
 APPLICATION_SERVERS = {"ivr": (IVR_SERVERS, 5090), "meeting": (MEETING_SERVERS, 5100),
                        "queue": (QUEUE_SERVERS, 5110)}
 """Each role's servers in the lab inventory and the SIP port of their first worker."""
+PORTAL_URL = f"https://{smoke.DEFAULT_VIP}:8443"
+"""The web portal through the VIP (inventory/lab/group_vars/portal: port 8443, self-signed)."""
+CALL_MANAGERS = ("198.18.0.11", "198.18.0.12", "198.18.0.13")
 LAB_MENU = "800"
 LAB_ROOM = "850"
 
@@ -112,6 +116,38 @@ def test_exactly_one_call_manager_holds_the_vip(booted: Path) -> None:
         if " 198.18.0.10/" in shown:
             holders.append(address)
     assert len(holders) == 1
+
+
+def portal_probe(the_lab: lab.Lab, base: str, certificate: Path, *args: str) -> dict:
+    """scripts/lab/portal_probe.py's report of `base`, asked from the controller, trusting `certificate`
+    alone and checking that it names the host asked."""
+    result = lab.in_ns(the_lab.controller_ns, "python3", str(LAB_DIR / "portal_probe.py"), base,
+                       "--certificate", str(certificate), *args, check=False, capture=True)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_portal_answers_through_the_vip_over_https(booted: Path, tmp_path: Path) -> None:
+    """The web portal on the three Call Managers (group portal), reached through the VIP over HTTPS
+    with the self-signed certificate they share, which names the VIP: /health and the login page
+    answer 200, and the lab's administrator (created by the role, not a one-time one) logs in."""
+    the_lab = lab.Lab(lab.DEFAULT_LAB)
+    certificate = tmp_path / "portal.crt"
+    certificate.write_text(lab.in_ns(the_lab.controller_ns, *lab.ssh_argv(CALL_MANAGERS[0]),
+                                     "cat /etc/pbx/tls/portal.crt", capture=True).stdout)
+    secrets = yaml.safe_load((booted / "group_vars" / "all" / "secrets.yml").read_text())
+    portal = yaml.safe_load((booted / "group_vars" / "portal" / "portal.yml").read_text())
+    started = time.monotonic()
+    report = portal_probe(the_lab, PORTAL_URL, certificate, "--user", portal["pbx_portal__admin_name"],
+                          "--password", secrets["lab_portal_admin_password"])
+    print(f"\n[lab] portal through the VIP: {report} in {time.monotonic() - started:.1f} s")
+    assert report["health"] == 200, report
+    assert report["login_page"] == {"status": 200, "password_form": True, "csrf_token": True}, report
+    assert report["login"]["logged_in"], report
+    for address in CALL_MANAGERS:
+        served = portal_probe(the_lab, f"https://{address}:8443", certificate)
+        assert served["certificate_sha256"] == report["certificate_sha256"], address
+        assert served["health"] == 200, (address, served)
 
 
 @pytest.mark.parametrize("role", sorted(APPLICATION_SERVERS))

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 VENV_PYTHON = "/opt/pbx/venv/bin/python"
-DAEMONS = {"callmanager", "media", "ivr", "meeting"}
+DAEMONS = {"callmanager", "media", "ivr", "meeting", "portal"}
 """The groups whose hosts run a PBX daemon as pbx-<group>.service."""
 
 
@@ -123,6 +123,23 @@ def test_meeting_server_has_espeak_ng(host):
     """For the announcements; that the daemon speaks with it is the lab's meeting call's check."""
     only_in("meeting")(host)
     assert host.package("espeak-ng").is_installed
+
+
+def test_portal(host):
+    """The web portal on every host of the group portal: running, listening on every address (the
+    VIP reaches it), its config and unit valid, its certificate public and its key the pbx group's;
+    that it answers over HTTPS through the VIP is the lab test's check."""
+    only_in("portal")(host)
+    service = host.service("pbx-portal")
+    assert service.is_running and service.is_enabled
+    config = yaml.safe_load(host.file("/etc/pbx/portal.yml").content_string)
+    assert config["portal"]["host"] == "0.0.0.0"
+    assert host.socket(f"tcp://0.0.0.0:{config['portal']['port']}").is_listening
+    assert host.run(f"{VENV_PYTHON} -m pbx_services.provisioning.validate_config /etc/pbx/portal.yml").rc == 0
+    assert host.run("systemd-analyze verify --man=no /etc/systemd/system/pbx-portal.service").rc == 0
+    cert, key = host.file(config["portal"]["tls_cert"]), host.file(config["portal"]["tls_key"])
+    assert (cert.user, cert.group, cert.mode) == ("root", "root", 0o644)
+    assert (key.user, key.group, key.mode) == ("root", "pbx", 0o640)
 
 
 def test_database(host):
