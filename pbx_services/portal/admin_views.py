@@ -1,0 +1,158 @@
+"""What the administration pages (tenants, users, queues, IVR, meetings, calls) and their API share.
+
+- The tenant a request works on: `request_tenant()` reads `tenant` from the query, the form or
+  the JSON body and passes it through `auth.scoped_domain` (a tenant administrator gets its own,
+  403 for another's); None means the default tenant, as in the CLI.
+- Form values: `form_int`, `form_bool`, `form_text` read a posted form or a JSON body alike;
+  errors go into a `FieldErrors`, raised as `FormInvalid` by `raise_if`.
+- A service's refusal: a page runs the operation through `attempt` (the errors to show next to
+  their fields); the API through `api_errors()`, which turns InvalidValue into 400,
+  AlreadyExists into 409 and NotFound into 404, each with `error` (the message) and, when the
+  message names one, `field`. `answer_not_found(blueprint)` makes NotFound a 404 on pages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, NoReturn, TypeVar
+
+from flask import Blueprint, abort, jsonify, make_response, render_template, request
+
+from pbx_services.cluster.dao import AlreadyExists, NotFound
+from pbx_services.cluster.models import AdminRole
+from pbx_services.cluster.tenants import TenantService
+from pbx_services.cluster.validation import InvalidValue
+from pbx_services.portal.auth import current_admin, is_api_request, scoped_domain
+from pbx_services.portal.context import portal_context
+from pbx_services.portal.forms import GENERAL, FieldErrors
+
+T = TypeVar("T")
+
+OPERATIONS = (AdminRole.SYSTEM, AdminRole.OPERATOR)
+"""Who manages the cluster as a whole (tenants, every tenant's data)."""
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object; 400 when the body is not one."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        abort(400, description="the body must be a JSON object")
+    return body
+
+
+def request_tenant(body: Mapping[str, Any] | None = None) -> str | None:
+    """The tenant (domain) the request names in `tenant`, as the administrator may use it."""
+    requested = (body or {}).get("tenant") if body is not None else request.values.get("tenant")
+    if requested is not None and not isinstance(requested, str):
+        abort(400, description="tenant: a domain (a string)")
+    return scoped_domain(requested or None)
+
+
+def tenant_choices() -> list[str]:
+    """The tenants the administrator may pick in a form: every domain, or its own."""
+    admin = current_admin()
+    if admin.role is AdminRole.TENANT:
+        return [admin.tenant] if admin.tenant else []
+    return [tenant.domain for tenant in portal_context().service(TenantService).list_tenants()]
+
+
+def form_int(form: Mapping[str, Any], name: str, errors: FieldErrors, default: int) -> int:
+    """The posted whole number `name` (`default` when empty); an error next to the field otherwise."""
+    raw = form.get(name)
+    if raw is None or str(raw).strip() == "":
+        return default
+    if isinstance(raw, bool):
+        errors.add(name, f"{name.replace('_', ' ')}: a whole number, not {raw!r}")
+        return default
+    try:
+        return int(str(raw).strip())
+    except ValueError:
+        errors.add(name, f"{name.replace('_', ' ')}: not a whole number ({str(raw)[:20]!r})")
+        return default
+
+
+def form_bool(form: Mapping[str, Any], name: str, default: bool = False) -> bool:
+    """A checkbox (present: on) or a JSON boolean."""
+    raw = form.get(name)
+    if raw is None:
+        return default
+    if isinstance(raw, bool):
+        return raw
+    return str(raw).lower() in ("1", "on", "true", "yes")
+
+
+def form_text(form: Mapping[str, Any], name: str) -> str | None:
+    """A text value, stripped; None when absent or empty."""
+    raw = form.get(name)
+    if raw is None:
+        return None
+    text = str(raw).strip()
+    return text or None
+
+
+class FormInvalid(InvalidValue):
+    """Values of a form (or JSON body) that could not be read, each with its error."""
+
+    def __init__(self, errors: FieldErrors) -> None:
+        self.errors = errors
+        super().__init__("; ".join(errors.values()))
+
+
+def raise_if(errors: FieldErrors) -> None:
+    if errors:
+        raise FormInvalid(errors)
+
+
+def form_errors(exc: Exception, fields: Iterable[str]) -> FieldErrors:
+    """The service's refusal as the form's errors: next to the field its message starts with."""
+    if isinstance(exc, FormInvalid):
+        return exc.errors
+    fields = tuple(fields)
+    message = str(exc)
+    errors = FieldErrors()
+    errors.from_invalid(exc, fields)
+    _, colon, detail = message.partition(": ")
+    if errors.general and colon:
+        # "tenant x.example: max calls ..." or "user 1001: max calls ...": the field comes second.
+        inner = FieldErrors()
+        inner.from_invalid(InvalidValue(detail), fields)
+        if not inner.general:
+            errors = FieldErrors({next(iter(inner)): message})
+    return errors
+
+
+def attempt(action: Callable[[], T], fields: Iterable[str]) -> tuple[T | None, FieldErrors]:
+    """For a page: what `action` returns, or None and the errors to show next to their fields."""
+    try:
+        return action(), FieldErrors()
+    except (InvalidValue, AlreadyExists) as exc:
+        return None, form_errors(exc, fields)
+
+
+@contextmanager
+def api_errors(fields: Iterable[str] = ()) -> Iterator[None]:
+    """Turn what a service raises into the API's JSON answer (see the module's doc)."""
+    try:
+        yield
+    except InvalidValue as exc:
+        _json_error(400, exc, fields)
+    except AlreadyExists as exc:
+        _json_error(409, exc, fields)
+    except NotFound as exc:
+        _json_error(404, exc, ())
+
+
+def answer_not_found(blueprint: Blueprint) -> None:
+    """A `NotFound` out of a service becomes the 404 page, or the API's 404 JSON."""
+    def not_found(exc: NotFound) -> Any:
+        if is_api_request():
+            return jsonify(error=str(exc)), 404
+        return render_template("error.html", code=404, name="Not Found", description=str(exc)), 404
+    blueprint.register_error_handler(NotFound, not_found)
+
+
+def _json_error(status: int, exc: Exception, fields: Iterable[str]) -> NoReturn:
+    errors = form_errors(exc, fields)
+    field, message = next(iter(errors.items()))
+    abort(make_response(jsonify(error=message, field=None if field == GENERAL else field), status))

@@ -1,0 +1,213 @@
+"""The administration pages and their API: tenants, users, queues, IVR, meetings, calls.
+
+Each through the form (errors next to their fields, status 400) and through /api/v1 (JSON), and a
+tenant administrator kept to its own tenant."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+from html import unescape
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from .conftest import TENANT_A, TENANT_B
+
+
+def field_error(html: str, field: str) -> str | None:
+    """The error shown under the form's field, or None."""
+    match = re.search(rf'<p class="field-error" id="error-{field}" role="alert">([^<]*)</p>', html)
+    return unescape(match.group(1)) if match else None
+
+
+def post(client: FlaskClient, csrf: str, path: str, **data: Any) -> Any:
+    return client.post(path, data={"csrf_token": csrf, **data})
+
+
+# -- tenants --------------------------------------------------------------------------------------
+
+def test_a_tenant_added_through_the_form_is_listed(logged_in: Any) -> None:
+    client, csrf = logged_in("root")
+    reply = post(client, csrf, "/tenants", domain="C.Example", name="Tenant C", max_calls="5")
+    assert reply.status_code == 302
+    page = client.get("/tenants").get_data(as_text=True)
+    assert 'data-tenant="c.example"' in page and "Tenant C" in page
+    assert client.get("/api/v1/tenants/c.example").get_json()["max_calls"] == 5
+
+
+def test_a_wrong_tenant_value_is_shown_next_to_its_field(logged_in: Any) -> None:
+    client, csrf = logged_in("root")
+    reply = post(client, csrf, "/tenants", domain="bad_domain!", max_calls="x")
+    assert reply.status_code == 400
+    assert field_error(reply.get_data(as_text=True), "max_calls") == "max calls: not a whole number ('x')"
+    reply = post(client, csrf, "/tenants", domain="bad_domain!")
+    assert field_error(reply.get_data(as_text=True), "domain") == \
+        "domain 'bad_domain!' is not a valid DNS name"
+    reply = post(client, csrf, "/tenants", domain=TENANT_A)
+    assert reply.status_code == 400
+    assert field_error(reply.get_data(as_text=True), "domain") is None
+    assert f"tenant {TENANT_A} exists already" in reply.get_data(as_text=True)
+
+
+def test_tenants_api(logged_in: Any) -> None:
+    client, csrf = logged_in("ops")
+    headers = {"X-CSRF-Token": csrf}
+    reply = client.post("/api/v1/tenants", json={"domain": "d.example", "max_calls": 3}, headers=headers)
+    assert reply.status_code == 201 and reply.get_json()["domain"] == "d.example"
+    reply = client.post("/api/v1/tenants", json={"domain": "d.example"}, headers=headers)
+    assert reply.status_code == 409
+    reply = client.post("/api/v1/tenants", json={"domain": "e.example", "max_calls": -1}, headers=headers)
+    assert reply.status_code == 400 and reply.get_json()["field"] == "max_calls"
+    reply = client.patch("/api/v1/tenants/d.example", json={"name": "Dee"}, headers=headers)
+    assert reply.get_json()["name"] == "Dee"
+    assert client.delete("/api/v1/tenants/d.example", headers=headers).status_code == 200
+    assert client.get("/api/v1/tenants/d.example").status_code == 404
+
+
+def test_a_tenant_administrator_sees_only_its_tenant_and_changes_none(logged_in: Any) -> None:
+    client, csrf = logged_in("alice")
+    assert [t["domain"] for t in client.get("/api/v1/tenants").get_json()["tenants"]] == [TENANT_A]
+    assert client.get(f"/api/v1/tenants/{TENANT_B}").status_code == 403
+    assert post(client, csrf, "/tenants", domain="x.example").status_code == 403
+    assert client.delete(f"/api/v1/tenants/{TENANT_A}", headers={"X-CSRF-Token": csrf}).status_code == 403
+    assert TENANT_B not in client.get("/tenants").get_data(as_text=True)
+
+
+def test_the_api_is_in_the_openapi_document(app: Flask, logged_in: Any) -> None:
+    client, _ = logged_in("root")
+    paths = client.get("/api/v1/openapi.json").get_json()["paths"]
+    assert {"get", "post"} <= set(paths["/api/v1/tenants"])
+    assert {"get", "patch", "delete"} <= set(paths["/api/v1/tenants/{domain}"])
+
+
+# -- users ----------------------------------------------------------------------------------------
+
+def test_a_user_added_through_the_form_is_listed_changed_and_deleted(logged_in: Any) -> None:
+    client, csrf = logged_in("root")
+    reply = post(client, csrf, "/users", tenant=TENANT_A, extension="1001", password="secret1", name="Ann",
+                 email="ann@a.example", permission="local", max_calls="2")
+    assert reply.status_code == 302, reply.get_data(as_text=True)
+    page = client.get(f"/users?tenant={TENANT_A}").get_data(as_text=True)
+    assert f'data-user="1001@{TENANT_A}"' in page and "Ann" in page
+    reply = post(client, csrf, f"/users/{TENANT_A}/1001", permission="international", max_calls="")
+    assert reply.status_code == 302
+    user = client.get(f"/api/v1/users/{TENANT_A}/1001").get_json()
+    assert (user["permission"], user["max_calls"], user["email"]) == ("international", 2, "ann@a.example")
+    assert post(client, csrf, f"/users/{TENANT_A}/1001/delete").status_code == 302
+    assert client.get(f"/api/v1/users/{TENANT_A}/1001").status_code == 404
+
+
+def test_a_wrong_user_value_is_shown_next_to_its_field(logged_in: Any) -> None:
+    client, csrf = logged_in("root")
+    for values, field, message in (
+            ({"extension": "10 01", "password": "secret1"}, "extension",
+             "extension '10 01' may only contain letters, digits, '.', '_' and '-'"),
+            ({"extension": "1001", "password": "abc"}, "password", "password is shorter than 4 characters"),
+            ({"extension": "1001", "password": "secret1", "email": "nope"}, "email",
+             "email 'nope' is not an email address"),
+            ({"extension": "1001", "password": "secret1", "max_calls": "many"}, "max_calls",
+             "max calls: not a whole number ('many')"),
+            ({"extension": "1001", "password": "secret1", "permission": "galactic"}, "permission",
+             "permission 'galactic': one of internal, local, national, international, premium "
+             "(emergency numbers are allowed to everyone)")):
+        reply = post(client, csrf, "/users", tenant=TENANT_A, **values)
+        assert reply.status_code == 400
+        page = reply.get_data(as_text=True)
+        assert field_error(page, field) == message
+        assert 'value="1001"' in page or field == "extension"  # what was typed is kept
+    assert client.get("/api/v1/users").get_json()["total"] == 0
+
+
+def test_users_api(logged_in: Any) -> None:
+    client, csrf = logged_in("ops")
+    headers = {"X-CSRF-Token": csrf}
+    user = {"extension": "2001", "password": "secret1", "tenant": TENANT_B}
+    reply = client.post("/api/v1/users", json=user, headers=headers)
+    assert reply.status_code == 201 and reply.get_json()["tenant"] == TENANT_B
+    reply = client.post("/api/v1/users", json=user, headers=headers)
+    assert reply.status_code == 409
+    reply = client.post("/api/v1/users", json={"extension": "2002", "password": "x", "tenant": TENANT_B},
+                        headers=headers)
+    assert reply.status_code == 400 and reply.get_json()["field"] == "password"
+    reply = client.patch(f"/api/v1/users/{TENANT_B}/2001", json={"max_calls": 100_001}, headers=headers)
+    assert reply.status_code == 400 and reply.get_json()["field"] == "max_calls"
+    listing = client.get(f"/api/v1/users?tenant={TENANT_B}&q=200").get_json()
+    assert listing["total"] == 1 and listing["users"][0]["extension"] == "2001"
+    assert client.delete(f"/api/v1/users/{TENANT_B}/2001", headers=headers).status_code == 200
+
+
+def test_a_tenant_administrator_sees_and_changes_only_its_users(logged_in: Any) -> None:
+    root, root_csrf = logged_in("root")
+    for tenant in (TENANT_A, TENANT_B):
+        reply = post(root, root_csrf, "/users", tenant=tenant, extension="3001", password="secret1")
+        assert reply.status_code == 302
+    client, csrf = logged_in("alice")
+    assert [u["tenant"] for u in client.get("/api/v1/users").get_json()["users"]] == [TENANT_A]
+    assert f"3001@{TENANT_B}" not in client.get("/users").get_data(as_text=True)
+    assert client.get(f"/users?tenant={TENANT_B}").status_code == 403
+    assert client.get(f"/api/v1/users/{TENANT_B}/3001").status_code == 403
+    assert post(client, csrf, f"/users/{TENANT_B}/3001/delete").status_code == 403
+    reply = post(client, csrf, "/users", tenant=TENANT_B, extension="3002", password="secret1")
+    assert reply.status_code == 403
+    assert client.post("/api/v1/users", json={"extension": "3002", "password": "secret1", "tenant": TENANT_B},
+                       headers={"X-CSRF-Token": csrf}).status_code == 403
+    reply = post(client, csrf, "/users", extension="3002", password="secret1")  # no tenant: its own
+    assert reply.status_code == 302
+    assert client.get(f"/api/v1/users/{TENANT_A}/3002").status_code == 200
+
+
+# -- CSV import -----------------------------------------------------------------------------------
+
+def wait_for_import(client: FlaskClient, job_id: int) -> dict[str, Any]:
+    for _ in range(200):
+        job: dict[str, Any] = client.get(f"/api/v1/users/imports/{job_id}").get_json()
+        if job["state"] in ("done", "failed"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"import {job_id} did not finish: {job}")
+
+
+def test_a_csv_uploaded_through_the_form_is_imported_with_its_row_errors(logged_in: Any) -> None:
+    client, csrf = logged_in("root")
+    csv = (f"extension,password,name,tenant\n4001,secret1,Ann,{TENANT_A}\n4002,x,Bob,{TENANT_A}\n"
+           f"4003,secret3,Cy,nowhere.example\n4004,secret4,,{TENANT_B}\n").encode()
+    reply = client.post("/users/import", data={"csrf_token": csrf, "file": (io.BytesIO(csv), "staff.csv")},
+                        content_type="multipart/form-data")
+    assert reply.status_code == 302
+    job_id = int(reply.headers["Location"].rsplit("/", 1)[1])
+    job = wait_for_import(client, job_id)
+    assert (job["state"], job["total"], job["imported"], job["failed"]) == ("done", 4, 2, 2)
+    page = client.get(f"/users/import/{job_id}").get_data(as_text=True)
+    assert 'id="import-progress"' in page and 'value="4"' in page
+    assert "<td>3</td><td>password</td><td>password is shorter than 4 characters</td>" in page
+    assert "<td>4</td><td>tenant</td><td>unknown tenant &#39;nowhere.example&#39;</td>" in page
+    assert "staff.csv" in client.get("/users/import").get_data(as_text=True)
+
+
+def test_a_csv_that_cannot_be_imported_is_refused_next_to_the_file_field(logged_in: Any) -> None:
+    client, csrf = logged_in("root")
+    upload = {"csrf_token": csrf, "file": (io.BytesIO(b"name\nAnn\n"), "a.csv")}
+    reply = client.post("/users/import", data=upload, content_type="multipart/form-data")
+    assert reply.status_code == 400
+    assert field_error(reply.get_data(as_text=True), "file") == \
+        "file: missing column 'extension'; missing column 'password'"
+    reply = client.post("/users/import", data={"csrf_token": csrf}, content_type="multipart/form-data")
+    assert field_error(reply.get_data(as_text=True), "file") == "file: choose a CSV file to import"
+
+
+def test_a_tenant_administrators_import_stays_in_its_tenant(logged_in: Any) -> None:
+    client, csrf = logged_in("alice")
+    csv = f"extension,password,tenant\n5001,secret1,\n5002,secret2,{TENANT_B}\n"
+    reply = client.post("/api/v1/users/imports", headers={"X-CSRF-Token": csrf},
+                        json={"csv": csv, "file_name": "mine.csv"})
+    assert reply.status_code == 202
+    job = wait_for_import(client, reply.get_json()["id"])
+    assert (job["imported"], job["failed"]) == (1, 1)
+    assert job["errors"][0]["column"] == "tenant"
+    assert client.get(f"/api/v1/users/{TENANT_A}/5001").status_code == 200
+    other, _ = logged_in("bob")
+    assert other.get(f"/api/v1/users/imports/{job['id']}").status_code == 404
+    assert other.get("/api/v1/users/imports").get_json()["imports"] == []
