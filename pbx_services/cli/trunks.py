@@ -1,15 +1,19 @@
 """`pbx trunk|route|did`: the PBX's ways to the outside world.
 
     pbx trunk add NAME --host H [--port P] [--transport udp|tcp] [--username U --password PW
-                  [--register]] [--max-calls N] [--caller-id NUM]
+                  [--register]] [--max-calls N] [--caller-id NUM] [--probe-interval S]
+                  [--codecs PCMA,PCMU] [--number-format e164|national|as-dialled]
+                  [--country-code CC] [--national-prefix P] [--international-prefix P]
     pbx trunk list | del NAME
     pbx route add NAME --pattern P --trunk T [--trunk T2] [--strip N] [--prepend D] [--permission CLASS]
     pbx route list | del NAME
-    pbx did add NUMBER --destination DEST
+    pbx did add NUMBER --destination DEST [--hours H --closed-destination DEST [--timezone Z]
+                [--holiday DATE ...]]
     pbx did list | del NUMBER
 
 `pbx trunk list` shows each registration's state as the Call Manager that holds it reports
-it, through the control API (`GET /api/trunks` on its HTTP port, the token from `auth.secret`).
+it, and whether the trunk answers its OPTIONS probes, through the control API
+(`GET /api/trunks` on its HTTP port, the token from `auth.secret`).
 Changes take effect within seconds, without a restart. See docs/trunks.md.
 """
 
@@ -28,13 +32,15 @@ from pbx_services.cli.common import (
     print_table,
     yes_no,
 )
+from pbx_services.cli.ivr import _iso_date
 from pbx_services.cli.prompts import tenant_option
 from pbx_services.cluster.config import PbxConfig
 from pbx_services.cluster.control_client import ControlUnreachable, control_request
 from pbx_services.cluster.dids import DidService
-from pbx_services.cluster.models import PermissionClass, TrunkTransport
+from pbx_services.cluster.models import NumberFormat, PermissionClass, TrunkTransport
+from pbx_services.cluster.models.trunk import DEFAULT_INTERNATIONAL_PREFIX, DEFAULT_PROBE_INTERVAL
 from pbx_services.cluster.outbound_routes import RouteService
-from pbx_services.cluster.trunks import TrunkService
+from pbx_services.cluster.trunks import TRUNK_CODECS, TrunkInfo, TrunkService
 
 
 def add_commands(subparsers: Subparsers) -> None:
@@ -68,11 +74,27 @@ def _trunk_commands(subparsers: Subparsers, common: list[argparse.ArgumentParser
     add.add_argument("--max-calls", type=int, default=0, metavar="N",
                      help="calls through it at once at most (default 0: no limit)")
     add.add_argument("--caller-id", metavar="NUMBER", help="the number presented to the provider (From)")
+    add.add_argument("--probe-interval", type=int, default=DEFAULT_PROBE_INTERVAL, metavar="SECONDS",
+                     help="seconds between SIP OPTIONS probes; a trunk failing two in a row is passed over "
+                     f"by its routes until it answers two (default {DEFAULT_PROBE_INTERVAL}, 0: off)")
+    add.add_argument("--codecs", metavar="LIST",
+                     help="the only codecs offered to it and accepted from it, in order, comma-separated "
+                     f"({', '.join(TRUNK_CODECS)}; default: any)")
+    add.add_argument("--number-format", default=NumberFormat.AS_DIALLED.value,
+                     help="how the called number and caller ID are sent, and callers from it shown: e164 "
+                     "(+33612345678), national (0612345678) or as-dialled (default)")
+    add.add_argument("--country-code", metavar="CC", help="the trunk's country calling code, like 33 "
+                     "(needed by e164 and national)")
+    add.add_argument("--national-prefix", metavar="DIGITS", help="what precedes national numbers, like 0")
+    add.add_argument("--international-prefix", default=DEFAULT_INTERNATIONAL_PREFIX, metavar="DIGITS",
+                     help="what precedes a country code, like 00 or 011 "
+                     f"(default {DEFAULT_INTERNATIONAL_PREFIX})")
     add.add_argument("--disabled", action="store_true", help="add it, but carry no calls through it")
     add.add_argument("--replace", action="store_true", help="replace the trunk of that name")
     add.set_defaults(run=_trunk_add)
 
-    listing = commands.add_parser("list", parents=common, help="list the trunks and their registrations")
+    listing = commands.add_parser("list", parents=common,
+                                  help="list the trunks, their registrations and their probes' state")
     listing.add_argument("--json", action="store_true", help="a JSON list of objects, one per trunk")
     listing.set_defaults(run=_trunk_list)
 
@@ -119,7 +141,15 @@ def _did_commands(subparsers: Subparsers, common: list[argparse.ArgumentParser])
     add.add_argument("number", metavar="NUMBER")
     add.add_argument("--destination", required=True, metavar="DEST",
                      help="an extension, queue:N, meeting:N or ivr:N")
-    add.add_argument("--replace", action="store_true", help="change the DID's destination")
+    add.add_argument("--hours", metavar="HOURS",
+                     help="when calls go to DEST, like 'mon-fri 09:00-17:00; sat 10:00-12:00'; outside "
+                     "them they go to --closed-destination")
+    add.add_argument("--timezone", metavar="ZONE",
+                     help="the hours' time zone, like Europe/Paris (default UTC)")
+    add.add_argument("--holiday", type=_iso_date, action="extend", nargs="+", default=[], metavar="DATE",
+                     dest="holidays", help="a day closed all day, like 2026-12-25; several may follow")
+    add.add_argument("--closed-destination", metavar="DEST", help="where calls go outside the hours")
+    add.add_argument("--replace", action="store_true", help="change the DID")
     add.set_defaults(run=_did_add)
 
     listing = commands.add_parser("list", parents=common, help="list the DIDs")
@@ -136,8 +166,10 @@ def _trunk_add(args: argparse.Namespace) -> int:
         trunk = opened.service(TrunkService).add_trunk(
             args.name, host=args.host, port=args.port, transport=args.transport, username=args.username,
             password=args.password, register=args.register, max_calls=args.max_calls,
-            caller_id=args.caller_id, enabled=not args.disabled, tenant_domain=args.tenant,
-            replace=args.replace)
+            caller_id=args.caller_id, enabled=not args.disabled, probe_interval=args.probe_interval,
+            codecs=args.codecs, number_format=args.number_format, country_code=args.country_code,
+            national_prefix=args.national_prefix, international_prefix=args.international_prefix,
+            tenant_domain=args.tenant, replace=args.replace)
     print(f"added trunk {trunk.name} of {trunk.tenant_domain}: {trunk.transport} {trunk.host}:{trunk.port}"
           f"{', registers ' + str(trunk.username) if trunk.register else ''}")
     return EXIT_OK
@@ -146,37 +178,66 @@ def _trunk_add(args: argparse.Namespace) -> int:
 def _trunk_list(args: argparse.Namespace) -> int:
     with open_data_dir(args) as opened:
         trunks = opened.service(TrunkService).list_trunks(args.tenant)
-        registrations = _registrations(opened.config) if any(t.register for t in trunks) else {}
+        asked = any(t.register or (t.enabled and t.probe_interval) for t in trunks)
+        registrations, probes = _trunk_states(opened.config) if asked else ({}, {})
     rows = []
     for trunk in trunks:
-        registration = registrations.get((trunk.tenant_domain, trunk.name))
-        rows.append((trunk, _registration_text(trunk.register, registration)))
+        key = (trunk.tenant_domain, trunk.name)
+        rows.append((trunk, _registration_text(trunk.register, registrations.get(key)),
+                     _probe_text(trunk, probes.get(key))))
     if args.json:
-        json.dump([dataclasses.asdict(t) | {"registration": text} for t, text in rows], sys.stdout, indent=2)
+        json.dump([dataclasses.asdict(t) | {"registration": registration, "probe": probe}
+                   for t, registration, probe in rows], sys.stdout, indent=2)
         print()
         return EXIT_OK
     if not trunks:
         print("no trunks")
         return EXIT_OK
-    print_table(("NAME", "HOST", "PORT", "TRANSPORT", "USERNAME", "MAX CALLS", "CALLER ID", "ENABLED",
-                 "REGISTRATION"),
+    print_table(("NAME", "HOST", "PORT", "TRANSPORT", "USERNAME", "MAX CALLS", "CALLER ID", "CODECS",
+                 "NUMBERS", "ENABLED", "REGISTRATION", "PROBE"),
                 [(t.name, t.host, str(t.port), t.transport, t.username or "", str(t.max_calls or "-"),
-                  t.caller_id or "", yes_no(t.enabled), text) for t, text in rows])
+                  t.caller_id or "", t.codecs or "any", _numbers_text(t), yes_no(t.enabled), registration,
+                  probe) for t, registration, probe in rows])
     return EXIT_OK
 
 
-def _registrations(config: PbxConfig) -> dict[tuple[str, str], dict[str, Any]]:
-    """The registrations the Call Manager reports, by (tenant, trunk); {} when it does not answer."""
+TrunkStates = dict[tuple[str, str], dict[str, Any]]
+
+
+def _trunk_states(config: PbxConfig) -> tuple[TrunkStates, TrunkStates]:
+    """The registrations and the probes the Call Manager reports, by (tenant, trunk); empty when
+    it does not answer."""
     assert config.auth is not None
     try:
         reply = control_request(str(config.http.host), config.http.port,
                                 config.auth.secret.get_secret_value(), "GET", ["trunks"])
     except ControlUnreachable as exc:
-        print(f"pbx: the Call Manager's registrations are unknown: {exc}", file=sys.stderr)
-        return {}
+        print(f"pbx: the Call Manager's registrations and probes are unknown: {exc}", file=sys.stderr)
+        return {}, {}
     if reply.status != 200:
-        return {}
-    return {(entry["tenant"], entry["name"]): entry for entry in reply.body.get("trunks", [])}
+        return {}, {}
+    return ({(entry["tenant"], entry["name"]): entry for entry in reply.body.get("trunks", [])},
+            {(entry["tenant"], entry["name"]): entry for entry in reply.body.get("probes", [])})
+
+
+def _numbers_text(trunk: TrunkInfo) -> str:
+    if trunk.number_format == NumberFormat.AS_DIALLED.value:
+        return trunk.number_format
+    prefixes = "/".join(p for p in (trunk.national_prefix, trunk.international_prefix) if p)
+    return f"{trunk.number_format} +{trunk.country_code} {prefixes}"
+
+
+def _probe_text(trunk: TrunkInfo, probe: dict[str, Any] | None) -> str:
+    if not trunk.probe_interval or not trunk.enabled:
+        return "off"
+    if probe is None:
+        return "unknown (no Call Manager reports it)"
+    seen = f" ({probe['reason']})" if probe.get("reason") else ""
+    if probe["state"] != "down":
+        return f"up{seen}"
+    workers = int(probe.get("workers", 1))
+    where = f" on {probe['workers_down']} of {workers} workers" if workers > 1 else ""
+    return f"down{where}: {probe['reason']}"
 
 
 def _registration_text(register: bool, registration: dict[str, Any] | None) -> str:
@@ -233,9 +294,13 @@ def _route_del(args: argparse.Namespace) -> int:
 
 def _did_add(args: argparse.Namespace) -> int:
     with open_data_dir(args) as opened:
-        did = opened.service(DidService).add_did(args.number, destination=args.destination,
-                                                 tenant_domain=args.tenant, replace=args.replace)
-    print(f"added DID {did.number} of {did.tenant_domain}: goes to {did.destination}")
+        did = opened.service(DidService).add_did(
+            args.number, destination=args.destination, hours=args.hours, timezone=args.timezone,
+            holidays=args.holidays, closed_destination=args.closed_destination, tenant_domain=args.tenant,
+            replace=args.replace)
+    closed = (f" ({did.hours}, {did.timezone}; else to {did.closed_destination})"
+              if did.closed_destination else "")
+    print(f"added DID {did.number} of {did.tenant_domain}: goes to {did.destination}{closed}")
     return EXIT_OK
 
 
@@ -248,7 +313,9 @@ def _did_list(args: argparse.Namespace) -> int:
     if not dids:
         print("no DIDs")
         return EXIT_OK
-    print_table(("NUMBER", "DESTINATION"), [(d.number, d.destination) for d in dids])
+    print_table(("NUMBER", "DESTINATION", "HOURS", "TIME ZONE", "HOLIDAYS", "CLOSED DESTINATION"),
+                [(d.number, d.destination, d.hours or "always", d.timezone or "",
+                  " ".join(map(str, d.holidays)), d.closed_destination or "") for d in dids])
     return EXIT_OK
 
 

@@ -135,9 +135,11 @@ def routes_to(session: Session, tenant_id: int, number: str, *,
         select(RingGroup.number).where(RingGroup.tenant_id == tenant_id, RingGroup.number != number,
                                        RingGroup.final_destination.in_(targets)).order_by(RingGroup.number))
     routes += [f"ring group {group} final destination" for group in finals.scalars()]
-    dids = session.execute(select(Did.number).where(Did.tenant_id == tenant_id, Did.destination.in_(targets))
-                           .order_by(Did.number))
-    routes += [f"DID {did}" for did in dids.scalars()]
+    dids = session.execute(select(Did.number, Did.destination).where(
+        Did.tenant_id == tenant_id, or_(Did.destination.in_(targets), Did.closed_destination.in_(targets)))
+        .order_by(Did.number))
+    routes += [f"DID {did}" if destination in targets else f"DID {did} closed destination"
+               for did, destination in dids]
     if kind is DestinationKind.EXTENSION:  # forwards name plain numbers
         kinds = ("always", "busy", "no_answer", "unreachable")
         forwards = session.execute(

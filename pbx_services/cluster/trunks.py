@@ -1,8 +1,10 @@
 """Trunk service: the tenants' SIP trunks to providers (see `models.trunk` for what one does).
 
 A trunk is checked when it is saved: its name, host, port and transport; a username and a
-password go together (a provider's challenge needs both), and `register` needs them. The
-Call Manager reads the trunks with its own catalogue (`callmanager.trunks`).
+password go together (a provider's challenge needs both), and `register` needs them; its
+probe interval, its codecs (names the PBX knows, each once), its number format and the
+country code and prefixes that format needs. The Call Manager reads the trunks with its own
+catalogue (`callmanager.trunks`).
 """
 
 import re
@@ -14,15 +16,34 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pbx_services.cluster.dao import AlreadyExists, Dao, NotFound
-from pbx_services.cluster.models import OutboundRoute, OutboundRouteTrunk, Tenant, Trunk, TrunkTransport
-from pbx_services.cluster.models.trunk import CREDENTIAL_MAX_LENGTH, TRUNK_NAME_MAX_LENGTH
+from pbx_services.cluster.models import (
+    NumberFormat,
+    OutboundRoute,
+    OutboundRouteTrunk,
+    Tenant,
+    Trunk,
+    TrunkTransport,
+)
+from pbx_services.cluster.models.trunk import (
+    CODECS_MAX_LENGTH,
+    CREDENTIAL_MAX_LENGTH,
+    DEFAULT_INTERNATIONAL_PREFIX,
+    DEFAULT_PROBE_INTERVAL,
+    TRUNK_NAME_MAX_LENGTH,
+)
 from pbx_services.cluster.users import tenant_by_domain
 from pbx_services.cluster.validation import InvalidValue, check_range, validate_host
 
 PORT_RANGE = range(1, 65536)
 MAX_CALLS_RANGE = range(0, 100_001)
+PROBE_INTERVAL_RANGE = range(0, 3601)
+TRUNK_CODECS = ("PCMU", "PCMA", "G722", "opus", "G729", "GSM", "iLBC", "speex")
+"""The codecs a trunk may be restricted to, as SDP names them: those the media servers
+transcode (PCMU, PCMA, G722, opus) and those phones offer that are relayed unchanged."""
 _NAME_RE = re.compile(rf"[A-Za-z0-9._-]{{1,{TRUNK_NAME_MAX_LENGTH}}}")
 _CALLER_ID_RE = re.compile(r"\+?[0-9]{1,31}")
+_COUNTRY_CODE_RE = re.compile(r"[1-9][0-9]{0,2}")
+_PREFIX_RE = re.compile(r"[0-9]{1,4}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,13 +61,22 @@ class TrunkInfo:
     max_calls: int
     caller_id: str | None
     enabled: bool
+    probe_interval: int = DEFAULT_PROBE_INTERVAL
+    codecs: str | None = None
+    number_format: str = NumberFormat.AS_DIALLED.value
+    country_code: str | None = None
+    national_prefix: str | None = None
+    international_prefix: str = DEFAULT_INTERNATIONAL_PREFIX
 
     @classmethod
     def of(cls, trunk: Trunk, tenant: Tenant) -> "TrunkInfo":
         return cls(tenant_domain=tenant.domain, name=trunk.name, host=trunk.host, port=trunk.port,
                    transport=TrunkTransport(trunk.transport).value, username=trunk.username,
                    has_password=trunk.password is not None, register=trunk.register,
-                   max_calls=trunk.max_calls, caller_id=trunk.caller_id, enabled=trunk.enabled)
+                   max_calls=trunk.max_calls, caller_id=trunk.caller_id, enabled=trunk.enabled,
+                   probe_interval=trunk.probe_interval, codecs=trunk.codecs,
+                   number_format=NumberFormat(trunk.number_format).value, country_code=trunk.country_code,
+                   national_prefix=trunk.national_prefix, international_prefix=trunk.international_prefix)
 
 
 class TrunkDao(Dao[Trunk]):
@@ -69,6 +99,48 @@ def parse_transport(text: str) -> TrunkTransport:
                            f"{', '.join(t.value for t in TrunkTransport)}") from None
 
 
+def parse_codecs(name: str, text: str | None) -> str | None:
+    """A trunk's codec list ("pcma, PCMU") as kept ("PCMA,PCMU"); None for any codec."""
+    if text is None or not text.strip():
+        return None
+    known = {codec.upper(): codec for codec in TRUNK_CODECS}
+    codecs = []
+    for part in text.split(","):
+        codec = known.get(part.strip().upper())
+        if codec is None:
+            raise InvalidValue(f"trunk {name}: codec {part.strip()[:20]!r} is unknown; known: "
+                               f"{', '.join(TRUNK_CODECS)}")
+        if codec in codecs:
+            raise InvalidValue(f"trunk {name}: codec {codec} is named twice")
+        codecs.append(codec)
+    kept = ",".join(codecs)
+    if len(kept) > CODECS_MAX_LENGTH:
+        raise InvalidValue(f"trunk {name}: codecs: at most {CODECS_MAX_LENGTH} characters")
+    return kept
+
+
+def parse_number_format(name: str, text: str) -> NumberFormat:
+    try:
+        return NumberFormat(text.lower())
+    except ValueError:
+        raise InvalidValue(f"trunk {name}: number format {text[:20]!r}: one of "
+                           f"{', '.join(f.value for f in NumberFormat)}") from None
+
+
+def _check_numbering(name: str, number_format: NumberFormat, country_code: str | None,
+                     national_prefix: str | None, international_prefix: str) -> None:
+    if country_code is not None and not _COUNTRY_CODE_RE.fullmatch(country_code):
+        raise InvalidValue(f"trunk {name}: country code {country_code[:10]!r}: 1 to 3 digits, not starting "
+                           "with 0, without + (33, 44, 1)")
+    prefixes = (("national prefix", national_prefix), ("international prefix", international_prefix))
+    for what, prefix in prefixes:
+        if prefix is not None and not _PREFIX_RE.fullmatch(prefix):
+            raise InvalidValue(f"trunk {name}: {what} {prefix[:10]!r}: 1 to 4 digits (0, 00, 011)")
+    if number_format is not NumberFormat.AS_DIALLED and country_code is None:
+        raise InvalidValue(f"trunk {name}: number format {number_format.value} needs --country-code (and "
+                           "--national-prefix where national numbers have one)")
+
+
 class TrunkService:
     """Trunks of every tenant; `default_domain` names the tenant used when none is given."""
 
@@ -79,7 +151,11 @@ class TrunkService:
     def add_trunk(self, name: str, *, host: str, port: int = 5060, transport: str = "udp",
                   username: str | None = None, password: str | None = None, register: bool = False,
                   max_calls: int = 0, caller_id: str | None = None, enabled: bool = True,
-                  tenant_domain: str | None = None, replace: bool = False) -> TrunkInfo:
+                  probe_interval: int = DEFAULT_PROBE_INTERVAL, codecs: str | None = None,
+                  number_format: str = NumberFormat.AS_DIALLED.value, country_code: str | None = None,
+                  national_prefix: str | None = None,
+                  international_prefix: str = DEFAULT_INTERNATIONAL_PREFIX, tenant_domain: str | None = None,
+                  replace: bool = False) -> TrunkInfo:
         """Add (or, with `replace`, change) the trunk `name`; InvalidValue names what is wrong,
         AlreadyExists if the tenant has a trunk of that name and not `replace`."""
         name = validate_trunk_name(name)
@@ -101,9 +177,16 @@ class TrunkService:
         if caller_id is not None and not _CALLER_ID_RE.fullmatch(caller_id):
             raise InvalidValue(f"trunk {name}: caller ID {caller_id[:40]!r} is not a number (digits, "
                                "an optional leading +)")
+        check_range(f"trunk {name}: probe interval", probe_interval, PROBE_INTERVAL_RANGE, "seconds (0: off)")
+        kept_codecs = parse_codecs(name, codecs)
+        numbers = parse_number_format(name, number_format)
+        _check_numbering(name, numbers, country_code, national_prefix, international_prefix)
         settings: dict[str, Any] = dict(host=host, port=port, transport=kind, username=username,
                                         password=password, register=register, max_calls=max_calls,
-                                        caller_id=caller_id, enabled=enabled)
+                                        caller_id=caller_id, enabled=enabled, probe_interval=probe_interval,
+                                        codecs=kept_codecs, number_format=numbers, country_code=country_code,
+                                        national_prefix=national_prefix,
+                                        international_prefix=international_prefix)
         with self._sessions.begin() as session:
             tenant = tenant_by_domain(session, tenant_domain, default_domain=self._default_domain)
             trunks = TrunkDao(session=session)
