@@ -7,14 +7,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from pbx_services.cluster import alert_mail
 from pbx_services.cluster.config import PbxConfig, build_config
-from pbx_services.cluster.database import create_engine_for, session_factory, upgrade
+from pbx_services.cluster.database import create_engine_for, session_factory
 from pbx_services.cluster.events import ServerState, ServerStateChanged
 from pbx_services.cluster.models import AlertEmail, AlertEngineState, AlertRecord, EmailDelivery
 from pbx_services.cluster.redis_bus import RedisStreamBus
@@ -27,10 +27,9 @@ RENEW = 0.2
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'pbx.sqlite3'}"
-    upgrade(url)
-    return url
+def db_url(sessions: sessionmaker[Session]) -> str:
+    """The portal tests' migrated SQLite database."""
+    return str(sessions.kw["bind"].url)
 
 
 @pytest.fixture
