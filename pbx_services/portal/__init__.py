@@ -35,7 +35,7 @@ import hmac
 import importlib
 import pkgutil
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, Response, jsonify, render_template, request
@@ -45,6 +45,7 @@ from werkzeug.exceptions import HTTPException
 from pbx_services.cluster.admins import AdminService
 from pbx_services.cluster.config import ConfigError, PbxConfig
 from pbx_services.cluster.database import create_engine_for, session_factory
+from pbx_services.cluster.models.base import utcnow
 from pbx_services.cluster.servers import ServerService
 from pbx_services.portal import blueprints
 from pbx_services.portal.auth import authenticate_request, current_admin, is_api_request
@@ -63,11 +64,12 @@ CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' data:; frame-ance
 
 def create_app(config: PbxConfig, *, sessions: sessionmaker[Session] | None = None,
                prober: Prober = http_prober, probe_interval: float | None = None,
-               monitor: bool = True) -> Flask:
+               monitor: bool = True, clock: Callable[[], datetime] = utcnow) -> Flask:
     """The portal on `config` (its database unless `sessions` is given).
 
     `prober` looks at one server (tests pass their own); `monitor=False` leaves the servers
-    unprobed until `portal_context().monitor.refresh()`.
+    unprobed until `portal_context().monitor.refresh()`; `clock` is the time of lockouts and
+    of the audit log.
     """
     if sessions is None:
         sessions = session_factory(create_engine_for(config.database.url))
@@ -85,7 +87,8 @@ def create_app(config: PbxConfig, *, sessions: sessionmaker[Session] | None = No
     )
     servers = ServerService(sessions=sessions)
     interval: dict[str, Any] = {"interval": probe_interval} if probe_interval is not None else {}
-    context = PortalContext(config=config, sessions=sessions, admins=AdminService(sessions=sessions),
+    context = PortalContext(config=config, sessions=sessions,
+                            admins=AdminService(sessions=sessions, clock=clock),
                             monitor=ClusterMonitor(servers=servers.list_servers, prober=prober, **interval))
     app.extensions[EXTENSION_KEY] = context
 

@@ -104,9 +104,9 @@ def authenticate_request() -> Response | None:
     """The app's `before_request`: find the administrator, then refuse what they may not reach."""
     basic = _basic_credentials()
     g.admin = _basic_admin(*basic) if basic is not None else _session_admin()
-    check_csrf(basic_auth=basic is not None)
     view = portal_view()
     if view is not None and getattr(view, "portal_public", False):
+        check_csrf(basic_auth=basic is not None)
         return None
     if g.admin is None:
         if is_api_request() or basic is not None:
@@ -115,6 +115,7 @@ def authenticate_request() -> Response | None:
             response.headers["WWW-Authenticate"] = BASIC_REALM
             return response
         return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+    check_csrf(basic_auth=basic is not None)
     if g.admin.must_change_password and request.endpoint not in PASSWORD_CHANGE_ENDPOINTS:
         if is_api_request():
             abort(403, description="this account has a one-time password: set your own first")

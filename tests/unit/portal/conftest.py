@@ -4,7 +4,7 @@ of each role, and a client that logs in through the form (with the CSRF token, a
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,9 @@ PASSWORDS = {"root": "root-password-1", "ops": "ops-password-1", "alice": "alice
              "bob": "bob-password-12"}
 TENANT_A = "a.example"
 TENANT_B = "b.example"
+
+LoggedIn = Callable[[str], tuple[FlaskClient, str]]
+"""`logged_in(name)`: a client logged in as that administrator, and its CSRF token."""
 
 
 @pytest.fixture
@@ -76,7 +79,7 @@ def log_in(client: FlaskClient, name: str, password: str | None = None) -> Any:
 
 
 @pytest.fixture
-def logged_in(app: Flask) -> Any:
+def logged_in(app: Flask) -> LoggedIn:
     """A function giving a client logged in as one of the administrators, and its CSRF token."""
     def client_for(name: str) -> tuple[FlaskClient, str]:
         client = app.test_client()
