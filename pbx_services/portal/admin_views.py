@@ -104,25 +104,29 @@ def raise_if(errors: FieldErrors) -> None:
         raise FormInvalid(errors)
 
 
-def form_errors(exc: Exception, fields: Iterable[str]) -> FieldErrors:
-    """The service's refusal as the form's errors: next to the field its message starts with."""
+Fields = Iterable[str] | Mapping[str, str]
+"""A form's fields, or what a service's message starts with -> the field it is about
+({"queue number": "number", "member": "members"}) where the two differ."""
+
+
+def form_errors(exc: Exception, fields: Fields) -> FieldErrors:
+    """The service's refusal as the form's errors: next to the field its message is about (its
+    first words, or those after a "tenant x.example: " or "user 1001: " prefix), else above the form."""
     if isinstance(exc, FormInvalid):
         return exc.errors
-    fields = tuple(fields)
+    prefixes = dict(fields) if isinstance(fields, Mapping) else {field: field for field in fields}
     message = str(exc)
-    errors = FieldErrors()
-    errors.from_invalid(exc, fields)
     _, colon, detail = message.partition(": ")
-    if errors.general and colon:
-        # "tenant x.example: max calls ..." or "user 1001: max calls ...": the field comes second.
-        inner = FieldErrors()
-        inner.from_invalid(InvalidValue(detail), fields)
-        if not inner.general:
-            errors = FieldErrors({next(iter(inner)): message})
-    return errors
+    for text in (message, detail) if colon else (message,):
+        lowered = text.lower()
+        for prefix in sorted(prefixes, key=len, reverse=True):
+            if any(lowered.startswith(spelling) for spelling in
+                   {prefix.lower(), prefix.lower().replace("_", " "), prefix.lower().replace("_", "-")}):
+                return FieldErrors({prefixes[prefix]: message})
+    return FieldErrors({GENERAL: message})
 
 
-def attempt(action: Callable[[], T], fields: Iterable[str]) -> tuple[T | None, FieldErrors]:
+def attempt(action: Callable[[], T], fields: Fields) -> tuple[T | None, FieldErrors]:
     """For a page: what `action` returns, or None and the errors to show next to their fields."""
     try:
         return action(), FieldErrors()
@@ -131,7 +135,7 @@ def attempt(action: Callable[[], T], fields: Iterable[str]) -> tuple[T | None, F
 
 
 @contextmanager
-def api_errors(fields: Iterable[str] = ()) -> Iterator[None]:
+def api_errors(fields: Fields = ()) -> Iterator[None]:
     """Turn what a service raises into the API's JSON answer (see the module's doc)."""
     try:
         yield
@@ -152,7 +156,7 @@ def answer_not_found(blueprint: Blueprint) -> None:
     blueprint.register_error_handler(NotFound, not_found)
 
 
-def _json_error(status: int, exc: Exception, fields: Iterable[str]) -> NoReturn:
+def _json_error(status: int, exc: Exception, fields: Fields) -> NoReturn:
     errors = form_errors(exc, fields)
     field, message = next(iter(errors.items()))
     abort(make_response(jsonify(error=message, field=None if field == GENERAL else field), status))

@@ -211,3 +211,86 @@ def test_a_tenant_administrators_import_stays_in_its_tenant(logged_in: Any) -> N
     other, _ = logged_in("bob")
     assert other.get(f"/api/v1/users/imports/{job['id']}").status_code == 404
     assert other.get("/api/v1/users/imports").get_json()["imports"] == []
+
+
+# -- queues ---------------------------------------------------------------------------------------
+
+def add_users(client: FlaskClient, csrf: str, tenant: str, *extensions: str) -> None:
+    for extension in extensions:
+        reply = post(client, csrf, "/users", tenant=tenant, extension=extension, password="secret1")
+        assert reply.status_code == 302, reply.get_data(as_text=True)
+
+
+def test_a_queue_created_through_the_form_and_its_agents_logged_in_and_paused(logged_in: Any) -> None:
+    client, csrf = logged_in("root")
+    add_users(client, csrf, TENANT_A, "1001", "1002")
+    reply = post(client, csrf, f"/queues?tenant={TENANT_A}", tenant=TENANT_A, number="500", name="Sales",
+                 strategy="round-robin", members="1001", dynamic_members="1002:3", max_wait="60",
+                 max_length="0", wrap_up="5", ring_timeout="20", leave_empty="on")
+    assert reply.status_code == 302, reply.get_data(as_text=True)
+    page = client.get(f"/queues?tenant={TENANT_A}").get_data(as_text=True)
+    assert 'data-queue="500"' in page and "Sales" in page
+    queue = client.get(f"/api/v1/queues/500?tenant={TENANT_A}").get_json()
+    assert (queue["strategy"], queue["max_wait"], queue["wrap_up"]) == ("round-robin", 60, 5)
+    assert [(m["extension"], m["penalty"], m["dynamic"], m["logged_in"]) for m in queue["members"]] == \
+        [("1001", 0, False, True), ("1002", 3, True, False)]
+
+    assert post(client, csrf, f"/queues/500/agents/1002/login?tenant={TENANT_A}").status_code == 302
+    reply = post(client, csrf, f"/queues/500/agents/1002/pause?tenant={TENANT_A}", reason="lunch")
+    assert reply.status_code == 302
+    page = client.get(f"/queues/500?tenant={TENANT_A}").get_data(as_text=True)
+    assert "paused (lunch)" in page
+    reply = client.post("/api/v1/queues/500/agents/1002/unpause", json={"tenant": TENANT_A},
+                        headers={"X-CSRF-Token": csrf})
+    assert reply.get_json()["queues"] == ["500"]
+    member = client.get(f"/api/v1/queues/500?tenant={TENANT_A}").get_json()["members"][1]
+    assert (member["logged_in"], member["paused"]) == (True, False)
+
+    reply = post(client, csrf, f"/queues/500?tenant={TENANT_A}", strategy="ring-all", members="1001, 1002",
+                 max_wait="0", max_length="0", wrap_up="10", ring_timeout="15")
+    assert reply.status_code == 302
+    assert len(client.get(f"/api/v1/queues/500?tenant={TENANT_A}").get_json()["members"]) == 2
+    assert post(client, csrf, f"/queues/500/delete?tenant={TENANT_A}").status_code == 302
+    assert client.get(f"/api/v1/queues/500?tenant={TENANT_A}").status_code == 404
+
+
+def test_a_wrong_queue_value_is_shown_next_to_its_field(logged_in: Any) -> None:
+    client, csrf = logged_in("root")
+    add_users(client, csrf, TENANT_A, "1001")
+    base = {"tenant": TENANT_A, "number": "500", "strategy": "ring-all"}
+    for values, field, message in (
+            ({"number": "5 00"}, "number",
+             "queue number: extension '5 00' may only contain letters, digits, '.', '_' and '-'"),
+            ({"members": "1001, 1009"}, "members", None),
+            ({"members": "1001:x"}, "members", "member '1001:x': the penalty after ':' must be a number"),
+            ({"ring_timeout": "1"}, "ring_timeout", None),
+            ({"max_wait": "soon"}, "max_wait", "max wait: not a whole number ('soon')"),
+            ({"strategy": "roulette"}, "strategy", None),
+            ({"skills": "fr:99"}, "skills", None),
+            ({"overflow": "queue:999"}, "overflow", None)):
+        reply = post(client, csrf, f"/queues?tenant={TENANT_A}", **{**base, **values})
+        assert reply.status_code == 400, values
+        shown = field_error(reply.get_data(as_text=True), field)
+        assert shown is not None, (values, reply.get_data(as_text=True))
+        if message is not None:
+            assert shown == message
+    assert client.get(f"/api/v1/queues?tenant={TENANT_A}").get_json()["queues"] == []
+
+
+def test_queues_api_and_a_tenant_administrator(logged_in: Any) -> None:
+    root, root_csrf = logged_in("root")
+    add_users(root, root_csrf, TENANT_B, "2001")
+    queue = {"tenant": TENANT_B, "number": "600", "dynamic_members": ["2001:2"]}
+    reply = root.post("/api/v1/queues", json=queue, headers={"X-CSRF-Token": root_csrf})
+    assert reply.status_code == 201 and reply.get_json()["members"][0]["penalty"] == 2
+    reply = root.post("/api/v1/queues", json={"tenant": TENANT_B, "number": "601", "ring_timeout": 1},
+                      headers={"X-CSRF-Token": root_csrf})
+    assert reply.status_code == 400 and reply.get_json()["field"] == "ring_timeout"
+    client, csrf = logged_in("alice")
+    assert client.get(f"/api/v1/queues?tenant={TENANT_B}").status_code == 403
+    assert client.get("/api/v1/queues").get_json()["queues"] == []  # its own tenant's
+    assert client.get(f"/queues/600?tenant={TENANT_B}").status_code == 403
+    assert client.post("/api/v1/queues/600/agents/2001/login", json={"tenant": TENANT_B},
+                       headers={"X-CSRF-Token": csrf}).status_code == 403
+    reply = client.delete(f"/api/v1/queues/600?tenant={TENANT_B}", headers={"X-CSRF-Token": csrf})
+    assert reply.status_code == 403
