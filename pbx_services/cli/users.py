@@ -42,10 +42,13 @@ def add_commands(subparsers: Subparsers) -> None:
     add.set_defaults(run=_user_add)
 
     change = commands.add_parser("set", parents=[data_dir, tenant],
-                                 help="change a user's outbound permission and call limit")
+                                 help="change a user's outbound permission, call limit and pickup group")
     change.add_argument("extension", metavar="EXT")
     change.add_argument("--permission", metavar="CLASS", help=_PERMISSION_HELP)
     change.add_argument("--max-calls", type=int, metavar="N", help=_MAX_CALLS_HELP)
+    change.add_argument("--pickup-group", metavar="NAME",
+                        help="whose ringing calls the user picks up with the pickup code (*8): the users "
+                             "of group NAME; 'default': the tenant's group, every user without one")
     change.set_defaults(run=_user_set)
 
     forward = commands.add_parser(
@@ -107,13 +110,15 @@ def _user_add(args: argparse.Namespace) -> int:
 
 
 def _user_set(args: argparse.Namespace) -> int:
-    if args.permission is None and args.max_calls is None:
-        raise SystemExit("pbx user set: nothing to change (--permission CLASS, --max-calls N)")
+    if args.permission is None and args.max_calls is None and args.pickup_group is None:
+        raise SystemExit("pbx user set: nothing to change (--permission CLASS, --max-calls N, "
+                         "--pickup-group NAME)")
     with open_data_dir(args) as opened:
         user = opened.service(UserService).set_user(args.extension, tenant=args.tenant,
-                                                    permission=args.permission, max_calls=args.max_calls)
+                                                    permission=args.permission, max_calls=args.max_calls,
+                                                    pickup_group=args.pickup_group)
         print(f"user {user.extension}@{user.tenant.domain}: permission {user.permission.value}, "
-              f"max calls {user.max_calls or 'no limit'}")
+              f"max calls {user.max_calls or 'no limit'}, pickup group {user.pickup_group or 'default'}")
     return EXIT_OK
 
 

@@ -1,9 +1,10 @@
 """`pbx ivr`: the IVR workers on the application-server frame.
 
 Menus and prompts come from the database (`MenuCatalog`); each worker runs an
-`IvrApplication` for its calls, and the `VoicemailApplication` for the voicemail numbers
+`IvrApplication` for its calls, the `VoicemailApplication` for the voicemail numbers
 (`*97`, `vm*EXT`), whose messages are kept under `ivr.recording_dir`/voicemail (shared by
-the IVR servers of a cluster) and emailed through `smtp`, in the loop's executor.
+the IVR servers of a cluster) and emailed through `smtp`, in the loop's executor, and the
+`FeatureCodeApplication` for forwarding and do-not-disturb from the phone (`*72`, `*78`...).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from ..appserver.sounds import Announcements
 from ..appserver.worker import AppServerWorker
 from ..cluster.config import PbxConfig
 from ..cluster.database import create_engine_for, session_factory
+from ..cluster.forwarding import ForwardingService
 from ..cluster.voicemail import VoicemailService, is_voicemail_number
+from ..features.application import FeatureCodeApplication, is_feature_number
 from ..voicemail.application import VoicemailApplication
 from ..voicemail.delivery import Delivery, Deposit
 from .application import IvrApplication
@@ -49,6 +52,8 @@ def ivr_worker(config: PbxConfig, *, index: int = 0,
     catalog = MenuCatalog(engine)
     mailboxes = VoicemailService(sessions=session_factory(engine),
                                  default_domain=config.callmanager.default_domain)
+    forwarding = ForwardingService(sessions=session_factory(engine),
+                                   default_domain=config.callmanager.default_domain)
     counters: dict[str, int] = {}
     delivery = Delivery(mailboxes=mailboxes, smtp=config.smtp, counters=counters)
 
@@ -59,12 +64,15 @@ def ivr_worker(config: PbxConfig, *, index: int = 0,
         def deliver(deposit: Deposit) -> None:
             loop.run_in_executor(None, delivery.deliver, deposit).add_done_callback(_log_failure)
 
+        announcements = Announcements()
         voicemail = VoicemailApplication(
-            mailboxes=mailboxes, prompts=catalog.prompts, announcements=Announcements(),
+            mailboxes=mailboxes, prompts=catalog.prompts, announcements=announcements,
             directory=config.ivr.recording_dir / "voicemail", deliver=deliver, wall_offset=wall_offset,
             counters=counters)
+        features = FeatureCodeApplication(forwarding=forwarding, announcements=announcements,
+                                          counters=counters)
         return ByNumber(default=IvrApplication(catalog=catalog, wall_offset=wall_offset),
-                        routes=[(is_voicemail_number, voicemail)])
+                        routes=[(is_voicemail_number, voicemail), (is_feature_number, features)])
 
     return AppServerWorker(name=NAME, config=config.ivr, application=application, index=index,
                            port_range=port_range, on_stop=engine.dispose)
