@@ -132,6 +132,10 @@ def attempt(action: Callable[[], T], fields: Fields) -> tuple[T | None, FieldErr
         return action(), FieldErrors()
     except (InvalidValue, AlreadyExists) as exc:
         return None, form_errors(exc, fields)
+    except NotFound as exc:
+        if exc.model != "Tenant":
+            raise
+        return None, FieldErrors({"tenant": f"tenant {exc.criteria.get('domain')} does not exist"})
 
 
 @contextmanager

@@ -119,6 +119,8 @@ def test_a_wrong_user_value_is_shown_next_to_its_field(logged_in: Any) -> None:
         assert field_error(page, field) == message
         assert 'value="1001"' in page or field == "extension"  # what was typed is kept
     assert client.get("/api/v1/users").get_json()["total"] == 0
+    reply = post(client, csrf, "/users", extension="1001", password="secret1")  # no default tenant here
+    assert field_error(reply.get_data(as_text=True), "tenant") == "tenant pbx.local does not exist"
 
 
 def test_users_api(logged_in: Any) -> None:
@@ -294,3 +296,42 @@ def test_queues_api_and_a_tenant_administrator(logged_in: Any) -> None:
                        headers={"X-CSRF-Token": csrf}).status_code == 403
     reply = client.delete(f"/api/v1/queues/600?tenant={TENANT_B}", headers={"X-CSRF-Token": csrf})
     assert reply.status_code == 403
+
+
+# -- meeting rooms --------------------------------------------------------------------------------
+
+def test_a_meeting_room_added_changed_and_deleted(logged_in: Any) -> None:
+    client, csrf = logged_in("alice")
+    reply = post(client, csrf, "/meetings", number="800", name="Board", pin="1234", moderator_pin="9999",
+                 max_participants="10", pin_tries="3", wait_for_moderator="on", entry_tones="on")
+    assert reply.status_code == 302, reply.get_data(as_text=True)
+    room = client.get("/api/v1/meetings/800").get_json()
+    assert (room["tenant_domain"], room["pin"], room["wait_for_moderator"], room["mute_on_entry"]) == \
+        (TENANT_A, "1234", True, False)
+    assert 'data-room="800"' in client.get("/meetings").get_data(as_text=True)
+    reply = post(client, csrf, "/meetings/800", pin="", moderator_pin="", max_participants="20",
+                 pin_tries="3", mute_on_entry="on")
+    assert reply.status_code == 302
+    room = client.get("/api/v1/meetings/800").get_json()
+    assert (room["pin"], room["max_participants"], room["mute_on_entry"], room["entry_tones"]) == \
+        (None, 20, True, False)
+    assert post(client, csrf, "/meetings/800/delete").status_code == 302
+    assert client.get("/api/v1/meetings/800").status_code == 404
+
+
+def test_a_wrong_meeting_room_value_is_shown_next_to_its_field(logged_in: Any) -> None:
+    client, csrf = logged_in("root")
+    for values, field in (({"number": "8 00"}, "number"), ({"pin": "12ab"}, "pin"),
+                          ({"pin": "1234", "moderator_pin": "1234"}, "moderator_pin"),
+                          ({"max_participants": "1"}, "max_participants"),
+                          ({"max_participants": "lots"}, "max_participants"),
+                          ({"wait_for_moderator": "on"}, "wait_for_moderator")):
+        reply = post(client, csrf, f"/meetings?tenant={TENANT_B}", **{"number": "800", **values})
+        assert reply.status_code == 400, values
+        assert field_error(reply.get_data(as_text=True), field) is not None, values
+    reply = client.post("/api/v1/meetings", json={"number": "800", "pin_tries": 0, "tenant": TENANT_B},
+                        headers={"X-CSRF-Token": csrf})
+    assert reply.status_code == 400 and reply.get_json()["field"] == "pin_tries"
+    bob, bob_csrf = logged_in("bob")
+    assert bob.post("/api/v1/meetings", json={"number": "801", "tenant": TENANT_A},
+                    headers={"X-CSRF-Token": bob_csrf}).status_code == 403
