@@ -53,7 +53,8 @@ def _save(form: Mapping[str, Any], tenant: str | None, *, number: str | None = N
     flags = {name: form_bool(form, name) for name in FLAGS}
     room = _service().add_room(number or form_text(form, "number") or "", name=form_text(form, "name"),
                                pin=form_text(form, "pin"), moderator_pin=form_text(form, "moderator_pin"),
-                               tenant_domain=tenant, replace=number is not None, **numbers, **flags)
+                               max_participants=numbers["max_participants"], pin_tries=numbers["pin_tries"],
+                               tenant_domain=tenant, replace=number is not None, **flags)
     audit("meeting.change" if number else "meeting.add", f"{room.number}@{room.tenant_domain}")
     return room
 
