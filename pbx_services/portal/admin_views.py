@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, NoReturn, TypeVar
 
-from flask import Blueprint, abort, jsonify, make_response, render_template, request
+from flask import Blueprint, abort, flash, jsonify, make_response, redirect, render_template, request
 
 from pbx_services.cluster.dao import AlreadyExists, NotFound
 from pbx_services.cluster.models import AdminRole
@@ -136,6 +136,18 @@ def attempt(action: Callable[[], T], fields: Fields) -> tuple[T | None, FieldErr
         if exc.model != "Tenant":
             raise
         return None, FieldErrors({"tenant": f"tenant {exc.criteria.get('domain')} does not exist"})
+
+
+def delete_then_redirect(action: Callable[[], None], *, done: str, refused_to: str, done_to: str) -> Any:
+    """A page's delete button: `action`, then `done` flashed on the page `done_to`; a refusal (something
+    still uses what is deleted) flashed on the page `refused_to`."""
+    try:
+        action()
+    except InvalidValue as exc:
+        flash(str(exc))
+        return redirect(refused_to)
+    flash(done)
+    return redirect(done_to)
 
 
 @contextmanager

@@ -9,11 +9,11 @@ from typing import Any
 from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
 from pbx_services.cluster.meetings import MeetingRoomInfo, MeetingService
-from pbx_services.cluster.validation import InvalidValue
 from pbx_services.portal.admin_views import (
     answer_not_found,
     api_errors,
     attempt,
+    delete_then_redirect,
     form_bool,
     form_int,
     form_text,
@@ -115,13 +115,9 @@ def edit(number: str) -> Any:
 @blueprint.route("/meetings/<number>/delete", methods=["POST"])
 def delete(number: str) -> Any:
     tenant = request_tenant()
-    try:
-        _delete(number, tenant)
-    except InvalidValue as exc:
-        flash(str(exc))
-        return redirect(url_for("meetings.edit", number=number, tenant=tenant))
-    flash(f"meeting room {number} deleted")
-    return redirect(url_for("meetings.index", tenant=tenant))
+    return delete_then_redirect(lambda: _delete(number, tenant), done=f"meeting room {number} deleted",
+                                refused_to=url_for("meetings.edit", number=number, tenant=tenant),
+                                done_to=url_for("meetings.index", tenant=tenant))
 
 
 # -- API ------------------------------------------------------------------------------------------

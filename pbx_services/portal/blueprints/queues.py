@@ -15,6 +15,7 @@ from pbx_services.portal.admin_views import (
     answer_not_found,
     api_errors,
     attempt,
+    delete_then_redirect,
     form_bool,
     form_int,
     form_text,
@@ -169,13 +170,9 @@ def show(number: str) -> Any:
 @blueprint.route("/queues/<number>/delete", methods=["POST"])
 def delete(number: str) -> Any:
     tenant = request_tenant()
-    try:
-        _delete(number, tenant)
-    except InvalidValue as exc:
-        flash(str(exc))
-        return redirect(url_for("queues.show", number=number, tenant=tenant))
-    flash(f"queue {number} deleted")
-    return redirect(url_for("queues.index", tenant=tenant))
+    return delete_then_redirect(lambda: _delete(number, tenant), done=f"queue {number} deleted",
+                                refused_to=url_for("queues.show", number=number, tenant=tenant),
+                                done_to=url_for("queues.index", tenant=tenant))
 
 
 @blueprint.route("/queues/<number>/agents/<extension>/<any(login,logout,pause,unpause):action>",

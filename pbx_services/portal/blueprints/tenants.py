@@ -10,12 +10,12 @@ from typing import Any
 from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 
 from pbx_services.cluster.tenants import TenantInfo, TenantService
-from pbx_services.cluster.validation import InvalidValue
 from pbx_services.portal.admin_views import (
     OPERATIONS,
     answer_not_found,
     api_errors,
     attempt,
+    delete_then_redirect,
     form_bool,
     form_int,
     form_text,
@@ -113,13 +113,9 @@ def edit(domain: str) -> Any:
 @blueprint.route("/tenants/<domain>/delete", methods=["POST"])
 @roles_required(*OPERATIONS)
 def delete(domain: str) -> Any:
-    try:
-        _delete(domain, form_bool(request.form, "everything"))
-    except InvalidValue as exc:
-        flash(str(exc))
-        return redirect(url_for("tenants.edit", domain=domain))
-    flash(f"tenant {domain} deleted")
-    return redirect(url_for("tenants.index"))
+    return delete_then_redirect(lambda: _delete(domain, form_bool(request.form, "everything")),
+                                done=f"tenant {domain} deleted", done_to=url_for("tenants.index"),
+                                refused_to=url_for("tenants.edit", domain=domain))
 
 
 # -- API ------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from pbx_services.portal.admin_views import (
     answer_not_found,
     api_errors,
     attempt,
+    delete_then_redirect,
     form_int,
     form_text,
     json_body,
@@ -164,13 +165,9 @@ def edit(tenant: str, extension: str) -> Any:
 @blueprint.route("/users/<tenant>/<extension>/delete", methods=["POST"])
 def delete(tenant: str, extension: str) -> Any:
     domain = scoped_domain(tenant) or tenant
-    try:
-        _delete(extension, domain)
-    except InvalidValue as exc:
-        flash(str(exc))
-        return redirect(url_for("users.edit", tenant=domain, extension=extension))
-    flash(f"user {extension}@{domain} deleted")
-    return redirect(url_for("users.index", tenant=domain))
+    return delete_then_redirect(lambda: _delete(extension, domain), done=f"user {extension}@{domain} deleted",
+                                refused_to=url_for("users.edit", tenant=domain, extension=extension),
+                                done_to=url_for("users.index", tenant=domain))
 
 
 @blueprint.route("/users/import")

@@ -8,9 +8,11 @@ from __future__ import annotations
 import io
 import re
 import time
+import wave
 from html import unescape
 from typing import Any
 
+import numpy as np
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -335,3 +337,83 @@ def test_a_wrong_meeting_room_value_is_shown_next_to_its_field(logged_in: Any) -
     bob, bob_csrf = logged_in("bob")
     assert bob.post("/api/v1/meetings", json={"number": "801", "tenant": TENANT_A},
                     headers={"X-CSRF-Token": bob_csrf}).status_code == 403
+
+
+# -- IVR menus and prompts ------------------------------------------------------------------------
+
+def wav_bytes(seconds: float = 0.5, rate: int = 8000) -> bytes:
+    samples = (8000 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * rate)) / rate)).astype("<i2")
+    out = io.BytesIO()
+    with wave.open(out, "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(rate)
+        writer.writeframes(samples.tobytes())
+    return out.getvalue()
+
+
+def upload_prompt(client: FlaskClient, csrf: str, name: str, data: bytes, tenant: str = TENANT_A) -> Any:
+    return client.post(f"/ivr/prompts?tenant={tenant}", content_type="multipart/form-data",
+                       data={"csrf_token": csrf, "name": name, "file": (io.BytesIO(data), f"{name}.wav")})
+
+
+def test_a_prompt_uploaded_and_a_menu_with_its_options(logged_in: Any) -> None:
+    client, csrf = logged_in("alice")
+    add_users(client, csrf, TENANT_A, "1001")
+    assert upload_prompt(client, csrf, "welcome", wav_bytes(0.5, 16000)).status_code == 302
+    prompts = client.get("/api/v1/ivr/prompts").get_json()["prompts"]
+    assert [(p["name"], p["duration"], p["source"]) for p in prompts] == \
+        [("welcome", 0.5, "file: welcome.wav")]
+    reply = post(client, csrf, "/ivr", number="700", name="Main", greeting="welcome",
+                 options="1=1001\n9=repeat", timeout="5", inter_digit_timeout="3", retries="2",
+                 final_destination="hangup")
+    assert reply.status_code == 302, reply.get_data(as_text=True)
+    menu = client.get("/api/v1/ivr/menus/700").get_json()
+    assert (menu["greeting"], menu["options"], menu["retries"]) == \
+        ("welcome", {"1": "1001", "9": "repeat"}, 2)
+    assert 'data-menu="700"' in client.get("/ivr").get_data(as_text=True)
+    reply = post(client, csrf, "/ivr/prompts/welcome/delete")  # played by menu 700
+    assert "played by IVR menu 700" in client.get("/ivr/prompts").get_data(as_text=True)
+    reply = post(client, csrf, "/ivr/700", greeting="welcome", options="2=1001", timeout="5",
+                 inter_digit_timeout="3", retries="3", final_destination="hangup")
+    assert reply.status_code == 302
+    assert client.get("/api/v1/ivr/menus/700").get_json()["options"] == {"2": "1001"}
+    assert post(client, csrf, "/ivr/700/delete").status_code == 302
+    assert post(client, csrf, "/ivr/prompts/welcome/delete").status_code == 302
+    assert client.get("/api/v1/ivr/prompts").get_json()["prompts"] == []
+
+
+def test_a_wrong_menu_or_prompt_value_is_shown_next_to_its_field(logged_in: Any) -> None:
+    client, csrf = logged_in("alice")
+    reply = upload_prompt(client, csrf, "bad", b"RIFF not really")
+    assert reply.status_code == 400
+    assert field_error(reply.get_data(as_text=True), "file").startswith("file bad.wav: not a WAV file")
+    reply = upload_prompt(client, csrf, "no name!", wav_bytes())
+    assert field_error(reply.get_data(as_text=True), "name").startswith("prompt name 'no name!' must be")
+    assert upload_prompt(client, csrf, "welcome", wav_bytes()).status_code == 302
+    base = {"number": "700", "greeting": "welcome", "options": "1=hangup", "timeout": "5",
+            "inter_digit_timeout": "3", "retries": "3", "final_destination": "hangup"}
+    for values, field in (({"options": "1=queue:999"}, "options"), ({"options": "1"}, "options"),
+                          ({"options": "#=1001"}, "options"), ({"timeout": "0"}, "timeout"),
+                          ({"retries": "many"}, "retries"), ({"greeting": "missing"}, "greeting"),
+                          ({"number": "7 00"}, "number"),
+                          ({"final_destination": "queue:999"}, "final_destination")):
+        reply = post(client, csrf, "/ivr", **{**base, **values})
+        assert reply.status_code == 400, values
+        assert field_error(reply.get_data(as_text=True), field) is not None, values
+    assert client.get("/api/v1/ivr/menus").get_json()["menus"] == []
+
+
+def test_a_prompt_spoken_through_the_api(logged_in: Any) -> None:
+    client, csrf = logged_in("root")
+    reply = client.post("/api/v1/ivr/prompts", json={"name": "hello", "text": "Hello", "tenant": TENANT_B},
+                        headers={"X-CSRF-Token": csrf})
+    assert reply.status_code == 201, reply.get_json()
+    assert reply.get_json()["source"] == "say: Hello" and reply.get_json()["duration"] > 0.2
+    reply = client.post("/api/v1/ivr/prompts", json={"name": "hello2", "tenant": TENANT_B},
+                        headers={"X-CSRF-Token": csrf})
+    assert reply.status_code == 400 and reply.get_json()["field"] == "file"
+    alice, alice_csrf = logged_in("alice")
+    assert alice.get(f"/api/v1/ivr/prompts?tenant={TENANT_B}").status_code == 403
+    assert alice.delete(f"/api/v1/ivr/prompts/hello?tenant={TENANT_B}",
+                        headers={"X-CSRF-Token": alice_csrf}).status_code == 403
