@@ -5,7 +5,8 @@ any user of the picker's pickup group (`pbx user set EXT --pickup-group NAME`; a
 one is in its tenant's default group); the directed pickup code followed by an extension
 (`**1002`) picks up the call ringing 1002. A call is picked up when it is of the picker's
 tenant, still unanswered, and one of its branches to a phone rings (a 180 or 183 came): the
-oldest such call. None: `480 No Call To Pick Up` (`404 No Such Extension` for a directed
+oldest such call (one whose caller sent no offer, which the picker's offer could not answer,
+is left alone). None: `480 No Call To Pick Up` (`404 No Such Extension` for a directed
 pickup of a number no user has).
 
 The picker's INVITE becomes the call's answering leg (`CallPickup.pick_up`): the ringing
@@ -195,7 +196,7 @@ class CallPickup:
             return None  # the picker is no user of the tenant
         candidates = []
         for call in self._b.calls:
-            if call.phase is not ROUTING or call.realm != realm or call.a_invite is None \
+            if call.phase is not ROUTING or call.realm != realm or not call.b_offer \
                     or picker in (call.caller, call.callee) or not _rings_a_phone(call):
                 continue
             if match.feature is Feature.DIRECTED_PICKUP:
@@ -213,6 +214,7 @@ class CallPickup:
 
 
 def _rings_a_phone(call: Call) -> bool:
+    """A phone rings for it (a 180 or 183 came), not only an application server or a trunk."""
     return any(branch.state is RINGING and branch.app_endpoint is None and branch.trunk is None
                for branch in call.branches)
 
