@@ -2,7 +2,8 @@
 
 A composition of the roles' components on the daemon runtime: a media worker, an IVR worker,
 a meeting worker and a queue worker in the same event loop (each unless its `embedded` is off),
-then the Call Manager, whose in-process state store the queue worker shares (without Redis).
+then the Call Manager, whose in-process state store the queue worker shares (without Redis),
+and the web portal on `portal.port` (unless 0).
 It runs on the embedded defaults (SQLite, in-process state) with no other service to start.
 """
 
@@ -23,6 +24,7 @@ from .cluster.state.agents import DeferredAgents
 from .ivr import main as ivr
 from .media.worker import MediaWorker
 from .meeting import main as meeting
+from .portal.embedded import PortalComponent
 from .queue import main as queue
 from .runtime import daemon
 from .runtime.daemon import Component
@@ -67,7 +69,8 @@ def components(config: PbxConfig) -> list[Component]:
         shared = DeferredAgents(lambda: _started_state(manager).agents) \
             if config.state.url is None and isinstance(manager, CallManagerController) else None
         parts.append(queue.queue_worker(config, agents=shared))
-    return parts + managers
+    portal = [PortalComponent(config=config)] if config.portal.port else []
+    return parts + managers + portal
 
 
 def _started_state(manager: CallManagerController) -> StateStore:

@@ -14,9 +14,10 @@ import importlib
 from pathlib import Path
 
 from pbx_services.cli.common import EXIT_OK, CommandError, Subparsers, check_schema, load_daemon_config
-from pbx_services.cluster.admins import FIRST_ADMIN_NAME, AdminService
+from pbx_services.cluster.admins import AdminService
 from pbx_services.cluster.config import PbxConfig
 from pbx_services.cluster.database import create_engine_for, session_factory
+from pbx_services.runtime.daemon import configure_logging
 
 
 def add_commands(subparsers: Subparsers) -> None:
@@ -34,17 +35,14 @@ def first_admin_notice(config: PbxConfig) -> str | None:
     """Create `admin` with a one-time password when there is no administrator; the line saying so."""
     engine = create_engine_for(config.database.url)
     try:
-        password = AdminService(sessions=session_factory(engine)).ensure_first_admin()
+        return AdminService(sessions=session_factory(engine)).first_admin_notice()
     finally:
         engine.dispose()
-    if password is None:
-        return None
-    return (f"no administrator yet: created '{FIRST_ADMIN_NAME}' with the one-time password {password} "
-            "(shown once; it must be changed at the first login)")
 
 
 def _portal(args: argparse.Namespace) -> int:
     config = load_daemon_config(args.config, needs_auth=False)
+    configure_logging("portal", config.log.level)  # the alert runner's log, beside gunicorn's
     engine = create_engine_for(config.database.url)
     try:
         check_schema(engine, f"pbx db upgrade --config {args.config}")

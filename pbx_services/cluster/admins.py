@@ -168,6 +168,14 @@ class AdminService:
             return None
         return password
 
+    def first_admin_notice(self) -> str | None:
+        """`ensure_first_admin`, and the line that tells the one-time password (None: nothing made)."""
+        password = self.ensure_first_admin()
+        if password is None:
+            return None
+        return (f"no administrator yet: created '{FIRST_ADMIN_NAME}' with the one-time password {password} "
+                "(shown once; it must be changed at the first login)")
+
     def list_admins(self) -> list[AdminInfo]:
         with self._sessions() as session:
             return [_info(admin) for admin in AdministratorDao(session=session).search(order="name").items]

@@ -167,7 +167,8 @@ def allinone_ports_env(http_port: int, port: Callable[[], int] = lambda: free_po
     """Ports of its own for every part of an all-in-one (its embedded media, IVR, meeting and queue
     servers'), so that several run at once and none takes a phone's ephemeral port; `port`
     gives the single ports (`stable_port` for a PBX started again on the same ones)."""
-    env = {"PBX_HTTP__PORT": str(http_port), "PBX_MEDIA__CONTROL_PORT": str(port())}
+    env = {"PBX_HTTP__PORT": str(http_port), "PBX_MEDIA__CONTROL_PORT": str(port()),
+           "PBX_PORTAL__PORT": str(port())}
     for section in ("MEDIA", "IVR", "MEETING", "QUEUE"):
         port_min, port_max = media_ports()
         env |= {f"PBX_{section}__PORT_MIN": str(port_min), f"PBX_{section}__PORT_MAX": str(port_max)}
