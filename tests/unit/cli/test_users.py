@@ -158,7 +158,7 @@ def test_user_permission_and_call_limit_are_set_and_listed(initialized: Path,
                "--data-dir", directory)[0] == 0
     assert run(capsys, "user", "set", "1001", "--permission", "International", "--max-calls", "2",
                "--data-dir", directory) == (
-        0, "user 1001@pbx.local: permission international, max calls 2\n", "")
+        0, "user 1001@pbx.local: permission international, max calls 2, pickup group default\n", "")
     assert run(capsys, "user", "list", "--data-dir", directory)[1].splitlines()[1].split()[-2:] == [
         "international", "2"]
 
