@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from ..cluster.events import CallEnded, Disposition, EndReason, HangupBy
 from ..cluster.models import ServerRole
 from ..cluster.state.agents import AgentStore
+from ..cluster.state.call_counts import CallCountStore, InMemoryCallCounts
 from ..cluster.state.dialogs import DialogStore, InMemoryDialogs
 from ..cluster.state.errors import StateStoreUnavailable
 from ..cluster.state.location import LocationStore
@@ -61,7 +62,7 @@ from .call_records import CallRecords
 from .forwarding import ForwardingTable
 from .joins import CallJoins
 from .mediapool import MediaPool
-from .permissions import Caller
+from .permissions import CallCounter, Caller
 from .pickup import CallPickup, FeatureDirectory
 from .redirection import CallRedirection
 from .ring_groups import RingGroupTable
@@ -94,23 +95,26 @@ class B2bua:
                  agents: AgentStore | None = None, trunks: TrunkCatalog | None = None,
                  forwarding: ForwardingTable | None = None,
                  features: FeatureDirectory | None = None, workers: tuple[int, int] = (0, 1),
-                 ring_groups: RingGroupTable | None = None, trunk_down: TrunkDown = never_down) -> None:
+                 ring_groups: RingGroupTable | None = None, trunk_down: TrunkDown = never_down,
+                 call_counts: CallCountStore | None = None) -> None:
         """`tenant_id_for(domain)` is the tenant of a call an application server makes (it has no
         user to authenticate); `agents` the queue agents' records, moved to wrap-up when a call a
         queue server joined ends; `features` the tenants' feature codes and users' pickup groups,
         `workers` (this worker's index, how many) for pickups; `trunks` the trunks, outbound
         routes and DIDs; `forwarding`
         the users' call forwarding and do-not-disturb; `ring_groups` the ring groups;
-        `trunk_down(trunk)` why a trunk is down (its OPTIONS probes), None while it is not."""
+        `trunk_down(trunk)` why a trunk is down (its OPTIONS probes), None while it is not;
+        `call_counts` the cluster's calls in progress, for the concurrent-call limits."""
         self._stack = stack
         self._app_servers = app_servers
         self._tenant_id_for = tenant_id_for or _no_tenant
         self.trunk_branches = TrunkBranches(self)
+        self.call_counter = CallCounter(call_counts or InMemoryCallCounts())
         self.redirection = CallRedirection(self, forwarding=forwarding, ring_groups=ring_groups)
         self.router = CallRouter(location=location, extension_exists=extension_exists,
                                  service_role=service_role, app_servers=app_servers, wall_offset=wall_offset,
                                  trunks=trunks, trunk_calls=self.trunk_branches.calls_on,
-                                 trunk_down=trunk_down, calls=lambda: self.calls)
+                                 trunk_down=trunk_down, call_counts=self._call_counts)
         self._app_answer_timeout = app_answer_timeout
         self.transfers = CallTransfers(self)
         self.joins = CallJoins(self, agents)
@@ -234,6 +238,7 @@ class B2bua:
                     started_at=now, realm=realm, limits=limited, forwards=forwards, hunt=hunt)
         tx.user_data = call
         self.calls.add(call)
+        self.call_counter.started(call, now + self._wall_offset)
         # An INVITE's Expires bounds its ringing (RFC 3261 13.3.1): a queue server's ring of an
         # agent stops at its ring timeout even when the queue server is gone.
         expires = _invite_expires(request)
@@ -256,6 +261,9 @@ class B2bua:
             self.redirection.ring(call, targets, t)
 
         self.anchoring.anchor(call, "a", request.body, now, route)
+
+    def _call_counts(self, caller: Caller, now: float) -> tuple[int, int]:
+        return self.call_counter.counts(caller, now + self._wall_offset)
 
     def is_app_endpoint(self, address: tuple[str, int]) -> bool:
         """Whether `address` is one of our application servers' endpoints (trusted, unlike phones)."""
@@ -810,6 +818,7 @@ class B2bua:
             if leg.dialog is not None:
                 self._dialogs.pop(leg.dialog.id, None)
         self.calls.discard(call)
+        self.call_counter.ended(call)
         self.records.ended(call)
         self._on_call_ended(CallEnded(
             call_id=call.call_id, tenant_id=call.tenant_id, caller=call.caller, callee=call.callee,

@@ -11,18 +11,21 @@ the callee's forwarding on busy, or 503, which tells the phone to try another se
 An emergency call (a route of class emergency, or one of `EMERGENCY_NUMBERS`) is never
 refused for either. Calls to the tenant's extensions and services never reach a route, so
 the permission does not restrict them (the limits do). A call counts from its INVITE until
-it ends, in the worker that holds it: with several workers, each applies the limits to its
-own calls.
+it ends: every call toward the tenant's limit, the calls a user placed toward the user's.
+The counts are the cluster's (`CallCounter`, over `cluster.state.call_counts`), so that a
+user's phones on three Call Managers and their workers are held to one limit.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..cluster.models import PermissionClass
 from ..cluster.models.user import permits
+from ..cluster.state.call_counts import CallCountStore, tenant_key, user_key
+from ..cluster.state.errors import StateStoreUnavailable
 from .call import Call
 
 log = logging.getLogger(__name__)
@@ -31,6 +34,9 @@ EMERGENCY_NUMBERS = frozenset({"112", "911", "999"})
 """Numbers that are emergency calls whatever the route they leave through."""
 NOT_ALLOWED = (403, "Not Allowed To Call This Number")
 LIMIT_REACHED = (403, "Call Limit Reached")
+COUNT_TTL = 60.0
+"""Seconds a call stays counted without being renewed: how long a dead worker's calls count."""
+RENEW_INTERVAL = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,20 +67,19 @@ def permission_refusal(caller: Caller, dialed: str, route: str, route_class: str
     return NOT_ALLOWED
 
 
-def limit_refusal(caller: Caller, dialed: str, route_class: str | None, calls: Iterable[Call]
+def limit_refusal(caller: Caller, dialed: str, route_class: str | None, counts: tuple[int, int]
                   ) -> tuple[int, str] | None:
     """The status refusing `caller`'s new call to `dialed` because the user or its tenant has
-    as many `calls` in progress as its limit allows, or None. Emergency calls pass."""
+    as many calls in progress (`counts`: the user's, the tenant's) as its limit allows, or
+    None. Emergency calls pass."""
     if not caller.max_calls and not caller.tenant_max_calls:
         return None
-    tenant_calls = [call for call in calls if call.tenant_id == caller.tenant_id]
-    user_calls = sum(1 for call in tenant_calls if call.caller == caller.extension)
+    user_calls, tenant_calls = counts
     reached = None
     if caller.max_calls and user_calls >= caller.max_calls:
         reached = f"user's limit of {caller.max_calls} calls reached ({user_calls} in progress)"
-    elif caller.tenant_max_calls and len(tenant_calls) >= caller.tenant_max_calls:
-        reached = (f"tenant's limit of {caller.tenant_max_calls} calls reached "
-                   f"({len(tenant_calls)} in progress)")
+    elif caller.tenant_max_calls and tenant_calls >= caller.tenant_max_calls:
+        reached = f"tenant's limit of {caller.tenant_max_calls} calls reached ({tenant_calls} in progress)"
     if reached is None:
         return None
     if is_emergency(dialed, route_class):
@@ -83,3 +88,58 @@ def limit_refusal(caller: Caller, dialed: str, route_class: str | None, calls: I
         return None
     log.info("call from %s to %s refused: %s", caller.extension, dialed, reached)
     return LIMIT_REACHED
+
+
+class CallCounter:
+    """This worker's calls counted in the cluster's counts as they start, renewed while they
+    last, counted out as they end; and the counts a new call's limits are checked against.
+    While the state store cannot be reached, no call is refused for a limit (the log says so)."""
+
+    def __init__(self, store: CallCountStore) -> None:
+        self._store = store
+        self._renewed_at = float("-inf")
+
+    @staticmethod
+    def keys(call: Call) -> tuple[str, ...]:
+        if call.tenant_id is None:
+            return ()
+        if call.limits is None:  # not placed by a user: a trunk's, an application server's call
+            return (tenant_key(call.tenant_id),)
+        return tenant_key(call.tenant_id), user_key(call.tenant_id, call.limits.extension)
+
+    def counts(self, caller: Caller, now: float) -> tuple[int, int]:
+        """The calls in progress of `caller` and of its tenant."""
+        if not caller.max_calls and not caller.tenant_max_calls:
+            return 0, 0
+        user_count, tenant_count = user_key(caller.tenant_id, caller.extension), tenant_key(caller.tenant_id)
+        try:
+            user = self._store.count(user_count, now) if caller.max_calls else 0
+            tenant = self._store.count(tenant_count, now) if caller.tenant_max_calls else 0
+        except StateStoreUnavailable as exc:
+            log.warning("call from %s: concurrent-call limits not checked: %s", caller.extension, exc)
+            return 0, 0
+        return user, tenant
+
+    def started(self, call: Call, now: float) -> None:
+        self._write(lambda: self._store.add([(self.keys(call), call.record_key)], COUNT_TTL, now))
+
+    def ended(self, call: Call) -> None:
+        keys = self.keys(call)
+        if keys:
+            self._write(lambda: self._store.remove(keys, call.record_key))
+
+    def renew(self, calls: Iterable[Call], now: float) -> None:
+        """Every RENEW_INTERVAL: the calls this worker holds stay counted (a call taken over
+        from a dead worker is counted in again here)."""
+        if now - self._renewed_at < RENEW_INTERVAL:
+            return
+        self._renewed_at = now
+        self._write(lambda: self._store.add([(self.keys(call), call.record_key) for call in calls],
+                                            COUNT_TTL, now))
+
+    @staticmethod
+    def _write(operation: Callable[[], None]) -> None:
+        try:
+            operation()
+        except StateStoreUnavailable as exc:
+            log.warning("calls in progress not counted for the limits: %s", exc)

@@ -14,7 +14,7 @@ A new call and a transfer's target are routed alike, in the call's tenant.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -22,7 +22,6 @@ from ..cluster.events import Disposition
 from ..cluster.models import ServerRole
 from ..cluster.state.location import LocationStore
 from .appservers import PLACED_BY_NUMBER, AppEndpoint, AppServerPool
-from .call import Call
 from .permissions import Caller, limit_refusal, permission_refusal
 from .trunks import TrunkCall, TrunkCatalog, TrunkDown, TrunkEntry, never_down, next_trunk
 
@@ -48,11 +47,13 @@ class CallRouter:
                  app_servers: AppServerPool | None, wall_offset: float, trunks: TrunkCatalog | None = None,
                  trunk_calls: Callable[[TrunkEntry], int] = lambda trunk: 0,
                  trunk_down: TrunkDown = never_down,
-                 calls: Callable[[], Collection[Call]] = lambda: ()) -> None:
+                 call_counts: Callable[[Caller, float], tuple[int, int]] = lambda caller, now: (0, 0)
+                 ) -> None:
         """`extension_exists(realm, number)` says whether a user has that extension,
         `service_role(realm, number)` which role of application server serves the number,
         `trunk_calls(trunk)` how many calls go through a trunk now, `trunk_down(trunk)` why it
-        is down (its probes), `calls()` the calls in progress here (for the callers' limits)."""
+        is down (its probes), `call_counts(caller, now)` the calls in progress of the caller and of
+        its tenant (for their limits)."""
         self._location = location
         self._extension_exists = extension_exists
         self._service_role = service_role or _no_service
@@ -61,7 +62,7 @@ class CallRouter:
         self._trunks = trunks
         self._trunk_calls = trunk_calls
         self._trunk_down = trunk_down
-        self._calls = calls
+        self._call_counts = call_counts
 
     def route(self, realm: str, dialed: str, now: float, *, outbound: bool = True,
               caller: Caller | None = None) -> list[Target] | tuple[int, str]:
@@ -73,7 +74,7 @@ class CallRouter:
             return targets
         trunk = targets[0].trunk
         route_class = None if trunk is None else self._route_class(realm, trunk.route)
-        return limit_refusal(caller, dialed, route_class, self._calls()) or targets
+        return limit_refusal(caller, dialed, route_class, self._call_counts(caller, now)) or targets
 
     def _targets(self, realm: str, dialed: str, now: float, *, outbound: bool, caller: Caller | None
                  ) -> list[Target] | tuple[int, str]:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from ..cluster.events import CallEnded
 from ..cluster.models import ServerRole
 from ..cluster.state.agents import AgentStore
+from ..cluster.state.call_counts import CallCountStore
 from ..cluster.state.dialogs import DialogStore, InMemoryDialogs
 from ..cluster.state.errors import StateStoreUnavailable
 from ..cluster.state.homes import HomeStore
@@ -72,11 +73,13 @@ class CallManager:
                  agents: AgentStore | None = None, trunks: TrunkCatalog | None = None,
                  forwarding: ForwardingTable | None = None, ring_groups: RingGroupTable | None = None,
                  leases: LeaseStore | None = None, on_trunk_state: TrunkStateCallback | None = None,
-                 event_packages: tuple[EventPackage, ...] = ()) -> None:
+                 event_packages: tuple[EventPackage, ...] = (),
+                 call_counts: CallCountStore | None = None) -> None:
         """`trunks`: the trunks, outbound routes and DIDs; the trunks that want a registration
         are registered by the holder of their lease in `leases`, and those with a probe interval
         probed with OPTIONS (each change of either: `on_trunk_state`);
-        `event_packages`: what phones may SUBSCRIBE to (`subscriptions`)."""
+        `event_packages`: what phones may SUBSCRIBE to (`subscriptions`); `call_counts` the
+        cluster's counts of calls in progress, for the concurrent-call limits."""
         self.place = place or WorkerPlace(node="local")
         self.stack = SipStack(host=host, port=port, max_message_size=max_message_size,
                               layer=TransactionLayer(),
@@ -116,7 +119,7 @@ class CallManager:
                            tenant_id_for=directory.tenant_id, agents=agents, trunks=trunks,
                            forwarding=forwarding, ring_groups=ring_groups,
                            features=directory, workers=(self.place.index, self.place.count),
-                           trunk_down=self.trunk_probes.down_reason)
+                           trunk_down=self.trunk_probes.down_reason, call_counts=call_counts)
         self.trunks = trunks
         self.trunk_registrations = TrunkRegistrations(
             stack=self.stack, timers=self.timers, leases=leases, owner=self.place.owner,
@@ -168,6 +171,7 @@ class CallManager:
         wall = now + self._wall_offset
         self.directory.tick(now)
         self.b2bua.records.refresh_records(now)
+        self.b2bua.call_counter.renew(self.b2bua.calls, wall)
         self._nonces.counts.handle_timer(wall)
         self.limiter.purge(wall)
         self.location.purge(wall)

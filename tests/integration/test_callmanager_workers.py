@@ -145,6 +145,33 @@ def test_phones_on_two_workers_call_each_other_through_redis(pbx_server: PbxServ
     assert metrics["pbx_registered_contacts"] == 0  # the phones unregistered as they closed
 
 
+def test_a_users_call_limit_holds_across_the_workers(pbx_server: PbxServer) -> None:
+    # 1001 may have one call at a time. Its desk phone's calls are held by worker 0, its
+    # softphone's by worker 1: the second call is refused though worker 1 holds no call of 1001.
+    password = pbx_server.add_user("1001")
+    pbx("user", "set", "1001", "--max-calls", "1", "--data-dir", str(pbx_server.data_dir))
+    desk = Pjsua2Phone(user="1001", password=password, server=pbx_server.address,
+                       port=port_on_worker(pbx_server, 0))
+    soft = Pjsua2Phone(user="1001", password=password, server=pbx_server.address,
+                       port=port_on_worker(pbx_server, 1))
+    callee = phone_on_worker(pbx_server, "1002", worker=0)
+    other = phone_on_worker(pbx_server, "1003", worker=1)
+    try:
+        assert desk.register()["code"] == 200 and soft.register()["code"] == 200
+        call(desk, callee, pbx_server)
+        soft.send("call", uri=f"sip:1003@{pbx_server.address}")
+        refused = soft.wait_for("call_state", _state("DISCONNECTED"))
+        assert (refused["code"], refused["reason"]) == (403, "Call Limit Reached"), refused
+        hang_up(desk, callee)
+        call(soft, other, pbx_server)  # the first call ended: the softphone may call now
+        hang_up(soft, other)
+    finally:
+        for phone in (desk, soft, callee, other):
+            phone.close()
+    refusal = "refused: user's limit of 1 calls reached (1 in progress)"
+    assert any(refusal in line for line in pbx_server.log_lines)
+
+
 def test_a_worker_killed_during_a_call_takes_it_back_and_its_registrations_still_route(
         pbx_server: PbxServer) -> None:
     caller = phone_on_worker(pbx_server, "1001", worker=0)

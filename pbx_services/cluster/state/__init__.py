@@ -3,7 +3,8 @@
 Location (`location.LocationStore`), digest nonce-counts (`sip.digest.NonceCounts`), failed
 authentications and blocks (`auth_failures.AuthFailureStore`), the calls in progress
 (`dialogs.DialogStore`), the homes of meeting rooms (`homes.HomeStore`), what queue agents
-are doing (`agents.AgentStore`) and leases (`leases.LeaseStore`), each with two
+are doing (`agents.AgentStore`), leases (`leases.LeaseStore`) and the calls counted against
+the concurrent-call limits (`call_counts.CallCountStore`), each with two
 implementations: in this process (the all-in-one's embedded default: nothing to install) and
 in Redis (`redis`), shared by every worker and every Call Manager of a cluster.
 `open_state_store(url)` picks by `state.url`. No role reaches Redis except through these.
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from ...sip.digest import InMemoryNonceCounts, NonceCounts
 from .agents import AgentStore, InMemoryAgents
 from .auth_failures import AuthFailureStore, InMemoryAuthFailures
+from .call_counts import CallCountStore, InMemoryCallCounts
 from .dialogs import DialogStore, InMemoryDialogs
 from .errors import StateStoreUnavailable
 from .homes import HomeStore, InMemoryHomes
@@ -38,6 +40,8 @@ class StateStore:
     """What each queue agent is doing (ringing, on a call...): one queue call at a time."""
     leases: LeaseStore
     """Who does what only one process may do at a time (distribute a queue)."""
+    call_counts: CallCountStore
+    """The calls of each user and tenant in progress, for their concurrent-call limits."""
     description: str
     """Where it is, for the log (a Redis URL without its password)."""
     closer: Callable[[], None] | None = None
@@ -57,7 +61,7 @@ def open_state_store(url: str | None, *, nonce_ttl: float, timeout: float = 0.5)
         return StateStore(location=InMemoryLocation(), nonce_counts=InMemoryNonceCounts(nonce_ttl),
                           auth_failures=InMemoryAuthFailures(), dialogs=InMemoryDialogs(),
                           homes=InMemoryHomes(), agents=InMemoryAgents(), leases=InMemoryLeases(),
-                          description="in-process")
+                          call_counts=InMemoryCallCounts(), description="in-process")
     from .redis import open_redis_state
 
     return open_redis_state(url, nonce_ttl=nonce_ttl, timeout=timeout)

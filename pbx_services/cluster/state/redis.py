@@ -13,6 +13,7 @@ Keys (all under `pbx:`), each with a TTL that follows what it holds:
   sorted set "<aor>\\n<contact>" by expiry time, for the count and the purge.
 - `nc:<nonce>` the last nonce-count accepted, expiring with the nonce.
 - `fail:<ip>` failures in the current window; `block:<ip>` while blocked; `blocked` sorted set.
+- `calls:<key>` sorted set of the calls counted under a limit's key, by expiry time (ms).
 - `call:<key>` a call record (JSON); `dlg:<call-id>:<tag>` -> key, per leg; `owner:<owner>` set of keys;
   `owners` set of the owners with records; `alive:<owner>` while that owner holds its calls.
 A value that does not parse is logged with its key and skipped, never a crash.
@@ -23,7 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
@@ -36,6 +37,7 @@ from ...sip.digest import NonceStatus
 from ..redis_bus import RedisStreamBus
 from . import StateStore
 from .agents import AgentRecord, Transition
+from .call_counts import CountedCall
 from .dialogs import CallRecord
 from .errors import StateStoreUnavailable
 from .location import Binding, by_preference
@@ -523,6 +525,59 @@ class RedisLeases:
         return bool(held)
 
 
+_COUNT_CALLS = """
+local t = redis.call('TIME')
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t[1] * 1000 + math.floor(t[2] / 1000))
+return redis.call('ZCARD', KEYS[1])
+"""
+
+_ADD_CALLS = """
+local t = redis.call('TIME')
+local expiry = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[1])
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], expiry, ARGV[i]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return #ARGV - 1
+"""
+
+
+class RedisCallCounts:
+    """The calls counted under each key in a sorted set by expiry, on Redis's clock."""
+
+    def __init__(self, connection: RedisConnection) -> None:
+        self._redis = connection
+        self._count = connection.client.register_script(_COUNT_CALLS)
+        self._add = connection.client.register_script(_ADD_CALLS)
+
+    def count(self, key: str, now: float) -> int:
+        return int(self._redis.call(lambda r: self._count(keys=[f"{PREFIX}calls:{key}"], client=r)))
+
+    def add(self, calls: Iterable[CountedCall], ttl: float, now: float) -> None:
+        by_key: dict[str, list[str]] = {}
+        for keys, call in calls:
+            for key in keys:
+                by_key.setdefault(key, []).append(call)
+        if not by_key:
+            return
+        ttl_ms = max(1, round(ttl * 1000))
+
+        def write(client: redis.Redis) -> None:
+            pipe = client.pipeline(transaction=False)
+            for key, members in by_key.items():
+                self._add(keys=[f"{PREFIX}calls:{key}"], args=[ttl_ms, *members], client=pipe)
+            pipe.execute()
+
+        self._redis.call(write)
+
+    def remove(self, keys: Sequence[str], call: str) -> None:
+        def write(client: redis.Redis) -> None:
+            pipe = client.pipeline(transaction=False)
+            for key in keys:
+                pipe.zrem(f"{PREFIX}calls:{key}", call)
+            pipe.execute()
+
+        self._redis.call(write)
+
+
 def open_redis_state(url: str, *, nonce_ttl: float, timeout: float) -> StateStore:
     try:
         client, description = redis_client(url, timeout=timeout)
@@ -544,6 +599,7 @@ def open_redis_state(url: str, *, nonce_ttl: float, timeout: float) -> StateStor
                       nonce_counts=RedisNonceCounts(connection, nonce_ttl),
                       auth_failures=RedisAuthFailures(connection), dialogs=RedisDialogs(connection),
                       homes=RedisHomes(connection), agents=RedisAgents(connection),
-                      leases=RedisLeases(connection), description=description,
+                      leases=RedisLeases(connection), call_counts=RedisCallCounts(connection),
+                      description=description,
                       closer=connection.close,
                       publish_event=publish_event)

@@ -11,11 +11,13 @@ from typing import cast
 import pytest
 
 from pbx_services.callmanager.call import Call
-from pbx_services.callmanager.permissions import Caller
+from pbx_services.callmanager.permissions import COUNT_TTL, RENEW_INTERVAL, CallCounter, Caller
 from pbx_services.callmanager.routing import CallRouter
 from pbx_services.callmanager.trunks import RouteEntry, TrunkCatalog, TrunkEntry, TrunkPlan
 from pbx_services.cluster.dial_patterns import compile_pattern
 from pbx_services.cluster.models.user import USER_PERMISSIONS, permits
+from pbx_services.cluster.state.call_counts import InMemoryCallCounts, tenant_key, user_key
+from pbx_services.cluster.state.errors import StateStoreUnavailable
 from pbx_services.cluster.state.location import Binding, InMemoryLocation
 
 DOMAIN = "pbx.example"
@@ -32,20 +34,20 @@ NOT_ALLOWED = (403, "Not Allowed To Call This Number")
 LIMIT_REACHED = (403, "Call Limit Reached")
 
 
-def _router(calls: list[Call] | None = None) -> CallRouter:
+def _router(calls: list[tuple[str, int]] | None = None) -> CallRouter:
+    """A router whose cluster has `calls` (caller, tenant id) in progress, each placed by a user."""
     catalog = cast(TrunkCatalog, SimpleNamespace(plan=TrunkPlan(trunks=(TRUNK,), routes={DOMAIN: ROUTES})))
     location = InMemoryLocation()
     aor = f"sip:1002@{DOMAIN}"
     binding = Binding(aor=aor, contact="sip:1002@192.0.2.20", expires_at=3600.0, call_id="r", cseq=1,
                       source=("192.0.2.20", 5060), transport="UDP", refreshed_at=0.0)
     location.update(aor, save=[binding], now=0.0)
+    counts = InMemoryCallCounts()
+    counts.add([((tenant_key(tenant_id), user_key(tenant_id, caller)), f"call-{index}")
+                for index, (caller, tenant_id) in enumerate(calls or [])], ttl=60.0, now=0.0)
     return CallRouter(location=location, extension_exists=lambda realm, number: number == "1002",
                       service_role=None, app_servers=None, wall_offset=0.0, trunks=catalog,
-                      calls=lambda: calls or [])
-
-
-def _calls(*callers: tuple[str, int]) -> list[Call]:
-    return [cast(Call, SimpleNamespace(caller=caller, tenant_id=tenant_id)) for caller, tenant_id in callers]
+                      call_counts=CallCounter(counts).counts)
 
 
 def _caller(permission: str = "national", max_calls: int = 0, tenant_max_calls: int = 0) -> Caller:
@@ -102,7 +104,7 @@ def test_a_call_without_a_caller_a_provider_or_transfer_is_not_checked() -> None
 
 def test_the_users_limit_refuses_the_next_call_but_not_an_emergency_call(
         caplog: pytest.LogCaptureFixture) -> None:
-    router = _router(_calls(("1001", 1), ("1002", 1)))
+    router = _router([("1001", 1), ("1002", 1)])
     with caplog.at_level(logging.INFO, logger="pbx_services.callmanager.permissions"):
         assert router.route(DOMAIN, "0145678901", 0.0, caller=_caller(max_calls=1)) == LIMIT_REACHED
         assert router.route(DOMAIN, "1002", 0.0, caller=_caller(max_calls=1)) == LIMIT_REACHED
@@ -116,7 +118,7 @@ def test_the_users_limit_refuses_the_next_call_but_not_an_emergency_call(
 
 
 def test_the_tenants_limit_counts_every_call_of_the_tenant_only(caplog: pytest.LogCaptureFixture) -> None:
-    router = _router(_calls(("1002", 1), ("1003", 1), ("1001", 2), ("1002", 2)))
+    router = _router([("1002", 1), ("1003", 1), ("1001", 2), ("1002", 2)])
     with caplog.at_level(logging.INFO, logger="pbx_services.callmanager.permissions"):
         assert router.route(DOMAIN, "0145678901", 0.0, caller=_caller(tenant_max_calls=2)) == LIMIT_REACHED
     assert "refused: tenant's limit of 2 calls reached (2 in progress)" in caplog.text
@@ -124,3 +126,51 @@ def test_the_tenants_limit_counts_every_call_of_the_tenant_only(caplog: pytest.L
     assert router.route(DOMAIN, "922", 0.0, caller=_caller(tenant_max_calls=2)) == LIMIT_REACHED
     assert isinstance(router.route(DOMAIN, "999", 0.0, caller=_caller(tenant_max_calls=2)), list)
     assert isinstance(router.route(DOMAIN, "112", 0.0, caller=_caller(tenant_max_calls=2)), list)
+
+
+def _call(key: str, tenant_id: int | None, placed_by: str | None) -> Call:
+    limits = None if placed_by is None else Caller(extension=placed_by, tenant_id=tenant_id or 0,
+                                                  permission="national", max_calls=9)
+    return cast(Call, SimpleNamespace(record_key=key, tenant_id=tenant_id, limits=limits))
+
+
+def test_a_users_calls_count_for_it_and_its_tenant_others_for_the_tenant_only() -> None:
+    store = InMemoryCallCounts()
+    counter = CallCounter(store)
+    caller = Caller(extension="1001", tenant_id=1, permission="national", max_calls=5, tenant_max_calls=5)
+    counter.started(_call("placed/1", 1, "1001"), 0.0)
+    counter.started(_call("from-trunk/1", 1, None), 0.0)  # a DID call to 1001 counts for the tenant only
+    counter.started(_call("no-tenant/1", None, None), 0.0)
+    assert counter.counts(caller, 1.0) == (1, 2)
+    counter.ended(_call("placed/1", 1, "1001"))
+    assert counter.counts(caller, 1.0) == (0, 1)
+
+
+def test_calls_are_renewed_every_interval_and_lapse_when_no_longer_renewed() -> None:
+    counter = CallCounter(InMemoryCallCounts())
+    caller = Caller(extension="1001", tenant_id=1, permission="national", max_calls=5)
+    held = [_call("held/1", 1, "1001")]
+    counter.renew(held, 0.0)  # a call taken over from another worker is counted in here
+    counter.renew([], RENEW_INTERVAL / 2)  # too soon: nothing done, the call stays counted
+    assert counter.counts(caller, COUNT_TTL - 1) == (1, 0)
+    counter.renew(held, COUNT_TTL - 1)
+    assert counter.counts(caller, 2 * COUNT_TTL - 2) == (1, 0)
+    assert counter.counts(caller, 2 * COUNT_TTL) == (0, 0)
+
+
+class _UnreachableCounts(InMemoryCallCounts):
+    def count(self, key: str, now: float) -> int:
+        raise StateStoreUnavailable("Redis at 127.0.0.1:1 is unreachable")
+
+    def add(self, calls: object, ttl: float, now: float) -> None:
+        raise StateStoreUnavailable("Redis at 127.0.0.1:1 is unreachable")
+
+
+def test_without_the_state_store_no_call_is_refused_for_a_limit(caplog: pytest.LogCaptureFixture) -> None:
+    counter = CallCounter(_UnreachableCounts())
+    caller = Caller(extension="1001", tenant_id=1, permission="national", max_calls=1)
+    with caplog.at_level(logging.WARNING, logger="pbx_services.callmanager.permissions"):
+        counter.started(_call("placed/1", 1, "1001"), 0.0)
+        assert counter.counts(caller, 0.0) == (0, 0)
+    assert "concurrent-call limits not checked" in caplog.text
+    assert "calls in progress not counted" in caplog.text
