@@ -29,6 +29,7 @@ phone, whose later requests name that worker in our To tag.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import replace
@@ -55,6 +56,7 @@ COMPLETED_ELSEWHERE = 'SIP;cause=200;text="Call completed elsewhere"'
 """The Reason of the CANCEL the phones a call rang get when it was picked up (RFC 3326)."""
 PBX_PICKUP_TRIED = "Pbx-Pickup-Tried"
 """The workers that found nothing to pick up for a pickup INVITE, comma-separated."""
+_WORKER_LIST = re.compile(r"\b[0-9]{1,4}\b")
 
 
 class FeatureDirectory(Protocol):
@@ -98,9 +100,9 @@ class CallPickup:
             return False
         if self._ringing_call(realm, request.from_.sip_uri.user_unescaped or "", match) is not None:
             return False
-        tried = {self._worker}
-        for value in request.headers.get_all(PBX_PICKUP_TRIED):
-            tried |= {int(item) for item in value.split(",") if item.strip().isdigit()}
+        # A phone may send the header too: at worst its pickup is answered by fewer workers.
+        tried = {self._worker} | {int(item) for value in request.headers.get_all(PBX_PICKUP_TRIED)
+                                  for item in _WORKER_LIST.findall(value)}
         following = next((index for index in range(self._workers) if index not in tried), None)
         if following is None:
             return False

@@ -158,6 +158,7 @@ def test_a_pickup_invite_that_finds_nothing_goes_to_the_next_worker(make_pbx: Ca
     invite = (b"INVITE sip:*8@pbx.local SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.3:5062;branch=z9hG4bKpick1\r\n"
               b"Max-Forwards: 70\r\nFrom: <sip:300@pbx.local>;tag=p1\r\nTo: <sip:*8@pbx.local>\r\n"
               b"Call-ID: pick-1\r\nCSeq: 1 INVITE\r\nContact: <sip:300@10.0.0.3:5062>\r\n"
+              b"Pbx-Pickup-Tried: \xc2\xb2, x\r\n"  # a phone's (a superscript 2): names no worker
               b"Content-Length: 0\r\n\r\n")
 
     pbx.receive(invite, carol.address)
