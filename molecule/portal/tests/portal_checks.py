@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
+INVENTORY = Path(__file__).resolve().parents[1] / "inventory" / "hosts.yml"
 PROBE = REPO / "scripts" / "lab" / "portal_probe.py"
 UNIT = "pbx-portal.service"
 CONFIG = "/etc/pbx/portal.yml"

@@ -19,9 +19,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from portal_checks import CERTIFICATE, PORT, PROBE, REPO, UNIT, controller_ns  # noqa: E402
-
-INVENTORY = Path(__file__).resolve().parents[1] / "inventory" / "hosts.yml"
+from portal_checks import CERTIFICATE, INVENTORY, PORT, PROBE, REPO, UNIT, controller_ns  # noqa: E402
 
 
 def outages(lines: list[str], until: float) -> list[tuple[float, float]]:
