@@ -30,6 +30,7 @@ packages=(
     netcat-openbsd          # ssh ProxyCommand into the lab's controller namespace
     openssh-client          # Ansible and testinfra reach the lab's hosts by ssh
     espeak-ng               # `pbx prompt say` and the demo IVR menu's prompts (tests/unit/cli/test_ivr_cli.py)
+    chromium                # the portal's browser tests (Playwright drives it; never `playwright install`)
 )
 
 apt-get update

@@ -10,7 +10,9 @@ with one line on stderr and exit status 1; SIGINT and SIGTERM stop it with statu
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
+import importlib.metadata
 import logging
 import signal
 import sys
@@ -139,7 +141,17 @@ def merged_health(role: str, parts: Sequence[Component]) -> dict[str, object]:
         report.update(health)
     report["status"] = "ok" if healthy else "degraded"
     report["role"] = role
+    report["version"] = package_version()
     return report
+
+
+@functools.cache
+def package_version() -> str:
+    """The version of pbx-services this daemon runs (shown by the portal's cluster page)."""
+    try:
+        return importlib.metadata.version("pbx-services")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def _registry(parts: Sequence[Component]) -> CollectorRegistry:

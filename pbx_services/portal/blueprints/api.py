@@ -3,7 +3,6 @@ document, and who is logged in."""
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify
@@ -13,15 +12,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from pbx_services.portal.auth import current_admin, public
 from pbx_services.portal.context import portal_context
 from pbx_services.portal.openapi import openapi_document
+from pbx_services.runtime.daemon import package_version
 
 blueprint = Blueprint("api", __name__)
-
-
-def pbx_version() -> str:
-    try:
-        return version("pbx-services")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 @blueprint.route("/health")
@@ -31,15 +24,15 @@ def health() -> Any:
         with portal_context().sessions() as session:
             session.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
-        return jsonify(status="degraded", role="portal", version=pbx_version(),
+        return jsonify(status="degraded", role="portal", version=package_version(),
                        database=f"unreachable: {type(exc).__name__}"), 503
-    return jsonify(status="ok", role="portal", version=pbx_version(), database="ok")
+    return jsonify(status="ok", role="portal", version=package_version(), database="ok")
 
 
 @blueprint.route("/api/v1/openapi.json")
 def openapi() -> Any:
     """This document: the portal's REST API in OpenAPI 3."""
-    return jsonify(openapi_document(current_app, version=pbx_version()))
+    return jsonify(openapi_document(current_app, version=package_version()))
 
 
 @blueprint.route("/api/v1/me")
