@@ -45,6 +45,10 @@ class PortalApplication(BaseApplication):  # type: ignore[misc]
         if portal.tls_cert is not None and portal.tls_key is not None:
             settings["certfile"] = str(portal.tls_cert)
             settings["keyfile"] = str(portal.tls_key)
+        if "control_socket_disable" in self.cfg.settings:
+            # gunicorn 25.1+ opens a control socket in $HOME by default: two portals on one host (or a
+            # hardened unit without a writable home) would trip over it, and nothing here uses it.
+            settings["control_socket_disable"] = True
         for key, value in settings.items():
             self.cfg.set(key, value)
 
