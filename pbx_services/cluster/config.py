@@ -504,9 +504,12 @@ class PbxConfig(_Section):
         return self
 
     @model_validator(mode="after")
-    def _alerts_have_a_mail_server(self) -> "PbxConfig":
+    def _alerts_have_a_mail_server_and_a_bus(self) -> "PbxConfig":
         if self.alerts.recipients and self.smtp.host is None:
             raise ValueError("alerts.recipients: alert e-mails are sent through smtp.host: set it too")
+        if self.alerts.recipients and self.state.url is None:
+            raise ValueError("alerts.recipients: the portal reads the servers' events from the cluster's bus "
+                             "and shares the sending with the other portals in Redis: set state.url too")
         return self
 
     def embedded_ports_clash(self) -> str | None:

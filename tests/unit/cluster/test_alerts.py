@@ -11,6 +11,9 @@ from pbx_services.cluster.alerts import AlertEngine, AlertTiming, Notification, 
 from pbx_services.cluster.config import ConfigError, build_config
 from pbx_services.cluster.events import ServerState, ServerStateChanged
 
+MAIL_AND_BUS: dict[str, dict[str, object]] = {"smtp": {"host": "127.0.0.1"},
+                                               "state": {"url": "redis://127.0.0.1:6379/0"}}
+"""What alert recipients need beside them: a mail server, and the bus in Redis."""
 TIMING = AlertTiming(group_wait=30, group_interval=300, repeat_interval=3600)
 EPOCH = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
@@ -270,17 +273,19 @@ def test_the_alerts_section_defaults() -> None:
 
 def test_recipients_come_from_the_environment_as_a_list() -> None:
     env = {"PBX_ALERTS__RECIPIENTS": "ops@example.com, noc@example.com"}
-    config = build_config({"smtp": {"host": "127.0.0.1"}}, env=env, needs_auth=False)
+    config = build_config(MAIL_AND_BUS, env=env, needs_auth=False)
     assert config.alerts.recipients == ("ops@example.com", "noc@example.com")
 
 
 @pytest.mark.parametrize(("document", "problem"), [
-    ({"alerts": {"recipients": ["ops"]}, "smtp": {"host": "127.0.0.1"}},
+    ({"alerts": {"recipients": ["ops"]}, **MAIL_AND_BUS},
      "alerts.recipients.0: not an email address (like pbx@example.com) (got 'ops')"),
-    ({"alerts": {"recipients": ["a@x.org", "a@x.org"]}, "smtp": {"host": "127.0.0.1"}},
+    ({"alerts": {"recipients": ["a@x.org", "a@x.org"]}, **MAIL_AND_BUS},
      "alerts.recipients: lists the same value twice"),
-    ({"alerts": {"recipients": ["ops@example.com"]}},
+    ({"alerts": {"recipients": ["ops@example.com"]}, "state": MAIL_AND_BUS["state"]},
      "alerts.recipients: alert e-mails are sent through smtp.host: set it too"),
+    ({"alerts": {"recipients": ["ops@example.com"]}, "smtp": MAIL_AND_BUS["smtp"]},
+     "alerts.recipients: the portal reads the servers' events from the cluster's bus"),
     ({"alerts": {"group_wait": -1}},
      "alerts.group_wait: Input should be greater than or equal to 0 (got -1)"),
     ({"alerts": {"group_interval": 0}}, "alerts.group_interval: Input should be greater than 0 (got 0)"),
