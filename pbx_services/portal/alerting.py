@@ -38,7 +38,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -69,6 +69,10 @@ SERVER_EVENT = ServerStateChanged.__name__.encode()
 ERROR_RETRY = 1.0
 """Seconds before trying again after the database or Redis failed."""
 SEND_BATCH = 20
+HISTORY_DAYS = 90
+"""Resolved alerts and sent or failed e-mails older than this are deleted from the history."""
+PRUNE_INTERVAL = 3600.0
+"""Seconds between two prunings of the history by the sending portal."""
 
 
 class _Superseded(Exception):
@@ -112,6 +116,9 @@ class AlertRunner:
         self._held_until = 0.0
         """Monotonic time until which this portal surely holds the lease."""
         self._held: _Held | None = None
+        self._last_error: str | None = None
+        """The reader's last failure, logged once until it works again."""
+        self._pruned_at = -PRUNE_INTERVAL
         self._threads: list[threading.Thread] = []
         self._db: Any = None
         self._sessions: sessionmaker[Session] | None = None
@@ -154,15 +161,22 @@ class AlertRunner:
             try:
                 if self._renew():
                     self._work()
+                    self._prune()
                 else:
                     self._stopping.wait(self._renew_interval)
+                if self._last_error is not None:
+                    log.info("alerts: %s works again", self.name)
+                    self._last_error = None
             except _Superseded:
                 log.warning("alerts: another portal saved the alert state meanwhile: %s stops sending",
                             self.name)
                 self._let_go()
                 self._stopping.wait(self._lease_ttl)
             except (SQLAlchemyError, redis.RedisError, StateStoreUnavailable) as exc:
-                log.error("alerts: %s: %s", type(exc).__name__, exc)
+                error = f"{type(exc).__name__}: {exc}"
+                if error != self._last_error:  # once per outage, not once a second
+                    log.error("alerts: %s (trying again every %g s)", error, ERROR_RETRY)
+                    self._last_error = error
                 self._held = None  # loaded again from the database, which has what was saved
                 self._stopping.wait(ERROR_RETRY)
             except Exception:
@@ -308,6 +322,21 @@ class AlertRunner:
             recipients=",".join(recipients),
             delivery=EmailDelivery.PENDING if recipients else EmailDelivery.FAILED,
             last_error=None if recipients else "no alerts.recipients", attempts=0, next_attempt_at=moment))
+
+    def _prune(self) -> None:
+        """Delete the history older than HISTORY_DAYS, once every PRUNE_INTERVAL."""
+        assert self._sessions is not None
+        if time.monotonic() - self._pruned_at < PRUNE_INTERVAL:
+            return
+        self._pruned_at = time.monotonic()
+        before = datetime.fromtimestamp(self._clock(), UTC) - timedelta(days=HISTORY_DAYS)
+        with self._sessions.begin() as session:
+            alerts: Any = session.execute(delete(AlertRecord).where(AlertRecord.resolved_at < before))
+            emails: Any = session.execute(delete(AlertEmail).where(
+                AlertEmail.created_at < before, AlertEmail.delivery != EmailDelivery.PENDING))
+        if alerts.rowcount or emails.rowcount:
+            log.info("alerts: %d alerts and %d e-mails older than %d days deleted from the history",
+                     alerts.rowcount, emails.rowcount, HISTORY_DAYS)
 
     def _send_loop(self) -> None:
         while not self._stopping.is_set():

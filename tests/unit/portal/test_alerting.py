@@ -4,9 +4,10 @@ change, one sender among several runners, a hand-over that neither re-sends nor 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
@@ -18,7 +19,7 @@ from pbx_services.cluster.database import create_engine_for, session_factory
 from pbx_services.cluster.events import ServerState, ServerStateChanged
 from pbx_services.cluster.models import AlertEmail, AlertEngineState, AlertRecord, EmailDelivery
 from pbx_services.cluster.redis_bus import RedisStreamBus
-from pbx_services.portal.alerting import AlertRunner
+from pbx_services.portal.alerting import HISTORY_DAYS, AlertRunner
 from tests.redis_server import RedisServer
 from tests.smtp_server import SmtpServer, free_port
 
@@ -198,3 +199,35 @@ def test_without_state_url_the_runner_refuses_naming_the_key(db_url: str) -> Non
     config = build_config({"database": {"url": db_url}}, env={}, needs_auth=False)
     with pytest.raises(ValueError, match="state.url"):
         AlertRunner(config)
+
+
+def test_the_sender_deletes_the_history_older_than_its_retention(
+        runners: Callable[..., AlertRunner], db_url: str) -> None:
+    long_ago = datetime.now(UTC) - timedelta(days=HISTORY_DAYS + 1)
+    engine = create_engine_for(db_url)
+    with session_factory(engine).begin() as session:
+        session.add_all([
+            AlertRecord(role="ivr", server="old", state="down", reason="", since=long_ago,
+                        resolved_at=long_ago),
+            AlertRecord(role="ivr", server="still-down", state="down", reason="", since=long_ago),
+            AlertEmail(created_at=long_ago, role="ivr", status="firing", servers_down="old", servers_back="",
+                       subject="old", body="", recipients="ops@example.com", delivery=EmailDelivery.FAILED,
+                       attempts=5, next_attempt_at=long_ago),
+        ])
+    engine.dispose()
+    runner = runners("portal-a")
+    wait_until(lambda: runner.is_sender and [r.server for r in rows(db_url, AlertRecord)] == ["still-down"])
+    assert rows(db_url, AlertEmail) == []
+
+
+def test_an_unreachable_redis_is_logged_once_not_once_a_second(
+        db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    config = alert_config(db_url, f"redis://127.0.0.1:{free_port()}/0", free_port())
+    runner = AlertRunner(config, name="portal-a", lease_ttl=LEASE_TTL, renew_interval=RENEW)
+    with caplog.at_level(logging.ERROR, logger="pbx_services.portal.alerting"):
+        runner.start()
+        time.sleep(3.5)
+        runner.stop()
+    errors = [r.getMessage() for r in caplog.records if r.name == "pbx_services.portal.alerting"]
+    assert len(errors) == 1 and "trying again" in errors[0], errors
+    assert not runner.is_sender
