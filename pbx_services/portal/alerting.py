@@ -1,7 +1,8 @@
 """The portal's alert e-mails: the bus's server events through the alert engine, to the administrators.
 
 `AlertRunner(config)` runs two threads in one portal instance (`pbx portal` starts it once, in
-gunicorn's master, not per worker):
+gunicorn's master, not per worker; the workers forked from the master leave its connections alone,
+as psycopg and redis-py close only those of their own process):
 
 - the reader reads the cluster's bus (the Redis stream of `cluster/redis_bus.py`) for
   `ServerStateChanged` events, feeds them to the alert engine (`cluster/alerts.py`), and writes
