@@ -20,6 +20,8 @@ from .config import SmtpConfig
 
 SUBJECT_SERVERS = 4
 """Servers named in a subject; more are counted ("and 3 more")."""
+TRUNK_ROLE = "trunk"
+"""The role of the Call Managers' events about trunks' registrations (`callmanager/controller.py`)."""
 RETRY_DELAYS = (10.0, 60.0, 300.0, 900.0)
 """Seconds before sending again after the 1st, 2nd... failure; after the last one it is given up."""
 
@@ -66,7 +68,7 @@ def alert_body(notification: Notification, *, now: datetime, sent_by: str) -> st
                          f"after {_duration(alert.resolved_at - alert.since)} {alert.state.value} "
                          f"(from {_when(alert.since)})")
         lines.append("")
-    if notification.firing and role != "trunk":
+    if notification.firing and role != TRUNK_ROLE:
         lines += ["A server that is down gets no new calls. Disable it in the portal's cluster page",
                   "until it is repaired, so that it gets none when it comes back either.", ""]
     lines += ["-- ", f"Sent by the PBX portal on {sent_by}; every alert is in the portal's alert history."]
@@ -102,7 +104,8 @@ def send(config: SmtpConfig, message: EmailMessage, *, context: ssl.SSLContext |
 
 
 def _servers_of(role: str, alerts: Sequence[Alert]) -> str:
-    return f"{role} server" if len(alerts) == 1 else f"{role} servers"
+    noun = "trunk" if role == TRUNK_ROLE else f"{role} server"  # a trunk is the provider's, not ours
+    return noun if len(alerts) == 1 else f"{noun}s"
 
 
 def _names(alerts: Sequence[Alert]) -> str:

@@ -81,9 +81,12 @@ def test_the_body_names_each_server_its_role_state_and_since_when() -> None:
 def test_the_body_of_a_resolved_trunk_gives_no_advice_to_disable() -> None:
     body = alert_body(notification(resolved=(alert("trunk carrier", role="trunk", back_after=7300),),
                                    group="trunk"), now=DOWN_AT, sent_by="cm1")
-    assert body.startswith("1 trunk server is back up.\n\n  UP    trunk carrier (trunk): up since "
+    assert body.startswith("1 trunk is back up.\n\n  UP    trunk carrier (trunk): up since "
                            "2026-12-03 15:41:42 UTC, after 2 h 01 min down")
     assert "Disable" not in body
+    down = notification((alert("trunk carrier", role="trunk"),), group="trunk")
+    assert alert_subject(down) == "[FIRING:1] trunk down: trunk carrier"
+    assert "Disable" not in alert_body(down, now=DOWN_AT, sent_by="cm1")
 
 
 def test_the_email_goes_from_the_configured_address_to_every_recipient() -> None:
