@@ -43,6 +43,8 @@ from .appservers import ProbeSettings
 from .descriptors import tcp_connection_table
 from .directory import Directory
 from .forwarding import ForwardingTable
+from .live_view import CONTROL_PATHS as LIVE_PATHS
+from .live_view import answer_live
 from .mediapool import PoolSettings
 from .message_summary import MessageSummaryPackage
 from .metrics import TCP_MAX, TCP_OPEN, CallManagerCollector, SipTcpCollector
@@ -153,7 +155,7 @@ class CallManagerController:
                                      up_after=config.callmanager.app_up_after),
             app_answer_timeout=config.callmanager.app_answer_timeout, on_server_state=self._on_server_state,
             agents=state.agents, trunks=TrunkCatalog(engine=engine), forwarding=ForwardingTable(engine),
-            ring_groups=RingGroupTable(engine), leases=state.leases, call_counts=state.call_counts,
+            ring_groups=RingGroupTable(engine), leases=state.leases,
             on_trunk_state=self._on_trunk_state, event_packages=(MessageSummaryPackage(engine),))
         self._driver = CoreDriver(core=self.core, flush=self._flush)
         self._servers = ServerService(sessions=sessions)
@@ -330,10 +332,14 @@ class CallManagerController:
 
     @property
     def control_paths(self) -> tuple[str, ...]:
-        return ("trunks",)
+        return ("trunks", *LIVE_PATHS)
 
     async def control(self, request: ControlRequest) -> ControlReply:
         """GET /api/trunks: the registrations this worker holds and the trunks' probes, by trunk."""
+        if self.core is not None and self._driver is not None and request.path[:1] and \
+                request.path[0] in LIVE_PATHS:  # /api/calls and /api/registrations: see live_view
+            return answer_live(request, calls=self.core.b2bua.calls, location=self.core.location,
+                               now=self._driver.now(), wall_now=time.time())
         if request.method != "GET" or request.path != ("trunks",) or self.core is None:
             return NOT_FOUND
         now = self._driver.now() if self._driver is not None else 0.0

@@ -16,12 +16,13 @@ from prometheus_client.registry import Collector
 
 from ..cluster.config import PbxConfig
 from ..cluster.state import StateStore, StateStoreUnavailable, open_state_store
-from ..runtime.control import NOT_FOUND, ControlReply, ControlRequest
+from ..runtime.control import NOT_FOUND, ControlReply, ControlRequest, merge_replies
 from ..runtime.daemon import StartError
 from ..runtime.descriptors import DescriptorLimitError, DescriptorNeed
 from ..runtime.supervisor import WorkerSupervisor, worker_count
 from .controller import CallManagerController
 from .descriptors import fit_supervisor
+from .live_view import CONTROL_PATHS as LIVE_PATHS
 from .metrics import sip_tcp_families
 from .trunks import merge_trunk_statuses
 from .workers import WorkerPlace
@@ -94,11 +95,14 @@ class CallManagerSupervisor:
 
     @property
     def control_paths(self) -> tuple[str, ...]:
-        return ("trunks",)
+        return ("trunks", *LIVE_PATHS)
 
     async def control(self, request: ControlRequest) -> ControlReply:
         """GET /api/trunks: every worker's registrations and probes, merged (a registration is
         held by one worker; every worker probes every trunk)."""
+        if request.path[:1] and request.path[0] in LIVE_PATHS:
+            # Each worker's calls, joined; the registrations are the same in every worker's answer.
+            return merge_replies(await self.workers.ask(request))
         if request.method != "GET" or request.path != ("trunks",):
             return NOT_FOUND
         replies = await self.workers.ask(request)
