@@ -69,7 +69,7 @@ from .ring_groups import RingGroupTable
 from .routing import CallRouter, Target, best_final_status, disposition_for, server_failed
 from .transfer import CallTransfers
 from .trunk_calls import TrunkBranches
-from .trunks import TrunkCatalog, TrunkDown, TrunkEntry, never_down
+from .trunks import TrunkCatalog, TrunkDown, TrunkEntry, never_down, withholds_identity
 
 log = logging.getLogger(__name__)
 
@@ -288,6 +288,7 @@ class B2bua:
             target, call_id=call.b_call_id, from_tag=call.b_tag, caller=call.caller, callee=call.callee,
             realm=call.realm, display_name=a_invite.from_.display_name,
             max_forwards=a_invite.max_forwards - 1, body=body, content_type=content_type, now=now,
+            withheld=withholds_identity(a_invite),
             on_response=lambda branch, response, t: self._on_branch_response(call, branch, response, t),
             on_silent=lambda branch, t: self._retry_app_branch(call, branch, 408, t))
         branch.trunk = target.trunk
@@ -297,15 +298,17 @@ class B2bua:
                      realm: str, display_name: str | None, max_forwards: int, body: bytes,
                      content_type: str | None, now: float,
                      on_response: Callable[[Branch, SipResponse, float], None],
-                     on_silent: Callable[[Branch, float], object]) -> Branch:
+                     on_silent: Callable[[Branch, float], object], withheld: bool = False) -> Branch:
         """An INVITE to `target` as one branch; an application server that answers nothing within
-        `app_answer_timeout` is given up (`on_silent`)."""
+        `app_answer_timeout` is given up (`on_silent`). `withheld`: the caller asked for privacy."""
+        identity: list[tuple[str, str]] = []
         if target.trunk is None:
             from_ = Address(uri=SipUri(host=realm, user=caller), display_name=display_name,
                             params={"tag": from_tag})
             to = Address(uri=SipUri(host=realm, user=callee))
         else:  # the provider sees the trunk's presented number and the number as the route rewrote it
-            from_, to = target.trunk.from_address(caller, display_name, from_tag), target.trunk.to_address()
+            from_, identity = target.trunk.identity(caller, display_name, from_tag, withheld=withheld)
+            to = target.trunk.to_address()
         headers = [
             ("Via", self._stack.via(target.transport)),
             ("Max-Forwards", str(max_forwards)),
@@ -316,6 +319,7 @@ class B2bua:
             ("Contact", str(self._stack.contact(target.transport))),
             ("Allow", ALLOW),
             ("User-Agent", SERVER_NAME),
+            *identity,
         ]
         if content_type and body:
             headers.append(("Content-Type", content_type))

@@ -137,6 +137,18 @@ class TrunkCall:
         return Address(uri=SipUri(host=self.trunk.host, user=user), display_name=display_name,
                        params={"tag": tag})
 
+    def identity(self, caller: str, display_name: str | None, tag: str, *, withheld: bool
+                 ) -> tuple[Address, list[tuple[str, str]]]:
+        """The From of the INVITE and the identity headers that go with it. Withheld (the
+        caller's phone asked for privacy), the From is anonymous (RFC 3323) and the presented
+        number goes to the provider, a trusted peer, in P-Asserted-Identity with `Privacy: id`
+        asking it not to pass the number on (RFC 3325)."""
+        presented = self.from_address(caller, display_name, tag)
+        if not withheld:
+            return presented, []
+        anonymous = Address(uri=ANONYMOUS_URI, display_name="Anonymous", params={"tag": tag})
+        return anonymous, [("P-Asserted-Identity", str(Address(uri=presented.uri))), ("Privacy", PRIVACY_ID)]
+
     def offer(self, body: bytes) -> bytes:
         """The call's offer as the trunk gets it: its codecs only, in its order. An offer with
         none of them goes as it is (logged), for the provider to accept or refuse."""
@@ -149,6 +161,22 @@ class TrunkCall:
 
     def to_address(self) -> Address:
         return Address(uri=SipUri(host=self.trunk.host, user=self.sent_number))
+
+
+PRIVACY_ID = "id"
+WITHHOLDING_PRIVACY = frozenset({PRIVACY_ID, "user", "header"})
+"""Privacy values (RFC 3323, RFC 3325) with which a caller asks that its number not be shown."""
+ANONYMOUS_USER = "anonymous"
+ANONYMOUS_URI = SipUri(host="anonymous.invalid", user=ANONYMOUS_USER)
+"""The From URI of a call whose caller is withheld (RFC 3323 section 4.1.1.3)."""
+
+
+def withholds_identity(request: SipRequest) -> bool:
+    """Whether the caller's INVITE asks that its number be withheld: a Privacy of id, user or
+    header, or an anonymous From (as phones send for a withheld call)."""
+    values = {value.strip().lower() for header in request.headers.get_all("Privacy")
+              for value in header.split(";")}
+    return bool(values & WITHHOLDING_PRIVACY) or (request.from_.sip_uri.user or "").lower() == ANONYMOUS_USER
 
 
 @dataclass(frozen=True, slots=True)

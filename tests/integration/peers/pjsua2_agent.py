@@ -6,6 +6,7 @@ process and aborts at exit if a Call object outlives it. Commands:
     {"cmd": "register"}                        -> {"event": "reg", "code": 200, "expires": N}
     {"cmd": "unregister"}
     {"cmd": "call", "uri": "sip:1002@..."}     -> {"event": "call_state", "state": "CONFIRMED", ...}
+    {"cmd": "call", "uri": ..., "headers": {"Privacy": "id"}}  (extra headers in the INVITE)
     {"cmd": "answer", "code": 200}             (answers the ringing incoming call)
     {"cmd": "hold"} / {"cmd": "unhold"}        (re-INVITE with sendonly / sendrecv)
     {"cmd": "hangup"}
@@ -130,7 +131,12 @@ class Phone:
             self.account.setRegistration(False)
         elif name == "call":
             self.call = Call(self, self.account)
-            self.call.makeCall(str(command["uri"]), pj.CallOpParam(True))
+            param = pj.CallOpParam(True)
+            for header_name, value in dict(command.get("headers") or {}).items():  # type: ignore[call-overload]
+                header = pj.SipHeader()
+                header.hName, header.hValue = str(header_name), str(value)
+                param.txOption.headers.append(header)
+            self.call.makeCall(str(command["uri"]), param)
         elif name == "xfer":
             self.calls[int(str(command["call"]))].xfer(str(command["uri"]), pj.CallOpParam(True))
         elif name == "xfer_replaces":

@@ -17,11 +17,13 @@ from pbx_services.callmanager.trunks import (
     did_route,
     merge_trunk_statuses,
     next_trunk,
+    withholds_identity,
 )
 from pbx_services.cluster.destinations import parse_destination
 from pbx_services.cluster.dial_patterns import compile_pattern, normalise
 from pbx_services.cluster.models import NumberFormat
 from pbx_services.cluster.validation import InvalidValue
+from pbx_services.sip.message import SipRequest, parse_message
 
 DOMAIN = "pbx.example"
 
@@ -201,3 +203,37 @@ def test_the_workers_listings_merge_into_one_entry_per_trunk() -> None:
     assert len(merged["probes"]) == 1
     assert {key: merged["probes"][0][key] for key in ("state", "workers_down", "workers")} == {
         "state": "down", "workers_down": 1, "workers": 3}
+
+
+def _invite(*headers: str, from_user: str = "1001") -> SipRequest:
+    """A phone's INVITE (pjsua2's headers), with `headers` added."""
+    lines = ["INVITE sip:0612345678@pbx.example SIP/2.0", "Via: SIP/2.0/UDP 192.0.2.50:5062;branch=z9hG4bKp1",
+             "Max-Forwards: 70", f"From: <sip:{from_user}@pbx.example>;tag=ph1",
+             "To: <sip:0612345678@pbx.example>", "Call-ID: c1", "CSeq: 1 INVITE",
+             "Contact: <sip:1001@192.0.2.50:5062>", *headers, "Content-Length: 0"]
+    request = parse_message(("\r\n".join(lines) + "\r\n\r\n").encode())
+    assert isinstance(request, SipRequest)
+    return request
+
+
+@pytest.mark.parametrize(("headers", "from_user", "withheld"), [
+    ((), "1001", False),
+    (("Privacy: none",), "1001", False),
+    (("Privacy: id",), "1001", True),
+    (("Privacy: header;ID",), "1001", True),
+    (("Privacy: user",), "1001", True),
+    ((), "Anonymous", True),
+])
+def test_a_caller_withholds_its_number_by_privacy_or_an_anonymous_from(
+        headers: tuple[str, ...], from_user: str, withheld: bool) -> None:
+    assert withholds_identity(_invite(*headers, from_user=from_user)) is withheld
+
+
+def test_a_withheld_caller_is_anonymous_in_from_and_asserted_to_the_provider() -> None:
+    call = _plan().outbound(DOMAIN, "90612345678", lambda trunk: 0)
+    assert call is not None and not isinstance(call, tuple)
+    from_, headers = call.identity("1001", None, "t1", withheld=False)
+    assert (str(from_), headers) == ("<sip:+3312345678@provider.example>;tag=t1", [])
+    from_, headers = call.identity("1001", None, "t1", withheld=True)
+    assert str(from_) == "Anonymous <sip:anonymous@anonymous.invalid>;tag=t1"
+    assert headers == [("P-Asserted-Identity", "<sip:+3312345678@provider.example>"), ("Privacy", "id")]
