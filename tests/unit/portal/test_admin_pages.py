@@ -417,3 +417,18 @@ def test_a_prompt_spoken_through_the_api(logged_in: Any) -> None:
     assert alice.get(f"/api/v1/ivr/prompts?tenant={TENANT_B}").status_code == 403
     assert alice.delete(f"/api/v1/ivr/prompts/hello?tenant={TENANT_B}",
                         headers={"X-CSRF-Token": alice_csrf}).status_code == 403
+
+
+# -- calls and registrations ----------------------------------------------------------------------
+
+def test_without_a_call_manager_the_calls_pages_say_so(logged_in: Any) -> None:
+    client, _ = logged_in("root")
+    assert "the Call Manager does not answer" in client.get("/calls").get_data(as_text=True)
+    reply = client.get("/api/v1/calls")
+    assert reply.status_code == 503 and "does not answer" in reply.get_json()["error"]
+    reply = client.get("/api/v1/registrations?limit=0")
+    assert reply.status_code == 400
+    assert reply.get_json() == {"error": "limit: 1 to 1000, not 0", "field": "limit"}
+    assert client.get(f"/calls/registrations?tenant={TENANT_A}").status_code == 200
+    alice, _ = logged_in("alice")
+    assert alice.get(f"/api/v1/registrations?tenant={TENANT_B}").status_code == 403
