@@ -15,10 +15,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from pbx_services.features.application import CONFIRMATION
 from tests.integration.conftest import PbxServer, free_port, pbx, running_pbx
 from tests.integration.peers.pjsua2_phone import Pjsua2Phone
 from tests.integration.test_ivr_calls import RATE, level_at, received
@@ -29,8 +27,10 @@ USERS = ("1001", "1002", "1005")
 CACHE_SECONDS = 11.5
 """How long the Call Manager may go on with what it read of forwarding and feature codes (10 s,
 read again at its next second)."""
-CONFIRMATION_HZ = 880.0
-"""The first note of the confirmation's tone (`features.application.CONFIRMATION`)."""
+CONFIRMATION_HZ = (880.0, 1320.0)
+"""The confirmation's notes, one after the other (`features.application.CONFIRMATION`)."""
+HEARD = 1000.0
+"""Amplitude above which a note is heard (it is sent at 6000)."""
 
 
 @pytest.fixture
@@ -119,12 +119,12 @@ def test_forwarding_and_do_not_disturb_from_the_phone(server: PbxServer, tmp_pat
     assert forwarding(server) == "1002@pbx.local: always -> 1005, do not disturb"
     user.close()
 
-    # What 1002 heard: the confirmation's tone, once for each change it made (*78, *79, *72, *98).
+    # What 1002 heard: the confirmation's two notes, once for each change it made (*78, *79, *72, *98).
     audio = received(tmp_path / "heard-1002.wav")
-    step, size = RATE // 20, RATE // 10
-    levels = np.array([level_at(audio[start:start + size], CONFIRMATION_HZ)
-                       for start in range(0, len(audio) - size, step)])
-    heard = levels > 1000.0
-    confirmations = int(np.count_nonzero(heard[1:] & ~heard[:-1]) + heard[0])
-    print(f"1002 heard the confirmation {confirmations} times (tone of {len(CONFIRMATION) / RATE:.2f} s)")
-    assert confirmations >= 4
+    step, size = RATE // 20, RATE // 10  # 0.1 s windows every 0.05 s: each note lasts 0.12 s
+    low, high = ([level_at(audio[start:start + size], hz) > HEARD
+                  for start in range(0, len(audio) - size, step)] for hz in CONFIRMATION_HZ)
+    starts = [i for i in range(1, len(low) - 3) if low[i] and not low[i - 1] and any(high[i + 2:i + 4])]
+    print(f"1002 heard the confirmation {len(starts)} times, at "
+          f"{[round(i * step / RATE, 1) for i in starts]} s of its recording")
+    assert len(starts) == 4
