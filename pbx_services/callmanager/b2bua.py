@@ -221,9 +221,9 @@ class B2bua:
             self.pickup.pick_up(request, tx, source, transport, now, realm=realm, picker=caller,
                                 match=feature)
             return
-        if feature is not None and role is not None:
+        if feature is not None and role is not None and limited is not None:
             dialed, forwards, hunt = feature.service_number, 0, None
-            targets = self.router.service_targets(role, realm, dialed)
+            targets = self.router.feature_targets(role, realm, dialed, now, caller=limited)
         else:
             dialed, targets, forwards, hunt = self.redirection.route(realm, dialed, now, outbound=outbound,
                                                                      caller=limited, forwards=0)

@@ -90,6 +90,15 @@ class CallRouter:
             return self._outbound(realm, dialed, caller) if outbound else (404, "Not Found")
         return self.service_targets(role, realm, dialed)
 
+    def feature_targets(self, role: ServerRole, realm: str, number: str, now: float, *,
+                        caller: Caller) -> list[Target] | tuple[int, str]:
+        """Where a user's feature code goes: an application server of `role`, dialled as the
+        feature's service number `number`; the caller is held to its limits as for any call."""
+        targets = self.service_targets(role, realm, number)
+        if isinstance(targets, tuple):
+            return targets
+        return limit_refusal(caller, number, None, self._call_counts(caller, now)) or targets
+
     def service_targets(self, role: ServerRole, realm: str, number: str) -> list[Target] | tuple[int, str]:
         """The application server of `role` that a call to `number` goes to (a number the role
         serves: a menu's, or a feature code's service number), or 503 when none is available."""
