@@ -113,7 +113,7 @@ class B2bua:
         self.redirection = CallRedirection(self, forwarding=forwarding, ring_groups=ring_groups)
         self.router = CallRouter(location=location, extension_exists=extension_exists,
                                  service_role=service_role, app_servers=app_servers, wall_offset=wall_offset,
-                                 trunks=trunks, trunk_calls=self.trunk_branches.calls_on,
+                                 trunks=trunks, trunk_calls=self.call_counter.trunk_calls,
                                  trunk_down=trunk_down, call_counts=self._call_counts)
         self._app_answer_timeout = app_answer_timeout
         self.transfers = CallTransfers(self)
@@ -238,7 +238,7 @@ class B2bua:
                     started_at=now, realm=realm, limits=limited, forwards=forwards, hunt=hunt)
         tx.user_data = call
         self.calls.add(call)
-        self.call_counter.started(call, now + self._wall_offset)
+        self.call_counter.changed(call, now + self._wall_offset)
         # An INVITE's Expires bounds its ringing (RFC 3261 13.3.1): a queue server's ring of an
         # agent stops at its ring timeout even when the queue server is gone.
         expires = _invite_expires(request)
@@ -293,6 +293,8 @@ class B2bua:
             on_silent=lambda branch, t: self._retry_app_branch(call, branch, 408, t))
         branch.trunk = target.trunk
         call.branches.append(branch)
+        if target.trunk is not None:
+            self.call_counter.changed(call, now + self._wall_offset)
 
     def _send_invite(self, target: Target, *, call_id: str, from_tag: str, caller: str, callee: str,
                      realm: str, display_name: str | None, max_forwards: int, body: bytes,

@@ -226,6 +226,8 @@ class Call:
     ring group's next member)."""
     hunt: Hunt | None = None
     """The ring group being rung, with its members still to ring."""
+    counted: tuple[str, ...] = ()
+    """The keys the call is counted under for the limits (`permissions.CallCounter`)."""
 
     def transition(self, call_input: CallInput) -> None:
         """Move to the phase `TRANSITIONS` gives; RuntimeError if it has none (a bug here)."""

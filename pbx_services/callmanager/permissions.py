@@ -24,9 +24,10 @@ from dataclasses import dataclass
 
 from ..cluster.models import PermissionClass
 from ..cluster.models.user import permits
-from ..cluster.state.call_counts import CallCountStore, tenant_key, user_key
+from ..cluster.state.call_counts import CallCountStore, tenant_key, trunk_key, user_key
 from ..cluster.state.errors import StateStoreUnavailable
 from .call import Call
+from .trunks import TrunkEntry
 
 log = logging.getLogger(__name__)
 
@@ -90,22 +91,42 @@ def limit_refusal(caller: Caller, dialed: str, route_class: str | None, counts: 
     return LIMIT_REACHED
 
 
+def _failed(final: int | None) -> bool:
+    return final is not None and not 200 <= final < 300
+
+
 class CallCounter:
-    """This worker's calls counted in the cluster's counts as they start, renewed while they
-    last, counted out as they end; and the counts a new call's limits are checked against.
-    While the state store cannot be reached, no call is refused for a limit (the log says so)."""
+    """This worker's calls counted in the cluster's counts as they start (and as a branch to a
+    trunk starts or fails), renewed while they last, counted out as they end; and the counts a
+    new call's limits (and a trunk's `max_calls`) are checked against. While the state store
+    cannot be reached, no call is refused for a limit (the log says so)."""
 
     def __init__(self, store: CallCountStore) -> None:
         self._store = store
         self._renewed_at = float("-inf")
+        self._now = 0.0
+        """The time of the last call counted or renewed, for a trunk's count (asked without one)."""
 
     @staticmethod
     def keys(call: Call) -> tuple[str, ...]:
-        if call.tenant_id is None:
-            return ()
-        if call.limits is None:  # not placed by a user: a trunk's, an application server's call
-            return (tenant_key(call.tenant_id),)
-        return tenant_key(call.tenant_id), user_key(call.tenant_id, call.limits.extension)
+        """A call counts for its tenant, for the user who placed it (not a trunk's or an
+        application server's call), and for each trunk one of its branches rings or talks through."""
+        keys: list[str] = []
+        if call.tenant_id is not None:
+            keys.append(tenant_key(call.tenant_id))
+            if call.limits is not None:
+                keys.append(user_key(call.tenant_id, call.limits.extension))
+        keys.extend(sorted({trunk_key(branch.trunk.trunk.key) for branch in call.branches
+                            if branch.trunk is not None and not _failed(branch.final)}))
+        return tuple(keys)
+
+    def trunk_calls(self, trunk: TrunkEntry) -> int:
+        """The calls ringing or answered through `trunk` in the whole cluster."""
+        try:
+            return self._store.count(trunk_key(trunk.key), self._now)
+        except StateStoreUnavailable as exc:
+            log.warning("trunk %s: its call limit not checked: %s", trunk.name, exc)
+            return 0
 
     def counts(self, caller: Caller, now: float) -> tuple[int, int]:
         """The calls in progress of `caller` and of its tenant."""
@@ -120,22 +141,42 @@ class CallCounter:
             return 0, 0
         return user, tenant
 
-    def started(self, call: Call, now: float) -> None:
-        self._write(lambda: self._store.add([(self.keys(call), call.record_key)], COUNT_TTL, now))
+    def changed(self, call: Call, now: float) -> None:
+        """The call started, or a branch of it to a trunk started or failed: counted anew."""
+        self._now = now
+        keys = self.keys(call)
+        if keys == call.counted:
+            return
+        gone = tuple(key for key in call.counted if key not in keys)
+        call.counted = keys
+        if gone:
+            self._remove(gone, call.record_key)
+        self._write(lambda: self._store.add([(keys, call.record_key)], COUNT_TTL, now))
 
     def ended(self, call: Call) -> None:
-        keys = self.keys(call)
-        if keys:
-            self._write(lambda: self._store.remove(keys, call.record_key))
+        counted, call.counted = call.counted, ()
+        if counted:
+            self._remove(counted, call.record_key)
 
     def renew(self, calls: Iterable[Call], now: float) -> None:
         """Every RENEW_INTERVAL: the calls this worker holds stay counted (a call taken over
         from a dead worker is counted in again here)."""
+        self._now = now
         if now - self._renewed_at < RENEW_INTERVAL:
             return
         self._renewed_at = now
-        self._write(lambda: self._store.add([(self.keys(call), call.record_key) for call in calls],
-                                            COUNT_TTL, now))
+        renewed = []
+        for call in calls:
+            keys = self.keys(call)
+            gone = tuple(key for key in call.counted if key not in keys)
+            if gone:
+                self._remove(gone, call.record_key)
+            call.counted = keys
+            renewed.append((keys, call.record_key))
+        self._write(lambda: self._store.add(renewed, COUNT_TTL, now))
+
+    def _remove(self, keys: tuple[str, ...], member: str) -> None:
+        self._write(lambda: self._store.remove(keys, member))
 
     @staticmethod
     def _write(operation: Callable[[], None]) -> None:

@@ -16,7 +16,6 @@ from ..sip.transaction import make_tag
 from .call import ROUTING
 from .routing import server_failed
 from .trunk_registration import credentials_for, parse_challenge
-from .trunks import TrunkEntry
 
 if TYPE_CHECKING:
     from .b2bua import B2bua
@@ -30,12 +29,6 @@ _CREDENTIALS = ("Authorization", "Proxy-Authorization")
 class TrunkBranches:
     def __init__(self, b2bua: B2bua) -> None:
         self._b2bua = b2bua
-
-    def calls_on(self, trunk: TrunkEntry) -> int:
-        """The calls ringing or answered through `trunk` here."""
-        return sum(1 for call in self._b2bua.calls for branch in call.branches
-                   if branch.trunk is not None and branch.trunk.trunk.key == trunk.key
-                   and (branch.final is None or 200 <= branch.final < 300))
 
     def failed(self, call: Call, branch: Branch, response: SipResponse, now: float) -> bool:
         """A trunk's final failure on `branch`: True when it is taken care of (the INVITE sent
@@ -55,7 +48,7 @@ class TrunkBranches:
         if target is None:
             return False
         branch.final = code
-        self._b2bua._start_branch(call, target, now)
+        self._b2bua._start_branch(call, target, now)  # counts the call for the next trunk, not this one
         return True
 
     def _answer_challenge(self, branch: Branch, response: SipResponse, now: float) -> bool:

@@ -1,8 +1,9 @@
-"""How many calls a user and a tenant have in progress across the whole cluster, for their
-concurrent-call limits.
+"""How many calls a user, a tenant and a trunk have in progress across the whole cluster, for
+their concurrent-call limits.
 
-Each Call Manager worker counts its calls in under one or more keys (the tenant's, and the
-calling user's when a user placed it) when they start, counts them out when they end, and
+Each Call Manager worker counts its calls in under one or more keys (the tenant's, the
+calling user's when a user placed it, the trunk's while it rings or talks through one) when
+they start, counts them out when they end, and
 renews the ones it still holds every so often: an entry lapses `ttl` seconds after it was
 last renewed, so the calls of a worker that died stop counting within `ttl` (a worker that
 takes them over counts them in again at its next renewal). `count` is what every worker
@@ -29,6 +30,10 @@ def tenant_key(tenant_id: int) -> str:
 
 def user_key(tenant_id: int, extension: str) -> str:
     return f"user:{tenant_id}/{extension}"
+
+
+def trunk_key(trunk: str) -> str:
+    return f"trunk:{trunk}"
 
 
 class CallCountStore(Protocol):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from types import SimpleNamespace
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
@@ -131,19 +131,38 @@ def test_the_tenants_limit_counts_every_call_of_the_tenant_only(caplog: pytest.L
 def _call(key: str, tenant_id: int | None, placed_by: str | None) -> Call:
     limits = None if placed_by is None else Caller(extension=placed_by, tenant_id=tenant_id or 0,
                                                   permission="national", max_calls=9)
-    return cast(Call, SimpleNamespace(record_key=key, tenant_id=tenant_id, limits=limits))
+    return cast(Call, SimpleNamespace(record_key=key, tenant_id=tenant_id, limits=limits, branches=[],
+                                      counted=()))
 
 
 def test_a_users_calls_count_for_it_and_its_tenant_others_for_the_tenant_only() -> None:
     store = InMemoryCallCounts()
     counter = CallCounter(store)
     caller = Caller(extension="1001", tenant_id=1, permission="national", max_calls=5, tenant_max_calls=5)
-    counter.started(_call("placed/1", 1, "1001"), 0.0)
-    counter.started(_call("from-trunk/1", 1, None), 0.0)  # a DID call to 1001 counts for the tenant only
-    counter.started(_call("no-tenant/1", None, None), 0.0)
+    placed = _call("placed/1", 1, "1001")
+    counter.changed(placed, 0.0)
+    counter.changed(_call("from-trunk/1", 1, None), 0.0)  # a DID call to 1001 counts for the tenant only
+    counter.changed(_call("no-tenant/1", None, None), 0.0)
     assert counter.counts(caller, 1.0) == (1, 2)
-    counter.ended(_call("placed/1", 1, "1001"))
+    counter.ended(placed)
     assert counter.counts(caller, 1.0) == (0, 1)
+
+
+def test_a_call_counts_for_a_trunk_while_its_branch_there_rings_or_talks() -> None:
+    counter = CallCounter(InMemoryCallCounts())
+    call = _call("out/1", 1, "1001")
+    branch = SimpleNamespace(trunk=SimpleNamespace(trunk=TRUNK), final=None)
+    call.branches.append(cast(Any, branch))
+    counter.changed(call, 0.0)
+    assert counter.trunk_calls(TRUNK) == 1
+    branch.final = 503  # the provider failed it: the call moves on to the next trunk
+    counter.changed(call, 1.0)
+    assert counter.trunk_calls(TRUNK) == 0
+    branch.final = 200
+    counter.changed(call, 2.0)
+    assert counter.trunk_calls(TRUNK) == 1
+    counter.ended(call)
+    assert counter.trunk_calls(TRUNK) == 0 and call.counted == ()
 
 
 def test_calls_are_renewed_every_interval_and_lapse_when_no_longer_renewed() -> None:
@@ -170,7 +189,7 @@ def test_without_the_state_store_no_call_is_refused_for_a_limit(caplog: pytest.L
     counter = CallCounter(_UnreachableCounts())
     caller = Caller(extension="1001", tenant_id=1, permission="national", max_calls=1)
     with caplog.at_level(logging.WARNING, logger="pbx_services.callmanager.permissions"):
-        counter.started(_call("placed/1", 1, "1001"), 0.0)
+        counter.changed(_call("placed/1", 1, "1001"), 0.0)
         assert counter.counts(caller, 0.0) == (0, 0)
     assert "concurrent-call limits not checked" in caplog.text
     assert "calls in progress not counted" in caplog.text
