@@ -155,7 +155,7 @@ class CallManagerController:
                                      up_after=config.callmanager.app_up_after),
             app_answer_timeout=config.callmanager.app_answer_timeout, on_server_state=self._on_server_state,
             agents=state.agents, trunks=TrunkCatalog(engine=engine), forwarding=ForwardingTable(engine),
-            ring_groups=RingGroupTable(engine), leases=state.leases,
+            ring_groups=RingGroupTable(engine), leases=state.leases, call_counts=state.call_counts,
             on_trunk_state=self._on_trunk_state, event_packages=(MessageSummaryPackage(engine),))
         self._driver = CoreDriver(core=self.core, flush=self._flush)
         self._servers = ServerService(sessions=sessions)
