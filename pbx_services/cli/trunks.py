@@ -235,8 +235,8 @@ def _probe_text(trunk: TrunkInfo, probe: dict[str, Any] | None) -> str:
     seen = f" ({probe['reason']})" if probe.get("reason") else ""
     if probe["state"] != "down":
         return f"up{seen}"
-    workers = int(probe.get("workers", 1))
-    where = f" on {probe['workers_down']} of {workers} workers" if workers > 1 else ""
+    down, workers = int(probe["workers_down"]), int(probe["workers"])
+    where = f" on {down} of {workers} workers" if down < workers else ""
     return f"down{where}: {probe['reason']}"
 
 

@@ -18,9 +18,11 @@ from typing import Any
 import pytest
 
 from pbx_services.callmanager.trunks import CATALOG_TTL
-from tests.integration.conftest import PBX, PbxServer, free_port, pbx
+from tests.integration.conftest import PBX, PbxServer, free_port, pbx, running_pbx
 from tests.integration.peers import sipp
 from tests.integration.peers.pjsua2_phone import Pjsua2Phone
+from tests.integration.test_callmanager_workers import workers_env
+from tests.redis_server import RedisServer
 
 pytestmark = [
     pytest.mark.integration,
@@ -394,3 +396,22 @@ def test_bad_did_hours_are_refused_naming_them(tmp_path: Path) -> None:
     assert refused.returncode != 0
     assert "DID 0140000000: hours 'mon-fry 09:00-17:00': 'mon-fry' is not a day" in refused.stderr
     assert "no DIDs" in pbx("did", "list", "--data-dir", data_dir).stdout
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+def test_with_two_workers_trunk_list_merges_their_registrations_and_probes(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    provider_port, silent_port = free_port(), free_port()
+    with running_pbx(tmp_path / "data", workers_env(redis_server)) as pbx_server:
+        registrar, stat = _provider("trunk_registrar", tmp_path, 1, provider_port)
+        _add_trunk(pbx_server, "provider", provider_port, "--username", "acme", "--password", "s3cret-trunk",
+                   "--register")
+        _add_trunk(pbx_server, "silent", silent_port, "--probe-interval", "1")
+        assert sipp.finish(registrar, stat, timeout=30).successful == 1
+        # One worker holds the registration, both probe the silent trunk: one line each, merged.
+        listing = _wait_for_listing(pbx_server, "down: no answer", timeout=15.0)
+        listing = _wait_for_listing(pbx_server, "registered (200", timeout=5.0)
+    provider_line = next(line for line in listing.splitlines() if line.startswith("provider "))
+    silent_line = next(line for line in listing.splitlines() if line.startswith("silent "))
+    assert "registered (200" in provider_line and provider_line.rstrip().endswith("off")
+    assert silent_line.rstrip().endswith("down: no answer")
