@@ -291,7 +291,7 @@ class B2bua:
             withheld=withholds_identity(a_invite),
             on_response=lambda branch, response, t: self._on_branch_response(call, branch, response, t),
             on_silent=lambda branch, t: self._retry_app_branch(call, branch, 408, t))
-        branch.trunk = target.trunk
+        branch.trunk, branch.user = target.trunk, target.user
         call.branches.append(branch)
         if target.trunk is not None:
             self.call_counter.changed(call, now + self._wall_offset)

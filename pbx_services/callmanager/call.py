@@ -155,6 +155,9 @@ class Branch:
     """Until the application server answers anything: silent past it, the next one is tried."""
     trunk: TrunkCall | None = None
     """The trunk this branch goes out through (and the route's trunks left), None otherwise."""
+    user: str | None = None
+    """The user whose device it rings (a ring group's member, a forward's destination...), None
+    for an application server or a trunk."""
     cancel_reason: str | None = None
     """The Reason header of its CANCEL (RFC 3326), if it says why (the call was picked up)."""
 

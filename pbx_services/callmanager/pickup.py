@@ -4,10 +4,11 @@ The tenant's pickup code (`*8` by default, `cluster.feature_codes`) picks up a c
 any user of the picker's pickup group (`pbx user set EXT --pickup-group NAME`; a user without
 one is in its tenant's default group); the directed pickup code followed by an extension
 (`**1002`) picks up the call ringing 1002. A call is picked up when it is of the picker's
-tenant, still unanswered, and one of its branches to a phone rings (a 180 or 183 came): the
-oldest such call (one whose caller sent no offer, which the picker's offer could not answer,
-is left alone). None: `480 No Call To Pick Up` (`404 No Such Extension` for a directed
-pickup of a number no user has).
+tenant, still unanswered, and a user's phone rings for it (a 180 or 183 came; the callee's, a
+ring group's member's, a forward's destination's: `Branch.user`): the oldest such call (one
+whose caller sent no offer, which the picker's offer could not answer, is left alone). None:
+`480 No Call To Pick Up` (`404 No Such Extension` for a directed pickup of a number no user
+has).
 
 The picker's INVITE becomes the call's answering leg (`CallPickup.pick_up`): the ringing
 phones get a CANCEL with `Reason: SIP;cause=200;text="Call completed elsewhere"` (RFC 3326:
@@ -198,15 +199,15 @@ class CallPickup:
             return None  # the picker is no user of the tenant
         candidates = []
         for call in self._b.calls:
-            if call.phase is not ROUTING or call.realm != realm or not call.b_offer \
-                    or picker in (call.caller, call.callee) or not _rings_a_phone(call):
+            if call.phase is not ROUTING or call.realm != realm or not call.b_offer or call.caller == picker:
                 continue
+            ringing = _ringing_users(call) - {picker}
             if match.feature is Feature.DIRECTED_PICKUP:
-                if call.callee != match.argument:
-                    continue
-            elif self._group_of(realm, call.callee) != group:
-                continue
-            candidates.append(call)
+                wanted = match.argument in ringing
+            else:
+                wanted = any(self._group_of(realm, user) == group for user in ringing)
+            if wanted:
+                candidates.append(call)
         return min(candidates, key=lambda call: call.started_at, default=None)
 
     def _group_of(self, realm: str, extension: str) -> str | None:
@@ -215,10 +216,10 @@ class CallPickup:
         return self._directory.pickup_group(realm, extension)
 
 
-def _rings_a_phone(call: Call) -> bool:
-    """A phone rings for it (a 180 or 183 came), not only an application server or a trunk."""
-    return any(branch.state is RINGING and branch.app_endpoint is None and branch.trunk is None
-               for branch in call.branches)
+def _ringing_users(call: Call) -> set[str]:
+    """The users whose phones ring for the call (a 180 or 183 came): its callee's, a ring group's
+    members' rung so far; not an application server or a trunk."""
+    return {branch.user for branch in call.branches if branch.state is RINGING and branch.user}
 
 
 def answer_for_picker(server_sdp: bytes, picker_sdp: bytes, caller_sdp: bytes | None) -> bytes:

@@ -39,6 +39,8 @@ class Target:
     transport: str
     app_endpoint: AppEndpoint | None = None
     trunk: TrunkCall | None = None
+    user: str | None = None
+    """The extension whose device this is (a user's contact), None otherwise."""
 
 
 class CallRouter:
@@ -84,7 +86,7 @@ class CallRouter:
             bindings = self._location.lookup(f"sip:{dialed}@{realm}", now + self._wall_offset)
             if not bindings:
                 return 480, "Temporarily Unavailable"
-            return [Target(b.contact, b.source, b.transport) for b in bindings]
+            return [Target(b.contact, b.source, b.transport, user=dialed) for b in bindings]
         role = self._service_role(realm, dialed)
         if role is None:
             return self._outbound(realm, dialed, caller) if outbound else (404, "Not Found")

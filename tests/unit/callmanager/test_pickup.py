@@ -14,6 +14,7 @@ from pbx_services.callmanager.pickup import COMPLETED_ELSEWHERE, PBX_PICKUP_TRIE
 from pbx_services.callmanager.workers import WorkerPlace
 from pbx_services.cluster.events import Disposition, HangupBy
 from pbx_services.cluster.feature_codes import FeatureCodeService
+from pbx_services.cluster.ring_groups import RingGroupService
 from pbx_services.cluster.users import UserService
 from pbx_services.media.negotiation import NegotiationError
 from pbx_services.sip.message import SipRequest, parse_message
@@ -101,6 +102,20 @@ def test_group_pickup_stays_in_the_picker_s_group(pbx: Pbx, alice: Phone, bob: P
     assert carol.pop_response().status_code == 480  # Bob is in the default group, Carol in sales
 
     carol.call("**200")  # a directed pickup knows no groups
+    assert carol.pop_response(200)
+
+
+@pytest.mark.parametrize("code", ["*8", "**200"])
+def test_a_ring_group_s_call_is_picked_up_from_the_member_it_rings(
+        pbx: Pbx, alice: Phone, bob: Phone, carol: Phone, sessions: sessionmaker[Session], code: str) -> None:
+    RingGroupService(sessions=sessions, default_domain=DOMAIN).add_group("600", members=["200"])
+    alice.call("600")
+    invite = bob.pop_request("INVITE")
+    bob.send(bob.respond(invite, 180, to_tag="bob-ring"))
+
+    carol.call(code)
+
+    assert bob.pop_request("CANCEL").headers.get("Reason") == COMPLETED_ELSEWHERE
     assert carol.pop_response(200)
 
 
