@@ -6,7 +6,8 @@ one is in its tenant's default group); the directed pickup code followed by an e
 (`**1002`) picks up the call ringing 1002. A call is picked up when it is of the picker's
 tenant, still unanswered, and a user's phone rings for it (a 180 or 183 came; the callee's, a
 ring group's member's, a forward's destination's: `Branch.user`): the oldest such call (one
-whose caller sent no offer, which the picker's offer could not answer, is left alone). None:
+whose caller sent no offer, which the picker's offer could not answer, is left alone, and so is
+a queue server's ring of an agent, which the queue then joins to its caller). None:
 `480 No Call To Pick Up` (`404 No Such Extension` for a directed pickup of a number no user
 has).
 
@@ -199,8 +200,9 @@ class CallPickup:
             return None  # the picker is no user of the tenant
         candidates = []
         for call in self._b.calls:
-            if call.phase is not ROUTING or call.realm != realm or not call.b_offer or call.caller == picker:
-                continue
+            if call.phase is not ROUTING or call.realm != realm or not call.b_offer or call.caller == picker \
+                    or self._b.is_app_endpoint(call.a.peer):
+                continue  # a queue's ring of an agent is the agent's: the queue joins its caller to it
             ringing = _ringing_users(call) - {picker}
             if match.feature is Feature.DIRECTED_PICKUP:
                 wanted = match.argument in ringing

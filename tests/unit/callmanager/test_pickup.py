@@ -14,13 +14,16 @@ from pbx_services.callmanager.pickup import COMPLETED_ELSEWHERE, PBX_PICKUP_TRIE
 from pbx_services.callmanager.workers import WorkerPlace
 from pbx_services.cluster.events import Disposition, HangupBy
 from pbx_services.cluster.feature_codes import FeatureCodeService
+from pbx_services.cluster.models import ServerRole
 from pbx_services.cluster.ring_groups import RingGroupService
+from pbx_services.cluster.servers import ServerEntry
 from pbx_services.cluster.users import UserService
 from pbx_services.media.negotiation import NegotiationError
 from pbx_services.sip.message import SipRequest, parse_message
 from pbx_services.sip.sdp import SessionDescription
 
 from .conftest import DOMAIN, OTHER_DOMAIN, SDP_OFFER, OutgoingCall, Pbx, Phone, registered
+from .test_joins import QUEUE_ADDRESS, queue_invite
 
 PICKER_OFFER = (b"v=0\r\no=carol 3 3 IN IP4 10.0.0.3\r\ns=-\r\nc=IN IP4 10.0.0.3\r\nt=0 0\r\n"
                 b"m=audio 6000 RTP/AVP 8 0 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n"
@@ -117,6 +120,22 @@ def test_a_ring_group_s_call_is_picked_up_from_the_member_it_rings(
 
     assert bob.pop_request("CANCEL").headers.get("Reason") == COMPLETED_ELSEWHERE
     assert carol.pop_response(200)
+
+
+def test_a_queue_s_ring_of_an_agent_is_left_to_the_agent(pbx: Pbx, bob: Phone, carol: Phone) -> None:
+    pbx.core.app_servers.update_servers([ServerEntry(
+        name="queue1", role=ServerRole.QUEUE, host=QUEUE_ADDRESS[0], port=QUEUE_ADDRESS[1], workers=1,
+        weight=1, enabled=True)], pbx.now)
+    queue = pbx.phone("700", *QUEUE_ADDRESS)
+    queue.send(queue_invite(queue, "200")[1])
+    invite = bob.pop_request("INVITE")
+    bob.send(bob.respond(invite, 180, to_tag="agent"))
+
+    carol.call("*8")
+
+    carol.pop_response(100)
+    assert carol.pop_response().status_code == 480
+    bob.assert_silent()
 
 
 def test_a_call_of_another_tenant_is_never_picked_up(pbx: Pbx, alice: Phone, bob: Phone) -> None:
