@@ -38,7 +38,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, g, jsonify, render_template, request
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 
@@ -123,8 +123,6 @@ def session_secret(config: PbxConfig) -> bytes:
 
 
 def _admin_or_none() -> Any:
-    from flask import g
-
     return g.get("admin")
 
 

@@ -20,7 +20,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import abort, g, jsonify, redirect, request, session, url_for
+from flask import abort, current_app, g, jsonify, redirect, request, session, url_for
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
@@ -124,8 +124,6 @@ def authenticate_request() -> Response | None:
 
 
 def portal_view() -> Callable[..., Any] | None:
-    from flask import current_app
-
     return current_app.view_functions.get(request.endpoint) if request.endpoint else None
 
 
