@@ -156,6 +156,7 @@ class CallManagerController:
             app_answer_timeout=config.callmanager.app_answer_timeout, on_server_state=self._on_server_state,
             agents=state.agents, trunks=TrunkCatalog(engine=engine), forwarding=ForwardingTable(engine),
             ring_groups=RingGroupTable(engine), leases=state.leases, call_counts=state.call_counts,
+            lines=state.lines,
             on_trunk_state=self._on_trunk_state, event_packages=(MessageSummaryPackage(engine),))
         self._driver = CoreDriver(core=self.core, flush=self._flush)
         self._servers = ServerService(sessions=sessions)

@@ -10,11 +10,16 @@ legs), seen from the user: `initiator` when the user called, `recipient` when it
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
+from ..cluster.state.lines import InMemoryLines, LineStore
 from .call import ENDED, ROUTING, Call
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/dialog-info+xml"
 
@@ -57,36 +62,83 @@ def dialog_info(entity: str, version: int, dialogs: Iterable[DialogView], realm:
     return ("\r\n".join(lines) + "\r\n").encode()
 
 
+LINE_TTL = 3.0
+"""Seconds a worker's published lines stay live: three missed publications."""
+
+
+def _line_key(realm: str, extension: str) -> str:
+    return f"{realm}/{extension}"
+
+
+def _encode(views: Iterable[DialogView]) -> str:
+    return json.dumps([[view.id, view.direction, view.state, view.remote] for view in views])
+
+
+def _decode(text: str) -> list[DialogView]:
+    try:
+        return [DialogView(id=str(i), direction=str(d), state=str(s), remote=str(r))
+                for i, d, s, r in json.loads(text)]
+    except (ValueError, TypeError):
+        log.warning("a published line that does not parse is passed over: %.80r", text)
+        return []
+
+
 class DialogPackage:
     """The dialog event package (RFC 4235) for `subscriptions.Subscriptions`: any user of a
-    tenant may watch a colleague's line (BLF). Polled once a second: one pass over the calls
-    of this worker gives the state of every watched line, and only a line whose dialogs
-    changed is NOTIFYed."""
+    tenant may watch a colleague's line (BLF).
+
+    A watcher's SUBSCRIBE reaches one worker, the colleague's calls may be held by others:
+    every worker publishes the lines of its calls to the state store once a second
+    (`publish`), and the watcher's worker reads the watched lines from there when polled, once
+    a second too, so only a line whose dialogs changed is NOTIFYed, within about 2 s."""
 
     name = "dialog"
     content_type = CONTENT_TYPE
 
     def __init__(self, *, calls: Callable[[], Iterable[Call]],
-                 extension_exists: Callable[[str, str], bool]) -> None:
+                 extension_exists: Callable[[str, str], bool], lines: LineStore | None = None,
+                 owner: str = "local") -> None:
         self._calls = calls
         self._extension_exists = extension_exists
+        self._lines: LineStore = lines or InMemoryLines()
+        self._owner = owner
 
     def refusal(self, subscriber: str, realm: str, resource: str) -> tuple[int, str] | None:
         return None if self._extension_exists(realm, resource) else (404, "Not Found")
 
     def state(self, realm: str, resource: str, now: float) -> tuple[DialogView, ...]:
-        return tuple(dialogs_of(self._calls(), realm, resource))
+        """On a new subscription: this worker's dialogs of the line as they are, and the others'."""
+        here = dialogs_of(self._calls(), realm, resource)
+        return _merged(here, self._published({(realm, resource)}, now).get((realm, resource), []))
 
     def body(self, realm: str, resource: str, state: tuple[DialogView, ...], version: int) -> bytes:
         return dialog_info(f"sip:{resource}@{realm}", version, state, realm)
 
-    def poll(self, watched: set[tuple[str, str]],
-             now: float) -> list[tuple[str, str, tuple[DialogView, ...]]]:
-        lines: dict[tuple[str, str], list[Call]] = {line: [] for line in watched}
+    def publish(self, now: float) -> None:
+        """Once a second: the lines of this worker's calls, for the watchers of every worker.
+        Raises StateStoreUnavailable when the store is away."""
+        lines: dict[tuple[str, str], list[Call]] = {}
         for call in self._calls():
             for extension in {call.caller, call.callee}:
-                found = lines.get((call.realm, extension))
-                if found is not None:
-                    found.append(call)
-        return [(realm, resource, tuple(dialogs_of(calls, realm, resource)))
-                for (realm, resource), calls in lines.items()]
+                lines.setdefault((call.realm, extension), []).append(call)
+        published = {_line_key(realm, extension): _encode(dialogs_of(calls, realm, extension))
+                     for (realm, extension), calls in lines.items()}
+        self._lines.publish(self._owner, published, LINE_TTL, now)
+
+    def poll(self, watched: set[tuple[str, str]],
+             now: float) -> list[tuple[str, str, tuple[DialogView, ...]]]:
+        published = self._published(watched, now)
+        return [(realm, resource, _merged([], published.get((realm, resource), [])))
+                for realm, resource in watched]
+
+    def _published(self, lines: set[tuple[str, str]], now: float) -> dict[tuple[str, str], list[DialogView]]:
+        keys = {_line_key(realm, resource): (realm, resource) for realm, resource in lines}
+        found = self._lines.read(keys.keys(), now)
+        return {keys[key]: [view for text in texts for view in _decode(text)] for key, texts in found.items()}
+
+
+def _merged(here: list[DialogView], published: list[DialogView]) -> tuple[DialogView, ...]:
+    """One view per dialog, this worker's own before what it (or another) published, by id."""
+    views = {view.id: view for view in published}
+    views.update((view.id, view) for view in here)
+    return tuple(sorted(views.values(), key=lambda view: view.id))

@@ -18,6 +18,7 @@ from ..cluster.state.dialogs import DialogStore, InMemoryDialogs
 from ..cluster.state.errors import StateStoreUnavailable
 from ..cluster.state.homes import HomeStore
 from ..cluster.state.leases import LeaseStore
+from ..cluster.state.lines import LineStore
 from ..cluster.state.location import InMemoryLocation, LocationStore
 from ..runtime.timers import TimerQueue
 from ..sip.digest import DigestAlgorithm, NonceManager
@@ -74,12 +75,13 @@ class CallManager:
                  forwarding: ForwardingTable | None = None, ring_groups: RingGroupTable | None = None,
                  leases: LeaseStore | None = None, on_trunk_state: TrunkStateCallback | None = None,
                  event_packages: tuple[EventPackage, ...] = (),
-                 call_counts: CallCountStore | None = None) -> None:
+                 call_counts: CallCountStore | None = None, lines: LineStore | None = None) -> None:
         """`trunks`: the trunks, outbound routes and DIDs; the trunks that want a registration
         are registered by the holder of their lease in `leases`, and those with a probe interval
         probed with OPTIONS (each change of either: `on_trunk_state`);
         `event_packages`: what phones may SUBSCRIBE to (`subscriptions`); `call_counts` the
-        cluster's counts of calls in progress, for the concurrent-call limits."""
+        cluster's counts of calls in progress, for the concurrent-call limits; `lines` the users'
+        lines every worker publishes for BLF."""
         self.place = place or WorkerPlace(node="local")
         self.stack = SipStack(host=host, port=port, max_message_size=max_message_size,
                               layer=TransactionLayer(),
@@ -124,11 +126,12 @@ class CallManager:
         self.trunk_registrations = TrunkRegistrations(
             stack=self.stack, timers=self.timers, leases=leases, owner=self.place.owner,
             make_tag=self.place.tag, on_state=on_trunk_state or _ignore_trunk_state)
+        self.dialog_lines = DialogPackage(calls=lambda: self.b2bua.calls,
+                                          extension_exists=directory.extension_exists, lines=lines,
+                                          owner=self.place.owner)
         self.subscriptions = Subscriptions(stack=self.stack, timers=self.timers, authenticator=authenticator,
                                            realm_for=directory.realm_for,
-                                           packages=[*event_packages, DialogPackage(
-                                               calls=lambda: self.b2bua.calls,
-                                               extension_exists=directory.extension_exists)],
+                                           packages=[*event_packages, self.dialog_lines],
                                            make_tag=self.place.tag, wall_offset=wall_offset)
         self.holding = CallHolding(b2bua=self.b2bua, store=self.dialogs, place=self.place,
                                    wall_offset=wall_offset)
@@ -179,6 +182,7 @@ class CallManager:
             self.trunks.tick(now)
             self.trunk_registrations.update(self.trunks.plan.trunks, now)
             self.trunk_probes.update(self.trunks.plan.trunks, now)
+        self.dialog_lines.publish(wall)
         self.subscriptions.poll(now)
 
     def next_timer(self) -> float | None:

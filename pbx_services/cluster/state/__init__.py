@@ -4,7 +4,8 @@ Location (`location.LocationStore`), digest nonce-counts (`sip.digest.NonceCount
 authentications and blocks (`auth_failures.AuthFailureStore`), the calls in progress
 (`dialogs.DialogStore`), the homes of meeting rooms (`homes.HomeStore`), what queue agents
 are doing (`agents.AgentStore`), leases (`leases.LeaseStore`) and the calls counted against
-the concurrent-call limits (`call_counts.CallCountStore`), each with two
+the concurrent-call limits (`call_counts.CallCountStore`) and the users' lines for BLF
+(`lines.LineStore`), each with two
 implementations: in this process (the all-in-one's embedded default: nothing to install) and
 in Redis (`redis`), shared by every worker and every Call Manager of a cluster.
 `open_state_store(url)` picks by `state.url`. No role reaches Redis except through these.
@@ -23,6 +24,7 @@ from .dialogs import DialogStore, InMemoryDialogs
 from .errors import StateStoreUnavailable
 from .homes import HomeStore, InMemoryHomes
 from .leases import InMemoryLeases, LeaseStore
+from .lines import InMemoryLines, LineStore
 from .location import InMemoryLocation, LocationStore
 
 __all__ = ["StateStore", "StateStoreUnavailable", "open_state_store"]
@@ -42,6 +44,8 @@ class StateStore:
     """Who does what only one process may do at a time (distribute a queue)."""
     call_counts: CallCountStore
     """The calls of each user and tenant in progress, for their concurrent-call limits."""
+    lines: LineStore
+    """Each worker's users' dialogs, for BLF watchers on every worker."""
     description: str
     """Where it is, for the log (a Redis URL without its password)."""
     closer: Callable[[], None] | None = None
@@ -61,7 +65,8 @@ def open_state_store(url: str | None, *, nonce_ttl: float, timeout: float = 0.5)
         return StateStore(location=InMemoryLocation(), nonce_counts=InMemoryNonceCounts(nonce_ttl),
                           auth_failures=InMemoryAuthFailures(), dialogs=InMemoryDialogs(),
                           homes=InMemoryHomes(), agents=InMemoryAgents(), leases=InMemoryLeases(),
-                          call_counts=InMemoryCallCounts(), description="in-process")
+                          call_counts=InMemoryCallCounts(), lines=InMemoryLines(),
+                          description="in-process")
     from .redis import open_redis_state
 
     return open_redis_state(url, nonce_ttl=nonce_ttl, timeout=timeout)

@@ -13,6 +13,8 @@ Keys (all under `pbx:`), each with a TTL that follows what it holds:
   sorted set "<aor>\\n<contact>" by expiry time, for the count and the purge.
 - `nc:<nonce>` the last nonce-count accepted, expiring with the nonce.
 - `fail:<ip>` failures in the current window; `block:<ip>` while blocked; `blocked` sorted set.
+- `lines:<owner>` hash "<realm>/<ext>" -> that user's dialogs on that worker (JSON), expiring;
+  `lines` sorted set of the owners by the wall-clock end of their lines.
 - `calls:<key>` sorted set of the calls counted under a limit's key, by expiry time (ms).
 - `call:<key>` a call record (JSON); `dlg:<call-id>:<tag>` -> key, per leg; `owner:<owner>` set of keys;
   `owners` set of the owners with records; `alive:<owner>` while that owner holds its calls.
@@ -24,7 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
@@ -578,6 +580,47 @@ class RedisCallCounts:
         self._redis.call(write)
 
 
+class RedisLines:
+    """Each worker's lines in a hash of its own, replaced in one transaction at each publication."""
+
+    def __init__(self, connection: RedisConnection) -> None:
+        self._redis = connection
+
+    def publish(self, owner: str, lines: Mapping[str, str], ttl: float, now: float) -> None:
+        key, ttl_ms = f"{PREFIX}lines:{owner}", max(1, round(ttl * 1000))
+
+        def write(client: redis.Redis) -> None:
+            pipe = client.pipeline(transaction=True)
+            pipe.delete(key)
+            if lines:
+                pipe.hset(key, mapping=dict[Any, Any](lines))
+                pipe.pexpire(key, ttl_ms)
+            pipe.zadd(f"{PREFIX}lines", {owner: now + ttl})
+            pipe.zremrangebyscore(f"{PREFIX}lines", "-inf", now - 3600)
+            pipe.execute()
+
+        self._redis.call(write)
+
+    def read(self, keys: Collection[str], now: float) -> dict[str, list[str]]:
+        if not keys:
+            return {}
+        wanted = list(keys)
+
+        def fetch(client: redis.Redis) -> list[Any]:
+            owners: list[Any] = list(client.zrangebyscore(f"{PREFIX}lines", now, "+inf"))
+            pipe = client.pipeline(transaction=False)
+            for owner in owners:
+                pipe.hmget(f"{PREFIX}lines:{_text(owner)}", wanted)
+            return list(pipe.execute())
+
+        found: dict[str, list[str]] = {}
+        for values in self._redis.call(fetch):
+            for key, value in zip(wanted, values, strict=True):
+                if value is not None:
+                    found.setdefault(key, []).append(_text(value))
+        return found
+
+
 def open_redis_state(url: str, *, nonce_ttl: float, timeout: float) -> StateStore:
     try:
         client, description = redis_client(url, timeout=timeout)
@@ -600,6 +643,7 @@ def open_redis_state(url: str, *, nonce_ttl: float, timeout: float) -> StateStor
                       auth_failures=RedisAuthFailures(connection), dialogs=RedisDialogs(connection),
                       homes=RedisHomes(connection), agents=RedisAgents(connection),
                       leases=RedisLeases(connection), call_counts=RedisCallCounts(connection),
+                      lines=RedisLines(connection),
                       description=description,
                       closer=connection.close,
                       publish_event=publish_event)

@@ -4,8 +4,13 @@ is nobody's is refused 404. The dialog states are read once a second (`housekeep
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import cast
 from xml.etree import ElementTree
 
+from pbx_services.callmanager.call import CONNECTED, ROUTING, Call
+from pbx_services.callmanager.dialog_info import LINE_TTL, DialogPackage
+from pbx_services.cluster.state.lines import InMemoryLines
 from tests.unit.sip.wire import crlf
 
 from .conftest import SDP_OFFER, Pbx, Phone, registered
@@ -74,3 +79,39 @@ def test_a_colleagues_line_rings_talks_and_goes_idle(pbx: Pbx, alice: Phone, bob
 
 def test_a_line_that_is_nobodys_is_refused(pbx: Pbx, alice: Phone) -> None:
     assert subscribed(alice, "999") == 404
+
+
+def _held(call_id: str, caller: str, callee: str, phase: object) -> object:
+    return SimpleNamespace(call_id=call_id, realm="pbx.example", caller=caller, callee=callee, phase=phase)
+
+
+def test_a_watcher_on_one_worker_sees_the_calls_another_worker_holds() -> None:
+    # Two workers of a Call Manager (or two Call Managers) on one state store: 1001's call to
+    # 1002 is held by worker 0; 1003's BLF key subscribed through worker 1.
+    store = InMemoryLines()
+    held: list[object] = [_held("c1", "1001", "1002", ROUTING)]
+    worker0 = DialogPackage(calls=lambda: cast(list[Call], held), extension_exists=lambda r, n: True,
+                            lines=store, owner="cm1/0")
+    worker1 = DialogPackage(calls=lambda: [], extension_exists=lambda r, n: True, lines=store, owner="cm1/1")
+    line = ("pbx.example", "1002")
+    worker0.publish(100.0)
+    worker1.publish(100.0)
+    assert [(v.direction, v.state, v.remote) for v in worker1.state(*line, 100.5)] == [
+        ("recipient", "early", "1001")]
+    held[0] = _held("c1", "1001", "1002", CONNECTED)
+    worker0.publish(101.0)
+    [(_, _, views)] = worker1.poll({line}, 101.5)
+    assert [v.state for v in views] == ["confirmed"]
+    held.clear()
+    worker0.publish(102.0)
+    assert worker1.poll({line}, 102.5) == [("pbx.example", "1002", ())]
+
+
+def test_the_lines_of_a_worker_that_stopped_publishing_go_dark() -> None:
+    store = InMemoryLines()
+    worker0 = DialogPackage(calls=lambda: [cast(Call, _held("c1", "1001", "1002", CONNECTED))],
+                            extension_exists=lambda r, n: True, lines=store, owner="cm1/0")
+    worker1 = DialogPackage(calls=lambda: [], extension_exists=lambda r, n: True, lines=store, owner="cm1/1")
+    worker0.publish(100.0)
+    assert worker1.poll({("pbx.example", "1001")}, 100.0 + LINE_TTL - 0.1)[0][2] != ()
+    assert worker1.poll({("pbx.example", "1001")}, 100.0 + LINE_TTL) == [("pbx.example", "1001", ())]
