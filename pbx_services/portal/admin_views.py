@@ -43,7 +43,9 @@ def json_body() -> dict[str, Any]:
 
 def request_tenant(body: Mapping[str, Any] | None = None) -> str | None:
     """The tenant (domain) the request names in `tenant`, as the administrator may use it."""
-    requested = (body or {}).get("tenant") if body is not None else request.values.get("tenant")
+    # A form's field wins over the page's query (a form posted to ?tenant=a picking tenant b).
+    requested = (body or {}).get("tenant") if body is not None else \
+        request.form.get("tenant") or request.args.get("tenant")
     if requested is not None and not isinstance(requested, str):
         abort(400, description="tenant: a domain (a string)")
     return scoped_domain(requested or None)

@@ -432,3 +432,11 @@ def test_without_a_call_manager_the_calls_pages_say_so(logged_in: Any) -> None:
     assert client.get(f"/calls/registrations?tenant={TENANT_A}").status_code == 200
     alice, _ = logged_in("alice")
     assert alice.get(f"/api/v1/registrations?tenant={TENANT_B}").status_code == 403
+
+
+def test_the_tenant_picked_in_a_form_wins_over_the_pages_query(logged_in: Any) -> None:
+    client, csrf = logged_in("root")
+    reply = post(client, csrf, f"/meetings?tenant={TENANT_A}", tenant=TENANT_B, number="801")
+    assert reply.status_code == 302
+    assert client.get(f"/api/v1/meetings/801?tenant={TENANT_B}").status_code == 200
+    assert client.get(f"/api/v1/meetings/801?tenant={TENANT_A}").status_code == 404
