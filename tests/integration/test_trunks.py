@@ -152,6 +152,32 @@ def _call_from_provider(pbx_server: PbxServer, phone: Pjsua2Phone, provider_port
     return incoming
 
 
+def test_a_providers_caller_is_shown_and_kept_in_the_trunks_format(
+        pbx_server: PbxServer, phone: Pjsua2Phone, tmp_path: Path) -> None:
+    provider_port = free_port()
+    _add_trunk(pbx_server, "provider", provider_port, "--number-format", "e164", "--country-code", "33",
+               "--national-prefix", "0")
+    _cli(pbx_server, "did", "add", "0140000000", "--destination", "1001")
+    time.sleep(CATALOG_WAIT)
+
+    # The provider writes its caller's number nationally (0612345678), from the trunk's port.
+    caller = subprocess.Popen(
+        ["sipp", pbx_server.address, "-sf", str(sipp.SCENARIOS / "trunk_uac.xml"), "-s", "0140000000",
+         "-key", "caller", "0612345678", "-m", "1", "-p", str(provider_port), *sipp.COMMON, "-d", "500"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        incoming = phone.wait_for("incoming", timeout=15)
+        phone.send("answer", code=200)
+        output, _ = caller.communicate(timeout=30)
+    finally:
+        if caller.poll() is None:
+            caller.kill()
+    assert caller.returncode == 0, output[-2000:]
+    assert "sip:+33612345678@" in incoming["remote_uri"]
+    cdrs = pbx_server.wait_for_cdrs(1)
+    assert [(cdr["caller"], cdr["callee"]) for cdr in cdrs] == [("+33612345678", "1001")]
+
+
 def test_a_call_from_the_trunk_to_an_unknown_did_is_refused_with_404(
         pbx_server: PbxServer, tmp_path: Path) -> None:
     provider_port = free_port()
