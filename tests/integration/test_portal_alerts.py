@@ -19,7 +19,9 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ import yaml
 from tests.integration.conftest import PBX, free_port, pbx, running_pbx
 from tests.integration.test_ivr_failover import AppServerDaemon, endpoint_up
 from tests.redis_server import RedisServer
-from tests.smtp_server import SmtpServer
+from tests.smtp_server import Inbox, SmtpServer
 
 pytestmark = pytest.mark.integration
 
@@ -95,8 +97,24 @@ def alert_emails(data_dir: Path) -> list[dict[str, Any]]:
         return [dict(row) for row in db.execute("SELECT * FROM alert_emails ORDER BY id")]
 
 
-def test_one_email_when_an_ivr_server_dies_and_one_when_it_is_back_from_one_of_two_portals(
-        tmp_path: Path, redis_server: RedisServer) -> None:
+@dataclass
+class AlertingCluster:
+    data_dir: Path
+    ivr: AppServerDaemon
+    portals: list[PortalProcess]
+    inbox: Inbox
+
+    def sender(self) -> PortalProcess:
+        """The portal that sent the e-mails so far (their `sent_by` is `host:pid`)."""
+        [sent_by] = {email["sent_by"] for email in alert_emails(self.data_dir)}
+        return next(portal for portal in self.portals
+                    if portal.process is not None and sent_by.endswith(f":{portal.process.pid}"))
+
+
+@contextmanager
+def alerting_cluster(tmp_path: Path, redis_server: RedisServer) -> Iterator[AlertingCluster]:
+    """A Call Manager on Redis, the IVR server ivr1 it probes, up, and two portals sending alerts to
+    aiosmtpd, one of which holds the lease."""
     data_dir = tmp_path / "data"
     pbx("init", "--data-dir", str(data_dir))
     pbx("admin", "add", ADMIN, f"--password={ADMIN_PASSWORD}", "--role", "operator",
@@ -105,7 +123,6 @@ def test_one_email_when_an_ivr_server_dies_and_one_when_it_is_back_from_one_of_t
     pbx("server", "add", ivr.name, "--role", "ivr", "--host", "127.0.0.1", "--port", str(ivr.sip_port),
         "--data-dir", str(data_dir))
     smtp = SmtpServer()
-    inbox = smtp.inbox
     env = {"PBX_IVR__EMBEDDED": "false", "PBX_STATE__URL": redis_server.url}
     with ExitStack() as stack:
         stack.callback(smtp.stop)
@@ -125,19 +142,33 @@ def test_one_email_when_an_ivr_server_dies_and_one_when_it_is_back_from_one_of_t
         logs = [portal.log.read_text() for portal in portals]
         assert all("alerts: " in log and " started (e-mails to ops@example.com" in log for log in logs), logs
         assert [" holds the lease" in log for log in logs].count(True) == 1, logs
+        yield AlertingCluster(data_dir=data_dir, ivr=ivr, portals=portals, inbox=smtp.inbox)
 
+
+def subjects(inbox: Inbox) -> list[str]:
+    return [message["Subject"] for _, message in inbox.messages]
+
+
+FIRING = "[FIRING:1] ivr server down: ivr1"
+RESOLVED = "[RESOLVED] ivr server back up: ivr1"
+
+
+def test_one_email_when_an_ivr_server_dies_and_one_when_it_is_back_from_one_of_two_portals(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    with alerting_cluster(tmp_path, redis_server) as cluster:
+        inbox, ivr, portals = cluster.inbox, cluster.ivr, cluster.portals
         ivr.kill()
         killed_at = time.monotonic()
         [(recipients, firing)] = inbox.wait(1, timeout=20)
         firing_after = time.monotonic() - killed_at
         assert sorted(recipients) == sorted(RECIPIENTS)
-        assert firing["Subject"] == "[FIRING:1] ivr server down: ivr1"
+        assert firing["Subject"] == FIRING
         assert firing["From"] == "pbx@example.com"
         body = firing.get_content()
         assert "ivr1 (ivr): down since" in body and "OPTIONS" in body, body
 
         time.sleep(5 * GROUP_INTERVAL)  # it stays down: no second e-mail
-        assert len(inbox.messages) == 1, [m["Subject"] for _, m in inbox.messages]
+        assert subjects(inbox) == [FIRING]
         [down] = portals[0].get("/api/v1/alerts?firing=true")["alerts"]
         assert (down["role"], down["server"], down["state"]) == ("ivr", "ivr1", "down")
 
@@ -145,18 +176,42 @@ def test_one_email_when_an_ivr_server_dies_and_one_when_it_is_back_from_one_of_t
         started_at = time.monotonic()
         messages = inbox.wait(2, timeout=20)
         resolved_after = time.monotonic() - started_at
-        assert [m["Subject"] for _, m in messages] == ["[FIRING:1] ivr server down: ivr1",
-                                                       "[RESOLVED] ivr server back up: ivr1"]
+        assert subjects(inbox) == [FIRING, RESOLVED]
         assert "ivr1 (ivr): up since" in messages[1][1].get_content()
         time.sleep(3 * GROUP_INTERVAL)
-        assert len(inbox.messages) == 2, [m["Subject"] for _, m in inbox.messages]
+        assert len(inbox.messages) == 2, subjects(inbox)
 
         history = portals[1].get("/api/v1/alerts")["alerts"]
         assert [(a["server"], a["firing"]) for a in history] == [("ivr1", False)]
-        emails = alert_emails(data_dir)
+        emails = alert_emails(cluster.data_dir)
         assert [(e["status"], e["delivery"], e["attempts"]) for e in emails] == [
             ("firing", "sent", 1), ("resolved", "sent", 1)]
-        senders = {e["sent_by"] for e in emails}
-        assert len(senders) == 1, senders
+        sender = cluster.sender()
     print(f"\nfiring e-mail {firing_after:.1f} s after SIGKILL, resolved e-mail {resolved_after:.1f} s after "
-          f"the restart, both sent by {senders.pop()} of two portals")
+          f"the restart, both sent by {sender.name} of two portals")
+
+
+def test_the_other_portal_takes_on_when_the_sending_one_is_killed(tmp_path: Path,
+                                                                  redis_server: RedisServer) -> None:
+    with alerting_cluster(tmp_path, redis_server) as cluster:
+        inbox, ivr = cluster.inbox, cluster.ivr
+        ivr.kill()
+        inbox.wait(1, timeout=20)
+        first = cluster.sender()
+        [other] = [portal for portal in cluster.portals if portal is not first]
+        assert first.process is not None
+        os.killpg(first.process.pid, signal.SIGKILL)  # the sending portal's host dies
+        first.process.wait()
+        ivr.start()  # while no portal holds the lease: the other must not miss it
+        started_at = time.monotonic()
+        inbox.wait(2, timeout=30)
+        resolved_after = time.monotonic() - started_at
+        time.sleep(3 * GROUP_INTERVAL)
+        assert subjects(inbox) == [FIRING, RESOLVED]  # the firing one not sent again
+        emails = alert_emails(cluster.data_dir)
+        assert other.process is not None
+        assert [e["sent_by"].rsplit(":", 1)[1] for e in emails] == [str(first.process.pid),
+                                                                    str(other.process.pid)]
+        assert " holds the lease" in other.log.read_text()
+    print(f"\nthe sending portal killed: the other sent the resolved e-mail {resolved_after:.1f} s after the "
+          "IVR server's restart, and nothing twice")
