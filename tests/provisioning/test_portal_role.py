@@ -144,6 +144,9 @@ def test_checks_pass_with_a_password_and_no_certificate() -> None:
     ((GOOD_PASSWORD, "pbx_portal__port=70000"), "pbx_portal__port must be 1 to 65535 (got 70000)"),
     ((GOOD_PASSWORD, '{"pbx_portal__alert_recipients": ["noc@example.com"]}'),
      "pbx_portal__alert_recipients needs pbx_portal__smtp.host"),
+    ((GOOD_PASSWORD, '{"pbx_portal__alert_recipients": ["noc@example.com"], "pbx_portal__state_url": "",'
+                     ' "pbx_portal__smtp": {"host": "mail.example.com"}}'),
+     "and pbx_portal__state_url (the site's Redis"),
 ])
 def test_checks_refuse_with_the_variables_name(extra_vars: tuple[str, ...], message: str) -> None:
     result = run_checks(*extra_vars)
