@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from pbx_services.runtime.daemon import package_version
 from tests.integration.conftest import PbxServer, free_port, pbx, running_pbx
 from tests.integration.peers import sipp
 from tests.integration.peers.chromium import TIMEOUT_MS, headless_chromium, log_in
@@ -87,6 +88,8 @@ def test_an_operator_disables_an_ivr_server_in_the_browser_and_calls_go_to_the_o
         page.wait_for_selector(state_badge("ivr1", "up"))
         page.wait_for_selector(state_badge("ivr2", "up"))
         assert page.locator("tr[data-server]").count() >= 2
+        assert page.locator('tr[data-server="ivr2"] td.version').inner_text() == package_version()
+        assert page.locator('tr[data-server="ivr2"] td.load').inner_text() == "calls 0"
 
         # Calls on both servers, then ivr1 disabled under them: it drains.
         long_calls, stat = sipp.start("uac_auth_sdp", tmp_path, "-inf", str(callers(tmp_path, password)),
