@@ -68,8 +68,9 @@ def dial_feature(phone: Pjsua2Phone, server: PbxServer, code: str, index: int, *
     answered = phone.wait_for("call_state", lambda e: e["index"] == index and e["state"] in (
         "CONFIRMED", "DISCONNECTED"), timeout=10)
     assert answered["state"] == "CONFIRMED", answered
+    before = int(phone.gap()["rx_packets"])  # the phone's count of all its calls' packets
     time.sleep(1.0)
-    told = int(phone.gap()["rx_packets"])
+    told = int(phone.gap()["rx_packets"]) - before
     if digits:
         phone.dtmf(digits)
     phone.wait_for("call_state", lambda e: e["index"] == index and e["state"] == "DISCONNECTED", timeout=20)
