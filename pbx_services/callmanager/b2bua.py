@@ -63,7 +63,7 @@ from .forwarding import ForwardingTable
 from .joins import CallJoins
 from .mediapool import MediaPool
 from .permissions import CallCounter, Caller
-from .pickup import CallPickup, FeatureDirectory
+from .pickup import COMPLETED_ELSEWHERE, CallPickup, FeatureDirectory
 from .redirection import CallRedirection
 from .ring_groups import RingGroupTable
 from .routing import CallRouter, Target, best_final_status, disposition_for, server_failed
@@ -493,6 +493,8 @@ class B2bua:
         self._register_dialog(call, leg)
         for other in call.branches:
             if other is not branch:
+                # RFC 3326: the other devices show the call answered elsewhere, not missed.
+                other.cancel_reason = COMPLETED_ELSEWHERE
                 self._cancel_branch(other, now)
         self._confirm_caller_dialog(call)
         invite_cseq = branch.invite.cseq.seq

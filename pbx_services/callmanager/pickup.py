@@ -55,7 +55,8 @@ log = logging.getLogger(__name__)
 
 SDP = "application/sdp"
 COMPLETED_ELSEWHERE = 'SIP;cause=200;text="Call completed elsewhere"'
-"""The Reason of the CANCEL the phones a call rang get when it was picked up (RFC 3326)."""
+"""The Reason of the CANCEL the phones a call rang get when it was picked up or answered on
+another of them (RFC 3326): they show it answered elsewhere, not missed."""
 PBX_PICKUP_TRIED = "Pbx-Pickup-Tried"
 """The workers that found nothing to pick up for a pickup INVITE, comma-separated."""
 _WORKER_LIST = re.compile(r"\b[0-9]{1,4}\b")

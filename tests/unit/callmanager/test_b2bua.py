@@ -998,6 +998,7 @@ def test_forking_the_first_200_wins_and_the_other_branch_is_cancelled(
     assert mobile.pop_request("ACK").to.tag == "mobile"
     cancel = desk.pop_request("CANCEL")
     assert cancel.top_via.branch == desk_invite.top_via.branch
+    assert cancel.headers.get("Reason") == 'SIP;cause=200;text="Call completed elsewhere"'
     assert alice.pop_response(200).body == SDP_ANSWER
     desk.send(desk.respond(cancel, 200))
     desk.send(desk.respond(desk_invite, 487, to_tag="desk"))
