@@ -11,14 +11,10 @@ Everything is set up with the `pbx` command as an administrator would.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import io
 import secrets
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +27,7 @@ from pbx_services.rtp.wav import read_wav, write_wav
 from tests.integration.conftest import PbxServer, free_port, pbx, running_pbx
 from tests.integration.peers.pjsua2_phone import Pjsua2Phone
 from tests.integration.test_ivr_calls import RATE, level_at, received, tone
+from tests.smtp_server import Inbox
 
 pytestmark = pytest.mark.integration
 
@@ -39,24 +36,6 @@ MESSAGE_TONE = 850.0
 PIN = "4321"
 MAILBOX_EMAIL = "bob@example.com"
 NO_ANSWER_SECONDS = 5
-
-
-@dataclass
-class Inbox:
-    """What the SMTP server received: (envelope recipients, the message)."""
-
-    messages: list[tuple[list[str], EmailMessage]] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's)
-        parsed = email.message_from_bytes(envelope.content, _class=EmailMessage, policy=email.policy.default)
-        self.messages.append((list(envelope.rcpt_tos), parsed))
-        return "250 Message accepted for delivery"
-
-    def wait(self, count: int, timeout: float) -> list[tuple[list[str], EmailMessage]]:
-        deadline = time.monotonic() + timeout
-        while len(self.messages) < count and time.monotonic() < deadline:
-            time.sleep(0.1)
-        return self.messages
 
 
 @pytest.fixture
