@@ -30,7 +30,9 @@ from tests.integration.peers.pjsua2_phone import Pjsua2Phone
 from tests.integration.test_ivr_calls import RATE, received
 from tests.integration.test_queue_calls import HEARD, TONES, loudest, tone_phones
 
-pytestmark = pytest.mark.integration
+# About 4 minutes of real calls: in the slow suite (`scripts/test.sh -m slow`), so that CI's
+# default run leaves room for the lab; the strategies' choices are unit-tested (test_strategies).
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 AGENTS = ("1002", "1003", "1004")
 SETTLE = 1.5
