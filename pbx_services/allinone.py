@@ -37,6 +37,7 @@ EMBEDDED_MEDIA_SERVER = "allinone-media"
 EMBEDDED_IVR_SERVER = "allinone-ivr"
 EMBEDDED_MEETING_SERVER = "allinone-meeting"
 EMBEDDED_QUEUE_SERVER = "allinone-queue"
+EMBEDDED_CALLMANAGER = "allinone-callmanager"
 
 
 def run(config: PbxConfig) -> int:
@@ -97,11 +98,13 @@ def embedded_descriptors(config: PbxConfig) -> list[DescriptorNeed]:
 
 
 def list_embedded_servers(sessions: sessionmaker[Session], config: PbxConfig) -> None:
-    """The all-in-one's own media and IVR servers are rows like any other (so they can be
-    watched and disabled), kept at their configured addresses; without one, its row goes."""
+    """The all-in-one's own servers are rows like any other (so they can be watched, and all but
+    the Call Manager disabled), kept at their configured addresses; without one, its row goes."""
     servers = ServerService(sessions=sessions)
     listed = {server.name for server in servers.list_servers()}
+    sip = config.sip
     embedded = (
+        (EMBEDDED_CALLMANAGER, ServerRole.CALLMANAGER, True, sip.node_host or sip.host, sip.port),
         (EMBEDDED_MEDIA_SERVER, ServerRole.MEDIA, config.media.embedded, config.media.control_host,
          config.media.control_port),
         (EMBEDDED_IVR_SERVER, ServerRole.IVR, config.ivr.embedded, config.ivr.sip_host, config.ivr.sip_port),

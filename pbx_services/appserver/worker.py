@@ -32,9 +32,11 @@ MAX_MESSAGE_SIZE = 65535
 
 
 class AppServerWorker:
-    def __init__(self, *, name: str, config: AppServerConfig, application: Callable[[], Application],
-                 index: int = 0, port_range: tuple[int, int] | None = None,
+    def __init__(self, *, role: str, name: str, config: AppServerConfig,
+                 application: Callable[[], Application], index: int = 0,
+                 port_range: tuple[int, int] | None = None,
                  on_stop: Callable[[], None] | None = None) -> None:
+        self.role = role
         self.name = name
         self.config = config
         self.index = index

@@ -7,6 +7,8 @@ row it is up again (Kamailio dispatcher semantics). A call that found an endpoin
 counts as a miss too (`suspect`), so a dead server leaves the rotation on the first call
 that meets it. A server whose endpoints are all down is down; when one answers again it
 is up: each change is reported (`on_server_state`), which becomes an event on the bus.
+The Call Managers' own rows (role callmanager) are probed the same way, so that the one
+holding the VIP reports another that died; no call is ever sent to them.
 
 New calls of a role go to the enabled, up endpoint with the fewest calls per unit of
 weight (weighted least sessions), except for the roles whose calls must meet on one worker
@@ -37,7 +39,7 @@ from ..sip.message import SipRequest, SipResponse
 from ..sip.stack import SERVER_NAME, SipStack
 from ..sip.transaction import ClientTransaction, make_tag
 from ..sip.uri import SipUri
-from .endpoint import Endpoint
+from .endpoint import Endpoint, ServerStateCallback, ServerStates, ServerStateView
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +65,6 @@ class AppEndpoint(Endpoint):
     """What its last miss was, for the down event's reason."""
 
 
-ServerStateCallback = Callable[[str, ServerRole, bool, str, float], None]
-"""(server name, role, up, why, now)"""
-
-
 def _address_text(address: EndpointAddress) -> str:
     return f"{address[0]}:{address[1]}"
 
@@ -85,21 +83,21 @@ class AppServerPool:
         self._homes = homes or InMemoryHomes()
         self._on_lost = on_lost
         self._timers = timers
-        self._on_server_state = on_server_state
+        self._states = ServerStates(on_server_state)
         self.settings = settings
         self._make_tag = make_tag
         self.endpoints: dict[EndpointAddress, AppEndpoint] = {}
-        self._server_up: dict[str, bool] = {}
         self._probe_timer: Timer | None = None
         self._probes: dict[EndpointAddress, ClientTransaction] = {}
 
     # -- the server list ------------------------------------------------------------------
 
     def update_servers(self, servers: Iterable[ServerEntry], now: float) -> None:
-        """Take the application servers' rows as they are now: new ones join, removed ones drain."""
+        """Take the application servers' (and Call Managers') rows as they are now: new ones join,
+        removed ones drain."""
         seen: set[EndpointAddress] = set()
         for server in servers:
-            if not server.role.is_application:
+            if not server.role.answers_sip:
                 continue
             for address in server.endpoints:
                 seen.add(address)
@@ -108,7 +106,7 @@ class AppServerPool:
                     log.info("%s endpoint %s:%s of server %s added", server.role, *address, server.name)
                     endpoint = self.endpoints[address] = AppEndpoint(server.name, address, server.weight,
                                                                      server.enabled, role=server.role)
-                    self._server_up.setdefault(server.name, True)
+                    self._states.add(server.name, server.role)
                 endpoint.server, endpoint.role, endpoint.weight = server.name, server.role, server.weight
                 endpoint.enabled = server.enabled
                 endpoint.removed = False
@@ -117,15 +115,15 @@ class AppServerPool:
                 endpoint.removed = True
                 if not endpoint.calls:
                     del self.endpoints[address]
-        names = {endpoint.server for endpoint in self.endpoints.values()}
-        for name in list(self._server_up):
-            if name not in names:
-                del self._server_up[name]
+        self._states.keep_only({endpoint.server for endpoint in self.endpoints.values()})
         if self._probe_timer is None and self.endpoints:
             self._probe_timer = self._timers.schedule(now, self._probe_all)
 
     def pick(self, role: ServerRole, *, exclude: Iterable[AppEndpoint] = ()) -> AppEndpoint | None:
-        """The available endpoint of `role` with the fewest calls per weight."""
+        """The available endpoint of `role` with the fewest calls per weight (None for a role
+        that takes no calls: the Call Managers' rows)."""
+        if not role.is_application:
+            return None
         excluded = set(exclude)
         candidates = [e for e in self.endpoints.values()
                       if e.role is role and e.available and e not in excluded]
@@ -135,6 +133,8 @@ class AppServerPool:
                  exclude: Iterable[AppEndpoint] = ()) -> AppEndpoint | None:
         """The endpoint holding `number` of tenant `realm` (a meeting room): its home if that is
         available, else the best ranked available one, which becomes its home."""
+        if not role.is_application:
+            return None
         excluded = set(exclude)
         key = f"{role.value}:{realm}:{number}"
         try:
@@ -218,15 +218,18 @@ class AppServerPool:
             self._server_changed(endpoint, now)
 
     def _server_changed(self, endpoint: AppEndpoint, now: float) -> None:
-        endpoints = [e for e in self.endpoints.values() if e.server == endpoint.server]
-        up = any(e.up for e in endpoints)
-        if self._server_up.get(endpoint.server, True) == up:
-            return
-        self._server_up[endpoint.server] = up
-        addresses = ", ".join(f"{e.address[0]}:{e.address[1]}" for e in endpoints)
-        why = (f"answers SIP OPTIONS again at {addresses}" if up else
-               f"{endpoint.failure} at {addresses} ({self.settings.down_after} probes missed)")
-        self._on_server_state(endpoint.server, endpoint.role, up, why, now)
+        self._states.update(endpoint.server, endpoint.role, self.endpoints.values(), lambda up, at: (
+            f"answers SIP OPTIONS again at {at}" if up else
+            f"{endpoint.failure} at {at} ({self.settings.down_after} probes missed)"), now)
 
     def server_up(self, name: str) -> bool:
-        return self._server_up.get(name, True)
+        return self._states.up(name)
+
+    def server_states(self) -> list[ServerStateView]:
+        """Every server's state as this pool sees it now."""
+        return self._states.snapshot()
+
+    @property
+    def settled_after(self) -> float:
+        """Seconds after which a server's state has been probed enough to be known."""
+        return self.settings.probe_interval * (max(self.settings.down_after, self.settings.up_after) + 1)

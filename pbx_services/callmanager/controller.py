@@ -66,6 +66,7 @@ NODE_PEERS_KEPT = 1024
 
 class CallManagerController:
     name = "Call Manager"
+    role = "callmanager"
 
     def __init__(self, *, config: PbxConfig, bus: InProcessBus | None = None,
                  place: WorkerPlace | None = None, colocated: Sequence[DescriptorNeed] = ()) -> None:
@@ -95,6 +96,8 @@ class CallManagerController:
         self.state: StateStore | None = None
         self._servers: ServerService | None = None
         self._media_control: ControlSocket | None = None
+        self._states_due: float | None = None
+        """When this worker, having taken the VIP, tells every server's state (see _tick_holding)."""
 
     async def start(self) -> None:
         config = self.config
@@ -180,7 +183,7 @@ class CallManagerController:
                                               tuple(config.sip.transports), reuse_port=several)
         self._refresh_servers()
         try:
-            self.core.holding.tick(holds_address(config.sip.host), self._driver.now())
+            self._tick_holding(self._driver.now())
         except StateStoreUnavailable:
             log.error("could not take back this worker's calls: the state store is away")
         self._driver.after_core_ran()
@@ -301,9 +304,40 @@ class CallManagerController:
         self.core.app_servers.update_servers(servers, now)
         self._driver.after_core_ran()
 
+    def _tick_holding(self, now: float) -> None:
+        """Whether this host holds the VIP (`holding.tick`). The changes seen while another held
+        it were that one's to tell, and it may have died without telling (a Call Manager host
+        gone outright is only seen by the others): so the first worker of a new holder, once its
+        probes have settled, tells every server's state as it sees it. The alert engine takes an
+        up it had not seen down, or a down it already had, as no change."""
+        assert self.core is not None
+        was_holder = self.core.holding.holder
+        self.core.holding.tick(holds_address(self.config.sip.host), now)
+        if not self.core.holding.holder or self.place.index != 0:
+            self._states_due = None
+        elif not was_holder:
+            media = self.core.media
+            self._states_due = now + max(self.core.app_servers.settled_after,
+                                         media.settled_after if media is not None else 0.0)
+        elif self._states_due is not None and now >= self._states_due:
+            self._states_due = None
+            self._publish_server_states()
+
+    def _publish_server_states(self) -> None:
+        assert self.core is not None
+        views = [*self.core.app_servers.server_states(),
+                 *(self.core.media.server_states() if self.core.media is not None else ())]
+        for view in views:
+            seen = f"{'up' if view.up else 'down'} as the Call Manager taking the VIP sees it"
+            self._publish(ServerStateChanged(
+                server=view.server, role=view.role.value,
+                state=ServerState.UP if view.up else ServerState.DOWN,
+                reason=f"{seen}: {view.why}" if view.why else seen, time=datetime.now(UTC)))
+        log.info("told the cluster the state of %d servers, as this Call Manager takes the VIP", len(views))
+
     def _on_server_state(self, server: str, role: ServerRole, up: bool, why: str, now: float) -> None:
-        """An application server went down or came back. Every worker of every Call Manager sees
-        it; the first worker of the VIP holder tells the cluster (one event per change)."""
+        """A server went down or came back. Every worker of every Call Manager sees it; the
+        first worker of the VIP holder tells the cluster (one event per change)."""
         assert self.core is not None
         log.warning("%s server %s is %s: %s", role.value, server, "up" if up else "down", why)
         if not self.core.holding.holder or self.place.index != 0:
@@ -462,7 +496,7 @@ class CallManagerController:
             # The database may be away for a while: keep the cached directory and the
             # buffered CDRs, and try again next time.
             try:
-                self.core.holding.tick(holds_address(self.config.sip.host), loop.time())
+                self._tick_holding(loop.time())
             except StateStoreUnavailable:
                 pass  # the calls of a Call Manager gone are taken over when the store is back
             try:

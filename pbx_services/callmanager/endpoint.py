@@ -6,12 +6,21 @@ row it is up again. An endpoint is taken as up until its probes say otherwise, s
 work from the first second. New calls go to the available endpoint with the fewest calls
 per unit of weight. The media pool (control pings) and the application-server pool (SIP
 OPTIONS) each add what their probes need.
+
+A server is up while one of its endpoints is (`ServerStates`): each change is reported once,
+and a Call Manager taking the VIP tells every server's state as it sees it (`snapshot`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..cluster.models import ServerRole
+
+ServerStateCallback = Callable[[str, ServerRole, bool, str, float], None]
+"""(server name, role, up, why, now)"""
 
 
 @dataclass(eq=False)
@@ -58,3 +67,50 @@ class Endpoint:
             self.up = True
             return True
         return False
+
+
+@dataclass(frozen=True, slots=True)
+class ServerStateView:
+    server: str
+    role: ServerRole
+    up: bool
+    why: str
+    """What its last change was ("" while it has not changed since it was added)."""
+
+
+class ServerStates:
+    """The servers' states, from their endpoints': a server is up while one of them is."""
+
+    def __init__(self, on_change: ServerStateCallback) -> None:
+        self._on_change = on_change
+        self._states: dict[str, ServerStateView] = {}
+
+    def add(self, server: str, role: ServerRole) -> None:
+        """A server seen for the first time: up, as its endpoints are until probed."""
+        if server not in self._states:
+            self._states[server] = ServerStateView(server, role, True, "")
+
+    def update(self, server: str, role: ServerRole, endpoints: Iterable[Endpoint],
+               why: Callable[[bool, str], str], now: float) -> None:
+        """One of the server's `endpoints` changed: report the server's change, if it is one,
+        with `why(up, its endpoints' addresses)`."""
+        endpoints = [endpoint for endpoint in endpoints if endpoint.server == server]
+        up = any(endpoint.up for endpoint in endpoints)
+        previous = self._states.get(server)
+        if (previous is None or previous.up) == up:
+            return
+        addresses = ", ".join(f"{e.address[0]}:{e.address[1]}" for e in endpoints)
+        view = self._states[server] = ServerStateView(server, role, up, why(up, addresses))
+        self._on_change(view.server, view.role, view.up, view.why, now)
+
+    def keep_only(self, servers: set[str]) -> None:
+        for name in list(self._states):
+            if name not in servers:
+                del self._states[name]
+
+    def up(self, server: str) -> bool:
+        view = self._states.get(server)
+        return view is None or view.up
+
+    def snapshot(self) -> list[ServerStateView]:
+        return [self._states[name] for name in sorted(self._states)]

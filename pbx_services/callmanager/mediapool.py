@@ -7,7 +7,8 @@ again (Kamailio dispatcher semantics). A pong with a new `boot_id` means the wor
 restarted and forgot its calls. Either way `on_lost(endpoint)` is called so that the calls
 anchored there are re-homed (on the restarted endpoint too, which answers again). New
 calls go to the enabled, up endpoint with the fewest calls
-per unit of weight.
+per unit of weight. A server whose endpoints are all down is down, and up again when one
+answers: each change is reported (`on_server_state`), which becomes an event on the bus.
 
 Requests are retransmitted (250 ms, 500 ms, 1 s) and given up after 2 s, when their
 callback gets None. Sans-IO: datagrams out through `take_transmits()`, time passed in.
@@ -23,9 +24,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..cluster.media_control import RESULT_PONG, ControlMessage, ControlProtocolError, reply, request
+from ..cluster.models import ServerRole
 from ..cluster.servers import ServerEntry
 from ..runtime.timers import Timer, TimerQueue
-from .endpoint import Endpoint
+from .endpoint import Endpoint, ServerStateCallback, ServerStates, ServerStateView
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +68,11 @@ class _Pending:
 class MediaPool:
     def __init__(self, *, timers: TimerQueue, on_lost: Callable[[MediaEndpoint, float], None],
                  on_timeout_notice: Callable[[str, float], None],
-                 settings: PoolSettings = PoolSettings()) -> None:
+                 settings: PoolSettings = PoolSettings(),
+                 on_server_state: ServerStateCallback | None = None) -> None:
         self._timers = timers
         self._on_lost = on_lost
+        self._states = ServerStates(on_server_state or (lambda *_: None))
         self._on_timeout_notice = on_timeout_notice
         self.ping_interval = settings.ping_interval
         self.down_after = settings.down_after
@@ -95,6 +99,7 @@ class MediaPool:
                     log.info("media endpoint %s:%s of server %s added", *address, server.name)
                     endpoint = self.endpoints[address] = MediaEndpoint(server.name, address, server.weight,
                                                                        server.enabled)
+                    self._states.add(server.name, ServerRole.MEDIA)
                 endpoint.server, endpoint.weight = server.name, server.weight
                 endpoint.enabled = server.enabled
                 endpoint.removed = False
@@ -103,6 +108,7 @@ class MediaPool:
                 endpoint.removed = True
                 if not endpoint.calls:
                     del self.endpoints[address]
+        self._states.keep_only({endpoint.server for endpoint in self.endpoints.values()})
         if self._ping_timer is None and self.endpoints:
             self._ping_timer = self._timers.schedule(now, self._ping_all)
 
@@ -215,6 +221,7 @@ class MediaPool:
     def _missed(self, endpoint: MediaEndpoint, now: float) -> None:
         if endpoint.count_miss(self.down_after):
             log.warning("media endpoint %s is down after %d missed pings", endpoint, endpoint.misses)
+            self._server_changed(endpoint, now)
             self._on_lost(endpoint, now)
 
     def _answered(self, endpoint: MediaEndpoint, boot_id: str, now: float) -> None:
@@ -226,3 +233,18 @@ class MediaPool:
             self._on_lost(endpoint, now)
         if came_back:
             log.info("media endpoint %s is up again", endpoint)
+            self._server_changed(endpoint, now)
+
+    def _server_changed(self, endpoint: MediaEndpoint, now: float) -> None:
+        self._states.update(endpoint.server, ServerRole.MEDIA, self.endpoints.values(), lambda up, at: (
+            f"answers control pings again at {at}" if up else
+            f"no answer to control pings at {at} ({self.down_after} pings missed)"), now)
+
+    def server_states(self) -> list[ServerStateView]:
+        """Every media server's state as this pool sees it now."""
+        return self._states.snapshot()
+
+    @property
+    def settled_after(self) -> float:
+        """Seconds after which a server's state has been pinged enough to be known."""
+        return self.ping_interval * (max(self.down_after, self.up_after) + 1)

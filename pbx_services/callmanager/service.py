@@ -104,7 +104,7 @@ class CallManager:
             self.media = MediaPool(
                 timers=self.timers, on_lost=lambda endpoint, t: self.b2bua.anchoring.rehome(endpoint, t),
                 on_timeout_notice=lambda call_id, t: self.b2bua.anchoring.media_timed_out(call_id, t),
-                settings=media_pool)
+                settings=media_pool, on_server_state=on_server_state)
         self.app_servers = AppServerPool(stack=self.stack, timers=self.timers,
                                          on_server_state=on_server_state or _ignore_server_state,
                                          settings=app_probes or ProbeSettings(), make_tag=self.place.tag,

@@ -37,6 +37,7 @@ def make_worker(config: PbxConfig, index: int) -> CallManagerController:
 
 class CallManagerSupervisor:
     name = "Call Manager"
+    role = "callmanager"
 
     def __init__(self, *, config: PbxConfig, workers: int, colocated: Sequence[DescriptorNeed] = ()) -> None:
         self.config = config

@@ -1,5 +1,6 @@
-"""`pbx server add|list|enable|disable|del`: the backend servers the Call Managers send calls to
-(media servers, and application servers: IVR, later queue and meeting)."""
+"""`pbx server add|list|enable|disable|del`: the servers of the cluster: those the Call Managers
+send calls to (media servers, and application servers: IVR, queue, meeting) and the Call
+Managers themselves (watched, shown by the portal, never disabled)."""
 
 import argparse
 
@@ -10,8 +11,9 @@ from pbx_services.cluster.servers import ServerService
 
 def add_commands(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
-        "server", help="add, list, enable, disable and delete backend servers (media, ivr)",
-        description="The backend servers the Call Managers send calls to. Changes take effect "
+        "server", help="add, list, enable, disable and delete the cluster's servers",
+        description="The servers the Call Managers send calls to (media, ivr, queue, meeting), and "
+        "the Call Managers (callmanager, at their own address, not the VIP). Changes take effect "
         "within seconds, without a restart; a disabled server takes no new calls, its calls go on.")
     commands = parser.add_subparsers(dest="server_command", required=True, metavar="COMMAND")
     data_dir = data_dir_option()
@@ -20,9 +22,10 @@ def add_commands(subparsers: Subparsers) -> None:
     add.add_argument("name", metavar="NAME")
     add.add_argument("--role", required=True, choices=[role.value for role in ServerRole])
     add.add_argument("--host", required=True, metavar="ADDR",
-                     help="its address: a media server's control address, an IVR server's SIP address")
+                     help="its address: a media server's control address, an application server's or "
+                     "a Call Manager's SIP address (a Call Manager's own, sip.node_host)")
     add.add_argument("--port", required=True, type=int, metavar="PORT",
-                     help="the port of its first worker: control port (media) or SIP port (ivr)")
+                     help="the port of its first worker: control port (media) or SIP port (the others)")
     add.add_argument("--workers", type=int, default=1, metavar="N",
                      help="worker processes, answering on PORT, PORT+1, ... (default 1)")
     add.add_argument("--weight", type=int, default=1, metavar="W",

@@ -453,6 +453,10 @@ class PortalConfig(_Section):
     """Wrong passwords in a row after which an administrator's account is locked."""
     lockout_minutes: int = Field(default=15, ge=1, le=10080)
     """Minutes a locked account stays locked."""
+    source_failures: int = Field(default=20, ge=1, le=100_000)
+    """Failed logins (a wrong password, or a name no account has) from one address within
+    lockout_minutes after which that address is refused for lockout_minutes without its
+    password being checked (each portal process counts its own)."""
 
     @field_validator("session_secret")
     @classmethod

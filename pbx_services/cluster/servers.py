@@ -1,7 +1,9 @@
-"""Server service: the backend servers (media, later IVR, queue, meeting) the Call Managers use.
+"""Server service: the servers of the cluster. The Call Managers send calls to the media and
+application (IVR, queue, meeting) servers, and watch each other's rows (role callmanager).
 
 Adding a server takes effect without a restart: the Call Managers read the list again
-every few seconds. Disabling one stops new calls to it; its calls go on.
+every few seconds. Disabling one stops new calls to it; its calls go on. A Call Manager
+cannot be disabled: it serves calls while it holds the VIP.
 """
 
 from dataclasses import dataclass
@@ -94,8 +96,12 @@ class ServerService:
             return _entry(server)
 
     def set_enabled(self, name: str, enabled: bool) -> ServerEntry:
+        """Raises NotFound, or InvalidValue for a Call Manager."""
         with self._sessions.begin() as session:
             server = ServerDao(session=session).get_by(name=name)
+            if not server.role.can_be_disabled:
+                raise InvalidValue(f"{server.name} is a Call Manager, which takes calls while it holds the "
+                                   "VIP, not when chosen: stop its service (or keepalived) to take it out")
             server.enabled = enabled
             return _entry(server)
 

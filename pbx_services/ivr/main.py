@@ -74,7 +74,7 @@ def ivr_worker(config: PbxConfig, *, index: int = 0,
         return ByNumber(default=IvrApplication(catalog=catalog, wall_offset=wall_offset),
                         routes=[(is_voicemail_number, voicemail), (is_feature_number, features)])
 
-    return AppServerWorker(name=NAME, config=config.ivr, application=application, index=index,
+    return AppServerWorker(role=ROLE, name=NAME, config=config.ivr, application=application, index=index,
                            port_range=port_range, on_stop=engine.dispose)
 
 

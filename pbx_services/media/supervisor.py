@@ -19,6 +19,7 @@ from .worker import make_worker
 
 class MediaSupervisor:
     name = "media server"
+    role = "media"
 
     def __init__(self, *, config: PbxConfig, workers: int) -> None:
         self.config = config

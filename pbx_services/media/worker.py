@@ -29,6 +29,7 @@ class MediaWorker:
     """One worker: control on `config.control_port + index`, RTP on the ports of `port_range`."""
 
     name = "media server"
+    role = "media"
 
     def __init__(
         self, *, config: MediaConfig, index: int = 0, port_range: tuple[int, int] | None = None

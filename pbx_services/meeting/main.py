@@ -56,5 +56,5 @@ def meeting_worker(config: PbxConfig, *, index: int = 0,
         if events is not None:
             events.close()
 
-    return AppServerWorker(name=NAME, config=config.meeting, application=application, index=index,
+    return AppServerWorker(role=ROLE, name=NAME, config=config.meeting, application=application, index=index,
                            port_range=port_range, on_stop=stopped)

@@ -52,6 +52,7 @@ from pbx_services.portal.auth import authenticate_request, current_admin, is_api
 from pbx_services.portal.cluster_monitor import ClusterMonitor, Prober, http_prober
 from pbx_services.portal.context import EXTENSION_KEY, PortalContext
 from pbx_services.portal.csrf import csrf_field, csrf_token
+from pbx_services.portal.login_limit import LoginLimiter
 from pbx_services.portal.navigation import NavItem
 
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
@@ -68,8 +69,8 @@ def create_app(config: PbxConfig, *, sessions: sessionmaker[Session] | None = No
     """The portal on `config` (its database unless `sessions` is given).
 
     `prober` looks at one server (tests pass their own); `monitor=False` leaves the servers
-    unprobed until `portal_context().monitor.refresh()`; `clock` is the time of lockouts and
-    of the audit log.
+    unprobed until `portal_context().monitor.refresh()`; `clock` is the time of lockouts (by
+    account and by address) and of the audit log.
     """
     if sessions is None:
         sessions = session_factory(create_engine_for(config.database.url))
@@ -89,6 +90,7 @@ def create_app(config: PbxConfig, *, sessions: sessionmaker[Session] | None = No
     interval: dict[str, Any] = {"interval": probe_interval} if probe_interval is not None else {}
     context = PortalContext(config=config, sessions=sessions,
                             admins=AdminService(sessions=sessions, clock=clock),
+                            login_limiter=LoginLimiter(config.portal, clock=lambda: clock().timestamp()),
                             monitor=ClusterMonitor(servers=servers.list_servers, prober=prober, **interval))
     app.extensions[EXTENSION_KEY] = context
 

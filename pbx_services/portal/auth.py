@@ -5,7 +5,8 @@ without one redirects to /login, an API call (`/api/...`) gets 401 with a Basic 
 Browsers log in through the form and hold a signed session cookie (HttpOnly, SameSite=Lax,
 Secure over TLS) that names the administrator and when their password was last set, so a
 new password logs out every other session. Scripts send `Authorization: Basic` with each
-request (checked like a login: wrong passwords count toward the lockout).
+request (checked like a login: wrong passwords count toward the lockout). Failed logins of
+either kind also count per source address (`login_limit`): too many and it gets 429.
 
 Roles: `system` does everything; `operator` everything but administrators; `tenant` only its
 tenant's data. A view restricts itself with `@roles_required(AdminRole.SYSTEM, ...)`; a view
@@ -24,7 +25,7 @@ from flask import abort, current_app, g, jsonify, redirect, request, session, ur
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from pbx_services.cluster.admins import AdminInfo, LoginOutcome
+from pbx_services.cluster.admins import AdminInfo, LoginOutcome, LoginResult
 from pbx_services.cluster.models import AdminRole
 from pbx_services.portal.context import portal_context
 from pbx_services.portal.csrf import check_csrf
@@ -150,12 +151,33 @@ def _basic_credentials() -> tuple[str, str] | None:
     return (name, password) if separator else ("", "")
 
 
-def _basic_admin(name: str, password: str) -> AdminInfo | None:
+def checked_login(name: str, password: str) -> LoginResult | None:
+    """The administrators' `authenticate` behind the per-source limit: None when the request's
+    address is refused (no hash computed); a failure counts toward it."""
     context = portal_context()
+    source = request.remote_addr or ""
+    if context.login_limiter.refused(source):
+        return None
     result = context.admins.authenticate(name, password, lockout=context.lockout)
+    if result.outcome is LoginOutcome.WRONG and context.login_limiter.failed(source):
+        context.admins.record(actor=name[:80], action="login.source_refused", source=source,
+                              detail=f"{context.config.portal.source_failures} failed logins from this "
+                                     f"address: refused for {context.login_limiter.block_minutes} min")
+    return result
+
+
+def _basic_admin(name: str, password: str) -> AdminInfo | None:
+    result = checked_login(name, password)
+    if result is None:
+        raise TooManyFailures()
     if result.outcome is LoginOutcome.LOCKED:
         raise _LockedOut()
     return result.admin
+
+
+class TooManyFailures(HTTPException):
+    code = 429
+    description = "too many failed logins from this address; try again later"
 
 
 class _LockedOut(HTTPException):

@@ -10,6 +10,11 @@ for a probe: they read the last results. The state combines the row and the prob
     disabled, calls > 0      -> draining (takes no new calls, its calls go on)
     disabled, otherwise      -> disabled
     never probed / no port   -> unknown (disabled if disabled)
+
+A Call Manager (role callmanager) is never disabled; its /health says whether it holds the
+VIP (`holds_sip_address`), shown beside its state. A daemon running several roles (the
+all-in-one) answers one /health with each role's part under `roles`: a server's load and
+state are its role's part.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from pbx_services.cluster.models import ServerRole
 from pbx_services.cluster.models.base import utcnow
 from pbx_services.cluster.servers import ServerEntry
 
@@ -74,12 +80,16 @@ class ServerStatus:
     version: str | None
     last_probe: datetime | None
     error: str
+    can_be_disabled: bool = True
+    holds_vip: bool | None = None
+    """For a Call Manager: whether it holds the VIP (serves the calls); None: not known."""
 
     def as_json(self) -> dict[str, Any]:
         return {"name": self.name, "role": self.role, "address": self.address, "workers": self.workers,
                 "weight": self.weight, "enabled": self.enabled, "http_port": self.http_port,
                 "state": self.state.value, "load": self.load, "version": self.version,
-                "last_probe": self.last_probe.isoformat() if self.last_probe else None, "error": self.error}
+                "last_probe": self.last_probe.isoformat() if self.last_probe else None, "error": self.error,
+                "can_be_disabled": self.can_be_disabled, "holds_vip": self.holds_vip}
 
 
 def load_of(health: Mapping[str, Any]) -> dict[str, int]:
@@ -98,9 +108,17 @@ def load_of(health: Mapping[str, Any]) -> dict[str, int]:
     return load
 
 
+def role_health(health: Mapping[str, Any], role: str) -> Mapping[str, Any]:
+    """The part of a /health about `role`: the whole of a one-role daemon's."""
+    roles = health.get("roles")
+    part = roles.get(role) if isinstance(roles, dict) else None
+    return part if isinstance(part, dict) else health
+
+
 def server_status(server: ServerEntry, probe: Probe | None) -> ServerStatus:
     """What the portal shows of a server, from its row and its last probe (see the module's doc)."""
-    load = load_of(probe.health) if probe is not None and probe.answered else {}
+    health = role_health(probe.health, server.role.value) if probe is not None and probe.answered else {}
+    load = load_of(health)
     busy = any(load.get(key, 0) > 0 for key in ("calls", "media_calls", "active_calls"))
     if probe is None or server.http_port is None:
         state = ServerState.UNKNOWN if server.enabled else ServerState.DISABLED
@@ -109,14 +127,17 @@ def server_status(server: ServerEntry, probe: Probe | None) -> ServerStatus:
     elif not probe.answered:
         state = ServerState.DOWN
     else:
-        state = ServerState.UP if probe.health.get("status") == "ok" else ServerState.DEGRADED
+        state = ServerState.UP if health.get("status") == "ok" else ServerState.DEGRADED
     version = probe.health.get("version") if probe is not None and probe.answered else None
+    holds = health.get("holds_sip_address") if server.role is ServerRole.CALLMANAGER else None
     return ServerStatus(name=server.name, role=server.role.value, address=f"{server.host}:{server.port}",
                         workers=server.workers, weight=server.weight, enabled=server.enabled,
                         http_port=server.http_port, state=state, load=load,
                         version=version if isinstance(version, str) else None,
                         last_probe=probe.at if probe is not None else None,
-                        error=probe.error if probe is not None else "")
+                        error=probe.error if probe is not None else "",
+                        can_be_disabled=server.role.can_be_disabled,
+                        holds_vip=holds if isinstance(holds, bool) else None)
 
 
 def probe_health(host: str, port: int, *, timeout: float = PROBE_TIMEOUT,

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from pbx_services.cluster.admins import AdminService, Lockout
 from pbx_services.cluster.config import PbxConfig
 from pbx_services.portal.cluster_monitor import ClusterMonitor
+from pbx_services.portal.login_limit import LoginLimiter
 
 EXTENSION_KEY = "pbx"
 
@@ -30,6 +31,8 @@ class PortalContext:
     admins: AdminService
     monitor: ClusterMonitor
     """The servers' probed state, refreshed in the background."""
+    login_limiter: LoginLimiter
+    """Failed logins by source address (the lockout counts them by account)."""
 
     @property
     def lockout(self) -> Lockout:

@@ -2,7 +2,8 @@
 thread of the all-in-one's process (a laptop or a demo needs no gunicorn).
 
 Like `pbx portal`, its first start on a database without administrators creates `admin` with
-a one-time password and prints it once.
+a one-time password and prints it once, and with `alerts.recipients` (which need `state.url`:
+the bus and the sender's lease are in Redis) it sends the alert e-mails.
 """
 
 from __future__ import annotations
@@ -18,17 +19,20 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from pbx_services.cluster.admins import AdminService
 from pbx_services.cluster.config import PbxConfig
 from pbx_services.cluster.database import create_engine_for, session_factory
+from pbx_services.portal.alerting import AlertRunner
 from pbx_services.transport.ports import PortInUseError
 
 
 class PortalComponent:
     name = "portal"
+    role = "portal"
 
     def __init__(self, *, config: PbxConfig) -> None:
         self._config = config
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self._engine = create_engine_for(config.database.url)
+        self._alerts: AlertRunner | None = None
 
     async def start(self) -> None:
         from pbx_services.portal import create_app
@@ -53,8 +57,13 @@ class PortalComponent:
             raise
         self._thread = threading.Thread(target=self._server.serve_forever, name="pbx-portal", daemon=True)
         self._thread.start()
+        if self._config.alerts.recipients:
+            self._alerts = AlertRunner(self._config)
+            self._alerts.start()
 
     async def stop(self) -> None:
+        if self._alerts is not None:
+            self._alerts.stop()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -69,7 +78,8 @@ class PortalComponent:
 
     def health(self) -> dict[str, object]:
         running = self._thread is not None and self._thread.is_alive()
-        return {"status": "ok" if running else "degraded", "portal": self.listening_on()}
+        return {"status": "ok" if running else "degraded", "portal": self.listening_on(),
+                "alerts": "sending e-mails" if self._alerts is not None else "off (alerts.recipients)"}
 
     def collectors(self) -> Sequence[Collector]:
         return ()

@@ -82,7 +82,7 @@ def queue_worker(config: PbxConfig, *, index: int = 0, port_range: tuple[int, in
         if events is not None:
             events.close()
 
-    return AppServerWorker(name=NAME, config=config.queue, application=application, index=index,
+    return AppServerWorker(role=ROLE, name=NAME, config=config.queue, application=application, index=index,
                            port_range=port_range, on_stop=stopped)
 
 

@@ -45,6 +45,9 @@ class Component(Protocol):
 
     name: str
     """What it is, for the log and the start-up line ("Call Manager", "media server")."""
+    role: str
+    """The server role it plays (`ServerRole`'s value, or "portal"): its part of an all-in-one's
+    /health is under `roles` by this key."""
 
     async def start(self) -> None:
         """Listen and serve; raises StartError or PortInUseError when it cannot."""
@@ -132,13 +135,19 @@ def freeze_startup_objects() -> None:
 
 
 def merged_health(role: str, parts: Sequence[Component]) -> dict[str, object]:
-    """One /health for the daemon: every component's fields; "ok" only when each says so."""
+    """One /health for the daemon: every component's fields; "ok" only when each says so.
+    A daemon of several roles (the all-in-one) also gives each role's own under `roles`, where
+    the fields they share ("calls" of the IVR and of the queue) are not mixed."""
     report: dict[str, object] = {}
+    by_role: dict[str, dict[str, object]] = {}
     healthy = True
     for part in parts:
         health = part.health()
         healthy = healthy and health.get("status") == "ok"
         report.update(health)
+        by_role[part.role] = health
+    if len(by_role) > 1:
+        report["roles"] = by_role
     report["status"] = "ok" if healthy else "degraded"
     report["role"] = role
     report["version"] = package_version()

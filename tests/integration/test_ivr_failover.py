@@ -1,5 +1,7 @@
 """Two IVR servers behind one Call Manager: calls spread over both; one killed, the other takes
-every call at once, and the cluster's event bus says when the dead one went down and came back.
+every call at once, and the cluster's event bus says when the dead one went down and came back
+(after the state of every server, which the Call Manager tells once its probes have settled,
+as it does on taking the VIP).
 
 The Call Manager (`pbx allinone` without its embedded IVR) keeps its state in a real Redis,
 which carries the events (the `pbx:events` stream). Each IVR server is `pbx ivr --config` in a
@@ -105,12 +107,18 @@ def endpoint_up(server: PbxServer, name: str) -> bool | None:
     return None
 
 
-def server_events(redis: RedisServer) -> list[dict[str, object]]:
+SNAPSHOT_REASON = "as the Call Manager taking the VIP sees it"
+
+
+def server_events(redis: RedisServer, *, changes: bool = True) -> list[dict[str, object]]:
+    """The ServerStateChanged events: the changes, or the states told on taking the VIP."""
     client = redis.client()
     events = []
     for _, fields in client.xrange("pbx:events"):
         if fields[b"type"] == b"ServerStateChanged":
-            events.append(json.loads(fields[b"data"]))
+            event = json.loads(fields[b"data"])
+            if (SNAPSHOT_REASON not in event["reason"]) == changes:
+                events.append(event)
     client.close()
     return events
 
@@ -146,6 +154,14 @@ def test_calls_spread_over_two_ivr_servers_and_avoid_a_dead_one(tmp_path: Path,
         time.sleep(1.5)  # the workers' next reports
         spread = [ivr.answered() for ivr in ivrs]
         assert sum(spread) == CALLS and min(spread) >= CALLS // 4, f"calls not spread: {spread}"
+        deadline = time.monotonic() + 10
+        while len(told := server_events(redis_server, changes=False)) < 4:
+            assert time.monotonic() < deadline, f"the servers' states not told: {told}"
+            time.sleep(0.2)
+        assert {(e["server"], e["role"], e["state"]) for e in told} >= {
+            (first.name, "ivr", "up"), (second.name, "ivr", "up"),
+            ("allinone-callmanager", "callmanager", "up"), ("allinone-media", "media", "up")}
+        assert len(told) == len({e["server"] for e in told})  # once each
 
         first.kill()
         killed_at = time.monotonic()

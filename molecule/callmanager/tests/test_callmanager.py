@@ -61,6 +61,14 @@ def test_database_schema_is_current(host):
     assert host.run("pbx server list").rc == 0
 
 
+def test_listed_among_the_servers_at_its_own_address(host):
+    """The portal's cluster page and the VIP holder's probes find it there."""
+    rows = [line.split() for line in host.check_output("pbx server list").splitlines()[1:]]
+    [row] = [row for row in rows if row[1] == "callmanager"]
+    assert row[0] == host.check_output("hostname")
+    assert row[2] == f"{address(host)}:5060" and row[-1] == "9060"
+
+
 def test_sysctls_applied(host):
     assert host.sysctl("net.core.somaxconn") == 8192
     assert host.sysctl("net.ipv4.tcp_max_syn_backlog") == 8192

@@ -8,25 +8,40 @@ from pbx_services.cluster.models.base import Base, UtcDateTime, utcnow
 
 
 class ServerRole(StrEnum):
-    """What a backend server does; the Call Manager balances calls over each role's servers."""
+    """What a server does. The Call Managers balance calls over the media and application
+    servers of each role; the Call Managers' own rows are there to be watched (probed, shown
+    by the portal, reported down), never given calls."""
 
     MEDIA = "media"
     IVR = "ivr"
     QUEUE = "queue"
     MEETING = "meeting"
+    CALLMANAGER = "callmanager"
 
     @property
     def is_application(self) -> bool:
-        """A SIP application server (reached by SIP, probed with OPTIONS), not a media server."""
+        """A SIP application server, which the Call Managers send calls to."""
+        return self in (ServerRole.IVR, ServerRole.QUEUE, ServerRole.MEETING)
+
+    @property
+    def answers_sip(self) -> bool:
+        """Probed by the Call Managers with SIP OPTIONS: an application server or a Call Manager
+        (on its own address, `sip.node_host`)."""
         return self is not ServerRole.MEDIA
+
+    @property
+    def can_be_disabled(self) -> bool:
+        """A Call Manager takes calls by holding the VIP (keepalived), not by being chosen."""
+        return self is not ServerRole.CALLMANAGER
 
 
 class Server(Base):
-    """A backend server the Call Managers use, and whether they may give it new calls.
+    """A server of the cluster, and whether the Call Managers may give it new calls.
 
     A media server is reached on its control port, an application server (IVR, queue,
     meeting) on its SIP port: `port` for its first worker, `port + i` for worker i of
-    `workers`. A disabled server takes no new calls; the calls it has go on.
+    `workers`. A disabled server takes no new calls; the calls it has go on. A Call Manager
+    is listed at its own SIP address (`sip.node_host`, not the VIP), its workers sharing the port.
     """
 
     __tablename__ = "servers"

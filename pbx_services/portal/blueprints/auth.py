@@ -9,7 +9,7 @@ from flask import Blueprint, redirect, render_template, request, session, url_fo
 
 from pbx_services.cluster.admins import LoginOutcome
 from pbx_services.cluster.validation import InvalidValue
-from pbx_services.portal.auth import audit, current_admin, public, start_session
+from pbx_services.portal.auth import audit, checked_login, current_admin, public, start_session
 from pbx_services.portal.context import portal_context
 from pbx_services.portal.forms import FieldErrors
 
@@ -33,7 +33,11 @@ def login() -> Any:
         errors.add("password", "password: required")
     if errors:
         return render_template("login.html", form=form, errors=errors, next=_safe_next()), 400
-    result = context.admins.authenticate(form["name"], password, lockout=context.lockout)
+    result = checked_login(form["name"], password)
+    if result is None:
+        errors.add("password", f"too many failed logins from your address: try again in "
+                               f"{context.login_limiter.block_minutes} minutes")
+        return render_template("login.html", form=form, errors=errors, next=_safe_next()), 429
     source = request.remote_addr or ""
     if result.outcome is LoginOutcome.OK and result.admin is not None:
         start_session(result.admin)

@@ -2,7 +2,8 @@
 
 A disabled server takes no new calls: the Call Managers read the servers table every second
 (`callmanager.controller`, HOUSEKEEPING_INTERVAL) and leave disabled servers out of the choice;
-the calls it has go on until they end (it shows as draining meanwhile).
+the calls it has go on until they end (it shows as draining meanwhile). The Call Managers are
+listed too, with the one holding the VIP marked; they cannot be disabled (400).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from flask import Blueprint, abort, flash, jsonify, redirect, render_template, u
 from pbx_services.cluster.dao import NotFound
 from pbx_services.cluster.models import AdminRole
 from pbx_services.cluster.servers import ServerEntry, ServerService
+from pbx_services.cluster.validation import InvalidValue
 from pbx_services.portal.auth import audit, current_admin, roles_required
 from pbx_services.portal.context import portal_context
 from pbx_services.portal.navigation import NavItem
@@ -66,5 +68,7 @@ def _set_enabled(name: str, *, enabled: bool) -> ServerEntry:
         server = ServerService(sessions=portal_context().sessions).set_enabled(name, enabled)
     except NotFound:
         abort(404, description=f"no server named {name}")
+    except InvalidValue as exc:
+        abort(400, description=str(exc))
     audit("server.enable" if enabled else "server.disable", server.name, f"{server.role} server")
     return server

@@ -1,5 +1,5 @@
 // Keeps the cluster page's table current: reads /api/v1/servers every two seconds and redraws
-// the rows (state, load, last probe, version, the enable/disable button).
+// the rows (role and VIP, state, load, last probe, version, the enable/disable button).
 (function () {
   "use strict";
   var table = document.getElementById("servers");
@@ -18,7 +18,20 @@
     var tr = document.createElement("tr");
     tr.dataset.server = s.name;
     tr.appendChild(cell(s.name));
-    tr.appendChild(cell(s.role));
+    var role = cell(s.role, "role");
+    if (s.holds_vip === true) {
+      var vip = document.createElement("span");
+      vip.className = "badge vip";
+      vip.textContent = "VIP";
+      role.appendChild(document.createTextNode(" "));
+      role.appendChild(vip);
+    } else if (s.holds_vip === false) {
+      var standby = document.createElement("small");
+      standby.className = "hint";
+      standby.textContent = " standby";
+      role.appendChild(standby);
+    }
+    tr.appendChild(role);
     tr.appendChild(cell(s.address + (s.workers > 1 ? " \u00d7" + s.workers : "")));
     var state = cell("", "state");
     var badge = document.createElement("span");
@@ -38,6 +51,8 @@
     tr.appendChild(cell(s.last_probe ? new Date(s.last_probe).toISOString().substring(11, 19) : "-", "probe"));
     tr.appendChild(cell(s.version || "-", "version"));
     var actions = cell("", "actions");
+    tr.appendChild(actions);
+    if (!s.can_be_disabled) { return tr; }  // a Call Manager: taken out by stopping it
     var form = document.createElement("form");
     form.method = "post";
     form.action = "/cluster/servers/" + encodeURIComponent(s.name) + (s.enabled ? "/disable" : "/enable");
@@ -52,7 +67,6 @@
     if (s.enabled) { button.className = "danger"; }
     form.appendChild(button);
     actions.appendChild(form);
-    tr.appendChild(actions);
     return tr;
   }
 

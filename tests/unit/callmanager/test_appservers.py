@@ -441,3 +441,39 @@ def test_two_call_managers_choosing_a_new_home_at_once_agree() -> None:
     assert homes.move("meeting:pbx.local:850", None, "192.0.2.91:5100") == "192.0.2.91:5100"
     # The second one read no home too, and lost the race: it takes the first one's choice.
     assert homes.move("meeting:pbx.local:850", None, "192.0.2.92:5100") == "192.0.2.91:5100"
+
+
+CM2 = ("192.0.2.12", 5060)
+
+
+def test_a_call_manager_row_is_probed_and_told_down_but_never_given_a_call(h: Harness) -> None:
+    h.alive = {IVR1, CM2}
+    h.update(server("ivr1", IVR1[0]), server("cm2", CM2[0], port=5060, role=ServerRole.CALLMANAGER))
+    h.advance(2)
+    assert {destination for _, destination, _ in h.probed} == {IVR1, CM2}
+    assert h.pool.pick(ServerRole.CALLMANAGER) is None and h.pool.pick(ServerRole.IVR) is h.endpoint(IVR1)
+
+    h.alive = {IVR1}  # cm2's host dies
+    h.advance(3)
+
+    assert h.changes == [("cm2", ServerRole.CALLMANAGER, False,
+                          "no answer to SIP OPTIONS at 192.0.2.12:5060 (2 probes missed)", START + 5)]
+    assert h.lost == []  # no calls of its to move: a Call Manager's calls are taken over by the holder
+
+
+def test_server_states_tell_every_server_as_the_pool_sees_it(h: Harness) -> None:
+    """What a Call Manager taking the VIP publishes: the downs it saw while another held it, and
+    the ups (with no change since added, no reason)."""
+    h.alive = {IVR1, IVR2}
+    h.update(server("ivr1", IVR1[0]), server("ivr2", IVR2[0]))
+    h.advance(2)
+    h.alive = {IVR2}
+    h.advance(3)
+
+    states = [(v.server, v.role, v.up, v.why) for v in h.pool.server_states()]
+    assert states == [("ivr1", ServerRole.IVR, False, "no answer to SIP OPTIONS at 192.0.2.81:5070 "
+                       "(2 probes missed)"), ("ivr2", ServerRole.IVR, True, "")]
+    assert h.pool.settled_after == 3.0  # 1 s probes, 2 to change: known after 3 s
+
+    h.update(server("ivr2", IVR2[0]))  # ivr1's row deleted
+    assert [v.server for v in h.pool.server_states()] == ["ivr2"]

@@ -22,10 +22,12 @@ class Harness:
         self.timers = TimerQueue()
         self.lost: list[tuple[str, tuple[str, int]]] = []
         self.timed_out: list[str] = []
+        self.changes: list[tuple[str, ServerRole, bool, str, float]] = []
         self.pool = MediaPool(timers=self.timers,
                               on_lost=lambda e, t: self.lost.append((e.server, e.address)),
                               on_timeout_notice=lambda call_id, t: self.timed_out.append(call_id),
-                              settings=PoolSettings(**settings))  # type: ignore[arg-type]
+                              settings=PoolSettings(**settings),  # type: ignore[arg-type]
+                              on_server_state=lambda *change: self.changes.append(change))
         self.now = START
 
     def advance(self, seconds: float) -> None:
@@ -153,3 +155,27 @@ def test_a_timeout_notification_is_acknowledged_and_reported() -> None:
     h.pool.receive(b'n1 {"command": "timeout", "call_id": "abc"}', ("127.0.0.1", 2300), h.now)
     assert h.timed_out == ["abc"]
     assert h.sent() == [({"result": "ok"}, ("127.0.0.1", 2300), "n1")]
+
+
+def test_a_media_server_is_down_when_all_its_workers_are_and_each_change_is_told_once() -> None:
+    h = Harness(ping_interval=1.0, down_after=2, up_after=2)
+    h.pool.update_servers([server("m1", 2300, workers=2)], START)
+    for _ in range(3):  # worker 2301 dies: the server still answers on 2300
+        h.advance(0.5)
+        h.answer_pings({}, skip={2301})
+        h.advance(0.5)
+    assert h.changes == [] and not h.pool.endpoints[("127.0.0.1", 2301)].up
+    for _ in range(3):  # then 2300 too
+        h.advance(0.5)
+        h.answer_pings({}, skip={2300, 2301})
+        h.advance(0.5)
+    assert h.changes == [("m1", ServerRole.MEDIA, False, "no answer to control pings at 127.0.0.1:2300, "
+                          "127.0.0.1:2301 (2 pings missed)", START + 4.9)]
+    for _ in range(3):
+        h.advance(0.5)
+        h.answer_pings({})
+        h.advance(0.5)
+    assert [(server, up) for server, _, up, _, _ in h.changes] == [("m1", False), ("m1", True)]
+    assert h.changes[1][3] == "answers control pings again at 127.0.0.1:2300, 127.0.0.1:2301"
+    assert [(v.server, v.up) for v in h.pool.server_states()] == [("m1", True)]
+    assert h.pool.settled_after == 3.0

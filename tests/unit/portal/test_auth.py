@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from flask import Flask
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -147,6 +148,34 @@ def test_five_wrong_passwords_lock_the_account_for_the_configured_time(
     assert log_in(client, "ops").status_code == 302
     actions = [entry.action for entry in admins.audit_log(limit=20)[1]]
     assert actions.count("login.failed") == 4 and "login.locked" in actions
+
+
+def test_an_address_failing_too_often_is_refused_before_any_password_is_checked(
+        sessions: sessionmaker[Session], admins: AdminService, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names no account has lock no account: the address that tries them is refused instead."""
+    now = [datetime(2026, 12, 3, 12, 0, tzinfo=UTC)]
+    app = create_app(portal_config(sessions, source_failures=3, lockout_minutes=15), sessions=sessions,
+                     monitor=False, clock=lambda: now[0])
+    attacker = app.test_client()
+    attacker.environ_base["REMOTE_ADDR"] = "198.51.100.7"
+    other = app.test_client()
+    other.environ_base["REMOTE_ADDR"] = "198.51.100.8"
+
+    statuses = [log_in(attacker, f"nobody{i}", "some-password").status_code for i in range(3)]
+    monkeypatch.setattr(AdminService, "authenticate", lambda *args, **kwargs: pytest.fail("a hash computed"))
+    refused = log_in(attacker, "root")  # even the right password: the address is refused
+    by_basic = attacker.get("/api/v1/me", headers=basic("root", PASSWORDS["root"]))
+    monkeypatch.undo()
+
+    assert statuses == [401, 401, 401]
+    assert refused.status_code == 429
+    assert '<p class="field-error" id="error-password" role="alert">too many failed logins from your ' \
+        'address: try again in 15 minutes</p>' in refused.get_data(as_text=True)
+    assert by_basic.status_code == 429 and "too many failed logins" in by_basic.get_json()["error"]
+    assert log_in(other, "root").status_code == 302
+    assert [e.action for e in admins.audit_log(limit=20)[1]].count("login.source_refused") == 1
+    now[0] += timedelta(minutes=15, seconds=1)
+    assert log_in(attacker, "root").status_code == 302
 
 
 def test_a_right_password_resets_the_count_of_wrong_ones(app: Flask) -> None:

@@ -18,7 +18,9 @@ from tests.unit.portal.conftest import LoggedIn, log_in, portal_config
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 HEALTH = {"ivr-1": {"status": "ok", "calls": 2, "version": "0.1.0"}, "ivr-2": {"status": "ok", "calls": 0},
-          "media-1": {"status": "ok", "media_calls": 2}}
+          "media-1": {"status": "ok", "media_calls": 2},
+          "cm1": {"status": "ok", "active_calls": 3, "registered_contacts": 10, "holds_sip_address": True},
+          "cm2": {"status": "ok", "active_calls": 0, "registered_contacts": 10, "holds_sip_address": False}}
 
 
 def fixed_prober(server: ServerEntry) -> Probe:
@@ -116,3 +118,48 @@ def test_the_page_renders_before_any_probe(sessions: sessionmaker[Session], app:
     html = client.get("/cluster").get_data(as_text=True)
 
     assert html.count('<span class="badge state-unknown">unknown</span>') == 4
+
+
+def test_call_managers_show_which_holds_the_vip_and_cannot_be_disabled(
+        logged_in: LoggedIn, sessions: sessionmaker[Session], app: Flask) -> None:
+    servers = ServerService(sessions=sessions)
+    for name, host in (("cm1", "192.0.2.11"), ("cm2", "192.0.2.12")):
+        servers.add_server(name, role=ServerRole.CALLMANAGER, host=host, port=5060, http_port=9060)
+    with app.app_context():
+        portal_context().monitor.refresh()
+    client, token = logged_in("root")
+
+    listed = {s["name"]: s for s in client.get("/api/v1/servers").get_json()["servers"]}
+    page = client.get("/cluster").get_data(as_text=True)
+    by_api = client.post("/api/v1/servers/cm1/disable", headers={"X-CSRF-Token": token})
+    by_form = client.post("/cluster/servers/cm2/disable", data={"csrf_token": token})
+
+    assert (listed["cm1"]["state"], listed["cm1"]["holds_vip"]) == ("up", True)
+    assert listed["cm2"]["holds_vip"] is False
+    assert listed["cm1"]["load"] == {"active_calls": 3, "registered_contacts": 10}
+    assert not listed["cm1"]["can_be_disabled"] and listed["ivr-1"]["can_be_disabled"]
+    assert 'callmanager <span class="badge vip">VIP</span>' in page and "standby" in page
+    assert "/cluster/servers/cm1/" not in page and 'action="/cluster/servers/ivr-1/disable"' in page
+    assert by_api.status_code == 400 and "holds the VIP" in by_api.get_json()["error"]
+    assert by_form.status_code == 400
+    assert all(s.enabled for s in servers.list_servers())
+    entries = client.get("/api/v1/audit").get_json()["entries"]
+    assert not [e for e in entries if e["action"].startswith("server.")]
+
+
+def test_an_all_in_one_shows_each_roles_own_load(sessions: sessionmaker[Session], app: Flask) -> None:
+    """Its servers share one /health, which gives each role's part under `roles`."""
+    health = {"status": "ok", "calls": 5, "roles": {"ivr": {"status": "ok", "calls": 1},
+                                                    "queue": {"status": "degraded", "calls": 5}}}
+    servers = ServerService(sessions=sessions)
+    for name, role in (("aio-ivr", ServerRole.IVR), ("aio-queue", ServerRole.QUEUE)):
+        servers.add_server(name, role=role, host="127.0.0.1", port=5090, http_port=9060)
+    app = create_app(portal_config(sessions), sessions=sessions, monitor=False,
+                     prober=lambda server: Probe(at=NOW, answered=True, health=health))
+    with app.app_context():
+        monitor = portal_context().monitor
+        monitor.refresh()
+        statuses = {s.name: s for s in monitor.statuses()}
+
+    assert (statuses["aio-ivr"].load, statuses["aio-ivr"].state.value) == ({"calls": 1}, "up")
+    assert (statuses["aio-queue"].load, statuses["aio-queue"].state.value) == ({"calls": 5}, "degraded")

@@ -116,6 +116,7 @@ def test_make_private_dir_makes_every_missing_parent_0700(tmp_path: Path) -> Non
 
 class _FailsToStart:
     name = "test part"
+    role = "test"
 
     async def start(self) -> None:
         raise StartError("not today")
