@@ -1,6 +1,6 @@
 """Alert e-mails end to end (issue 15): an IVR server killed and started again, seen by a real Call
 Manager, told by e-mail to a real SMTP server (aiosmtpd) by two `pbx portal` processes, of which
-exactly one sends.
+exactly one sends; and the all-in-one's own portal sending them when it runs alone.
 
 The Call Manager is `pbx allinone` without its embedded IVR, on a real Redis (its state store and
 the cluster's bus). The IVR server is `pbx ivr --config` in a process group of its own, killed
@@ -215,3 +215,34 @@ def test_the_other_portal_takes_on_when_the_sending_one_is_killed(tmp_path: Path
         assert " holds the lease" in other.log.read_text()
     print(f"\nthe sending portal killed: the other sent the resolved e-mail {resolved_after:.1f} s after the "
           "IVR server's restart, and nothing twice")
+
+
+def test_the_all_in_ones_own_portal_sends_the_alerts(tmp_path: Path, redis_server: RedisServer) -> None:
+    """No `pbx portal` at all: the all-in-one on Redis with alert recipients mails them itself."""
+    data_dir = tmp_path / "data"
+    pbx("init", "--data-dir", str(data_dir))
+    ivr = AppServerDaemon("ivr1", data_dir, tmp_path / "ivr1.yml")
+    pbx("server", "add", ivr.name, "--role", "ivr", "--host", "127.0.0.1", "--port", str(ivr.sip_port),
+        "--data-dir", str(data_dir))
+    smtp = SmtpServer()
+    env = {"PBX_IVR__EMBEDDED": "false", "PBX_STATE__URL": redis_server.url,
+           "PBX_SMTP__HOST": "127.0.0.1", "PBX_SMTP__PORT": str(smtp.port),
+           "PBX_SMTP__FROM_ADDRESS": "pbx@example.com", "PBX_ALERTS__RECIPIENTS": ",".join(RECIPIENTS),
+           "PBX_ALERTS__GROUP_WAIT": str(GROUP_WAIT), "PBX_ALERTS__GROUP_INTERVAL": str(GROUP_INTERVAL)}
+    with ExitStack() as stack:
+        stack.callback(smtp.stop)
+        stack.callback(ivr.stop)
+        ivr.start()
+        server = stack.enter_context(running_pbx(data_dir, env))
+        assert server.health()["roles"]["portal"]["alerts"] == "sending e-mails"
+        deadline = time.monotonic() + 15
+        while not endpoint_up(server, ivr.name):
+            assert time.monotonic() < deadline, "the Call Manager never saw the IVR server up"
+            time.sleep(0.2)
+        ivr.kill()
+        smtp.inbox.wait(1, timeout=20)
+        ivr.start()
+        smtp.inbox.wait(2, timeout=20)
+        time.sleep(3 * GROUP_INTERVAL)
+        assert subjects(smtp.inbox) == [FIRING, RESOLVED]
+        assert {e["sent_by"].rsplit(":", 1)[1] for e in alert_emails(data_dir)} == {str(server.process.pid)}

@@ -90,6 +90,12 @@ def test_an_operator_disables_an_ivr_server_in_the_browser_and_calls_go_to_the_o
         assert page.locator("tr[data-server]").count() >= 2
         assert page.locator('tr[data-server="ivr2"] td.version').inner_text() == package_version()
         assert page.locator('tr[data-server="ivr2"] td.load').inner_text() == "calls 0"
+        # The Call Manager is on the page too: holding the SIP address, and not to be disabled.
+        page.wait_for_selector(state_badge("allinone-callmanager", "up"))
+        manager = page.locator('tr[data-server="allinone-callmanager"]')
+        assert manager.locator("td.role").inner_text() == "callmanager VIP"
+        assert manager.locator("button").count() == 0
+        assert "registered contacts" in manager.locator("td.load").inner_text()
 
         # Calls on both servers, then ivr1 disabled under them: it drains.
         long_calls, stat = sipp.start("uac_auth_sdp", tmp_path, "-inf", str(callers(tmp_path, password)),
