@@ -11,6 +11,7 @@ import logging
 import re
 import socket
 import time
+from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,6 +59,8 @@ from .workers import Forward, ForwardError, Release, WorkerPlace, parse_frame
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL = 1.0
+UNPUBLISHED_EVENTS_KEPT = 1000
+"""Events kept for the cluster's bus while it is away; beyond, the oldest are dropped (logged)."""
 """Seconds between directory refreshes and CDR flushes."""
 JOURNAL_NAME = re.compile(r"cdr-(\d+)\.journal")
 NODE_PEERS_KEPT = 1024
@@ -98,6 +101,8 @@ class CallManagerController:
         self._media_control: ControlSocket | None = None
         self._states_due: float | None = None
         """When this worker, having taken the VIP, tells every server's state (see _tick_holding)."""
+        self._unpublished: deque[ServerStateChanged] = deque(maxlen=UNPUBLISHED_EVENTS_KEPT)
+        """Events the cluster's bus did not take yet (Redis away, failing over), oldest first."""
 
     async def start(self) -> None:
         config = self.config
@@ -312,7 +317,13 @@ class CallManagerController:
         up it had not seen down, or a down it already had, as no change."""
         assert self.core is not None
         was_holder = self.core.holding.holder
-        self.core.holding.tick(holds_address(self.config.sip.host), now)
+        try:
+            self.core.holding.tick(holds_address(self.config.sip.host), now)
+        finally:  # the store away: whether this host holds the address is known all the same
+            self._schedule_server_states(was_holder, now)
+
+    def _schedule_server_states(self, was_holder: bool | None, now: float) -> None:
+        assert self.core is not None
         if not self.core.holding.holder or self.place.index != 0:
             self._states_due = None
         elif not was_holder:
@@ -360,10 +371,22 @@ class CallManagerController:
         self._publish(event)
 
     def _publish(self, event: ServerStateChanged) -> None:
-        """On this daemon's bus and, in a cluster, the cluster's."""
+        """On this daemon's bus and, in a cluster, the cluster's; what the cluster's does not
+        take now (Redis away) waits, in order, for the next housekeeping."""
         self.bus.publish(event)
         if self.state is not None and self.state.publish_event is not None:
-            self.state.publish_event(event)
+            if len(self._unpublished) == self._unpublished.maxlen:
+                log.error("event %s dropped: %d events wait for the bus already", self._unpublished[0],
+                          len(self._unpublished))
+            self._unpublished.append(event)
+            self._publish_waiting()
+
+    def _publish_waiting(self) -> None:
+        assert self.state is not None and self.state.publish_event is not None
+        while self._unpublished:
+            if not self.state.publish_event(self._unpublished[0]):
+                return
+            self._unpublished.popleft()
 
     @property
     def control_paths(self) -> tuple[str, ...]:
@@ -506,6 +529,8 @@ class CallManagerController:
                 log.exception("refreshing the directory failed; will retry")
             except StateStoreUnavailable:
                 pass  # logged once by the store; purging waits until it is back
+            if self._unpublished:
+                self._publish_waiting()
             try:
                 self._cdr_writer.flush()
             except SQLAlchemyError:

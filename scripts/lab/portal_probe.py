@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """Ask a deployed web portal over HTTPS: its /health, its login page, and a login.
 
-    portal_probe.py https://HOST:PORT --certificate PEM [--user NAME --password PW]
+    portal_probe.py https://HOST:PORT --certificate PEM [--user NAME --password PW [--servers]]
     portal_probe.py https://HOST:PORT --certificate PEM --watch [--interval 0.1] [--until-file F]
 
 Prints one JSON object: the certificate's SHA-256, /health's status, the login page's status
 and whether it holds a password form with a CSRF token, and with --user the login: the form
 posted with the page's hidden fields, the redirect followed, whether the page reached is a
-logged-in one (not the login page again). The connection trusts --certificate alone (the
+logged-in one (not the login page again); with --servers then, the cluster's servers as
+`/api/v1/servers` lists them (name, role, state, holds_vip). The connection trusts --certificate alone (the
 portal's self-signed one, fetched from a host) and checks that it names HOST, so a probe of
 the VIP also checks that the certificate names the VIP.
 
@@ -84,7 +85,8 @@ def peer_certificate_sha256(base: str, context: ssl.SSLContext) -> str:
             return hashlib.sha256(tls.getpeercert(binary_form=True) or b"").hexdigest()
 
 
-def probe(base: str, certificate: str, user: str | None, password: str | None) -> dict:
+def probe(base: str, certificate: str, user: str | None, password: str | None,
+          servers: bool = False) -> dict:
     context = tls_context(certificate)
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context),
@@ -124,6 +126,11 @@ def probe(base: str, certificate: str, user: str | None, password: str | None) -
     else:
         login["logged_in"] = False
     report["login"] = login
+    if servers and login["logged_in"]:
+        status, body, _ = get(opener, f"{base}/api/v1/servers")
+        listed = json.loads(body)["servers"] if status == 200 else []
+        report["servers"] = [{key: server[key] for key in ("name", "role", "state", "holds_vip")}
+                             for server in listed]
     return report
 
 
@@ -148,6 +155,7 @@ def main() -> int:
     parser.add_argument("--certificate", required=True, help="the portal's certificate (PEM), trusted alone")
     parser.add_argument("--user")
     parser.add_argument("--password")
+    parser.add_argument("--servers", action="store_true", help="after the login, list the cluster's servers")
     parser.add_argument("--watch", action="store_true", help="ask /health until --until-file exists")
     parser.add_argument("--interval", type=float, default=0.1)
     parser.add_argument("--until-file", default="")
@@ -159,7 +167,7 @@ def main() -> int:
         watch(base, args.certificate, args.interval, args.until_file)
         return 0
     try:
-        print(json.dumps(probe(base, args.certificate, args.user, args.password)))
+        print(json.dumps(probe(base, args.certificate, args.user, args.password, args.servers)))
     except (urllib.error.URLError, OSError) as exc:
         print(f"portal_probe.py: {base}: {getattr(exc, 'reason', exc)}", file=sys.stderr)
         return 1

@@ -189,3 +189,40 @@ def test_calls_spread_over_two_ivr_servers_and_avoid_a_dead_one(tmp_path: Path,
         assert states == ["down", "up"], states
         assert all(e["server"] != second.name for e in server_events(redis_server))
     print(f"\nIVR server out of rotation {out_after:.2f} s after SIGKILL; calls spread {spread}")
+
+
+def test_a_server_going_down_while_redis_is_away_reaches_the_bus_when_it_is_back(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    """The Call Manager keeps the event the bus could not take, and publishes it once Redis answers
+    again: the alert e-mail is late, not lost."""
+    data_dir = tmp_path / "data"
+    pbx("init", "--data-dir", str(data_dir))
+    ivr = AppServerDaemon("ivr1", data_dir, tmp_path / "ivr1.yml")
+    pbx("server", "add", ivr.name, "--role", "ivr", "--host", "127.0.0.1", "--port", str(ivr.sip_port),
+        "--data-dir", str(data_dir))
+    env = {"PBX_IVR__EMBEDDED": "false", "PBX_STATE__URL": redis_server.url}
+    with ExitStack() as stack:
+        stack.callback(ivr.stop)
+        ivr.start()
+        server = stack.enter_context(running_pbx(data_dir, env))
+        deadline = time.monotonic() + 15
+        while not endpoint_up(server, ivr.name):
+            assert time.monotonic() < deadline, "the Call Manager never saw the IVR server up"
+            time.sleep(0.2)
+
+        redis_server.stop()
+        ivr.kill()
+        deadline = time.monotonic() + 10
+        while endpoint_up(server, ivr.name):
+            assert time.monotonic() < deadline, "the dead IVR server is still up for the Call Manager"
+            time.sleep(0.1)
+        time.sleep(2)  # a few housekeeping rounds with the bus away
+        redis_server.start()  # empty: no persistence
+        deadline = time.monotonic() + 15
+        while not (down := server_events(redis_server)):
+            assert time.monotonic() < deadline, "the down event never reached the bus"
+            time.sleep(0.2)
+
+        assert [(e["server"], e["role"], e["state"]) for e in down] == [(ivr.name, "ivr", "down")]
+        assert "OPTIONS" in str(down[0]["reason"])
+        assert any("not put on the bus yet" in line for line in server.log_lines)

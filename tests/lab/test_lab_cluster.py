@@ -108,14 +108,19 @@ def test_testinfra_verify_every_host(booted: Path) -> None:
     assert result.returncode == 0, result.stdout[-6000:]
 
 
-def test_exactly_one_call_manager_holds_the_vip(booted: Path) -> None:
+def vip_holders() -> list[str]:
+    """The Call Managers (their addresses) on which the VIP is up."""
     holders = []
-    for address in ("198.18.0.11", "198.18.0.12", "198.18.0.13"):
+    for address in CALL_MANAGERS:
         shown = lab.in_ns(lab.Lab(lab.DEFAULT_LAB).controller_ns, *lab.ssh_argv(address),
                           "ip -4 -o addr show dev eth0", capture=True).stdout
         if " 198.18.0.10/" in shown:
             holders.append(address)
-    assert len(holders) == 1
+    return holders
+
+
+def test_exactly_one_call_manager_holds_the_vip(booted: Path) -> None:
+    assert len(vip_holders()) == 1
 
 
 def portal_probe(the_lab: lab.Lab, base: str, certificate: Path, *args: str) -> dict:
@@ -138,12 +143,26 @@ def test_portal_answers_through_the_vip_over_https(booted: Path, tmp_path: Path)
     secrets = yaml.safe_load((booted / "group_vars" / "all" / "secrets.yml").read_text())
     portal = yaml.safe_load((booted / "group_vars" / "portal" / "portal.yml").read_text())
     started = time.monotonic()
-    report = portal_probe(the_lab, PORTAL_URL, certificate, "--user", portal["pbx_portal__admin_name"],
-                          "--password", secrets["lab_portal_admin_password"])
+    login = ("--user", portal["pbx_portal__admin_name"], "--password", secrets["lab_portal_admin_password"])
+    report = portal_probe(the_lab, PORTAL_URL, certificate, *login)
     print(f"\n[lab] portal through the VIP: {report} in {time.monotonic() - started:.1f} s")
     assert report["health"] == 200, report
     assert report["login_page"] == {"status": 200, "password_form": True, "csrf_token": True}, report
     assert report["login"]["logged_in"], report
+    # Its cluster page lists the three Call Managers (the role callmanager adds each), all up,
+    # the one holding the VIP marked. The probes of a portal process start with its first request.
+    deadline = time.monotonic() + 20
+    while True:
+        servers = portal_probe(the_lab, PORTAL_URL, certificate, *login, "--servers")["servers"]
+        managers = {s["name"]: s for s in servers if s["role"] == "callmanager"}
+        if all(s["state"] == "up" for s in managers.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    print(f"[lab] the portal's Call Managers: {sorted(managers.values(), key=lambda s: s['name'])}")
+    assert sorted(managers) == ["cm1", "cm2", "cm3"], servers
+    assert all(s["state"] == "up" for s in managers.values()), managers
+    holder = CALL_MANAGERS.index(vip_holders()[0]) + 1
+    assert [s["name"] for s in managers.values() if s["holds_vip"]] == [f"cm{holder}"], managers
     for address in CALL_MANAGERS:
         served = portal_probe(the_lab, f"https://{address}:8443", certificate)
         assert served["certificate_sha256"] == report["certificate_sha256"], address

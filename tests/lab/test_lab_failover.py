@@ -327,12 +327,17 @@ def test_killing_the_masters_call_manager_moves_the_vip(cluster: Cluster) -> Non
     wait_for("the killed Call Manager back", lambda: health(killed).get("status"), 60)
     assert health(killed)["holds_sip_address"] is False
     # keepalived's notify scripts said so on the bus: the old holder's fault, the new one's master.
-    events = [json.loads(line) for line in cluster.admin(
-        "event", "tail", "--from", "0", "--once", "--config", "/etc/pbx/callmanager.yml").splitlines()]
-    states = {(e["data"]["server"], e["data"]["state"])
-              for e in events if e.get("type") == "ServerStateChanged"}
+    states = {(server, state) for server, _, state in bus_states(cluster)}
     report(case="vrrp events on the bus", states=sorted(states))
     assert {(drill.holder_before, "fault"), (outcome["holder_after"], "master")} <= states
+
+
+def bus_states(cluster: Cluster) -> set[tuple[str, str, str]]:
+    """(server, role, state) of every ServerStateChanged on the cluster's bus so far."""
+    events = [json.loads(line) for line in cluster.admin(
+        "event", "tail", "--from", "0", "--once", "--config", "/etc/pbx/callmanager.yml").splitlines()]
+    return {(e["data"]["server"], e["data"]["role"], e["data"]["state"])
+            for e in events if e.get("type") == "ServerStateChanged"}
 
 
 def redis_master(*, ask_not: str | None = None) -> str | None:
@@ -411,6 +416,9 @@ def test_cutting_the_master_host_off_moves_the_vip_and_keeps_everything(cluster:
     try:
         wait_for("the VIP on another host", lambda: moved_from(victim), 30)
         outcome = finish_drill(cluster, drill, settle=8.0)  # Redis Sentinel may move too (the host held it)
+        # Its keepalived died with it and said nothing: the new holder's probes tell the bus.
+        wait_for(f"{victim} reported down on the bus",
+                 lambda: (victim, "callmanager", "down") in bus_states(cluster), 30)
     finally:
         restart_host(victim)
     assert outcome["holder_after"] != victim

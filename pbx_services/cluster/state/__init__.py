@@ -49,9 +49,9 @@ class StateStore:
     description: str
     """Where it is, for the log (a Redis URL without its password)."""
     closer: Callable[[], None] | None = None
-    publish_event: Callable[[object], None] | None = None
-    """Puts an event on the cluster's bus (the Redis stream): None in-process, where the
-    daemon's own bus is the only one."""
+    publish_event: Callable[[object], bool] | None = None
+    """Puts an event on the cluster's bus (the Redis stream); False (logged) when it could not.
+    None in-process, where the daemon's own bus is the only one."""
 
     def close(self) -> None:
         if self.closer is not None:

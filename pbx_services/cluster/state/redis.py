@@ -632,11 +632,13 @@ def open_redis_state(url: str, *, nonce_ttl: float, timeout: float) -> StateStor
     except redis.RedisError as exc:
         # A wrong password, a database number Redis does not have...
         raise StateStoreUnavailable(f"Redis at {description} refused us: {exc}") from None
-    def publish_event(event: object) -> None:
+    def publish_event(event: object) -> bool:
         try:
             connection.call(lambda client: RedisStreamBus(client).publish(event))
         except (StateStoreUnavailable, redis.RedisError) as exc:
-            log.error("event %s not put on the bus: %s", type(event).__name__, exc)
+            log.error("event %s not put on the bus yet: %s", type(event).__name__, exc)
+            return False
+        return True
 
     return StateStore(location=RedisLocation(connection),
                       nonce_counts=RedisNonceCounts(connection, nonce_ttl),
