@@ -139,10 +139,11 @@ def render_inventory(site: Site) -> str:
                              "pbx_keepalived__vip": f"{site.vip}/{site.network.prefixlen}",
                              "pbx_keepalived__interface": site.interface}
         children[role] = group
-    # The state store on the Call Managers, as in inventory/production-example.
+    # The state store and the web portal on the Call Managers, as in inventory/production-example.
     children["redis"] = {"children": {"callmanager": {}}}
     children["redis_sentinel"] = {"children": {"callmanager": {}}}
-    children["pbx"] = {"children": {role: {} for role in DAEMON_ROLES}}
+    children["portal"] = {"children": {"callmanager": {}}}
+    children["pbx"] = {"children": {role: {} for role in (*DAEMON_ROLES, "portal")}}
     document = {"all": {"vars": {"site_network": str(site.network), "ansible_user": site.ssh_user,
                                  "ansible_become": True},
                         "children": children}}

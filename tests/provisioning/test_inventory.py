@@ -45,6 +45,7 @@ def test_inventory_groups_hosts_by_role() -> None:
     for later in ("ivr", "queue", "meeting", "im", "dataflow"):
         assert groups[later]["hosts"] == {}
     assert groups["redis_sentinel"]["children"] == {"callmanager": {}}
+    assert groups["portal"]["children"] == {"callmanager": {}}  # site.yml's portal play finds them
     assert inventory["all"]["vars"] == {"site_network": "10.20.0.0/24", "ansible_user": "deploy",
                                         "ansible_become": True}
 
@@ -57,7 +58,8 @@ def test_ansible_reads_the_generated_inventory(tmp_path: Path) -> None:
     assert sorted(listing["callmanager"]["hosts"]) == ["paris-cm1", "paris-cm2", "paris-cm3"]
     assert listing["_meta"]["hostvars"]["paris-cm2"]["pbx_keepalived__vip"] == "10.20.0.10/24"
     assert sorted(listing["pbx"]["children"]) == ["callmanager", "dataflow", "im", "ivr", "media",
-                                                   "meeting", "queue"]
+                                                   "meeting", "portal", "queue"]
+    assert sorted(listing["portal"]["children"]) == ["callmanager"]
 
 
 def test_the_bare_output_value_is_accepted() -> None:

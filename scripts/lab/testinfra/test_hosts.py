@@ -58,6 +58,10 @@ def test_callmanager_listens_and_answers(host):
     assert host.socket(f"tcp://{address(host)}:6379").is_listening
     assert host.socket(f"tcp://{address(host)}:26379").is_listening
     assert health(host, 9060)["status"] == "ok"
+    # Listed at its own address, as the portal and the other Call Managers' probes find it.
+    servers = host.check_output("pbx server list")
+    row = [host.check_output("hostname"), "callmanager", f"{address(host)}:5060"]
+    assert any(line.split()[:3] == row for line in servers.splitlines()), servers
     assert host.sysctl("net.ipv4.ip_nonlocal_bind") == 1
 
 
@@ -117,6 +121,15 @@ def test_application_server(host, role):
     servers = host.check_output("pbx server list")
     name = host.ansible.get_variables()["inventory_hostname"]
     assert any(line.split()[:2] == [name, role] for line in servers.splitlines())
+
+
+def test_every_daemon_was_started_for_the_installed_package(host):
+    """What pbx_service restarts a daemon on: its record of the package differs from the one installed."""
+    installed = host.check_output(
+        f"{VENV_PYTHON} -c \"import hashlib, importlib.metadata as m; print(hashlib.sha256("
+        f"m.distribution('pbx-services').read_text('RECORD').encode()).hexdigest())\"")
+    for daemon in sorted((DAEMONS | {"queue"}) & groups(host)):
+        assert host.file(f"/etc/pbx/{daemon}.package").content_string == f"pbx-services {installed}\n", daemon
 
 
 def test_meeting_server_has_espeak_ng(host):
