@@ -59,9 +59,9 @@ from .workers import Forward, ForwardError, Release, WorkerPlace, parse_frame
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_INTERVAL = 1.0
+"""Seconds between directory refreshes and CDR flushes."""
 UNPUBLISHED_EVENTS_KEPT = 1000
 """Events kept for the cluster's bus while it is away; beyond, the oldest are dropped (logged)."""
-"""Seconds between directory refreshes and CDR flushes."""
 JOURNAL_NAME = re.compile(r"cdr-(\d+)\.journal")
 NODE_PEERS_KEPT = 1024
 """Peers of the node address remembered (probes, operators), to answer from that address."""

@@ -79,7 +79,7 @@ class PortalComponent:
     def health(self) -> dict[str, object]:
         running = self._thread is not None and self._thread.is_alive()
         return {"status": "ok" if running else "degraded", "portal": self.listening_on(),
-                "alerts": "sending e-mails" if self._alerts is not None else "off (alerts.recipients)"}
+                "alerts": "on" if self._alerts is not None else "off (no alerts.recipients)"}
 
     def collectors(self) -> Sequence[Collector]:
         return ()

@@ -234,7 +234,7 @@ def test_the_all_in_ones_own_portal_sends_the_alerts(tmp_path: Path, redis_serve
         stack.callback(ivr.stop)
         ivr.start()
         server = stack.enter_context(running_pbx(data_dir, env))
-        assert server.health()["roles"]["portal"]["alerts"] == "sending e-mails"
+        assert server.health()["roles"]["portal"]["alerts"] == "on"
         deadline = time.monotonic() + 15
         while not endpoint_up(server, ivr.name):
             assert time.monotonic() < deadline, "the Call Manager never saw the IVR server up"
