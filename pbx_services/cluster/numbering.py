@@ -11,10 +11,10 @@ its table's columns to `_NUMBER_OWNERS`.
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import or_, select, tuple_
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from pbx_services.cluster.dao import AlreadyExists, Dao, ModelT, chunked
+from pbx_services.cluster.dao import AlreadyExists, Dao, ModelT, rows_with_pairs
 from pbx_services.cluster.destinations import Destination, DestinationKind
 from pbx_services.cluster.models import (
     CallForwarding,
@@ -58,11 +58,9 @@ def number_owners(session: Session, numbers: Iterable[tuple[int, str]]) -> dict[
     wanted = list(numbers)
     owners: dict[tuple[int, str], str] = {}
     for kind, tenant_column, number_column in _NUMBER_OWNERS:
-        key = tuple_(tenant_column, number_column)
-        for chunk in chunked(wanted, _CHUNK_SIZE):
-            rows = session.execute(select(tenant_column, number_column).where(key.in_(chunk)))
-            for tenant_id, number in rows:
-                owners.setdefault((tenant_id, number), f"{kind} {number}")
+        for tenant_id, number in rows_with_pairs(session, tenant_column, number_column, wanted,
+                                                 chunk_size=_CHUNK_SIZE):
+            owners.setdefault((tenant_id, number), f"{kind} {number}")
     return owners
 
 

@@ -25,7 +25,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pbx_services.cluster.dao import NotFound, TenantDao, UserDao, chunked
+from pbx_services.cluster.dao import NotFound, TenantDao, UserDao, chunked, refresh_statistics
+from pbx_services.cluster.models import User
 from pbx_services.cluster.models.base import utcnow
 from pbx_services.cluster.models.user_import_job import (
     FILE_NAME_MAX_LENGTH,
@@ -52,6 +53,9 @@ BATCH_ROWS = 1000
 ERRORS_KEPT = 1000
 """Bad rows whose errors the job keeps (all are counted in `failed`)."""
 STALE_AFTER = timedelta(minutes=5)
+STATISTICS_FIRST_AT = 2 * BATCH_ROWS
+"""Users imported after which the database's statistics are refreshed, then each time the
+count doubles (`dao.refresh_statistics`)."""
 COLUMNS = CSV_REQUIRED_COLUMNS + CSV_OPTIONAL_COLUMNS
 
 
@@ -249,6 +253,7 @@ class UserImporter:
                        for tenant in TenantDao(session=session).find_all_by()}
             scope = self._scope_of(session, job_id)
         first_line_of: dict[tuple[int, str], int] = {}
+        imported, statistics_at = 0, STATISTICS_FIRST_AT
         problems: list[RowProblem] = []  # rows with the wrong number of fields, from csv_rows
         for batch in chunked(csv_rows(io.StringIO(text, newline=""), problems), self._batch_rows):
             # The rows of wrong length met while this batch was read.
@@ -266,7 +271,11 @@ class UserImporter:
                     continue
                 first_line_of[row.key] = line
                 rows.append(row)
-            self._insert_batch(job_id, rows, errors, processed=processed)
+            imported += self._insert_batch(job_id, rows, errors, processed=processed)
+            if imported >= statistics_at:  # the table doubled since the planner last looked
+                statistics_at = imported * 2
+                with self._sessions.begin() as session:
+                    refresh_statistics(session, User)
         if problems:  # bad rows after the last good one, or CSV so broken that reading stopped
             self._insert_batch(job_id, [], [RowError(problem.line, None, problem.message)
                                             for problem in problems], processed=len(problems))
@@ -319,9 +328,10 @@ class UserImporter:
         return tenant
 
     def _insert_batch(self, job_id: int, rows: Sequence[_NewUser], errors: list[RowError], *,
-                      processed: int) -> None:
+                      processed: int) -> int:
         """Insert the new users of `rows` and record the batch in the job, in one transaction.
-        Users added by someone else meanwhile make the batch start again, once."""
+        Users added by someone else meanwhile make the batch start again, once. Returns how
+        many users it added."""
         for attempt in (1, 2):
             try:
                 with self._sessions.begin() as session:
@@ -336,10 +346,11 @@ class UserImporter:
                     if room > 0 and all_errors:
                         job.errors = [*job.errors, *(error.as_dict() for error in all_errors[:room])]
                     job.updated_at = self._clock()
-                return
+                return outcome.imported
             except IntegrityError:
                 if attempt == 2:
                     raise
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def _insert(self, session: Session, rows: Sequence[_NewUser]) -> _BatchOutcome:
         existing = UserDao(session=session).existing_extensions(row.key for row in rows)
