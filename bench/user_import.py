@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import psycopg  # noqa: E402
 from sqlalchemy import Engine, text  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
@@ -76,13 +77,15 @@ def timed_copy(url: str, users: int) -> float:
         rows.append((tenant_id, extension, f"User {i}", f"user{i}@example.com", credentials["ha1_md5"],
                      credentials["ha1_sha256"], True, now))
     raw = engine.raw_connection()
+    connection = raw.driver_connection  # psycopg's own, for its COPY
+    assert isinstance(connection, psycopg.Connection)
     started = time.perf_counter()
-    with raw.cursor() as cursor:
+    with connection.cursor() as cursor:
         with cursor.copy("COPY users (tenant_id, extension, display_name, email, ha1_md5, ha1_sha256, "
                          "enabled, created_at) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
-    raw.commit()
+    connection.commit()
     elapsed = time.perf_counter() - started
     raw.close()
     engine.dispose()
