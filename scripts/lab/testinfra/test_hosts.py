@@ -125,10 +125,13 @@ def test_application_server(host, role):
 
 def test_every_daemon_was_started_for_the_installed_package(host):
     """What pbx_service restarts a daemon on: its record of the package differs from the one installed."""
+    daemons = sorted((DAEMONS | {"queue"}) & groups(host))
+    if not daemons:
+        pytest.skip("runs no PBX daemon")
     installed = host.check_output(
         f"{VENV_PYTHON} -c \"import hashlib, importlib.metadata as m; print(hashlib.sha256("
         f"m.distribution('pbx-services').read_text('RECORD').encode()).hexdigest())\"")
-    for daemon in sorted((DAEMONS | {"queue"}) & groups(host)):
+    for daemon in daemons:
         assert host.file(f"/etc/pbx/{daemon}.package").content_string == f"pbx-services {installed}\n", daemon
 
 
