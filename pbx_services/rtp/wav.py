@@ -100,7 +100,10 @@ class WavWriter:
         self.sample_rate = sample_rate
         self.channels = channels
         self.frames_written = 0
-        self._writer = wave.open(_openable(path), "wb")
+        # The file opened here: a wave writer whose own open fails is left half-built, and its
+        # __del__ raises later (AttributeError '_file') wherever the collector runs it.
+        self._owned: BinaryIO | None = open(path, "wb") if isinstance(path, str | os.PathLike) else None  # noqa: SIM115
+        self._writer = wave.open(self._owned or _openable(path), "wb")
         self._writer.setnchannels(channels)
         self._writer.setsampwidth(SAMPLE_WIDTH)
         self._writer.setframerate(sample_rate)
@@ -117,6 +120,8 @@ class WavWriter:
 
     def close(self) -> None:
         self._writer.close()
+        if self._owned is not None:
+            self._owned.close()
 
     def __enter__(self) -> WavWriter:
         return self
