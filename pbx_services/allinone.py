@@ -24,11 +24,12 @@ from .cluster.state.agents import DeferredAgents
 from .ivr import main as ivr
 from .media.worker import MediaWorker
 from .meeting import main as meeting
+from .portal.cluster_monitor import MAX_PARALLEL_PROBES
 from .portal.embedded import PortalComponent
 from .queue import main as queue
 from .runtime import daemon
 from .runtime.daemon import Component
-from .runtime.descriptors import DATABASE_NEED, DescriptorNeed, rtp_ports_need
+from .runtime.descriptors import DATABASE_NEED, STATE_STORE_NEED, DescriptorNeed, rtp_ports_need
 from .runtime.file_modes import database_paths
 
 ROLE = "allinone"
@@ -79,9 +80,14 @@ def _started_state(manager: CallManagerController) -> StateStore:
     return manager.state
 
 
+PORTAL_BROWSERS = 32
+"""Browser connections the embedded portal is counted for (its threaded server has no cap)."""
+
+
 def embedded_descriptors(config: PbxConfig) -> list[DescriptorNeed]:
-    """What the media and application workers in the Call Manager's process hold: every port of
-    their ranges, and the application servers' database pools."""
+    """What the other parts in the Call Manager's process hold: every port of the media and
+    application workers' ranges, the application servers' database pools, and the portal's
+    (its pool, its browsers and probes of the servers, and the alert sender's pool and Redis)."""
     needs = []
     if config.media.embedded:
         needs.append(rtp_ports_need("media", (config.media.port_min, config.media.port_max)))
@@ -94,6 +100,13 @@ def embedded_descriptors(config: PbxConfig) -> list[DescriptorNeed]:
     if config.queue.embedded:
         needs += [rtp_ports_need("queue", (config.queue.port_min, config.queue.port_max)),
                   dataclasses.replace(DATABASE_NEED, what="the queue server's database pool")]
+    if config.portal.port:
+        needs += [dataclasses.replace(DATABASE_NEED, what="the portal's database pool"),
+                  DescriptorNeed("the portal's browsers and probes of the servers",
+                                 PORTAL_BROWSERS + MAX_PARALLEL_PROBES, ("portal.port",))]
+        if config.alerts.recipients:
+            needs += [dataclasses.replace(DATABASE_NEED, what="the alert sender's database pool"),
+                      dataclasses.replace(STATE_STORE_NEED, what="the alert sender's Redis")]
     return needs
 
 
