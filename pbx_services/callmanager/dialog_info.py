@@ -64,6 +64,8 @@ def dialog_info(entity: str, version: int, dialogs: Iterable[DialogView], realm:
 
 LINE_TTL = 3.0
 """Seconds a worker's published lines stay live: three missed publications."""
+FULL_PUBLICATION_INTERVAL = 30.0
+"""Seconds between two publications of all of a worker's lines; in between, only changes."""
 
 
 def _line_key(realm: str, extension: str) -> str:
@@ -102,6 +104,9 @@ class DialogPackage:
         self._extension_exists = extension_exists
         self._lines: LineStore = lines or InMemoryLines()
         self._owner = owner
+        self._published_lines: dict[str, str] | None = None
+        """What the store has of this worker's lines, as last published; None: not known."""
+        self._full_due = 0.0
 
     def refusal(self, subscriber: str, realm: str, resource: str) -> tuple[int, str] | None:
         return None if self._extension_exists(realm, resource) else (404, "Not Found")
@@ -115,15 +120,25 @@ class DialogPackage:
         return dialog_info(f"sip:{resource}@{realm}", version, state, realm)
 
     def publish(self, now: float) -> None:
-        """Once a second: the lines of this worker's calls, for the watchers of every worker.
-        Raises StateStoreUnavailable when the store is away."""
+        """Once a second: the lines of this worker's calls, for the watchers of every worker;
+        all of them every FULL_PUBLICATION_INTERVAL (and when the store lost them), else only
+        those that changed or ended. Raises StateStoreUnavailable when the store is away."""
         lines: dict[tuple[str, str], list[Call]] = {}
         for call in self._calls():
             for extension in {call.caller, call.callee}:
                 lines.setdefault((call.realm, extension), []).append(call)
-        published = {_line_key(realm, extension): _encode(dialogs_of(calls, realm, extension))
-                     for (realm, extension), calls in lines.items()}
-        self._lines.publish(self._owner, published, LINE_TTL, now)
+        current = {_line_key(realm, extension): _encode(dialogs_of(calls, realm, extension))
+                   for (realm, extension), calls in lines.items()}
+        last, self._published_lines = self._published_lines, None  # unknown if the store fails
+        if last is not None and now < self._full_due:
+            changed = {key: text for key, text in current.items() if last.get(key) != text}
+            ended = [key for key in last if key not in current]
+            if self._lines.update(self._owner, changed, ended, LINE_TTL, now):
+                self._published_lines = current
+                return
+        self._lines.publish(self._owner, current, LINE_TTL, now)
+        self._published_lines = current
+        self._full_due = now + FULL_PUBLICATION_INTERVAL
 
     def poll(self, watched: set[tuple[str, str]],
              now: float) -> list[tuple[str, str, tuple[DialogView, ...]]]:

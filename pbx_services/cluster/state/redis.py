@@ -47,6 +47,9 @@ from .location import Binding, by_preference
 log = logging.getLogger(__name__)
 
 PREFIX = "pbx:"
+LINES_MARKER = "-"
+"""A field of every worker's lines hash, no line's key ("REALM/EXT"): the hash exists while the
+worker's publication is live, lines or none."""
 RETRY_AFTER = 1.0
 """Seconds during which calls fail fast after Redis was found unreachable."""
 PURGE_BATCH = 1000
@@ -581,7 +584,9 @@ class RedisCallCounts:
 
 
 class RedisLines:
-    """Each worker's lines in a hash of its own, replaced in one transaction at each publication."""
+    """Each worker's lines in a hash of its own (with a marker field, so that a worker with no
+    lines still has one), replaced in one transaction at each full publication, changed in one
+    at each update."""
 
     def __init__(self, connection: RedisConnection) -> None:
         self._redis = connection
@@ -592,14 +597,32 @@ class RedisLines:
         def write(client: redis.Redis) -> None:
             pipe = client.pipeline(transaction=True)
             pipe.delete(key)
-            if lines:
-                pipe.hset(key, mapping=dict[Any, Any](lines))
-                pipe.pexpire(key, ttl_ms)
+            pipe.hset(key, mapping=dict[Any, Any]({LINES_MARKER: "", **lines}))
+            pipe.pexpire(key, ttl_ms)
             pipe.zadd(f"{PREFIX}lines", {owner: now + ttl})
             pipe.zremrangebyscore(f"{PREFIX}lines", "-inf", now - 3600)
             pipe.execute()
 
         self._redis.call(write)
+
+    def update(self, owner: str, changed: Mapping[str, str], ended: Collection[str], ttl: float,
+               now: float) -> bool:
+        key, ttl_ms = f"{PREFIX}lines:{owner}", max(1, round(ttl * 1000))
+
+        def write(client: redis.Redis) -> bool:
+            pipe = client.pipeline(transaction=True)
+            pipe.pexpire(key, ttl_ms)  # 0: the hash is gone, and what follows is not enough
+            if changed:
+                pipe.hset(key, mapping=dict[Any, Any](changed))
+            if ended:
+                pipe.hdel(key, *ended)
+            pipe.zadd(f"{PREFIX}lines", {owner: now + ttl})
+            results = pipe.execute()
+            if not results[0]:
+                client.delete(key)  # the changes alone, without the marker: a full one follows
+            return bool(results[0])
+
+        return self._redis.call(write)
 
     def read(self, keys: Collection[str], now: float) -> dict[str, list[str]]:
         if not keys:
@@ -616,7 +639,7 @@ class RedisLines:
         found: dict[str, list[str]] = {}
         for values in self._redis.call(fetch):
             for key, value in zip(wanted, values, strict=True):
-                if value is not None:
+                if value is not None and key != LINES_MARKER:
                     found.setdefault(key, []).append(_text(value))
         return found
 
@@ -632,6 +655,7 @@ def open_redis_state(url: str, *, nonce_ttl: float, timeout: float) -> StateStor
     except redis.RedisError as exc:
         # A wrong password, a database number Redis does not have...
         raise StateStoreUnavailable(f"Redis at {description} refused us: {exc}") from None
+
     def publish_event(event: object) -> bool:
         try:
             connection.call(lambda client: RedisStreamBus(client).publish(event))

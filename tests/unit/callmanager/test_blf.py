@@ -4,12 +4,13 @@ is nobody's is refused 404. The dialog states are read once a second (`housekeep
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from types import SimpleNamespace
 from typing import cast
 from xml.etree import ElementTree
 
 from pbx_services.callmanager.call import CONNECTED, ROUTING, Call
-from pbx_services.callmanager.dialog_info import LINE_TTL, DialogPackage
+from pbx_services.callmanager.dialog_info import FULL_PUBLICATION_INTERVAL, LINE_TTL, DialogPackage
 from pbx_services.cluster.state.lines import InMemoryLines
 from tests.unit.sip.wire import crlf
 
@@ -115,3 +116,49 @@ def test_the_lines_of_a_worker_that_stopped_publishing_go_dark() -> None:
     worker0.publish(100.0)
     assert worker1.poll({("pbx.example", "1001")}, 100.0 + LINE_TTL - 0.1)[0][2] != ()
     assert worker1.poll({("pbx.example", "1001")}, 100.0 + LINE_TTL) == [("pbx.example", "1001", ())]
+
+
+class RecordingLines(InMemoryLines):
+    """The in-process store, noting what each publication sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[tuple[str, object]] = []
+
+    def publish(self, owner: str, lines: Mapping[str, str], ttl: float, now: float) -> None:
+        self.sent.append(("all", sorted(lines)))
+        super().publish(owner, lines, ttl, now)
+
+    def update(self, owner: str, changed: Mapping[str, str], ended: Collection[str], ttl: float,
+               now: float) -> bool:
+        self.sent.append(("changes", (sorted(changed), sorted(ended))))
+        return super().update(owner, changed, ended, ttl, now)
+
+
+def test_a_worker_sends_only_the_lines_that_changed_and_all_of_them_now_and_then() -> None:
+    """At 10,000 calls a worker would rewrite every line each second; it sends the changes, and
+    all its lines every FULL_PUBLICATION_INTERVAL or when the store lost them."""
+    store = RecordingLines()
+    held: list[object] = [_held("c1", "1001", "1002", ROUTING), _held("c2", "1003", "1004", CONNECTED)]
+    worker = DialogPackage(calls=lambda: cast(list[Call], held), extension_exists=lambda r, n: True,
+                           lines=store, owner="cm1/0")
+    watcher = DialogPackage(calls=lambda: [], extension_exists=lambda r, n: True, lines=store, owner="cm1/1")
+    worker.publish(100.0)
+    worker.publish(101.0)  # nothing changed
+    held[0] = _held("c1", "1001", "1002", CONNECTED)
+    del held[1]
+    worker.publish(102.0)
+    worker.publish(100.0 + FULL_PUBLICATION_INTERVAL)
+    store._published.clear()  # the store lost them (Redis failed over to a replica that had none)
+    worker.publish(101.0 + FULL_PUBLICATION_INTERVAL)
+
+    all_lines = ["pbx.example/1001", "pbx.example/1002", "pbx.example/1003", "pbx.example/1004"]
+    assert store.sent == [
+        ("all", all_lines),
+        ("changes", ([], [])),
+        ("changes", (["pbx.example/1001", "pbx.example/1002"], ["pbx.example/1003", "pbx.example/1004"])),
+        ("all", all_lines[:2]),
+        ("changes", ([], [])), ("all", all_lines[:2]),
+    ]
+    [(_, _, views)] = watcher.poll({("pbx.example", "1002")}, 101.5 + FULL_PUBLICATION_INTERVAL)
+    assert [v.state for v in views] == ["confirmed"]
