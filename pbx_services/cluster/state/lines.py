@@ -27,7 +27,8 @@ class LineStore(Protocol):
                now: float) -> bool:
         """`owner`'s lines changed and ended since its last publication; all its lines live for
         `ttl` seconds from `now`. False when the store had none of its lines any more (they
-        lapsed, or Redis failed over): the caller publishes them all."""
+        lapsed, or Redis failed over): the caller publishes them all at once (till then the
+        store may hold these changes alone)."""
         ...
 
     def read(self, keys: Collection[str], now: float) -> dict[str, list[str]]:

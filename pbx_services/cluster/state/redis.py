@@ -611,16 +611,14 @@ class RedisLines:
 
         def write(client: redis.Redis) -> bool:
             pipe = client.pipeline(transaction=True)
-            pipe.pexpire(key, ttl_ms)  # 0: the hash is gone, and what follows is not enough
+            pipe.exists(key)  # 0: the hash was gone, and the changes alone are not enough
             if changed:
                 pipe.hset(key, mapping=dict[Any, Any](changed))
             if ended:
                 pipe.hdel(key, *ended)
+            pipe.pexpire(key, ttl_ms)
             pipe.zadd(f"{PREFIX}lines", {owner: now + ttl})
-            results = pipe.execute()
-            if not results[0]:
-                client.delete(key)  # the changes alone, without the marker: a full one follows
-            return bool(results[0])
+            return bool(pipe.execute()[0])
 
         return self._redis.call(write)
 

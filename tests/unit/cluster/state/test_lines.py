@@ -47,4 +47,6 @@ def test_an_update_of_lines_the_store_lost_asks_for_them_all(store: StateStore) 
 
     assert not store.lines.update("cm1/0", {"a.example/1002": "[2]"}, [], ttl=3, now=now + 1.7)
     assert not store.lines.update("worker-never-published", {}, [], ttl=3, now=now)
-    assert store.lines.read(["a.example/1001", "a.example/1002"], now + 1.7) == {}
+    store.lines.publish("cm1/0", {"a.example/1001": "[1]", "a.example/1002": "[2]"}, ttl=3, now=now + 1.7)
+    assert store.lines.read(["a.example/1001", "a.example/1002"], now + 1.7) == {
+        "a.example/1001": ["[1]"], "a.example/1002": ["[2]"]}
