@@ -39,7 +39,7 @@ from ..sip.message import SipRequest, SipResponse
 from ..sip.stack import SERVER_NAME, SipStack
 from ..sip.transaction import ClientTransaction, make_tag
 from ..sip.uri import SipUri
-from .endpoint import Endpoint, ServerStateCallback, ServerStates, ServerStateView
+from .endpoint import Endpoint, ServerStateCallback, ServerStates, ServerStateView, settled_after
 
 log = logging.getLogger(__name__)
 
@@ -231,5 +231,4 @@ class AppServerPool:
 
     @property
     def settled_after(self) -> float:
-        """Seconds after which a server's state has been probed enough to be known."""
-        return self.settings.probe_interval * (max(self.settings.down_after, self.settings.up_after) + 1)
+        return settled_after(self.settings.probe_interval, self.settings.down_after, self.settings.up_after)

@@ -69,6 +69,12 @@ class Endpoint:
         return False
 
 
+def settled_after(probe_interval: float, down_after: int, up_after: int) -> float:
+    """Seconds after which a server's state has been probed enough to be known: the probes
+    that take an endpoint down or up, and one more interval for the last answer."""
+    return probe_interval * (max(down_after, up_after) + 1)
+
+
 @dataclass(frozen=True, slots=True)
 class ServerStateView:
     server: str

@@ -27,7 +27,7 @@ from ..cluster.media_control import RESULT_PONG, ControlMessage, ControlProtocol
 from ..cluster.models import ServerRole
 from ..cluster.servers import ServerEntry
 from ..runtime.timers import Timer, TimerQueue
-from .endpoint import Endpoint, ServerStateCallback, ServerStates, ServerStateView
+from .endpoint import Endpoint, ServerStateCallback, ServerStates, ServerStateView, settled_after
 
 log = logging.getLogger(__name__)
 
@@ -246,5 +246,4 @@ class MediaPool:
 
     @property
     def settled_after(self) -> float:
-        """Seconds after which a server's state has been pinged enough to be known."""
-        return self.ping_interval * (max(self.down_after, self.up_after) + 1)
+        return settled_after(self.ping_interval, self.down_after, self.up_after)
