@@ -24,6 +24,8 @@ from pbx_services.cluster.models import Base, Cdr, Server, Tenant, User
 ModelT = TypeVar("ModelT", bound=Base)
 
 INSERT_CHUNK_SIZE = 5000
+LOOKUP_CHUNK_SIZE = 500
+"""Numbers asked per query when looking up which exist (`rows_with_pairs`)."""
 
 
 class NotFound(LookupError):
@@ -55,7 +57,8 @@ def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def rows_with_pairs(session: Session, tenant_column: Any, number_column: Any,
-                    pairs: Iterable[tuple[int, str]], *, chunk_size: int = 500) -> Iterator[tuple[int, str]]:
+                    pairs: Iterable[tuple[int, str]], *,
+                    chunk_size: int = LOOKUP_CHUNK_SIZE) -> Iterator[tuple[int, str]]:
     """The (tenant, number) pairs of `pairs` that are rows of the columns' table.
 
     Asked tenant by tenant, `tenant = ? AND number IN (...)`, which PostgreSQL answers from the
@@ -193,7 +196,7 @@ class UserDao(Dao[User]):
         return super()._select(criteria).options(joinedload(User.tenant))
 
     def existing_extensions(
-        self, pairs: Iterable[tuple[int, str]], *, chunk_size: int = 500
+        self, pairs: Iterable[tuple[int, str]], *, chunk_size: int = LOOKUP_CHUNK_SIZE
     ) -> set[tuple[int, str]]:
         """Which of the (tenant_id, extension) pairs are already users."""
         return set(rows_with_pairs(self.session, User.tenant_id, User.extension, pairs,

@@ -45,7 +45,6 @@ _KINDS: dict[DestinationKind, tuple[str, Any, Any]] = {
     DestinationKind.MEETING: ("meeting room", MeetingRoom.tenant_id, MeetingRoom.number),
 }
 """What a destination of each prefixed kind (`queue:700`) is called, and its table's columns."""
-_CHUNK_SIZE = 500
 
 
 def number_owner(session: Session, tenant_id: int, number: str) -> str | None:
@@ -58,8 +57,7 @@ def number_owners(session: Session, numbers: Iterable[tuple[int, str]]) -> dict[
     wanted = list(numbers)
     owners: dict[tuple[int, str], str] = {}
     for kind, tenant_column, number_column in _NUMBER_OWNERS:
-        for tenant_id, number in rows_with_pairs(session, tenant_column, number_column, wanted,
-                                                 chunk_size=_CHUNK_SIZE):
+        for tenant_id, number in rows_with_pairs(session, tenant_column, number_column, wanted):
             owners.setdefault((tenant_id, number), f"{kind} {number}")
     return owners
 
