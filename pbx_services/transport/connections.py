@@ -33,6 +33,10 @@ from prometheus_client.core import CounterMetricFamily
 
 C = TypeVar("C", bound=Hashable)
 
+LISTEN_BACKLOG = 1024
+"""Connections the kernel completes before a listener accepts them: a burst of phones or
+probes (or of a flood, refused at once) does not make others wait for their SYN to be sent
+again, a second later and then three."""
 CLOSE_LOG_INTERVAL = 10.0
 """Seconds between two log lines about connections closed for one reason."""
 

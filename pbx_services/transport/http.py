@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 
 from ..runtime.control import API_PREFIX, MAX_BODY, ControlReply, ControlRequest
 from .connections import (
+    LISTEN_BACKLOG,
     CloseLog,
     CloseReason,
     ConnectionLimits,
@@ -73,7 +74,7 @@ class HttpEndpoint:
     async def start(self, host: str, port: int) -> None:
         try:
             self._server = await asyncio.start_server(self._serve, host, port, reuse_address=True,
-                                                      limit=MAX_REQUEST_HEAD)
+                                                      limit=MAX_REQUEST_HEAD, backlog=LISTEN_BACKLOG)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise PortInUseError(exc.errno, f"HTTP port {host}:{port} is already in use") from None

@@ -21,16 +21,13 @@ from typing import cast
 from ..sip.errors import RemoteProtocolError
 from ..sip.events import Transmit
 from ..sip.framing import KEEPALIVE_PING, KEEPALIVE_PONG, StreamFramer
-from .connections import CloseLog, CloseReason, ConnectionTable, closed_counter_key
+from .connections import LISTEN_BACKLOG, CloseLog, CloseReason, ConnectionTable, closed_counter_key
 from .ports import PortInUseError, udp_socket
 
 log = logging.getLogger(__name__)
 
 MessageHandler = Callable[[bytes, tuple[str, int], str], None]
 SOCKET_BUFFER_BYTES = 8 * 1024 * 1024
-TCP_LISTEN_BACKLOG = 1024
-"""Connections the kernel completes before we accept them: a burst of phones (or of a flood,
-refused at once) does not make others wait for their SYN to be sent again."""
 SWEEP_INTERVAL = 1.0
 """Seconds between two looks for TCP connections past a deadline."""
 TCP_OUTBOUND_HEADROOM = 64
@@ -159,7 +156,7 @@ class SipTransports:
             if "tcp" in transports:
                 self._tcp_server = await loop.create_server(
                     lambda: TcpConnection(self), host, port, reuse_address=True, reuse_port=reuse_port,
-                    backlog=TCP_LISTEN_BACKLOG)
+                    backlog=LISTEN_BACKLOG)
                 self._sweep = loop.call_later(self._sweep_interval, self._sweep_deadlines)
         except OSError as exc:
             self.close()
