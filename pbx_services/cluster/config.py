@@ -456,7 +456,8 @@ class PortalConfig(_Section):
     source_failures: int = Field(default=20, ge=1, le=100_000)
     """Failed logins (a wrong password, or a name no account has) from one address within
     lockout_minutes after which that address is refused for lockout_minutes without its
-    password being checked (each portal process counts its own)."""
+    password being checked (counted in the state store when there is one, else by each
+    portal process)."""
 
     @field_validator("session_secret")
     @classmethod

@@ -90,7 +90,7 @@ def create_app(config: PbxConfig, *, sessions: sessionmaker[Session] | None = No
     interval: dict[str, Any] = {"interval": probe_interval} if probe_interval is not None else {}
     context = PortalContext(config=config, sessions=sessions,
                             admins=AdminService(sessions=sessions, clock=clock),
-                            login_limiter=LoginLimiter(config.portal, clock=lambda: clock().timestamp()),
+                            login_limiter=LoginLimiter(config, clock=lambda: clock().timestamp()),
                             monitor=ClusterMonitor(servers=servers.list_servers, prober=prober, **interval))
     app.extensions[EXTENSION_KEY] = context
 

@@ -228,11 +228,15 @@ class RedisAuthFailures:
     Whether a source is blocked is asked of Redis at most once per `BLOCK_CHECK_CACHE` seconds
     per source: a phone's REGISTER and its answer to the challenge cost one round trip, not
     two, and a block made by another worker is seen here within that time (a block made here
-    at once)."""
+    at once).
 
-    def __init__(self, connection: RedisConnection) -> None:
+    `namespace` keeps another counter's keys apart: the portal's logins (`portal:`) are not
+    SIP's digest authentications."""
+
+    def __init__(self, connection: RedisConnection, *, namespace: str = "") -> None:
         self._redis = connection
-        self._blocked_key = PREFIX + "blocked"
+        self._prefix = PREFIX + namespace
+        self._blocked_key = self._prefix + "blocked"
         self._checked: dict[str, tuple[float, bool]] = {}
         """ip -> (when Redis was asked, whether it was blocked)."""
 
@@ -240,14 +244,14 @@ class RedisAuthFailures:
         checked = self._checked.get(ip)
         if checked is not None and now - checked[0] < BLOCK_CHECK_CACHE:
             return checked[1]
-        blocked = bool(self._redis.call(lambda r: r.exists(f"{PREFIX}block:{ip}")))
+        blocked = bool(self._redis.call(lambda r: r.exists(f"{self._prefix}block:{ip}")))
         if len(self._checked) >= BLOCK_CHECK_CACHE_SIZE:
             self._checked.clear()  # a flood of spoofed sources must not grow it without bound
         self._checked[ip] = (now, blocked)
         return blocked
 
     def add_failure(self, ip: str, now: float, window: float) -> int:
-        key = f"{PREFIX}fail:{ip}"
+        key = f"{self._prefix}fail:{ip}"
 
         def count(client: redis.Redis) -> int:
             pipe = client.pipeline(transaction=True)
@@ -260,8 +264,8 @@ class RedisAuthFailures:
     def block(self, ip: str, until: float) -> None:
         def write(client: redis.Redis) -> None:
             pipe = client.pipeline(transaction=True)
-            pipe.set(f"{PREFIX}block:{ip}", 1, px=max(1, int((until - time.time()) * 1000)))
-            pipe.delete(f"{PREFIX}fail:{ip}")
+            pipe.set(f"{self._prefix}block:{ip}", 1, px=max(1, int((until - time.time()) * 1000)))
+            pipe.delete(f"{self._prefix}fail:{ip}")
             pipe.zadd(self._blocked_key, {ip: until})
             pipe.execute()
 

@@ -39,9 +39,11 @@ def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
     engine.dispose()
 
 
-def portal_config(sessions: sessionmaker[Session], **portal: Any) -> PbxConfig:
+def portal_config(sessions: sessionmaker[Session], *, state_url: str | None = None,
+                  **portal: Any) -> PbxConfig:
     url = str(sessions.kw["bind"].url)
-    return build_config({"database": {"url": url}, "auth": {"secret": AUTH_SECRET}, "portal": portal}, env={})
+    return build_config({"database": {"url": url}, "auth": {"secret": AUTH_SECRET}, "portal": portal,
+                         "state": {"url": state_url}}, env={})
 
 
 @pytest.fixture

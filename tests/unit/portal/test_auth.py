@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from flask import Flask
 from sqlalchemy.orm import Session, sessionmaker
 
 from pbx_services.cluster.admins import AdminService
+from pbx_services.cluster.state.redis import BLOCK_CHECK_CACHE
 from pbx_services.portal import create_app
+from tests.redis_server import RedisServer
 from tests.unit.portal.conftest import PASSWORDS, LoggedIn, csrf_of, log_in, portal_config
 
 
@@ -176,6 +179,47 @@ def test_an_address_failing_too_often_is_refused_before_any_password_is_checked(
     assert [e.action for e in admins.audit_log(limit=20)[1]].count("login.source_refused") == 1
     now[0] += timedelta(minutes=15, seconds=1)
     assert log_in(attacker, "root").status_code == 302
+
+
+def test_with_a_state_store_the_portals_count_an_address_together_and_apart_from_sip(
+        sessions: sessionmaker[Session], admins: AdminService, redis_server: RedisServer) -> None:
+    """Two portals (two hosts, or two gunicorn workers) share the count in Redis: failures made
+    at either refuse the address at both (one asks Redis again after BLOCK_CHECK_CACHE). SIP's
+    count of the same address is left alone."""
+    redis_server.client().flushall()
+    now = [datetime.now(UTC)]  # near the wall clock: Redis ends a block by its own
+    portals = [create_app(portal_config(sessions, state_url=redis_server.url, source_failures=4,
+                                        lockout_minutes=15), sessions=sessions, monitor=False,
+                          clock=lambda: now[0])
+               for _ in range(2)]
+    attackers = [portal.test_client() for portal in portals]
+    for attacker in attackers:
+        attacker.environ_base["REMOTE_ADDR"] = "198.51.100.7"
+
+    statuses = [log_in(attackers[n % 2], f"nobody{n}", "some-password").status_code for n in range(4)]
+
+    now[0] += timedelta(seconds=BLOCK_CHECK_CACHE)
+
+    assert statuses == [401, 401, 401, 401]
+    assert [log_in(attacker, "root").status_code for attacker in attackers] == [429, 429]
+    keys = sorted(key.decode() for key in redis_server.client().keys("*198.51.100.7*"))
+    assert keys == ["pbx:portal:block:198.51.100.7"]
+    assert redis_server.client().zrange("pbx:portal:blocked", 0, -1) == [b"198.51.100.7"]
+
+
+def test_while_redis_is_away_each_portal_counts_on_its_own_and_logins_go_on(
+        sessions: sessionmaker[Session], admins: AdminService, tmp_path: Path) -> None:
+    away = RedisServer(tmp_path)  # never started: nothing answers on its port
+    app = create_app(portal_config(sessions, state_url=away.url, source_failures=3, lockout_minutes=15),
+                     sessions=sessions, monitor=False)
+    attacker = app.test_client()
+    attacker.environ_base["REMOTE_ADDR"] = "198.51.100.7"
+
+    assert log_in(app.test_client(), "root").status_code == 302
+    statuses = [log_in(attacker, f"nobody{n}", "some-password").status_code for n in range(3)]
+
+    assert statuses == [401, 401, 401]
+    assert log_in(attacker, "root").status_code == 429
 
 
 def test_a_right_password_resets_the_count_of_wrong_ones(app: Flask) -> None:
