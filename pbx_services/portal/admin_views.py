@@ -6,9 +6,10 @@
 - Form values: `form_int`, `form_bool`, `form_text` read a posted form or a JSON body alike;
   errors go into a `FieldErrors`, raised as `FormInvalid` by `raise_if`.
 - A service's refusal: a page runs the operation through `attempt` (the errors to show next to
-  their fields); the API through `api_errors()`, which turns InvalidValue into 400,
-  AlreadyExists into 409 and NotFound into 404, each with `error` (the message) and, when the
-  message names one, `field`. `answer_not_found(blueprint)` makes NotFound a 404 on pages.
+  their fields; `edit_page` is the whole page that changes one thing); the API through
+  `api_errors()`, which turns InvalidValue into 400, AlreadyExists into 409 and NotFound into
+  404, each with `error` (the message) and, when the message names one, `field`.
+  `answer_not_found(blueprint)` makes NotFound a 404 on pages.
 """
 
 from __future__ import annotations
@@ -138,6 +139,20 @@ def attempt(action: Callable[[], T], fields: Fields) -> tuple[T | None, FieldErr
         if exc.model != "Tenant":
             raise
         return None, FieldErrors({"tenant": f"tenant {exc.criteria.get('domain')} does not exist"})
+
+
+def edit_page(template: str, *, current: Mapping[str, Any], save: Callable[[], object], fields: Fields,
+              done: str, done_to: str, **context: Any) -> Any:
+    """A page that changes one thing: on GET its form holds `current`; a POST runs `save`, then
+    flashes `done` on the page `done_to`, or shows the form again as posted with its errors (400).
+    `context` goes to the template both times."""
+    if request.method == "GET":
+        return render_template(template, form=current, errors=FieldErrors(), **context)
+    changed, errors = attempt(save, fields)
+    if changed is None:
+        return render_template(template, form=request.form, errors=errors, **context), 400
+    flash(done)
+    return redirect(done_to)
 
 
 def delete_then_redirect(action: Callable[[], None], *, done: str, refused_to: str, done_to: str) -> Any:

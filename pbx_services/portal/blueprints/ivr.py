@@ -18,6 +18,7 @@ from pbx_services.portal.admin_views import (
     api_errors,
     attempt,
     delete_then_redirect,
+    edit_page,
     form_bool,
     form_int,
     form_text,
@@ -167,15 +168,10 @@ def add() -> Any:
 def edit(number: str) -> Any:
     tenant = request_tenant()
     menu = _menu(number, tenant)
-    if request.method == "GET":
-        return render_template("ivr/edit.html", menu=menu, form=_form_of(menu), errors=FieldErrors(),
-                               **_page_context(tenant))
-    changed, errors = attempt(lambda: _save_menu(request.form, tenant, number=number), MENU_FIELDS)
-    if changed is None:
-        return render_template("ivr/edit.html", menu=menu, form=request.form, errors=errors,
-                               **_page_context(tenant)), 400
-    flash(f"IVR menu {number} changed")
-    return redirect(url_for("ivr.index", tenant=tenant))
+    return edit_page("ivr/edit.html", current=_form_of(menu),
+                     save=lambda: _save_menu(request.form, tenant, number=number), fields=MENU_FIELDS,
+                     done=f"IVR menu {number} changed", done_to=url_for("ivr.index", tenant=tenant),
+                     menu=menu, **_page_context(tenant))
 
 
 @blueprint.route("/ivr/<number>/delete", methods=["POST"])

@@ -14,6 +14,7 @@ from pbx_services.portal.admin_views import (
     api_errors,
     attempt,
     delete_then_redirect,
+    edit_page,
     form_bool,
     form_int,
     form_text,
@@ -101,15 +102,10 @@ def add() -> Any:
 def edit(number: str) -> Any:
     tenant = request_tenant()
     room = _service().room(number, tenant)
-    if request.method == "GET":
-        return render_template("meetings/edit.html", room=room, tenant=tenant, form=_form_of(room),
-                               errors=FieldErrors())
-    changed, errors = attempt(lambda: _save(request.form, tenant, number=number), FIELDS)
-    if changed is None:
-        return render_template("meetings/edit.html", room=room, tenant=tenant, form=request.form,
-                               errors=errors), 400
-    flash(f"meeting room {number} changed")
-    return redirect(url_for("meetings.index", tenant=tenant))
+    return edit_page("meetings/edit.html", current=_form_of(room),
+                     save=lambda: _save(request.form, tenant, number=number), fields=FIELDS,
+                     done=f"meeting room {number} changed", done_to=url_for("meetings.index", tenant=tenant),
+                     room=room, tenant=tenant)
 
 
 @blueprint.route("/meetings/<number>/delete", methods=["POST"])

@@ -16,6 +16,7 @@ from pbx_services.portal.admin_views import (
     api_errors,
     attempt,
     delete_then_redirect,
+    edit_page,
     form_bool,
     form_int,
     form_text,
@@ -156,15 +157,11 @@ def add() -> Any:
 def show(number: str) -> Any:
     tenant = request_tenant()
     queue = _service().queue(number, tenant)
-    if request.method == "GET":
-        return render_template("queues/show.html", queue=queue, tenant=tenant, strategies=STRATEGIES,
-                               form=_form_of(queue), errors=FieldErrors())
-    changed, errors = attempt(lambda: _save(request.form, tenant, number=number), FIELDS)
-    if changed is None:
-        return render_template("queues/show.html", queue=queue, tenant=tenant, strategies=STRATEGIES,
-                               form=request.form, errors=errors), 400
-    flash(f"queue {number} changed")
-    return redirect(url_for("queues.show", number=number, tenant=tenant))
+    return edit_page("queues/show.html", current=_form_of(queue),
+                     save=lambda: _save(request.form, tenant, number=number), fields=FIELDS,
+                     done=f"queue {number} changed",
+                     done_to=url_for("queues.show", number=number, tenant=tenant),
+                     queue=queue, tenant=tenant, strategies=STRATEGIES)
 
 
 @blueprint.route("/queues/<number>/delete", methods=["POST"])

@@ -16,6 +16,7 @@ from pbx_services.portal.admin_views import (
     api_errors,
     attempt,
     delete_then_redirect,
+    edit_page,
     form_bool,
     form_int,
     form_text,
@@ -100,14 +101,10 @@ def add() -> Any:
 @roles_required(*OPERATIONS)
 def edit(domain: str) -> Any:
     tenant = _info(domain)
-    if request.method == "GET":
-        form = {"name": tenant.name, "max_calls": str(tenant.max_calls)}
-        return render_template("tenants/edit.html", tenant=tenant, form=form, errors=FieldErrors())
-    changed, errors = attempt(lambda: _change(domain, request.form), FIELDS)
-    if changed is None:
-        return render_template("tenants/edit.html", tenant=tenant, form=request.form, errors=errors), 400
-    flash(f"tenant {changed.domain} changed")
-    return redirect(url_for("tenants.index"))
+    current = {"name": tenant.name, "max_calls": str(tenant.max_calls)}
+    return edit_page("tenants/edit.html", current=current,
+                     save=lambda: _change(domain, request.form), fields=FIELDS,
+                     done=f"tenant {tenant.domain} changed", done_to=url_for("tenants.index"), tenant=tenant)
 
 
 @blueprint.route("/tenants/<domain>/delete", methods=["POST"])

@@ -18,6 +18,7 @@ from pbx_services.portal.admin_views import (
     api_errors,
     attempt,
     delete_then_redirect,
+    edit_page,
     form_int,
     form_text,
     json_body,
@@ -150,16 +151,11 @@ def add() -> Any:
 def edit(tenant: str, extension: str) -> Any:
     domain = scoped_domain(tenant) or tenant
     user = _get(extension, domain)
-    if request.method == "GET":
-        form = {"permission": user.permission.value, "max_calls": str(user.max_calls)}
-        return render_template("users/edit.html", user=user, domain=domain, form=form, errors=FieldErrors(),
-                               permissions=PERMISSIONS)
-    changed, errors = attempt(lambda: _change(extension, domain, request.form), FIELDS)
-    if changed is None:
-        return render_template("users/edit.html", user=user, domain=domain, form=request.form, errors=errors,
-                               permissions=PERMISSIONS), 400
-    flash(f"user {extension}@{domain} changed")
-    return redirect(url_for("users.index", tenant=domain))
+    current = {"permission": user.permission.value, "max_calls": str(user.max_calls)}
+    return edit_page("users/edit.html", current=current,
+                     save=lambda: _change(extension, domain, request.form), fields=FIELDS,
+                     done=f"user {extension}@{domain} changed", done_to=url_for("users.index", tenant=domain),
+                     user=user, domain=domain, permissions=PERMISSIONS)
 
 
 @blueprint.route("/users/<tenant>/<extension>/delete", methods=["POST"])

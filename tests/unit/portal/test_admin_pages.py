@@ -300,6 +300,48 @@ def test_queues_api_and_a_tenant_administrator(logged_in: Any) -> None:
     assert reply.status_code == 403
 
 
+# -- the pages that change one thing -------------------------------------------------------------
+
+def input_value(html: str, field: str) -> str | None:
+    """The value the form's input `field` shows, or None."""
+    match = re.search(rf'<input id="field-{field}" name="{field}" type="[a-z]+" value="([^"]*)"', html)
+    return unescape(match.group(1)) if match else None
+
+
+def test_each_edit_page_shows_the_current_values_keeps_a_wrong_one_beside_its_error_and_saves(
+        logged_in: Any) -> None:
+    client, csrf = logged_in("root")
+    add_users(client, csrf, TENANT_A, "1001")
+    assert post(client, csrf, f"/queues?tenant={TENANT_A}", tenant=TENANT_A, number="500",
+                strategy="ring-all", max_wait="60", max_length="0", wrap_up="5",
+                ring_timeout="20").status_code == 302
+    assert post(client, csrf, f"/meetings?tenant={TENANT_A}", tenant=TENANT_A, number="800",
+                max_participants="10", pin_tries="3").status_code == 302
+    pages = [  # (page, its form's other fields, a field, its current value, a wrong one, a right one, API)
+        (f"/tenants/{TENANT_A}", {}, "max_calls", "0", "-1", "7", f"/api/v1/tenants/{TENANT_A}"),
+        (f"/users/{TENANT_A}/1001", {"permission": "local"}, "max_calls", "0", "many", "3",
+         f"/api/v1/users/{TENANT_A}/1001"),
+        (f"/queues/500?tenant={TENANT_A}", {"strategy": "ring-all", "max_length": "0", "wrap_up": "5",
+                                             "ring_timeout": "20"}, "max_wait", "60", "-5", "90",
+         f"/api/v1/queues/500?tenant={TENANT_A}"),
+        (f"/meetings/800?tenant={TENANT_A}", {"pin_tries": "3"}, "max_participants", "10", "0", "25",
+         f"/api/v1/meetings/800?tenant={TENANT_A}"),
+    ]
+    for page, others, field, current, wrong, right, api in pages:
+        assert input_value(client.get(page).get_data(as_text=True), field) == current, page
+
+        refused = post(client, csrf, page, **others, **{field: wrong})
+        html = refused.get_data(as_text=True)
+        assert refused.status_code == 400, page
+        assert input_value(html, field) == wrong and field_error(html, field), (page, html)
+        assert str(client.get(api).get_json()[field]) == current, page
+
+        saved = post(client, csrf, page, **others, **{field: right})
+        assert saved.status_code == 302, (page, saved.get_data(as_text=True))
+        assert "changed" in client.get(saved.location).get_data(as_text=True), page
+        assert str(client.get(api).get_json()[field]) == right, page
+
+
 # -- meeting rooms --------------------------------------------------------------------------------
 
 def test_a_meeting_room_added_changed_and_deleted(logged_in: Any) -> None:
