@@ -69,6 +69,7 @@ from .ring_groups import RingGroupTable
 from .routing import CallRouter, Target, best_final_status, disposition_for, server_failed
 from .transfer import CallTransfers
 from .trunk_calls import TrunkBranches
+from .trunk_codecs import restrict_offer
 from .trunks import TrunkCatalog, TrunkDown, TrunkEntry, never_down, withholds_identity
 
 log = logging.getLogger(__name__)
@@ -207,11 +208,12 @@ class B2bua:
         request.body = offer  # the trunk's codecs only
         self._start_call(request, tx, source, transport, now, realm=trunk.tenant_domain,
                          caller=trunk.caller_from(request.from_.sip_uri.user_unescaped or ""),
-                         tenant_id=trunk.tenant_id, dialed=found, outbound=False)
+                         tenant_id=trunk.tenant_id, dialed=found, outbound=False, caller_codecs=trunk.codecs)
 
     def _start_call(self, request: SipRequest, tx: ServerTransaction, source: tuple[str, int], transport: str,
                     now: float, *, realm: str, caller: str, tenant_id: int | None, dialed: str,
-                    outbound: bool = True, limited: Caller | None = None) -> None:
+                    outbound: bool = True, limited: Caller | None = None,
+                    caller_codecs: tuple[str, ...] = ()) -> None:
         """Route a new call of `caller` in tenant `realm` to `dialed` and ring its targets;
         `limited`: the caller is a user, held to its permission and limits, who may dial the
         tenant's feature codes (pickup here, the others at their application servers)."""
@@ -231,7 +233,8 @@ class B2bua:
             code, reason = targets
             self._stack.respond(tx, code, reason, now=now, to_tag=self._make_tag())
             return
-        call = Call(a=Leg(HangupBy.CALLER, source, transport), call_id=request.call_id, a_tx=tx,
+        call = Call(a=Leg(HangupBy.CALLER, source, transport, codecs=caller_codecs), call_id=request.call_id,
+                    a_tx=tx,
                     a_invite=request,
                     a_tag=self._make_tag(), b_call_id=make_tag() + make_tag(), b_tag=self._make_tag(),
                     caller=caller, callee=dialed, tenant_id=tenant_id,
@@ -326,7 +329,9 @@ class B2bua:
         if content_type and body:
             headers.append(("Content-Type", content_type))
         invite = SipRequest("INVITE", parse_uri(target.contact), headers, body)
-        branch = Branch(leg=Leg(HangupBy.CALLEE, target.source, target.transport), invite=invite,
+        leg = Leg(HangupBy.CALLEE, target.source, target.transport,
+                  codecs=target.trunk.trunk.codecs if target.trunk is not None else ())
+        branch = Branch(leg=leg, invite=invite,
                         app_endpoint=target.app_endpoint)
         branch.tx = self._stack.send_request(invite, target.source, target.transport, now)
         branch.tx.user_data = lambda response, t: on_response(branch, response, t)
@@ -663,6 +668,13 @@ class B2bua:
         headers = [(name, value) for name in RELAYED_HEADERS
                    if (value := request.headers.get(name)) is not None and name != "Content-Type"]
         carries_sdp = request.method in ("INVITE", "UPDATE") and request.content_type == SDP
+        offer = request.body
+        if carries_sdp and leg.codecs and offer:
+            restricted = restrict_offer(offer, leg.codecs)
+            if restricted is None:  # the provider offers none of the trunk's codecs
+                self._stack.respond(tx, 488, now=now)
+                return
+            offer = restricted
         if is_invite:
             call.reinvite_pending = True
 
@@ -675,6 +687,8 @@ class B2bua:
                 call.reinvite_pending = False
                 self._stack.respond(tx, 500, "Media Unavailable", now=t)
                 return
+            if carries_sdp:
+                body = far.offer_to(body)
             anchored = carries_sdp and call.media is not None
             content_type = SDP if anchored else request.headers.get("Content-Type")
             with_contact = is_invite or request.method == "UPDATE"
@@ -688,9 +702,9 @@ class B2bua:
                 call, leg, far, tx, request, out, response, t2)
 
         if carries_sdp:
-            self.anchoring.translate(call, "offer", leg, request.body, now, send)
+            self.anchoring.translate(call, "offer", leg, offer, now, send)
         else:
-            send(request.body, now)
+            send(offer, now)
 
     def _on_relayed_response(self, call: Call, leg: Leg, far: Leg, tx: ServerTransaction, request: SipRequest,
                              out: SipRequest, response: SipResponse, now: float) -> None:
@@ -754,6 +768,8 @@ class B2bua:
             if body is None:
                 self._stack.respond(tx, 500, "Media Unavailable", now=t)
                 return
+            if kind == "offer":
+                body = leg.offer_to(body)
             self._answer(call, leg, tx, response.status_code, response.reason, body, content_type, on_ack, t)
 
         self.anchoring.translate(call, kind, far, response.body, now, answer)
@@ -853,7 +869,7 @@ class B2bua:
         self.records.mark_changed(call)
         invite = leg.dialog.create_request(
             "INVITE", via_host=self._stack.host, via_port=self._stack.port, transport=leg.transport,
-            contact=self._stack.contact(leg.transport), body=body, content_type=SDP)
+            contact=self._stack.contact(leg.transport), body=leg.offer_to(body), content_type=SDP)
         tx = self._stack.send_request(invite, leg.peer, leg.transport, now)
 
         def on_response(response: SipResponse, t: float) -> None:

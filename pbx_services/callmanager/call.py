@@ -31,6 +31,7 @@ from ..sip.dialog import Dialog
 from ..sip.message import SipRequest, SipResponse
 from ..sip.transaction import ClientTransaction, ServerTransaction
 from .appservers import AppEndpoint
+from .trunk_codecs import restrict_offer
 
 if TYPE_CHECKING:
     from .anchoring import MediaAnchor
@@ -138,6 +139,16 @@ class Leg:
     """CSeqs of the phone's re-INVITE 2xx answers being relayed (or relayed) to the other phone."""
     moving: bool = False
     """Our own re-INVITE (the media moved) is in progress on this leg."""
+    codecs: tuple[str, ...] = ()
+    """A trunk's leg: the only codecs its provider is offered and offers (the trunk's list, in
+    its order), in a re-INVITE as in the first INVITE; (): any."""
+
+    def offer_to(self, body: bytes) -> bytes:
+        """`body`, an offer to this leg's peer, with this leg's codecs only; as it is when it has
+        none of them (the peer may refuse it)."""
+        if not self.codecs or not body:
+            return body
+        return restrict_offer(body, self.codecs) or body
 
 
 @dataclass(eq=False)

@@ -207,9 +207,9 @@ class CallRecords:
 def _describe_leg(leg: Leg) -> dict[str, Any]:
     assert leg.dialog is not None
     return {"side": leg.side.value, "peer": list(leg.peer), "transport": leg.transport,
-            "dialog": leg.dialog.to_json()}
+            "dialog": leg.dialog.to_json(), "codecs": list(leg.codecs)}
 
 
 def _rebuild_leg(data: dict[str, Any]) -> Leg:
     return Leg(HangupBy(data["side"]), (str(data["peer"][0]), int(data["peer"][1])), str(data["transport"]),
-               dialog=Dialog.from_json(data["dialog"]))
+               dialog=Dialog.from_json(data["dialog"]), codecs=tuple(data.get("codecs", ())))

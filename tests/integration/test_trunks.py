@@ -389,6 +389,63 @@ def test_the_number_and_caller_id_leave_in_e164_and_a_withheld_one_only_asserted
     assert "PCMA/8000" not in invite and "G722/8000" not in invite and "telephone-event" in invite
 
 
+def test_a_reinvite_to_the_provider_offers_the_trunks_codecs_only(
+        pbx_server: PbxServer, phone: Pjsua2Phone, tmp_path: Path) -> None:
+    """The phone's hold offers its whole codec list again; the provider, as in the first INVITE,
+    is offered only the trunk's."""
+    provider_port = free_port()
+    _add_trunk(pbx_server, "provider", provider_port, "--codecs", "PCMU")
+    _cli(pbx_server, "route", "add", "national", "--pattern", "_0[1-9]XXXXXXXX", "--trunk", "provider")
+    uas, stat = _provider("trunk_uas_reinvite", tmp_path, 1, provider_port, "-trace_msg")
+    time.sleep(CATALOG_WAIT)
+
+    phone.send("call", uri=f"sip:0612345678@{pbx_server.address}")
+    assert phone.wait_for("call_state", _state("CONFIRMED"), timeout=15)["code"] == 200
+    phone.send("hold")
+    held = phone.wait_for("media", lambda event: event["local_hold"], timeout=10)
+    phone.send("hangup")
+    phone.wait_for("call_state", _state("DISCONNECTED"), timeout=10)
+
+    result = sipp.finish(uas, stat, timeout=30)
+    assert result.successful == 1, result.output
+    assert held["local_hold"]
+    seen = _messages(tmp_path, "trunk_uas_reinvite")
+    # sipp's log: a line of dashes, what it did ("UDP message received [N] bytes :"), the message.
+    invites = [entry for entry in re.split(r"\n-{20,}[^\n]*\n", seen)
+               if re.search(r"message received .*\n\s*INVITE sip:", entry)]
+    offers = [re.search(r"m=audio \d+ RTP/AVP ([0-9 ]+)", invite) for invite in invites]
+    assert len(offers) == 2 and all(offers), seen
+    for offer, invite in zip(offers, invites, strict=True):
+        assert offer is not None and offer[1].split()[0] == "0", invite
+        assert "PCMA/8000" not in invite and "G722/8000" not in invite and "telephone-event" in invite
+    assert "a=sendonly" in invites[1] or "a=inactive" in invites[1], invites[1]
+
+
+def test_a_providers_reinvite_is_cut_to_the_trunks_codecs_and_refused_without_any(
+        pbx_server: PbxServer, phone: Pjsua2Phone, tmp_path: Path) -> None:
+    provider_port = free_port()
+    _add_trunk(pbx_server, "provider", provider_port, "--codecs", "PCMU")
+    _cli(pbx_server, "did", "add", "0140000000", "--destination", "1001")
+    time.sleep(CATALOG_WAIT)
+
+    caller, stat = sipp.start("trunk_uac_reinvite", tmp_path, "-s", "0140000000", "-key", "caller",
+                              "0612345678", "-m", "1", "-d", "1000", "-trace_msg", remote=pbx_server.address,
+                              port=provider_port)
+    phone.wait_for("incoming", timeout=15)
+    phone.send("answer", code=200)
+    phone.wait_for("call_state", _state("CONFIRMED"), timeout=10)
+    result = sipp.finish(caller, stat, timeout=30)
+
+    assert (result.returncode, result.successful) == (0, 1), result.output  # 488 to G729 only
+    seen = _messages(tmp_path, "trunk_uac_reinvite")
+    answers = [entry for entry in re.split(r"\n-{20,}[^\n]*\n", seen)
+               if re.search(r"message received .*\n\s*SIP/2.0 200 .*\n(.*\n)*CSeq: \d+ INVITE", entry)]
+    # The first INVITE's answer and the second re-INVITE's: PCMU, though PCMA came first.
+    formats = [re.findall(r"m=audio \d+ RTP/AVP ([0-9 ]+)", answer) for answer in answers]
+    assert formats == [["0 101"]] * 2, seen
+    phone.wait_for("call_state", _state("DISCONNECTED"), timeout=10)  # the provider's BYE
+
+
 def _hours_excluding_now() -> str:
     """Daily opening hours of one hour, six hours away from now (UTC): closed now whatever the time."""
     start = (datetime.now(UTC).hour + 6) % 24
