@@ -42,6 +42,8 @@ class UserCredentials:
     """How many calls the user may have at once; 0: no limit."""
     tenant_max_calls: int = 0
     """How many calls the user's tenant may have at once; 0: no limit."""
+    withhold_number: bool = False
+    """Its number is withheld on its calls out through a trunk."""
 
     def ha1(self, algorithm: DigestAlgorithm) -> str:
         return self.ha1_sha256 if algorithm is DigestAlgorithm.SHA256 else self.ha1_md5

@@ -180,7 +180,8 @@ class B2bua:
             caller, tenant_id = result.user.extension, result.user.tenant_id
             user = result.user
             limited = Caller(extension=caller, tenant_id=tenant_id, permission=user.permission,
-                             max_calls=user.max_calls, tenant_max_calls=user.tenant_max_calls)
+                             max_calls=user.max_calls, tenant_max_calls=user.tenant_max_calls,
+                             withholds_number=user.withhold_number)
         target = request.uri
         if not isinstance(target, SipUri):
             self._stack.respond(tx, 416, now=now)
@@ -287,11 +288,12 @@ class B2bua:
         a_invite = call.invite
         content_type = a_invite.headers.get("Content-Type") if call.b_offer else None
         body = call.b_offer if target.trunk is None else target.trunk.offer(call.b_offer)
+        withheld = withholds_identity(a_invite) or (call.limits is not None and call.limits.withholds_number)
         branch = self._send_invite(
             target, call_id=call.b_call_id, from_tag=call.b_tag, caller=call.caller, callee=call.callee,
             realm=call.realm, display_name=a_invite.from_.display_name,
             max_forwards=a_invite.max_forwards - 1, body=body, content_type=content_type, now=now,
-            withheld=withholds_identity(a_invite),
+            withheld=withheld,
             on_response=lambda branch, response, t: self._on_branch_response(call, branch, response, t),
             on_silent=lambda branch, t: self._retry_app_branch(call, branch, 408, t))
         branch.trunk, branch.user = target.trunk, target.user

@@ -22,7 +22,7 @@ from .auth import UserCredentials
 # Built once: a lookup per REGISTER must not pay for building and compiling a statement.
 _CREDENTIALS = (
     select(User.tenant_id, User.ha1_md5, User.ha1_sha256, User.permission, User.max_calls,
-           Tenant.max_calls.label("tenant_max_calls"))
+           User.withhold_number, Tenant.max_calls.label("tenant_max_calls"))
     .join(Tenant, Tenant.id == User.tenant_id)
     .where(Tenant.domain == bindparam("domain"), User.extension == bindparam("extension"),
            User.enabled.is_(True))
@@ -104,7 +104,8 @@ class Directory:
         found = (UserCredentials(tenant_id=row.tenant_id, domain=domain, extension=extension,
                                  ha1_md5=row.ha1_md5, ha1_sha256=row.ha1_sha256,
                                  permission=str(row.permission), max_calls=row.max_calls,
-                                 tenant_max_calls=row.tenant_max_calls) if row else None)
+                                 tenant_max_calls=row.tenant_max_calls,
+                                 withhold_number=row.withhold_number) if row else None)
         self._users[key] = (self._now, found)
         self._users.move_to_end(key)
         if len(self._users) > self._max_cached:

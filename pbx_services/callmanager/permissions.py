@@ -52,6 +52,8 @@ class Caller:
     """The user's concurrent-call limit; 0: none."""
     tenant_max_calls: int = 0
     """The tenant's concurrent-call limit; 0: none."""
+    withholds_number: bool = False
+    """Its number is withheld on its calls out through a trunk (`models.User.withhold_number`)."""
 
 
 def is_emergency(dialed: str, route_class: str | None) -> bool:

@@ -20,6 +20,8 @@ from pbx_services.cluster.users import UserService
 _PERMISSION_HELP = (f"the widest class of outbound route the user may dial: "
                     f"{' < '.join(p.value for p in USER_PERMISSIONS)} (emergency numbers are always allowed)")
 _MAX_CALLS_HELP = "how many calls the user may have at once (0: no limit; emergency calls always go out)"
+_WITHHOLD_HELP = ("withhold the user's number on its calls out through a trunk (anonymous From; the "
+                  "number only asserted to the provider, with Privacy: id), as when its phone asks for it")
 
 
 def add_commands(subparsers: Subparsers) -> None:
@@ -39,16 +41,19 @@ def add_commands(subparsers: Subparsers) -> None:
     add.add_argument("--permission", default=DEFAULT_PERMISSION.value, metavar="CLASS",
                      help=f"{_PERMISSION_HELP} (default: {DEFAULT_PERMISSION.value})")
     add.add_argument("--max-calls", type=int, default=0, metavar="N", help=_MAX_CALLS_HELP)
+    add.add_argument("--withhold-number", action="store_true", help=_WITHHOLD_HELP)
     add.set_defaults(run=_user_add)
 
     change = commands.add_parser("set", parents=[data_dir, tenant],
-                                 help="change a user's outbound permission, call limit and pickup group")
+                                 help="change a user's outbound permission, call limit, pickup group and "
+                                      "withheld number")
     change.add_argument("extension", metavar="EXT")
     change.add_argument("--permission", metavar="CLASS", help=_PERMISSION_HELP)
     change.add_argument("--max-calls", type=int, metavar="N", help=_MAX_CALLS_HELP)
     change.add_argument("--pickup-group", metavar="NAME",
                         help="whose ringing calls the user picks up with the pickup code (*8): the users "
                              "of group NAME; 'default': the tenant's group, every user without one")
+    change.add_argument("--withhold-number", action=argparse.BooleanOptionalAction, help=_WITHHOLD_HELP)
     change.set_defaults(run=_user_set)
 
     forward = commands.add_parser(
@@ -103,22 +108,25 @@ def _user_add(args: argparse.Namespace) -> int:
     with open_data_dir(args) as opened:
         user = opened.service(UserService).add_user(
             args.extension, args.password, name=args.name, email=args.email, tenant=args.tenant,
-            permission=args.permission, max_calls=args.max_calls,
+            permission=args.permission, max_calls=args.max_calls, withhold_number=args.withhold_number,
         )
         print(f"added user {user.extension}@{user.tenant.domain}")
     return EXIT_OK
 
 
 def _user_set(args: argparse.Namespace) -> int:
-    if args.permission is None and args.max_calls is None and args.pickup_group is None:
+    if args.permission is None and args.max_calls is None and args.pickup_group is None \
+            and args.withhold_number is None:
         raise SystemExit("pbx user set: nothing to change (--permission CLASS, --max-calls N, "
-                         "--pickup-group NAME)")
+                         "--pickup-group NAME, --[no-]withhold-number)")
     with open_data_dir(args) as opened:
         user = opened.service(UserService).set_user(args.extension, tenant=args.tenant,
                                                     permission=args.permission, max_calls=args.max_calls,
-                                                    pickup_group=args.pickup_group)
+                                                    pickup_group=args.pickup_group,
+                                                    withhold_number=args.withhold_number)
         print(f"user {user.extension}@{user.tenant.domain}: permission {user.permission.value}, "
-              f"max calls {user.max_calls or 'no limit'}, pickup group {user.pickup_group or 'default'}")
+              f"max calls {user.max_calls or 'no limit'}, pickup group {user.pickup_group or 'default'}, "
+              f"number {'withheld' if user.withhold_number else 'shown'} toward trunks")
     return EXIT_OK
 
 
@@ -129,7 +137,7 @@ def _user_list(args: argparse.Namespace) -> int:
         print("no users")
         return EXIT_OK
     print_table(
-        ("EXTENSION", "DOMAIN", "NAME", "EMAIL", "ENABLED", "PERMISSION", "MAX CALLS"),
+        ("EXTENSION", "DOMAIN", "NAME", "EMAIL", "ENABLED", "PERMISSION", "MAX CALLS", "WITHHELD"),
         [
             (
                 user.extension,
@@ -139,6 +147,7 @@ def _user_list(args: argparse.Namespace) -> int:
                 yes_no(user.enabled),
                 user.permission.value,
                 str(user.max_calls or "-"),
+                yes_no(user.withhold_number),
             )
             for user in users
         ],

@@ -161,9 +161,11 @@ class UserService:
         tenant: str | None = None,
         permission: str = DEFAULT_PERMISSION.value,
         max_calls: int = 0,
+        withhold_number: bool = False,
     ) -> User:
         """A new user; `permission` is the widest class of outbound route it may dial,
-        `max_calls` how many calls it may have at once (0: no limit)."""
+        `max_calls` how many calls it may have at once (0: no limit), `withhold_number` whether
+        its number is withheld on its calls out through a trunk."""
         extension = validate_extension(extension)
         validate_password(password)
         kind = parse_user_permission(permission)
@@ -185,6 +187,7 @@ class UserService:
                 email=email,
                 permission=kind,
                 max_calls=max_calls,
+                withhold_number=withhold_number,
                 **_credentials(extension, owner.domain, password),
             )
             try:
@@ -193,10 +196,11 @@ class UserService:
                 raise AlreadyExists(f"user {extension}@{owner.domain} already exists") from None
 
     def set_user(self, extension: str, *, tenant: str | None = None, permission: str | None = None,
-                 max_calls: int | None = None, pickup_group: str | None = None) -> User:
-        """Change the user's outbound permission, concurrent-call limit and pickup group (those
-        given; pickup group `default`: the tenant's); NotFound if the tenant or the user does not
-        exist."""
+                 max_calls: int | None = None, pickup_group: str | None = None,
+                 withhold_number: bool | None = None) -> User:
+        """Change the user's outbound permission, concurrent-call limit, pickup group and whether
+        its number is withheld toward trunks (those given; pickup group `default`: the
+        tenant's); NotFound if the tenant or the user does not exist."""
         kind = parse_user_permission(permission) if permission is not None else None
         if max_calls is not None:
             check_max_calls(f"user {extension}", max_calls)
@@ -206,7 +210,7 @@ class UserService:
             user = UserDao(session=session).find_by(tenant_id=owner.id, extension=extension)
             if user is None:
                 raise NotFound("User", {"extension": extension, "tenant": owner.domain})
-            set_given(user, permission=kind, max_calls=max_calls)
+            set_given(user, permission=kind, max_calls=max_calls, withhold_number=withhold_number)
             if pickup_group is not None:
                 user.pickup_group = group
             session.flush()

@@ -389,6 +389,30 @@ def test_the_number_and_caller_id_leave_in_e164_and_a_withheld_one_only_asserted
     assert "PCMA/8000" not in invite and "G722/8000" not in invite and "telephone-event" in invite
 
 
+def test_a_user_whose_number_is_withheld_leaves_anonymous_though_its_phone_does_not_ask(
+        pbx_server: PbxServer, tmp_path: Path) -> None:
+    provider_port = free_port()
+    _add_trunk(pbx_server, "provider", provider_port, "--caller-id", "0140000000")
+    _cli(pbx_server, "route", "add", "national", "--pattern", "_0[1-9]XXXXXXXX", "--trunk", "provider")
+    password = pbx_server.add_user("1003")
+    _cli(pbx_server, "user", "set", "1003", "--withhold-number")
+    uas, stat = _provider("uas_answer", tmp_path, 1, provider_port, "-trace_msg")
+    time.sleep(CATALOG_WAIT)
+    withheld = Pjsua2Phone(user="1003", password=password, server=pbx_server.address, port=free_port())
+    try:
+        assert withheld.register()["code"] == 200
+        _call_out(withheld, pbx_server, "0612345678")  # a stock call: no Privacy, its own From
+    finally:
+        withheld.close()
+
+    result = sipp.finish(uas, stat, timeout=30)
+    assert result.successful == 1, result.output
+    seen = _messages(tmp_path, "uas_answer")
+    assert "From: Anonymous <sip:anonymous@anonymous.invalid>;tag=" in seen
+    assert "P-Asserted-Identity: <sip:0140000000@127.0.0.1>" in seen and "Privacy: id" in seen
+    assert "sip:1003@" not in seen
+
+
 def test_a_reinvite_to_the_provider_offers_the_trunks_codecs_only(
         pbx_server: PbxServer, phone: Pjsua2Phone, tmp_path: Path) -> None:
     """The phone's hold offers its whole codec list again; the provider, as in the first INVITE,

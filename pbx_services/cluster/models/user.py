@@ -1,6 +1,6 @@
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, String, UniqueConstraint, true
+from sqlalchemy import Enum, ForeignKey, String, UniqueConstraint, false, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from pbx_services.cluster.models.base import Base, UtcDateTime, utcnow
@@ -52,6 +52,9 @@ class User(Base):
     pickup_group: Mapped[str | None] = mapped_column(String(PICKUP_GROUP_MAX_LENGTH))
     """Whose ringing calls the user may pick up with the group pickup code; None: the tenant's
     default group (every user of the tenant without a group of its own)."""
+    withhold_number: Mapped[bool] = mapped_column(default=False, server_default=false())
+    """Its number is withheld on every call out through a trunk, as when its phone asks for it
+    (`callmanager.trunks.TrunkCall.identity`); inside the PBX it is shown."""
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
     tenant: Mapped[Tenant] = relationship()

@@ -1,4 +1,5 @@
-"""Users (extensions): list and search, add, change (permission, call limit), delete, and the CSV
+"""Users (extensions): list and search, add, change (permission, call limit, withheld number),
+delete, and the CSV
 import of many at once as a background job with a progress bar (`portal.user_import`)."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pbx_services.portal.admin_views import (
     attempt,
     delete_then_redirect,
     edit_page,
+    form_bool,
     form_int,
     form_text,
     json_body,
@@ -26,7 +28,7 @@ from pbx_services.portal.admin_views import (
     request_tenant,
     tenant_choices,
 )
-from pbx_services.portal.auth import audit, current_admin, scoped_domain, tenant_filter
+from pbx_services.portal.auth import audit, current_admin, is_api_request, scoped_domain, tenant_filter
 from pbx_services.portal.context import portal_context
 from pbx_services.portal.forms import FieldErrors
 from pbx_services.portal.navigation import NavItem
@@ -57,7 +59,7 @@ def _importer() -> UserImporter:
 def _as_json(user: User) -> dict[str, Any]:
     return {"extension": user.extension, "tenant": user.tenant.domain, "name": user.display_name,
             "email": user.email, "enabled": user.enabled, "permission": user.permission.value,
-            "max_calls": user.max_calls}
+            "max_calls": user.max_calls, "withhold_number": user.withhold_number}
 
 
 def _search(tenant: str | None, text: str, limit: int, offset: int) -> tuple[int, list[User]]:
@@ -82,7 +84,8 @@ def _add(form: Mapping[str, Any], tenant: str | None) -> User:
     user = _service().add_user(
         form_text(form, "extension") or "", str(form.get("password") or ""), name=form_text(form, "name"),
         email=form_text(form, "email"), tenant=tenant,
-        permission=form_text(form, "permission") or DEFAULT_PERMISSION.value, max_calls=max_calls)
+        permission=form_text(form, "permission") or DEFAULT_PERMISSION.value, max_calls=max_calls,
+        withhold_number=form_bool(form, "withhold_number"))
     audit("user.add", f"{user.extension}@{user.tenant.domain}", tenant_id=user.tenant_id)
     return user
 
@@ -91,8 +94,11 @@ def _change(extension: str, tenant: str, form: Mapping[str, Any]) -> User:
     errors = FieldErrors()
     max_calls = form_int(form, "max_calls", errors, 0) if form.get("max_calls") not in (None, "") else None
     raise_if(errors)
+    # The form's unchecked box is absent (off); in a JSON body an absent key changes nothing.
+    given = "withhold_number" in form or not is_api_request()
+    withhold = form_bool(form, "withhold_number") if given else None
     user = _service().set_user(extension, tenant=tenant, permission=form_text(form, "permission"),
-                               max_calls=max_calls)
+                               max_calls=max_calls, withhold_number=withhold)
     audit("user.change", f"{user.extension}@{user.tenant.domain}", tenant_id=user.tenant_id)
     return user
 
@@ -151,7 +157,8 @@ def add() -> Any:
 def edit(tenant: str, extension: str) -> Any:
     domain = scoped_domain(tenant) or tenant
     user = _get(extension, domain)
-    current = {"permission": user.permission.value, "max_calls": str(user.max_calls)}
+    current = {"permission": user.permission.value, "max_calls": str(user.max_calls),
+               **({"withhold_number": "on"} if user.withhold_number else {})}
     return edit_page("users/edit.html", current=current,
                      save=lambda: _change(extension, domain, request.form), fields=FIELDS,
                      done=f"user {extension}@{domain} changed", done_to=url_for("users.index", tenant=domain),
@@ -224,7 +231,8 @@ def api_index() -> Any:
 
 @blueprint.route("/api/v1/users", methods=["POST"])
 def api_add() -> Any:
-    """Add a user: {"extension", "password", "tenant"?, "name"?, "email"?, "permission"?, "max_calls"?}."""
+    """Add a user: {"extension", "password", "tenant"?, "name"?, "email"?, "permission"?, "max_calls"?,
+    "withhold_number"?}."""
     body = json_body()
     with api_errors(FIELDS):
         user = _add(body, request_tenant(body))
@@ -239,7 +247,8 @@ def api_get(tenant: str, extension: str) -> Any:
 
 @blueprint.route("/api/v1/users/<tenant>/<extension>", methods=["PATCH"])
 def api_change(tenant: str, extension: str) -> Any:
-    """Change a user's outbound permission or call limit: {"permission"?, "max_calls"?}."""
+    """Change a user's outbound permission, call limit or withheld number: {"permission"?, "max_calls"?,
+    "withhold_number"?}."""
     domain = scoped_domain(tenant) or tenant
     with api_errors(FIELDS):
         user = _change(extension, domain, json_body())

@@ -63,3 +63,26 @@ def test_the_realm_of_a_host(tmp_path: Path) -> None:
     assert directory.realm_for("nowhere.example") is None
     assert directory.realm_for("2001:db8::zz") is None
     engine.dispose()
+
+
+def test_a_users_credentials_carry_its_limits_and_withheld_number(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'pbx.sqlite3'}"
+    upgrade(url)
+    engine = create_engine_for(url)
+    sessions = session_factory(engine)
+    TenantService(sessions=sessions).ensure_tenant(DOMAIN)
+    users = UserService(sessions=sessions, default_domain=DOMAIN)
+    users.add_user("201", "s3cret!", permission="local", max_calls=2, withhold_number=True)
+    users.add_user("202", "s3cret!")
+    directory = Directory(engine=engine, default_domain=DOMAIN, ttl=10.0)
+    directory.tick(0.0)
+
+    withheld, shown = directory.credentials(DOMAIN, "201"), directory.credentials(DOMAIN, "202")
+
+    assert withheld is not None and shown is not None
+    assert (withheld.permission, withheld.max_calls, withheld.withhold_number) == ("local", 2, True)
+    assert shown.withhold_number is False
+    users.set_user("202", withhold_number=True)
+    directory.tick(10.0)
+    assert (directory.credentials(DOMAIN, "202") or shown).withhold_number is True
+    engine.dispose()

@@ -60,7 +60,7 @@ def test_without_a_data_dir_the_checkouts_data_is_used_and_named(
 
     status, out, err = run(capsys, "user", "list")
 
-    assert (status, out.splitlines()[1].split()) == (0, ["1001", "pbx.local", "yes", "national", "-"])
+    assert (status, out.splitlines()[1].split()) == (0, ["1001", "pbx.local", "yes", "national", "-", "no"])
     assert err == (
         f"pbx: using {checkout / 'data'}, this checkout's data dir "
         f"({common.DEFAULT_DATA_DIR} has no pbx.yml; --data-dir or PBX_DATA_DIR choose another)\n"

@@ -39,8 +39,8 @@ def test_a_user_s_pickup_group(initialized: Path, capsys: pytest.CaptureFixture[
     run(capsys, "user", "add", "1001", "--password", "s3cret!", "--data-dir", directory)
 
     status, out, _ = run(capsys, "user", "set", "1001", "--pickup-group", "sales", "--data-dir", directory)
-    assert status == 0 and out.strip().endswith("pickup group sales")
+    assert status == 0 and "pickup group sales," in out
     status, out, _ = run(capsys, "user", "set", "1001", "--pickup-group", "default", "--data-dir", directory)
-    assert status == 0 and out.strip().endswith("pickup group default")
+    assert status == 0 and "pickup group default," in out
     status, _, err = run(capsys, "user", "set", "1001", "--pickup-group", "a b", "--data-dir", directory)
     assert status != 0 and "pickup group 'a b': 1 to 64 letters" in err

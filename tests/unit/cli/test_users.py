@@ -27,9 +27,9 @@ def test_user_add_list_del(initialized: Path, capsys: pytest.CaptureFixture[str]
     status, out, _ = run(capsys, "user", "list", "--data-dir", directory)
     assert status == 0
     assert out.splitlines() == [
-        "EXTENSION  DOMAIN     NAME         EMAIL              ENABLED  PERMISSION  MAX CALLS",
-        "1001       pbx.local  Alice Smith  alice@example.org  yes      national    -",
-        "1002       pbx.local                                  yes      national    -",
+        "EXTENSION  DOMAIN     NAME         EMAIL              ENABLED  PERMISSION  MAX CALLS  WITHHELD",
+        "1001       pbx.local  Alice Smith  alice@example.org  yes      national    -          no",
+        "1002       pbx.local                                  yes      national    -          no",
     ]
 
     assert run(capsys, "user", "del", "1001", "--data-dir", directory) == (
@@ -158,9 +158,27 @@ def test_user_permission_and_call_limit_are_set_and_listed(initialized: Path,
                "--data-dir", directory)[0] == 0
     assert run(capsys, "user", "set", "1001", "--permission", "International", "--max-calls", "2",
                "--data-dir", directory) == (
-        0, "user 1001@pbx.local: permission international, max calls 2, pickup group default\n", "")
-    assert run(capsys, "user", "list", "--data-dir", directory)[1].splitlines()[1].split()[-2:] == [
-        "international", "2"]
+        0, "user 1001@pbx.local: permission international, max calls 2, pickup group default, number shown "
+           "toward trunks\n", "")
+    assert run(capsys, "user", "list", "--data-dir", directory)[1].splitlines()[1].split()[-3:] == [
+        "international", "2", "no"]
+
+
+def test_a_users_number_is_withheld_toward_trunks_and_shown_again(initialized: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    directory = str(initialized)
+    assert run(capsys, "user", "add", "1001", "--password", "s3cret!", "--withhold-number",
+               "--data-dir", directory)[0] == 0
+    assert run(capsys, "user", "add", "1002", "--password", "s3cret!", "--data-dir", directory)[0] == 0
+    listed = run(capsys, "user", "list", "--data-dir", directory)[1].splitlines()
+    assert listed[0].split()[-1] == "WITHHELD" and [line.split()[-1] for line in listed[1:]] == ["yes", "no"]
+
+    status, out, _ = run(capsys, "user", "set", "1001", "--no-withhold-number", "--data-dir", directory)
+    assert (status, out.rstrip().rsplit(", ", 1)[-1]) == (0, "number shown toward trunks")
+    status, out, _ = run(capsys, "user", "set", "1002", "--withhold-number", "--data-dir", directory)
+    assert (status, out.rstrip().rsplit(", ", 1)[-1]) == (0, "number withheld toward trunks")
+    listed = run(capsys, "user", "list", "--data-dir", directory)[1].splitlines()
+    assert [line.split()[-1] for line in listed[1:]] == ["no", "yes"]
 
 
 @pytest.mark.parametrize("command", [("add", "1001", "--password", "s3cret!"), ("set", "1001")])

@@ -102,6 +102,28 @@ def test_a_user_added_through_the_form_is_listed_changed_and_deleted(logged_in: 
     assert client.get(f"/api/v1/users/{TENANT_A}/1001").status_code == 404
 
 
+def test_a_users_number_withheld_through_the_form_and_the_api(logged_in: Any) -> None:
+    client, csrf = logged_in("root")
+    assert post(client, csrf, "/users", tenant=TENANT_A, extension="1001", password="secret1",
+                withhold_number="on").status_code == 302
+    api = f"/api/v1/users/{TENANT_A}/1001"
+    assert client.get(api).get_json()["withhold_number"] is True
+    page = client.get(f"/users/{TENANT_A}/1001").get_data(as_text=True)
+    assert '<input type="checkbox" name="withhold_number" checked>' in page
+    assert 'data-user="1001@' in client.get(f"/users?tenant={TENANT_A}").get_data(as_text=True)
+
+    # The edit form without the box: unchecked, so shown again.
+    reply = post(client, csrf, f"/users/{TENANT_A}/1001", permission="national", max_calls="0")
+    assert reply.status_code == 302
+    assert client.get(api).get_json()["withhold_number"] is False
+    headers = {"X-CSRF-Token": csrf}
+    reply = client.patch(api, json={"withhold_number": True}, headers=headers)
+    assert reply.get_json()["withhold_number"] is True
+    # A PATCH without the key leaves it as it is.
+    changed = client.patch(api, json={"max_calls": 3}, headers=headers).get_json()
+    assert (changed["max_calls"], changed["withhold_number"]) == (3, True)
+
+
 def test_a_wrong_user_value_is_shown_next_to_its_field(logged_in: Any) -> None:
     client, csrf = logged_in("root")
     for values, field, message in (
