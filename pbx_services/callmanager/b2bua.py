@@ -225,10 +225,10 @@ class B2bua:
                                 match=feature)
             return
         if feature is not None and role is not None and limited is not None:
-            dialed, forwards, hunt = feature.service_number, 0, None
-            targets = self.router.feature_targets(role, realm, dialed, now, caller=limited)
+            routed, forwards, hunt = feature.service_number, 0, None
+            targets = self.router.feature_targets(role, realm, routed, now, caller=limited)
         else:
-            dialed, targets, forwards, hunt = self.redirection.route(realm, dialed, now, outbound=outbound,
+            routed, targets, forwards, hunt = self.redirection.route(realm, dialed, now, outbound=outbound,
                                                                      caller=limited, forwards=0)
         if isinstance(targets, tuple):
             code, reason = targets
@@ -238,8 +238,10 @@ class B2bua:
                     a_tx=tx,
                     a_invite=request,
                     a_tag=self._make_tag(), b_call_id=make_tag() + make_tag(), b_tag=self._make_tag(),
-                    caller=caller, callee=dialed, tenant_id=tenant_id,
-                    started_at=now, realm=realm, limits=limited, forwards=forwards, hunt=hunt)
+                    caller=caller, callee=routed, tenant_id=tenant_id,
+                    started_at=now, realm=realm, limits=limited, forwards=forwards, hunt=hunt,
+                    # forwarded before ringing anything (always, do not disturb, unreachable)
+                    dialed=dialed if forwards else None)
         tx.user_data = call
         self.calls.add(call)
         self.call_counter.changed(call, now + self._wall_offset)
@@ -848,6 +850,7 @@ class B2bua:
         self.records.ended(call)
         self._on_call_ended(CallEnded(
             call_id=call.call_id, tenant_id=call.tenant_id, caller=call.caller, callee=call.callee,
+            dialed=call.dialed,
             caller_ip=call.a.peer[0], start_time=self._wall(call.started_at),
             answer_time=self._wall(call.answered_at) if call.answered_at is not None else None,
             end_time=self._wall(now), disposition=disposition, sip_code=sip_code,

@@ -235,6 +235,15 @@ class Call:
     """The calling user's permission and limits, which a forward's destination is dialled under too."""
     forwards: int = 0
     """Times the call was forwarded (`callmanager.forwarding`), bounded against loops."""
+    dialed: str | None = None
+    """The number the caller dialled, once the call went elsewhere (a forward, a ring group's
+    final destination, a pickup by another user) and `callee` is another; None before."""
+
+    def goes_to(self, callee: str) -> None:
+        """`callee` takes the call instead of the one it was for."""
+        if self.dialed is None and callee != self.callee:
+            self.dialed = self.callee
+        self.callee = callee
     forward_timer: Timer | None = None
     """Forwards the call when nobody answers within the callee's no-answer seconds (or rings a
     ring group's next member)."""

@@ -172,7 +172,8 @@ class CallRecords:
         media = call.media
         return {
             "call_id": call.call_id, "a_tag": call.a_tag, "b_call_id": call.b_call_id, "b_tag": call.b_tag,
-            "caller": call.caller, "callee": call.callee, "tenant_id": call.tenant_id, "realm": call.realm,
+            "caller": call.caller, "callee": call.callee, "dialed": call.dialed, "tenant_id": call.tenant_id,
+            "realm": call.realm,
             "started_at": call.started_at + self._wall_offset,
             "answered_at": call.answered_at + self._wall_offset if call.answered_at is not None else None,
             "legs": [_describe_leg(leg) for leg in (call.a, call.b) if leg is not None],
@@ -190,7 +191,7 @@ class CallRecords:
                         caller=str(data["caller"]), callee=str(data["callee"]), tenant_id=data["tenant_id"],
                         started_at=float(data["started_at"]) - self._wall_offset, b=b, phase=CONNECTED,
                         answered_at=None if answered_at is None else float(answered_at) - self._wall_offset,
-                        realm=str(data.get("realm") or self._default_realm()))
+                        realm=str(data.get("realm") or self._default_realm()), dialed=data.get("dialed"))
             media = data["media"]
             if media is not None:
                 call.media = self._anchoring.rebuild_anchor(call, media)

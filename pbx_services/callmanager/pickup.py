@@ -162,7 +162,7 @@ class CallPickup:
         leg.dialog = Dialog.from_uas(request, local_tag=tag, local_contact=b._stack.contact(transport))
         leg.dialog.confirm()
         call.b = leg
-        call.callee = picker
+        call.goes_to(picker)
         call.transition(CallInput.ANSWERED)
         call.answered_at = now
         b._register_dialog(call, leg)

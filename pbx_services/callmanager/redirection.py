@@ -178,6 +178,7 @@ class CallRedirection:
             self._b._stack.respond(call.invite_tx, code, reason, now=now, to_tag=call.a_tag)
             self._b._end(call, now, disposition_for(code), code, None)
             return
-        call.callee, call.hunt = dialed, hunt
+        call.goes_to(dialed)
+        call.hunt = hunt
         self._b.records.mark_changed(call)
         self.ring(call, targets, now)

@@ -25,11 +25,12 @@ _DURATION = re.compile(rf"(\d+)([{''.join(DURATION_UNITS)}])")
 Record = dict[str, Any]
 RECORD_FIELDS = (
     "start_time", "answer_time", "end_time", "caller", "callee", "domain", "disposition", "sip_code",
-    "hangup_by", "duration", "caller_ip", "call_id", "recording", "end_reason",
+    "hangup_by", "duration", "caller_ip", "call_id", "recording", "end_reason", "dialed",
 )
 """The columns of a CSV row and the keys of a JSON object, in this order; `domain` is the
-tenant's, `duration` the talk time in seconds."""
-TABLE_HEADERS = ("START", "CALLER", "CALLEE", "DOMAIN", "DISPOSITION", "CODE", "TALK", "HANGUP")
+tenant's, `duration` the talk time in seconds, `dialed` the number dialled when the call went
+elsewhere (forwarded, picked up; `callee` took it)."""
+TABLE_HEADERS = ("START", "CALLER", "CALLEE", "DOMAIN", "DISPOSITION", "CODE", "TALK", "HANGUP", "DIALLED")
 
 
 def add_commands(subparsers: Subparsers) -> None:
@@ -117,6 +118,7 @@ def _record(cdr: Cdr, domains: dict[int, str]) -> Record:
         "call_id": cdr.call_id,
         "recording": cdr.recording,
         "end_reason": cdr.end_reason,
+        "dialed": cdr.dialed,
     }
 
 
@@ -138,6 +140,7 @@ def _write_table(records: Sequence[Record]) -> None:
             str(record["sip_code"]),
             str(timedelta(seconds=record["duration"])),
             _hangup(record),
+            record["dialed"] or "",
         )
         for record in records
     ])

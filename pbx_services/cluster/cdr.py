@@ -48,6 +48,7 @@ def _row_of_event(event: CallEnded) -> dict[str, Any]:
         "duration": talk_seconds(event),
         "recording": event.recording,
         "end_reason": event.end_reason,
+        "dialed": event.dialed,
     }
 
 

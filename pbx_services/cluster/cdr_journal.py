@@ -61,16 +61,20 @@ class CdrJournal:
         self._unsynced = bytearray()
         """Rows appended and not yet written; what a failed write left half done stays here."""
         self._decoders = _decoders()
+        self._absent = {column.key: None for column in inspect(Cdr).columns
+                        if column.nullable and not column.primary_key}
         self.syncs = 0
         """fdatasync calls made: one per batch of CDRs, not one per CDR under load."""
 
     def read(self) -> list[dict[str, Any]]:
-        """The rows the journal holds (left by a process that stopped before writing them)."""
+        """The rows the journal holds (left by a process that stopped before writing them);
+        a column a row lacks (journaled by an older version) is NULL."""
         rows = []
         with open(self.path, "rb") as journal:
             for number, line in enumerate(journal, 1):
                 try:
-                    rows.append({key: self._decode(key, value) for key, value in json.loads(line).items()})
+                    rows.append(self._absent | {key: self._decode(key, value)
+                                                for key, value in json.loads(line).items()})
                 except (ValueError, TypeError, KeyError) as exc:
                     # A torn last line: the process died writing it, before the call was told it ended.
                     log.warning("%s line %d is unreadable, skipped: %s", self.path, number, exc)

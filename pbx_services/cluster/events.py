@@ -103,6 +103,9 @@ class CallEnded:
     """Path of the call's recording on its media server, when it was recorded."""
     end_reason: EndReason | None = None
     """Why the PBX ended the call itself; None when a phone did (or the call failed normally)."""
+    dialed: str | None = None
+    """The number the caller dialled when the call went elsewhere (a forward, a ring group's
+    final destination, a pickup): `callee` is then who it went to; None when it is that number."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -65,7 +65,9 @@ def encode_event(event: object) -> dict[str, str]:
 
 
 def decode_event(fields: Mapping[Any, Any]) -> object | None:
-    """The event of an entry's fields; None (logged) for an unknown type or broken data."""
+    """The event of an entry's fields; None (logged) for an unknown type or broken data. A field
+    the event type does not have is left out: a newer version's publisher (a rolling upgrade)
+    adds fields, and its events are still read."""
     fields = {_text(key): _text(value) for key, value in fields.items()}
     name = fields.get("type", "")
     event_type = EVENT_TYPES.get(name)
@@ -75,7 +77,8 @@ def decode_event(fields: Mapping[Any, Any]) -> object | None:
     try:
         data = json.loads(fields["data"])
         hints = typing.get_type_hints(event_type)
-        return event_type(**{key: _from_json(hints[key], value) for key, value in data.items()})
+        known = {key: value for key, value in data.items() if key in hints}
+        return event_type(**{key: _from_json(hints[key], value) for key, value in known.items()})
     except (KeyError, TypeError, ValueError) as exc:
         log.warning("event bus: skipped a %s entry that does not parse (%s): %.200r", name, exc,
                     fields.get("data"))

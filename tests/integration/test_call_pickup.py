@@ -59,7 +59,8 @@ def picked_up(server: PbxServer, tmp_path: Path, phones: dict[str, Pjsua2Phone],
     assert alice_heard["1003"] > HEARD and alice_heard["1002"] < SILENT, alice_heard
     assert carol_heard["1001"] > HEARD and carol_heard["1002"] < SILENT, carol_heard
     [cdr] = server.wait_for_cdrs(1)
-    assert (cdr["caller"], cdr["callee"], cdr["disposition"]) == ("1001", "1003", "ANSWERED")
+    assert (cdr["caller"], cdr["callee"], cdr["dialed"], cdr["disposition"]) == \
+        ("1001", "1003", "1002", "ANSWERED")
     assert any("picked up by 1003" in line for line in server.log_lines)
 
 

@@ -62,6 +62,9 @@ class Cdr(Base):
     end_reason: Mapped[str | None] = mapped_column(String(32))
     """Why the PBX ended the call itself (`EndReason`: media_lost, rtp_timeout, ...); NULL otherwise.
     A plain string, so that a new reason needs no migration."""
+    dialed: Mapped[str | None] = mapped_column(String(255))
+    """The number the caller dialled when the call went elsewhere (a forward, a ring group's final
+    destination, a pickup by another user): `callee` is who it went to. NULL when it is `callee`."""
 
     def __repr__(self) -> str:
         return f"Cdr(id={self.id!r}, call_id={self.call_id!r}, disposition={self.disposition!r})"

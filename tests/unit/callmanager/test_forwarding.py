@@ -126,4 +126,27 @@ def test_a_busy_forward_leaves_the_cdr_to_the_destination(pbx: Pbx, alice: Phone
     invite = carol.pop_request("INVITE")
     carol.send(carol.respond(invite, 486, to_tag="carol-busy"))
     [cdr] = pbx.cdrs
-    assert (cdr.callee, cdr.disposition, cdr.sip_code) == ("300", Disposition.BUSY, 486)
+    assert (cdr.callee, cdr.dialed, cdr.disposition, cdr.sip_code) == ("300", "200", Disposition.BUSY, 486)
+
+
+def test_the_cdr_of_a_call_forwarded_on_no_answer_names_the_number_dialled(
+        pbx: Pbx, alice: Phone, bob: Phone, carol: Phone, forwards: ForwardingService) -> None:
+    forwards.forward("200", ForwardKind.NO_ANSWER, "300", seconds=8)
+    alice.call("200")
+    invite = bob.pop_request("INVITE")
+    bob.send(bob.respond(invite, 180, to_tag="bob-ring"))
+    pbx.advance(8.5)
+    bob.pop_request("CANCEL")
+    carol.send(carol.respond(carol.pop_request("INVITE"), 486, to_tag="carol-busy"))
+
+    [cdr] = pbx.cdrs
+    assert (cdr.callee, cdr.dialed, cdr.disposition) == ("300", "200", Disposition.BUSY)
+
+
+def test_a_call_not_forwarded_has_no_number_dialled_besides_its_callee(
+        pbx: Pbx, alice: Phone, bob: Phone) -> None:
+    alice.call("200")
+    bob.send(bob.respond(bob.pop_request("INVITE"), 486, to_tag="bob-busy"))
+
+    [cdr] = pbx.cdrs
+    assert (cdr.callee, cdr.dialed, cdr.disposition) == ("200", None, Disposition.BUSY)

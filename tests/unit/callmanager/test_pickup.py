@@ -69,8 +69,8 @@ def test_a_pickup_answers_the_ringing_call_and_cancels_the_phone(
     assert carol.pop_response(200)
     alice.pop_request("BYE")
     [cdr] = pbx.cdrs
-    assert (cdr.caller, cdr.callee, cdr.disposition, cdr.hangup_by) == (
-        "100", "300", Disposition.ANSWERED, HangupBy.CALLEE)
+    assert (cdr.caller, cdr.callee, cdr.dialed, cdr.disposition, cdr.hangup_by) == (
+        "100", "300", "200", Disposition.ANSWERED, HangupBy.CALLEE)
 
 
 def test_nothing_ringing_is_480_and_a_directed_pickup_of_nobody_404(pbx: Pbx, carol: Phone) -> None:

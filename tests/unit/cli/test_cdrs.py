@@ -36,7 +36,7 @@ def use_zone(monkeypatch: pytest.MonkeyPatch, zone: str) -> None:
 
 
 def cdr(start: datetime, caller: str = "1001", callee: str = "1002", *, answered: bool = True,
-        tenant_id: int | None = None) -> Cdr:
+        tenant_id: int | None = None, dialed: str | None = None) -> Cdr:
     return Cdr(
         call_id=f"{caller}-{callee}-{start.isoformat()}@192.0.2.1",
         tenant_id=tenant_id,
@@ -50,6 +50,7 @@ def cdr(start: datetime, caller: str = "1001", callee: str = "1002", *, answered
         sip_code=200 if answered else 480,
         hangup_by=HangupBy.CALLEE if answered else None,
         duration=60 if answered else 0,
+        dialed=dialed,
     )
 
 
@@ -75,13 +76,14 @@ def tenant_ids(data_dir: Path) -> dict[str, int]:
 @pytest.fixture
 def calls(initialized: Path, local_zone: None) -> Path:
     """Three calls an hour apart: 1001 -> 1002 answered (pbx.local), 1003 -> 1001 unanswered
-    (other.example), 1002 -> 1003 answered (no tenant); the data dir."""
+    (other.example), 1002 -> 1003 answered (no tenant), dialled to 1004 and forwarded; the data
+    dir."""
     tenants = tenant_ids(initialized)
     write(
         initialized,
         cdr(START, "1001", "1002", tenant_id=tenants["pbx.local"]),
         cdr(START + timedelta(hours=1), "1003", "1001", answered=False, tenant_id=tenants[OTHER_DOMAIN]),
-        cdr(START + timedelta(hours=2), "1002", "1003"),
+        cdr(START + timedelta(hours=2), "1002", "1003", dialed="1004"),
     )
     return initialized
 
@@ -99,8 +101,8 @@ def callers(capsys: pytest.CaptureFixture[str], data_dir: Path, *options: str) -
 
 def test_table_newest_first(calls: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cdr_list(capsys, calls).splitlines() == [
-        "START                CALLER  CALLEE  DOMAIN         DISPOSITION  CODE  TALK     HANGUP",
-        "2026-03-01 11:00:00  1002    1003                   ANSWERED     200   0:01:00  callee",
+        "START                CALLER  CALLEE  DOMAIN         DISPOSITION  CODE  TALK     HANGUP  DIALLED",
+        "2026-03-01 11:00:00  1002    1003                   ANSWERED     200   0:01:00  callee  1004",
         "2026-03-01 10:00:00  1003    1001    other.example  NO_ANSWER    480   0:00:00",
         "2026-03-01 09:00:00  1001    1002    pbx.local      ANSWERED     200   0:01:00  callee",
     ]
@@ -125,6 +127,7 @@ def test_csv_has_a_header_row(calls: Path, capsys: pytest.CaptureFixture[str]) -
         "call_id": "1003-1001-2026-03-01T10:00:00+00:00@192.0.2.1",
         "recording": "",
         "end_reason": "",
+        "dialed": "",
     }
     assert len(rows) == 4
 
@@ -152,8 +155,9 @@ def test_json_is_a_list_of_objects_with_iso_local_times(
         "call_id": "1001-1002-2026-03-01T09:00:00+00:00@192.0.2.1",
         "recording": None,
         "end_reason": None,
+        "dialed": None,
     }
-    assert records[0]["domain"] is None
+    assert (records[0]["domain"], records[0]["dialed"]) == (None, "1004")
 
 
 @pytest.mark.parametrize(("output_format", "out"), [("table", "no calls\n"), ("json", "[]\n"),

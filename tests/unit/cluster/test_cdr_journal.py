@@ -1,5 +1,7 @@
 """The CDR journal: what a process that died before its flush leaves is written at the next start."""
 
+import dataclasses
+import json
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -59,6 +61,22 @@ def test_records_already_in_the_database_are_not_written_twice(sessions: session
     restarted = CdrWriter(sessions=sessions, journal=CdrJournal(path))
     assert restarted.flush() == 1
     assert sorted(cdr.call_id for cdr in all_cdrs(sessions)) == ["call-1@192.0.2.1", "call-2@192.0.2.1"]
+
+
+def test_a_row_journaled_by_an_older_version_is_written_with_its_new_columns_null(
+        sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    path = tmp_path / "journal"
+    writer = CdrWriter(sessions=sessions, journal=CdrJournal(path))
+    writer.add(call_ended(1))
+    writer.add(dataclasses.replace(call_ended(2), dialed="2000"))
+    writer.sync()
+    older = [json.loads(line) for line in path.read_text().splitlines()]
+    del older[0]["dialed"]  # a version before the column
+    path.write_text("".join(json.dumps(row) + "\n" for row in older))
+
+    assert CdrWriter(sessions=sessions, journal=CdrJournal(path)).flush() == 2
+    assert sorted((cdr.call_id, cdr.dialed) for cdr in all_cdrs(sessions)) == [
+        ("call-1@192.0.2.1", None), ("call-2@192.0.2.1", "2000")]
 
 
 def test_a_torn_last_line_is_skipped(sessions: sessionmaker[Session], tmp_path: Path) -> None:

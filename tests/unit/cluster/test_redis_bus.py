@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -104,6 +105,15 @@ def test_unknown_and_broken_entries_are_skipped_with_a_log_line(
     assert events == [MASTER]
     assert "unknown type 'PhoneExploded'" in caplog.text
     assert caplog.text.count("does not parse") == 2
+
+
+def test_a_field_a_newer_version_added_is_left_out_and_the_event_read(client: redis.Redis) -> None:
+    RedisStreamBus(client).publish(MASTER)
+    [(_, fields)] = client.xrange("pbx:events")
+    data = json.loads(fields[b"data"]) | {"added_by_a_newer_version": 1}
+    client.xadd("pbx:events", {"type": "ServerStateChanged", "data": json.dumps(data)})
+
+    assert [event for _, event in read_events(client, last_id="0")] == [MASTER, MASTER]
 
 
 def test_the_stream_is_capped(client: redis.Redis) -> None:
