@@ -238,12 +238,6 @@ class Call:
     dialed: str | None = None
     """The number the caller dialled, once the call went elsewhere (a forward, a ring group's
     final destination, a pickup by another user) and `callee` is another; None before."""
-
-    def goes_to(self, callee: str) -> None:
-        """`callee` takes the call instead of the one it was for."""
-        if self.dialed is None and callee != self.callee:
-            self.dialed = self.callee
-        self.callee = callee
     forward_timer: Timer | None = None
     """Forwards the call when nobody answers within the callee's no-answer seconds (or rings a
     ring group's next member)."""
@@ -251,6 +245,12 @@ class Call:
     """The ring group being rung, with its members still to ring."""
     counted: tuple[str, ...] = ()
     """The keys the call is counted under for the limits (`permissions.CallCounter`)."""
+
+    def goes_to(self, callee: str) -> None:
+        """`callee` takes the call instead of the one it was for."""
+        if self.dialed is None and callee != self.callee:
+            self.dialed = self.callee
+        self.callee = callee
 
     def transition(self, call_input: CallInput) -> None:
         """Move to the phase `TRANSITIONS` gives; RuntimeError if it has none (a bug here)."""
