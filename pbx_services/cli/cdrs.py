@@ -48,7 +48,8 @@ def add_commands(subparsers: Subparsers) -> None:
         help="only calls started since T: a date or date/time (2026-12-01, 2026-12-01T10:00) "
         "or a time ago (30m, 2h, 7d; units s, m, h, d, w)",
     )
-    listing.add_argument("--extension", metavar="E", help="only calls with E as caller or callee")
+    listing.add_argument("--extension", metavar="E",
+                         help="only calls with E as caller, callee or number dialled (forwarded, picked up)")
     listing.add_argument("--tenant", metavar="DOMAIN",
                          help="only this tenant's calls (default: every tenant)")
     listing.add_argument("--limit", type=_positive_int, default=DEFAULT_LIMIT, metavar="N",

@@ -216,12 +216,13 @@ class CdrDao(Dao[Cdr]):
         **criteria: Any,
     ) -> list[Cdr]:
         """Calls matching `criteria` that started at or after `since` and had `party` as
-        caller or callee, newest first, at most `limit` of them."""
+        caller, callee or number dialled (a call forwarded or picked up), newest first, at most
+        `limit` of them."""
         statement = self._select(criteria).order_by(None).order_by(Cdr.start_time.desc(), Cdr.id.desc())
         if since is not None:
             statement = statement.where(Cdr.start_time >= since)
         if party is not None:
-            statement = statement.where((Cdr.caller == party) | (Cdr.callee == party))
+            statement = statement.where((Cdr.caller == party) | (Cdr.callee == party) | (Cdr.dialed == party))
         return list(self.session.scalars(statement.limit(limit)))
 
 

@@ -168,9 +168,10 @@ def test_no_calls(
     assert cdr_list(capsys, initialized, "--format", output_format) == out
 
 
-def test_extension_is_caller_or_callee(calls: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_extension_is_caller_or_callee_or_dialled(calls: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert callers(capsys, calls, "--extension", "1001") == ["1003>1001", "1001>1002"]
-    assert callers(capsys, calls, "--extension", "1004") == []
+    assert callers(capsys, calls, "--extension", "1004") == ["1002>1003"]  # dialled, then forwarded
+    assert callers(capsys, calls, "--extension", "1005") == []
 
 
 def test_tenant(calls: Path, capsys: pytest.CaptureFixture[str]) -> None:
