@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ..cluster.models.trunk import DEFAULT_DOWN_AFTER, DEFAULT_UP_AFTER
 from ..runtime.timers import Timer, TimerQueue
 from ..sip.headers import Address
 from ..sip.message import SipRequest, SipResponse
@@ -30,10 +31,6 @@ from .trunks import TrunkEntry, TrunkStateCallback, TrunkStateChange
 
 log = logging.getLogger(__name__)
 
-DOWN_AFTER = 2
-"""Failed probes in a row after which a trunk is down."""
-UP_AFTER = 2
-"""Answered probes in a row after which a down trunk is up again."""
 MAX_ANSWER_WAIT = 5.0
 """Seconds a probe waits for its final answer at most (UDP retransmissions included)."""
 
@@ -73,8 +70,8 @@ class ProbeStatus:
 class TrunkProbe:
     """One trunk's probes: `handle_timer` says when to send one, `handle_response` takes its answer."""
 
-    def __init__(self, *, interval: float, now: float, down_after: int = DOWN_AFTER, up_after: int = UP_AFTER
-                 ) -> None:
+    def __init__(self, *, interval: float, now: float, down_after: int = DEFAULT_DOWN_AFTER,
+                 up_after: int = DEFAULT_UP_AFTER) -> None:
         if interval <= 0:
             raise ValueError(f"a probe interval is positive, not {interval}")
         self.interval = interval
@@ -135,14 +132,11 @@ class TrunkProbes:
     """The probes of the catalogue's trunks on this worker."""
 
     def __init__(self, *, stack: SipStack, timers: TimerQueue, make_tag: Callable[[], str],
-                 on_state: TrunkStateCallback, down_after: int = DOWN_AFTER,
-                 up_after: int = UP_AFTER) -> None:
+                 on_state: TrunkStateCallback) -> None:
         self._stack = stack
         self._timers = timers
         self._make_tag = make_tag
         self._on_state = on_state
-        self._down_after = down_after
-        self._up_after = up_after
         self._probes: dict[str, tuple[TrunkEntry, TrunkProbe]] = {}
         self._timer: dict[str, Timer] = {}
         self._pending: dict[str, ClientTransaction] = {}
@@ -155,8 +149,8 @@ class TrunkProbes:
                 self._drop(key)
         for key, trunk in wanted.items():
             if key not in self._probes:
-                probe = TrunkProbe(interval=trunk.probe_interval, now=now, down_after=self._down_after,
-                                   up_after=self._up_after)
+                probe = TrunkProbe(interval=trunk.probe_interval, now=now, down_after=trunk.down_after,
+                                   up_after=trunk.up_after)
                 self._probes[key] = (trunk, probe)
                 self._arm(key, probe)
 

@@ -34,6 +34,7 @@ from sqlalchemy import Engine, select
 from ..cluster.destinations import Destination, parse_destination
 from ..cluster.dial_patterns import DialPattern, compile_pattern, normalise
 from ..cluster.models import Did, NumberFormat, OutboundRoute, OutboundRouteTrunk, Tenant, Trunk
+from ..cluster.models.trunk import DEFAULT_DOWN_AFTER, DEFAULT_UP_AFTER
 from ..cluster.schedules import BusinessHours, parse_hours, validate_timezone
 from ..cluster.state.leases import LeaseStore
 from ..cluster.validation import InvalidValue
@@ -73,6 +74,10 @@ class TrunkEntry:
     caller_id: str | None = None
     probe_interval: float = 0
     """Seconds between OPTIONS probes; 0: not probed."""
+    down_after: int = DEFAULT_DOWN_AFTER
+    """Failed probes in a row after which it is down."""
+    up_after: int = DEFAULT_UP_AFTER
+    """Answered probes in a row after which it is up again."""
     codecs: tuple[str, ...] = ()
     """The codecs offered to it and accepted from it, in order; (): any."""
     numbers: NumberPlan = NumberPlan()
@@ -323,6 +328,7 @@ class TrunkCatalog:
                 port=row.port, transport=str(row.transport).upper(), address=address,
                 username=row.username, password=row.password, register=row.register,
                 max_calls=row.max_calls, caller_id=row.caller_id, probe_interval=float(row.probe_interval),
+                down_after=row.down_after, up_after=row.up_after,
                 codecs=tuple(row.codecs.split(",")) if row.codecs else (),
                 numbers=NumberPlan(number_format=NumberFormat(row.number_format),
                                    country_code=row.country_code, national_prefix=row.national_prefix,

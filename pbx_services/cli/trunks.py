@@ -2,8 +2,9 @@
 
     pbx trunk add NAME --host H [--port P] [--transport udp|tcp] [--username U --password PW
                   [--register]] [--max-calls N] [--caller-id NUM] [--probe-interval S]
-                  [--codecs PCMA,PCMU] [--number-format e164|national|as-dialled]
-                  [--country-code CC] [--national-prefix P] [--international-prefix P]
+                  [--down-after N] [--up-after N] [--codecs PCMA,PCMU]
+                  [--number-format e164|national|as-dialled] [--country-code CC] [--national-prefix P]
+                  [--international-prefix P]
     pbx trunk list | del NAME
     pbx route add NAME --pattern P --trunk T [--trunk T2] [--strip N] [--prepend D] [--permission CLASS]
     pbx route list | del NAME
@@ -38,7 +39,12 @@ from pbx_services.cluster.config import PbxConfig
 from pbx_services.cluster.control_client import ControlUnreachable, control_request
 from pbx_services.cluster.dids import DidService
 from pbx_services.cluster.models import NumberFormat, PermissionClass, TrunkTransport
-from pbx_services.cluster.models.trunk import DEFAULT_INTERNATIONAL_PREFIX, DEFAULT_PROBE_INTERVAL
+from pbx_services.cluster.models.trunk import (
+    DEFAULT_DOWN_AFTER,
+    DEFAULT_INTERNATIONAL_PREFIX,
+    DEFAULT_PROBE_INTERVAL,
+    DEFAULT_UP_AFTER,
+)
 from pbx_services.cluster.outbound_routes import RouteService
 from pbx_services.cluster.trunks import TRUNK_CODECS, TrunkInfo, TrunkService
 
@@ -75,8 +81,14 @@ def _trunk_commands(subparsers: Subparsers, common: list[argparse.ArgumentParser
                      help="calls through it at once at most (default 0: no limit)")
     add.add_argument("--caller-id", metavar="NUMBER", help="the number presented to the provider (From)")
     add.add_argument("--probe-interval", type=int, default=DEFAULT_PROBE_INTERVAL, metavar="SECONDS",
-                     help="seconds between SIP OPTIONS probes; a trunk failing two in a row is passed over "
-                     f"by its routes until it answers two (default {DEFAULT_PROBE_INTERVAL}, 0: off)")
+                     help="seconds between SIP OPTIONS probes; a trunk failing --down-after in a row is "
+                     "passed over by its routes until it answers --up-after in a row "
+                     f"(default {DEFAULT_PROBE_INTERVAL}, 0: off)")
+    add.add_argument("--down-after", type=int, default=DEFAULT_DOWN_AFTER, metavar="N",
+                     help=f"failed probes in a row that take it down, 1 to 10 (default {DEFAULT_DOWN_AFTER})")
+    add.add_argument("--up-after", type=int, default=DEFAULT_UP_AFTER, metavar="N",
+                     help=f"answered probes in a row that bring it up again, 1 to 10 "
+                     f"(default {DEFAULT_UP_AFTER})")
     add.add_argument("--codecs", metavar="LIST",
                      help="the only codecs offered to it and accepted from it, in order, comma-separated "
                      f"({', '.join(TRUNK_CODECS)}; default: any)")
@@ -167,6 +179,7 @@ def _trunk_add(args: argparse.Namespace) -> int:
             args.name, host=args.host, port=args.port, transport=args.transport, username=args.username,
             password=args.password, register=args.register, max_calls=args.max_calls,
             caller_id=args.caller_id, enabled=not args.disabled, probe_interval=args.probe_interval,
+            down_after=args.down_after, up_after=args.up_after,
             codecs=args.codecs, number_format=args.number_format, country_code=args.country_code,
             national_prefix=args.national_prefix, international_prefix=args.international_prefix,
             tenant_domain=args.tenant, replace=args.replace)

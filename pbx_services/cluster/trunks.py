@@ -27,8 +27,10 @@ from pbx_services.cluster.models import (
 from pbx_services.cluster.models.trunk import (
     CODECS_MAX_LENGTH,
     CREDENTIAL_MAX_LENGTH,
+    DEFAULT_DOWN_AFTER,
     DEFAULT_INTERNATIONAL_PREFIX,
     DEFAULT_PROBE_INTERVAL,
+    DEFAULT_UP_AFTER,
     TRUNK_NAME_MAX_LENGTH,
 )
 from pbx_services.cluster.users import tenant_by_domain
@@ -37,6 +39,7 @@ from pbx_services.cluster.validation import InvalidValue, check_range, validate_
 PORT_RANGE = range(1, 65536)
 MAX_CALLS_RANGE = range(0, 100_001)
 PROBE_INTERVAL_RANGE = range(0, 3601)
+PROBES_IN_A_ROW_RANGE = range(1, 11)
 TRUNK_CODECS = ("PCMU", "PCMA", "G722", "opus", "G729", "GSM", "iLBC", "speex")
 """The codecs a trunk may be restricted to, as SDP names them: those the media servers
 transcode (PCMU, PCMA, G722, opus) and those phones offer that are relayed unchanged."""
@@ -62,6 +65,8 @@ class TrunkInfo:
     caller_id: str | None
     enabled: bool
     probe_interval: int = DEFAULT_PROBE_INTERVAL
+    down_after: int = DEFAULT_DOWN_AFTER
+    up_after: int = DEFAULT_UP_AFTER
     codecs: str | None = None
     number_format: str = NumberFormat.AS_DIALLED.value
     country_code: str | None = None
@@ -74,7 +79,8 @@ class TrunkInfo:
                    transport=TrunkTransport(trunk.transport).value, username=trunk.username,
                    has_password=trunk.password is not None, register=trunk.register,
                    max_calls=trunk.max_calls, caller_id=trunk.caller_id, enabled=trunk.enabled,
-                   probe_interval=trunk.probe_interval, codecs=trunk.codecs,
+                   probe_interval=trunk.probe_interval, down_after=trunk.down_after, up_after=trunk.up_after,
+                   codecs=trunk.codecs,
                    number_format=NumberFormat(trunk.number_format).value, country_code=trunk.country_code,
                    national_prefix=trunk.national_prefix, international_prefix=trunk.international_prefix)
 
@@ -151,7 +157,8 @@ class TrunkService:
     def add_trunk(self, name: str, *, host: str, port: int = 5060, transport: str = "udp",
                   username: str | None = None, password: str | None = None, register: bool = False,
                   max_calls: int = 0, caller_id: str | None = None, enabled: bool = True,
-                  probe_interval: int = DEFAULT_PROBE_INTERVAL, codecs: str | None = None,
+                  probe_interval: int = DEFAULT_PROBE_INTERVAL, down_after: int = DEFAULT_DOWN_AFTER,
+                  up_after: int = DEFAULT_UP_AFTER, codecs: str | None = None,
                   number_format: str = NumberFormat.AS_DIALLED.value, country_code: str | None = None,
                   national_prefix: str | None = None,
                   international_prefix: str = DEFAULT_INTERNATIONAL_PREFIX, tenant_domain: str | None = None,
@@ -178,12 +185,15 @@ class TrunkService:
             raise InvalidValue(f"trunk {name}: caller ID {caller_id[:40]!r} is not a number (digits, "
                                "an optional leading +)")
         check_range(f"trunk {name}: probe interval", probe_interval, PROBE_INTERVAL_RANGE, "seconds (0: off)")
+        check_range(f"trunk {name}: down after", down_after, PROBES_IN_A_ROW_RANGE, "failed probes in a row")
+        check_range(f"trunk {name}: up after", up_after, PROBES_IN_A_ROW_RANGE, "answered probes in a row")
         kept_codecs = parse_codecs(name, codecs)
         numbers = parse_number_format(name, number_format)
         _check_numbering(name, numbers, country_code, national_prefix, international_prefix)
         settings: dict[str, Any] = dict(host=host, port=port, transport=kind, username=username,
                                         password=password, register=register, max_calls=max_calls,
                                         caller_id=caller_id, enabled=enabled, probe_interval=probe_interval,
+                                        down_after=down_after, up_after=up_after,
                                         codecs=kept_codecs, number_format=numbers, country_code=country_code,
                                         national_prefix=national_prefix,
                                         international_prefix=international_prefix)

@@ -15,6 +15,10 @@ CREDENTIAL_MAX_LENGTH = 128
 CODECS_MAX_LENGTH = 64
 PREFIX_MAX_LENGTH = 4
 DEFAULT_PROBE_INTERVAL = 30
+DEFAULT_DOWN_AFTER = 2
+"""Failed probes in a row after which a trunk is down (Kamailio dispatcher's default too)."""
+DEFAULT_UP_AFTER = 2
+"""Answered probes in a row after which a down trunk is up again."""
 DEFAULT_INTERNATIONAL_PREFIX = "00"
 
 
@@ -41,7 +45,8 @@ class Trunk(Base):
     registers `username` there and keeps the registration fresh. Calls in are accepted
     without digest from the trunk's host (IP authentication). At most `max_calls` calls at
     once go through it (0: no limit); a disabled trunk carries none. Every `probe_interval`
-    seconds (0: never) it is probed with OPTIONS; a trunk down is passed over by its routes.
+    seconds (0: never) it is probed with OPTIONS; `down_after` failures in a row take it down
+    (passed over by its routes), `up_after` answers in a row bring it up again.
     `codecs` (comma-separated, in order of preference; None: any) restricts what is offered to
     it and accepted from it. Numbers toward it are written in `number_format` with its
     `country_code`, `national_prefix` and `international_prefix`, and callers from it are
@@ -66,6 +71,10 @@ class Trunk(Base):
     enabled: Mapped[bool] = mapped_column(default=True, server_default=true())
     probe_interval: Mapped[int] = mapped_column(Integer, default=DEFAULT_PROBE_INTERVAL,
                                                 server_default=str(DEFAULT_PROBE_INTERVAL))
+    down_after: Mapped[int] = mapped_column(Integer, default=DEFAULT_DOWN_AFTER,
+                                            server_default=str(DEFAULT_DOWN_AFTER))
+    up_after: Mapped[int] = mapped_column(Integer, default=DEFAULT_UP_AFTER,
+                                          server_default=str(DEFAULT_UP_AFTER))
     codecs: Mapped[str | None] = mapped_column(String(CODECS_MAX_LENGTH))
     number_format: Mapped[NumberFormat] = mapped_column(
         Enum(NumberFormat, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]),

@@ -79,9 +79,10 @@ def test_a_probe_interval_is_positive() -> None:
 PROVIDER = ("192.0.2.20", 5080)
 
 
-def _trunk(name: str = "provider", probe_interval: float = 2.0) -> TrunkEntry:
+def _trunk(name: str = "provider", probe_interval: float = 2.0, **thresholds: int) -> TrunkEntry:
     return TrunkEntry(tenant_id=1, tenant_domain="pbx.example", name=name, host="provider.example",
-                      port=PROVIDER[1], transport="UDP", address=PROVIDER[0], probe_interval=probe_interval)
+                      port=PROVIDER[1], transport="UDP", address=PROVIDER[0], probe_interval=probe_interval,
+                      **thresholds)
 
 
 class Provider:
@@ -171,3 +172,20 @@ def test_a_trunk_no_longer_probed_is_forgotten_and_a_changed_one_starts_again() 
     provider.probes.update([_trunk(probe_interval=3.0)], provider.now)
     provider.advance(4.0)
     assert [t for t, _ in provider.received] == [10.0, 13.0]
+
+
+def test_a_trunks_own_thresholds_take_it_down_and_up() -> None:
+    provider = Provider()
+    trunk = _trunk(down_after=3, up_after=1)
+    provider.probes.update([trunk], provider.now)
+    provider.advance(1.0)
+    provider.answer = None
+    provider.advance(6.0)  # probes at 2 and 4 unanswered: 2 of 3
+    assert provider.changes == []
+    provider.advance(2.0)  # the third, at 6, unanswered at 8
+    assert [(change.up, change.reason, t) for _, change, t in provider.changes] == [
+        (False, "OPTIONS: no answer (3 probes in a row)", 8.0)]
+
+    provider.answer = "200 OK"
+    provider.advance(2.0)  # one answer brings it up
+    assert [change.up for _, change, _ in provider.changes] == [False, True]

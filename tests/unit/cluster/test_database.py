@@ -46,7 +46,7 @@ def test_migrations_create_the_schema_on_a_fresh_file(tmp_path: Path) -> None:
 
     upgrade(url)
 
-    assert schema_revision(engine) == head_revision() == "0020"
+    assert schema_revision(engine) == head_revision() == "0021"
     tables = set(inspect(engine).get_table_names())
     assert {"tenants", "users", "cdrs", "alembic_version"} <= tables
     user_columns = {column["name"] for column in inspect(engine).get_columns("users")}

@@ -1,4 +1,4 @@
-"""The trunk and DID services: probe interval, codecs, number format and DID hours are checked
+"""The trunk and DID services: probes, codecs, number format and DID hours are checked
 when saved, each bad value refused naming it, and read back as saved."""
 
 from __future__ import annotations
@@ -31,17 +31,22 @@ def dids(sessions: sessionmaker[Session], tenants: dict[str, Tenant]) -> DidServ
 
 
 def test_a_trunk_keeps_its_probe_interval_codecs_and_number_format(trunks: TrunkService) -> None:
-    added = trunks.add_trunk("provider", host="192.0.2.10", probe_interval=10, codecs="pcma, PCMU",
-                             number_format="E164", country_code="33", national_prefix="0")
-    assert (added.probe_interval, added.codecs, added.number_format) == (10, "PCMA,PCMU", "e164")
+    added = trunks.add_trunk("provider", host="192.0.2.10", probe_interval=10, down_after=3, up_after=1,
+                             codecs="pcma, PCMU", number_format="E164", country_code="33",
+                             national_prefix="0")
+    assert (added.probe_interval, added.down_after, added.up_after) == (10, 3, 1)
+    assert (added.codecs, added.number_format) == ("PCMA,PCMU", "e164")
     assert (added.country_code, added.national_prefix, added.international_prefix) == ("33", "0", "00")
     plain = trunks.add_trunk("plain", host="192.0.2.11")
-    assert (plain.probe_interval, plain.codecs, plain.number_format) == (30, None, "as-dialled")
+    assert (plain.probe_interval, plain.down_after, plain.up_after) == (30, 2, 2)
+    assert (plain.codecs, plain.number_format) == (None, "as-dialled")
     assert [t.name for t in trunks.list_trunks()] == ["plain", "provider"]
 
 
 @pytest.mark.parametrize(("settings", "error"), [
     ({"probe_interval": -1}, "trunk provider: probe interval -1 is out of range: 0 to 3600 seconds (0: off)"),
+    ({"down_after": 0}, "trunk provider: down after 0 is out of range: 1 to 10 failed probes in a row"),
+    ({"up_after": 11}, "trunk provider: up after 11 is out of range: 1 to 10 answered probes in a row"),
     ({"codecs": "PCMA,PCMX"}, "trunk provider: codec 'PCMX' is unknown; known: PCMU, PCMA, G722, opus"),
     ({"codecs": "PCMA,pcma"}, "trunk provider: codec PCMA is named twice"),
     ({"number_format": "international"}, "trunk provider: number format 'international': one of e164, "
