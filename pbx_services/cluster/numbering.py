@@ -52,11 +52,16 @@ def number_owner(session: Session, tenant_id: int, number: str) -> str | None:
     return number_owners(session, [(tenant_id, number)]).get((tenant_id, number))
 
 
-def number_owners(session: Session, numbers: Iterable[tuple[int, str]]) -> dict[tuple[int, str], str]:
-    """`number_owner` of many (tenant_id, number) pairs at once: those owned, with their owner."""
+def number_owners(session: Session, numbers: Iterable[tuple[int, str]], *,
+                  besides_users: bool = False) -> dict[tuple[int, str], str]:
+    """`number_owner` of many (tenant_id, number) pairs at once: those owned, with their owner.
+    `besides_users`: the caller has just found that no user has them (an import), so the users'
+    table is not asked again."""
     wanted = list(numbers)
     owners: dict[tuple[int, str], str] = {}
     for kind, tenant_column, number_column in _NUMBER_OWNERS:
+        if besides_users and tenant_column is User.tenant_id:
+            continue
         for tenant_id, number in rows_with_pairs(session, tenant_column, number_column, wanted):
             owners.setdefault((tenant_id, number), f"{kind} {number}")
     return owners

@@ -305,7 +305,7 @@ class UserService:
         skipped = tuple(f"{row.extension}@{row.tenant.domain}" for row in rows
                         if (row.tenant.id, row.extension) in existing)
         rows = [row for row in rows if (row.tenant.id, row.extension) not in existing]
-        taken = number_owners(session, ((row.tenant.id, row.extension) for row in rows))
+        taken = number_owners(session, ((row.tenant.id, row.extension) for row in rows), besides_users=True)
         problems.extend(
             RowProblem(row.line, f"{row.extension} is already {taken[row.tenant.id, row.extension]} "
                                  f"of {row.tenant.domain}")

@@ -355,7 +355,7 @@ class UserImporter:
     def _insert(self, session: Session, rows: Sequence[_NewUser]) -> _BatchOutcome:
         existing = UserDao(session=session).existing_extensions(row.key for row in rows)
         new = [row for row in rows if row.key not in existing]
-        taken = number_owners(session, (row.key for row in new))
+        taken = number_owners(session, (row.key for row in new), besides_users=True)
         errors = [RowError(row.line, "extension", f"{row.extension} is already {taken[row.key]} of "
                                                   f"{row.tenant.domain}")
                   for row in new if row.key in taken]
