@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,17 +163,39 @@ def stop(process: subprocess.Popen[str]) -> int:
     return process.returncode
 
 
-def allinone_ports_env(http_port: int, port: Callable[[], int] = lambda: free_port()) -> dict[str, str]:
+def distinct_ports(count: int, port: Callable[[], int] = lambda: free_port(), *,
+                   taken: Iterable[int] = ()) -> list[int]:
+    """`count` ports from `port`, none twice and none of `taken`: two draws of a free port may
+    give the same one, which a daemon refuses for two of its parts."""
+    chosen: list[int] = []
+    avoid = set(taken)
+    for _ in range(count * 50):
+        if len(chosen) == count:
+            break
+        candidate = port()
+        if candidate not in avoid:
+            avoid.add(candidate)
+            chosen.append(candidate)
+    if len(chosen) < count:
+        raise RuntimeError(f"no {count} distinct free ports found")
+    return chosen
+
+
+def allinone_ports_env(http_port: int, port: Callable[[], int] = lambda: free_port(), *,
+                       sip_port: int | None = None) -> dict[str, str]:
     """Ports of its own for every part of an all-in-one (its embedded media, IVR, meeting and queue
     servers'), so that several run at once and none takes a phone's ephemeral port; `port`
-    gives the single ports (`stable_port` for a PBX started again on the same ones)."""
-    env = {"PBX_HTTP__PORT": str(http_port), "PBX_MEDIA__CONTROL_PORT": str(port()),
-           "PBX_PORTAL__PORT": str(port())}
+    gives the single ports (`stable_port` for a PBX started again on the same ones), all
+    different from each other, from `http_port` and from `sip_port`."""
+    taken = [http_port] if sip_port is None else [http_port, sip_port]
+    control, portal, *sip_ports = distinct_ports(5, port, taken=taken)
+    env = {"PBX_HTTP__PORT": str(http_port), "PBX_MEDIA__CONTROL_PORT": str(control),
+           "PBX_PORTAL__PORT": str(portal)}
     for section in ("MEDIA", "IVR", "MEETING", "QUEUE"):
         port_min, port_max = media_ports()
         env |= {f"PBX_{section}__PORT_MIN": str(port_min), f"PBX_{section}__PORT_MAX": str(port_max)}
-    for section in ("IVR", "MEETING", "QUEUE"):
-        env[f"PBX_{section}__SIP_PORT"] = str(port())
+    for section, sip in zip(("IVR", "MEETING", "QUEUE"), sip_ports, strict=True):
+        env[f"PBX_{section}__SIP_PORT"] = str(sip)
     return env
 
 
@@ -181,8 +203,9 @@ def allinone_ports_env(http_port: int, port: Callable[[], int] = lambda: free_po
 def running_pbx(data_dir: Path, env: dict[str, str] | None = None) -> Iterator[PbxServer]:
     """`pbx init` then `pbx allinone` on free ports; stopped (and required to exit 0) afterwards."""
     pbx("init", "--data-dir", str(data_dir))
-    port, http_port = free_port(), free_port()
-    process = start_allinone(data_dir, port, env={**allinone_ports_env(http_port), **(env or {})})
+    port, http_port = distinct_ports(2)
+    ports_env = allinone_ports_env(http_port, sip_port=port)
+    process = start_allinone(data_dir, port, env={**ports_env, **(env or {})})
     server = PbxServer(data_dir=data_dir, port=port, http_port=http_port, process=process)
     # Drain the daemon's output so a chatty log never blocks it on a full pipe.
     log_lines = server.log_lines

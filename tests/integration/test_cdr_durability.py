@@ -23,6 +23,7 @@ import pytest
 from tests.integration.conftest import (
     PbxServer,
     allinone_ports_env,
+    distinct_ports,
     free_port,
     pbx,
     stable_port,
@@ -57,8 +58,9 @@ class CrashingPbx:
     def __init__(self, data_dir: Path) -> None:
         pbx("init", "--data-dir", str(data_dir))
         # Below the ephemeral ports: sipp's or a phone's socket could take one while it is down.
-        self.data_dir, self.port, self.http_port = data_dir, stable_port(), stable_port()
-        self.env = {**ENV, **allinone_ports_env(self.http_port, stable_port)}
+        self.data_dir = data_dir
+        self.port, self.http_port = distinct_ports(2, stable_port)
+        self.env = {**ENV, **allinone_ports_env(self.http_port, stable_port, sip_port=self.port)}
 
     @contextlib.contextmanager
     def running(self) -> Iterator[PbxServer]:

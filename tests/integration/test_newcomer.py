@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from pbx_services.rtp.wav import write_wav
-from tests.integration.conftest import free_port
+from tests.integration.conftest import distinct_ports, free_port
 from tests.integration.peers.pjsua2_phone import Pjsua2Phone
 from tests.integration.test_ivr_calls import RATE, level_at, received, tone
 from tests.integration.test_meetings import HEARD, join
@@ -42,7 +42,7 @@ def _committed(path: str) -> bool:
 def test_fresh_clone_setup_then_two_phones_call(tmp_path: Path) -> None:
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(REPOSITORY), str(clone)], check=True, timeout=120)
-    sip_port, http_port = free_port(), free_port()
+    sip_port, http_port = distinct_ports(2)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PBX_", "VIRTUAL_ENV"))}
     env |= {"PBX_SIP_PORT": str(sip_port), "PBX_HTTP__PORT": str(http_port)}
     data_dir = clone / "data"  # setup.sh's default, as a newcomer gets it

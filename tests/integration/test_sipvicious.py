@@ -16,7 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import allinone_ports_env, free_port, pbx, start_allinone, stop
+from tests.integration.conftest import (
+    allinone_ports_env,
+    distinct_ports,
+    free_port,
+    pbx,
+    start_allinone,
+    stop,
+)
 
 pytestmark = [
     pytest.mark.integration,
@@ -50,9 +57,9 @@ def _pbx(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], in
     for extension in ("1001", "1002", "1003"):
         pbx("user", "add", extension, "--password", PASSWORD if extension == "1001" else "x-" + PASSWORD,
             "--data-dir", str(data_dir))
-    port, http_port = free_port(), free_port()
+    port, http_port = distinct_ports(2)
     # svcrack only knows MD5 and reads the first challenge: offer MD5 first so it can really try.
-    process = start_allinone(data_dir, port, env={**allinone_ports_env(http_port),
+    process = start_allinone(data_dir, port, env={**allinone_ports_env(http_port, sip_port=port),
                                                   "PBX_AUTH__ALGORITHMS": "MD5,SHA-256", **env})
     return process, port, http_port
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from pbx_services.callmanager.trunks import CATALOG_TTL
-from tests.integration.conftest import PBX, PbxServer, free_port, pbx, running_pbx
+from tests.integration.conftest import PBX, PbxServer, distinct_ports, free_port, pbx, running_pbx
 from tests.integration.peers import sipp
 from tests.integration.peers.pjsua2_phone import Pjsua2Phone
 from tests.integration.test_callmanager_workers import workers_env
@@ -103,7 +103,7 @@ def test_an_outbound_call_leaves_on_the_routes_trunk_with_the_normalised_number_
 
 def test_the_first_trunk_answering_503_moves_the_call_to_the_second(
         pbx_server: PbxServer, phone: Pjsua2Phone, tmp_path: Path) -> None:
-    down_port, up_port = free_port(), free_port()
+    down_port, up_port = distinct_ports(2)
     _add_trunk(pbx_server, "down", down_port)
     _add_trunk(pbx_server, "up", up_port)
     _cli(pbx_server, "route", "add", "all", "--pattern", "re:^0[0-9]{9}$", "--trunk", "down", "--trunk", "up")
@@ -320,7 +320,7 @@ def test_past_the_users_call_limit_a_call_is_refused_but_the_emergency_number_go
 
 def test_a_trunk_that_stops_answering_options_is_down_and_calls_go_straight_to_the_second(
         pbx_server: PbxServer, phone: Pjsua2Phone, tmp_path: Path) -> None:
-    first_port, second_port = free_port(), free_port()
+    first_port, second_port = distinct_ports(2)
     _add_trunk(pbx_server, "first", first_port, "--probe-interval", "1")
     _add_trunk(pbx_server, "second", second_port)
     _cli(pbx_server, "route", "add", "all", "--pattern", "re:^0[0-9]{9}$", "--trunk", "first", "--trunk",
@@ -508,7 +508,7 @@ def test_bad_did_hours_are_refused_naming_them(tmp_path: Path) -> None:
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
 def test_with_two_workers_trunk_list_merges_their_registrations_and_probes(
         tmp_path: Path, redis_server: RedisServer) -> None:
-    provider_port, silent_port = free_port(), free_port()
+    provider_port, silent_port = distinct_ports(2)
     with running_pbx(tmp_path / "data", workers_env(redis_server)) as pbx_server:
         registrar, stat = _provider("trunk_registrar", tmp_path, 1, provider_port)
         _add_trunk(pbx_server, "provider", provider_port, "--username", "acme", "--password", "s3cret-trunk",
