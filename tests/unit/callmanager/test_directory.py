@@ -1,6 +1,9 @@
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
+from sqlalchemy import Engine
 
 from pbx_services.callmanager.directory import Directory
 from pbx_services.cluster.database import create_engine_for, session_factory, upgrade
@@ -14,10 +17,17 @@ from pbx_services.cluster.users import UserService
 DOMAIN, OTHER = "pbx.example", "other.example"
 
 
-def test_service_role_of_menus_and_rooms(tmp_path: Path) -> None:
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """A fresh database at the current schema."""
     url = f"sqlite:///{tmp_path / 'pbx.sqlite3'}"
     upgrade(url)
     engine = create_engine_for(url)
+    yield engine
+    engine.dispose()
+
+
+def test_service_role_of_menus_and_rooms(engine: Engine) -> None:
     sessions = session_factory(engine)
     for domain in (DOMAIN, OTHER):
         TenantService(sessions=sessions).ensure_tenant(domain)
@@ -43,13 +53,9 @@ def test_service_role_of_menus_and_rooms(tmp_path: Path) -> None:
     assert directory.service_role(DOMAIN, "852") is None  # cached for ttl seconds
     directory.tick(10.0)
     assert directory.service_role(DOMAIN, "852") is ServerRole.MEETING
-    engine.dispose()
 
 
-def test_the_realm_of_a_host(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'pbx.sqlite3'}"
-    upgrade(url)
-    engine = create_engine_for(url)
+def test_the_realm_of_a_host(engine: Engine) -> None:
     for domain in (DOMAIN, OTHER):
         TenantService(sessions=session_factory(engine)).ensure_tenant(domain)
     directory = Directory(engine=engine, default_domain=DOMAIN, local_names=["pbx.corp.example"])
@@ -62,13 +68,9 @@ def test_the_realm_of_a_host(tmp_path: Path) -> None:
         assert directory.realm_for(default) == DOMAIN, default
     assert directory.realm_for("nowhere.example") is None
     assert directory.realm_for("2001:db8::zz") is None
-    engine.dispose()
 
 
-def test_a_users_credentials_carry_its_limits_and_withheld_number(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'pbx.sqlite3'}"
-    upgrade(url)
-    engine = create_engine_for(url)
+def test_a_users_credentials_carry_its_limits_and_withheld_number(engine: Engine) -> None:
     sessions = session_factory(engine)
     TenantService(sessions=sessions).ensure_tenant(DOMAIN)
     users = UserService(sessions=sessions, default_domain=DOMAIN)
@@ -85,4 +87,3 @@ def test_a_users_credentials_carry_its_limits_and_withheld_number(tmp_path: Path
     users.set_user("202", withhold_number=True)
     directory.tick(10.0)
     assert (directory.credentials(DOMAIN, "202") or shown).withhold_number is True
-    engine.dispose()
