@@ -104,6 +104,9 @@ def test_an_operator_disables_an_ivr_server_in_the_browser_and_calls_go_to_the_o
         stack.callback(long_calls.kill)
         wait_for("calls on both IVR servers", lambda: all(int(ivr.health().get("calls") or 0) > 0
                                                           for ivr in ivrs))
+        # Every long call answered before the counts are taken: a fourth answered after it
+        # (or reported by a worker late) would count as one of the calls after the disable.
+        wait_for("every long call answered", lambda: sum(ivr.answered() for ivr in ivrs) == LONG_CALLS)
         answered_before = [ivr.answered() for ivr in ivrs]
         page.click('tr[data-server="ivr1"] button:has-text("Disable")')
         clicked = time.monotonic()
@@ -120,7 +123,9 @@ def test_an_operator_disables_an_ivr_server_in_the_browser_and_calls_go_to_the_o
                           "-m", str(CALLS), "-r", "10", "-l", str(CALLS), "-d", "1000", remote=server.address,
                           timeout=120)
         assert (result.successful, result.failed) == (CALLS, 0), result.output
-        time.sleep(1.5)  # the workers' next reports
+        # The workers report once a second: wait for the count, bounded.
+        wait_for("the calls' reports", lambda: sum(ivr.answered() for ivr in ivrs) >= LONG_CALLS + CALLS,
+                 timeout=5)
         answered_after = [ivr.answered() for ivr in ivrs]
         assert answered_after[0] == answered_before[0], "a call reached the disabled IVR server"
         assert answered_after[1] - answered_before[1] == CALLS
