@@ -333,8 +333,9 @@ class B2bua:
         if content_type and body:
             headers.append(("Content-Type", content_type))
         invite = SipRequest("INVITE", parse_uri(target.contact), headers, body)
-        leg = Leg(HangupBy.CALLEE, target.source, target.transport,
-                  codecs=target.trunk.trunk.codecs if target.trunk is not None else ())
+        leg = Leg(HangupBy.CALLEE, target.source, target.transport)
+        if target.trunk is not None:
+            leg.codecs, leg.trunk = target.trunk.trunk.codecs, target.trunk.trunk.key
         branch = Branch(leg=leg, invite=invite,
                         app_endpoint=target.app_endpoint)
         branch.tx = self._stack.send_request(invite, target.source, target.transport, now)

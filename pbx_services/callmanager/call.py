@@ -142,6 +142,9 @@ class Leg:
     codecs: tuple[str, ...] = ()
     """A trunk's leg: the only codecs its provider is offered and offers (the trunk's list, in
     its order), in a re-INVITE as in the first INVITE; (): any."""
+    trunk: str | None = None
+    """A leg out through a trunk: the trunk's key, which the call counts under for the trunk's
+    `max_calls` (kept in the call's record, so a call taken over still counts)."""
 
     def offer_to(self, body: bytes) -> bytes:
         """`body`, an offer to this leg's peer, with this leg's codecs only; as it is when it has

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Set
+from dataclasses import asdict, fields
 from typing import Any
 
 from ..cluster.events import HangupBy
@@ -27,6 +28,7 @@ from ..sip.dialog import Dialog
 from ..sip.errors import RemoteProtocolError
 from .anchoring import MediaAnchoring, describe_anchor
 from .call import CONNECTED, Call, Leg
+from .permissions import Caller
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +175,8 @@ class CallRecords:
         return {
             "call_id": call.call_id, "a_tag": call.a_tag, "b_call_id": call.b_call_id, "b_tag": call.b_tag,
             "caller": call.caller, "callee": call.callee, "dialed": call.dialed, "tenant_id": call.tenant_id,
-            "realm": call.realm,
+            "realm": call.realm, "limits": None if call.limits is None else asdict(call.limits),
+            "forwards": call.forwards,
             "started_at": call.started_at + self._wall_offset,
             "answered_at": call.answered_at + self._wall_offset if call.answered_at is not None else None,
             "legs": [_describe_leg(leg) for leg in (call.a, call.b) if leg is not None],
@@ -191,7 +194,8 @@ class CallRecords:
                         caller=str(data["caller"]), callee=str(data["callee"]), tenant_id=data["tenant_id"],
                         started_at=float(data["started_at"]) - self._wall_offset, b=b, phase=CONNECTED,
                         answered_at=None if answered_at is None else float(answered_at) - self._wall_offset,
-                        realm=str(data.get("realm") or self._default_realm()), dialed=data.get("dialed"))
+                        realm=str(data.get("realm") or self._default_realm()), dialed=data.get("dialed"),
+                        limits=_rebuild_limits(data.get("limits")), forwards=int(data.get("forwards") or 0))
             media = data["media"]
             if media is not None:
                 call.media = self._anchoring.rebuild_anchor(call, media)
@@ -208,9 +212,19 @@ class CallRecords:
 def _describe_leg(leg: Leg) -> dict[str, Any]:
     assert leg.dialog is not None
     return {"side": leg.side.value, "peer": list(leg.peer), "transport": leg.transport,
-            "dialog": leg.dialog.to_json(), "codecs": list(leg.codecs)}
+            "dialog": leg.dialog.to_json(), "codecs": list(leg.codecs), "trunk": leg.trunk}
 
 
 def _rebuild_leg(data: dict[str, Any]) -> Leg:
     return Leg(HangupBy(data["side"]), (str(data["peer"][0]), int(data["peer"][1])), str(data["transport"]),
-               dialog=Dialog.from_json(data["dialog"]), codecs=tuple(data.get("codecs", ())))
+               dialog=Dialog.from_json(data["dialog"]), codecs=tuple(data.get("codecs", ())),
+               trunk=data.get("trunk"))
+
+
+def _rebuild_limits(data: dict[str, Any] | None) -> Caller | None:
+    """The calling user's permission and limits from a record: None in one saved before records
+    had them; a field a newer version added is left out (a rolling upgrade)."""
+    if data is None:
+        return None
+    known = {field.name for field in fields(Caller)}
+    return Caller(**{name: value for name, value in data.items() if name in known})

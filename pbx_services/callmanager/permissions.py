@@ -112,14 +112,17 @@ class CallCounter:
     @staticmethod
     def keys(call: Call) -> tuple[str, ...]:
         """A call counts for its tenant, for the user who placed it (not a trunk's or an
-        application server's call), and for each trunk one of its branches rings or talks through."""
+        application server's call), and for each trunk one of its branches rings or talks through
+        (a call taken over has no branches: its callee's leg says the trunk)."""
         keys: list[str] = []
         if call.tenant_id is not None:
             keys.append(tenant_key(call.tenant_id))
             if call.limits is not None:
                 keys.append(user_key(call.tenant_id, call.limits.extension))
-        keys.extend(sorted({trunk_key(branch.trunk.trunk.key) for branch in call.branches
-                            if branch.trunk is not None and not _failed(branch.final)}))
+        legs = [branch.leg for branch in call.branches if not _failed(branch.final)]
+        if call.b is not None:
+            legs.append(call.b)
+        keys.extend(sorted({trunk_key(leg.trunk) for leg in legs if leg.trunk is not None}))
         return tuple(keys)
 
     def trunk_calls(self, trunk: TrunkEntry) -> int:

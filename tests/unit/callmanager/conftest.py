@@ -213,7 +213,7 @@ class Pbx:
             media_pool=PoolSettings() if settings.media_servers else None, record_calls=settings.record_calls,
             location=self.state.location, dialogs=self.state.dialogs, place=place, agents=self.state.agents,
             forwarding=ForwardingTable(self.directory_engine, ttl=0.0),
-            ring_groups=RingGroupTable(self.directory_engine, ttl=0.0))
+            ring_groups=RingGroupTable(self.directory_engine, ttl=0.0), call_counts=self.state.call_counts)
         if core.media is not None:
             core.media.update_servers([node.entry for node in self.media], self.now)
         return core

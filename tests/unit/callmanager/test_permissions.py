@@ -10,11 +10,12 @@ from typing import Any, cast
 
 import pytest
 
-from pbx_services.callmanager.call import Call
+from pbx_services.callmanager.call import Call, Leg
 from pbx_services.callmanager.permissions import COUNT_TTL, RENEW_INTERVAL, CallCounter, Caller
 from pbx_services.callmanager.routing import CallRouter
 from pbx_services.callmanager.trunks import RouteEntry, TrunkCatalog, TrunkEntry, TrunkPlan
 from pbx_services.cluster.dial_patterns import compile_pattern
+from pbx_services.cluster.events import HangupBy
 from pbx_services.cluster.models.user import USER_PERMISSIONS, permits
 from pbx_services.cluster.state.call_counts import InMemoryCallCounts, tenant_key, user_key
 from pbx_services.cluster.state.errors import StateStoreUnavailable
@@ -132,7 +133,7 @@ def _call(key: str, tenant_id: int | None, placed_by: str | None) -> Call:
     limits = None if placed_by is None else Caller(extension=placed_by, tenant_id=tenant_id or 0,
                                                   permission="national", max_calls=9)
     return cast(Call, SimpleNamespace(record_key=key, tenant_id=tenant_id, limits=limits, branches=[],
-                                      counted=()))
+                                      b=None, counted=()))
 
 
 def test_a_users_calls_count_for_it_and_its_tenant_others_for_the_tenant_only() -> None:
@@ -151,7 +152,7 @@ def test_a_users_calls_count_for_it_and_its_tenant_others_for_the_tenant_only() 
 def test_a_call_counts_for_a_trunk_while_its_branch_there_rings_or_talks() -> None:
     counter = CallCounter(InMemoryCallCounts())
     call = _call("out/1", 1, "1001")
-    branch = SimpleNamespace(trunk=SimpleNamespace(trunk=TRUNK), final=None)
+    branch = SimpleNamespace(leg=Leg(HangupBy.CALLEE, TRUNK.destination, "UDP", trunk=TRUNK.key), final=None)
     call.branches.append(cast(Any, branch))
     counter.changed(call, 0.0)
     assert counter.trunk_calls(TRUNK) == 1
@@ -163,6 +164,15 @@ def test_a_call_counts_for_a_trunk_while_its_branch_there_rings_or_talks() -> No
     assert counter.trunk_calls(TRUNK) == 1
     counter.ended(call)
     assert counter.trunk_calls(TRUNK) == 0 and call.counted == ()
+
+
+def test_a_call_taken_over_counts_for_the_trunk_its_callees_leg_goes_through() -> None:
+    counter = CallCounter(InMemoryCallCounts())
+    taken = _call("out/1", 1, "1001")  # no branches: rebuilt from its record, answered
+    taken.b = Leg(HangupBy.CALLEE, TRUNK.destination, "UDP", trunk=TRUNK.key)
+    counter.renew([taken], 0.0)
+    assert counter.trunk_calls(TRUNK) == 1
+    assert taken.counted == (tenant_key(1), user_key(1, "1001"), f"trunk:{TRUNK.key}")
 
 
 def test_calls_are_renewed_every_interval_and_lapse_when_no_longer_renewed() -> None:

@@ -11,8 +11,10 @@ from collections.abc import Callable
 
 import pytest
 
+from pbx_services.callmanager.permissions import CallCounter
 from pbx_services.callmanager.workers import Forward, ForwardError, WorkerPlace, worker_of_tag
 from pbx_services.cluster.events import Disposition, HangupBy
+from pbx_services.cluster.state.call_counts import user_key
 from pbx_services.cluster.state.errors import StateStoreUnavailable
 from pbx_services.sip.message import SipRequest, parse_message
 
@@ -48,6 +50,24 @@ def test_a_restarted_worker_takes_back_its_calls_and_a_bye_ends_them_whole(
     assert cdr.answer_time is not None and (cdr.end_time - cdr.answer_time).total_seconds() == 30
     assert media_call_id not in node.core.calls  # the media server was told to free it
     assert pbx.state.dialogs.owned_by("cm1/0") == []
+
+
+def test_a_call_taken_back_keeps_its_callers_limits_and_still_counts_for_the_user(
+        pbx: Pbx, alice: Phone, bob: Phone) -> None:
+    connected(alice, bob)
+    [placed] = pbx.core.b2bua.calls
+    assert placed.limits is not None and placed.tenant_id is not None
+    counted = user_key(placed.tenant_id, placed.limits.extension)
+
+    pbx.restart()
+    assert pbx.core.b2bua.records.restore_calls(pbx.now) == 1
+    [taken] = pbx.core.b2bua.calls
+    # What a forward or a transfer from here on is dialled under, and what the limits count.
+    assert (taken.limits, taken.forwards) == (placed.limits, placed.forwards)
+    pbx.housekeeping()  # the first renewal of the counts in the new process
+    assert counted in taken.counted
+    assert pbx.state.call_counts.count(counted, pbx.wall) == 1
+    assert counted in CallCounter.keys(taken)
 
 
 def test_another_worker_takes_over_a_call_whose_request_reaches_it(pbx: Pbx, alice: Phone,

@@ -39,7 +39,7 @@ def test_an_offer_without_any_of_them_gives_none_and_no_list_changes_nothing() -
 
 
 def test_a_trunks_leg_cuts_every_offer_to_it_and_keeps_its_codecs_in_the_call_record() -> None:
-    leg = Leg(HangupBy.CALLEE, ("192.0.2.10", 5060), "UDP", codecs=("PCMU",))
+    leg = Leg(HangupBy.CALLEE, ("192.0.2.10", 5060), "UDP", codecs=("PCMU",), trunk="pbx.example/provider")
 
     assert SessionDescription.parse(leg.offer_to(OFFER)).media[0].formats == ["0", "101", "13"]
     assert leg.offer_to(restrict_offer(OFFER, ["G722"]) or b"") == restrict_offer(OFFER, ["G722"])
@@ -51,7 +51,8 @@ def test_a_trunks_leg_cuts_every_offer_to_it_and_keeps_its_codecs_in_the_call_re
         ("Contact", "<sip:192.0.2.1:5060>")], b"")
     response = make_response(request, 200, to_tag="b", headers=[("Contact", "<sip:192.0.2.10:5060>")])
     leg.dialog = Dialog.from_uac(request, response)
-    assert _rebuild_leg(_describe_leg(leg)).codecs == ("PCMU",)
+    rebuilt = _rebuild_leg(_describe_leg(leg))
+    assert (rebuilt.codecs, rebuilt.trunk) == (("PCMU",), "pbx.example/provider")
     record = _describe_leg(leg)
-    del record["codecs"]  # a record saved before legs had codecs
-    assert _rebuild_leg(record).codecs == ()
+    del record["codecs"], record["trunk"]  # a record saved before legs had them
+    assert (_rebuild_leg(record).codecs, _rebuild_leg(record).trunk) == ((), None)
