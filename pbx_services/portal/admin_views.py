@@ -4,7 +4,8 @@
   the JSON body and passes it through `auth.scoped_domain` (a tenant administrator gets its own,
   403 for another's); None means the default tenant, as in the CLI.
 - Form values: `form_int`, `form_bool`, `form_text` read a posted form or a JSON body alike;
-  errors go into a `FieldErrors`, raised as `FormInvalid` by `raise_if`.
+  errors go into a `FieldErrors`, raised as `FormInvalid` by `raise_if` (`form_bool` raises
+  at once: only an API client can send a box something other than on or off).
 - A service's refusal: a page runs the operation through `attempt` (the errors to show next to
   their fields; `edit_page` is the whole page that changes one thing); the API through
   `api_errors()`, which turns InvalidValue into 400, AlreadyExists into 409 and NotFound into
@@ -75,14 +76,22 @@ def form_int(form: Mapping[str, Any], name: str, errors: FieldErrors, default: i
         return default
 
 
+TRUE_WORDS = frozenset({"1", "on", "true", "yes"})
+FALSE_WORDS = frozenset({"", "0", "off", "false", "no"})
+
+
 def form_bool(form: Mapping[str, Any], name: str, default: bool = False) -> bool:
-    """A checkbox (present: on) or a JSON boolean."""
+    """A checkbox (present: on) or a JSON boolean (or one of TRUE_WORDS, FALSE_WORDS); any other
+    value raises FormInvalid naming the field, rather than being taken for false."""
     raw = form.get(name)
     if raw is None:
         return default
     if isinstance(raw, bool):
         return raw
-    return str(raw).lower() in ("1", "on", "true", "yes")
+    word = str(raw).strip().lower()
+    if isinstance(raw, (str, int)) and word in TRUE_WORDS | FALSE_WORDS:
+        return word in TRUE_WORDS
+    raise FormInvalid(FieldErrors({name: f"{name.replace('_', ' ')}: true or false, not {str(raw)[:20]!r}"}))
 
 
 def form_text(form: Mapping[str, Any], name: str) -> str | None:

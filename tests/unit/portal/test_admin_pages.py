@@ -122,6 +122,15 @@ def test_a_users_number_withheld_through_the_form_and_the_api(logged_in: Any) ->
     # A PATCH without the key leaves it as it is.
     changed = client.patch(api, json={"max_calls": 3}, headers=headers).get_json()
     assert (changed["max_calls"], changed["withhold_number"]) == (3, True)
+    # A value that is not a boolean is refused naming the field, and changes nothing.
+    for wrong in ("maybe", 2, 1.0, [True]):
+        reply = client.patch(api, json={"withhold_number": wrong, "max_calls": 4}, headers=headers)
+        assert reply.status_code == 400, wrong
+        assert reply.get_json()["field"] == "withhold_number"
+        assert reply.get_json()["error"].startswith("withhold number: true or false, not ")
+    reply = client.patch(api, json={"withhold_number": "no"}, headers=headers)
+    assert reply.get_json()["withhold_number"] is False
+    assert client.get(api).get_json()["max_calls"] == 3
 
 
 def test_a_wrong_user_value_is_shown_next_to_its_field(logged_in: Any) -> None:
