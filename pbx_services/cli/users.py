@@ -95,8 +95,10 @@ def add_commands(subparsers: Subparsers) -> None:
         help="import users from a CSV file",
         description=(
             "Import users from a CSV file whose header names the columns: extension and password, "
-            "optionally name, email and tenant (a tenant's domain). Users that exist already are skipped "
-            "(left unchanged). Nothing is imported if any row is bad."
+            "optionally name, email, tenant (a tenant's domain), permission, max_calls, pickup_group and "
+            "withhold_number (yes or no); an empty one takes the default, as 'pbx user add' without the "
+            "option. Users that exist already are skipped (left unchanged). Nothing is imported if any "
+            "row is bad."
         ),
     )
     load.add_argument("file", type=Path, metavar="FILE")

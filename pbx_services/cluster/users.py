@@ -8,10 +8,11 @@ import csv
 import hashlib
 import io
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,6 +25,7 @@ from pbx_services.cluster.numbering import number_owner, number_owners, routes_t
 from pbx_services.cluster.validation import (
     InvalidValue,
     check_range,
+    parse_flag,
     validate_display_name,
     validate_domain,
     validate_email,
@@ -31,8 +33,11 @@ from pbx_services.cluster.validation import (
     validate_password,
 )
 
+T = TypeVar("T")
+
 CSV_REQUIRED_COLUMNS = ("extension", "password")
-CSV_OPTIONAL_COLUMNS = ("name", "email", "tenant")
+CSV_OPTIONAL_COLUMNS = ("name", "email", "tenant", "permission", "max_calls", "pickup_group",
+                        "withhold_number")
 EXISTING_USERS_SHOWN = 5
 """Users named in the line that says how many of an import file already exist."""
 MAX_CALLS_RANGE = range(0, 100_001)
@@ -69,6 +74,64 @@ def parse_pickup_group(text: str) -> str | None:
 def check_max_calls(what: str, max_calls: int) -> int:
     check_range(f"{what}: max calls", max_calls, MAX_CALLS_RANGE, "(0: no limit)")
     return max_calls
+
+
+@dataclass(frozen=True, slots=True)
+class UserColumns:
+    """One row of an import file: a new user's values, checked (`parse_user_columns`)."""
+
+    extension: str
+    password: str
+    display_name: str | None = None
+    email: str | None = None
+    permission: PermissionClass = DEFAULT_PERMISSION
+    max_calls: int = 0
+    pickup_group: str | None = None
+    withhold_number: bool = False
+
+    def insert_values(self, tenant_id: int, domain: str, now: datetime) -> dict[str, Any]:
+        """The user's row of the `users` table, for a batch insert."""
+        return {"tenant_id": tenant_id, "extension": self.extension, "display_name": self.display_name,
+                "email": self.email, "enabled": True, "created_at": now, "permission": self.permission,
+                "max_calls": self.max_calls, "pickup_group": self.pickup_group,
+                "withhold_number": self.withhold_number,
+                **_credentials(self.extension, domain, self.password)}
+
+
+def parse_user_columns(fields: Mapping[str, str]) -> tuple[UserColumns, list[tuple[str, str]]]:
+    """The user of an import file's row (column -> stripped text; `tenant` is the importer's),
+    and (column, message) for each bad column: the user is to be used only when there is none.
+    An empty optional column takes the default, as `pbx user add` without its option does."""
+    errors: list[tuple[str, str]] = []
+
+    def checked(column: str, check: Callable[[str], T], default: T) -> T:
+        text = fields.get(column, "")
+        if not text and column not in CSV_REQUIRED_COLUMNS:
+            return default
+        try:
+            return check(text)
+        except InvalidValue as exc:
+            errors.append((column, str(exc)))
+            return default
+
+    def max_calls(text: str) -> int:
+        try:
+            count = int(text)
+        except ValueError:
+            raise InvalidValue(f"max calls {text[:20]!r}: a whole number (0: no limit)") from None
+        check_range("max calls", count, MAX_CALLS_RANGE, "(0: no limit)")
+        return count
+
+    user = UserColumns(
+        extension=checked("extension", validate_extension, ""),
+        password=checked("password", validate_password, ""),
+        display_name=checked("name", validate_display_name, "") or None,
+        email=checked("email", validate_email, "") or None,
+        permission=checked("permission", parse_user_permission, DEFAULT_PERMISSION),
+        max_calls=checked("max_calls", max_calls, 0),
+        pickup_group=checked("pickup_group", parse_pickup_group, None),
+        withhold_number=checked("withhold_number", lambda text: parse_flag("withhold number", text), False))
+    return user, errors
 
 
 def set_given(row: object, **values: object) -> None:
@@ -138,10 +201,11 @@ class CsvImportError(Exception):
 class _ImportRow:
     line: int
     tenant: Tenant
-    extension: str
-    password: str
-    display_name: str | None
-    email: str | None
+    user: UserColumns
+
+    @property
+    def extension(self) -> str:
+        return self.user.extension
 
 
 class UserService:
@@ -242,10 +306,12 @@ class UserService:
     def import_csv(self, path: Path) -> ImportResult:
         """Import every new user of the CSV file at `path` in one transaction.
 
-        The header row names the columns: `extension` and `password` are required, `name`,
-        `email` and `tenant` (a tenant's domain; the default tenant otherwise) optional.
-        Surrounding spaces are removed from every field. A user that exists already is
-        skipped (left unchanged), so that a file can be imported again once it has grown.
+        The header row names the columns: `extension` and `password` are required; `name`,
+        `email`, `tenant` (a tenant's domain; the default tenant otherwise), `permission`,
+        `max_calls`, `pickup_group` and `withhold_number` (yes or no) optional, an empty one
+        taking the default as `pbx user add` does (`parse_user_columns`). Surrounding spaces
+        are removed from every field. A user that exists already is skipped (left unchanged),
+        so that a file can be imported again once it has grown.
         The whole file is checked first: if any row is bad, `CsvImportError` lists every bad
         row and nothing is imported. A file that cannot be opened raises OSError.
         """
@@ -254,17 +320,7 @@ class UserService:
             now = utcnow()
             try:
                 imported = UserDao(session=session).insert_many(
-                    {
-                        "tenant_id": row.tenant.id,
-                        "extension": row.extension,
-                        "display_name": row.display_name,
-                        "email": row.email,
-                        "enabled": True,
-                        "created_at": now,
-                        **_credentials(row.extension, row.tenant.domain, row.password),
-                    }
-                    for row in rows
-                )
+                    row.user.insert_values(row.tenant.id, row.tenant.domain, now) for row in rows)
             except IntegrityError:  # users added by someone else while the file was checked
                 raise AlreadyExists(
                     f"{path}: some users were added while importing; nothing imported"
@@ -384,19 +440,8 @@ def _parse_row(
     line: int, fields: dict[str, str], tenants: dict[str, Tenant], default_tenant: Tenant | None
 ) -> _ImportRow:
     """The row's values, checked; `InvalidValue` names every bad field of the row."""
-    messages: list[str] = []
-
-    def checked(check: Callable[[str], str], value: str) -> str:
-        try:
-            return check(value)
-        except InvalidValue as exc:
-            messages.append(str(exc))
-            return value
-
-    extension = checked(validate_extension, fields["extension"])
-    password = checked(validate_password, fields["password"])
-    name = checked(validate_display_name, fields.get("name", ""))
-    email = checked(validate_email, fields["email"]) if fields.get("email") else ""
+    user, errors = parse_user_columns(fields)
+    messages = [message for _, message in errors]
     domain = fields.get("tenant", "").lower()
     tenant = tenants.get(domain) if domain else default_tenant
     if tenant is None:
@@ -408,11 +453,4 @@ def _parse_row(
     if messages:
         raise InvalidValue("; ".join(messages))
     assert tenant is not None
-    return _ImportRow(
-        line=line,
-        tenant=tenant,
-        extension=extension,
-        password=password,
-        display_name=name or None,
-        email=email or None,
-    )
+    return _ImportRow(line=line, tenant=tenant, user=user)

@@ -63,6 +63,21 @@ def validate_display_name(value: str) -> str:
     return value
 
 
+TRUE_WORDS = frozenset({"1", "on", "true", "yes"})
+FALSE_WORDS = frozenset({"", "0", "off", "false", "no"})
+
+
+def parse_flag(what: str, text: str) -> bool:
+    """A yes/no value as people and tools write it (TRUE_WORDS, FALSE_WORDS, any case);
+    InvalidValue naming `what` for anything else, rather than taking it for no."""
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise InvalidValue(f"{what}: yes or no (true or false, 1 or 0), not {text[:20]!r}")
+
+
 def check_range(what: str, value: int, allowed: range, unit: str = "") -> None:
     """InvalidValue naming `what` when `value` is not in `allowed` (a range of step 1)."""
     if value not in allowed:

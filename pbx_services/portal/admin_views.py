@@ -24,7 +24,7 @@ from flask import Blueprint, abort, flash, jsonify, make_response, redirect, ren
 from pbx_services.cluster.dao import AlreadyExists, NotFound
 from pbx_services.cluster.models import AdminRole
 from pbx_services.cluster.tenants import TenantService
-from pbx_services.cluster.validation import InvalidValue
+from pbx_services.cluster.validation import InvalidValue, parse_flag
 from pbx_services.portal.auth import current_admin, is_api_request, scoped_domain
 from pbx_services.portal.context import portal_context
 from pbx_services.portal.forms import GENERAL, FieldErrors
@@ -76,22 +76,18 @@ def form_int(form: Mapping[str, Any], name: str, errors: FieldErrors, default: i
         return default
 
 
-TRUE_WORDS = frozenset({"1", "on", "true", "yes"})
-FALSE_WORDS = frozenset({"", "0", "off", "false", "no"})
-
-
 def form_bool(form: Mapping[str, Any], name: str, default: bool = False) -> bool:
-    """A checkbox (present: on) or a JSON boolean (or one of TRUE_WORDS, FALSE_WORDS); any other
+    """A checkbox (present: on) or a JSON boolean (or a word `parse_flag` reads); any other
     value raises FormInvalid naming the field, rather than being taken for false."""
     raw = form.get(name)
     if raw is None:
         return default
     if isinstance(raw, bool):
         return raw
-    word = str(raw).strip().lower()
-    if isinstance(raw, (str, int)) and word in TRUE_WORDS | FALSE_WORDS:
-        return word in TRUE_WORDS
-    raise FormInvalid(FieldErrors({name: f"{name.replace('_', ' ')}: true or false, not {str(raw)[:20]!r}"}))
+    try:
+        return parse_flag(name.replace("_", " "), str(raw))
+    except InvalidValue as exc:
+        raise FormInvalid(FieldErrors({name: str(exc)})) from None
 
 
 def form_text(form: Mapping[str, Any], name: str) -> str | None:

@@ -1,7 +1,8 @@
 """CSV import of users as a background job, for the portal's upload form and its REST API.
 
 The file is the one `pbx user import` reads (a header naming `extension`, `password` and
-optionally `name`, `email`, `tenant`; see `UserService.import_csv`), but the portal imports
+optionally `name`, `email`, `tenant`, `permission`, `max_calls`, `pickup_group`,
+`withhold_number`; see `UserService.import_csv`), but the portal imports
 what it can: every row is checked on its own, a bad row is reported by line and column and
 skipped, and the good ones go in by batches of `BATCH_ROWS`, one transaction each, with
 the job's progress written in the same transaction. A user that exists already is left
@@ -35,16 +36,15 @@ from pbx_services.cluster.models.user_import_job import (
     UserImportJob,
 )
 from pbx_services.cluster.numbering import number_owners
-from pbx_services.cluster.users import CSV_OPTIONAL_COLUMNS, CSV_REQUIRED_COLUMNS, RowProblem
-from pbx_services.cluster.users import _credentials as digest_credentials
-from pbx_services.cluster.users import _csv_rows as csv_rows
-from pbx_services.cluster.validation import (
-    InvalidValue,
-    validate_display_name,
-    validate_email,
-    validate_extension,
-    validate_password,
+from pbx_services.cluster.users import (
+    CSV_OPTIONAL_COLUMNS,
+    CSV_REQUIRED_COLUMNS,
+    RowProblem,
+    UserColumns,
+    parse_user_columns,
 )
+from pbx_services.cluster.users import _csv_rows as csv_rows
+from pbx_services.cluster.validation import InvalidValue
 
 log = logging.getLogger(__name__)
 
@@ -138,10 +138,11 @@ class _TenantRef:
 class _NewUser:
     line: int
     tenant: _TenantRef
-    extension: str
-    password: str
-    display_name: str | None
-    email: str | None
+    user: UserColumns
+
+    @property
+    def extension(self) -> str:
+        return self.user.extension
 
     @property
     def key(self) -> tuple[int, str]:
@@ -290,28 +291,13 @@ class UserImporter:
     def _parse_row(self, line: int, fields: dict[str, str], tenants: dict[str, _TenantRef],
                    scope: _TenantRef | None, errors: list[RowError]) -> _NewUser | None:
         """The row's new user, or None after adding an error for each bad column to `errors`."""
-        found: list[RowError] = []
-
-        def checked(column: str, check: Callable[[str], str]) -> str:
-            value = fields.get(column, "")
-            if column not in ("extension", "password") and not value:
-                return value
-            try:
-                return check(value)
-            except InvalidValue as exc:
-                found.append(RowError(line, column, str(exc)))
-                return value
-
-        extension = checked("extension", validate_extension)
-        password = checked("password", validate_password)
-        name = checked("name", validate_display_name)
-        email = checked("email", validate_email)
+        user, bad_columns = parse_user_columns(fields)
+        found = [RowError(line, column, message) for column, message in bad_columns]
         tenant = self._row_tenant(fields.get("tenant", "").lower(), tenants, scope, line, found)
         errors.extend(found)
         if found or tenant is None:
             return None
-        return _NewUser(line=line, tenant=tenant, extension=extension, password=password,
-                        display_name=name or None, email=email or None)
+        return _NewUser(line=line, tenant=tenant, user=user)
 
     def _row_tenant(self, domain: str, tenants: dict[str, _TenantRef], scope: _TenantRef | None,
                     line: int, found: list[RowError]) -> _TenantRef | None:
@@ -361,9 +347,7 @@ class UserImporter:
                   for row in new if row.key in taken]
         now = self._clock()
         imported = UserDao(session=session).insert_many(
-            {"tenant_id": row.tenant.id, "extension": row.extension, "display_name": row.display_name,
-             "email": row.email, "enabled": True, "created_at": now,
-             **digest_credentials(row.extension, row.tenant.domain, row.password)}
+            row.user.insert_values(row.tenant.id, row.tenant.domain, now)
             for row in new if row.key not in taken)
         return _BatchOutcome(imported=imported, existing=len(rows) - len(new), errors=errors)
 

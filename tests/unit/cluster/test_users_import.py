@@ -60,6 +60,44 @@ def test_import_every_column(service: UserService, sessions: sessionmaker[Sessio
     assert other.ha1_sha256 == hashlib.sha256(b"1001:other.example:other1001").hexdigest()
 
 
+def test_the_policy_columns_are_imported_and_empty_ones_take_the_defaults(
+        service: UserService, tmp_path: Path) -> None:
+    path = csv_file(
+        tmp_path,
+        "extension,password,permission,max_calls,pickup_group,withhold_number\n"
+        "1001,pass1001,International,2,sales,yes\n"
+        "1002,pass1002,,,,\n"
+        "1003,pass1003,internal,0,default,FALSE\n",
+    )
+
+    assert service.import_csv(path).imported == 3
+
+    users = {user.extension: user for user in service.list_users()}
+    assert [(u.permission.value, u.max_calls, u.pickup_group, u.withhold_number) for u in users.values()] == [
+        ("international", 2, "sales", True), ("national", 0, None, False), ("internal", 0, None, False)]
+
+
+def test_a_bad_policy_value_is_reported_naming_it(service: UserService, tmp_path: Path) -> None:
+    path = csv_file(
+        tmp_path,
+        "extension,password,permission,max_calls,pickup_group,withhold_number\n"
+        "1001,pass1001,galactic,2,sales,yes\n"
+        "1002,pass1002,local,many,,\n"
+        "1003,pass1003,local,100001,a b,\n"
+        "1004,pass1004,local,1,,maybe\n",
+    )
+
+    problems = problems_of(service, path)
+
+    assert problems[0].startswith("line 2: permission 'galactic': one of internal, local")
+    assert problems[1:] == [
+        "line 3: max calls 'many': a whole number (0: no limit)",
+        "line 4: max calls 100001 is out of range: 0 to 100000 (0: no limit); pickup group 'a b': 1 to 64 "
+        "letters, digits, '.', '_' and '-' (or 'default': the tenant's group)",
+        "line 5: withhold number: yes or no (true or false, 1 or 0), not 'maybe'",
+    ]
+
+
 def test_only_required_columns_and_a_bom(service: UserService, tmp_path: Path) -> None:
     path = csv_file(tmp_path, "password,extension\r\npass1,1001\r\n", encoding="utf-8-sig")
 
@@ -146,7 +184,8 @@ def test_line_numbers_count_physical_lines(service: UserService, tmp_path: Path)
         ("extension,name\n1001,x\n", ["line 1: missing column 'password'"]),
         (
             "extension,password,pin\n1001,pass1,1234\n",
-            ["line 1: unknown column 'pin' (columns are: extension, password, name, email, tenant)"],
+            ["line 1: unknown column 'pin' (columns are: extension, password, name, email, tenant, "
+             "permission, max_calls, pickup_group, withhold_number)"],
         ),
         ("extension,password,extension\n", ["line 1: column 'extension' is given twice"]),
     ],

@@ -89,11 +89,31 @@ def test_bad_rows_reported_by_line_and_column_and_good_ones_imported(
     assert {extension for _, extension in users(sessions)} == {"1001", "1004", "1005"}
 
 
+def test_the_policy_columns_are_imported_and_a_bad_one_reported_by_its_column(
+        importer: UserImporter, sessions: sessionmaker[Session]) -> None:
+    done = run(importer, "extension,password,permission,max_calls,pickup_group,withhold_number\n"
+                         "1001,secret1,premium,3,desk,on\n"
+                         "1002,secret2,,,,\n"
+                         "1003,secret3,national,-1,,perhaps\n")
+
+    assert [str(error) for error in done.errors] == [
+        "line 4, column max_calls: max calls -1 is out of range: 0 to 100000 (0: no limit)",
+        "line 4, column withhold_number: withhold number: yes or no (true or false, 1 or 0), not 'perhaps'",
+    ]
+    found = users(sessions)
+    assert set(found) == {(DEFAULT_DOMAIN, "1001"), (DEFAULT_DOMAIN, "1002")}
+    first, second = found[DEFAULT_DOMAIN, "1001"], found[DEFAULT_DOMAIN, "1002"]
+    assert (first.permission.value, first.max_calls, first.pickup_group, first.withhold_number) == \
+        ("premium", 3, "desk", True)
+    assert (second.permission.value, second.max_calls, second.pickup_group, second.withhold_number) == \
+        ("national", 0, None, False)
+
+
 @pytest.mark.parametrize(("data", "message"), [
     (b"", "file: the file is empty (expected a header row)"),
     (b"extension,name\n1001,A\n", "file: missing column 'password'"),
     (b"extension,password,phone\n", "file: unknown column 'phone' (columns are: extension, password, name, "
-                                    "email, tenant)"),
+                                    "email, tenant, permission, max_calls, pickup_group, withhold_number)"),
     (b"extension,password\n1001,caf\xe9\n", "file: line 2 is not UTF-8 text"),
 ])
 def test_a_file_that_cannot_be_imported_is_refused_before_any_job(
