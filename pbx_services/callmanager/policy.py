@@ -36,7 +36,7 @@ class AuthFailureLimiter:
         if self._is_trusted(ip):
             return False
         if self._store.add_failure(ip, now, self.window) >= self.limit:
-            self._store.block(ip, now + self.block_seconds)
+            self._store.block(ip, now, self.block_seconds)
             return True
         return False
 

@@ -36,8 +36,8 @@ REDIS_NAMESPACE = "portal:"
 
 class LoginLimiter:
     def __init__(self, config: PbxConfig, *, clock: Callable[[], float]) -> None:
-        """`clock`: wall-clock seconds (the portal's clock, as the accounts' lockout; Redis
-        expires a block by its own)."""
+        """`clock`: wall-clock seconds (the portal's clock, as the accounts' lockout); Redis
+        ends a block after its seconds, by its own clock."""
         portal = config.portal
         self.block_minutes = portal.lockout_minutes
         seconds = portal.lockout_minutes * 60.0

@@ -19,8 +19,8 @@ class AuthFailureStore(Protocol):
         """Count one failure of `ip`; its failures within the last `window` seconds, this one included."""
         ...
 
-    def block(self, ip: str, until: float) -> None:
-        """Block `ip` until `until` and forget its failures."""
+    def block(self, ip: str, now: float, seconds: float) -> None:
+        """Block `ip` for `seconds` from `now` and forget its failures."""
         ...
 
     def blocked_count(self, now: float) -> int: ...
@@ -59,9 +59,9 @@ class InMemoryAuthFailures:
             failures.popleft()
         return len(failures)
 
-    def block(self, ip: str, until: float) -> None:
+    def block(self, ip: str, now: float, seconds: float) -> None:
         self._failures.pop(ip, None)
-        self._blocked_until[ip] = until
+        self._blocked_until[ip] = now + seconds
 
     def blocked_count(self, now: float) -> int:
         return sum(1 for until in self._blocked_until.values() if until > now)

@@ -261,10 +261,13 @@ class RedisAuthFailures:
 
         return self._redis.call(count)
 
-    def block(self, ip: str, until: float) -> None:
+    def block(self, ip: str, now: float, seconds: float) -> None:
+        until = now + seconds  # on the callers' clock, as `blocked_count` and `purge` ask
+
         def write(client: redis.Redis) -> None:
             pipe = client.pipeline(transaction=True)
-            pipe.set(f"{self._prefix}block:{ip}", 1, px=max(1, int((until - time.time()) * 1000)))
+            # The key's lifetime is Redis's own: a duration, not an instant on our clock.
+            pipe.set(f"{self._prefix}block:{ip}", 1, px=max(1, int(seconds * 1000)))
             pipe.delete(f"{self._prefix}fail:{ip}")
             pipe.zadd(self._blocked_key, {ip: until})
             pipe.execute()

@@ -34,7 +34,7 @@ def test_two_workers_count_the_same_source_together(store: StateStore) -> None:
 
 def test_purge_forgets_blocks_that_ended(store: StateStore) -> None:
     policy = limiter(store)
-    store.auth_failures.block("192.0.2.1", NOW + 10)
+    store.auth_failures.block("192.0.2.1", NOW, 10)
 
     policy.purge(NOW + 11)
 

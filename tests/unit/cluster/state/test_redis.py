@@ -114,7 +114,7 @@ def test_a_block_made_by_another_worker_is_seen_within_a_second(redis_server: Re
     worker_2 = open_state_store(redis_server.url, nonce_ttl=300)
     assert not worker_2.auth_failures.blocked("192.0.2.7", NOW)
 
-    worker_1.auth_failures.block("192.0.2.7", time.time() + 600)
+    worker_1.auth_failures.block("192.0.2.7", NOW, 600)
 
     assert worker_1.auth_failures.blocked("192.0.2.7", NOW + 0.1)  # here at once
     assert not worker_2.auth_failures.blocked("192.0.2.7", NOW + 0.5)  # its answer of NOW still holds
