@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -36,6 +37,7 @@ CHECKOUT_DATA_DIR_NAME = "data"
 """The data directory `scripts/setup.sh` initializes in the checkout."""
 
 Subparsers = Any  # argparse's _SubParsersAction, which it does not export
+RowT = TypeVar("RowT")
 
 
 class CommandError(Exception):
@@ -125,9 +127,15 @@ class OpenedDataDir:
 
 
 def print_json(rows: Sequence[Any]) -> None:
-    """`--json` of a listing: a list of objects, one per dataclass row."""
-    json.dump([dataclasses.asdict(row) for row in rows], sys.stdout, indent=2)
+    """`--json` of a listing: a list of objects, one per dataclass row (dates in ISO 8601)."""
+    json.dump([dataclasses.asdict(row) for row in rows], sys.stdout, indent=2, default=_json_value)
     print()
+
+
+def _json_value(value: object) -> str:
+    if isinstance(value, date):  # a datetime too
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 @contextmanager
@@ -174,3 +182,43 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 def yes_no(value: bool) -> str:
     return "yes" if value else "no"
+
+
+def list_command(commands: Subparsers, parents: list[argparse.ArgumentParser],
+                 service: Callable[..., ServiceT], items: Callable[[ServiceT, str | None], Sequence[RowT]],
+                 *, help: str, none: str, show: Callable[[Sequence[RowT]], None]) -> None:
+    """`list [--json]` of a tenant's things: `items(service, tenant)` (`QueueService.list_queues`)
+    shown by `show` (a table), or `none` when there are none, or as a JSON list of objects."""
+    parser = commands.add_parser("list", parents=parents, help=help)
+    parser.add_argument("--json", action="store_true", help="a JSON list of objects, one per row")
+
+    def run(args: argparse.Namespace) -> int:
+        with open_data_dir(args) as opened:
+            rows = items(opened.service(service), args.tenant)
+        if args.json:
+            print_json(rows)
+        elif not rows:
+            print(none)
+        else:
+            show(rows)
+        return EXIT_OK
+
+    parser.set_defaults(run=run)
+
+
+def delete_command(commands: Subparsers, parents: list[argparse.ArgumentParser],
+                   service: Callable[..., ServiceT], delete: Callable[[ServiceT, str, str | None], object],
+                   *, help: str, what: str, key: str = "number") -> None:
+    """`del KEY` of a tenant's thing: `delete(service, key, tenant)` (`QueueService.delete_queue`),
+    then "deleted WHAT KEY"."""
+    parser = commands.add_parser("del", parents=parents, help=help)
+    parser.add_argument(key, metavar=key.upper())
+
+    def run(args: argparse.Namespace) -> int:
+        name = getattr(args, key)
+        with open_data_dir(args) as opened:
+            delete(opened.service(service), name, args.tenant)
+        print(f"deleted {what} {name}")
+        return EXIT_OK
+
+    parser.set_defaults(run=run)

@@ -2,6 +2,7 @@
 they follow; `pbx ivr --config FILE` runs the IVR server."""
 
 import argparse
+from collections.abc import Sequence
 from datetime import date
 
 from pbx_services.cli.common import (
@@ -9,13 +10,15 @@ from pbx_services.cli.common import (
     CommandError,
     Subparsers,
     data_dir_option,
+    delete_command,
+    list_command,
     open_data_dir,
     print_table,
     yes_no,
 )
 from pbx_services.cli.daemons import add_application_server_commands
 from pbx_services.cli.prompts import tenant_option
-from pbx_services.cluster.ivr import IvrMenuInfo, IvrService, ScheduleService
+from pbx_services.cluster.ivr import IvrMenuInfo, IvrService, ScheduleInfo, ScheduleService
 
 DESTINATIONS_HELP = "an extension number, ivr:N, queue:N, meeting:N, dial, repeat or hangup"
 
@@ -58,12 +61,10 @@ def _add_ivr_commands(subparsers: Subparsers) -> None:
     add.add_argument("--replace", action="store_true", help="replace the menu of that number")
     add.set_defaults(run=_ivr_add)
 
-    listing = commands.add_parser("list", parents=common, help="list the IVR menus")
-    listing.set_defaults(run=_ivr_list)
-
-    delete = commands.add_parser("del", parents=common, help="delete an IVR menu")
-    delete.add_argument("number", metavar="NUMBER")
-    delete.set_defaults(run=_ivr_del)
+    list_command(commands, common, IvrService, IvrService.list_menus, help="list the IVR menus",
+                 none="no IVR menus", show=_show_menus)
+    delete_command(commands, common, IvrService, IvrService.delete_menu, help="delete an IVR menu",
+                   what="IVR menu")
 
 
 def _add_schedule_commands(subparsers: Subparsers) -> None:
@@ -87,12 +88,10 @@ def _add_schedule_commands(subparsers: Subparsers) -> None:
                      dest="holidays", help="a day closed all day, like 2026-12-25; several may follow")
     add.set_defaults(run=_schedule_add)
 
-    listing = commands.add_parser("list", parents=common, help="list the schedules")
-    listing.set_defaults(run=_schedule_list)
-
-    delete = commands.add_parser("del", parents=common, help="delete a schedule no menu follows")
-    delete.add_argument("name", metavar="NAME")
-    delete.set_defaults(run=_schedule_del)
+    list_command(commands, common, ScheduleService, ScheduleService.list, help="list the schedules",
+                 none="no schedules", show=_show_schedules)
+    delete_command(commands, common, ScheduleService, ScheduleService.delete,
+                   help="delete a schedule no menu follows", what="schedule", key="name")
 
 
 
@@ -129,12 +128,7 @@ def _describe_options(menu: IvrMenuInfo) -> str:
     return " ".join(f"{digits}={destination}" for digits, destination in menu.options.items())
 
 
-def _ivr_list(args: argparse.Namespace) -> int:
-    with open_data_dir(args) as opened:
-        menus = opened.service(IvrService).list_menus(args.tenant)
-    if not menus:
-        print("no IVR menus")
-        return EXIT_OK
+def _show_menus(menus: Sequence[IvrMenuInfo]) -> None:
     print_table(
         ("NUMBER", "NAME", "GREETING", "OPTIONS", "BY EXTENSION", "FINAL", "SCHEDULE", "CLOSED"),
         [
@@ -144,14 +138,6 @@ def _ivr_list(args: argparse.Namespace) -> int:
             for menu in menus
         ],
     )
-    return EXIT_OK
-
-
-def _ivr_del(args: argparse.Namespace) -> int:
-    with open_data_dir(args) as opened:
-        opened.service(IvrService).delete_menu(args.number, args.tenant)
-    print(f"deleted IVR menu {args.number}")
-    return EXIT_OK
 
 
 def _iso_date(text: str) -> date:
@@ -170,22 +156,9 @@ def _schedule_add(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _schedule_list(args: argparse.Namespace) -> int:
-    with open_data_dir(args) as opened:
-        schedules = opened.service(ScheduleService).list(args.tenant)
-    if not schedules:
-        print("no schedules")
-        return EXIT_OK
+def _show_schedules(schedules: Sequence[ScheduleInfo]) -> None:
     print_table(
         ("NAME", "HOURS", "TIMEZONE", "HOLIDAYS"),
         [(schedule.name, schedule.hours, schedule.timezone, " ".join(map(str, schedule.holidays)))
          for schedule in schedules],
     )
-    return EXIT_OK
-
-
-def _schedule_del(args: argparse.Namespace) -> int:
-    with open_data_dir(args) as opened:
-        opened.service(ScheduleService).delete(args.name, args.tenant)
-    print(f"deleted schedule {args.name}")
-    return EXIT_OK

@@ -13,6 +13,7 @@ that has it, through the control API (`runtime.control`, the token from `auth.se
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from pbx_services.cli.common import (
@@ -20,8 +21,9 @@ from pbx_services.cli.common import (
     CommandError,
     Subparsers,
     data_dir_option,
+    delete_command,
+    list_command,
     open_data_dir,
-    print_json,
     print_table,
     yes_no,
 )
@@ -65,13 +67,11 @@ def add_commands(subparsers: Subparsers) -> None:
     add.add_argument("--replace", action="store_true", help="replace the room of that number")
     add.set_defaults(run=_meeting_add)
 
-    listing = commands.add_parser("list", parents=common, help="list the meeting rooms, their PINs included")
-    listing.add_argument("--json", action="store_true", help="a JSON list of objects, one per room")
-    listing.set_defaults(run=_meeting_list)
-
-    delete = commands.add_parser("del", parents=common, help="delete a meeting room")
-    delete.add_argument("number", metavar="NUMBER")
-    delete.set_defaults(run=_meeting_del)
+    list_command(commands, common, MeetingService, MeetingService.list_rooms,
+                 help="list the meeting rooms, their PINs included", none="no meeting rooms",
+                 show=_show_rooms)
+    delete_command(commands, common, MeetingService, MeetingService.delete_room, help="delete a meeting room",
+                   what="meeting room")
 
     participants = commands.add_parser(
         "participants", parents=common, help="who is in the meeting of a room now",
@@ -129,29 +129,13 @@ def describe(room: MeetingRoomInfo) -> str:
                       *(what for what, on in settings if on)])
 
 
-def _meeting_list(args: argparse.Namespace) -> int:
-    with open_data_dir(args) as opened:
-        rooms = opened.service(MeetingService).list_rooms(args.tenant)
-    if args.json:
-        print_json(rooms)
-        return EXIT_OK
-    if not rooms:
-        print("no meeting rooms")
-        return EXIT_OK
+def _show_rooms(rooms: Sequence[MeetingRoomInfo]) -> None:
     print_table(
         ("NUMBER", "NAME", "PIN", "MODERATOR PIN", "MAX", "TRIES", "WAIT", "END", "MUTED", "TONES", "RECORD"),
         [(room.number, room.name or "", room.pin or "", room.moderator_pin or "", str(room.max_participants),
           str(room.pin_tries), yes_no(room.wait_for_moderator), yes_no(room.end_with_moderator),
           yes_no(room.mute_on_entry), yes_no(room.entry_tones), yes_no(room.record)) for room in rooms],
     )
-    return EXIT_OK
-
-
-def _meeting_del(args: argparse.Namespace) -> int:
-    with open_data_dir(args) as opened:
-        opened.service(MeetingService).delete_room(args.number, args.tenant)
-    print(f"deleted meeting room {args.number}")
-    return EXIT_OK
 
 
 _ACTIONS = {"mute": ("mute", "muted"), "kick": ("kick", None), "lock": ("lock", "locked"),

@@ -1,6 +1,7 @@
 """`pbx prompt say|add|list|del`: the announcements IVR menus play."""
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 from pbx_services.cli.common import (
@@ -8,6 +9,8 @@ from pbx_services.cli.common import (
     Parser,
     Subparsers,
     data_dir_option,
+    delete_command,
+    list_command,
     open_data_dir,
     print_table,
 )
@@ -52,12 +55,10 @@ def add_commands(subparsers: Subparsers) -> None:
     add.add_argument("file", type=Path, metavar="FILE")
     add.set_defaults(run=_prompt_add)
 
-    listing = commands.add_parser("list", parents=common, help="list the prompts")
-    listing.set_defaults(run=_prompt_list)
-
-    delete = commands.add_parser("del", parents=common, help="delete a prompt no menu plays")
-    delete.add_argument("name", metavar="NAME")
-    delete.set_defaults(run=_prompt_del)
+    list_command(commands, common, PromptService, PromptService.list, help="list the prompts",
+                 none="no prompts", show=_show_prompts)
+    delete_command(commands, common, PromptService, PromptService.delete,
+                   help="delete a prompt no menu plays", what="prompt", key="name")
 
 
 
@@ -81,23 +82,12 @@ def _print_added(prompt: PromptInfo) -> None:
     print(f"added prompt {prompt.name} ({prompt.duration:.1f} s)")
 
 
-def _prompt_list(args: argparse.Namespace) -> int:
-    with open_data_dir(args) as opened:
-        prompts = opened.service(PromptService).list(args.tenant)
-    if not prompts:
-        print("no prompts")
-        return EXIT_OK
+def _show_prompts(prompts: Sequence[PromptInfo]) -> None:
     print_table(("NAME", "SECONDS", "SOURCE"),
                 [(prompt.name, f"{prompt.duration:.1f}", _shortened(prompt.source)) for prompt in prompts])
-    return EXIT_OK
 
 
 def _shortened(text: str) -> str:
     return text if len(text) <= SOURCE_COLUMN_WIDTH else text[:SOURCE_COLUMN_WIDTH - 3] + "..."
 
 
-def _prompt_del(args: argparse.Namespace) -> int:
-    with open_data_dir(args) as opened:
-        opened.service(PromptService).delete(args.name, args.tenant)
-    print(f"deleted prompt {args.name}")
-    return EXIT_OK

@@ -9,13 +9,15 @@ database, so that no restart of any server loses them.
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 
 from pbx_services.cli.common import (
     EXIT_OK,
     Subparsers,
     data_dir_option,
+    delete_command,
+    list_command,
     open_data_dir,
-    print_json,
     print_table,
     yes_no,
 )
@@ -77,13 +79,10 @@ def add_commands(subparsers: Subparsers) -> None:
     add.add_argument("--replace", action="store_true", help="replace the queue of that number")
     add.set_defaults(run=_queue_add)
 
-    listing = commands.add_parser("list", parents=common, help="list the call queues and their members")
-    listing.add_argument("--json", action="store_true", help="a JSON list of objects, one per queue")
-    listing.set_defaults(run=_queue_list)
-
-    delete = commands.add_parser("del", parents=common, help="delete a call queue")
-    delete.add_argument("number", metavar="NUMBER")
-    delete.set_defaults(run=_queue_del)
+    list_command(commands, common, QueueService, QueueService.list_queues,
+                 help="list the call queues and their members", none="no queues", show=_show_queues)
+    delete_command(commands, common, QueueService, QueueService.delete_queue, help="delete a call queue",
+                   what="queue")
 
     status = commands.add_parser(
         "status", parents=common, help="who waits in a queue now, and its numbers",
@@ -143,29 +142,13 @@ def _members(queue: QueueInfo) -> str:
                     for m in queue.members)
 
 
-def _queue_list(args: argparse.Namespace) -> int:
-    with open_data_dir(args) as opened:
-        queues = opened.service(QueueService).list_queues(args.tenant)
-    if args.json:
-        print_json(queues)
-        return EXIT_OK
-    if not queues:
-        print("no queues")
-        return EXIT_OK
+def _show_queues(queues: Sequence[QueueInfo]) -> None:
     print_table(("NUMBER", "NAME", "STRATEGY", "MEMBERS", "SKILLS", "MAX WAIT", "OVERFLOW", "WRAP-UP",
                  "CALLBACK"),
                 [(q.number, q.name or "", q.strategy, _members(q), format_skills(q.skills),
                   str(q.max_wait or "-"), q.overflow or "-", str(q.wrap_up), yes_no(q.callback))
                  for q in queues])
     print("(* a dynamic member, logged in and out; :N its penalty)")
-    return EXIT_OK
-
-
-def _queue_del(args: argparse.Namespace) -> int:
-    with open_data_dir(args) as opened:
-        opened.service(QueueService).delete_queue(args.number, args.tenant)
-    print(f"deleted queue {args.number}")
-    return EXIT_OK
 
 
 def _agent_state(args: argparse.Namespace) -> int:

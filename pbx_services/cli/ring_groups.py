@@ -1,17 +1,19 @@
 """`pbx ring-group add|list|del`: numbers that ring several users, at once or in turn."""
 
 import argparse
+from collections.abc import Sequence
 
 from pbx_services.cli.common import (
     EXIT_OK,
     Subparsers,
     data_dir_option,
+    delete_command,
+    list_command,
     open_data_dir,
-    print_json,
     print_table,
 )
 from pbx_services.cli.prompts import tenant_option
-from pbx_services.cluster.ring_groups import RING_SECONDS, RingGroupService, RingStrategy
+from pbx_services.cluster.ring_groups import RING_SECONDS, RingGroupInfo, RingGroupService, RingStrategy
 
 
 def add_commands(subparsers: Subparsers) -> None:
@@ -38,13 +40,10 @@ def add_commands(subparsers: Subparsers) -> None:
     add.add_argument("--replace", action="store_true", help="change the group of NUMBER if it exists")
     add.set_defaults(run=_add)
 
-    listing = commands.add_parser("list", parents=common, help="list the ring groups")
-    listing.add_argument("--json", action="store_true", help="a JSON list of objects")
-    listing.set_defaults(run=_list)
-
-    delete = commands.add_parser("del", parents=common, help="delete a ring group")
-    delete.add_argument("number", metavar="NUMBER")
-    delete.set_defaults(run=_delete)
+    list_command(commands, common, RingGroupService, RingGroupService.list_groups,
+                 help="list the ring groups", none="no ring groups", show=_show)
+    delete_command(commands, common, RingGroupService, RingGroupService.delete_group,
+                   help="delete a ring group", what="ring group")
 
 
 def _add(args: argparse.Namespace) -> int:
@@ -58,23 +57,7 @@ def _add(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _list(args: argparse.Namespace) -> int:
-    with open_data_dir(args) as opened:
-        groups = opened.service(RingGroupService).list_groups(args.tenant)
-    if args.json:
-        print_json(groups)
-        return EXIT_OK
-    if not groups:
-        print("no ring groups")
-        return EXIT_OK
+def _show(groups: Sequence[RingGroupInfo]) -> None:
     print_table(("NUMBER", "STRATEGY", "MEMBERS", "SECONDS", "FINAL", "NAME"),
                 [(g.number, g.strategy, " ".join(g.members), str(g.ring_seconds), g.final_destination or "-",
                   g.name or "") for g in groups])
-    return EXIT_OK
-
-
-def _delete(args: argparse.Namespace) -> int:
-    with open_data_dir(args) as opened:
-        opened.service(RingGroupService).delete_group(args.number, args.tenant)
-    print(f"deleted ring group {args.number}")
-    return EXIT_OK

@@ -22,14 +22,16 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from pbx_services.cli.common import (
     EXIT_OK,
     Subparsers,
     data_dir_option,
+    delete_command,
+    list_command,
     open_data_dir,
-    print_json,
     print_table,
     yes_no,
 )
@@ -37,7 +39,7 @@ from pbx_services.cli.ivr import _iso_date
 from pbx_services.cli.prompts import tenant_option
 from pbx_services.cluster.config import PbxConfig
 from pbx_services.cluster.control_client import ControlUnreachable, control_request
-from pbx_services.cluster.dids import DidService
+from pbx_services.cluster.dids import DidInfo, DidService
 from pbx_services.cluster.models import NumberFormat, PermissionClass, TrunkTransport
 from pbx_services.cluster.models.trunk import (
     DEFAULT_DOWN_AFTER,
@@ -45,7 +47,7 @@ from pbx_services.cluster.models.trunk import (
     DEFAULT_PROBE_INTERVAL,
     DEFAULT_UP_AFTER,
 )
-from pbx_services.cluster.outbound_routes import RouteService
+from pbx_services.cluster.outbound_routes import RouteInfo, RouteService
 from pbx_services.cluster.trunks import TRUNK_CODECS, TrunkInfo, TrunkService
 
 
@@ -110,9 +112,8 @@ def _trunk_commands(subparsers: Subparsers, common: list[argparse.ArgumentParser
     listing.add_argument("--json", action="store_true", help="a JSON list of objects, one per trunk")
     listing.set_defaults(run=_trunk_list)
 
-    delete = commands.add_parser("del", parents=common, help="delete a trunk no route uses")
-    delete.add_argument("name", metavar="NAME")
-    delete.set_defaults(run=_trunk_del)
+    delete_command(commands, common, TrunkService, TrunkService.delete_trunk,
+                   help="delete a trunk no route uses", what="trunk", key="name")
 
 
 def _route_commands(subparsers: Subparsers, common: list[argparse.ArgumentParser]) -> None:
@@ -137,13 +138,11 @@ def _route_commands(subparsers: Subparsers, common: list[argparse.ArgumentParser
     add.add_argument("--replace", action="store_true", help="replace the route of that name")
     add.set_defaults(run=_route_add)
 
-    listing = commands.add_parser("list", parents=common, help="list the routes in the order they are tried")
-    listing.add_argument("--json", action="store_true", help="a JSON list of objects, one per route")
-    listing.set_defaults(run=_route_list)
-
-    delete = commands.add_parser("del", parents=common, help="delete a route")
-    delete.add_argument("name", metavar="NAME")
-    delete.set_defaults(run=_route_del)
+    list_command(commands, common, RouteService, RouteService.list_routes,
+                 help="list the routes in the order they are tried", none="no outbound routes",
+                 show=_show_routes)
+    delete_command(commands, common, RouteService, RouteService.delete_route, help="delete a route",
+                   what="route", key="name")
 
 
 def _did_commands(subparsers: Subparsers, common: list[argparse.ArgumentParser]) -> None:
@@ -164,13 +163,9 @@ def _did_commands(subparsers: Subparsers, common: list[argparse.ArgumentParser])
     add.add_argument("--replace", action="store_true", help="change the DID")
     add.set_defaults(run=_did_add)
 
-    listing = commands.add_parser("list", parents=common, help="list the DIDs")
-    listing.add_argument("--json", action="store_true", help="a JSON list of objects, one per DID")
-    listing.set_defaults(run=_did_list)
-
-    delete = commands.add_parser("del", parents=common, help="delete a DID")
-    delete.add_argument("number", metavar="NUMBER")
-    delete.set_defaults(run=_did_del)
+    list_command(commands, common, DidService, DidService.list_dids, help="list the DIDs", none="no DIDs",
+                 show=_show_dids)
+    delete_command(commands, common, DidService, DidService.delete_did, help="delete a DID", what="DID")
 
 
 def _trunk_add(args: argparse.Namespace) -> int:
@@ -266,13 +261,6 @@ def _registration_text(register: bool, registration: dict[str, Any] | None) -> s
     return str(state)
 
 
-def _trunk_del(args: argparse.Namespace) -> int:
-    with open_data_dir(args) as opened:
-        opened.service(TrunkService).delete_trunk(args.name, args.tenant)
-    print(f"deleted trunk {args.name}")
-    return EXIT_OK
-
-
 def _route_add(args: argparse.Namespace) -> int:
     with open_data_dir(args) as opened:
         route = opened.service(RouteService).add_route(
@@ -283,26 +271,10 @@ def _route_add(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _route_list(args: argparse.Namespace) -> int:
-    with open_data_dir(args) as opened:
-        routes = opened.service(RouteService).list_routes(args.tenant)
-    if args.json:
-        print_json(routes)
-        return EXIT_OK
-    if not routes:
-        print("no outbound routes")
-        return EXIT_OK
+def _show_routes(routes: Sequence[RouteInfo]) -> None:
     print_table(("NAME", "PATTERN", "STRIP", "PREPEND", "TRUNKS", "PERMISSION", "PRIORITY"),
                 [(r.name, r.pattern, str(r.strip), r.prepend, ", ".join(r.trunks), r.permission,
                   str(r.priority)) for r in routes])
-    return EXIT_OK
-
-
-def _route_del(args: argparse.Namespace) -> int:
-    with open_data_dir(args) as opened:
-        opened.service(RouteService).delete_route(args.name, args.tenant)
-    print(f"deleted route {args.name}")
-    return EXIT_OK
 
 
 def _did_add(args: argparse.Namespace) -> int:
@@ -317,23 +289,7 @@ def _did_add(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _did_list(args: argparse.Namespace) -> int:
-    with open_data_dir(args) as opened:
-        dids = opened.service(DidService).list_dids(args.tenant)
-    if args.json:
-        print_json(dids)
-        return EXIT_OK
-    if not dids:
-        print("no DIDs")
-        return EXIT_OK
+def _show_dids(dids: Sequence[DidInfo]) -> None:
     print_table(("NUMBER", "DESTINATION", "HOURS", "TIME ZONE", "HOLIDAYS", "CLOSED DESTINATION"),
                 [(d.number, d.destination, d.hours or "always", d.timezone or "",
                   " ".join(map(str, d.holidays)), d.closed_destination or "") for d in dids])
-    return EXIT_OK
-
-
-def _did_del(args: argparse.Namespace) -> int:
-    with open_data_dir(args) as opened:
-        opened.service(DidService).delete_did(args.number, args.tenant)
-    print(f"deleted DID {args.number}")
-    return EXIT_OK

@@ -1,5 +1,6 @@
-"""`pbx prompt`, `pbx ivr` and `pbx schedule` end to end, on a data directory made by `pbx init`."""
+"""`pbx prompt`, `pbx ivr`, `pbx schedule` and `pbx did` end to end, on a data dir made by `pbx init`."""
 
+import json
 import shutil
 import struct
 from pathlib import Path
@@ -183,8 +184,12 @@ def test_schedule_add_list_del(directory: str, capsys: pytest.CaptureFixture[str
         "NAME    HOURS                                 TIMEZONE      HOLIDAYS",
         "office  mon-fri 09:00-17:00; sat 10:00-12:00  Europe/Paris  2026-01-01 2026-05-01 2026-12-25",
     ]
+    status, out, _ = pbx(capsys, directory, "schedule", "list", "--json")
+    assert (status, json.loads(out)[0]["holidays"]) == (0, ["2026-01-01", "2026-05-01", "2026-12-25"])
     assert pbx(capsys, directory, "ivr", "add", "800", "--greeting", "greeting", "--option", "1=201",
                "--schedule", "office", "--closed", "202")[0] == 0
+    [menu] = json.loads(pbx(capsys, directory, "ivr", "list", "--json")[1])
+    assert (menu["number"], menu["options"], menu["schedule"]) == ("800", {"1": "201"}, "office")
     assert pbx(capsys, directory, "schedule", "del", "office") == (
         1, "", "pbx: schedule office of pbx.local is followed by IVR menu 800: change or delete them first\n")
     assert pbx(capsys, directory, "ivr", "del", "800")[0] == 0
@@ -243,3 +248,16 @@ def test_init_demo_without_espeak_ng_skips_the_menu(data_dir: Path, tmp_path: Pa
             "installs it") in out.splitlines()
     assert len(pbx(capsys, data_dir, "user", "list")[1].splitlines()) == 5
     assert pbx(capsys, data_dir, "ivr", "list")[1] == "no IVR menus\n"
+
+
+def test_a_did_with_holidays_is_listed_as_a_table_and_as_json(directory: str,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert pbx(capsys, directory, "did", "add", "0140000000", "--destination", "201", "--hours",
+               "mon-fri 09:00-17:00", "--closed-destination", "202", "--holiday", "2026-12-25")[0] == 0
+    assert pbx(capsys, directory, "did", "list")[1].splitlines()[1].split() == [
+        "0140000000", "201", "mon-fri", "09:00-17:00", "UTC", "2026-12-25", "202"]
+    status, out, err = pbx(capsys, directory, "did", "list", "--json")
+    assert (status, err) == (0, "")  # the holidays' dates once made --json fail
+    assert json.loads(out)[0]["holidays"] == ["2026-12-25"]
+    assert pbx(capsys, directory, "did", "del", "0140000000") == (0, "deleted DID 0140000000\n", "")
+    assert pbx(capsys, directory, "did", "list") == (0, "no DIDs\n", "")
