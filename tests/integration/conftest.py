@@ -163,6 +163,18 @@ def stop(process: subprocess.Popen[str]) -> int:
     return process.returncode
 
 
+def wait_for(what: str, condition: Callable[[], object], timeout: float = 15.0, *,
+             interval: float = 0.05) -> float:
+    """Poll `condition` until it holds; the seconds it took. Fails naming `what` past `timeout`:
+    what a daemon reports once a second is waited for, not slept for, so a slow machine does not
+    fail a test."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, f"{what}: not after {timeout} s"
+        time.sleep(interval)
+    return time.monotonic() - started
+
+
 def distinct_ports(count: int, port: Callable[[], int] = lambda: free_port(), *,
                    taken: Iterable[int] = ()) -> list[int]:
     """`count` ports from `port`, none twice and none of `taken`: two draws of a free port may

@@ -28,6 +28,7 @@ from tests.integration.conftest import (
     stable_port,
     start_allinone,
     stop,
+    wait_for,
 )
 from tests.integration.peers import sipp
 from tests.integration.peers.pjsua2_phone import Pjsua2Phone
@@ -135,14 +136,17 @@ def test_phones_on_two_workers_call_each_other_through_redis(pbx_server: PbxServ
     [cdr] = pbx_server.wait_for_cdrs(1)
     assert (cdr["caller"], cdr["callee"], cdr["disposition"], cdr["hangup_by"]) == (
         "1001", "1002", "ANSWERED", "caller")
-    time.sleep(1.5)  # the workers' next report
-    metrics = pbx_server.metrics()
-    for worker in range(WORKERS):
-        assert worker_metric(metrics, "pbx_sip_messages_total", worker, outcome="received_requests") > 0
-    # The callee's answers and requests land on worker 1 and go to worker 0, which holds the call.
-    assert worker_metric(metrics, "pbx_callmanager_forwarded_total", 1, direction="out") > 0
-    assert worker_metric(metrics, "pbx_callmanager_forwarded_total", 0, direction="in") > 0
-    assert metrics["pbx_registered_contacts"] == 0  # the phones unregistered as they closed
+
+    def reported(metrics: dict[str, float]) -> bool:
+        return (all(worker_metric(metrics, "pbx_sip_messages_total", worker, outcome="received_requests") > 0
+                    for worker in range(WORKERS))
+                # The callee's answers and requests land on worker 1 and go to worker 0, which holds the call.
+                and worker_metric(metrics, "pbx_callmanager_forwarded_total", 1, direction="out") > 0
+                and worker_metric(metrics, "pbx_callmanager_forwarded_total", 0, direction="in") > 0
+                and metrics["pbx_registered_contacts"] == 0)  # the phones unregistered as they closed
+
+    wait_for("the workers' reports: requests on both, the callee's forwarded from worker 1 to 0, no contact",
+             lambda: reported(pbx_server.metrics()), 10)
 
 
 def test_a_users_call_limit_holds_across_the_workers(pbx_server: PbxServer) -> None:
@@ -316,9 +320,9 @@ def test_sipp_registers_10000_users_across_the_workers(pbx_server: PbxServer, tm
                       "-m", "10000", "-r", "500", "-l", "2000", *SOCKET_PER_CALL, remote=pbx_server.address)
 
     assert (result.successful, result.failed) == (10_000, 0), result.output
-    time.sleep(1.5)
+    wait_for("10,000 contacts in the workers' reports",
+             lambda: pbx_server.metrics()["pbx_registered_contacts"] == 10_000, 10)
     metrics = pbx_server.metrics()
-    assert metrics["pbx_registered_contacts"] == 10_000
     handled = [worker_metric(metrics, "pbx_sip_messages_total", w, outcome="received_requests")
                for w in range(WORKERS)]
     assert all(count > 2_000 for count in handled), handled

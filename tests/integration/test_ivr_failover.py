@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.integration.conftest import PBX, PbxServer, free_port, media_ports, pbx, running_pbx
+from tests.integration.conftest import PBX, PbxServer, free_port, media_ports, pbx, running_pbx, wait_for
 from tests.integration.peers import sipp
 from tests.integration.test_ivr_calls import add_menu
 from tests.redis_server import RedisServer
@@ -151,7 +151,7 @@ def test_calls_spread_over_two_ivr_servers_and_avoid_a_dead_one(tmp_path: Path,
 
         result = place_calls(server, tmp_path, password)
         assert (result.successful, result.failed) == (CALLS, 0), result.output
-        time.sleep(1.5)  # the workers' next reports
+        wait_for("the calls in the workers' reports", lambda: sum(ivr.answered() for ivr in ivrs) >= CALLS, 5)
         spread = [ivr.answered() for ivr in ivrs]
         assert sum(spread) == CALLS and min(spread) >= CALLS // 4, f"calls not spread: {spread}"
         deadline = time.monotonic() + 10
@@ -173,7 +173,7 @@ def test_calls_spread_over_two_ivr_servers_and_avoid_a_dead_one(tmp_path: Path,
         before = second.answered()
         result = place_calls(server, tmp_path, password)
         assert (result.successful, result.failed) == (CALLS, 0), result.output
-        time.sleep(1.5)
+        wait_for("the calls in the workers' reports", lambda: second.answered() - before >= CALLS, 5)
         assert second.answered() - before == CALLS
 
         down = [e for e in server_events(redis_server) if e["server"] == first.name]

@@ -20,7 +20,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.conftest import PBX, PbxServer, free_port, media_ports, pbx, running_pbx
+from tests.integration.conftest import PBX, PbxServer, free_port, media_ports, pbx, running_pbx, wait_for
 from tests.integration.peers.pjsua2_phone import Pjsua2Phone
 from tests.integration.test_media_calls import connect, in_range, state
 
@@ -115,17 +115,9 @@ def media_endpoints(server: PbxServer) -> dict[str, dict[str, Any]]:
     return {endpoint["server"]: endpoint for endpoint in health["media_endpoints"]}
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout} s")
-        time.sleep(0.3)
-
-
 def wait_for_media_servers(server: PbxServer, *names: str) -> None:
     """Until the PBX has read the servers from the database and they have answered pings."""
-    wait_until(lambda: set(names) <= set(media_endpoints(server)), 10, f"the PBX lists {names}")
+    wait_for(f"the PBX lists {names}", lambda: set(names) <= set(media_endpoints(server)), 10, interval=0.3)
     time.sleep(2.5)  # a few pings answered
     endpoints = media_endpoints(server)
     assert all(endpoints[name]["up"] for name in names), endpoints
@@ -235,7 +227,7 @@ def test_calls_move_to_the_other_media_server_when_one_is_killed(pbx_without_med
             def all_on_b() -> bool:
                 return all(seen == {"media-b"} for seen in calls.homes(daemons))
 
-            wait_until(all_on_b, REHOME_TIMEOUT, "every call re-homed on media-b")
+            wait_for("every call re-homed on media-b", all_on_b, REHOME_TIMEOUT, interval=0.3)
             rehomed_after = time.monotonic() - killed_at
             time.sleep(2)
             after = calls.rx_packets()

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from pbx_services.runtime.daemon import package_version
-from tests.integration.conftest import PbxServer, free_port, pbx, running_pbx
+from tests.integration.conftest import PbxServer, free_port, pbx, running_pbx, wait_for
 from tests.integration.peers import sipp
 from tests.integration.peers.chromium import TIMEOUT_MS, headless_chromium, log_in
 from tests.integration.test_ivr_calls import add_menu
@@ -37,14 +37,6 @@ def app_endpoint(server: PbxServer, name: str) -> dict[str, Any] | None:
         if endpoint["server"] == name:
             return dict(endpoint)
     return None
-
-
-def wait_for(what: str, condition: Any, timeout: float = 15.0) -> float:
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < timeout, f"{what}: not after {timeout} s"
-        time.sleep(0.05)
-    return time.monotonic() - started
 
 
 def state_badge(name: str, state: str) -> str:
