@@ -5,12 +5,13 @@ the database's own floor: PostgreSQL's COPY of the same rows into the same table
     .venv/bin/python bench/user_import.py [--users 100000] [--output user_import.json]
 
 Each run is a fresh database at the current schema with one tenant; the file has the columns
-`extension,password,name,email`. The import is `UserImporter.run` as the portal's background
-job runs it (rows checked one by one, batches of 1,000, existence checks, digest credentials,
-progress in the job). The reference inserts the same rows, credentials computed beforehand,
-with one COPY: what PostgreSQL itself needs. Prints seconds, rows per second and the ratio.
-Runs with the venv's Python (it imports pbx_services), as root on Debian 12 with the
-PostgreSQL server packages (scripts/install-test-deps.sh).
+`extension,password,name,email,permission,max_calls,withhold_number` (a file from another
+PBX). The import is `UserImporter.run` as the portal's background job runs it (rows checked one
+by one, batches of 1,000, existence checks, digest credentials, progress in the job). The
+reference inserts the same rows, credentials computed beforehand, with one COPY: what
+PostgreSQL itself needs. Prints seconds, rows per second and the ratio. Runs with the venv's
+Python (it imports pbx_services), as root on Debian 12 with the PostgreSQL server packages
+(scripts/install-test-deps.sh).
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ FIRST_EXTENSION = 100_000
 
 
 def csv_text(users: int) -> str:
-    rows = (f"{FIRST_EXTENSION + i},Pass-{i:07d}x,User {i},user{i}@example.com\n" for i in range(users))
-    return "extension,password,name,email\n" + "".join(rows)
+    rows = (f"{FIRST_EXTENSION + i},Pass-{i:07d}x,User {i},user{i}@example.com,international,2,{i % 2}\n"
+            for i in range(users))
+    return "extension,password,name,email,permission,max_calls,withhold_number\n" + "".join(rows)
 
 
 def fresh(url: str) -> tuple[Engine, sessionmaker[Session]]:
@@ -75,14 +77,14 @@ def timed_copy(url: str, users: int) -> float:
         extension = str(FIRST_EXTENSION + i)
         credentials = digest_credentials(extension, DOMAIN, f"Pass-{i:07d}x")
         rows.append((tenant_id, extension, f"User {i}", f"user{i}@example.com", credentials["ha1_md5"],
-                     credentials["ha1_sha256"], True, now))
+                     credentials["ha1_sha256"], True, now, "international", 2, bool(i % 2)))
     raw = engine.raw_connection()
     connection = raw.driver_connection  # psycopg's own, for its COPY
     assert isinstance(connection, psycopg.Connection)
     started = time.perf_counter()
     with connection.cursor() as cursor:
         with cursor.copy("COPY users (tenant_id, extension, display_name, email, ha1_md5, ha1_sha256, "
-                         "enabled, created_at) FROM STDIN") as copy:
+                         "enabled, created_at, permission, max_calls, withhold_number) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
     connection.commit()
