@@ -37,8 +37,6 @@ from pbx_services.cli.common import (
 )
 from pbx_services.cli.ivr import _iso_date
 from pbx_services.cli.prompts import tenant_option
-from pbx_services.cluster.config import PbxConfig
-from pbx_services.cluster.control_client import ControlUnreachable, control_request
 from pbx_services.cluster.dids import DidInfo, DidService
 from pbx_services.cluster.models import NumberFormat, PermissionClass, TrunkTransport
 from pbx_services.cluster.models.trunk import (
@@ -48,7 +46,8 @@ from pbx_services.cluster.models.trunk import (
     DEFAULT_UP_AFTER,
 )
 from pbx_services.cluster.outbound_routes import RouteInfo, RouteService
-from pbx_services.cluster.trunks import TRUNK_CODECS, TrunkInfo, TrunkService
+from pbx_services.cluster.trunk_states import numbers_text, with_states
+from pbx_services.cluster.trunks import TRUNK_CODECS, TrunkService
 
 
 def add_commands(subparsers: Subparsers) -> None:
@@ -186,13 +185,9 @@ def _trunk_add(args: argparse.Namespace) -> int:
 def _trunk_list(args: argparse.Namespace) -> int:
     with open_data_dir(args) as opened:
         trunks = opened.service(TrunkService).list_trunks(args.tenant)
-        asked = any(t.register or (t.enabled and t.probe_interval) for t in trunks)
-        registrations, probes = _trunk_states(opened.config) if asked else ({}, {})
-    rows = []
-    for trunk in trunks:
-        key = (trunk.tenant_domain, trunk.name)
-        rows.append((trunk, _registration_text(trunk.register, registrations.get(key)),
-                     _probe_text(trunk, probes.get(key))))
+        rows, problem = with_states(trunks, opened.config)
+    if problem is not None:
+        print(f"pbx: {problem}", file=sys.stderr)
     if args.json:
         json.dump([dataclasses.asdict(t) | {"registration": registration, "probe": probe}
                    for t, registration, probe in rows], sys.stdout, indent=2)
@@ -204,61 +199,9 @@ def _trunk_list(args: argparse.Namespace) -> int:
     print_table(("NAME", "HOST", "PORT", "TRANSPORT", "USERNAME", "MAX CALLS", "CALLER ID", "CODECS",
                  "NUMBERS", "ENABLED", "REGISTRATION", "PROBE"),
                 [(t.name, t.host, str(t.port), t.transport, t.username or "", str(t.max_calls or "-"),
-                  t.caller_id or "", t.codecs or "any", _numbers_text(t), yes_no(t.enabled), registration,
+                  t.caller_id or "", t.codecs or "any", numbers_text(t), yes_no(t.enabled), registration,
                   probe) for t, registration, probe in rows])
     return EXIT_OK
-
-
-TrunkStates = dict[tuple[str, str], dict[str, Any]]
-
-
-def _trunk_states(config: PbxConfig) -> tuple[TrunkStates, TrunkStates]:
-    """The registrations and the probes the Call Manager reports, by (tenant, trunk); empty when
-    it does not answer."""
-    assert config.auth is not None
-    try:
-        reply = control_request(str(config.http.host), config.http.port,
-                                config.auth.secret.get_secret_value(), "GET", ["trunks"])
-    except ControlUnreachable as exc:
-        print(f"pbx: the Call Manager's registrations and probes are unknown: {exc}", file=sys.stderr)
-        return {}, {}
-    if reply.status != 200:
-        return {}, {}
-    return ({(entry["tenant"], entry["name"]): entry for entry in reply.body.get("trunks", [])},
-            {(entry["tenant"], entry["name"]): entry for entry in reply.body.get("probes", [])})
-
-
-def _numbers_text(trunk: TrunkInfo) -> str:
-    if trunk.number_format == NumberFormat.AS_DIALLED.value:
-        return trunk.number_format
-    prefixes = "/".join(p for p in (trunk.national_prefix, trunk.international_prefix) if p)
-    return f"{trunk.number_format} +{trunk.country_code} {prefixes}"
-
-
-def _probe_text(trunk: TrunkInfo, probe: dict[str, Any] | None) -> str:
-    if not trunk.probe_interval or not trunk.enabled:
-        return "off"
-    if probe is None:
-        return "unknown (no Call Manager reports it)"
-    seen = f" ({probe['reason']})" if probe.get("reason") else ""
-    if probe["state"] != "down":
-        return f"up{seen}"
-    down, workers = int(probe["workers_down"]), int(probe["workers"])
-    where = f" on {down} of {workers} workers" if down < workers else ""
-    return f"down{where}: {probe['reason']}"
-
-
-def _registration_text(register: bool, registration: dict[str, Any] | None) -> str:
-    if not register:
-        return "-"
-    if registration is None:
-        return "unknown (no Call Manager reports it)"
-    state = registration["state"]
-    if state == "registered":
-        return f"registered ({registration['code']}, expires in {registration['expires_in']} s)"
-    if state == "failed":
-        return f"failed: {registration['code']} {registration['reason']}"
-    return str(state)
 
 
 def _route_add(args: argparse.Namespace) -> int:

@@ -90,6 +90,14 @@ class TrunkDao(Dao[Trunk]):
     searchable_columns = ("name", "host")
 
 
+def _check_credentials(name: str, username: str | None, password: str | None, register: bool) -> None:
+    if (username is None) != (password is None):
+        raise InvalidValue(f"trunk {name}: a username and a password go together (a provider's "
+                           "challenge needs both)")
+    if register and username is None:
+        raise InvalidValue(f"trunk {name}: --register needs a username and a password")
+
+
 def validate_trunk_name(name: str, what: str = "trunk") -> str:
     if not _NAME_RE.fullmatch(name):
         raise InvalidValue(f"{what} name {name[:80]!r}: 1 to {TRUNK_NAME_MAX_LENGTH} letters, digits, "
@@ -162,9 +170,10 @@ class TrunkService:
                   number_format: str = NumberFormat.AS_DIALLED.value, country_code: str | None = None,
                   national_prefix: str | None = None,
                   international_prefix: str = DEFAULT_INTERNATIONAL_PREFIX, tenant_domain: str | None = None,
-                  replace: bool = False) -> TrunkInfo:
+                  replace: bool = False, keep_password: bool = False) -> TrunkInfo:
         """Add (or, with `replace`, change) the trunk `name`; InvalidValue names what is wrong,
-        AlreadyExists if the tenant has a trunk of that name and not `replace`."""
+        AlreadyExists if the tenant has a trunk of that name and not `replace`. `keep_password`:
+        a change without a password keeps the one the trunk has (a form never shows it)."""
         name = validate_trunk_name(name)
         try:
             host = validate_host(host)
@@ -173,14 +182,11 @@ class TrunkService:
         check_range(f"trunk {name}: port", port, PORT_RANGE)
         kind = parse_transport(transport)
         check_range(f"trunk {name}: max calls", max_calls, MAX_CALLS_RANGE, "(0: no limit)")
-        if (username is None) != (password is None):
-            raise InvalidValue(f"trunk {name}: a username and a password go together (a provider's "
-                               "challenge needs both)")
         for what, value in (("username", username), ("password", password)):
             if value is not None and not 0 < len(value) <= CREDENTIAL_MAX_LENGTH:
                 raise InvalidValue(f"trunk {name}: {what} must be 1 to {CREDENTIAL_MAX_LENGTH} characters")
-        if register and username is None:
-            raise InvalidValue(f"trunk {name}: --register needs a username and a password")
+        if not keep_password:
+            _check_credentials(name, username, password, register)
         if caller_id is not None and not _CALLER_ID_RE.fullmatch(caller_id):
             raise InvalidValue(f"trunk {name}: caller ID {caller_id[:40]!r} is not a number (digits, "
                                "an optional leading +)")
@@ -204,6 +210,10 @@ class TrunkService:
             if trunk is not None and not replace:
                 raise AlreadyExists(f"trunk {name} of {tenant.domain} already exists (replace it with "
                                     "--replace)")
+            if keep_password:
+                if password is None and trunk is not None and username is not None:
+                    settings["password"] = trunk.password
+                _check_credentials(name, username, settings["password"], register)
             if trunk is None:
                 trunk = Trunk(tenant_id=tenant.id, name=name, **settings)
                 try:

@@ -7,7 +7,8 @@
   errors go into a `FieldErrors`, raised as `FormInvalid` by `raise_if` (`form_bool` raises
   at once: only an API client can send a box something other than on or off).
 - A service's refusal: a page runs the operation through `attempt` (the errors to show next to
-  their fields; `edit_page` is the whole page that changes one thing); the API through
+  their fields; `add_page` is an add form's whole answer, `edit_page` the whole page that
+  changes one thing); the API through
   `api_errors()`, which turns InvalidValue into 400, AlreadyExists into 409 and NotFound into
   404, each with `error` (the message) and, when the message names one, `field`.
   `answer_not_found(blueprint)` makes NotFound a 404 on pages.
@@ -144,6 +145,25 @@ def attempt(action: Callable[[], T], fields: Fields) -> tuple[T | None, FieldErr
         if exc.model != "Tenant":
             raise
         return None, FieldErrors({"tenant": f"tenant {exc.criteria.get('domain')} does not exist"})
+
+
+PageAgain = Callable[[Mapping[str, Any], FieldErrors], Any]
+"""A page shown again with a refused form: (the form as posted, its errors) -> the page."""
+
+
+def add_page(save: Callable[[], T], *, fields: Fields, page_again: PageAgain,
+             done: Callable[[T], tuple[str, str]]) -> Any:
+    """A page's add form posted: `save`, then `done(saved)` gives what to flash and the page to
+    show it on; or, refused, the page again (`page_again(form, errors)`) with the form as posted
+    and its errors next to their fields, 400."""
+    saved, errors = attempt(save, fields)
+    if saved is None:
+        response = make_response(page_again(request.form, errors))
+        response.status_code = 400
+        return response
+    message, to = done(saved)
+    flash(message)
+    return redirect(to)
 
 
 def edit_page(template: str, *, current: Mapping[str, Any], save: Callable[[], object], fields: Fields,

@@ -165,3 +165,50 @@ def test_the_csv_import_shows_its_progress_then_the_result(portal: tuple[PbxServ
     assert page.locator('#users tr[data-user="100002@pbx.local"]').count() == 1
     print(f"\n{IMPORT_ROWS} rows imported in {took:.1f} s from the click; the bar showed {len(seen)} "
           f"values: {sorted(seen)[:8]}...")
+
+
+def test_a_trunk_added_through_the_form_registers_and_its_state_is_on_the_page(
+        portal: tuple[PbxServer, str, Any], tmp_path: Path) -> None:
+    """The trunks page: a wrong port is shown next to its field; the trunk saved registers at the
+    provider (sipp, which challenges), and the page shows the registration as the Call Manager
+    reports it; a route through it is added on the routes page."""
+    server, base, page = portal
+    provider_port = free_port()
+    registrar, stat = sipp.start("trunk_registrar", tmp_path, "-m", "1", "-trace_msg", port=provider_port)
+
+    page.goto(f"{base}/trunks")
+    page.fill("#add-trunk #field-name", "provider")
+    page.fill("#add-trunk #field-host", "127.0.0.1")
+    page.fill("#add-trunk #field-port", "70000")
+    page.fill("#add-trunk #field-username", "acme")
+    page.fill("#add-trunk #field-password", "s3cret-trunk")
+    page.check("#add-trunk input[name=register]")
+    page.fill("#add-trunk #field-probe_interval", "0")  # sipp would take an OPTIONS for a registration
+    page.click("#add-trunk button[type=submit]")
+    assert field_error(page, "port") == "trunk provider: port 70000 is out of range: 1 to 65535"
+    assert page.input_value("#add-trunk #field-host") == "127.0.0.1"  # kept as typed
+    page.fill("#add-trunk #field-port", str(provider_port))
+    page.fill("#add-trunk #field-password", "s3cret-trunk")  # a password field is never filled again
+    page.click("#add-trunk button[type=submit]")
+    page.wait_for_selector("p.flash:has-text('trunk provider added')")
+
+    result = sipp.finish(registrar, stat, timeout=30)
+    assert result.successful == 1, result.output
+    trace = "".join(path.read_text(errors="replace")
+                    for path in tmp_path.glob("trunk_registrar_*_messages.log"))
+    assert 'Authorization: Digest username="acme"' in trace
+    registration = page.locator('#trunks tr[data-trunk="provider"] td.registration')
+    deadline = time.monotonic() + 15
+    while "registered (200" not in registration.inner_text():
+        assert time.monotonic() < deadline, f"the page shows {registration.inner_text()!r}"
+        time.sleep(0.5)
+        page.reload()
+    assert page.locator("#states-unknown").count() == 0
+
+    page.goto(f"{base}/routes")
+    page.fill("#add-route #field-name", "national")
+    page.fill("#add-route #field-pattern", "_0[1-9]XXXXXXXX")
+    page.fill("#add-route #field-trunks", "provider")
+    page.click("#add-route button[type=submit]")
+    page.wait_for_selector("p.flash:has-text('route national added')")
+    assert page.inner_text('#routes tr[data-route="national"]').split("\t")[4] == "provider"

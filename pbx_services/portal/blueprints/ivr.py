@@ -14,6 +14,7 @@ from pbx_services.cluster.ivr import IvrMenuInfo, IvrService
 from pbx_services.cluster.prompts import PromptInfo, PromptService
 from pbx_services.cluster.validation import InvalidValue
 from pbx_services.portal.admin_views import (
+    add_page,
     answer_not_found,
     api_errors,
     attempt,
@@ -156,12 +157,11 @@ def index() -> Any:
 @blueprint.route("/ivr", methods=["POST"])
 def add() -> Any:
     tenant = request_tenant()
-    menu, errors = attempt(lambda: _save_menu(request.form, tenant), MENU_FIELDS)
-    if menu is None:
-        return render_template("ivr/index.html", menus=_menus().list_menus(tenant), form=request.form,
-                               errors=errors, **_page_context(tenant)), 400
-    flash(f"IVR menu {menu.number} added")
-    return redirect(url_for("ivr.index", tenant=tenant))
+    return add_page(lambda: _save_menu(request.form, tenant), fields=MENU_FIELDS,
+                    page_again=lambda form, errors: render_template(
+                        "ivr/index.html", menus=_menus().list_menus(tenant), form=form, errors=errors,
+                        **_page_context(tenant)),
+                    done=lambda menu: (f"IVR menu {menu.number} added", url_for("ivr.index", tenant=tenant)))
 
 
 @blueprint.route("/ivr/<number>", methods=["GET", "POST"])

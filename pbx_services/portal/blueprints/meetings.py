@@ -6,13 +6,13 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, jsonify, render_template, request, url_for
 
 from pbx_services.cluster.meetings import MeetingRoomInfo, MeetingService
 from pbx_services.portal.admin_views import (
+    add_page,
     answer_not_found,
     api_errors,
-    attempt,
     delete_then_redirect,
     edit_page,
     form_bool,
@@ -73,12 +73,12 @@ def _form_of(room: MeetingRoomInfo) -> dict[str, str]:
     return form
 
 
-def _render_index(form: Mapping[str, Any], errors: FieldErrors, status: int = 200) -> Any:
+def _render_index(form: Mapping[str, Any], errors: FieldErrors) -> Any:
     tenant = request_tenant()
     return render_template("meetings/index.html", rooms=_service().list_rooms(tenant), tenant=tenant,
                            tenant_options=[(d, d) for d in tenant_choices()],
                            default_domain=portal_context().config.callmanager.default_domain, form=form,
-                           errors=errors), status
+                           errors=errors)
 
 
 # -- pages ----------------------------------------------------------------------------------------
@@ -91,11 +91,9 @@ def index() -> Any:
 @blueprint.route("/meetings", methods=["POST"])
 def add() -> Any:
     tenant = request_tenant()
-    room, errors = attempt(lambda: _save(request.form, tenant), FIELDS)
-    if room is None:
-        return _render_index(request.form, errors, 400)
-    flash(f"meeting room {room.number} added")
-    return redirect(url_for("meetings.index", tenant=tenant))
+    return add_page(lambda: _save(request.form, tenant), fields=FIELDS, page_again=_render_index,
+                    done=lambda room: (f"meeting room {room.number} added",
+                                       url_for("meetings.index", tenant=tenant)))
 
 
 @blueprint.route("/meetings/<number>", methods=["GET", "POST"])

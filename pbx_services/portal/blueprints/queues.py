@@ -12,9 +12,9 @@ from flask import Blueprint, flash, jsonify, redirect, render_template, request,
 from pbx_services.cluster.queues import QueueInfo, QueueService, format_skills
 from pbx_services.cluster.validation import InvalidValue
 from pbx_services.portal.admin_views import (
+    add_page,
     answer_not_found,
     api_errors,
-    attempt,
     delete_then_redirect,
     edit_page,
     form_bool,
@@ -128,12 +128,12 @@ def _as_json(queue: QueueInfo) -> dict[str, Any]:
     return dataclasses.asdict(queue)
 
 
-def _render_index(form: Mapping[str, Any], errors: FieldErrors, status: int = 200) -> Any:
+def _render_index(form: Mapping[str, Any], errors: FieldErrors) -> Any:
     tenant = request_tenant()
     return render_template("queues/index.html", queues=_service().list_queues(tenant), tenant=tenant,
                            tenant_options=[(d, d) for d in tenant_choices()], strategies=STRATEGIES,
                            default_domain=portal_context().config.callmanager.default_domain, form=form,
-                           errors=errors), status
+                           errors=errors)
 
 
 # -- pages ----------------------------------------------------------------------------------------
@@ -146,11 +146,9 @@ def index() -> Any:
 @blueprint.route("/queues", methods=["POST"])
 def add() -> Any:
     tenant = request_tenant()
-    queue, errors = attempt(lambda: _save(request.form, tenant), FIELDS)
-    if queue is None:
-        return _render_index(request.form, errors, 400)
-    flash(f"queue {queue.number} added")
-    return redirect(url_for("queues.show", number=queue.number, tenant=tenant))
+    return add_page(lambda: _save(request.form, tenant), fields=FIELDS, page_again=_render_index,
+                    done=lambda queue: (f"queue {queue.number} added",
+                                        url_for("queues.show", number=queue.number, tenant=tenant)))
 
 
 @blueprint.route("/queues/<number>", methods=["GET", "POST"])

@@ -7,14 +7,14 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, abort, jsonify, render_template, request, url_for
 
 from pbx_services.cluster.tenants import TenantInfo, TenantService
 from pbx_services.portal.admin_views import (
     OPERATIONS,
+    add_page,
     answer_not_found,
     api_errors,
-    attempt,
     delete_then_redirect,
     edit_page,
     form_bool,
@@ -76,8 +76,8 @@ def _delete(domain: str, everything: bool) -> None:
     audit("tenant.delete", domain, "with everything in it" if everything else "")
 
 
-def _render_index(form: Mapping[str, Any], errors: FieldErrors, status: int = 200) -> Any:
-    return render_template("tenants/index.html", tenants=_visible(), form=form, errors=errors), status
+def _render_index(form: Mapping[str, Any], errors: FieldErrors) -> Any:
+    return render_template("tenants/index.html", tenants=_visible(), form=form, errors=errors)
 
 
 # -- pages ----------------------------------------------------------------------------------------
@@ -90,11 +90,8 @@ def index() -> Any:
 @blueprint.route("/tenants", methods=["POST"])
 @roles_required(*OPERATIONS)
 def add() -> Any:
-    tenant, errors = attempt(lambda: _add(request.form), FIELDS)
-    if tenant is None:
-        return _render_index(request.form, errors, 400)
-    flash(f"tenant {tenant.domain} added")
-    return redirect(url_for("tenants.index"))
+    return add_page(lambda: _add(request.form), fields=FIELDS, page_again=_render_index,
+                    done=lambda tenant: (f"tenant {tenant.domain} added", url_for("tenants.index")))
 
 
 @blueprint.route("/tenants/<domain>", methods=["GET", "POST"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
 
 from pbx_services.cluster.dao import TenantDao, UserDao
 from pbx_services.cluster.models import User
@@ -15,9 +15,9 @@ from pbx_services.cluster.models.user import DEFAULT_PERMISSION, USER_PERMISSION
 from pbx_services.cluster.users import CSV_OPTIONAL_COLUMNS, CSV_REQUIRED_COLUMNS, UserService
 from pbx_services.cluster.validation import InvalidValue
 from pbx_services.portal.admin_views import (
+    add_page,
     answer_not_found,
     api_errors,
-    attempt,
     delete_then_redirect,
     edit_page,
     form_bool,
@@ -125,14 +125,14 @@ def _page_args() -> tuple[int, str]:
     return page, request.args.get("q", "").strip()
 
 
-def _render_index(form: Mapping[str, Any], errors: FieldErrors, status: int = 200) -> Any:
+def _render_index(form: Mapping[str, Any], errors: FieldErrors) -> Any:
     tenant = request_tenant()
     page, text = _page_args()
     total, users = _search(tenant, text, PAGE_SIZE, (page - 1) * PAGE_SIZE)
     return render_template("users/index.html", users=users, total=total, page=page, search=text,
                            pages=max(1, -(-total // PAGE_SIZE)), tenant=tenant, tenants=tenant_choices(),
                            tenant_options=[(domain, domain) for domain in tenant_choices()],
-                           permissions=PERMISSIONS, form=form, errors=errors), status
+                           permissions=PERMISSIONS, form=form, errors=errors)
 
 
 # -- pages ----------------------------------------------------------------------------------------
@@ -146,11 +146,9 @@ def index() -> Any:
 @blueprint.route("/users", methods=["POST"])
 def add() -> Any:
     tenant = request_tenant()
-    user, errors = attempt(lambda: _add(request.form, tenant), FIELDS)
-    if user is None:
-        return _render_index(request.form, errors, 400)
-    flash(f"user {user.extension}@{user.tenant.domain} added")
-    return redirect(url_for("users.index", tenant=tenant))
+    return add_page(lambda: _add(request.form, tenant), fields=FIELDS, page_again=_render_index,
+                    done=lambda user: (f"user {user.extension}@{user.tenant.domain} added",
+                                       url_for("users.index", tenant=tenant)))
 
 
 @blueprint.route("/users/<tenant>/<extension>", methods=["GET", "POST"])
