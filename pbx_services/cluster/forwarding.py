@@ -72,19 +72,24 @@ class ForwardingService:
             check_range("no answer seconds", seconds, NO_ANSWER_SECONDS, "s")
         with self._sessions.begin() as session:
             tenant, user, forwarding = self._row(session, extension, tenant_domain)
-            if destination is not None and destination.strip() == VOICEMAIL_DESTINATION:
-                destination = VOICEMAIL_DESTINATION
-                if session.get(Mailbox, user.id) is None:
-                    raise InvalidValue(f"forward of {extension} ({kind.value}) to voicemail: {extension} has "
-                                       f"no mailbox (pbx voicemail enable {extension} --pin PIN)")
-            elif destination is not None:
-                destination = validate_extension(destination.strip())
-                if destination == user.extension:
-                    raise InvalidValue(f"forward of {extension}: to itself")
-                _check_reachable(session, tenant, destination, f"forward of {extension} ({kind.value})")
-            setattr(forwarding, kind.value, destination)
+            setattr(forwarding, kind.value, _destination(session, tenant, user, kind, destination))
             if seconds is not None:
                 forwarding.no_answer_seconds = seconds
+            return _info(forwarding, user.extension, tenant.domain)
+
+    def set_forwarding(self, extension: str, *, always: str | None, busy: str | None, no_answer: str | None,
+                       no_answer_seconds: int, unreachable: str | None, dnd: bool,
+                       tenant_domain: str | None = None) -> ForwardingInfo:
+        """Every forward of `extension` (None: off) and its do-not-disturb at once, as a form
+        gives them: all saved, or none when one is refused (InvalidValue naming it)."""
+        check_range("no answer seconds", no_answer_seconds, NO_ANSWER_SECONDS, "s")
+        wanted = {ForwardKind.ALWAYS: always, ForwardKind.BUSY: busy, ForwardKind.NO_ANSWER: no_answer,
+                  ForwardKind.UNREACHABLE: unreachable}
+        with self._sessions.begin() as session:
+            tenant, user, forwarding = self._row(session, extension, tenant_domain)
+            for kind, destination in wanted.items():
+                setattr(forwarding, kind.value, _destination(session, tenant, user, kind, destination))
+            forwarding.no_answer_seconds, forwarding.dnd = no_answer_seconds, dnd
             return _info(forwarding, user.extension, tenant.domain)
 
     def set_dnd(self, extension: str, on: bool, *, tenant_domain: str | None = None) -> ForwardingInfo:
@@ -111,6 +116,24 @@ class ForwardingService:
                                         dnd=False)
             session.add(forwarding)
         return tenant, user, forwarding
+
+
+def _destination(session: Session, tenant: Tenant, user: User, kind: ForwardKind,
+                 destination: str | None) -> str | None:
+    """A forward's destination as kept (None: off); InvalidValue naming the forward when it is
+    the user itself, reaches nothing, or is voicemail without a mailbox."""
+    if destination is None:
+        return None
+    if destination.strip() == VOICEMAIL_DESTINATION:
+        if session.get(Mailbox, user.id) is None:
+            raise InvalidValue(f"forward of {user.extension} ({kind.value}) to voicemail: {user.extension} "
+                               f"has no mailbox (pbx voicemail enable {user.extension} --pin PIN)")
+        return VOICEMAIL_DESTINATION
+    number = validate_extension(destination.strip())
+    if number == user.extension:
+        raise InvalidValue(f"forward of {user.extension} ({kind.value}): to itself")
+    _check_reachable(session, tenant, number, f"forward of {user.extension} ({kind.value})")
+    return number
 
 
 def _check_reachable(session: Session, tenant: Tenant, number: str, role: str) -> None:

@@ -1,23 +1,33 @@
-"""Users (extensions): list and search, add, change (permission, call limit, withheld number),
-delete, and the CSV
-import of many at once as a background job with a progress bar (`portal.user_import`)."""
+"""Users (extensions): list and search, add, change (permission, call limit, pickup group,
+withheld number), their call forwarding and do-not-disturb, delete, and the CSV import of many
+at once as a background job with a progress bar (`portal.user_import`)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Blueprint, abort, current_app, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 
 from pbx_services.cluster.dao import TenantDao, UserDao
+from pbx_services.cluster.forwarding import ForwardingInfo, ForwardingService, ForwardKind
 from pbx_services.cluster.models import User
+from pbx_services.cluster.models.forwarding import DEFAULT_NO_ANSWER_SECONDS
 from pbx_services.cluster.models.user import DEFAULT_PERMISSION, USER_PERMISSIONS
-from pbx_services.cluster.users import CSV_OPTIONAL_COLUMNS, CSV_REQUIRED_COLUMNS, UserService
+from pbx_services.cluster.users import (
+    CSV_OPTIONAL_COLUMNS,
+    CSV_REQUIRED_COLUMNS,
+    DEFAULT_PICKUP_GROUP,
+    UserService,
+)
 from pbx_services.cluster.validation import InvalidValue
 from pbx_services.portal.admin_views import (
+    FormInvalid,
     add_page,
     answer_not_found,
     api_errors,
+    attempt,
     delete_then_redirect,
     edit_page,
     form_bool,
@@ -30,7 +40,7 @@ from pbx_services.portal.admin_views import (
 )
 from pbx_services.portal.auth import audit, current_admin, is_api_request, scoped_domain, tenant_filter
 from pbx_services.portal.context import portal_context
-from pbx_services.portal.forms import FieldErrors
+from pbx_services.portal.forms import GENERAL, FieldErrors
 from pbx_services.portal.navigation import NavItem
 from pbx_services.portal.user_import import ImportProgress, UserImporter
 
@@ -38,7 +48,10 @@ blueprint = Blueprint("users", __name__)
 navigation = (NavItem("Users", "users.index", order=30),)
 answer_not_found(blueprint)
 
-FIELDS = ("extension", "password", "name", "email", "permission", "max_calls", "tenant")
+FIELDS = {"extension": "extension", "password": "password", "name": "name", "email": "email",
+          "permission": "permission", "max_calls": "max_calls", "pickup group": "pickup_group",
+          "tenant": "tenant"}
+FORWARDS = tuple(kind.value for kind in ForwardKind)
 PAGE_SIZE = 100
 IMPORTER_KEY = "pbx_user_importer"
 PERMISSIONS = [(permission.value, permission.value) for permission in USER_PERMISSIONS]
@@ -59,7 +72,8 @@ def _importer() -> UserImporter:
 def _as_json(user: User) -> dict[str, Any]:
     return {"extension": user.extension, "tenant": user.tenant.domain, "name": user.display_name,
             "email": user.email, "enabled": user.enabled, "permission": user.permission.value,
-            "max_calls": user.max_calls, "withhold_number": user.withhold_number}
+            "max_calls": user.max_calls, "pickup_group": user.pickup_group or DEFAULT_PICKUP_GROUP,
+            "withhold_number": user.withhold_number}
 
 
 def _search(tenant: str | None, text: str, limit: int, offset: int) -> tuple[int, list[User]]:
@@ -98,9 +112,54 @@ def _change(extension: str, tenant: str, form: Mapping[str, Any]) -> User:
     given = "withhold_number" in form or not is_api_request()
     withhold = form_bool(form, "withhold_number") if given else None
     user = _service().set_user(extension, tenant=tenant, permission=form_text(form, "permission"),
-                               max_calls=max_calls, withhold_number=withhold)
+                               max_calls=max_calls, pickup_group=form_text(form, "pickup_group"),
+                               withhold_number=withhold)
     audit("user.change", f"{user.extension}@{user.tenant.domain}", tenant_id=user.tenant_id)
     return user
+
+
+def _user_form(user: User) -> dict[str, str]:
+    return {"permission": user.permission.value, "max_calls": str(user.max_calls),
+            "pickup_group": user.pickup_group or DEFAULT_PICKUP_GROUP,
+            **({"withhold_number": "on"} if user.withhold_number else {})}
+
+
+def _forwarding() -> ForwardingService:
+    return portal_context().service(ForwardingService)
+
+
+def _forwarding_form(info: ForwardingInfo) -> dict[str, str]:
+    form = {kind: getattr(info, kind) or "" for kind in FORWARDS}
+    form["no_answer_seconds"] = str(info.no_answer_seconds)
+    if info.dnd:
+        form["dnd"] = "on"
+    return form
+
+
+def _set_forwarding(extension: str, tenant: str, form: Mapping[str, Any]) -> ForwardingInfo:
+    errors = FieldErrors()
+    seconds = form_int(form, "no_answer_seconds", errors, DEFAULT_NO_ANSWER_SECONDS)
+    raise_if(errors)
+    try:
+        info = _forwarding().set_forwarding(
+            extension, always=form_text(form, "always"), busy=form_text(form, "busy"),
+            no_answer=form_text(form, "no_answer"), no_answer_seconds=seconds,
+            unreachable=form_text(form, "unreachable"), dnd=form_bool(form, "dnd"), tenant_domain=tenant)
+    except FormInvalid:
+        raise
+    except InvalidValue as exc:
+        raise FormInvalid(FieldErrors({_forward_field(str(exc)): str(exc)})) from None
+    audit("user.forwarding", f"{extension}@{tenant}: {info.describe()}")
+    return info
+
+
+def _forward_field(message: str) -> str:
+    """The forwarding service names the forward first ("forward of 1001 (busy): 1999 reaches
+    nothing"): the field is its kind."""
+    for kind in FORWARDS:
+        if f"({kind})" in message.partition(":")[0]:
+            return kind
+    return "no_answer_seconds" if message.startswith("no answer seconds") else GENERAL
 
 
 def _get(extension: str, tenant: str) -> User:
@@ -155,12 +214,26 @@ def add() -> Any:
 def edit(tenant: str, extension: str) -> Any:
     domain = scoped_domain(tenant) or tenant
     user = _get(extension, domain)
-    current = {"permission": user.permission.value, "max_calls": str(user.max_calls),
-               **({"withhold_number": "on"} if user.withhold_number else {})}
-    return edit_page("users/edit.html", current=current,
+    return edit_page("users/edit.html", current=_user_form(user),
                      save=lambda: _change(extension, domain, request.form), fields=FIELDS,
                      done=f"user {extension}@{domain} changed", done_to=url_for("users.index", tenant=domain),
-                     user=user, domain=domain, permissions=PERMISSIONS)
+                     user=user, domain=domain, permissions=PERMISSIONS,
+                     forwarding=_forwarding_form(_forwarding().get(extension, tenant_domain=domain)),
+                     forwarding_errors=FieldErrors())
+
+
+@blueprint.route("/users/<tenant>/<extension>/forwarding", methods=["POST"])
+def forwarding(tenant: str, extension: str) -> Any:
+    """The user page's forwarding form: every forward and do-not-disturb saved at once."""
+    domain = scoped_domain(tenant) or tenant
+    user = _get(extension, domain)
+    saved, errors = attempt(lambda: _set_forwarding(extension, domain, request.form), FORWARDS)
+    if saved is None:
+        return render_template("users/edit.html", form=_user_form(user), errors=FieldErrors(), user=user,
+                               domain=domain, permissions=PERMISSIONS, forwarding=request.form,
+                               forwarding_errors=errors), 400
+    flash(f"forwarding of {extension}@{domain} saved: {saved.describe()}")
+    return redirect(url_for("users.edit", tenant=domain, extension=extension))
 
 
 @blueprint.route("/users/<tenant>/<extension>/delete", methods=["POST"])
@@ -251,6 +324,25 @@ def api_change(tenant: str, extension: str) -> Any:
     with api_errors(FIELDS):
         user = _change(extension, domain, json_body())
     return jsonify(_as_json(user))
+
+
+@blueprint.route("/api/v1/users/<tenant>/<extension>/forwarding")
+def api_forwarding(tenant: str, extension: str) -> Any:
+    """A user's call forwarding and do-not-disturb."""
+    domain = scoped_domain(tenant) or tenant
+    with api_errors():
+        info = _forwarding().get(extension, tenant_domain=domain)
+    return jsonify(dataclasses.asdict(info))
+
+
+@blueprint.route("/api/v1/users/<tenant>/<extension>/forwarding", methods=["PUT"])
+def api_set_forwarding(tenant: str, extension: str) -> Any:
+    """Set every forward of a user and its do-not-disturb at once: {"always"?, "busy"?, "no_answer"?,
+    "no_answer_seconds"?, "unreachable"?, "dnd"?}; a destination absent or null is off."""
+    domain = scoped_domain(tenant) or tenant
+    with api_errors():
+        info = _set_forwarding(extension, domain, json_body())
+    return jsonify(dataclasses.asdict(info))
 
 
 @blueprint.route("/api/v1/users/<tenant>/<extension>", methods=["DELETE"])

@@ -133,6 +133,54 @@ def test_a_users_number_withheld_through_the_form_and_the_api(logged_in: Any) ->
     assert client.get(api).get_json()["max_calls"] == 3
 
 
+def test_a_users_pickup_group_and_forwarding_through_its_page_and_the_api(logged_in: Any) -> None:
+    client, csrf = logged_in("root")
+    headers = {"X-CSRF-Token": csrf}
+    for extension in ("1001", "1002"):
+        reply = post(client, csrf, "/users", tenant=TENANT_A, extension=extension, password="secret1")
+        assert reply.status_code == 302
+    page = f"/users/{TENANT_A}/1001"
+    reply = post(client, csrf, page, permission="national", max_calls="0", pickup_group="sales")
+    assert reply.status_code == 302
+    assert client.get(f"/api/v1/users/{TENANT_A}/1001").get_json()["pickup_group"] == "sales"
+    reply = post(client, csrf, page, permission="national", max_calls="0", pickup_group="a b")
+    assert field_error(reply.get_data(as_text=True), "pickup_group").startswith("pickup group 'a b': 1 to 64")
+
+    forwarding = f"{page}/forwarding"
+    assert post(client, csrf, forwarding, always="1002", no_answer_seconds="20").status_code == 302
+    # One forward refused: none of the form is saved, and the error is next to its field.
+    for values, field, message in (
+            ({"busy": "1999"}, "busy",
+             f"forward of 1001 (busy): 1999 reaches nothing in {TENANT_A} (no extension, menu, queue or "
+             "room has it, and no outbound route takes it)"),
+            ({"no_answer": "voicemail"}, "no_answer",
+             "forward of 1001 (no_answer) to voicemail: 1001 has no mailbox "
+             "(pbx voicemail enable 1001 --pin PIN)"),
+            ({"unreachable": "1001"}, "unreachable", "forward of 1001 (unreachable): to itself"),
+            ({"no_answer_seconds": "2"}, "no_answer_seconds",
+             "no answer seconds 2 is out of range: 5 to 300 s")):
+        reply = post(client, csrf, forwarding, **{"always": "", "no_answer_seconds": "20", **values})
+        assert reply.status_code == 400, values
+        assert field_error(reply.get_data(as_text=True), field) == message, values
+    assert client.get(f"{page.replace('/users', '/api/v1/users')}/forwarding").get_json()["always"] == "1002"
+    reply = post(client, csrf, forwarding, busy="1002", no_answer="1002", no_answer_seconds="15", dnd="on")
+    assert reply.status_code == 302
+    assert "busy -&gt; 1002, no answer -&gt; 1002 after 15 s, do not disturb" in \
+        client.get(reply.location).get_data(as_text=True)
+    api = f"/api/v1/users/{TENANT_A}/1001/forwarding"
+    assert client.get(api).get_json() == {"extension": "1001", "tenant_domain": TENANT_A, "always": None,
+                                          "busy": "1002", "no_answer": "1002", "no_answer_seconds": 15,
+                                          "unreachable": None, "dnd": True}
+    reply = client.put(api, json={"unreachable": "1002", "dnd": False}, headers=headers)
+    changed = reply.get_json()
+    assert (changed["unreachable"], changed["busy"], changed["dnd"]) == ("1002", None, False)
+    reply = client.put(api, json={"no_answer_seconds": "x"}, headers=headers)
+    assert (reply.status_code, reply.get_json()["field"]) == (400, "no_answer_seconds")
+    bob, bob_csrf = logged_in("bob")
+    assert bob.get(api).status_code == 403
+    assert bob.put(api, json={"always": "1002"}, headers={"X-CSRF-Token": bob_csrf}).status_code == 403
+
+
 def test_a_wrong_user_value_is_shown_next_to_its_field(logged_in: Any) -> None:
     client, csrf = logged_in("root")
     for values, field, message in (
