@@ -3,7 +3,8 @@
 - The tenant a request works on: `request_tenant()` reads `tenant` from the query, the form or
   the JSON body and passes it through `auth.scoped_domain` (a tenant administrator gets its own,
   403 for another's); None means the default tenant, as in the CLI.
-- Form values: `form_int`, `form_bool`, `form_text` read a posted form or a JSON body alike;
+- Form values: `form_int`, `form_bool`, `form_text`, `form_list` read a posted form or a JSON
+  body alike;
   errors go into a `FieldErrors`, raised as `FormInvalid` by `raise_if` (`form_bool` raises
   at once: only an API client can send a box something other than on or off).
 - A service's refusal: a page runs the operation through `attempt` (the errors to show next to
@@ -89,6 +90,14 @@ def form_bool(form: Mapping[str, Any], name: str, default: bool = False) -> bool
         return parse_flag(name.replace("_", " "), str(raw))
     except InvalidValue as exc:
         raise FormInvalid(FieldErrors({name: str(exc)})) from None
+
+
+def form_list(form: Mapping[str, Any], name: str) -> list[str]:
+    """A list: a JSON list, or a form's text separated by commas, spaces or new lines."""
+    value = form.get(name)
+    if isinstance(value, list):
+        return [str(item).strip() for item in value if str(item).strip()]
+    return [part for part in str(value or "").replace(",", " ").split() if part]
 
 
 def form_text(form: Mapping[str, Any], name: str) -> str | None:

@@ -36,6 +36,7 @@ from pbx_services.portal.admin_views import (
     edit_page,
     form_bool,
     form_int,
+    form_list,
     form_text,
     json_body,
     raise_if,
@@ -100,14 +101,6 @@ def _one(items: list[Any], key: str, value: str, what: str) -> Any:
         if getattr(item, key) == value:
             return item
     abort(404, description=f"no {what} {value}")
-
-
-def _list(form: Mapping[str, Any], name: str) -> list[str]:
-    """A list field: a JSON list, or text separated by commas, spaces or new lines."""
-    value = form.get(name)
-    if isinstance(value, list):
-        return [str(item).strip() for item in value if str(item).strip()]
-    return [part for part in str(value or "").replace(",", " ").split() if part]
 
 
 # -- trunks -----------------------------------------------------------------------------------------
@@ -239,7 +232,7 @@ def _save_route(form: Mapping[str, Any], tenant: str | None, *, name: str | None
     raise_if(errors)
     route = _routes().add_route(
         name or form_text(form, "name") or "", pattern=form_text(form, "pattern") or "",
-        trunks=_list(form, "trunks"), prepend=form_text(form, "prepend") or "",
+        trunks=form_list(form, "trunks"), prepend=form_text(form, "prepend") or "",
         permission=form_text(form, "permission") or PermissionClass.NATIONAL.value, tenant_domain=tenant,
         replace=name is not None, **numbers)
     audit("route.change" if name else "route.add", f"{route.name}@{route.tenant_domain}")
@@ -335,7 +328,7 @@ def api_delete_route(name: str) -> Any:
 
 def _holidays(form: Mapping[str, Any], errors: FieldErrors) -> list[date]:
     days = []
-    for text in _list(form, "holidays"):
+    for text in form_list(form, "holidays"):
         try:
             days.append(date.fromisoformat(text))
         except ValueError:

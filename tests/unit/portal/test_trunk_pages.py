@@ -1,6 +1,6 @@
-"""The trunks, routes and DIDs pages and their API: through the form (errors next to their
-fields, 400), through /api/v1, a trunk's password kept when a change gives none, and a tenant
-administrator kept to its own tenant. No Call Manager answers here: the states say so."""
+"""The trunks, routes, DIDs and ring groups pages and their API: through the form (errors next
+to their fields, 400), through /api/v1, a trunk's password kept when a change gives none, and a
+tenant administrator kept to its own tenant. No Call Manager answers here: the states say so."""
 
 from __future__ import annotations
 
@@ -129,3 +129,36 @@ def test_a_tenant_administrator_manages_only_its_own_trunks(logged_in: LoggedIn)
     assert 'data-trunk="provider"' not in alice.get("/trunks").get_data(as_text=True)  # its own: none
     assert post(alice, csrf, "/trunks", **TRUNK).status_code == 302
     assert [t["tenant_domain"] for t in alice.get("/api/v1/trunks").get_json()["trunks"]] == [TENANT_A]
+
+
+def test_a_ring_group_through_the_form_and_the_api(logged_in: LoggedIn) -> None:
+    client, csrf = logged_in("alice")  # a tenant administrator, in its own tenant
+    headers = {"X-CSRF-Token": csrf}
+    for extension in ("1001", "1002"):
+        assert client.post("/api/v1/users", json={"extension": extension, "password": "secret1"},
+                           headers=headers).status_code == 201
+    reply = post(client, csrf, "/ring-groups", number="600", members="1001, 1002", strategy="sequential",
+                 ring_seconds="15", final_destination="1001", name="Sales")
+    assert reply.status_code == 302, reply.get_data(as_text=True)
+    assert 'data-group="600"' in client.get("/ring-groups").get_data(as_text=True)
+    for values, field, message in (
+            ({"members": "1001, 1999"}, "members", f"ring group 601: member 1999 is no user of {TENANT_A}"),
+            ({"members": ""}, "members", "ring group 601: no member"),
+            ({"ring_seconds": "1"}, "ring_seconds",
+             "ring group 601: ring seconds 1 is out of range: 5 to 300 s"),
+            ({"strategy": "random"}, "strategy",
+             "ring group 601: unknown strategy 'random': simultaneous or sequential"),
+            ({"final_destination": "1999"}, "final_destination",
+             f"final destination: extension 1999 does not exist in {TENANT_A}")):
+        reply = post(client, csrf, "/ring-groups", **{"number": "601", "members": "1001", **values})
+        assert reply.status_code == 400, values
+        assert field_error(reply.get_data(as_text=True), field) == message, values
+    assert post(client, csrf, "/ring-groups/600", members="1002", strategy="simultaneous",
+                ring_seconds="20").status_code == 302
+    [group] = client.get("/api/v1/ring-groups").get_json()["ring_groups"]
+    assert (group["members"], group["strategy"], group["final_destination"], group["tenant_domain"]) == (
+        ["1002"], "simultaneous", None, TENANT_A)
+    reply = client.put("/api/v1/ring-groups/600", json={"members": ["1001", "1002"]}, headers=headers)
+    assert reply.get_json()["members"] == ["1001", "1002"]
+    assert client.get(f"/api/v1/ring-groups?tenant={TENANT_B}").status_code == 403
+    assert client.delete("/api/v1/ring-groups/600", headers=headers).get_json() == {"deleted": "600"}
