@@ -129,7 +129,10 @@ def _destination(session: Session, tenant: Tenant, user: User, kind: ForwardKind
             raise InvalidValue(f"forward of {user.extension} ({kind.value}) to voicemail: {user.extension} "
                                f"has no mailbox (pbx voicemail enable {user.extension} --pin PIN)")
         return VOICEMAIL_DESTINATION
-    number = validate_extension(destination.strip())
+    try:
+        number = validate_extension(destination.strip())
+    except InvalidValue as exc:
+        raise InvalidValue(f"forward of {user.extension} ({kind.value}): {exc}") from None
     if number == user.extension:
         raise InvalidValue(f"forward of {user.extension} ({kind.value}): to itself")
     _check_reachable(session, tenant, number, f"forward of {user.extension} ({kind.value})")

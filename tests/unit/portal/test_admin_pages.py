@@ -157,6 +157,9 @@ def test_a_users_pickup_group_and_forwarding_through_its_page_and_the_api(logged
              "forward of 1001 (no_answer) to voicemail: 1001 has no mailbox "
              "(pbx voicemail enable 1001 --pin PIN)"),
             ({"unreachable": "1001"}, "unreachable", "forward of 1001 (unreachable): to itself"),
+            ({"always": "10 02"}, "always",
+             "forward of 1001 (always): extension '10 02' may only contain letters, digits, '.', '_' "
+             "and '-'"),
             ({"no_answer_seconds": "2"}, "no_answer_seconds",
              "no answer seconds 2 is out of range: 5 to 300 s")):
         reply = post(client, csrf, forwarding, **{"always": "", "no_answer_seconds": "20", **values})
