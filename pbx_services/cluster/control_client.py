@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..runtime.control import API_PREFIX, ControlReply, control_token
+from .config import PbxConfig
 from .servers import ServerEntry
 
 TIMEOUT = 3.0
@@ -20,6 +21,10 @@ TIMEOUT = 3.0
 
 class ControlUnreachable(Exception):
     """The server's HTTP endpoint did not answer, or not as a control API does."""
+
+
+class CallManagerUnavailable(Exception):
+    """The Call Manager did not answer, or not with what was asked; the message says why."""
 
 
 class NotOnAnyServer(Exception):
@@ -69,3 +74,20 @@ def locate(servers: Sequence[ServerEntry], secret: str,
         if reply.status != 404:
             unreachable.append(f"{server.name}: {reply.body.get('error', reply.status)}")
     raise NotOnAnyServer("; ".join(unreachable))
+
+
+def ask_call_manager(config: PbxConfig, path: Sequence[str],
+                     body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """GET `path` of the control API of this host's Call Manager (the `http` section: behind the
+    VIP, the one carrying the calls); its JSON, or CallManagerUnavailable saying why not."""
+    if config.auth is None:
+        raise CallManagerUnavailable("no auth.secret in the configuration: the control API cannot be asked")
+    try:
+        reply = control_request(str(config.http.host), config.http.port,
+                                config.auth.secret.get_secret_value(), "GET", path, body)
+    except ControlUnreachable as exc:
+        raise CallManagerUnavailable(f"the Call Manager does not answer: {exc}") from None
+    if reply.status != 200:
+        raise CallManagerUnavailable(f"the Call Manager answered {reply.status}: "
+                                     f"{reply.body.get('error', '')}")
+    return reply.body

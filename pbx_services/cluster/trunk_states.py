@@ -8,7 +8,7 @@ one carrying the calls; each of its workers' reports is merged there.
 from typing import Any
 
 from pbx_services.cluster.config import PbxConfig
-from pbx_services.cluster.control_client import ControlUnreachable, control_request
+from pbx_services.cluster.control_client import CallManagerUnavailable, ask_call_manager
 from pbx_services.cluster.models import NumberFormat
 from pbx_services.cluster.trunks import TrunkInfo
 
@@ -20,17 +20,12 @@ UNKNOWN = "unknown (no Call Manager reports it)"
 def reported_states(config: PbxConfig) -> tuple[TrunkStates, TrunkStates, str | None]:
     """The registrations and the probes the Call Manager reports, and None; or nothing and why
     (it does not answer)."""
-    if config.auth is None:
-        return {}, {}, "no auth.secret in the configuration: the Call Manager cannot be asked"
     try:
-        reply = control_request(str(config.http.host), config.http.port,
-                                config.auth.secret.get_secret_value(), "GET", ["trunks"])
-    except ControlUnreachable as exc:
-        return {}, {}, f"the Call Manager's registrations and probes are unknown: {exc}"
-    if reply.status != 200:
-        return {}, {}, f"the Call Manager answered {reply.status}: {reply.body.get('error', '')}"
-    return ({(entry["tenant"], entry["name"]): entry for entry in reply.body.get("trunks", [])},
-            {(entry["tenant"], entry["name"]): entry for entry in reply.body.get("probes", [])}, None)
+        reported = ask_call_manager(config, ["trunks"])
+    except CallManagerUnavailable as exc:
+        return {}, {}, f"the trunks' registrations and probes are unknown: {exc}"
+    return ({(entry["tenant"], entry["name"]): entry for entry in reported.get("trunks", [])},
+            {(entry["tenant"], entry["name"]): entry for entry in reported.get("probes", [])}, None)
 
 
 TrunkRow = tuple[TrunkInfo, str, str]

@@ -55,6 +55,20 @@ def request_tenant(body: Mapping[str, Any] | None = None) -> str | None:
     return scoped_domain(requested or None)
 
 
+def tenant_or_default(tenant: str | None) -> str:
+    """The domain a request's tenant names: the default tenant's when it names none."""
+    return tenant or portal_context().config.callmanager.default_domain
+
+
+def found_or_404(items: Iterable[T], key: str, value: str, what: str) -> T:
+    """The item of `items` whose `key` is `value` (a tenant's menu, trunk, group...); 404 naming
+    `what` when there is none."""
+    for item in items:
+        if getattr(item, key) == value:
+            return item
+    abort(404, description=f"no {what} {value}")
+
+
 def tenant_choices() -> list[str]:
     """The tenants the administrator may pick in a form: every domain, or its own."""
     admin = current_admin()

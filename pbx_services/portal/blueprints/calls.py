@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Blueprint, abort, jsonify, render_template, request
 
-from pbx_services.cluster.control_client import ControlUnreachable, control_request
+from pbx_services.cluster.control_client import CallManagerUnavailable, ask_call_manager
 from pbx_services.cluster.dao import TenantDao, UserDao
 from pbx_services.portal.admin_views import (
     answer_not_found,
@@ -34,23 +34,8 @@ answer_not_found(blueprint)
 PAGE_SIZE = 100
 
 
-class CallManagerUnavailable(Exception):
-    """The Call Manager did not answer, or not with what was asked; the message says why."""
-
-
 def _ask(path: list[str], body: dict[str, Any] | None = None) -> dict[str, Any]:
-    config = portal_context().config
-    if config.auth is None:
-        raise CallManagerUnavailable("no auth.secret in the configuration: the control API cannot be asked")
-    try:
-        reply = control_request(str(config.http.host), config.http.port,
-                                config.auth.secret.get_secret_value(), "GET", path, body)
-    except ControlUnreachable as exc:
-        raise CallManagerUnavailable(f"the Call Manager does not answer: {exc}") from None
-    if reply.status != 200:
-        raise CallManagerUnavailable(f"the Call Manager answered {reply.status}: "
-                                     f"{reply.body.get('error', '')}")
-    return reply.body
+    return ask_call_manager(portal_context().config, path, body)
 
 
 def live_calls() -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, flash, jsonify, redirect, render_template, request, url_for
 
 from pbx_services.cluster.audio_import import import_wav
 from pbx_services.cluster.ivr import IvrMenuInfo, IvrService
@@ -23,10 +23,12 @@ from pbx_services.portal.admin_views import (
     form_bool,
     form_int,
     form_text,
+    found_or_404,
     json_body,
     raise_if,
     request_tenant,
     tenant_choices,
+    tenant_or_default,
 )
 from pbx_services.portal.auth import audit
 from pbx_services.portal.context import portal_context
@@ -95,15 +97,12 @@ def _save_menu(form: Mapping[str, Any], tenant: str | None, *, number: str | Non
 
 
 def _menu(number: str, tenant: str | None) -> IvrMenuInfo:
-    for menu in _menus().list_menus(tenant):
-        if menu.number == number:
-            return menu
-    abort(404, description=f"no IVR menu {number}")
+    return found_or_404(_menus().list_menus(tenant), "number", number, "IVR menu")
 
 
 def _delete_menu(number: str, tenant: str | None) -> None:
     _menus().delete_menu(number, tenant)
-    audit("ivr.delete", f"{number}@{tenant or portal_context().config.callmanager.default_domain}")
+    audit("ivr.delete", f"{number}@{tenant_or_default(tenant)}")
 
 
 def _add_prompt(name: str, *, tenant: str | None, wav: tuple[bytes, str] | None = None,
@@ -117,14 +116,14 @@ def _add_prompt(name: str, *, tenant: str | None, wav: tuple[bytes, str] | None 
         prompt = _prompts().say(text, name, tenant_domain=tenant, voice=voice, replace=replace)
     else:
         raise InvalidValue("file: choose a WAV file, or give a text to say")
-    audit("prompt.add", f"{prompt.name}@{tenant or portal_context().config.callmanager.default_domain}",
+    audit("prompt.add", f"{prompt.name}@{tenant_or_default(tenant)}",
           prompt.source)
     return prompt
 
 
 def _delete_prompt(name: str, tenant: str | None) -> None:
     _prompts().delete(name, tenant)
-    audit("prompt.delete", f"{name}@{tenant or portal_context().config.callmanager.default_domain}")
+    audit("prompt.delete", f"{name}@{tenant_or_default(tenant)}")
 
 
 def _form_of(menu: IvrMenuInfo) -> dict[str, str]:

@@ -22,6 +22,7 @@ from pbx_services.portal.admin_views import (
     raise_if,
     request_tenant,
     tenant_choices,
+    tenant_or_default,
 )
 from pbx_services.portal.auth import audit
 from pbx_services.portal.context import portal_context
@@ -62,7 +63,7 @@ def _save(form: Mapping[str, Any], tenant: str | None, *, number: str | None = N
 
 def _delete(number: str, tenant: str | None) -> None:
     _service().delete_room(number, tenant)
-    audit("meeting.delete", f"{number}@{tenant or portal_context().config.callmanager.default_domain}")
+    audit("meeting.delete", f"{number}@{tenant_or_default(tenant)}")
 
 
 def _form_of(room: MeetingRoomInfo) -> dict[str, str]:

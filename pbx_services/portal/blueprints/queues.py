@@ -24,6 +24,7 @@ from pbx_services.portal.admin_views import (
     raise_if,
     request_tenant,
     tenant_choices,
+    tenant_or_default,
 )
 from pbx_services.portal.auth import audit
 from pbx_services.portal.context import portal_context
@@ -97,7 +98,7 @@ def _text(form: Mapping[str, Any], name: str) -> str:
 
 def _delete(number: str, tenant: str | None) -> None:
     _service().delete_queue(number, tenant)
-    audit("queue.delete", f"{number}@{tenant or portal_context().config.callmanager.default_domain}")
+    audit("queue.delete", f"{number}@{tenant_or_default(tenant)}")
 
 
 def _agent(number: str, extension: str, action: str, tenant: str | None,

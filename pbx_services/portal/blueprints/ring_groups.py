@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Blueprint, abort, jsonify, render_template, request, url_for
+from flask import Blueprint, jsonify, render_template, request, url_for
 
 from pbx_services.cluster.ring_groups import RingGroupInfo, RingGroupService, RingStrategy
 from pbx_services.portal.admin_views import (
@@ -19,10 +19,12 @@ from pbx_services.portal.admin_views import (
     form_int,
     form_list,
     form_text,
+    found_or_404,
     json_body,
     raise_if,
     request_tenant,
     tenant_choices,
+    tenant_or_default,
 )
 from pbx_services.portal.auth import audit
 from pbx_services.portal.context import portal_context
@@ -60,14 +62,11 @@ def _save(form: Mapping[str, Any], tenant: str | None, *, number: str | None = N
 
 def _delete(number: str, tenant: str | None) -> None:
     _service().delete_group(number, tenant)
-    audit("ring_group.delete", f"{number}@{tenant or portal_context().config.callmanager.default_domain}")
+    audit("ring_group.delete", f"{number}@{tenant_or_default(tenant)}")
 
 
 def _group(number: str, tenant: str | None) -> RingGroupInfo:
-    for group in _service().list_groups(tenant):
-        if group.number == number:
-            return group
-    abort(404, description=f"no ring group {number}")
+    return found_or_404(_service().list_groups(tenant), "number", number, "ring group")
 
 
 def _form_of(group: RingGroupInfo) -> dict[str, str]:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
-from flask import Blueprint, abort, jsonify, render_template, request, url_for
+from flask import Blueprint, jsonify, render_template, request, url_for
 
 from pbx_services.cluster.dids import DEFAULT_TIMEZONE, DidInfo, DidService
 from pbx_services.cluster.models import NumberFormat, PermissionClass, TrunkTransport
@@ -38,10 +38,12 @@ from pbx_services.portal.admin_views import (
     form_int,
     form_list,
     form_text,
+    found_or_404,
     json_body,
     raise_if,
     request_tenant,
     tenant_choices,
+    tenant_or_default,
 )
 from pbx_services.portal.auth import audit
 from pbx_services.portal.context import portal_context
@@ -92,17 +94,6 @@ def _dids() -> DidService:
     return portal_context().service(DidService)
 
 
-def _domain(tenant: str | None) -> str:
-    return tenant or portal_context().config.callmanager.default_domain
-
-
-def _one(items: list[Any], key: str, value: str, what: str) -> Any:
-    for item in items:
-        if getattr(item, key) == value:
-            return item
-    abort(404, description=f"no {what} {value}")
-
-
 # -- trunks -----------------------------------------------------------------------------------------
 
 def _save_trunk(form: Mapping[str, Any], tenant: str | None, *, name: str | None = None) -> TrunkInfo:
@@ -127,7 +118,7 @@ def _save_trunk(form: Mapping[str, Any], tenant: str | None, *, name: str | None
 
 def _delete_trunk(name: str, tenant: str | None) -> None:
     _trunks().delete_trunk(name, tenant)
-    audit("trunk.delete", f"{name}@{_domain(tenant)}")
+    audit("trunk.delete", f"{name}@{tenant_or_default(tenant)}")
 
 
 def _trunk_form(trunk: TrunkInfo) -> dict[str, str]:
@@ -151,7 +142,8 @@ def _render_trunks(form: Mapping[str, Any], errors: FieldErrors) -> Any:
     rows, problem = _trunk_rows(tenant)
     return render_template("trunks/index.html", trunks=rows, problem=problem, tenant=tenant,
                            tenant_options=[(d, d) for d in tenant_choices()], transports=TRANSPORTS,
-                           formats=FORMATS, default_domain=_domain(None), form=form, errors=errors)
+                           formats=FORMATS, default_domain=portal_context().config.callmanager.default_domain,
+                           form=form, errors=errors)
 
 
 @blueprint.route("/trunks")
@@ -169,7 +161,7 @@ def add() -> Any:
 @blueprint.route("/trunks/<name>", methods=["GET", "POST"])
 def edit(name: str) -> Any:
     tenant = request_tenant()
-    trunk = _one(_trunks().list_trunks(tenant), "name", name, "trunk")
+    trunk = found_or_404(_trunks().list_trunks(tenant), "name", name, "trunk")
     return edit_page("trunks/edit.html", current=_trunk_form(trunk),
                      save=lambda: _save_trunk(request.form, tenant, name=name), fields=TRUNK_FIELDS,
                      done=f"trunk {name} changed", done_to=url_for("trunks.index", tenant=tenant),
@@ -211,7 +203,7 @@ def api_replace(name: str) -> Any:
     body = json_body()
     with api_errors(TRUNK_FIELDS):
         tenant = request_tenant(body)
-        _one(_trunks().list_trunks(tenant), "name", name, "trunk")
+        found_or_404(_trunks().list_trunks(tenant), "name", name, "trunk")
         trunk = _save_trunk({"enabled": True, **body}, tenant, name=name)
     return jsonify(dataclasses.asdict(trunk))
 
@@ -241,7 +233,7 @@ def _save_route(form: Mapping[str, Any], tenant: str | None, *, name: str | None
 
 def _delete_route(name: str, tenant: str | None) -> None:
     _routes().delete_route(name, tenant)
-    audit("route.delete", f"{name}@{_domain(tenant)}")
+    audit("route.delete", f"{name}@{tenant_or_default(tenant)}")
 
 
 def _route_form(route: RouteInfo) -> dict[str, str]:
@@ -254,7 +246,8 @@ def _render_routes(form: Mapping[str, Any], errors: FieldErrors) -> Any:
     tenant = request_tenant()
     return render_template("trunks/routes.html", routes=_routes().list_routes(tenant), tenant=tenant,
                            tenant_options=[(d, d) for d in tenant_choices()], permissions=PERMISSIONS,
-                           default_domain=_domain(None), form=form, errors=errors)
+                           default_domain=portal_context().config.callmanager.default_domain, form=form,
+                           errors=errors)
 
 
 @blueprint.route("/routes")
@@ -272,7 +265,7 @@ def add_route() -> Any:
 @blueprint.route("/routes/<name>", methods=["GET", "POST"])
 def edit_route(name: str) -> Any:
     tenant = request_tenant()
-    route = _one(_routes().list_routes(tenant), "name", name, "route")
+    route = found_or_404(_routes().list_routes(tenant), "name", name, "route")
     return edit_page("trunks/route.html", current=_route_form(route),
                      save=lambda: _save_route(request.form, tenant, name=name), fields=ROUTE_FIELDS,
                      done=f"route {name} changed", done_to=url_for("trunks.routes", tenant=tenant),
@@ -311,7 +304,7 @@ def api_replace_route(name: str) -> Any:
     body = json_body()
     with api_errors(ROUTE_FIELDS):
         tenant = request_tenant(body)
-        _one(_routes().list_routes(tenant), "name", name, "route")
+        found_or_404(_routes().list_routes(tenant), "name", name, "route")
         route = _save_route(body, tenant, name=name)
     return jsonify(dataclasses.asdict(route))
 
@@ -369,7 +362,7 @@ def _did_field(message: str) -> str:
 
 def _delete_did(number: str, tenant: str | None) -> None:
     _dids().delete_did(number, tenant)
-    audit("did.delete", f"{number}@{_domain(tenant)}")
+    audit("did.delete", f"{number}@{tenant_or_default(tenant)}")
 
 
 def _did_form(did: DidInfo) -> dict[str, str]:
@@ -381,8 +374,9 @@ def _did_form(did: DidInfo) -> dict[str, str]:
 def _render_dids(form: Mapping[str, Any], errors: FieldErrors) -> Any:
     tenant = request_tenant()
     return render_template("trunks/dids.html", dids=_dids().list_dids(tenant), tenant=tenant,
-                           tenant_options=[(d, d) for d in tenant_choices()], default_domain=_domain(None),
-                           form=form, errors=errors)
+                           tenant_options=[(d, d) for d in tenant_choices()],
+                           default_domain=portal_context().config.callmanager.default_domain, form=form,
+                           errors=errors)
 
 
 @blueprint.route("/dids")
@@ -400,7 +394,7 @@ def add_did() -> Any:
 @blueprint.route("/dids/<number>", methods=["GET", "POST"])
 def edit_did(number: str) -> Any:
     tenant = request_tenant()
-    did = _one(_dids().list_dids(tenant), "number", number, "DID")
+    did = found_or_404(_dids().list_dids(tenant), "number", number, "DID")
     return edit_page("trunks/did.html", current=_did_form(did),
                      save=lambda: _save_did(request.form, tenant, number=number), fields=DID_FIELDS,
                      done=f"DID {number} changed", done_to=url_for("trunks.dids", tenant=tenant),
@@ -443,7 +437,7 @@ def api_replace_did(number: str) -> Any:
     body = json_body()
     with api_errors(DID_FIELDS):
         tenant = request_tenant(body)
-        _one(_dids().list_dids(tenant), "number", number, "DID")
+        found_or_404(_dids().list_dids(tenant), "number", number, "DID")
         did = _save_did(body, tenant, number=number)
     return jsonify(_did_json(did))
 

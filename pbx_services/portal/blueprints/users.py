@@ -37,6 +37,7 @@ from pbx_services.portal.admin_views import (
     raise_if,
     request_tenant,
     tenant_choices,
+    tenant_or_default,
 )
 from pbx_services.portal.auth import audit, current_admin, is_api_request, scoped_domain, tenant_filter
 from pbx_services.portal.context import portal_context
@@ -198,7 +199,7 @@ def _render_index(form: Mapping[str, Any], errors: FieldErrors) -> Any:
 
 @blueprint.route("/users")
 def index() -> Any:
-    tenant = request_tenant() or portal_context().config.callmanager.default_domain
+    tenant = tenant_or_default(request_tenant())
     return _render_index({"tenant": tenant, "permission": DEFAULT_PERMISSION.value}, FieldErrors())
 
 
